@@ -1,0 +1,4 @@
+import streamlit as st
+
+st.title("attributions")
+st.info("Under construction.")

@@ -1,0 +1,4 @@
+import streamlit as st
+
+st.title("embeddings")
+st.info("Under construction.")

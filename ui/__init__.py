@@ -1,0 +1,64 @@
+"""Streamlit glue shared by the pages: the device picker and the shared model cache.
+
+Computation stays in ``vizlib``; this package only holds what needs Streamlit.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import streamlit as st
+import torch
+
+import vizlib
+
+DEVICE_KEY = "app.device"
+
+__all__ = ["DEVICE_KEY", "cached_model", "current_device", "sidebar_device"]
+
+
+def sidebar_device() -> torch.device:
+    """Draw the compute-device picker in the sidebar and return the chosen device."""
+    options = vizlib.available_devices()
+    try:
+        default = str(vizlib.default_device())
+    except ValueError as err:  # VIZLIB_DEVICE names a device this machine lacks
+        st.sidebar.warning(f"{err} Using the CPU instead.")
+        default = "cpu"
+    if default == "cuda":
+        default = "cuda:0"
+    index = options.index(default) if default in options else len(options) - 1
+    choice = st.sidebar.selectbox(
+        "Compute device",
+        options,
+        index=index,
+        key=DEVICE_KEY,
+        help="Where vizlib runs its tensor work. Defaults to the GPU when one is present; "
+        "the environment variable VIZLIB_DEVICE sets the default.",
+    )
+    st.sidebar.caption(f"Running on **{vizlib.describe_device(choice)}**")
+    return torch.device(choice)
+
+
+def current_device() -> torch.device:
+    """Return the device picked in the sidebar, or vizlib's default when no picker ran."""
+    choice = st.session_state.get(DEVICE_KEY)
+    if choice:
+        return torch.device(choice)
+    try:
+        return vizlib.default_device()
+    except ValueError:
+        return torch.device("cpu")
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading model…")
+def cached_model(name: str, device: str) -> tuple[torch.nn.Module, dict, threading.Lock]:
+    """Return (model in eval mode, metadata, lock) shared by every session; never mutate it.
+
+    Take the lock around anything that registers hooks on the shared model.
+    """
+    from vizlib import zoo
+
+    model, meta = zoo.load_model(name, device=device)
+    model.requires_grad_(False)
+    return model, meta, threading.Lock()
