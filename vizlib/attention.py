@@ -1,0 +1,3 @@
+"""vizlib.attention."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""vizlib.attribution."""
+
+__all__: list[str] = []

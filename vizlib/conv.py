@@ -1,0 +1,3 @@
+"""vizlib.conv."""
+
+__all__: list[str] = []

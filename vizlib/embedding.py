@@ -1,0 +1,3 @@
+"""vizlib.embedding."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""vizlib.features."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""vizlib.filters."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""vizlib.kernels."""
+
+__all__: list[str] = []

@@ -1,0 +1,23 @@
+"""Figures: functions that take arrays and return a plotly ``go.Figure``; pages only place them."""
+
+from .attribution import *  # noqa: F403
+from .attribution import __all__ as _attribution_all
+from .conv import *  # noqa: F403
+from .conv import __all__ as _conv_all
+from .embedding import *  # noqa: F403
+from .embedding import __all__ as _embedding_all
+from .filters import *  # noqa: F403
+from .filters import __all__ as _filters_all
+from .models import *  # noqa: F403
+from .models import __all__ as _models_all
+from .vit import *  # noqa: F403
+from .vit import __all__ as _vit_all
+
+__all__ = [
+    *_attribution_all,
+    *_conv_all,
+    *_embedding_all,
+    *_filters_all,
+    *_models_all,
+    *_vit_all,
+]

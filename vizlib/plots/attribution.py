@@ -1,0 +1,3 @@
+"""Figures for the attribution pages."""
+
+__all__: list[str] = []

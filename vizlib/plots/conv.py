@@ -1,0 +1,3 @@
+"""Figures for the conv pages."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Figures for the embedding pages."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Figures for the filters pages."""
+
+__all__: list[str] = []

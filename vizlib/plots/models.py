@@ -1,0 +1,3 @@
+"""Figures for the models pages."""
+
+__all__: list[str] = []

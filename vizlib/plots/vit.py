@@ -1,0 +1,3 @@
+"""Figures for the vit pages."""
+
+__all__: list[str] = []

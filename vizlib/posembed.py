@@ -1,0 +1,3 @@
+"""vizlib.posembed."""
+
+__all__: list[str] = []

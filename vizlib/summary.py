@@ -1,0 +1,3 @@
+"""vizlib.summary."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""vizlib.train."""
+
+__all__: list[str] = []

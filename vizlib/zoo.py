@@ -1,0 +1,3 @@
+"""vizlib.zoo."""
+
+__all__: list[str] = []
