@@ -1,3 +1,302 @@
-"""Datasets prepared as the models expect: bundled digits, and torchvision datasets already on disk."""
+"""Datasets prepared as the models expect: bundled digits, and torchvision datasets already on disk.
 
-__all__: list[str] = []
+Nothing is downloaded here. ``"digits"`` (scikit-learn's bundled 8x8 digits) always works offline;
+MNIST, FashionMNIST, CIFAR10 and ImageFolder trees are read only when their files already sit under
+the folder named by the ``VIZLIB_DATA`` environment variable (or the ``root`` argument).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "DIGITS_MEAN",
+    "DIGITS_STD",
+    "available_datasets",
+    "dataset_normalization",
+    "denormalize",
+    "load_dataset",
+    "prepare_image",
+]
+
+DATA_ENV_VAR = "VIZLIB_DATA"
+DIGITS_TEST_FRACTION = 0.25
+DIGITS_SPLIT_SEED = 0
+# Pixel mean and std of the digits train split (values scaled to [0, 1], resized to 28x28);
+# computed once and frozen so the split, the checkpoints and every page agree.
+DIGITS_MEAN = 0.3052
+DIGITS_STD = 0.3246
+
+# name -> (mean per channel, std per channel) of pixel values in [0, 1]
+_NORMALIZATION: dict[str, tuple[list[float], list[float]]] = {
+    "digits": ([DIGITS_MEAN], [DIGITS_STD]),
+    "mnist": ([0.1307], [0.3081]),
+    "fashion_mnist": ([0.2860], [0.3530]),
+    "cifar10": ([0.4914, 0.4822, 0.4465], [0.2470, 0.2435, 0.2616]),
+    "imagefolder": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),  # ImageNet's
+}
+_DEFAULT_SIZE = {
+    "digits": (28, 28),
+    "mnist": (28, 28),
+    "fashion_mnist": (28, 28),
+    "cifar10": (32, 32),
+    "imagefolder": (224, 224),
+}
+_FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+_CIFAR_CLASSES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
+
+
+def _data_root(root: str | os.PathLike | None) -> Path | None:
+    root = root if root is not None else os.environ.get(DATA_ENV_VAR, "").strip()
+    return Path(root).expanduser() if root else None
+
+
+def _size(input_size: int | tuple[int, ...] | list[int] | None, default: tuple[int, int]):
+    if input_size is None:
+        return default
+    if isinstance(input_size, int):
+        return (input_size, input_size)
+    size = tuple(int(s) for s in input_size)[-2:]  # accepts (H, W) or (C, H, W)
+    if len(size) != 2 or min(size) < 1 or max(size) > 1024:
+        raise ValueError(f"input_size must be (height, width) between 1 and 1024, got {input_size}")
+    return size
+
+
+def _resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Return images (N, C, H, W) resized bilinearly (antialiased) to ``size`` = (H', W')."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images
+    return F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+
+def _normalize(images: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
+    m = torch.tensor(mean, dtype=images.dtype).view(1, -1, 1, 1)
+    s = torch.tensor(std, dtype=images.dtype).view(1, -1, 1, 1)
+    return (images - m) / s
+
+
+@lru_cache(maxsize=2)
+def _digits_split(split: str) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = digits.images.astype(np.float32) / 16.0  # (1797, 8, 8) in [0, 1]
+    labels = digits.target.astype(np.int64)
+    train_idx, test_idx = train_test_split(
+        np.arange(len(labels)),
+        test_size=DIGITS_TEST_FRACTION,
+        random_state=DIGITS_SPLIT_SEED,
+        stratify=labels,
+    )
+    idx = train_idx if split == "train" else test_idx
+    images, labels = images[idx], labels[idx]
+    images.flags.writeable = False  # cached: callers get copies below
+    labels.flags.writeable = False
+    return images, labels
+
+
+def dataset_normalization(name: str) -> tuple[list[float], list[float]]:
+    """Return (mean, std) per channel that ``load_dataset(name)`` normalises with (pixel values in [0, 1])."""
+    key = "imagefolder" if name.startswith("imagefolder:") else name
+    if key not in _NORMALIZATION:
+        raise ValueError(f"Unknown dataset {name!r}; known: {', '.join(available_datasets())}")
+    mean, std = _NORMALIZATION[key]
+    return list(mean), list(std)
+
+
+def available_datasets(root: str | os.PathLike | None = None) -> dict[str, str]:
+    """Return dataset name -> human-readable status ("bundled", "on disk at ...", "not found ...")."""
+    base = _data_root(root)
+    status = {"digits": "bundled with scikit-learn (1,797 8x8 images, always available)"}
+    checks = {
+        "mnist": ("MNIST", "raw"),
+        "fashion_mnist": ("FashionMNIST", "raw"),
+        "cifar10": ("cifar-10-batches-py",),
+    }
+    for name, parts in checks.items():
+        if base is None:
+            status[name] = f"not available: set {DATA_ENV_VAR} to a folder holding it"
+        elif base.joinpath(*parts).is_dir():
+            status[name] = f"on disk at {base.joinpath(*parts)}"
+        else:
+            status[name] = f"not found under {base} (expected {Path(*parts)})"
+    status["imagefolder:<path>"] = "any folder of class sub-folders of images, read in place"
+    return status
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    input_size: int | tuple[int, ...] | None = None,
+    *,
+    root: str | os.PathLike | None = None,
+    max_samples: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Return (images (N, C, H, W) float32 normalised, labels (N,) int64, class names).
+
+    Images are resized (bilinear, antialiased) to ``input_size`` (H, W) when given, else the
+    dataset's default (digits 28x28), then normalised with ``dataset_normalization(name)``.
+    ``split`` is "train" or "test" ("digits" uses one fixed stratified 75/25 split, seed 0).
+    ``max_samples`` keeps the first N samples of the on-disk datasets (the digits are small).
+    Raises ``ValueError`` for unknown names or datasets that are not on disk; nothing is downloaded.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    key = "imagefolder" if name.startswith("imagefolder:") else name
+    if key not in _NORMALIZATION:
+        raise ValueError(
+            f"Unknown dataset {name!r}; choose from digits, mnist, fashion_mnist, cifar10, "
+            "imagefolder:<path>."
+        )
+    size = _size(input_size, _DEFAULT_SIZE[key])
+    mean, std = dataset_normalization(name)
+    if key == "digits":
+        images_np, labels_np = _digits_split(split)
+        images = torch.from_numpy(images_np.copy())[:, None]  # (N, 1, 8, 8)
+        labels = torch.from_numpy(labels_np.copy())
+        class_names = [str(i) for i in range(10)]
+    else:
+        images, labels, class_names = _load_torchvision(
+            key, name, split, size, root=root, max_samples=max_samples
+        )
+    images = _resize(images, size)  # (N, C, H, W) in [0, 1]
+    return _normalize(images, mean, std).contiguous(), labels, class_names
+
+
+def _load_torchvision(
+    key: str,
+    name: str,
+    split: str,
+    size: tuple[int, int],
+    *,
+    root: str | os.PathLike | None,
+    max_samples: int | None,
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    from torchvision import datasets
+
+    if key == "imagefolder":
+        folder = Path(name.split(":", 1)[1]).expanduser()
+        if not folder.is_dir():
+            raise ValueError(f"Image folder {str(folder)!r} does not exist or is not a folder.")
+        try:
+            ds = datasets.ImageFolder(str(folder))
+        except (FileNotFoundError, RuntimeError) as err:
+            raise ValueError(f"Could not read {str(folder)!r} as an image folder: {err}") from err
+        n = len(ds) if max_samples is None else min(len(ds), max_samples)
+        images, labels = [], []
+        for i in range(n):
+            img, label = ds[i]
+            arr = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0)
+            images.append(_resize(arr.permute(2, 0, 1)[None], size)[0])  # (3, H, W)
+            labels.append(label)
+        return torch.stack(images), torch.tensor(labels, dtype=torch.int64), list(ds.classes)
+
+    base = _data_root(root)
+    if base is None:
+        raise ValueError(
+            f"Dataset {name!r} is not bundled: set {DATA_ENV_VAR} to a folder that already holds "
+            "it (nothing is downloaded), or use 'digits'."
+        )
+    cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}.get(key)
+    try:
+        if key == "cifar10":
+            ds = datasets.CIFAR10(str(base), train=split == "train", download=False)
+            data = torch.from_numpy(np.asarray(ds.data)).permute(0, 3, 1, 2)  # (N, 3, 32, 32) uint8
+            labels = torch.tensor(ds.targets, dtype=torch.int64)
+            class_names = list(_CIFAR_CLASSES)
+        else:
+            ds = cls(str(base), train=split == "train", download=False)
+            data = ds.data[:, None]  # (N, 1, 28, 28) uint8
+            labels = ds.targets.to(torch.int64)
+            class_names = [str(i) for i in range(10)] if key == "mnist" else list(_FASHION_CLASSES)
+    except (RuntimeError, FileNotFoundError, OSError) as err:
+        raise ValueError(
+            f"Dataset {name!r} was not found under {base} ({err}). Nothing is downloaded at run "
+            "time: put the files there first, or use 'digits'."
+        ) from err
+    if max_samples is not None:
+        data, labels = data[:max_samples], labels[:max_samples]
+    return data.float() / 255.0, labels, class_names
+
+
+def denormalize(
+    images: torch.Tensor | np.ndarray, mean: list[float] | tuple[float, ...], std
+) -> torch.Tensor:
+    """Return images (N, C, H, W) or (C, H, W) mapped back to pixel values, clipped to [0, 1]."""
+    x = torch.as_tensor(images, dtype=torch.float32)
+    shape = (-1, 1, 1)
+    m = torch.tensor(list(mean), dtype=torch.float32).view(shape)
+    s = torch.tensor(list(std), dtype=torch.float32).view(shape)
+    return (x * s + m).clamp(0.0, 1.0)
+
+
+def prepare_image(image: np.ndarray, meta: dict) -> torch.Tensor:
+    """Return a (1, C, H, W) float32 tensor ready for the model described by ``meta``.
+
+    ``image`` is (H, W) grey or (H, W, 3/4) colour, uint8 (0..255) or float. Floats already in
+    [0, 1] are used as they are; other float ranges are min-max scaled to [0, 1]. The image is
+    converted to ``meta["input_size"][0]`` channels (ITU-R 601 luma for grey), resized bilinearly
+    (antialiased) to ``meta["input_size"][1:]`` and normalised with ``meta["mean"]``/``meta["std"]``.
+    Raises ``ValueError`` for wrong shapes or non-finite values.
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise ValueError(f"expected an (H, W) or (H, W, 3/4) image, got shape {arr.shape}")
+    if min(arr.shape[:2]) < 2:
+        raise ValueError(f"image is too small: {arr.shape[:2]}")
+    if arr.dtype == np.uint8:
+        x = arr.astype(np.float32) / 255.0
+    elif np.issubdtype(arr.dtype, np.number) or arr.dtype == bool:
+        x = arr.astype(np.float32)
+        if not np.isfinite(x).all():
+            raise ValueError("image contains NaN or infinite values")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0.0 or hi > 1.0:
+            x = (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+    else:
+        raise ValueError(f"unsupported image dtype {arr.dtype}")
+    if x.ndim == 3:
+        x = x[:, :, :3]  # drop alpha
+    channels, height, width = (int(v) for v in meta["input_size"])
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)  # (C0, H, W)
+    if channels == 1 and t.shape[0] == 3:
+        luma = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+        t = (t * luma).sum(0, keepdim=True)  # (1, H, W)
+    elif channels == 3 and t.shape[0] == 1:
+        t = t.expand(3, -1, -1)  # (3, H, W)
+    elif channels not in (1, 3):
+        raise ValueError(f"the model expects {channels} channels; only 1 or 3 are supported")
+    t = _resize(t[None].contiguous(), (height, width))  # (1, C, H, W)
+    return _normalize(t, list(meta["mean"]), list(meta["std"])).contiguous()
