@@ -74,6 +74,15 @@ def test_hand_worked_single_pixel_case():
     assert activations(model, x, "0")["0"].item() == 5.0
 
 
+def test_inplace_relu_after_a_layer_does_not_change_its_recording():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(inplace=True)).eval()
+    x = torch.randn(4, 1, 6, 6, generator=torch.Generator().manual_seed(5))
+    out = activations(model, x, "0")["0"]
+    assert (out < 0).any()
+    torch.testing.assert_close(out, F.conv2d(x, model[0].weight, model[0].bias))
+
+
 def test_tuple_outputs_take_element_zero(tiny_vit):
     x = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(2))
     out = activations(tiny_vit, x, ["blocks.0", "blocks.1"])

@@ -84,7 +84,8 @@ def recording(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, tor
             # Another thread's hooks fire on this thread's forward too; ignore them.
             if threading.get_ident() != owner:
                 return
-            store[name] = _first_tensor(output).detach().to("cpu")
+            # A copy even on the CPU: an in-place ReLU after this layer would overwrite it.
+            store[name] = _first_tensor(output).detach().to("cpu", copy=True)
 
         return hook
 
