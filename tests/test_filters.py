@@ -1,0 +1,122 @@
+"""Filters, their display scaling, norms, histograms and top-activating images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vizlib.filters import (
+    channel_scores,
+    conv_filters,
+    conv_layer_names,
+    feature_maps,
+    filter_norms,
+    filter_slices,
+    normalize_filters,
+    top_activating,
+    weight_histogram,
+    weight_histograms,
+)
+from vizlib.models import LeNetLike
+
+
+@pytest.fixture
+def lenet():
+    torch.manual_seed(0)
+    net = LeNetLike().eval().requires_grad_(False)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    yield net
+    assert all(len(m._forward_hooks) == 0 for m in net.modules())
+    assert not net.training
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_conv_filters_shape_and_values_are_a_copy(lenet):
+    assert conv_layer_names(lenet) == ["conv1", "conv2"]
+    w = conv_filters(lenet, "conv2")
+    assert w.shape == (64, 32, 5, 5)
+    torch.testing.assert_close(w, lenet.conv2.weight)
+    w.zero_()
+    assert lenet.conv2.weight.abs().sum() > 0
+
+
+def test_conv_filters_rejects_non_conv_layers(lenet):
+    with pytest.raises(ValueError, match="conv layers: conv1, conv2"):
+        conv_filters(lenet, "fc1")
+    with pytest.raises(ValueError, match="not a layer"):
+        conv_filters(lenet, "nope")
+
+
+def test_normalize_filters_by_hand():
+    w = torch.tensor([[[[0.0, 2.0]]], [[[-1.0, 1.0]]], [[[3.0, 3.0]]]])  # (3, 1, 1, 2)
+    per = normalize_filters(w)
+    torch.testing.assert_close(per[:, 0, 0], torch.tensor([[0.0, 1.0], [0.0, 1.0], [0.5, 0.5]]))
+    shared = normalize_filters(w, shared=True)  # range [-1, 3]
+    torch.testing.assert_close(
+        shared[:, 0, 0], torch.tensor([[0.25, 0.75], [0.0, 0.5], [1.0, 1.0]])
+    )
+
+
+def test_filter_slices_and_norms_by_hand():
+    w = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 3, 2, 2)
+    assert filter_slices(w, 1).shape == (3, 2, 2)
+    torch.testing.assert_close(filter_slices(w, 1, mean=True)[0], w[1].mean(0))
+    torch.testing.assert_close(filter_norms(w), torch.sqrt((w**2).sum((1, 2, 3))))
+    assert filter_norms(torch.ones(1, 1, 3, 3)).item() == pytest.approx(3.0)
+    with pytest.raises(ValueError):
+        filter_slices(w, 2)
+
+
+def test_weight_histograms_count_every_weight(lenet):
+    hists = weight_histograms(lenet, bins=20)
+    assert list(hists) == ["conv1", "conv2"]
+    counts, edges = hists["conv2"]
+    assert counts.sum() == 64 * 32 * 25 and edges.shape == (21,)
+    expected, _ = np.histogram(lenet.conv2.weight.numpy().ravel(), bins=20)
+    np.testing.assert_array_equal(counts, expected)
+    with pytest.raises(ValueError):
+        weight_histogram(torch.tensor([[float("nan")]]))
+
+
+def test_feature_maps_match_direct_convolution(lenet):
+    x = torch.randn(1, 28, 28, generator=torch.Generator().manual_seed(0))
+    maps = feature_maps(lenet, x, "conv1")
+    assert maps.shape == (32, 24, 24)
+    torch.testing.assert_close(maps, F.conv2d(x[None], lenet.conv1.weight, lenet.conv1.bias)[0])
+
+
+def test_channel_scores_and_top_activating_against_direct_computation(lenet):
+    x = torch.randn(50, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    direct = F.conv2d(x, lenet.conv1.weight, lenet.conv1.bias)  # (50, 32, 24, 24)
+    scores = channel_scores(lenet, x, "conv1", batch_size=16)
+    torch.testing.assert_close(scores, direct.mean((2, 3)))
+    torch.testing.assert_close(channel_scores(lenet, x, "conv1", reduce="max"), direct.amax((2, 3)))
+    idx, vals = top_activating(scores, 5, k=4)
+    expected = torch.argsort(direct.mean((2, 3))[:, 5], descending=True)[:4]
+    np.testing.assert_array_equal(idx, expected.numpy())
+    assert np.all(np.diff(vals) <= 0)
+    assert channel_scores(lenet, x[:3], "fc1").shape == (3, 200)
+
+
+def test_top_activating_by_hand():
+    scores = torch.tensor([[1.0, 0.0], [3.0, 0.0], [2.0, 0.0]])
+    idx, vals = top_activating(scores, 0, k=2)
+    assert idx.tolist() == [1, 2] and vals.tolist() == [3.0, 2.0]
+    with pytest.raises(ValueError):
+        top_activating(scores, 2)
+
+
+def test_untrained_model_of_same_architecture_gives_different_filters(lenet):
+    torch.manual_seed(123)
+    fresh = LeNetLike().eval()
+    assert not torch.equal(conv_filters(fresh, "conv1"), conv_filters(lenet, "conv1"))
+    assert conv_filters(fresh, "conv1").shape == conv_filters(lenet, "conv1").shape
+
+
+def test_rgb_first_layer_of_a_three_channel_model():
+    net = nn.Sequential(nn.Conv2d(3, 8, 11, stride=4))
+    w = normalize_filters(conv_filters(net, "0"))
+    assert w.shape == (8, 3, 11, 11) and float(w.min()) == 0.0 and float(w.max()) == 1.0
