@@ -1,3 +1,315 @@
-"""Sample inputs (scikit-image images, digits, synthetic weather fields) and upload readers."""
+"""Inputs for the convolution playground, all offline: scikit-image's bundled photos, a digit
+from scikit-learn's bundled digits, synthetic satellite-style fields, and validating readers
+for uploaded PNG/JPEG, .npy and NetCDF files.
 
-__all__: list[str] = []
+Images come back as float numpy arrays; photos in [0, 1], fields in their physical units.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+
+__all__ = [
+    "MAX_UPLOAD_BYTES",
+    "MAX_UPLOAD_PIXELS",
+    "SAMPLE_IMAGES",
+    "SYNTHETIC_FIELDS",
+    "limit_size",
+    "load_digit",
+    "load_sample_image",
+    "netcdf_variables",
+    "read_image_upload",
+    "read_netcdf_upload",
+    "read_npy_upload",
+    "sample_image_names",
+    "synthetic_field",
+    "to_grayscale",
+]
+
+MAX_UPLOAD_BYTES = 50 * 2**20
+MAX_UPLOAD_PIXELS = 25_000_000  # about 5000 x 5000; larger images are refused before decoding
+
+SAMPLE_IMAGES: dict[str, str] = {
+    "camera": "Cameraman (512×512, grey): the classic test photo with sharp edges.",
+    "astronaut": "Astronaut Eileen Collins (512×512, colour).",
+    "coins": "Greek coins (303×384, grey): round objects on a flat background.",
+    "moon": "Lunar surface (512×512, grey): craters and low contrast.",
+    "text": "Handwritten and printed text (172×448, grey).",
+    "checkerboard": "Checkerboard (200×200, grey): straight edges in both directions.",
+    "coffee": "A cup of coffee (400×600, colour).",
+    "chelsea": "Chelsea the cat (300×451, colour): fur texture.",
+    "brick": "Brick wall texture (512×512, grey).",
+}
+
+SYNTHETIC_FIELDS: dict[str, str] = {
+    "typhoon": "Typhoon-like vortex as an infrared satellite would see it: cloud-top brightness "
+    "temperature in kelvin (cold spiral bands and eyewall, warm clear eye).",
+    "front": "Surface temperature in °C with a curved cold front: warm air to the south-east, "
+    "cold air to the north-west, a sharp gradient along the front.",
+}
+
+
+def sample_image_names() -> list[str]:
+    """Return the names ``load_sample_image`` accepts (scikit-image's bundled images)."""
+    return list(SAMPLE_IMAGES)
+
+
+def load_sample_image(name: str) -> np.ndarray:
+    """Return a scikit-image sample as float64 in [0, 1]: (H, W) grey or (H, W, 3) colour."""
+    if name not in SAMPLE_IMAGES:
+        raise ValueError(f"Unknown sample {name!r}; choose one of {', '.join(SAMPLE_IMAGES)}.")
+    import skimage.data
+
+    image = np.asarray(getattr(skimage.data, name)())
+    return _to_unit_float(image)
+
+
+def load_digit(index: int = 0) -> tuple[np.ndarray, int]:
+    """Return (image float64 (8, 8) in [0, 1], its label 0-9) from scikit-learn's bundled digits."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    n = len(digits.images)
+    if not 0 <= index < n:
+        raise ValueError(f"Digit index must be between 0 and {n - 1}, got {index}.")
+    return digits.images[index] / 16.0, int(digits.target[index])
+
+
+def synthetic_field(kind: str, *, size: int = 128, noise: float = 0.0, seed: int = 0) -> np.ndarray:
+    """Return a synthetic satellite-style field, float64 (size, size), in physical units.
+
+    kind "typhoon": brightness temperature in K (about 200 K cold cloud tops to 295 K clear sky)
+    with an eye, an eyewall and logarithmic spiral rain bands. kind "front": temperature in °C
+    with a curved cold front. ``noise`` is the standard deviation of added Gaussian noise in the
+    field's units; ``seed`` makes it repeatable.
+    """
+    if kind not in SYNTHETIC_FIELDS:
+        raise ValueError(f"Unknown field {kind!r}; choose one of {', '.join(SYNTHETIC_FIELDS)}.")
+    if isinstance(size, bool) or not isinstance(size, int | np.integer) or not 8 <= size <= 2048:
+        raise ValueError(f"Field size must be a whole number from 8 to 2048, got {size!r}.")
+    if not np.isfinite(noise) or noise < 0:
+        raise ValueError(f"Noise must be a non-negative number, got {noise!r}.")
+    rng = np.random.default_rng(seed)
+    axis = np.linspace(-1.0, 1.0, size)
+    x, y = np.meshgrid(axis, -axis)  # (size, size) each; y points north (up)
+    if kind == "typhoon":
+        r = np.hypot(x, y) + 1e-6
+        theta = np.arctan2(y, x)
+        eye, wall = 0.06, 0.05
+        eyewall = np.exp(-(((r - eye - wall) / wall) ** 2))
+        # Logarithmic spiral: constant phase along theta = a ln r, bands winding inwards.
+        phase = 3 * theta + 5.0 * np.log(r)
+        bands = 0.5 * (1 + np.cos(phase)) * np.exp(-r / 0.55) * (r > eye)
+        core = np.exp(-((r / 0.35) ** 2)) * (r > eye)
+        cloud = np.clip(eyewall + 0.8 * bands + 0.5 * core, 0.0, 1.0)
+        field = 295.0 - 95.0 * cloud
+    else:
+        front_line = 0.25 * np.sin(2.2 * x) - 0.35 * x  # y of the front at each x
+        distance = (y - front_line) / 0.06  # in units of the front's width
+        field = 12.0 - 8.0 * np.tanh(distance) - 6.0 * y  # cold north of the front
+    if noise:
+        field = field + rng.normal(0.0, noise, size=field.shape)
+    return field
+
+
+def to_grayscale(image: np.ndarray) -> np.ndarray:
+    """Return (H, W) luminance of an (H, W, 3) image (ITU-R 601 weights); (H, W) passes through."""
+    image = np.asarray(image, dtype=float)
+    if image.ndim == 2:
+        return image
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        return image[..., :3] @ np.array([0.299, 0.587, 0.114])
+    raise ValueError(f"Expected an (H, W) or (H, W, 3) image, got shape {image.shape}.")
+
+
+def limit_size(image: np.ndarray, max_side: int = 256) -> np.ndarray:
+    """Return the image shrunk (anti-aliased) so its longer side is at most ``max_side`` pixels.
+
+    (H, W) or (H, W, C) in, same layout out; values keep their units.
+    """
+    h, w = image.shape[:2]
+    if max(h, w) <= max_side:
+        return image
+    from skimage.transform import resize
+
+    scale = max_side / max(h, w)
+    shape = (max(1, round(h * scale)), max(1, round(w * scale)), *image.shape[2:])
+    return resize(image, shape, anti_aliasing=True, preserve_range=True)
+
+
+def _to_unit_float(image: np.ndarray) -> np.ndarray:
+    if image.dtype == bool:
+        return image.astype(float)
+    if np.issubdtype(image.dtype, np.integer):
+        return image.astype(float) / float(np.iinfo(image.dtype).max)
+    return image.astype(float)
+
+
+def _check_bytes(data: bytes, what: str) -> None:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ValueError(f"The {what} upload must be bytes.")
+    if len(data) == 0:
+        raise ValueError(f"The {what} file is empty.")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise ValueError(
+            f"The {what} file is {len(data) / 2**20:.1f} MiB; at most "
+            f"{MAX_UPLOAD_BYTES / 2**20:.0f} MiB is accepted."
+        )
+
+
+def read_image_upload(data: bytes, *, max_pixels: int = MAX_UPLOAD_PIXELS) -> np.ndarray:
+    """Return an uploaded PNG/JPEG as float64 in [0, 1]: (H, W) grey or (H, W, 3) colour.
+
+    Checks the pixel count from the header BEFORE decoding (decompression-bomb guard), applies
+    the EXIF orientation, and drops alpha. Raises ``ValueError`` with a readable message for
+    empty, huge, corrupt or unsupported files.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    _check_bytes(data, "image")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(bytes(data)))
+            w, h = image.size
+            if w * h > max_pixels:
+                raise ValueError(
+                    f"The image is {w}×{h} = {w * h:,} pixels; at most {max_pixels:,} are "
+                    "accepted. Shrink it first."
+                )
+            if image.format not in ("PNG", "JPEG"):
+                raise ValueError(f"Only PNG and JPEG images are accepted (this is {image.format}).")
+            image = ImageOps.exif_transpose(image)
+            image.load()
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as err:  # fmt: skip
+        raise ValueError(f"The file could not be read as a PNG or JPEG image ({err}).") from None
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(image, dtype=float)
+        peak = 65535.0 if image.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+        return np.clip(arr / peak, 0.0, 1.0)
+    if image.mode not in ("L", "RGB"):
+        image = image.convert("L" if image.mode in ("1", "LA") else "RGB")
+    return _to_unit_float(np.asarray(image))
+
+
+def _check_grid(arr: np.ndarray, what: str) -> np.ndarray:
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool) or np.iscomplexobj(arr):
+        raise ValueError(f"The {what} holds {arr.dtype} values; real numbers are needed.")
+    arr = arr.astype(float)
+    if arr.ndim != 2:
+        raise ValueError(
+            f"The {what} has {arr.ndim} dimension(s), shape {arr.shape}; a 2-D grid (H, W) is needed."
+        )
+    if min(arr.shape) < 2:
+        raise ValueError(f"The {what} is {arr.shape[0]}×{arr.shape[1]}; at least 2×2 is needed.")
+    if arr.size > MAX_UPLOAD_PIXELS:
+        raise ValueError(
+            f"The {what} has {arr.size:,} cells; at most {MAX_UPLOAD_PIXELS:,} are accepted."
+        )
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise ValueError(
+            f"The {what} contains {int(np.isnan(arr).sum())} NaN and {int(np.isinf(arr).sum())} "
+            "infinite value(s); fill or remove them first."
+        )
+    return arr
+
+
+def read_npy_upload(data: bytes) -> np.ndarray:
+    """Return an uploaded .npy array as float64 (H, W), never unpickling.
+
+    A leading or trailing axis of length 1 is squeezed away. Raises ``ValueError`` for corrupt
+    files, object arrays, a number of dimensions other than 2, grids under 2×2, NaN or infinity.
+    """
+    _check_bytes(data, ".npy")
+    try:
+        arr = np.load(io.BytesIO(bytes(data)), allow_pickle=False)
+    except ValueError as err:
+        if "pickle" in str(err).lower():
+            raise ValueError(
+                "The .npy file holds Python objects, which would need unpickling; "
+                "save a plain numeric array instead."
+            ) from None
+        raise ValueError(f"The file is not a valid .npy array ({err}).") from None
+    except (OSError, EOFError) as err:
+        raise ValueError(f"The file is not a valid .npy array ({err}).") from None
+    if not isinstance(arr, np.ndarray):
+        raise ValueError("The file is not a single .npy array (an .npz archive?).")
+    if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]):
+        arr = arr.reshape([n for i, n in enumerate(arr.shape) if not (n == 1 and i in (0, 2))][:2])
+    return _check_grid(arr, ".npy array")
+
+
+def _open_netcdf(data: bytes):
+    import netCDF4
+
+    _check_bytes(data, "NetCDF")
+    try:
+        return netCDF4.Dataset("upload.nc", mode="r", memory=bytes(data))
+    except (OSError, RuntimeError, ValueError) as err:
+        raise ValueError(f"The file could not be read as NetCDF ({err}).") from None
+
+
+def _is_grid_variable(var) -> bool:
+    try:  # string (VLEN) and compound variables have no numpy number dtype
+        numeric = np.issubdtype(np.dtype(var.dtype), np.number)
+    except TypeError:
+        numeric = False
+    return numeric and var.ndim >= 2 and var.shape[-1] >= 2 and var.shape[-2] >= 2
+
+
+def netcdf_variables(data: bytes) -> dict[str, str]:
+    """Return the NetCDF variables that hold a 2-D grid, name -> description (dims, shape, units).
+
+    Variables with more than two dimensions qualify (their first slice is read). Raises
+    ``ValueError`` for a corrupt file or one without any such variable.
+    """
+    with _open_netcdf(data) as ds:
+        out = {}
+        for name, var in ds.variables.items():
+            if not _is_grid_variable(var):
+                continue
+            long_name = getattr(var, "long_name", "") or getattr(var, "standard_name", "")
+            units = getattr(var, "units", "")
+            shape = "×".join(str(n) for n in var.shape)
+            desc = f"{name} ({', '.join(var.dimensions)}) {shape}"
+            if long_name:
+                desc += f": {long_name}"
+            if units:
+                desc += f" [{units}]"
+            out[name] = desc
+    if not out:
+        raise ValueError(
+            "The NetCDF file has no numeric variable with two or more dimensions "
+            "(at least 2×2), so there is no grid to filter."
+        )
+    return out
+
+
+def read_netcdf_upload(data: bytes, variable: str | None = None) -> np.ndarray:
+    """Return one 2-D grid from an uploaded NetCDF file as float64 (H, W), in the variable's units.
+
+    ``variable`` defaults to the first grid variable ``netcdf_variables`` lists; for 3-D and
+    higher variables the first index of each leading dimension is taken. Missing values
+    (``_FillValue`` / masked) are filled with the mean of the valid cells; an all-missing grid
+    raises ``ValueError``, as do NaN/inf left after that.
+    """
+    names = netcdf_variables(data)
+    if variable is None:
+        variable = next(iter(names))
+    if variable not in names:
+        raise ValueError(
+            f"Variable {variable!r} is not a 2-D grid in this file; choose one of {', '.join(names)}."
+        )
+    with _open_netcdf(data) as ds:
+        var = ds.variables[variable]
+        index = (0,) * (var.ndim - 2) + (slice(None), slice(None))
+        values = np.ma.masked_invalid(np.ma.asarray(var[index]).astype(float))
+    if values.count() == 0:
+        raise ValueError(f"Variable {variable!r} holds only missing values in its first 2-D slice.")
+    grid = values.filled(float(values.mean()))
+    return _check_grid(np.asarray(grid), f"NetCDF variable {variable!r}")
