@@ -1,0 +1,318 @@
+"""Attention probes: hand-built known answers, and captures checked against torch's own attention."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vizlib.attention import (
+    attention_maps,
+    attention_rollout,
+    cls_attention,
+    mean_attention_distance,
+    mean_attention_distance_over,
+    patch_distances,
+    query_attention,
+    uniform_attention_distance,
+    vit_geometry,
+)
+
+
+def _one_hot_attention(grid, key_of_query, *, prefix=1, heads=1, batch=1):
+    """Attention (batch, heads, T, T) where patch query q puts all weight on key_of_query(q)."""
+    gh, gw = grid
+    n = gh * gw
+    t = prefix + n
+    attn = torch.zeros(batch, heads, t, t)
+    attn[..., :prefix, :] = 1.0 / t  # prefix rows: irrelevant, must be ignored
+    for q in range(n):
+        attn[..., prefix + q, prefix + key_of_query(q)] = 1.0
+    return attn
+
+
+def test_self_attention_gives_zero_distance():
+    attn = _one_hot_attention((4, 4), lambda q: q, heads=3)
+    out = mean_attention_distance([attn, attn], (4, 4), 16, num_prefix_tokens=1)
+    assert out.shape == (2, 3)
+    assert torch.allclose(out, torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_weight_k_patches_away_gives_k_times_patch_size(k):
+    gh, gw = 4, 6
+
+    # every query looks k columns to the right, wrapping back k columns to the left
+    def key(q):
+        r, c = divmod(q, gw)
+        return r * gw + (c + k if c + k < gw else c - k)
+
+    attn = _one_hot_attention((gh, gw), key, heads=2, batch=2)
+    out = mean_attention_distance(attn[None], (gh, gw), 8, num_prefix_tokens=1)
+    assert torch.allclose(out, torch.full((1, 2), k * 8.0))
+
+
+def test_uniform_attention_gives_mean_pairwise_distance():
+    gh, gw, p = 3, 4, 10
+    n = gh * gw
+    attn = torch.full((2, 1, 1 + n, 1 + n), 1.0 / n)
+    out = mean_attention_distance([attn], (gh, gw), p)
+    coords = list(itertools.product(range(gh), range(gw)))
+    by_hand = sum(math.dist(a, b) * p for a in coords for b in coords) / n**2
+    assert out.item() == pytest.approx(by_hand, rel=1e-6)
+    assert uniform_attention_distance((gh, gw), p) == pytest.approx(by_hand)
+    assert uniform_attention_distance((14, 14), 16) == pytest.approx(116.49, abs=0.01)
+
+
+def test_class_token_excluded_and_renormalize():
+    gh, gw = 2, 2
+    n = 4
+    attn = torch.zeros(1, 1, 1 + n, 1 + n)
+    # half of each query's weight on the class token, half on the diagonal neighbour
+    attn[..., :, 0] = 0.5
+    for q in range(n):
+        attn[0, 0, 1 + q, 1 + (3 - q)] = 0.5
+    raw = mean_attention_distance([attn], (gh, gw), 16)
+    renorm = mean_attention_distance([attn], (gh, gw), 16, renormalize=True)
+    assert raw.item() == pytest.approx(0.5 * math.sqrt(2) * 16, rel=1e-6)
+    assert renorm.item() == pytest.approx(math.sqrt(2) * 16, rel=1e-6)
+
+
+def test_patch_distances_match_double_loop():
+    dist = patch_distances((3, 2), 4)
+    for (i, a), (j, b) in itertools.product(
+        enumerate(itertools.product(range(3), range(2))), repeat=2
+    ):
+        assert dist[i, j].item() == pytest.approx(math.dist(a, b) * 4)
+
+
+def test_mismatched_token_count_raises():
+    attn = torch.full((1, 1, 10, 10), 0.1)
+    with pytest.raises(ValueError, match="prefix tokens"):
+        mean_attention_distance([attn], (4, 4), 16)
+
+
+def test_rollout_of_identity_is_uniform_over_patches():
+    t = 1 + 9
+    eye = torch.eye(t).expand(2, 3, t, t)
+    mask = attention_rollout([eye, eye, eye], normalize=False)
+    # residual-only attention: the class token keeps all weight on itself, equal (0) on patches
+    assert mask.shape == (2, 3, 3)
+    assert torch.allclose(mask, torch.zeros_like(mask))
+    uniform = torch.full((2, 3, t, t), 1.0 / t)
+    mask = attention_rollout([uniform, uniform])
+    assert torch.allclose(mask, torch.ones_like(mask))  # uniform, max-normalised to 1
+
+
+def test_rollout_matches_hand_computation():
+    """Two layers, 2x2 grid plus class token, max over two heads, worked out step by step.
+
+    Max fusion makes rows sum to more than 1, so the row renormalisation matters."""
+    gen = torch.Generator().manual_seed(1)
+    t = 5
+    layers = [torch.softmax(torch.randn(1, 2, t, t, generator=gen), dim=-1) for _ in range(2)]
+    by_hand = torch.eye(t, dtype=torch.float64)
+    for attn in layers:
+        a = torch.maximum(attn[0, 0], attn[0, 1]).double()
+        a = 0.5 * a + 0.5 * torch.eye(t, dtype=torch.float64)
+        rows = [[a[i, j] / sum(a[i, m] for m in range(t)) for j in range(t)] for i in range(t)]
+        by_hand = torch.tensor(rows, dtype=torch.float64) @ by_hand
+    expected = by_hand[0, 1:].reshape(2, 2)
+    mask = attention_rollout(layers, head_fusion="max", normalize=False)
+    assert torch.allclose(mask[0].double(), expected, atol=1e-6)
+    # a column-wise division (the widely copied bug) gives a different answer here
+    a = 0.5 * layers[0][0].amax(0) + 0.5 * torch.eye(t)
+    assert not torch.allclose(a / a.sum(-1), a / a.sum(-1, keepdim=True))
+    shown = attention_rollout(layers, head_fusion="max")
+    assert shown.max().item() == pytest.approx(1.0)
+    assert torch.allclose(shown[0], (expected / expected.max()).float(), atol=1e-6)
+
+
+def test_rollout_discard_keeps_class_token_entry_and_fusions():
+    t = 5
+    attn = torch.full((1, 2, t, t), 0.01)
+    attn[0, :, 0, 0] = 0.0  # the smallest entry, but must survive the discard
+    attn[0, 0, 0, 3] = 0.9
+    attn[0, 1, 0, 2] = 0.5
+    max_mask = attention_rollout([attn], head_fusion="max", normalize=False)
+    min_mask = attention_rollout([attn], head_fusion="min", normalize=False)
+    assert max_mask[0].flatten().argmax().item() == 2
+    assert min_mask[0].flatten().tolist() == pytest.approx([0.01 / 2 / 0.52] * 4, rel=1e-5)
+    discarded = attention_rollout([attn], head_fusion="max", discard_ratio=0.9, normalize=False)
+    # 22 of 25 entries zeroed; the kept ones are 0.9, 0.5 (row 0) and one 0.01 elsewhere
+    row = discarded[0].flatten()
+    assert row[2].item() == pytest.approx(0.9 / 2 / (0.5 + 0.5 * (0.9 + 0.5)))
+    assert row[1].item() == pytest.approx(0.5 / 2 / (0.5 + 0.5 * (0.9 + 0.5)))
+    assert row[0].item() == 0.0 and row[3].item() == 0.0
+    with pytest.raises(ValueError):
+        attention_rollout([attn], discard_ratio=1.0)
+
+
+def test_cls_and_query_maps():
+    gen = torch.Generator().manual_seed(2)
+    attn = torch.softmax(torch.randn(2, 3, 10, 10, generator=gen), dim=-1)
+    cls = cls_attention([attn], (3, 3), layer=0, head=1)
+    assert torch.equal(cls, attn[:, 1, 0, 1:].reshape(2, 3, 3))
+    q = query_attention([attn], (3, 3), (1, 2), layer=0, head="max")
+    assert torch.equal(q, attn[:, :, 1 + 1 * 3 + 2, 1:].amax(1).reshape(2, 3, 3))
+    with pytest.raises(ValueError):
+        query_attention([attn], (3, 3), (3, 0), layer=0)
+
+
+def test_our_vit_attention_equals_manual_recomputation(tiny_vit):
+    x = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    maps = attention_maps(tiny_vit, x, batch_size=2, device="cpu")
+    assert len(maps) == 2 and maps[0].shape == (3, 4, 17, 17)
+    with torch.no_grad():
+        tokens = tiny_vit.embed(x)
+        for block, got in zip(tiny_vit.blocks, maps, strict=True):
+            h = block.norm1(tokens)
+            qkv = block.attn.qkv(h).reshape(3, 17, 3, 4, 8)
+            q, k = qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2)
+            manual = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(8), dim=-1)
+            assert torch.allclose(got, manual, atol=1e-6)
+            tokens, _ = block(tokens)
+    geo = vit_geometry(tiny_vit)
+    assert (geo.grid_size, geo.patch_size, geo.num_prefix_tokens) == ((4, 4), 4, 1)
+    streamed = mean_attention_distance_over(tiny_vit, x, batch_size=2, device="cpu")
+    assert torch.allclose(streamed, mean_attention_distance(maps, (4, 4), 4), atol=1e-5)
+
+
+def _torchvision_manual(model, x):
+    """Per-head weights from nn.MultiheadAttention itself (need_weights=True), block by block."""
+    out = []
+    with torch.no_grad():
+        tokens = model._process_input(x)
+        tokens = torch.cat([model.class_token.expand(x.shape[0], -1, -1), tokens], dim=1)
+        tokens = tokens + model.encoder.pos_embedding
+        for block in model.encoder.layers:
+            h = block.ln_1(tokens)
+            _, w = block.self_attention(h, h, h, need_weights=True, average_attn_weights=False)
+            out.append(w)
+            tokens = block(tokens)
+    return out
+
+
+def _no_hooks(model):
+    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def _check_torchvision_capture(model, x):
+    with torch.no_grad():
+        before = model(x)
+    calls = []
+    maps = attention_maps(model, x, batch_size=x.shape[0], device="cpu")
+    with torch.no_grad():
+        after = model(x)
+    assert torch.equal(before, after)
+    assert _no_hooks(model)
+    manual = _torchvision_manual(model, x)
+    assert len(maps) == len(manual)
+    for got, want in zip(maps, manual, strict=True):
+        assert got.shape == want.shape
+        assert torch.allclose(got, want, atol=1e-5)
+        assert torch.allclose(got.sum(-1), torch.ones(got.shape[:-1]), atol=1e-5)
+    dist = mean_attention_distance_over(
+        model, x, batch_size=1, device="cpu", callback=lambda d, t: calls.append((d, t))
+    )
+    geo = vit_geometry(model)
+    assert torch.allclose(
+        dist, mean_attention_distance(maps, geo.grid_size, geo.patch_size), rtol=1e-4
+    )
+    assert calls[-1] == (x.shape[0], x.shape[0])
+    assert _no_hooks(model)
+
+
+def test_torchvision_small_capture_equals_torch_weights():
+    from torchvision.models import VisionTransformer
+
+    torch.manual_seed(0)
+    model = VisionTransformer(
+        image_size=32, patch_size=8, num_layers=3, num_heads=4, hidden_dim=32, mlp_dim=64
+    ).eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    _check_torchvision_capture(model, x)
+
+
+@pytest.mark.slow
+def test_torchvision_vit_b_16_capture_equals_torch_weights():
+    from torchvision.models import vit_b_16
+
+    torch.manual_seed(0)
+    model = vit_b_16(weights=None).eval()
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    _check_torchvision_capture(model, x)
+    geo = vit_geometry(model)
+    assert (geo.grid_size, geo.patch_size, geo.num_prefix_tokens) == ((14, 14), 16, 1)
+    assert (geo.num_layers, geo.num_heads) == (12, 12)
+
+
+def test_hooks_removed_when_the_forward_pass_fails():
+    from torchvision.models import VisionTransformer
+
+    model = VisionTransformer(
+        image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32
+    ).eval()
+    with pytest.raises(Exception, match="Wrong image"):
+        attention_maps(model, torch.zeros(1, 3, 16, 16), device="cpu")
+    assert _no_hooks(model)
+
+
+def test_unsupported_model_and_bad_input():
+    with pytest.raises(TypeError, match="not a supported ViT"):
+        attention_maps(torch.nn.Linear(2, 2), torch.zeros(1, 1, 2, 2), device="cpu")
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        attention_maps(torch.nn.Linear(2, 2), torch.zeros(2, 2), device="cpu")
+
+
+def test_timm_vit_capture_equals_fused_attention():
+    timm = pytest.importorskip(
+        "timm", reason="timm is not installed; its code path is untested here"
+    )
+    torch.manual_seed(0)
+    model = timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, qk_norm=True
+    ).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        before = model(x)
+    maps = attention_maps(model, x, device="cpu")
+    with torch.no_grad():
+        assert torch.equal(before, model(x))
+    assert _no_hooks(model)
+    # check the captured weights reproduce each block's fused attention output
+    with torch.no_grad():
+        tokens = model.patch_drop(model._pos_embed(model.patch_embed(x)))
+        tokens = model.norm_pre(tokens)
+        for block, w in zip(model.blocks, maps, strict=True):
+            h = block.norm1(tokens)
+            attn = block.attn
+            b, t, d = h.shape
+            v = attn.qkv(h).reshape(b, t, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)[2]
+            out = (w @ v).transpose(1, 2).reshape(b, t, d)
+            assert torch.allclose(attn.proj(out), attn(h), atol=1e-5)
+            tokens = block(tokens)
+
+
+@pytest.mark.gpu
+def test_capture_on_gpu_matches_cpu(tiny_vit):
+    import copy
+
+    x = torch.randn(4, 1, 16, 16)
+    cpu = mean_attention_distance_over(tiny_vit, x, device="cpu")
+    gpu_model = copy.deepcopy(tiny_vit).to("cuda")
+    gpu = mean_attention_distance_over(gpu_model, x, device="cuda")
+    assert torch.allclose(cpu, gpu, rtol=1e-3)
+    maps = attention_maps(gpu_model, x, device="cuda")
+    assert maps[0].device.type == "cpu"
+    assert F.mse_loss(maps[0], attention_maps(tiny_vit, x, device="cpu")[0]) < 1e-8
+
+
+def test_model_on_another_device_is_refused(tiny_vit):
+    # the shared model is never moved: a CPU model with device="cuda" is refused, as is an absent GPU
+    message = "load the model" if torch.cuda.is_available() else "no CUDA GPU"
+    with pytest.raises(ValueError, match=message):
+        attention_maps(tiny_vit, torch.zeros(1, 1, 16, 16), device="cuda")
