@@ -1,0 +1,139 @@
+"""Attributions: against autograd, Captum's own classes and hand-worked cases; model left untouched."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from captum.attr import LayerAttribution, LayerGradCam
+from torch import nn
+
+from vizlib.attribution import attribute, make_baseline, top_predictions
+from vizlib.models import LeNetLike
+
+MEAN, STD = [0.3], [0.3]
+
+
+def _untouched(net: nn.Module):
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    yield net
+    assert all(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) == 0
+        for m in net.modules()
+    ), "hooks left on the model"
+    assert not any(m.training for m in net.modules()), "model left in training mode"
+    assert not any(p.requires_grad for p in net.parameters()), "requires_grad changed"
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items()), "weights changed"
+
+
+@pytest.fixture
+def lenet():
+    """A seeded LeNet with frozen parameters, as the app's shared cache holds it."""
+    torch.manual_seed(0)
+    yield from _untouched(LeNetLike().eval().requires_grad_(False))
+
+
+@pytest.fixture
+def image():
+    return torch.randn(1, 28, 28, generator=torch.Generator().manual_seed(0))
+
+
+def test_saliency_is_the_input_gradient(lenet, image):
+    res = attribute(lenet, image, 3, "saliency")
+    x = image[None].clone().requires_grad_(True)
+    with torch.enable_grad():
+        lenet(x)[0, 3].backward()
+    assert res["heatmap"].shape == (28, 28)
+    torch.testing.assert_close(torch.from_numpy(res["heatmap"]), x.grad[0].sum(0))
+
+
+@pytest.mark.parametrize("baseline", ["black", "blurred", "noise"])
+def test_integrated_gradients_completeness(lenet, image, baseline):
+    res = attribute(
+        lenet,
+        image,
+        7,
+        "integrated_gradients",
+        n_steps=64,
+        baseline=baseline,
+        mean=MEAN,
+        std=STD,
+        internal_batch_size=16,
+    )
+    with torch.no_grad():
+        gap = lenet(image[None])[0, 7] - lenet(res["baseline"])[0, 7]
+    total = float(res["attribution"].sum())
+    assert total - float(gap) == pytest.approx(res["delta"], abs=1e-4)
+    assert abs(res["delta"]) < 0.05 * max(abs(float(gap)), 1e-3)
+
+
+def test_black_baseline_is_normalised_zero(image):
+    b = make_baseline(image, "black", mean=MEAN, std=STD)
+    torch.testing.assert_close(b, torch.full((1, 1, 28, 28), -1.0))
+    assert make_baseline(image, "noise").shape == (1, 1, 28, 28)
+    with pytest.raises(ValueError):
+        make_baseline(image, "grey")
+
+
+def test_gradcam_equals_captums_layergradcam(lenet, image):
+    res = attribute(lenet, image, 2, "gradcam", layer="conv2")
+    x = image[None].clone().requires_grad_(True)
+    ref = LayerGradCam(lenet, lenet.conv2).attribute(x, target=2)  # (1, 1, 4, 4)
+    torch.testing.assert_close(torch.from_numpy(res["attribution"]), ref[0].detach())
+    up = LayerAttribution.interpolate(ref.detach(), (28, 28), "bilinear")
+    torch.testing.assert_close(torch.from_numpy(res["heatmap"]), up[0, 0])
+    assert attribute(lenet, image, 2, "gradcam")["layer"] == "conv2"  # last conv by default
+
+
+def test_occlusion_on_a_linear_model_by_hand():
+    torch.manual_seed(0)
+    lin = nn.Sequential(nn.Flatten(), nn.Linear(16, 2, bias=False)).eval().requires_grad_(False)
+    x = torch.randn(1, 4, 4)
+    res = attribute(lin, x, 1, "occlusion", window=2, stride=2)
+    contrib = lin[1].weight[1].view(4, 4) * x[0]  # (4, 4)
+    # Non-overlapping 2x2 windows: every pixel gets its whole window's contribution.
+    expected = contrib.view(2, 2, 2, 2).sum((1, 3)).repeat_interleave(2, 0).repeat_interleave(2, 1)
+    torch.testing.assert_close(torch.from_numpy(res["heatmap"]), expected)
+
+
+def test_out_of_memory_halves_the_internal_batch(lenet, image, monkeypatch):
+    original = lenet.forward
+
+    def small_batches_only(x):
+        if x.shape[0] > 8:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(x)
+
+    monkeypatch.setattr(lenet, "forward", small_batches_only)
+    res = attribute(lenet, image, 1, "integrated_gradients", n_steps=32, mean=MEAN, std=STD)
+    monkeypatch.undo()
+    assert "internal_batch_size=8" in res["notice"]
+    assert res["heatmap"].shape == (28, 28)
+
+
+def test_bad_options_raise_clear_errors(lenet, image):
+    with pytest.raises(ValueError, match="choose from"):
+        attribute(lenet, image, 0, "lime")
+    with pytest.raises(ValueError, match="class index"):
+        attribute(lenet, image, 10, "saliency")
+    with pytest.raises(ValueError, match="not a conv layer"):
+        attribute(lenet, image, 0, "gradcam", layer="fc1")
+    with pytest.raises(ValueError, match="window"):
+        attribute(lenet, image, 0, "occlusion", window=40)
+    with pytest.raises(ValueError, match="NaN"):
+        attribute(lenet, torch.full((1, 28, 28), float("nan")), 0, "saliency")
+
+
+def test_top_predictions_match_softmax(lenet, image):
+    top = top_predictions(lenet, image, k=5, class_names=[f"digit {i}" for i in range(10)])
+    probs = torch.softmax(lenet(image[None]), 1)[0]
+    assert [t["class"] for t in top] == probs.argsort(descending=True)[:5].tolist()
+    assert top[0]["probability"] == pytest.approx(float(probs.max()))
+    assert top[0]["label"] == f"digit {top[0]['class']}"
+
+
+def test_vit_gradcam_on_patch_embedding(tiny_vit):
+    tiny_vit.requires_grad_(False)
+    x = torch.randn(1, 16, 16, generator=torch.Generator().manual_seed(1))
+    res = attribute(tiny_vit, x, 0, "gradcam", layer="patch_embed")
+    assert res["attribution"].shape == (1, 4, 4) and res["heatmap"].shape == (16, 16)
+    assert all(len(m._forward_hooks) == 0 for m in tiny_vit.modules())
