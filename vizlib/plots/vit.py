@@ -1,3 +1,315 @@
-"""Figures for the vit pages."""
+"""Figures for the ViT pages: mean attention distance (Figure 7 right of Dosovitskiy et al.),
+attention and rollout overlays (Figure 6), position-embedding similarity (Figure 7 centre),
+patch-embedding components (Figure 7 left) and the sinusoidal encoding."""
 
-__all__: list[str] = []
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.colors import sample_colorscale
+from plotly.subplots import make_subplots
+
+__all__ = [
+    "overlay_rgb",
+    "plot_attention_distance",
+    "plot_attention_overlays",
+    "plot_patch_components",
+    "plot_position_similarity",
+    "plot_sinusoidal_encoding",
+    "plot_sinusoidal_similarity",
+]
+
+_OVERLAY_SCALE = "Inferno"
+
+
+def _np(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def plot_attention_distance(
+    distances, *, baseline: float | None = None, title: str | None = None
+) -> go.Figure:
+    """Return a scatter of mean attention distance (pixels) per head against layer (1-based).
+
+    ``distances`` (layers, heads) in pixels; ``baseline`` (pixels) is drawn as a dashed line:
+    the distance uniform attention over the grid would give.
+    """
+    d = _np(distances).astype(float)  # (L, h)
+    n_layers, n_heads = d.shape
+    layers = np.repeat(np.arange(1, n_layers + 1), n_heads)  # (L*h,)
+    heads = np.tile(np.arange(n_heads), n_layers)  # (L*h,)
+    # a small horizontal spread keeps heads with equal distance visible
+    jitter = (heads - (n_heads - 1) / 2) * (0.25 / max(n_heads, 1))
+    fig = go.Figure(
+        go.Scatter(
+            x=layers + jitter,
+            y=d.flatten(),
+            mode="markers",
+            marker={"size": 8, "color": heads, "colorscale": "Viridis", "opacity": 0.85},
+            customdata=np.stack([layers, heads], axis=1),
+            hovertemplate="layer %{customdata[0]}, head %{customdata[1]}<br>"
+            "mean attention distance %{y:.1f} px<extra></extra>",
+            name="heads",
+            showlegend=False,
+        )
+    )
+    if baseline is not None:
+        fig.add_hline(
+            y=baseline,
+            line_dash="dash",
+            line_color="grey",
+            annotation_text=f"uniform attention: {baseline:.1f} px",
+            annotation_position="bottom right",
+        )
+    fig.update_layout(
+        title=title
+        or "Mean attention distance per head (analogous to receptive field size in CNNs)",
+        xaxis={"title": "network depth (layer)", "dtick": 1},
+        yaxis={"title": "mean attention distance (pixels)", "rangemode": "tozero"},
+        height=420,
+        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+    )
+    return fig
+
+
+def _lut(colorscale: str = _OVERLAY_SCALE) -> np.ndarray:
+    colors = sample_colorscale(colorscale, list(np.linspace(0, 1, 256)), colortype="tuple")
+    return np.asarray(colors, dtype=float)  # (256, 3) in [0, 1]
+
+
+def overlay_rgb(image, heat, *, alpha: float = 0.6) -> np.ndarray:
+    """Return an RGB uint8 image (H, W, 3): ``image`` blended with a colour-mapped ``heat``.
+
+    ``image`` (C, H, W) or (H, W) in [0, 1]; ``heat`` (gh, gw) any range, scaled by its own
+    min and max, upsampled to (H, W) by nearest neighbour so each patch stays a visible block.
+    """
+    img = _np(image).astype(float)
+    if img.ndim == 3:
+        img = img[0] if img.shape[0] == 1 else np.moveaxis(img[:3], 0, -1)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=-1)  # (H, W, 3)
+    h, w = img.shape[:2]
+    hm = _np(heat).astype(float)
+    lo, hi = float(np.nanmin(hm)), float(np.nanmax(hm))
+    hm = (hm - lo) / (hi - lo) if hi > lo else np.zeros_like(hm)
+    rows = np.minimum((np.arange(h) * hm.shape[0]) // h, hm.shape[0] - 1)
+    cols = np.minimum((np.arange(w) * hm.shape[1]) // w, hm.shape[1] - 1)
+    up = hm[np.ix_(rows, cols)]  # (H, W)
+    colored = _lut()[np.clip((up * 255).round().astype(int), 0, 255)]  # (H, W, 3)
+    out = (1 - alpha) * np.clip(img, 0, 1) + alpha * colored
+    return (out * 255).round().astype(np.uint8)
+
+
+def plot_attention_overlays(
+    images,
+    maps,
+    *,
+    titles: list[str] | None = None,
+    alpha: float = 0.6,
+    marker: tuple[int, int] | None = None,
+    title: str | None = None,
+    cols: int = 4,
+) -> go.Figure:
+    """Return a row-wrapped grid of images with attention maps overlaid.
+
+    ``images`` (B, C, H, W) in [0, 1]; ``maps`` (B, gh, gw), each scaled by its own range (the
+    colour shows where attention is relatively high, bright = high). ``marker`` (row, col)
+    outlines one patch (the query patch) on every panel.
+    """
+    imgs = _np(images)
+    heat = _np(maps)
+    n = imgs.shape[0]
+    cols = max(1, min(cols, n))
+    rows = math.ceil(n / cols)
+    fig = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=titles,
+        horizontal_spacing=0.02,
+        vertical_spacing=0.08 / max(rows, 1),
+    )
+    h, w = imgs.shape[-2:]
+    gh, gw = heat.shape[-2:]
+    for i in range(n):
+        r, c = divmod(i, cols)
+        fig.add_trace(
+            go.Image(z=overlay_rgb(imgs[i], heat[i], alpha=alpha), hoverinfo="skip"),
+            row=r + 1,
+            col=c + 1,
+        )
+        if marker is not None:
+            pr, pc = marker
+            fig.add_shape(
+                type="rect",
+                x0=pc * w / gw - 0.5,
+                x1=(pc + 1) * w / gw - 0.5,
+                y0=pr * h / gh - 0.5,
+                y1=(pr + 1) * h / gh - 0.5,
+                line={"color": "cyan", "width": 2},
+                row=r + 1,
+                col=c + 1,
+            )
+    fig.update_xaxes(showticklabels=False, showgrid=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False)
+    fig.update_layout(
+        title=title,
+        height=max(260, 240 * rows + 60),
+        margin={"l": 10, "r": 10, "t": 60 if title else 40, "b": 10},
+    )
+    return fig
+
+
+def _mosaic(tiles: np.ndarray, gap: int = 1) -> np.ndarray:
+    """Return tiles (R, C, h, w) laid out as one (R*(h+gap)-gap, C*(w+gap)-gap) array, NaN gaps."""
+    R, C, h, w = tiles.shape
+    out = np.full((R * (h + gap) - gap, C * (w + gap) - gap), np.nan)
+    for r in range(R):
+        for c in range(C):
+            out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = tiles[r, c]
+    return out
+
+
+def plot_position_similarity(similarity, *, title: str | None = None) -> go.Figure:
+    """Return the grid of tiles of position-embedding cosine similarity (one heatmap).
+
+    ``similarity`` (gh, gw, gh, gw): tile (r, c) shows the similarity of patch (r, c)'s embedding
+    to every patch's; one shared colour scale from -1 to 1.
+    """
+    sim = _np(similarity).astype(float)
+    gh, gw = sim.shape[:2]
+    gap = 1
+    z = _mosaic(sim, gap)
+    # hover: which tile (query patch) and which key patch each cell is
+    rr, cc = np.indices(z.shape)
+    tr, kr = rr // (gh + gap), rr % (gh + gap)
+    tc, kc = cc // (gw + gap), cc % (gw + gap)
+    custom = np.stack([tr + 1, tc + 1, kr + 1, kc + 1], axis=-1)
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            zmin=-1,
+            zmax=1,
+            colorscale="Viridis",
+            customdata=custom,
+            hovertemplate="patch (row %{customdata[0]}, col %{customdata[1]}) vs "
+            "(row %{customdata[2]}, col %{customdata[3]})<br>cosine similarity %{z:.3f}"
+            "<extra></extra>",
+            colorbar={"title": "cosine<br>similarity"},
+            hoverongaps=False,
+        )
+    )
+    tick_r = [r * (gh + gap) + (gh - 1) / 2 for r in range(gh)]
+    tick_c = [c * (gw + gap) + (gw - 1) / 2 for c in range(gw)]
+    fig.update_xaxes(
+        title="input patch column",
+        tickvals=tick_c,
+        ticktext=[str(c + 1) for c in range(gw)],
+        showgrid=False,
+        scaleanchor="y",
+        constrain="domain",
+    )
+    fig.update_yaxes(
+        title="input patch row",
+        tickvals=tick_r,
+        ticktext=[str(r + 1) for r in range(gh)],
+        autorange="reversed",
+        showgrid=False,
+        constrain="domain",
+    )
+    fig.update_layout(
+        title=title or "Position embedding similarity",
+        height=620,
+        plot_bgcolor="white",
+        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+    )
+    return fig
+
+
+def _component_rgb(component: np.ndarray) -> np.ndarray:
+    """Return one component (C, P, P) min-max scaled into an RGB uint8 image (P, P, 3)."""
+    c = component.astype(float)
+    lo, hi = c.min(), c.max()
+    c = (c - lo) / (hi - lo) if hi > lo else np.zeros_like(c)
+    rgb = np.moveaxis(c[:3], 0, -1) if c.shape[0] == 3 else np.repeat(c[0][..., None], 3, axis=-1)
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def plot_patch_components(
+    components, ratios, *, cols: int = 7, title: str | None = None
+) -> go.Figure:
+    """Return the principal components of the patch embedding as P x P images with their variance.
+
+    ``components`` (k, C, P, P): RGB when C == 3 (channels scaled together), grey otherwise;
+    each scaled by its own min and max. ``ratios`` (k,) explained-variance ratios.
+    """
+    comps = _np(components)
+    var = _np(ratios).astype(float)
+    k = comps.shape[0]
+    cols = max(1, min(cols, k))
+    rows = math.ceil(k / cols)
+    fig = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=[f"PC {i + 1}: {100 * var[i]:.1f}%" for i in range(k)],
+        horizontal_spacing=0.015,
+        vertical_spacing=0.12 / max(rows, 1),
+    )
+    for i in range(k):
+        r, c = divmod(i, cols)
+        fig.add_trace(go.Image(z=_component_rgb(comps[i]), hoverinfo="skip"), row=r + 1, col=c + 1)
+    fig.update_xaxes(showticklabels=False, showgrid=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False)
+    fig.update_annotations(font_size=10)
+    fig.update_layout(
+        title=title or "Principal components of the patch-embedding filters (% of variance)",
+        height=max(220, 130 * rows + 80),
+        margin={"l": 10, "r": 10, "t": 70, "b": 10},
+    )
+    return fig
+
+
+def plot_sinusoidal_encoding(encoding, *, title: str | None = None) -> go.Figure:
+    """Return a heatmap of a position encoding (positions, dims): y = position, x = dimension."""
+    enc = _np(encoding).astype(float)
+    fig = go.Figure(
+        go.Heatmap(
+            z=enc,
+            zmin=-1,
+            zmax=1,
+            colorscale="RdBu",
+            colorbar={"title": "value"},
+            hovertemplate="position %{y}, dimension %{x}<br>value %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title or "Sinusoidal position encoding (Vaswani et al., 2017)",
+        xaxis_title="encoding dimension",
+        yaxis={"title": "position", "autorange": "reversed"},
+        height=420,
+        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+    )
+    return fig
+
+
+def plot_sinusoidal_similarity(similarity, *, title: str | None = None) -> go.Figure:
+    """Return a heatmap of the dot products between positions, (n, n)."""
+    sim = _np(similarity).astype(float)
+    fig = go.Figure(
+        go.Heatmap(
+            z=sim,
+            colorscale="Viridis",
+            colorbar={"title": "dot<br>product"},
+            hovertemplate="position %{y} · position %{x}<br>dot product %{z:.2f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title or "Dot-product similarity between sinusoidal encodings",
+        xaxis_title="position",
+        yaxis={"title": "position", "autorange": "reversed", "scaleanchor": "x"},
+        height=420,
+        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+    )
+    return fig
