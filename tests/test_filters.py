@@ -17,6 +17,7 @@ from vizlib.filters import (
     filter_slices,
     normalize_filters,
     top_activating,
+    untrained_model,
     weight_histogram,
     weight_histograms,
 )
@@ -120,3 +121,15 @@ def test_rgb_first_layer_of_a_three_channel_model():
     net = nn.Sequential(nn.Conv2d(3, 8, 11, stride=4))
     w = normalize_filters(conv_filters(net, "0"))
     assert w.shape == (8, 3, 11, 11) and float(w.min()) == 0.0 and float(w.max()) == 1.0
+
+
+def test_untrained_model_reproduces_the_seeded_initialisation():
+    meta = {"architecture": "lenet", "config": {}, "seed": 7, "source": "checkpoint"}
+    state = torch.get_rng_state()
+    fresh = untrained_model(meta)
+    assert torch.equal(torch.get_rng_state(), state)  # caller's random stream untouched
+    torch.manual_seed(7)
+    expected = LeNetLike()
+    torch.testing.assert_close(conv_filters(fresh, "conv1"), expected.conv1.weight.detach())
+    other = untrained_model({**meta, "seed": 8})
+    assert not torch.equal(conv_filters(other, "conv1"), conv_filters(fresh, "conv1"))

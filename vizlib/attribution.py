@@ -20,10 +20,33 @@ from torch import nn
 from .device import resolve_device
 from .features import _is_oom, _same_device, model_device
 
-__all__ = ["BASELINES", "METHODS", "attribute", "make_baseline", "top_predictions"]
+__all__ = [
+    "BASELINES",
+    "METHODS",
+    "VIEWS",
+    "attribute",
+    "heatmap_view",
+    "make_baseline",
+    "top_predictions",
+]
 
 METHODS = ("saliency", "integrated_gradients", "gradcam", "occlusion")
 BASELINES = ("black", "blurred", "noise")
+VIEWS = ("absolute", "positive", "negative", "signed")
+
+
+def heatmap_view(heatmap: np.ndarray, view: str) -> np.ndarray:
+    """Return the heatmap (H, W) as shown: |a|, max(a, 0), max(-a, 0) (as a magnitude) or a itself."""
+    a = np.asarray(heatmap, dtype=np.float32)
+    if view == "absolute":
+        return np.abs(a)
+    if view == "positive":
+        return np.maximum(a, 0.0)
+    if view == "negative":
+        return np.maximum(-a, 0.0)
+    if view == "signed":
+        return a
+    raise ValueError(f"Unknown view {view!r}; choose from {', '.join(VIEWS)}.")
 
 
 def _as_batch(image: torch.Tensor) -> torch.Tensor:

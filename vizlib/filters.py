@@ -21,6 +21,7 @@ __all__ = [
     "filter_slices",
     "normalize_filters",
     "top_activating",
+    "untrained_model",
     "weight_histogram",
     "weight_histograms",
 ]
@@ -42,6 +43,27 @@ def conv_filters(model: nn.Module, layer_name: str) -> torch.Tensor:
             f"{layer_name!r} is {what}, not a Conv2d; conv layers: {', '.join(convs) or '(none)'}."
         )
     return module.weight.detach().to("cpu", torch.float32, copy=True)
+
+
+def untrained_model(meta: dict) -> nn.Module:
+    """Return a fresh model of ``meta``'s architecture at its random initialisation, on the CPU.
+
+    The weights are those training started from: ``torch.manual_seed(meta["seed"])`` (0 when the
+    metadata has none, as for torchvision models) and then the constructor, as ``vizlib.train``
+    and ``vizlib.zoo`` do. The caller's random stream is left as it was.
+    """
+    seed = int(meta.get("seed") or 0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if meta.get("source") == "torchvision":
+            from torchvision.models import get_model
+
+            model = get_model(meta["architecture"], weights=None)
+        else:
+            from .zoo import build_model
+
+            model = build_model(meta["architecture"], meta.get("config"))
+    return model.eval()
 
 
 def normalize_filters(weights: torch.Tensor, *, shared: bool = False) -> torch.Tensor:

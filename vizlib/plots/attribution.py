@@ -1,3 +1,79 @@
-"""Figures for the attribution pages."""
+"""Figures for attributions: heatmaps overlaid on the input, and the top predictions."""
 
-__all__: list[str] = []
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+__all__ = ["plot_attribution_overlay", "plot_top_predictions"]
+
+
+def plot_attribution_overlay(
+    image: np.ndarray,
+    heatmap: np.ndarray,
+    *,
+    signed: bool = False,
+    opacity: float = 0.6,
+    zmax: float | None = None,
+    title: str = "",
+    colorbar_title: str = "attribution",
+    height: int = 360,
+) -> go.Figure:
+    """Return the heatmap (H, W) drawn with ``opacity`` over the image (H, W) grey or (H, W, 3), in [0, 1].
+
+    ``signed`` uses a diverging red/blue scale centred on 0, else a sequential one from 0.
+    ``zmax`` fixes the top of the colour scale (to share one scale between figures); by default
+    it is this heatmap's own maximum magnitude.
+    """
+    img = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    heat = np.asarray(heatmap, dtype=np.float32)
+    if heat.shape != img.shape[:2]:
+        raise ValueError(f"heatmap {heat.shape} and image {img.shape[:2]} differ in size")
+    top = float(zmax) if zmax is not None else float(np.abs(heat).max())
+    top = top if top > 0 else 1.0
+    fig = go.Figure(go.Image(z=(img * 255).round().astype(np.uint8), hoverinfo="skip"))
+    fig.add_trace(
+        go.Heatmap(
+            z=heat,
+            opacity=float(opacity),
+            colorscale="RdBu_r" if signed else "Inferno",
+            zmin=-top if signed else 0.0,
+            zmax=top,
+            colorbar=dict(title=colorbar_title, thickness=12),
+            hovertemplate="x %{x}, y %{y}<br>attribution %{z:.4g}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        height=height,
+        margin=dict(l=5, r=5, t=45, b=5),
+        xaxis=dict(visible=False, constrain="domain"),
+        yaxis=dict(visible=False, scaleanchor="x", autorange="reversed", constrain="domain"),
+    )
+    return fig
+
+
+def plot_top_predictions(
+    labels: list[str], probabilities: list[float], *, title: str = ""
+) -> go.Figure:
+    """Return a horizontal bar chart of class probabilities (in [0, 1]), best at the top."""
+    fig = go.Figure(
+        go.Bar(
+            x=list(probabilities),
+            y=list(labels),
+            orientation="h",
+            text=[f"{p:.1%}" for p in probabilities],
+            textposition="auto",
+            hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis=dict(title="softmax probability", range=[0, 1], tickformat=".0%"),
+        yaxis=dict(autorange="reversed", type="category"),
+        height=60 + 32 * len(labels),
+        margin=dict(l=10, r=10, t=40, b=10),
+    )
+    return fig

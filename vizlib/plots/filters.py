@@ -1,3 +1,149 @@
-"""Figures for the filters pages."""
+"""Figures for learned filters and feature maps: image grids (mosaics) with hover, weight histograms."""
 
-__all__: list[str] = []
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+__all__ = ["mosaic", "plot_feature_maps", "plot_image_grid", "plot_weight_histogram"]
+
+
+def mosaic(
+    tiles: np.ndarray, *, cols: int | None = None, pad: int = 1, pad_value: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (mosaic, index) tiling n images in a grid with ``pad`` pixels between them.
+
+    tiles: (n, h, w) or (n, h, w, 3). mosaic: (rows*(h+pad)-pad, cols*(w+pad)-pad[, 3]);
+    index: same (H, W) with the tile number under each pixel, -1 on padding.
+    """
+    tiles = np.asarray(tiles, dtype=np.float32)
+    n, h, w = tiles.shape[:3]
+    cols = cols or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / cols)
+    H, W = rows * (h + pad) - pad, cols * (w + pad) - pad
+    out = np.full((H, W, *tiles.shape[3:]), pad_value, dtype=np.float32)
+    index = np.full((H, W), -1, dtype=np.int64)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        y, x = r * (h + pad), c * (w + pad)
+        out[y : y + h, x : x + w] = tiles[i]
+        index[y : y + h, x : x + w] = i
+    return out, index
+
+
+def _grid_layout(fig: go.Figure, shape: tuple[int, int], *, title: str, max_px: int) -> go.Figure:
+    H, W = shape
+    scale = max(1.0, min(max_px / max(H, W), 12.0))
+    fig.update_layout(
+        title=title,
+        height=int(H * scale) + 70,
+        margin=dict(l=10, r=10, t=50, b=10),
+        xaxis=dict(visible=False, constrain="domain"),
+        yaxis=dict(visible=False, scaleanchor="x", autorange="reversed", constrain="domain"),
+    )
+    return fig
+
+
+def plot_image_grid(
+    tiles: np.ndarray,
+    *,
+    hover: Sequence[str] | None = None,
+    cols: int | None = None,
+    title: str = "",
+    max_px: int = 560,
+) -> go.Figure:
+    """Return a grid of small images: tiles (n, 1, h, w) grey or (n, 3, h, w) RGB, values in [0, 1].
+
+    ``hover[i]`` is shown over tile i (e.g. the filter's index and norm).
+    """
+    tiles = np.clip(np.asarray(tiles, dtype=np.float32), 0.0, 1.0)
+    if tiles.ndim != 4 or tiles.shape[1] not in (1, 3):
+        raise ValueError(f"tiles must be (n, 1 or 3, h, w), got {tiles.shape}")
+    rgb = np.repeat(tiles, 3, axis=1) if tiles.shape[1] == 1 else tiles
+    grid, index = mosaic(rgb.transpose(0, 2, 3, 1), cols=cols)  # (H, W, 3)
+    labels = np.asarray(list(hover) if hover is not None else [f"#{i}" for i in range(len(tiles))])
+    text = np.where(index >= 0, labels[np.maximum(index, 0)], "")
+    fig = go.Figure(
+        go.Image(
+            z=(grid * 255).round().astype(np.uint8),
+            hovertext=text,
+            hovertemplate="%{hovertext}<extra></extra>",
+        )
+    )
+    return _grid_layout(fig, grid.shape[:2], title=title, max_px=max_px)
+
+
+def plot_feature_maps(
+    maps: np.ndarray,
+    *,
+    channel_labels: Sequence[str] | None = None,
+    cols: int | None = None,
+    title: str = "",
+    shared_scale: bool = False,
+    max_px: int = 640,
+) -> go.Figure:
+    """Return a grid of activation maps (C, H, W) as one heatmap; hover gives channel and raw value.
+
+    Each map is min-max scaled on its own (or all on one scale with ``shared_scale``) so the
+    colour shows where in the image a channel responds; the raw activation is in the hover.
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim != 3:
+        raise ValueError(f"maps must be (C, H, W), got {maps.shape}")
+    if shared_scale:
+        lo, hi = maps.min(), maps.max()
+    else:
+        lo = maps.min(axis=(1, 2), keepdims=True)
+        hi = maps.max(axis=(1, 2), keepdims=True)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    scaled = (maps - lo) / span  # (C, H, W) in [0, 1]
+    grid, index = mosaic(scaled, cols=cols, pad_value=np.nan)
+    raw, _ = mosaic(maps, cols=cols, pad_value=np.nan)
+    names = np.asarray(
+        list(channel_labels)
+        if channel_labels is not None
+        else [f"channel {i}" for i in range(len(maps))]
+    )
+    text = np.where(index >= 0, names[np.maximum(index, 0)], "")
+    fig = go.Figure(
+        go.Heatmap(
+            z=grid,
+            customdata=raw,
+            text=text,
+            colorscale="Viridis",
+            zmin=0.0,
+            zmax=1.0,
+            hovertemplate="%{text}<br>activation %{customdata:.4g}<extra></extra>",
+            colorbar=dict(title="scaled<br>activation"),
+            hoverongaps=False,
+        )
+    )
+    return _grid_layout(fig, grid.shape, title=title, max_px=max_px)
+
+
+def plot_weight_histogram(counts: np.ndarray, edges: np.ndarray, *, title: str = "") -> go.Figure:
+    """Return a bar histogram of weight values: counts (bins,), edges (bins + 1,)."""
+    counts = np.asarray(counts)
+    edges = np.asarray(edges, dtype=np.float64)
+    fig = go.Figure(
+        go.Bar(
+            x=(edges[:-1] + edges[1:]) / 2,
+            y=counts,
+            width=np.diff(edges),
+            marker_line_width=0,
+            customdata=np.stack([edges[:-1], edges[1:]], axis=1),
+            hovertemplate="[%{customdata[0]:.4g}, %{customdata[1]:.4g}): %{y} weights<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis_title="weight value",
+        yaxis_title="number of weights",
+        bargap=0,
+        height=320,
+        margin=dict(l=10, r=10, t=50, b=10),
+    )
+    return fig
