@@ -19,6 +19,7 @@ from .device import resolve_device
 __all__ = [
     "PADDING_MODES",
     "apply_kernel",
+    "check_settings",
     "conv_macs",
     "conv_output_shape",
     "conv_params",
@@ -31,10 +32,13 @@ __all__ = [
     "effective_extent",
     "footprint",
     "full_convolve1d",
+    "layer_code",
     "output_positions",
     "output_size",
     "padding_amounts",
     "receptive_field",
+    "torch_layer",
+    "torch_output_shape",
     "transpose_coverage",
     "transpose_footprint",
 ]
@@ -475,3 +479,192 @@ def correlate1d(x: Sequence[float] | np.ndarray, u: Sequence[float] | np.ndarray
     """Return the "valid" cross-correlation ``y[n] = sum_j x[n + j] u[j]`` (what Conv1d computes),
     length ``len(x) - len(u) + 1``."""
     return np.array([sum(a * b for _, _, a, b in terms) for terms in correlation_terms(x, u)])
+
+
+def check_settings(
+    input_hw: IntPair,
+    kernel: IntPair,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    *,
+    in_channels: int = 1,
+    out_channels: int = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+    transposed: bool = False,
+    output_padding: IntPair = 0,
+) -> dict[str, str]:
+    """Return what is wrong with a layer's settings, as {control: readable message}; empty when fine.
+
+    Controls: "input", "kernel", "stride", "padding", "dilation", "padding_mode", "channels",
+    "groups", "output_padding". The same rules torch applies, with messages a student can act on.
+    """
+    problems: dict[str, str] = {}
+    checks = (
+        ("input", input_hw, "Input size", 1),
+        ("kernel", kernel, "Kernel size", 1),
+        ("stride", stride, "Stride", 1),
+        ("dilation", dilation, "Dilation", 1),
+    )
+    pairs = {}
+    for key, value, name, minimum in checks:
+        try:
+            pairs[key] = _pair(value, name, minimum=minimum)
+        except ValueError as err:
+            problems[key] = str(err)
+    for key, value in (("channels", in_channels), ("channels", out_channels)):
+        try:
+            _check_int(value, "Channels", minimum=1)
+        except ValueError as err:
+            problems[key] = str(err)
+    if "channels" not in problems:
+        try:
+            _check_groups(in_channels, out_channels, groups)
+        except ValueError as err:
+            problems["groups"] = str(err)
+    if padding_mode not in PADDING_MODES:
+        problems["padding_mode"] = f"Padding mode must be one of {', '.join(PADDING_MODES)}."
+    if transposed and isinstance(padding, str):
+        problems["padding"] = (
+            "A transposed convolution takes a number for the padding, not 'same'/'valid'."
+        )
+    if transposed and padding_mode != "zeros":
+        problems["padding_mode"] = (
+            "torch.nn.ConvTranspose2d only supports zero padding; choose 'zeros'."
+        )
+    if problems or len(pairs) < 4:
+        return problems
+    kh, kw = pairs["kernel"]
+    try:
+        pads = padding_amounts(padding, (kh, kw), pairs["stride"], pairs["dilation"])
+    except ValueError as err:
+        problems["padding"] = str(err)
+        return problems
+    (pt, pb), (pl, pr) = pads
+    h, w = pairs["input"]
+    if transposed:
+        try:
+            _pair(output_padding, "Output padding", minimum=0)
+            conv_transpose_output_shape(
+                (h, w), (kh, kw), pairs["stride"], padding, pairs["dilation"], output_padding
+            )
+        except ValueError as err:
+            key = "output_padding" if "Output padding" in str(err) else "padding"
+            problems[key] = str(err)
+        return problems
+    for n, k, s, before, after, d in ((h, kh, pairs["stride"][0], pt, pb, pairs["dilation"][0]),
+                                      (w, kw, pairs["stride"][1], pl, pr, pairs["dilation"][1])):  # fmt: skip
+        try:
+            _output_len(n, k, s, before, after, d)
+        except ValueError as err:
+            problems["kernel"] = str(err)
+            return problems
+    if padding_mode == "reflect" and (max(pt, pb) >= h or max(pl, pr) >= w):
+        problems["padding_mode"] = (
+            f"Reflect padding must be smaller than the input: padding {max(pt, pb)}×{max(pl, pr)} "
+            f"on a {h}×{w} input. Use less padding or another mode."
+        )
+    if padding_mode == "circular" and (max(pt, pb) > h or max(pl, pr) > w):
+        problems["padding_mode"] = (
+            f"Circular padding cannot wrap more than the whole input: padding "
+            f"{max(pt, pb)}×{max(pl, pr)} on a {h}×{w} input."
+        )
+    return problems
+
+
+def torch_layer(
+    in_channels: int,
+    out_channels: int,
+    kernel: IntPair,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    *,
+    groups: int = 1,
+    bias: bool = True,
+    padding_mode: str = "zeros",
+    transposed: bool = False,
+    output_padding: IntPair = 0,
+    device: str | torch.device | None = None,
+) -> torch.nn.Module:
+    """Return the ``torch.nn.Conv2d`` (or ``ConvTranspose2d``) with these settings on ``device``.
+
+    Pass ``device="meta"`` to get shapes and parameter counts without allocating weights.
+    """
+    dev = torch.device("meta") if str(device) == "meta" else resolve_device(device)
+    common = {
+        "stride": _pair(stride, "Stride", minimum=1),
+        "dilation": _pair(dilation, "Dilation", minimum=1),
+        "groups": groups,
+        "bias": bias,
+        "device": dev,
+    }
+    kernel = _pair(kernel, "Kernel size", minimum=1)
+    if transposed:
+        return torch.nn.ConvTranspose2d(
+            in_channels,
+            out_channels,
+            kernel,
+            padding=_pair(padding, "Padding", minimum=0),
+            output_padding=_pair(output_padding, "Output padding", minimum=0),
+            **common,
+        )
+    pad = padding if isinstance(padding, str) else _pair(padding, "Padding", minimum=0)
+    return torch.nn.Conv2d(
+        in_channels, out_channels, kernel, padding=pad, padding_mode=padding_mode, **common
+    )
+
+
+def torch_output_shape(
+    layer: torch.nn.Module, in_channels: int, input_hw: IntPair
+) -> tuple[int, ...]:
+    """Return the shape ``layer`` really produces for one (1, C_in, H, W) input, run on the
+    layer's own device (on "meta" only the shapes are computed)."""
+    h, w = _pair(input_hw, "Input size", minimum=1)
+    dev = next(layer.parameters()).device
+    with torch.no_grad():
+        x = torch.zeros(1, in_channels, h, w, device=dev)  # (1, C_in, H, W)
+        return tuple(layer(x).shape)  # (1, C_out, H_out, W_out)
+
+
+def layer_code(
+    in_channels: int,
+    out_channels: int,
+    kernel: IntPair,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    *,
+    groups: int = 1,
+    bias: bool = True,
+    padding_mode: str = "zeros",
+    transposed: bool = False,
+    output_padding: IntPair = 0,
+) -> str:
+    """Return the PyTorch line that builds this layer, e.g. ``nn.Conv2d(3, 10, kernel_size=5, padding=2)``;
+    arguments at their defaults are left out."""
+
+    def fmt(value: IntPair | str) -> str:
+        if isinstance(value, str):
+            return repr(value)
+        a, b = (value, value) if isinstance(value, int) else tuple(value)
+        return str(a) if a == b else f"({a}, {b})"
+
+    args = [str(in_channels), str(out_channels), f"kernel_size={fmt(kernel)}"]
+    for name, value, default in (
+        ("stride", stride, "1"),
+        ("padding", padding, "0"),
+        ("output_padding", output_padding if transposed else 0, "0"),
+        ("dilation", dilation, "1"),
+    ):
+        text = fmt(value)
+        if text != default:
+            args.append(f"{name}={text}")
+    if groups != 1:
+        args.append(f"groups={groups}")
+    if not bias:
+        args.append("bias=False")
+    if padding_mode != "zeros" and not transposed:
+        args.append(f"padding_mode={padding_mode!r}")
+    return f"nn.{'ConvTranspose2d' if transposed else 'Conv2d'}({', '.join(args)})"
