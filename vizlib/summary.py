@@ -1,3 +1,286 @@
-"""vizlib.summary."""
+"""Per-layer summaries of any ``nn.Module`` (output shapes, parameters, multiply-adds) and a
+batching demo.
 
-__all__: list[str] = []
+Multiply-add (MAC) convention, per sample (the forward pass runs on a batch of one):
+
+- ``Conv1d/2d/3d``: output elements x (in_channels / groups) x kernel elements;
+  ``ConvTranspose``: input elements x (out_channels / groups) x kernel elements.
+- ``Linear``: output elements x in_features (so a (T, D) token input counts T times).
+- ``nn.MultiheadAttention`` (one row, its ``out_proj`` included, because torch calls that
+  projection functionally): the q, k, v and output projections, plus the two attention
+  products QK^T and AV, each Lq x Lk x embed_dim.
+- vizlib's ``ViT`` attention: its ``qkv`` and ``proj`` Linear rows, plus a row for the
+  attention module itself with QK^T and AV (2 x T x T x D), fused or explicit path alike.
+- Bias additions, normalisation, activations, pooling, softmax, dropout and residual additions
+  count 0: they are not multiply-adds of weights (the usual convention; LeNet's 1,333,200).
+
+Rows are the leaf modules in call order, plus ``nn.MultiheadAttention`` as one leaf, plus any
+module holding parameters of its own (a ViT's class token and position embedding: listed under
+that module with its *own* parameters only). Shared parameters are counted once. Modules that
+the forward pass never calls are listed last with ``output_shape`` None and 0 MACs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .device import resolve_device
+
+__all__ = [
+    "batch_matmul_timing",
+    "count_parameters",
+    "layer_table",
+    "table_totals",
+    "transformer_block_counts",
+]
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Return the number of parameters of ``model`` (shared tensors counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def _is_vizlib_attention(module: nn.Module) -> bool:
+    from .models.vit import Attention
+
+    return isinstance(module, Attention)
+
+
+def _first_tensor(obj: Any) -> torch.Tensor | None:
+    if torch.is_tensor(obj):
+        return obj
+    if isinstance(obj, (tuple, list)) and obj:
+        return _first_tensor(obj[0])
+    if isinstance(obj, dict) and obj:
+        return _first_tensor(next(iter(obj.values())))
+    return None
+
+
+def _row_modules(model: nn.Module) -> dict[str, tuple[nn.Module, bool]]:
+    """Return name -> (module, counts all its parameters) for every module that gets a row."""
+    rows: dict[str, tuple[nn.Module, bool]] = {}
+    skip_prefixes: list[str] = []
+    for name, module in model.named_modules():
+        if any(name.startswith(p) for p in skip_prefixes):
+            continue
+        if isinstance(module, nn.MultiheadAttention):
+            rows[name] = (module, True)
+            skip_prefixes.append(f"{name}." if name else "")
+        elif not any(True for _ in module.children()):
+            rows[name] = (module, True)
+        elif any(True for _ in module.parameters(recurse=False)) or _is_vizlib_attention(module):
+            rows[name] = (module, False)
+    return rows
+
+
+def _macs(module: nn.Module, inputs: tuple, output: torch.Tensor | None) -> int:
+    """Return the multiply-adds of one call of ``module`` (convention in the module docstring)."""
+    if isinstance(module, nn.modules.conv._ConvNd) and output is not None:
+        kernel = math.prod(module.kernel_size)
+        if module.transposed:
+            return inputs[0].numel() * (module.out_channels // module.groups) * kernel
+        return output.numel() * (module.in_channels // module.groups) * kernel
+    if isinstance(module, nn.Linear) and output is not None:
+        return output.numel() * module.in_features
+    if isinstance(module, nn.MultiheadAttention):
+        query = inputs[0]
+        key = inputs[1] if len(inputs) > 1 else query
+        seq_dim = 1 if module.batch_first else 0
+        lq, lk = query.shape[seq_dim], key.shape[seq_dim]
+        batch = query.numel() // (lq * query.shape[-1])
+        e = module.embed_dim
+        projections = lq * e * e + lk * module.kdim * e + lk * module.vdim * e + lq * e * e
+        return batch * (projections + 2 * lq * lk * e)
+    if _is_vizlib_attention(module):
+        b, t, d = inputs[0].shape
+        return b * 2 * t * t * d  # QK^T and AV over all heads
+    return 0
+
+
+def layer_table(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    device: str | torch.device | None = None,
+) -> list[dict[str, Any]]:
+    """Return one dict per layer: name, type, output_shape (list, batch of 1), params, macs.
+
+    ``input_shape`` excludes the batch: (C, H, W) for images, (T, D) for token sequences
+    (``nn.MultiheadAttention`` gets it as query, key and value). MACs are per sample, see the
+    module docstring for the convention. The forward pass runs on ``device`` (default: where
+    the model's parameters are) under ``torch.enable_grad`` on an input that requires grad, so
+    that torch's fused transformer fast paths, which skip the per-layer modules, are not taken;
+    no parameter, buffer or mode of ``model`` is changed, and every hook is removed on exit
+    (errors included). A model in training mode is briefly switched to eval mode so that
+    BatchNorm statistics are not updated.
+    """
+    reference = next(iter(model.parameters()), None)
+    if reference is None:
+        reference = next(iter(model.buffers()), None)
+    model_device = reference.device if reference is not None else torch.device("cpu")
+    dev = resolve_device(device) if device is not None else model_device
+    if reference is not None and dev != model_device:
+        raise ValueError(f"the model is on {model_device}, not on the requested {dev}")
+    shape = tuple(int(s) for s in input_shape)
+    if not shape or min(shape) < 1:
+        raise ValueError(f"input_shape must be positive sizes without the batch, got {shape}")
+    dtype = reference.dtype if reference is not None and reference.is_floating_point() else None
+
+    row_modules = _row_modules(model)
+    seen: set[int] = set()
+    rows: dict[str, dict[str, Any]] = {}
+    order: list[str] = []
+    for name, (module, recurse) in row_modules.items():
+        params = 0
+        for p in module.parameters(recurse=recurse):
+            if id(p) not in seen:
+                seen.add(id(p))
+                params += p.numel()
+        rows[name] = {
+            "name": name or "(model)",
+            "type": type(module).__name__,
+            "output_shape": None,
+            "params": params,
+            "macs": 0,
+        }
+
+    def make_hook(name: str):
+        def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
+            out = _first_tensor(output)
+            row = rows[name]
+            row["output_shape"] = list(out.shape) if out is not None else None
+            row["macs"] += _macs(module, inputs, out)
+            if name not in order:
+                order.append(name)
+
+        return hook
+
+    if isinstance(model, nn.MultiheadAttention) and not model.batch_first:
+        x_shape = (shape[0], 1, *shape[1:])  # (T, B, D)
+    else:
+        x_shape = (1, *shape)
+    x = torch.zeros(x_shape, device=dev, dtype=dtype or torch.float32, requires_grad=True)
+    handles = [m.register_forward_hook(make_hook(n)) for n, (m, _) in row_modules.items()]
+    was_training = model.training
+    try:
+        if was_training:
+            model.eval()
+        with torch.enable_grad():
+            if isinstance(model, nn.MultiheadAttention):
+                model(x, x, x)
+            else:
+                model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+        if was_training:
+            model.train()
+    order += [n for n in rows if n not in order]
+    return [rows[n] for n in order]
+
+
+def table_totals(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Return {"params": total parameters, "macs": total multiply-adds per sample} of a layer table."""
+    return {
+        "params": sum(r["params"] for r in rows),
+        "macs": sum(r["macs"] for r in rows),
+    }
+
+
+def transformer_block_counts() -> list[dict[str, Any]]:
+    """Return parameter counts of torch's transformer building blocks (d_model 6, 2 heads).
+
+    ``nn.MultiheadAttention(6, 2)``, ``nn.TransformerEncoderLayer(6, 2, dim_feedforward=10)`` and a
+    2-layer ``nn.TransformerEncoder`` with a final ``LayerNorm(6)``; counts are computed from the
+    built modules, with the formula that explains each.
+    """
+    d, ff = 6, 10
+    mha = nn.MultiheadAttention(embed_dim=d, num_heads=2)
+    layer = nn.TransformerEncoderLayer(d_model=d, nhead=2, dim_feedforward=ff, batch_first=True)
+    encoder = nn.TransformerEncoder(
+        layer, num_layers=2, norm=nn.LayerNorm(d), enable_nested_tensor=False
+    )
+    return [
+        {
+            "block": "nn.MultiheadAttention(embed_dim=6, num_heads=2)",
+            "params": count_parameters(mha),
+            "formula": "in-proj 3*6*6 + 3*6, out-proj 6*6 + 6",
+        },
+        {
+            "block": "nn.TransformerEncoderLayer(d_model=6, nhead=2, dim_feedforward=10)",
+            "params": count_parameters(layer),
+            "formula": "attention 168 + linear1 6*10 + 10 + linear2 10*6 + 6 + 2 LayerNorms 2*(6 + 6)",
+        },
+        {
+            "block": "nn.TransformerEncoder(that layer, num_layers=2, norm=nn.LayerNorm(6))",
+            "params": count_parameters(encoder),
+            "formula": "2 layers 2*328 + final LayerNorm 6 + 6",
+        },
+    ]
+
+
+def batch_matmul_timing(
+    *,
+    n_samples: int = 2500,
+    n_in: int = 1000,
+    n_out: int = 1500,
+    repeats: int = 3,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Return timings of one layer y = W x over a batch: a Python loop over samples vs one matmul.
+
+    Inputs X (n_samples, n_in), weights W (n_out, n_in), float32. Returns ``loop_s`` and
+    ``batched_s`` (best of ``repeats``, seconds), ``speedup`` (loop / batched),
+    ``max_abs_diff`` between the two results, the sizes and the device.
+    """
+    if min(n_samples, n_in, n_out, repeats) < 1:
+        raise ValueError("sizes and repeats must be positive")
+    dev = resolve_device(device)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_samples, n_in, generator=gen).to(dev)  # (N, in)
+    w = torch.randn(n_out, n_in, generator=gen).to(dev)  # (out, in)
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    def loop() -> torch.Tensor:
+        out = torch.empty(n_samples, n_out, device=dev)  # (N, out)
+        for i in range(n_samples):
+            out[i] = w @ x[i]  # (out,)
+        return out
+
+    def batched() -> torch.Tensor:
+        return x @ w.T  # (N, out)
+
+    timings = {}
+    results = {}
+    with torch.no_grad():
+        for label, fn in (("batched", batched), ("loop", loop)):
+            fn()  # warm-up (kernel selection, allocator)
+            best = math.inf
+            for _ in range(repeats):
+                sync()
+                start = time.perf_counter()
+                results[label] = fn()
+                sync()
+                best = min(best, time.perf_counter() - start)
+            timings[label] = best
+        diff = float((results["loop"] - results["batched"]).abs().max())
+    return {
+        "device": str(dev),
+        "n_samples": n_samples,
+        "n_in": n_in,
+        "n_out": n_out,
+        "loop_s": timings["loop"],
+        "batched_s": timings["batched"],
+        "speedup": timings["loop"] / timings["batched"],
+        "max_abs_diff": diff,
+    }
