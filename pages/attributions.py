@@ -1,4 +1,269 @@
-import streamlit as st
+"""Attributions: which pixels made the model decide what it decided (Captum)."""
 
-st.title("attributions")
-st.info("Under construction.")
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+import ui
+from ui.inside_cnns import input_picker, model_picker
+from vizlib import attribution
+from vizlib.filters import conv_layer_names
+from vizlib.plots import plot_attribution_overlay, plot_top_predictions
+
+P = "attr"
+METHOD_TITLES = {
+    "saliency": "Saliency (input gradient)",
+    "integrated_gradients": "Integrated Gradients",
+    "gradcam": "Grad-CAM",
+    "occlusion": "Occlusion",
+}
+
+st.title("Attributions")
+st.caption(
+    "Pick a model, an input and a class: four Captum methods show which pixels raise or lower "
+    "that class's score (logit). Use them to debug what the model looks at."
+)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def compute(
+    name: str,
+    device: str,
+    input_key: tuple,
+    target: int,
+    method: str,
+    options: tuple,
+    _x: torch.Tensor,
+) -> dict:
+    """Return attribution.attribute(...) for the input described by ``input_key`` (``_x``)."""
+    model, meta, lock = ui.cached_model(name, device)
+    with lock:  # Grad-CAM hooks the shared model; the other methods must not run through them
+        return attribution.attribute(
+            model,
+            _x,
+            target,
+            method,
+            mean=meta["mean"],
+            std=meta["std"],
+            device=device,
+            **dict(options),
+        )
+
+
+loaded = model_picker(P)
+if loaded is None:
+    st.stop()
+model, meta = loaded.model, loaded.meta
+classes = list(meta["class_names"] or [str(i) for i in range(1000)])
+
+left, right = st.columns([1, 2])
+with left:
+    chosen = input_picker(P, meta)
+if chosen is None:
+    st.stop()
+left.image(chosen.display, caption=chosen.label, clamp=True, width="stretch")
+
+try:
+    with loaded.lock:
+        top = attribution.top_predictions(
+            model, chosen.tensor, k=5, class_names=classes, device=loaded.device
+        )
+except (ValueError, RuntimeError) as err:
+    st.error(f"The model could not process this input: {err}")
+    st.stop()
+
+with right:
+    st.plotly_chart(
+        plot_top_predictions(
+            [t["label"] for t in top], [t["probability"] for t in top], title="Top-5 predictions"
+        ),
+        key=f"{P}.top5",
+    )
+    use_pred = st.toggle("Explain the predicted class", value=True, key=f"{P}.use_pred")
+    if use_pred:
+        target = top[0]["class"]
+    else:
+        target = st.selectbox(
+            "Target class",
+            range(len(classes)),
+            index=top[0]["class"],
+            format_func=lambda i: f"{i}: {classes[i]}",
+            key=f"{P}.target",
+        )
+    st.markdown(f"Explaining class **{classes[target]}** (index {target}).")
+
+st.subheader("Methods")
+methods = st.multiselect(
+    "Attribution methods",
+    list(METHOD_TITLES),
+    default=list(METHOD_TITLES),
+    format_func=METHOD_TITLES.get,
+    key=f"{P}.methods",
+)
+side = min(int(s) for s in meta["input_size"][1:])
+convs = conv_layer_names(model)
+o1, o2, o3 = st.columns(3)
+with o1.container(border=True):
+    st.markdown("**Integrated Gradients**")
+    n_steps = st.slider(
+        "Steps",
+        8,
+        256,
+        50,
+        key=f"{P}.ig_steps",
+        help="Points on the straight path from the baseline to the input.",
+    )
+    baseline = st.selectbox(
+        "Baseline",
+        attribution.BASELINES,
+        key=f"{P}.ig_baseline",
+        format_func={
+            "black": "black image",
+            "blurred": "blurred input",
+            "noise": "uniform noise",
+        }.get,
+    )
+    ibs = st.select_slider(
+        "Internal batch size",
+        [1, 2, 4, 8, 16, 32, 64, 128, 256],
+        value=32,
+        key=f"{P}.ig_batch",
+        help="Steps per forward pass; smaller uses less (GPU) memory.",
+    )
+with o2.container(border=True):
+    st.markdown("**Grad-CAM**")
+    if convs:
+        gc_layer = st.selectbox("Conv layer", convs, index=len(convs) - 1, key=f"{P}.gc_layer")
+    else:
+        gc_layer = None
+        st.info("This model has no conv layer; Grad-CAM is not available.")
+    relu = st.checkbox("ReLU on the map (classic Grad-CAM)", value=False, key=f"{P}.gc_relu")
+with o3.container(border=True):
+    st.markdown("**Occlusion**")
+    window = st.slider("Window (pixels)", 1, side, max(1, side // 7), key=f"{P}.occ_window")
+    stride = st.slider("Stride (pixels)", 1, side, max(1, side // 14), key=f"{P}.occ_stride")
+    n_windows = ((side - window) // stride + 1) ** 2
+    st.caption(f"{n_windows:,} occluded copies of the input are evaluated.")
+
+d1, d2, d3 = st.columns(3)
+opacity = d1.slider("Heatmap opacity", 0.0, 1.0, 0.6, 0.05, key=f"{P}.opacity")
+scale = d2.radio(
+    "Colour scale",
+    ["separate", "shared"],
+    horizontal=True,
+    key=f"{P}.scale",
+    help="Shared: one colour range for all maps (the largest magnitude of any method); "
+    "separate: each map uses its own range.",
+)
+view = d3.radio(
+    "View",
+    attribution.VIEWS,
+    horizontal=True,
+    key=f"{P}.view",
+    help="absolute |a|, only positive (supports the class), only negative "
+    "(speaks against it), or signed.",
+)
+
+options = {
+    "saliency": (),
+    "integrated_gradients": (
+        ("n_steps", n_steps),
+        ("baseline", baseline),
+        ("internal_batch_size", ibs),
+    ),
+    "gradcam": (("layer", gc_layer), ("relu", relu)),
+    "occlusion": (("window", window), ("stride", stride)),
+}
+results: dict[str, dict] = {}
+errors: dict[str, str] = {}
+progress = st.progress(0.0, text="Computing attributions…") if methods else None
+for i, method in enumerate(methods):
+    if method == "gradcam" and gc_layer is None:
+        errors[method] = "no conv layer"
+        continue
+    with st.spinner(f"{METHOD_TITLES[method]}…", show_time=True):
+        try:
+            results[method] = compute(
+                loaded.name,
+                loaded.device,
+                chosen.key,
+                int(target),
+                method,
+                options[method],
+                chosen.tensor,
+            )
+        except (ValueError, RuntimeError) as err:
+            errors[method] = str(err)
+    progress.progress((i + 1) / len(methods), text=f"{METHOD_TITLES[method]} done")
+if progress is not None:
+    progress.empty()
+
+shown = {m: attribution.heatmap_view(r["heatmap"], view) for m, r in results.items()}
+shared_max = max((float(np.abs(h).max()) for h in shown.values()), default=1.0)
+if not methods:
+    st.info("Pick at least one attribution method.")
+for col, method in zip(st.columns(max(1, len(methods))), methods, strict=False):
+    with col:
+        if method in errors:
+            st.error(f"{METHOD_TITLES[method]}: {errors[method]}")
+            continue
+        res = results[method]
+        st.plotly_chart(
+            plot_attribution_overlay(
+                chosen.display,
+                shown[method],
+                signed=view == "signed",
+                opacity=opacity,
+                zmax=shared_max if scale == "shared" else None,
+                title=METHOD_TITLES[method],
+                colorbar_title=f"{view}<br>attribution",
+                height=320,
+            ),
+            key=f"{P}.fig.{method}",
+        )
+        facts = [f"{res['seconds']:.2f} s on {res['device']}"]
+        if method == "integrated_gradients":
+            rel = abs(res["delta"]) / max(abs(res["gap"]), 1e-12)
+            facts.append(
+                f"convergence delta {res['delta']:.3g} ({rel:.1%} of f(x) − f(baseline) = "
+                f"{res['gap']:.3g})"
+            )
+        if method == "gradcam":
+            facts.append(
+                f"layer {res['layer']} ({res['attribution'].shape[1]}×"
+                f"{res['attribution'].shape[2]} upsampled)"
+            )
+        st.caption(" · ".join(facts))
+        if res["notice"]:
+            st.warning(res["notice"])
+        st.download_button(
+            "Heatmap (CSV)",
+            pd.DataFrame(res["heatmap"]).to_csv(index=False).encode(),
+            file_name=f"{loaded.name}_{method}_class{target}.csv",
+            mime="text/csv",
+            key=f"{P}.csv.{method}",
+        )
+
+if results:
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        **{m: r["heatmap"] for m, r in results.items()},
+        image=chosen.display.astype(np.float32),
+    )
+    st.download_button(
+        "Download all heatmaps (NPZ, signed, H×W each)",
+        buf.getvalue(),
+        file_name=f"{loaded.name}_attributions_class{target}.npz",
+        key=f"{P}.npz",
+    )
+    if "integrated_gradients" in results:
+        st.caption(
+            "Integrated Gradients' convergence delta is sum(attributions) − (f(input) − "
+            "f(baseline)) for the target logit; near 0 means enough steps."
+        )

@@ -1,4 +1,253 @@
-import streamlit as st
+"""Filters & Feature Maps: what a trained CNN's conv layers learned, and how they respond."""
 
-st.title("learned_filters")
-st.info("Under construction.")
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import streamlit as st
+import torch
+
+import ui
+from ui.inside_cnns import dataset_for, input_picker, model_picker
+from vizlib import filters
+from vizlib.data import denormalize
+from vizlib.plots import (
+    plot_feature_maps,
+    plot_image_grid,
+    plot_weight_histogram,
+)
+
+P = "filters"
+
+st.title("Filters & Feature Maps")
+st.caption(
+    "The weights of a conv layer drawn as small images, how far training moved them from their "
+    "random start, and the feature maps they produce for an input."
+)
+
+
+@st.cache_data(max_entries=8, show_spinner="Building the untrained model…")
+def untrained_filters(name: str, device: str, layer: str) -> torch.Tensor:
+    """Return the layer's weights (out, in, kh, kw) at the random initialisation training began from."""
+    _, meta, _ = ui.cached_model(name, device)
+    return filters.conv_filters(filters.untrained_model(meta), layer)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def dataset_scores(name: str, device: str, layer: str, reduce: str) -> torch.Tensor:
+    """Return (N, C) channel scores of the model's test set, from one pass."""
+    model, meta, lock = ui.cached_model(name, device)
+    images, _, _ = dataset_for(meta["dataset"], tuple(meta["input_size"][1:]))
+    with lock:
+        return filters.channel_scores(model, images, layer, reduce=reduce, device=device)
+
+
+def filter_tiles(weights: torch.Tensor, *, shared: bool) -> np.ndarray:
+    """Return (out, 1 or 3, kh, kw) tiles in [0, 1]: RGB for 3 input channels, else the mean slice."""
+    if weights.shape[1] not in (1, 3):
+        weights = weights.mean(dim=1, keepdim=True)  # (out, 1, kh, kw)
+    return filters.normalize_filters(weights, shared=shared).numpy()
+
+
+def norm_labels(weights: torch.Tensor, prefix: str = "filter") -> list[str]:
+    norms = filters.filter_norms(weights).numpy()
+    return [f"{prefix} {i}<br>L2 norm {n:.4g}" for i, n in enumerate(norms)]
+
+
+loaded = model_picker(P)
+if loaded is None:
+    st.stop()
+model, meta = loaded.model, loaded.meta
+convs = filters.conv_layer_names(model)
+if not convs:
+    st.warning(f"{loaded.name} has no Conv2d layer, so it has no filters to show.")
+    st.stop()
+
+c1, c2 = st.columns([2, 1])
+layer = c1.selectbox("Conv layer", convs, key=f"{P}.layer")
+shared = c2.toggle(
+    "One shared colour scale",
+    key=f"{P}.shared",
+    help="Off: each filter is stretched to its own range (shapes are visible). On: one range for "
+    "the whole layer (strengths compare).",
+)
+weights = filters.conv_filters(model, layer)  # (out, in, kh, kw)
+out_ch, in_ch, kh, kw = weights.shape
+st.markdown(
+    f"**{layer}**: {out_ch} filters of {in_ch}×{kh}×{kw} "
+    f"({'RGB' if in_ch == 3 else 'grey' if in_ch == 1 else 'mean over input channels'} below)."
+)
+
+tab_filters, tab_train, tab_hist, tab_maps, tab_top = st.tabs(
+    [
+        "Filters",
+        "Before / after training",
+        "Weight histogram",
+        "Feature maps",
+        "Top-activating images",
+    ]
+)
+
+with tab_filters:
+    st.plotly_chart(
+        plot_image_grid(
+            filter_tiles(weights, shared=shared),
+            hover=norm_labels(weights),
+            title=f"{layer}: {out_ch} filters ({'shared' if shared else 'per-filter'} scale)",
+        ),
+        key=f"{P}.grid",
+    )
+    if in_ch > 1:
+        st.subheader("One filter, slice by slice")
+        f1, f2 = st.columns([1, 2])
+        index = f1.number_input(
+            f"Filter (0–{out_ch - 1})", 0, out_ch - 1, 0, key=f"{P}.filter_index"
+        )
+        mode = f2.radio(
+            "Show",
+            ["Each input channel", "Mean over input channels"],
+            key=f"{P}.slice_mode",
+            horizontal=True,
+        )
+        slices = filters.filter_slices(weights, int(index), mean=mode.startswith("Mean"))
+        tiles = filters.normalize_filters(slices[:, None], shared=shared).numpy()
+        st.plotly_chart(
+            plot_image_grid(
+                tiles,
+                hover=norm_labels(slices[:, None], "input channel")
+                if len(slices) > 1
+                else ["mean over input channels"],
+                title=f"Filter {int(index)} of {layer}: {len(slices)} slice(s) of {kh}×{kw}",
+                max_px=420,
+            ),
+            key=f"{P}.slices",
+        )
+    buf = io.BytesIO()
+    np.save(buf, weights.numpy())
+    st.download_button(
+        "Download the weights (NPY, out×in×kh×kw)",
+        buf.getvalue(),
+        file_name=f"{loaded.name}_{layer}_weights.npy",
+        key=f"{P}.download_weights",
+    )
+
+with tab_train:
+    try:
+        before = untrained_filters(loaded.name, loaded.device, layer)
+    except (ValueError, KeyError, RuntimeError) as err:
+        st.error(f"Could not rebuild the untrained model: {err}")
+    else:
+        if not meta.get("pretrained"):
+            st.info("This model is not trained (no weights on disk), so both sides are the same.")
+        change = float((weights - before).norm() / before.norm().clamp_min(1e-12))
+        st.metric(
+            "Relative change of the layer's weights by training",
+            f"{change:.1%}",
+            help="‖W_trained − W_init‖ / ‖W_init‖ (Frobenius norms).",
+        )
+        # One scale across both sides when shared, so the growth of the weights is visible.
+        both = filter_tiles(torch.cat([before, weights]), shared=shared)
+        b1, b2 = st.columns(2)
+        b1.plotly_chart(
+            plot_image_grid(
+                both[:out_ch],
+                hover=norm_labels(before),
+                title=f"At initialisation (seed {int(meta.get('seed') or 0)})",
+                max_px=420,
+            ),
+            key=f"{P}.before",
+        )
+        b2.plotly_chart(
+            plot_image_grid(
+                both[out_ch:], hover=norm_labels(weights), title="After training", max_px=420
+            ),
+            key=f"{P}.after",
+        )
+
+with tab_hist:
+    bins = st.slider("Bins", 10, 200, 60, key=f"{P}.bins")
+    h1, h2 = st.columns(2)
+    counts, edges = filters.weight_histogram(weights, bins=bins)
+    h1.plotly_chart(
+        plot_weight_histogram(
+            counts, edges, title=f"{layer}: trained weights ({weights.numel():,})"
+        ),
+        key=f"{P}.hist",
+    )
+    try:
+        before_counts, before_edges = filters.weight_histogram(
+            untrained_filters(loaded.name, loaded.device, layer), bins=bins
+        )
+        h2.plotly_chart(
+            plot_weight_histogram(before_counts, before_edges, title=f"{layer}: at initialisation"),
+            key=f"{P}.hist_before",
+        )
+    except (ValueError, KeyError, RuntimeError) as err:
+        h2.error(f"Could not rebuild the untrained model: {err}")
+
+with tab_maps:
+    chosen = input_picker(P, meta)
+    if chosen is not None:
+        i1, i2 = st.columns([1, 3])
+        i1.image(chosen.display, caption=chosen.label, clamp=True, width="stretch")
+        try:
+            with loaded.lock:
+                maps = filters.feature_maps(model, chosen.tensor, layer, device=loaded.device)
+        except (ValueError, RuntimeError) as err:
+            st.error(f"The model could not process this input: {err}")
+        else:
+            maps_np = maps.numpy()  # (C, H, W)
+            limit = i2.slider(
+                "Maps shown", 1, len(maps_np), min(64, len(maps_np)), key=f"{P}.n_maps"
+            )
+            i2.plotly_chart(
+                plot_feature_maps(
+                    maps_np[:limit],
+                    shared_scale=shared,
+                    title=f"{layer}: {len(maps_np)} maps of {maps_np.shape[1]}×{maps_np.shape[2]}",
+                ),
+                key=f"{P}.maps",
+            )
+            buf = io.BytesIO()
+            np.save(buf, maps_np)
+            i2.download_button(
+                "Download the feature maps (NPY, C×H×W)",
+                buf.getvalue(),
+                file_name=f"{loaded.name}_{layer}_feature_maps.npy",
+                key=f"{P}.download_maps",
+            )
+
+with tab_top:
+    try:
+        images, labels, classes = dataset_for(meta["dataset"], tuple(meta["input_size"][1:]))
+    except ValueError as err:
+        st.info(f"Top-activating images need the model's dataset on disk: {err}")
+    else:
+        t1, t2, t3 = st.columns(3)
+        channel = t1.number_input(f"Channel (0–{out_ch - 1})", 0, out_ch - 1, 0, key=f"{P}.channel")
+        reduce = t2.radio(
+            "Score per image",
+            ["mean", "max"],
+            key=f"{P}.reduce",
+            horizontal=True,
+            help="Mean or maximum of the channel's feature map over positions.",
+        )
+        k = t3.slider("Images", 4, 36, 16, key=f"{P}.top_k")
+        with st.spinner(f"One pass over {len(images)} test images…", show_time=True):
+            scores = dataset_scores(loaded.name, loaded.device, layer, reduce)
+        idx, vals = filters.top_activating(scores, int(channel), k=k)
+        shown = denormalize(images[idx], meta["mean"], meta["std"]).numpy()  # (k, C, H, W)
+        st.plotly_chart(
+            plot_image_grid(
+                shown,
+                hover=[
+                    f"test image {i}<br>class {classes[int(labels[i])]}<br>score {v:.4g}"
+                    for i, v in zip(idx, vals, strict=True)
+                ],
+                title=f"Test images that drive channel {int(channel)} of {layer} most "
+                f"({reduce} activation)",
+                max_px=520,
+            ),
+            key=f"{P}.top",
+        )

@@ -63,6 +63,7 @@ def test_integrated_gradients_completeness(lenet, image, baseline):
         gap = lenet(image[None])[0, 7] - lenet(res["baseline"])[0, 7]
     total = float(res["attribution"].sum())
     assert total - float(gap) == pytest.approx(res["delta"], abs=1e-4)
+    assert res["gap"] == pytest.approx(float(gap), abs=1e-4)
     assert abs(res["delta"]) < 0.05 * max(abs(float(gap)), 1e-3)
 
 

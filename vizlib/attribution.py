@@ -211,7 +211,7 @@ def attribute(
     bilinearly to the input size with ``LayerAttribution.interpolate``), "attribution" (C, H, W)
     numpy (Grad-CAM: (1, h, w) at the layer's resolution), "method", "target", "delta"
     (Integrated Gradients' convergence delta = sum(attr) - (f(x) - f(baseline)), else None),
-    "baseline" (1, C, H, W) tensor for IG, "notice" (str or None: what the out-of-memory fallback
+    "gap" (IG: f(x) - f(baseline) of the target logit, else None), "baseline" (1, C, H, W) tensor for IG, "notice" (str or None: what the out-of-memory fallback
     did), "device" (str) and "seconds" (wall time).
     Options: IG ``n_steps``, ``baseline`` in BASELINES, ``internal_batch_size``; Grad-CAM
     ``layer`` (a conv layer's name; default the last one) and ``relu``; Occlusion ``window`` and
@@ -290,6 +290,8 @@ def attribute(
                 raise
     seconds = time.perf_counter() - start
     attr = attr.detach().float().cpu()  # (1, C, H, W) or (1, 1, h, w)
+    # Completeness: sum(attr) = f(x) - f(baseline) + delta, so the gap follows without a forward.
+    gap = float(attr.sum()) - delta if delta is not None else None
     if method == "gradcam":
         heat = LayerAttribution.interpolate(attr, tuple(x.shape[-2:]), "bilinear")  # (1, 1, H, W)
     else:
@@ -300,6 +302,7 @@ def attribute(
         "heatmap": heat[0].sum(0).numpy().astype(np.float32),  # (H, W)
         "attribution": attr[0].numpy(),
         "delta": delta,
+        "gap": gap,
         "baseline": opts.get("baseline_tensor"),
         "layer": opts["layer"] if method == "gradcam" else None,
         "notice": " ".join(notices) or None,

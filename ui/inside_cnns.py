@@ -1,0 +1,129 @@
+"""Streamlit helpers shared by the Filters & Feature Maps and Attributions pages: the model picker,
+the input picker (dataset sample, sample image, upload) and cached dataset loading."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+import torch
+
+import ui
+from vizlib import zoo
+from vizlib.data import (
+    denormalize,
+    load_dataset,
+    load_sample_image,
+    prepare_image,
+    read_image_upload,
+    sample_image_names,
+)
+
+__all__ = ["ChosenInput", "LoadedModel", "dataset_for", "input_picker", "model_picker"]
+
+SOURCES = ("Dataset sample", "Sample image", "Upload an image")
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: torch.nn.Module
+    meta: dict
+    lock: threading.Lock
+    device: str
+
+
+@dataclass
+class ChosenInput:
+    tensor: torch.Tensor  # (1, C, H, W), normalised as the model expects
+    display: np.ndarray  # (H, W, 3) in [0, 1]
+    label: str  # what it is, for captions
+    key: tuple  # small hashable description, for st.cache_data keys
+    upload: bytes | None = None
+
+
+def model_picker(prefix: str, *, label: str = "Model") -> LoadedModel | None:
+    """Draw the model selectbox (its choice shared in the URL as ``?model=``) and load the model."""
+    names = zoo.list_models()
+    wanted = st.query_params.get("model")
+    index = names.index(wanted) if wanted in names else 0
+    name = st.selectbox(
+        label,
+        names,
+        index=index,
+        key=f"{prefix}.model",
+        help="Shipped checkpoints trained on the bundled digits, and torchvision architectures "
+        "(ImageNet weights when they are in the torch hub cache).",
+    )
+    st.query_params["model"] = name
+    device = str(ui.current_device())
+    try:
+        model, meta, lock = ui.cached_model(name, device)
+    except (ValueError, RuntimeError, OSError) as err:
+        st.error(f"Could not load {name!r} on {device}: {err}")
+        return None
+    if meta.get("notice"):
+        st.warning(meta["notice"], icon=":material/warning:")
+    return LoadedModel(name, model, meta, lock, device)
+
+
+@st.cache_data(max_entries=4, show_spinner="Loading the dataset…")
+def dataset_for(
+    dataset: str, input_size: tuple[int, int], split: str = "test"
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Return (images (N, C, H, W) normalised, labels (N,), class names) of a dataset at a size."""
+    return load_dataset(dataset, split, input_size=input_size)
+
+
+def _display(x: torch.Tensor, meta: dict) -> np.ndarray:
+    img = denormalize(x[0], meta["mean"], meta["std"])  # (C, H, W) in [0, 1]
+    img = img.permute(1, 2, 0).numpy()  # (H, W, C)
+    return np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
+
+
+def input_picker(prefix: str, meta: dict) -> ChosenInput | None:
+    """Draw the input controls and return the chosen input prepared for the model, or None."""
+    size = tuple(int(v) for v in meta["input_size"][1:])
+    source = st.radio("Input", SOURCES, key=f"{prefix}.source", horizontal=True)
+    if source == "Dataset sample":
+        try:
+            images, labels, classes = dataset_for(meta["dataset"], size)
+        except ValueError as err:
+            st.info(
+                f"No {meta['dataset']} dataset on disk ({err}) Pick a sample image or upload one."
+            )
+            return None
+        index = st.number_input(
+            f"Test image index (0–{len(images) - 1})",
+            min_value=0,
+            max_value=len(images) - 1,
+            value=0,
+            step=1,
+            key=f"{prefix}.index",
+        )
+        x = images[int(index)][None]  # (1, C, H, W)
+        label = f"{meta['dataset']} test image {int(index)} (true class {classes[int(labels[int(index)])]})"
+        return ChosenInput(x, _display(x, meta), label, ("dataset", meta["dataset"], int(index)))
+    if source == "Sample image":
+        name = st.selectbox("Sample image", sample_image_names(), key=f"{prefix}.sample")
+        x = prepare_image(load_sample_image(name), meta)
+        return ChosenInput(x, _display(x, meta), f"sample image {name!r}", ("sample", name))
+    upload = st.file_uploader(
+        "Image (PNG, JPEG, …)",
+        type=["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"],
+        key=f"{prefix}.upload",
+    )
+    if upload is None:
+        st.info("Upload an image to explain it.")
+        return None
+    data = upload.getvalue()
+    try:
+        x = prepare_image(read_image_upload(data), meta)
+    except ValueError as err:
+        st.error(f"Could not use {upload.name!r}: {err}")
+        return None
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    return ChosenInput(x, _display(x, meta), f"upload {upload.name!r}", ("upload", digest), data)
