@@ -1,4 +1,146 @@
-import streamlit as st
+"""Position Embeddings: learned position-embedding similarity, patch-embedding principal
+components, and the Transformer's sinusoidal encoding for comparison."""
 
-st.title("position_embeddings")
-st.info("Under construction.")
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from ui.vit import ModelChoice, get_model, pick_vit
+from vizlib import posembed
+from vizlib.plots.vit import (
+    plot_patch_components,
+    plot_position_similarity,
+    plot_sinusoidal_encoding,
+    plot_sinusoidal_similarity,
+)
+
+st.title("Position Embeddings")
+st.caption(
+    "What a Vision Transformer learns about space before any attention: Dosovitskiy et al., "
+    "*An Image is Worth 16x16 Words* (ICLR 2021), Figure 7 (left and centre)."
+)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def similarity(choice: ModelChoice) -> tuple[np.ndarray, np.ndarray]:
+    """(gh, gw, gh, gw) cosine similarities and the patch position embeddings (N, D)."""
+    model, _, _ = get_model(choice)
+    emb = posembed.vit_embeddings(model)
+    sim = posembed.position_similarity(emb.pos_embed, emb.grid_size, emb.num_prefix_tokens)
+    return sim.numpy(), emb.pos_embed[emb.num_prefix_tokens :].numpy()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def components(choice: ModelChoice, k: int) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """(k, C, P, P) principal components, variance ratios, and the clamping note if any."""
+    model, _, _ = get_model(choice)
+    weight = posembed.vit_embeddings(model).patch_weight
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        comps, ratios = posembed.patch_embedding_components(weight, k=k)
+    note = str(caught[0].message) if caught else None
+    return comps.numpy(), ratios.numpy(), note
+
+
+picked = pick_vit("position_embeddings")
+if picked is None:
+    st.stop()
+choice, model, meta, _lock = picked
+try:
+    sim, learned = similarity(choice)
+except (TypeError, ValueError) as err:
+    st.error(f"This model's embeddings cannot be shown: {err}")
+    st.stop()
+gh, gw = sim.shape[:2]
+
+# --- Position-embedding similarity -------------------------------------------------------------
+st.header("Position embedding similarity")
+st.plotly_chart(plot_position_similarity(sim), key="position_embeddings.similarity_chart")
+st.caption(
+    f"Tile (row r, column c) shows the cosine similarity between the learned position embedding "
+    f"of patch (r, c) and those of all {gh}×{gw} patches, on one colour scale from −1 to 1. "
+    "A trained ViT learns 2-D structure: nearby patches, and patches in the same row or column, "
+    "get similar embeddings."
+)
+buf = io.BytesIO()
+np.save(buf, sim)
+st.download_button(
+    "Download the similarities (NPY, shape gh × gw × gh × gw)",
+    buf.getvalue(),
+    file_name=f"position_similarity_{meta['name']}.npy".replace(" ", "_"),
+    key="position_embeddings.download_similarity",
+)
+
+# --- Patch-embedding filters -------------------------------------------------------------------
+st.header("Patch-embedding filters")
+k = st.slider(
+    "Principal components",
+    1,
+    28,
+    28,
+    key="position_embeddings.k",
+    help="Top principal components of the D patch-embedding filters (each C·P·P values).",
+)
+comps, ratios, note = components(choice, int(k))
+if note:
+    st.info(note)
+st.plotly_chart(plot_patch_components(comps, ratios), key="position_embeddings.pca_chart")
+channels = "RGB" if comps.shape[1] == 3 else "grey"
+st.caption(
+    f"Each tile is one principal component of the {meta['name']} patch-embedding weights, shown "
+    f"as a {comps.shape[2]}×{comps.shape[3]} {channels} image (scaled to its own range), with the "
+    f"share of variance it explains; together they explain {100 * ratios.sum():.1f}%."
+)
+st.download_button(
+    "Download the explained variance (CSV)",
+    pd.DataFrame(
+        {"component": np.arange(1, len(ratios) + 1), "explained_variance_ratio": ratios}
+    ).to_csv(index=False),
+    file_name=f"patch_embedding_pca_{meta['name']}.csv".replace(" ", "_"),
+    mime="text/csv",
+    key="position_embeddings.download_pca",
+)
+
+
+# --- Sinusoidal vs learned ---------------------------------------------------------------------
+@st.fragment
+def sinusoidal_panel() -> None:
+    st.header("Sinusoidal encoding vs learned embedding")
+    c1, c2 = st.columns(2)
+    n_pos = c1.slider("Positions", 2, 512, gh * gw, key="position_embeddings.n_positions")
+    dim = c2.slider("Dimensions", 2, 1024, learned.shape[1], key="position_embeddings.dim")
+    enc = posembed.sinusoidal_encoding(int(n_pos), int(dim))
+    left, right = st.columns(2)
+    left.plotly_chart(plot_sinusoidal_encoding(enc), key="position_embeddings.sin_chart")
+    right.plotly_chart(
+        plot_sinusoidal_encoding(
+            learned, title=f"Learned position embedding of {meta['name']} (patches)"
+        ),
+        key="position_embeddings.learned_chart",
+    )
+    left.plotly_chart(
+        plot_sinusoidal_similarity(posembed.sinusoidal_similarity(enc)),
+        key="position_embeddings.sin_sim_chart",
+    )
+    learned_t = torch.from_numpy(learned)
+    right.plotly_chart(
+        plot_sinusoidal_similarity(
+            posembed.sinusoidal_similarity(learned_t),
+            title="Dot-product similarity between learned embeddings (patches, row-major)",
+        ),
+        key="position_embeddings.learned_sim_chart",
+    )
+    st.caption(
+        "Vaswani et al. (2017): PE[pos, 2i] = sin(pos / 10000^(2i/d)), PE[pos, 2i+1] = "
+        "cos(pos / 10000^(2i/d)); the dot product between two positions depends only on their "
+        "offset. The ViT instead learns one vector per patch (1-D, row-major order)."
+    )
+
+
+sinusoidal_panel()

@@ -1,4 +1,238 @@
-import streamlit as st
+"""ViT Attention: mean attention distance per head, attention maps, attention rollout."""
 
-st.title("vit_attention")
-st.info("Under construction.")
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+from ui.vit import ModelChoice, get_model, image_sources, load_images, pick_vit
+from vizlib import attention
+from vizlib.plots.vit import plot_attention_distance, plot_attention_overlays
+
+st.title("ViT Attention")
+st.caption(
+    "How far and where a Vision Transformer looks: the probes of Dosovitskiy et al., *An Image is "
+    "Worth 16x16 Words* (ICLR 2021), Figures 6 and 7 (right)."
+)
+
+
+def _images_key(meta: dict) -> tuple:
+    return (
+        tuple(int(v) for v in meta["input_size"]),
+        tuple(float(v) for v in meta["mean"]),
+        tuple(float(v) for v in meta["std"]),
+    )
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def distance_table(choice: ModelChoice, source: str, n: int, renormalize: bool) -> np.ndarray:
+    """Mean attention distance (layers, heads) in pixels over the first n images."""
+    model, meta, lock = get_model(choice)
+    images, _, _ = load_images(source, *_images_key(meta), n)
+    with lock:  # hooks go on the shared model
+        dist = attention.mean_attention_distance_over(
+            model, images, renormalize=renormalize, batch_size=32, device=choice.device
+        )
+    return dist.numpy()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def image_attentions(choice: ModelChoice, source: str, indices: tuple[int, ...]) -> np.ndarray:
+    """Attention weights of the chosen images, (layers, B, heads, T, T)."""
+    model, meta, lock = get_model(choice)
+    images, _, _ = load_images(source, *_images_key(meta))
+    with lock:
+        maps = attention.attention_maps(
+            model, images[list(indices)], batch_size=8, device=choice.device
+        )
+    return torch.stack(maps).numpy()
+
+
+picked = pick_vit("vit_attention")
+if picked is None:
+    st.stop()
+choice, model, meta, _lock = picked
+geo = attention.vit_geometry(model)
+gh, gw = geo.grid_size
+source = st.selectbox(
+    "Images", image_sources(meta), key="vit_attention.source", help="Images available offline."
+)
+try:
+    _, display_all, captions_all = load_images(source, *_images_key(meta))
+except ValueError as err:
+    st.error(str(err))
+    st.stop()
+available = len(captions_all)
+st.caption(
+    f"{meta['name']}: {geo.num_layers} layers × {geo.num_heads} heads, {gh}×{gw} patches of "
+    f"{geo.patch_size} px, {geo.num_prefix_tokens} prefix token(s); {available} images available."
+)
+
+# --- Mean attention distance -------------------------------------------------------------------
+st.header("Mean attention distance")
+c1, c2 = st.columns(2)
+n_images = c1.number_input(
+    "Number of images",
+    min_value=1,
+    max_value=available,
+    value=min(128, available),
+    key="vit_attention.n_images",
+    help=f"The first N of the {available} available images (computed in batches on the device).",
+)
+renormalize = c2.toggle(
+    "Renormalise patch weights",
+    value=False,
+    key="vit_attention.renormalize",
+    help="Off: weights as they come (the class token's share is simply left out, as in the Keras "
+    "'probing ViTs' example). On: each query's weights over the patches rescaled to sum to 1.",
+)
+with st.spinner(f"Running {n_images} images through {meta['name']}…", show_time=True):
+    try:
+        dist = distance_table(choice, source, int(n_images), bool(renormalize))
+    except (ValueError, RuntimeError) as err:  # e.g. out of GPU memory
+        st.error(f"Could not compute the attention distances: {err}")
+        dist = None
+if dist is not None:
+    baseline = attention.uniform_attention_distance(geo.grid_size, geo.patch_size)
+    st.plotly_chart(
+        plot_attention_distance(dist, baseline=baseline),
+        key="vit_attention.distance_chart",
+    )
+    st.caption(
+        "Each dot is one head: the attention-weighted pixel distance from each query patch to the "
+        "patches it attends to, averaged over query patches and images — analogous to receptive "
+        f"field size in CNNs. The dashed line ({baseline:.1f} px) is what uniform attention over "
+        f"the {gh}×{gw} grid would give."
+    )
+    table = pd.DataFrame(
+        dist,
+        index=pd.Index(range(1, dist.shape[0] + 1), name="layer"),
+        columns=[f"head {h}" for h in range(dist.shape[1])],
+    )
+    st.download_button(
+        "Download the layer × head table (CSV, pixels)",
+        table.to_csv(float_format="%.3f"),
+        file_name=f"attention_distance_{meta['name']}.csv".replace(" ", "_"),
+        mime="text/csv",
+        key="vit_attention.download",
+    )
+
+head_options = ["mean", "max", *range(geo.num_heads)]
+
+
+def _head_label(h) -> str:
+    return f"head {h}" if isinstance(h, int) else f"{h} over heads"
+
+
+# --- Attention maps ----------------------------------------------------------------------------
+@st.fragment
+def attention_maps_panel() -> None:
+    st.header("Attention maps")
+    c1, c2, c3 = st.columns(3)
+    index = c1.number_input(
+        "Image", 0, available - 1, 0, key="vit_attention.image", help="Index into the image set."
+    )
+    layer = c2.slider("Layer", 1, geo.num_layers, geo.num_layers, key="vit_attention.layer")
+    head = c3.selectbox("Head", head_options, format_func=_head_label, key="vit_attention.head")
+    q1, q2 = st.columns(2)
+    q_row = q1.slider("Query patch row", 0, gh - 1, gh // 2, key="vit_attention.q_row")
+    q_col = q2.slider("Query patch column", 0, gw - 1, gw // 2, key="vit_attention.q_col")
+    with st.spinner("Computing attention…", show_time=True):
+        try:
+            maps = torch.from_numpy(image_attentions(choice, source, (int(index),)))
+        except (ValueError, RuntimeError) as err:
+            st.error(f"Could not compute attention: {err}")
+            return
+    kw = {"layer": layer - 1, "head": head, "num_prefix_tokens": geo.num_prefix_tokens}
+    cls_map = attention.cls_attention(maps, geo.grid_size, **kw)
+    query_map = attention.query_attention(maps, geo.grid_size, (q_row, q_col), **kw)
+    image = display_all[int(index)][None]
+    left, right = st.columns(2)
+    left.plotly_chart(
+        plot_attention_overlays(
+            image,
+            cls_map,
+            title=f"Class token → patches (layer {layer}, {_head_label(head)})",
+            cols=1,
+        ),
+        key="vit_attention.cls_chart",
+    )
+    right.plotly_chart(
+        plot_attention_overlays(
+            image,
+            query_map,
+            marker=(q_row, q_col),
+            title=f"Patch ({q_row}, {q_col}) → patches (layer {layer}, {_head_label(head)})",
+            cols=1,
+        ),
+        key="vit_attention.query_chart",
+    )
+    st.caption(
+        f"Image {index} ({captions_all[int(index)]}). Bright = high attention, scaled per map; "
+        "the cyan square is the query patch."
+    )
+
+
+attention_maps_panel()
+
+
+# --- Attention rollout -------------------------------------------------------------------------
+@st.cache_data(max_entries=16, show_spinner=False)
+def rollout(
+    choice: ModelChoice, source: str, indices: tuple[int, ...], fusion: str, discard: float
+) -> np.ndarray:
+    """Class-token rollout (B, gh, gw) of the chosen images, max 1 each."""
+    model, _, _ = get_model(choice)
+    g = attention.vit_geometry(model)
+    maps = torch.from_numpy(image_attentions(choice, source, indices))
+    return attention.attention_rollout(
+        maps,
+        head_fusion=fusion,
+        discard_ratio=discard,
+        num_prefix_tokens=g.num_prefix_tokens,
+        grid_hw=g.grid_size,
+    ).numpy()
+
+
+@st.fragment
+def rollout_panel() -> None:
+    st.header("Attention rollout")
+    c1, c2, c3 = st.columns(3)
+    fusion = c1.selectbox("Head fusion", ["mean", "max", "min"], key="vit_attention.fusion")
+    discard = c2.slider(
+        "Discard ratio",
+        0.0,
+        0.95,
+        0.0,
+        0.05,
+        key="vit_attention.discard",
+        help="Fraction of the smallest fused weights set to zero in each layer (never the class "
+        "token's own weight).",
+    )
+    count = c3.slider("Images", 1, min(8, available), min(4, available), key="vit_attention.count")
+    indices = tuple(range(int(count)))
+    with st.spinner("Rolling out attention…", show_time=True):
+        try:
+            masks = rollout(choice, source, indices, fusion, float(discard))
+        except (ValueError, RuntimeError) as err:
+            st.error(f"Could not compute the rollout: {err}")
+            return
+    st.plotly_chart(
+        plot_attention_overlays(
+            display_all[list(indices)],
+            masks,
+            titles=[captions_all[i] for i in indices],
+            title=f"Rollout of the class token ({fusion} over heads, discard {discard:.2f})",
+        ),
+        key="vit_attention.rollout_chart",
+    )
+    st.caption(
+        "Abnar & Zuidema (2020): per layer, fuse heads, add the identity for the residual path, "
+        "renormalise each row to sum to 1, and multiply through the layers; the class token's row "
+        "over the patches is shown, scaled to a maximum of 1."
+    )
+
+
+rollout_panel()

@@ -272,13 +272,19 @@ def plot_patch_components(
 
 
 def plot_sinusoidal_encoding(encoding, *, title: str | None = None) -> go.Figure:
-    """Return a heatmap of a position encoding (positions, dims): y = position, x = dimension."""
+    """Return a heatmap of a position encoding (positions, dims): y = position, x = dimension.
+
+    The colour scale is symmetric about 0 (±1 for the sinusoidal encoding, ±max|value| for a
+    learned one).
+    """
     enc = _np(encoding).astype(float)
+    bound = float(np.abs(enc).max()) if enc.size else 1.0
+    bound = bound or 1.0
     fig = go.Figure(
         go.Heatmap(
             z=enc,
-            zmin=-1,
-            zmax=1,
+            zmin=-bound,
+            zmax=bound,
             colorscale="RdBu",
             colorbar={"title": "value"},
             hovertemplate="position %{y}, dimension %{x}<br>value %{z:.3f}<extra></extra>",

@@ -1,0 +1,153 @@
+"""Streamlit glue for the ViT pages: pick a ViT (zoo or upload), load matching images.
+
+Models come from the shared ``ui.cached_model`` (never mutated; hooks only under its lock) or,
+for uploaded weights, from a small ``st.cache_resource`` keyed on the file's SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+import torch
+
+import ui
+from vizlib import zoo
+from vizlib.data import (
+    denormalize,
+    load_dataset,
+    load_sample_image,
+    prepare_image,
+    sample_image_names,
+)
+
+__all__ = [
+    "ModelChoice",
+    "get_model",
+    "image_sources",
+    "load_images",
+    "pick_vit",
+    "vit_model_names",
+]
+
+UPLOAD = "Upload weights…"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A hashable handle on the chosen model: ``key`` is a zoo name or "upload:<sha256>"."""
+
+    key: str
+    architecture: str
+    device: str
+
+
+def vit_model_names() -> list[str]:
+    """Return the zoo names whose family is "vit", read from metadata without loading weights."""
+    names = []
+    for name in zoo.checkpoint_names():
+        try:
+            with open(zoo.CHECKPOINT_DIR / f"{name}.json", encoding="utf-8") as fh:
+                if json.load(fh).get("architecture") == "vit":
+                    names.append(name)
+        except (OSError, ValueError):
+            continue
+    # torchvision's ViT architectures; zoo's meta marks them family "vit"
+    names += [n for n in zoo.TORCHVISION_MODELS if n.startswith("vit_")]
+    return names
+
+
+@st.cache_resource(max_entries=2, show_spinner="Reading the uploaded weights…")
+def _uploaded_model(
+    digest: str, architecture: str, device: str, _data: bytes | None
+) -> tuple[torch.nn.Module, dict, threading.Lock]:
+    if _data is None:
+        raise ValueError("The uploaded model is no longer cached; upload the file again.")
+    model, meta = zoo.load_uploaded(_data, architecture)
+    model = model.to(device).eval().requires_grad_(False)
+    return model, meta, threading.Lock()
+
+
+def get_model(choice: ModelChoice) -> tuple[torch.nn.Module, dict, threading.Lock]:
+    """Return (shared model, meta, lock) for a choice made by ``pick_vit``."""
+    if choice.key.startswith("upload:"):
+        return _uploaded_model(choice.key[7:], choice.architecture, choice.device, None)
+    return ui.cached_model(choice.key, choice.device)
+
+
+def pick_vit(prefix: str) -> tuple[ModelChoice, torch.nn.Module, dict, threading.Lock] | None:
+    """Draw the model picker; return (choice, model, meta, lock), or None with a message shown."""
+    names = vit_model_names()
+    device = str(ui.current_device())
+    options = [*names, UPLOAD]
+    wanted = st.query_params.get("model")
+    index = options.index(wanted) if wanted in options else 0
+    name = st.selectbox(
+        "Vision Transformer",
+        options,
+        index=index,
+        key=f"{prefix}.model",
+        help="Models from the zoo whose family is ViT, or your own weights for one of them.",
+    )
+    if name != UPLOAD:
+        st.query_params["model"] = name
+    if name == UPLOAD:
+        cols = st.columns([1, 2])
+        arch = cols[0].selectbox("Architecture of the weights", names, key=f"{prefix}.upload_arch")
+        file = cols[1].file_uploader(
+            "State dict (.safetensors, .pt or .pth)",
+            type=["safetensors", "pt", "pth"],
+            key=f"{prefix}.upload",
+        )
+        if file is None:
+            st.info("Upload a state dict to inspect your own ViT.")
+            return None
+        data = file.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        try:
+            model, meta, lock = _uploaded_model(digest, arch, device, data)
+        except ValueError as err:
+            cols[1].error(str(err))
+            return None
+        choice = ModelChoice(f"upload:{digest}", arch, device)
+        return choice, model, meta, lock
+    try:
+        model, meta, lock = ui.cached_model(name, device)
+    except (ValueError, RuntimeError, OSError) as err:
+        st.error(f"Could not load {name}: {err}")
+        return None
+    if meta.get("notice"):
+        st.warning(meta["notice"])
+    return ModelChoice(name, name, device), model, meta, lock
+
+
+def image_sources(meta: dict) -> list[str]:
+    """Return the image sets available offline for a model: its dataset, or sample photos."""
+    if meta.get("dataset") == "digits":
+        return ["digits (test split)"]
+    return ["scikit-image sample photos"]
+
+
+@st.cache_data(max_entries=8, show_spinner="Loading images…")
+def load_images(
+    source: str, input_size: tuple[int, int, int], mean: tuple, std: tuple, n: int | None = None
+) -> tuple[torch.Tensor, np.ndarray, list[str]]:
+    """Return (normalised images (N, C, H, W), display images (N, C, H, W) in [0, 1], captions)."""
+    c, h, w = input_size
+    if source.startswith("digits"):
+        images, labels, classes = load_dataset("digits", split="test", input_size=(h, w))
+        captions = [f"digit {classes[int(y)]}" for y in labels]
+    else:
+        meta = {"input_size": list(input_size), "mean": list(mean), "std": list(std)}
+        captions = sample_image_names()
+        images = torch.cat([prepare_image(load_sample_image(s), meta) for s in captions])
+    if images.shape[1] != c:
+        raise ValueError(f"{source} has {images.shape[1]} channels; the model expects {c}.")
+    if n is not None:
+        images, captions = images[:n], captions[:n]
+    display = denormalize(images, list(mean), list(std)).numpy()  # (N, C, H, W) in [0, 1]
+    return images, display, captions
