@@ -1,0 +1,60 @@
+"""AppTest for the Attributions page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "attributions.py")
+
+
+def _errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+@pytest.fixture
+def at():
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    app.query_params["model"] = "lenet_digits"
+    return app.run()
+
+
+def _captions(at: AppTest) -> str:
+    return " | ".join(c.value for c in at.caption)
+
+
+def test_default_explains_the_prediction_with_four_methods(at):
+    assert not at.exception and not _errors(at)
+    assert "Explaining class" in at.markdown[0].value
+    # top-5 chart plus one overlay per method
+    assert len(at.get("plotly_chart")) == 5
+    assert "convergence delta" in _captions(at)
+    assert "layer conv2" in _captions(at)
+
+
+def test_controls_change_what_is_computed(at):
+    at.toggle(key="attr.use_pred").set_value(False).run()
+    at.selectbox(key="attr.target").set_value(4).run()
+    assert "index 4" in at.markdown[0].value
+    at.radio(key="attr.view").set_value("signed").run()
+    at.radio(key="attr.scale").set_value("shared").run()
+    at.slider(key="attr.ig_steps").set_value(16).run()
+    at.selectbox(key="attr.ig_baseline").set_value("blurred").run()
+    at.selectbox(key="attr.gc_layer").set_value("conv1").run()
+    at.slider(key="attr.occ_window").set_value(7).run()
+    assert not at.exception and not _errors(at)
+    assert "layer conv1 (24×24 upsampled)" in _captions(at)
+    at.multiselect(key="attr.methods").set_value(["saliency"]).run()
+    assert len(at.get("plotly_chart")) == 2
+    at.multiselect(key="attr.methods").set_value([]).run()
+    assert any("at least one" in i.value for i in at.info)
+    assert not at.exception
+
+
+def test_sample_image_input(at):
+    at.radio(key="attr.source").set_value("Sample image").run()
+    at.selectbox(key="attr.sample").set_value("camera").run()
+    assert not at.exception and not _errors(at)
+    assert len(at.get("plotly_chart")) == 5
