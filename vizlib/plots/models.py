@@ -1,3 +1,95 @@
-"""Figures for the models pages."""
+"""Figures for the models pages: per-layer parameters and multiply-adds, batching timings."""
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+__all__ = ["plot_batch_timing", "plot_layer_costs"]
+
+
+def plot_layer_costs(rows: list[dict[str, Any]], *, log_x: bool = False) -> go.Figure:
+    """Return side-by-side horizontal bars of parameters and multiply-adds per layer.
+
+    ``rows`` come from ``vizlib.summary.layer_table`` (keys name, type, params, macs); layers
+    with neither parameters nor multiply-adds are left out. MACs are per sample.
+    """
+    shown = [r for r in rows if r["params"] or r["macs"]]
+    labels = [f"{r['name']} ({r['type']})" for r in shown]
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        shared_yaxes=True,
+        horizontal_spacing=0.04,
+        subplot_titles=("Parameters", "Multiply-adds per sample"),
+    )
+    fig.add_trace(
+        go.Bar(
+            x=[r["params"] for r in shown],
+            y=labels,
+            orientation="h",
+            name="parameters",
+            marker_color="#4c78a8",
+            hovertemplate="%{y}<br>%{x:,} parameters<extra></extra>",
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Bar(
+            x=[r["macs"] for r in shown],
+            y=labels,
+            orientation="h",
+            name="multiply-adds",
+            marker_color="#f58518",
+            hovertemplate="%{y}<br>%{x:,} multiply-adds<extra></extra>",
+        ),
+        row=1,
+        col=2,
+    )
+    axis_type = "log" if log_x else "linear"
+    fig.update_xaxes(title_text="parameters (count)", type=axis_type, row=1, col=1)
+    fig.update_xaxes(title_text="multiply-adds (count)", type=axis_type, row=1, col=2)
+    fig.update_yaxes(autorange="reversed", title_text="layer (in call order)", row=1, col=1)
+    fig.update_layout(
+        height=max(320, 22 * len(shown) + 140),
+        showlegend=False,
+        margin={"l": 10, "r": 10, "t": 40, "b": 40},
+    )
+    return fig
+
+
+def plot_batch_timing(results: list[dict[str, Any]]) -> go.Figure:
+    """Return grouped bars of loop vs batched time (seconds, log axis) per device.
+
+    ``results`` are dicts from ``vizlib.summary.batch_matmul_timing``.
+    """
+    devices = [r["device"] for r in results]
+    fig = go.Figure(
+        [
+            go.Bar(
+                name="Python loop over samples",
+                x=devices,
+                y=[r["loop_s"] for r in results],
+                hovertemplate="%{x}: %{y:.4f} s<extra>loop</extra>",
+            ),
+            go.Bar(
+                name="one batched matmul",
+                x=devices,
+                y=[r["batched_s"] for r in results],
+                text=[f"{r['speedup']:.0f}x faster" for r in results],
+                textposition="outside",
+                hovertemplate="%{x}: %{y:.4f} s<extra>batched</extra>",
+            ),
+        ]
+    )
+    fig.update_layout(
+        barmode="group",
+        yaxis={"title": "time per pass (seconds, log scale)", "type": "log"},
+        xaxis={"title": "device"},
+        height=360,
+        margin={"l": 10, "r": 10, "t": 30, "b": 40},
+    )
+    return fig
