@@ -1,4 +1,829 @@
+"""Convolution Playground: output sizes, parameters and multiply-adds worked out in the user's
+numbers, the sliding-kernel animation, coverage, receptive fields, filtering real data, 1-D
+convolution written out term by term, transposed / grouped / depthwise convolution."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
 import streamlit as st
 
-st.title("conv_playground")
-st.info("Under construction.")
+import ui
+from vizlib import conv, kernels
+from vizlib.data import samples
+from vizlib.plots import conv as conv_plots
+
+P = "conv."  # widget-key namespace of this page
+
+MODES = ("Convolution", "Transposed convolution")
+PAD_KINDS = ("numbers", "same", "valid")
+
+# Shareable settings: query key -> (widget key, default, allowed values or (min, max)).
+SETTINGS: dict[str, tuple[str, object, object]] = {
+    "mode": (P + "mode", MODES[0], MODES),
+    "h": (P + "h", 7, (0, 64)),
+    "w": (P + "w", 7, (0, 64)),
+    "kh": (P + "kh", 3, (0, 31)),
+    "kw": (P + "kw", 3, (0, 31)),
+    "sh": (P + "sh", 1, (1, 8)),
+    "sw": (P + "sw", 1, (1, 8)),
+    "pad": (P + "pad", "numbers", PAD_KINDS),
+    "ph": (P + "ph", 0, (0, 16)),
+    "pw": (P + "pw", 0, (0, 16)),
+    "dh": (P + "dh", 1, (1, 6)),
+    "dw": (P + "dw", 1, (1, 6)),
+    "pm": (P + "pm", "zeros", conv.PADDING_MODES),
+    "oph": (P + "oph", 0, (0, 7)),
+    "opw": (P + "opw", 0, (0, 7)),
+    "cin": (P + "cin", 1, (1, 1024)),
+    "cout": (P + "cout", 1, (1, 1024)),
+    "g": (P + "g", 1, (1, 1024)),
+    "bias": (P + "bias", True, (False, True)),
+}
+
+
+def load_query_params() -> list[str]:
+    """Copy shareable settings from the URL into the widgets once per session; return warnings."""
+    if st.session_state.get(P + "loaded"):
+        return []
+    st.session_state[P + "loaded"] = True
+    warnings = []
+    for qkey, (wkey, default, allowed) in SETTINGS.items():
+        value = default
+        if qkey in st.query_params:
+            raw = st.query_params[qkey]
+            try:
+                if isinstance(default, bool):
+                    if raw.lower() not in ("true", "false", "1", "0"):
+                        raise ValueError
+                    value = raw.lower() in ("true", "1")
+                elif isinstance(default, int):
+                    value = int(raw)
+                    if not allowed[0] <= value <= allowed[1]:
+                        raise ValueError
+                else:
+                    value = raw
+                    if value not in allowed:
+                        raise ValueError
+            except ValueError:
+                warnings.append(f"Ignored `{qkey}={raw}` from the link (not a valid value).")
+                value = default
+        st.session_state.setdefault(wkey, value)
+    return warnings
+
+
+def save_query_params() -> None:
+    """Write the current settings into the URL so the link reopens on them."""
+    current = {}
+    for qkey, (wkey, default, _) in SETTINGS.items():
+        value = st.session_state.get(wkey, default)
+        if value != default:
+            current[qkey] = str(value).lower() if isinstance(value, bool) else str(value)
+    if dict(st.query_params) != current:
+        st.query_params.from_dict(current)
+
+
+def show_problem(problems: dict[str, str], *keys: str) -> None:
+    for key in keys:
+        if key in problems:
+            st.error(problems[key], icon=":material/error:")
+
+
+def make_depthwise() -> None:
+    cin = st.session_state[P + "cin"]
+    st.session_state[P + "g"] = cin
+    if st.session_state[P + "cout"] % cin:
+        st.session_state[P + "cout"] = cin
+
+
+def fmt(n: int) -> str:
+    return f"{n:,}"
+
+
+st.title("Convolution Playground")
+st.caption(
+    "Change any setting on the left; every number on the right is recomputed, and the link in "
+    "the address bar keeps the settings so you can share them. Sizes are in cells (pixels)."
+)
+for warning in load_query_params():
+    st.warning(warning)
+device = ui.current_device()
+
+controls, results = st.columns([1, 2.3], gap="large")
+
+with controls:
+    mode = st.radio("Layer", MODES, key=P + "mode", horizontal=True)
+    transposed = mode == MODES[1]
+    st.markdown("**Input (H × W)**")
+    c1, c2 = st.columns(2)
+    h = c1.number_input("Input height H (cells)", min_value=0, max_value=64, step=1, key=P + "h")
+    w = c2.number_input("Input width W (cells)", min_value=0, max_value=64, step=1, key=P + "w")
+    slot_input = st.empty()
+    st.markdown("**Kernel (K_h × K_w)**")
+    c1, c2 = st.columns(2)
+    kh = c1.number_input("Kernel height K_h", min_value=0, max_value=31, step=1, key=P + "kh")
+    kw = c2.number_input("Kernel width K_w", min_value=0, max_value=31, step=1, key=P + "kw")
+    slot_kernel = st.empty()
+    c1, c2 = st.columns(2)
+    sh = c1.slider("Stride S_h", 1, 8, key=P + "sh")
+    sw = c2.slider("Stride S_w", 1, 8, key=P + "sw")
+    slot_stride = st.empty()
+    pad_kind = st.radio(
+        "Padding",
+        PAD_KINDS,
+        key=P + "pad",
+        horizontal=True,
+        disabled=transposed,
+        format_func={"numbers": "per axis", "same": "'same'", "valid": "'valid' (0)"}.get,
+        help="'same' keeps the output the size of the input (stride 1 only); 'valid' means no padding.",
+    )
+    if transposed:
+        pad_kind = "numbers"
+    c1, c2 = st.columns(2)
+    ph = c1.number_input(
+        "Padding P_h (cells)", 0, 16, step=1, key=P + "ph", disabled=pad_kind != "numbers"
+    )
+    pw = c2.number_input(
+        "Padding P_w (cells)", 0, 16, step=1, key=P + "pw", disabled=pad_kind != "numbers"
+    )
+    slot_padding = st.empty()
+    c1, c2 = st.columns(2)
+    dh = c1.slider("Dilation D_h", 1, 6, key=P + "dh")
+    dw = c2.slider("Dilation D_w", 1, 6, key=P + "dw")
+    padding_mode = st.selectbox(
+        "Padding mode",
+        conv.PADDING_MODES,
+        key=P + "pm",
+        disabled=transposed,
+        help="What the padding cells hold: zeros, a mirror image (reflect), the edge value "
+        "(replicate) or the opposite edge (circular, wrap-around).",
+    )
+    if transposed:
+        padding_mode = "zeros"
+    slot_mode = st.empty()
+    if transposed:
+        c1, c2 = st.columns(2)
+        oph = c1.number_input("Output padding (height)", 0, 7, step=1, key=P + "oph")
+        opw = c2.number_input("Output padding (width)", 0, 7, step=1, key=P + "opw")
+    else:
+        oph, opw = 0, 0
+    slot_output_padding = st.empty()
+    st.markdown("**Channels**")
+    c1, c2 = st.columns(2)
+    cin = c1.number_input("Input channels C_in", 1, 1024, step=1, key=P + "cin")
+    cout = c2.number_input("Output channels C_out", 1, 1024, step=1, key=P + "cout")
+    c1, c2 = st.columns([1, 1], vertical_alignment="bottom")
+    groups = c1.number_input(
+        "Groups",
+        1,
+        1024,
+        step=1,
+        key=P + "g",
+        help="Split the channels into this many independent groups; groups = C_in is depthwise.",
+    )
+    c2.button("Depthwise", on_click=make_depthwise, help="Set groups = C_in (and C_out = C_in).")
+    slot_groups = st.empty()
+    bias = st.checkbox("Bias", key=P + "bias")
+save_query_params()
+
+padding: int | tuple[int, int] | str = (ph, pw) if pad_kind == "numbers" else pad_kind
+settings = {
+    "input_hw": (h, w),
+    "kernel": (kh, kw),
+    "stride": (sh, sw),
+    "padding": padding,
+    "dilation": (dh, dw),
+}
+problems = conv.check_settings(
+    **settings,
+    in_channels=cin,
+    out_channels=cout,
+    groups=groups,
+    padding_mode=padding_mode,
+    transposed=transposed,
+    output_padding=(oph, opw),
+)
+for slot, keys in (
+    (slot_input, ("input",)),
+    (slot_kernel, ("kernel",)),
+    (slot_stride, ("stride", "dilation")),
+    (slot_padding, ("padding",)),
+    (slot_mode, ("padding_mode",)),
+    (slot_output_padding, ("output_padding",)),
+    (slot_groups, ("channels", "groups")),
+):
+    with slot.container():
+        show_problem(problems, *keys)
+
+
+def output_size_section() -> tuple[int, int] | None:
+    """Draw the output-size formulas and torch's shape; return (H_out, W_out)."""
+    st.subheader("Output size")
+    if transposed:
+        ho, wo = conv.conv_transpose_output_shape(
+            (h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oph, opw)
+        )
+        st.latex(r"H_{out} = (H-1)S - 2P + D(K-1) + \text{output\_padding} + 1")
+        for axis, n, k, s, p, d, op, out in (
+            ("H", h, kh, sh, ph, dh, oph, ho),
+            ("W", w, kw, sw, pw, dw, opw, wo),
+        ):
+            st.latex(
+                rf"{axis}_{{out}} = ({n}-1)\cdot{s} - 2\cdot{p} + {d}\cdot({k}-1) + {op} + 1 = {out}"
+            )
+    else:
+        (pt, pb), (pl, pr) = conv.padding_amounts(padding, (kh, kw), (sh, sw), (dh, dw))
+        ho, wo = conv.conv_output_shape(**settings)
+        st.latex(
+            r"H_{out} = \left\lfloor \frac{H + 2P - D(K-1) - 1}{S} \right\rfloor + 1"
+            r"\quad(\text{same for } W)"
+        )
+        for axis, n, k, s, before, after, d, out in (
+            ("H", h, kh, sh, pt, pb, dh, ho),
+            ("W", w, kw, sw, pl, pr, dw, wo),
+        ):
+            pad = f"2\\cdot{before}" if before == after else f"({before}+{after})"
+            st.latex(
+                rf"{axis}_{{out}} = \left\lfloor \frac{{{n} + {pad} - {d}\cdot({k}-1) - 1}}{{{s}}}"
+                rf"\right\rfloor + 1 = \left\lfloor \frac{{{n + before + after - d * (k - 1) - 1}}}"
+                rf"{{{s}}} \right\rfloor + 1 = {out}"
+            )
+        if pad_kind == "same" and (pt != pb or pl != pr):
+            st.caption(
+                f"'same' with an even kernel extent pads unevenly: {pt} above / {pb} below, "
+                f"{pl} left / {pr} right (torch puts the extra cell after)."
+            )
+    layer_name = "nn.ConvTranspose2d" if transposed else "nn.Conv2d"
+    st.markdown(f"**Output: {cout} × {ho} × {wo}** (C_out × H_out × W_out)")
+    try:
+        layer = conv.torch_layer(
+            cin,
+            cout,
+            (kh, kw),
+            (sh, sw),
+            padding,
+            (dh, dw),
+            groups=groups,
+            bias=bias,
+            padding_mode=padding_mode,
+            transposed=transposed,
+            output_padding=(oph, opw),
+            device="meta",
+        )
+        shape = conv.torch_output_shape(layer, cin, (h, w))
+        torch_params = sum(p.numel() for p in layer.parameters())
+    except (RuntimeError, ValueError) as err:
+        st.error(f"torch.{layer_name} refused these settings: {err}")
+        return None
+    agree = shape[1:] == (cout, ho, wo)
+    st.markdown(
+        f"`torch.{layer_name}` really produces **{tuple(shape)}** (batch, C_out, H_out, W_out) "
+        f"for a (1, {cin}, {h}, {w}) input {':green[:material/check_circle: matches]' if agree else ':red[:material/cancel: differs]'}"
+    )
+    st.caption(
+        "Shape checked by running the layer on torch's 'meta' device (shapes only, no data)."
+    )
+    st.session_state[P + "torch_params"] = torch_params
+    return ho, wo
+
+
+def cost_section(out_hw: tuple[int, int]) -> None:
+    st.subheader("Parameters and multiply-adds")
+    params = conv.conv_params(cin, cout, (kh, kw), bias=bias, groups=groups)
+    per = cin // groups
+    bias_term = f" + {cout}" if bias else ""
+    c1, c2 = st.columns(2)
+    c1.metric("Learnable parameters", fmt(params))
+    c1.markdown(
+        f"(C_in/groups) × K_h × K_w × C_out{' + C_out' if bias else ''} = "
+        f"{per} × {kh} × {kw} × {cout}{bias_term} = **{fmt(params)}**"
+    )
+    c1.caption(f"torch counts {fmt(st.session_state[P + 'torch_params'])} in the layer's tensors.")
+    if transposed:
+        macs = conv.conv_transpose_macs(cin, cout, (kh, kw), (h, w), groups=groups)
+        c2.metric("Multiply-adds per image", fmt(macs))
+        c2.markdown(
+            f"C_in × H × W × (C_out/groups) × K_h × K_w = {cin} × {h} × {w} × {cout // groups} × "
+            f"{kh} × {kw} = **{fmt(macs)}**"
+        )
+    else:
+        macs = conv.conv_macs(cin, cout, (kh, kw), out_hw, groups=groups)
+        c2.metric("Multiply-adds per image", fmt(macs))
+        c2.markdown(
+            f"C_out × H_out × W_out × (C_in/groups) × K_h × K_w = {cout} × {out_hw[0]} × "
+            f"{out_hw[1]} × {per} × {kh} × {kw} = **{fmt(macs)}**"
+        )
+    c2.caption("Bias additions are not counted.")
+
+    rows = [("Standard (groups = 1)", 1, cin, cout)]
+    if groups != 1:
+        rows.append((f"Grouped (groups = {groups})", groups, cin, cout))
+    if cout % cin == 0 and groups != cin:
+        rows.append((f"Depthwise (groups = C_in = {cin})", cin, cin, cout))
+    table = []
+    base_params = conv.conv_params(cin, cout, (kh, kw), bias=bias)
+    for label, g, ci, co in rows:
+        p = conv.conv_params(ci, co, (kh, kw), bias=bias, groups=g)
+        m = (
+            conv.conv_transpose_macs(ci, co, (kh, kw), (h, w), groups=g)
+            if transposed
+            else conv.conv_macs(ci, co, (kh, kw), out_hw, groups=g)
+        )
+        table.append({"layer": label, "parameters": p, "multiply-adds": m})
+    if not transposed:
+        sep = conv.conv_params(cin, cin, (kh, kw), bias=bias, groups=cin) + conv.conv_params(
+            cin, cout, 1, bias=bias
+        )
+        sep_macs = conv.conv_macs(cin, cin, (kh, kw), out_hw, groups=cin) + conv.conv_macs(
+            cin, cout, 1, out_hw
+        )
+        table.append(
+            {
+                "layer": f"Depthwise-separable ({kh}×{kw} depthwise + 1×1 pointwise)",
+                "parameters": sep,
+                "multiply-adds": sep_macs,
+            }
+        )
+    frame = pd.DataFrame(table)
+    frame["parameters vs standard"] = [f"{p / base_params:.1%}" for p in frame["parameters"]]
+    with st.expander("Grouped and depthwise convolution: parameter savings", expanded=groups > 1):
+        st.dataframe(frame, hide_index=True, width="stretch")
+        st.caption(
+            "With g groups each output channel only sees C_in/g input channels, so weights and "
+            "multiply-adds shrink by the factor g. Depthwise-separable layers (MobileNet) follow "
+            "a depthwise layer by a 1×1 convolution that mixes the channels."
+        )
+
+
+def code_section() -> None:
+    st.subheader("PyTorch")
+    line = conv.layer_code(
+        cin,
+        cout,
+        (kh, kw),
+        (sh, sw),
+        padding,
+        (dh, dw),
+        groups=groups,
+        bias=bias,
+        padding_mode=padding_mode,
+        transposed=transposed,
+        output_padding=(oph, opw),
+    )
+    st.code(
+        f"import torch\nfrom torch import nn\n\nlayer = {line}\n"
+        f"x = torch.randn(1, {cin}, {h}, {w})\nprint(layer(x).shape)",
+        language="python",
+    )
+
+
+def extent_section() -> None:
+    st.subheader("Effective kernel extent")
+    eh, ew = conv.effective_extent(kh, dh), conv.effective_extent(kw, dw)
+    st.markdown(
+        f"1 + (K − 1)·D: height 1 + ({kh} − 1)·{dh} = **{eh}**, "
+        f"width 1 + ({kw} − 1)·{dw} = **{ew}** cells. "
+        "Dilation spreads the same number of weights over a wider window."
+    )
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def animation_figure(args: tuple, position: tuple[int, int], numbers: bool, trans: bool):
+    input_hw, kernel, stride, pad, dilation, pmode, out_pad = args
+    if trans:
+        return conv_plots.plot_transpose_conv(
+            input_hw, kernel, stride, pad, dilation, out_pad, cell=position
+        )
+    values = out_values = None
+    if numbers:
+        rng = np.random.default_rng(0)
+        values = rng.integers(0, 5, size=input_hw).astype(float)  # (H, W) small integers
+        out_values = conv.apply_kernel(
+            values, np.ones(kernel), stride, pad, dilation, pmode, device="cpu"
+        ).numpy()
+    return conv_plots.plot_conv_animation(
+        input_hw,
+        kernel,
+        stride,
+        pad,
+        dilation,
+        position=position,
+        input_values=values,
+        output_values=out_values,
+    )
+
+
+@st.fragment
+def animation_panel(out_hw: tuple[int, int]) -> None:
+    grid = (h, w) if transposed else out_hw
+    what = "input cell" if transposed else "output position"
+    n_frames = grid[0] * grid[1]
+    if n_frames > conv_plots.MAX_ANIMATION_FRAMES:
+        st.info(
+            f"{n_frames:,} {what}s are too many to animate (at most "
+            f"{conv_plots.MAX_ANIMATION_FRAMES:,}): use a smaller input or a larger stride."
+        )
+        return
+    c1, c2, c3 = st.columns(3)
+    row = c1.number_input(f"Start at {what}: row", 0, grid[0] - 1, 0, key=P + "pos_r")
+    col = c2.number_input(f"Start at {what}: column", 0, grid[1] - 1, 0, key=P + "pos_c")
+    small = max(h, w) <= 12 and not transposed
+    numbers = c3.checkbox(
+        "Show numbers",
+        value=small,
+        disabled=not small,
+        key=P + "numbers",
+        help="Small integer inputs and a kernel of ones, so each output is the sum of its "
+        "window (computed with the chosen padding mode). Inputs up to 12×12.",
+    )
+    args = ((h, w), (kh, kw), (sh, sw), padding, (dh, dw), padding_mode, (oph, opw))
+    fig = animation_figure(
+        args, (min(row, grid[0] - 1), min(col, grid[1] - 1)), numbers and small, transposed
+    )
+    st.plotly_chart(fig, width="stretch", key=P + "animation")
+    if transposed:
+        st.caption(
+            "Each input cell multiplies the whole kernel and adds it into the output at stride "
+            "S; the numbers count how many input cells overlap on each output cell. Cells "
+            "landing outside the grid are cropped by the padding P."
+        )
+    else:
+        st.caption(
+            "Press ▶ Play to step the kernel over every output position, or drag the slider. "
+            "Dark cells: the kernel's taps; dotted box: its effective extent."
+            + (" One input and one output channel are shown." if cin > 1 or cout > 1 else "")
+        )
+
+
+def coverage_section() -> None:
+    counts = conv.coverage(**settings)
+    unread = int((counts == 0).sum())
+    st.plotly_chart(conv_plots.plot_coverage(counts), width="stretch", key=P + "coverage")
+    if unread:
+        eh, ew = conv.effective_extent(kh, dh), conv.effective_extent(kw, dw)
+        reasons = []
+        if sh > eh:
+            reasons.append(f"the stride {sh} is larger than the kernel height extent {eh}")
+        if sw > ew:
+            reasons.append(f"the stride {sw} is larger than the kernel width extent {ew}")
+        if dh > 1 or dw > 1:
+            reasons.append("dilation leaves gaps between the taps")
+        reasons.append("the last window may stop before the end of the input")
+        st.warning(
+            f"**{unread} of {counts.size} input cells are never read** (marked ×): "
+            + "; or ".join(reasons[:2])
+            + ". Whatever is there cannot influence the output."
+        )
+    else:
+        st.success(f"Every one of the {counts.size} input cells is read at least once.")
+
+
+def receptive_field_section() -> None:
+    st.markdown(
+        "Build a stack of layers (first layer first). The receptive field is how many input "
+        "pixels along one axis one output unit of that layer can see."
+    )
+    default = pd.DataFrame({"kernel": [3, 3, 3], "stride": [1, 1, 1], "dilation": [1, 1, 1]})
+    table = st.data_editor(
+        default,
+        num_rows="dynamic",
+        key=P + "stack",
+        column_config={
+            "kernel": st.column_config.NumberColumn("kernel K", min_value=1, max_value=31, step=1),
+            "stride": st.column_config.NumberColumn("stride S", min_value=1, max_value=8, step=1),
+            "dilation": st.column_config.NumberColumn(
+                "dilation D", min_value=1, max_value=8, step=1
+            ),
+        },
+        width="stretch",
+    )
+    channels = st.number_input(
+        "Channels C in every layer (for the parameter comparison)",
+        1,
+        2048,
+        64,
+        key=P + "stack_c",
+    )
+    try:
+        rows = table.dropna(how="all")
+        if rows.isna().any().any():
+            raise ValueError("Fill in every cell of the stack (kernel, stride, dilation).")
+        layers = [(int(k), int(s), int(d)) for k, s, d in rows.to_numpy()]
+        if not layers:
+            raise ValueError("Add at least one layer to the stack.")
+        rf = conv.receptive_field(layers)
+    except (ValueError, TypeError) as err:
+        st.error(str(err))
+        return
+    result = rows.assign(**{"receptive field (pixels)": rf})
+    result.index = [f"layer {i}" for i in range(1, len(rf) + 1)]
+    st.dataframe(result, width="stretch")
+    stack_params = sum(conv.conv_params(channels, channels, k, bias=False) for k, _, _ in layers)
+    single = conv.conv_params(channels, channels, rf[-1], bias=False)
+    terms = " + ".join(f"{k * k}C²" for k, _, _ in layers)
+    st.markdown(
+        f"The stack sees **{rf[-1]}×{rf[-1]}** pixels. Weights (no bias), C = {channels}: "
+        f"stack {terms} = **{fmt(stack_params)}** against one {rf[-1]}×{rf[-1]} layer "
+        f"{rf[-1] ** 2}C² = **{fmt(single)}**"
+        + (
+            f" ({stack_params / single:.0%} of it, with {len(layers) - 1} more non-linearities)."
+            if single
+            else "."
+        )
+    )
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def load_input(
+    source: str, choice: str, noise: float, seed: int, gray: bool
+) -> tuple[np.ndarray, str]:
+    """Return (image (H, W) or (3, H, W), units) for a built-in source."""
+    if source == "sample":
+        image, units = samples.load_sample_image(choice), "intensity (0–1)"
+    elif source == "digit":
+        image, units = samples.load_digit(int(choice))[0], "ink (0–1)"
+    else:
+        image = samples.synthetic_field(choice, size=128, noise=noise, seed=seed)
+        units = "K" if choice == "typhoon" else "°C"
+    image = samples.limit_size(image, 256)
+    if image.ndim == 3:
+        image = samples.to_grayscale(image) if gray else np.moveaxis(image, -1, 0)
+    return image, units
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def read_upload(data: bytes, name: str, variable: str | None, gray: bool) -> np.ndarray:
+    suffix = name.rsplit(".", 1)[-1].lower()
+    if suffix == "npy":
+        image = samples.read_npy_upload(data)
+    elif suffix in ("nc", "nc4", "netcdf"):
+        image = samples.read_netcdf_upload(data, variable)
+    else:
+        image = samples.read_image_upload(data)
+    image = samples.limit_size(image, 256)
+    if image.ndim == 3:
+        image = samples.to_grayscale(image) if gray else np.moveaxis(image, -1, 0)
+    return image
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def filtered(
+    image: np.ndarray, kernel: np.ndarray, stride, pad, dilation, pmode: str, device: str
+) -> np.ndarray:
+    return conv.apply_kernel(image, kernel, stride, pad, dilation, pmode, device=device).numpy()
+
+
+def choose_input() -> tuple[np.ndarray, str, str] | None:
+    """Draw the input picker; return (image, units, label) or None after showing a message."""
+    source = st.selectbox(
+        "Input",
+        ("sample", "digit", "field", "upload"),
+        format_func={
+            "sample": "Photo (scikit-image samples)",
+            "digit": "Handwritten digit (scikit-learn digits, 8×8)",
+            "field": "Synthetic satellite-style field",
+            "upload": "Upload: PNG/JPEG, .npy or NetCDF",
+        }.get,
+        key=P + "source",
+    )
+    gray = True
+    noise, seed = 0.0, 0
+    if source == "sample":
+        choice = st.selectbox(
+            "Sample image", samples.sample_image_names(), key=P + "sample",
+            format_func=lambda n: samples.SAMPLE_IMAGES[n],
+        )  # fmt: skip
+        gray = st.checkbox("Convert to grey", True, key=P + "gray")
+    elif source == "digit":
+        choice = str(st.number_input("Digit index (0–1796)", 0, 1796, 0, key=P + "digit"))
+    elif source == "field":
+        choice = st.selectbox(
+            "Field", list(samples.SYNTHETIC_FIELDS), key=P + "field",
+            format_func=lambda n: samples.SYNTHETIC_FIELDS[n],
+        )  # fmt: skip
+        c1, c2 = st.columns(2)
+        unit = "K" if choice == "typhoon" else "°C"
+        noise = c1.slider(f"Noise (std, {unit})", 0.0, 10.0, 1.0, 0.5, key=P + "noise")
+        seed = c2.number_input("Noise seed", 0, 10_000, 0, key=P + "seed")
+    else:
+        upload = st.file_uploader(
+            "Upload a grid", type=["png", "jpg", "jpeg", "npy", "nc", "nc4"], key=P + "upload",
+            help="Images up to 25 megapixels; .npy: a 2-D numeric array without NaN; NetCDF: a "
+            "file with a 2-D (or higher) numeric variable. Up to 50 MiB.",
+        )  # fmt: skip
+        if upload is None:
+            st.info("Choose a file to filter it.")
+            return None
+        data = upload.getvalue()
+        variable = None
+        try:
+            if upload.name.lower().endswith((".nc", ".nc4")):
+                names = samples.netcdf_variables(data)
+                variable = st.selectbox(
+                    "Variable", list(names), format_func=names.get, key=P + "variable"
+                )
+            else:
+                gray = st.checkbox("Convert to grey", True, key=P + "gray_upload")
+            image = read_upload(data, upload.name, variable, gray)
+        except ValueError as err:
+            st.error(str(err), icon=":material/error:")
+            return None
+        digest = hashlib.sha1(data).hexdigest()[:8]
+        return image, "value", f"{upload.name} ({digest})"
+    image, units = load_input(source, choice, noise, seed, gray)
+    return image, units, choice
+
+
+def choose_kernel() -> tuple[np.ndarray, str] | None:
+    """Draw the kernel picker; return (kernel (K_h, K_w), name) or None after a message."""
+    names = [*kernels.kernel_names(), "custom"]
+    name = st.selectbox(
+        "Kernel",
+        names,
+        index=names.index("gaussian"),
+        key=P + "kernel",
+        format_func=lambda n: n.replace("_", " "),
+    )
+    if name == "custom":
+        default = pd.DataFrame([["0", "-1", "0"], ["-1", "4", "-1"], ["0", "-1", "0"]])
+        default.columns = [str(c) for c in default.columns]
+        table = st.data_editor(
+            default, num_rows="dynamic", key=P + "custom", width="stretch",
+            column_config={c: st.column_config.TextColumn(c) for c in default.columns},
+        )  # fmt: skip
+        st.caption("Type numbers; add or delete rows with the table's controls (at most 15×15).")
+        try:
+            kernel = kernels.parse_custom_kernel(table.to_numpy())
+        except ValueError as err:
+            st.error(str(err), icon=":material/error:")
+            return None
+        explanation = "Custom kernel."
+    else:
+        size, sigma = 3, 1.0
+        if name in ("mean", "gaussian", "identity"):
+            size = st.slider(
+                "Kernel size (cells)", 1, 15, 5 if name == "gaussian" else 3, key=P + "ksize"
+            )
+        if name == "gaussian":
+            sigma = st.slider("Sigma (pixels)", 0.2, 5.0, 1.0, 0.1, key=P + "sigma")
+        kernel = kernels.get_kernel(name, size=size, sigma=sigma)
+        explanation = kernels.describe_kernel(name)
+    if kernels.is_zero_sum(kernel):
+        explanation += " Its weights sum to zero, so flat areas give 0: it finds edges and fronts."
+    st.caption(explanation)
+    return kernel, name
+
+
+@st.fragment
+def real_data_panel() -> None:
+    pad = padding
+    st.caption(
+        f"Uses the stride {sh}×{sw}, padding {pad if isinstance(pad, str) else f'{ph}×{pw}'}, "
+        f"dilation {dh}×{dw} and padding mode '{padding_mode}' set on the left, one kernel "
+        "applied to every channel, computed with torch on "
+        f"**{device}**."
+    )
+    c1, c2 = st.columns(2)
+    with c1:
+        picked = choose_input()
+    with c2:
+        picked_kernel = choose_kernel()
+    if picked is None or picked_kernel is None:
+        return
+    image, units, label = picked
+    kernel, kname = picked_kernel
+    in_hw = image.shape[-2:]
+    problems = conv.check_settings(
+        in_hw, kernel.shape, (sh, sw), pad, (dh, dw), padding_mode=padding_mode
+    )
+    if problems:
+        for message in problems.values():
+            st.error(f"These settings do not fit this input: {message}", icon=":material/error:")
+        return
+    try:
+        with st.spinner("Filtering…", show_time=True):
+            output = filtered(image, kernel, (sh, sw), pad, (dh, dw), padding_mode, str(device))
+    except (ValueError, RuntimeError) as err:
+        st.error(f"The filter could not run on {device}: {err}", icon=":material/error:")
+        return
+    fig = conv_plots.plot_conv_images(image, kernel, output, units=units)
+    st.plotly_chart(fig, width="stretch", key=P + "images")
+    st.caption(
+        f"{label}: {in_hw[0]}×{in_hw[1]} → {output.shape[-2]}×{output.shape[-1]}; output range "
+        f"{output.min():.4g} to {output.max():.4g} {units} (red/blue: positive/negative)."
+    )
+    stem = f"{label.split(' ')[0].rsplit('.', 1)[0]}_{kname}"
+    c1, c2 = st.columns(2)
+    c1.download_button(
+        "Download output (PNG, min-max scaled)",
+        conv_plots.to_png_bytes(output),
+        file_name=f"{stem}.png",
+        mime="image/png",
+        key=P + "dl_png",
+    )
+    c2.download_button(
+        "Download output (.npy, float32 values)",
+        conv_plots.to_npy_bytes(output),
+        file_name=f"{stem}.npy",
+        mime="application/octet-stream",
+        key=P + "dl_npy",
+    )
+
+
+FULL_EXAMPLES = {
+    "Sum of two dice (ways to roll each total 2–12)": ("1, 1, 1, 1, 1, 1", "1, 1, 1, 1, 1, 1"),
+    "(1, 2, 3) * (4, 5, 6)": ("1, 2, 3", "4, 5, 6"),
+    "(3, 1, 4, 1, 5, 9) * (7, 7, 5)": ("3, 1, 4, 1, 5, 9", "7, 7, 5"),
+}
+VALID_EXAMPLES = {
+    "(1, 2, 3, 4) with kernel (3, 2)": ("1, 2, 3, 4", "3, 2"),
+    "Step 0,0,0,0,1,2,3,4,4,4,4 with kernel (−1, 1)": ("0, 0, 0, 0, 1, 2, 3, 4, 4, 4, 4", "-1, 1"),
+}
+
+
+def sequence_inputs(examples: dict, prefix: str, labels: tuple[str, str]):
+    example = st.selectbox("Example", list(examples), key=P + prefix + "ex")
+    a_text, b_text = examples[example]
+    c1, c2 = st.columns(2)
+    # Keys include the example so picking another example refills the boxes.
+    a = c1.text_input(labels[0], a_text, key=f"{P}{prefix}a.{example}")
+    b = c2.text_input(labels[1], b_text, key=f"{P}{prefix}b.{example}")
+    values = []
+    for text, label, col in ((a, labels[0], c1), (b, labels[1], c2)):
+        try:
+            values.append(conv.parse_sequence(text, name=label))
+        except ValueError as err:
+            col.error(str(err), icon=":material/error:")
+            return None, example
+    return values, example
+
+
+def one_d_section() -> None:
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        st.markdown(
+            "**Full convolution** (a * b)[n] = Σᵢ a[i]·b[n − i]: flip one, slide, multiply, add."
+        )
+        values, example = sequence_inputs(FULL_EXAMPLES, "full.", ("Sequence a", "Sequence b"))
+        if values:
+            lines = conv.written_sums(conv.convolution_terms(*values))
+            st.code("\n".join(lines), language=None, wrap_lines=True)
+            result = conv.full_convolve1d(*values)
+            st.markdown(f"a * b = ({', '.join(conv.format_number(v) for v in result)})")
+            if example.startswith("Sum of two dice"):
+                total = result.sum()
+                st.caption(
+                    "Output n counts the ways to roll a total of n + 2; divided by "
+                    f"{conv.format_number(total)} it is the distribution: "
+                    + ", ".join(
+                        f"P({n + 2}) = {conv.format_number(v)}/{conv.format_number(total)}"
+                        for n, v in enumerate(result)
+                    )
+                )
+    with right:
+        st.markdown(
+            "**'Valid' cross-correlation** y[n] = Σⱼ x[n + j]·u[j]: what a Conv1d layer "
+            "computes (no flip, no padding)."
+        )
+        values, _ = sequence_inputs(VALID_EXAMPLES, "valid.", ("Signal x", "Kernel u"))
+        if values:
+            try:
+                lines = conv.written_sums(conv.correlation_terms(*values), names=("x", "u"))
+            except ValueError as err:
+                st.error(str(err), icon=":material/error:")
+                return
+            st.code("\n".join(lines), language=None, wrap_lines=True)
+            result = conv.correlate1d(*values)
+            st.markdown(f"y = ({', '.join(conv.format_number(v) for v in result)})")
+
+
+with results:
+    if problems:
+        st.info("Fix the settings marked in red on the left to see the results.")
+    else:
+        out_hw = output_size_section()
+        if out_hw is not None:
+            cost_section(out_hw)
+            code_section()
+            extent_section()
+            st.subheader(
+                "Transposed convolution: where each input cell lands"
+                if transposed
+                else "Sliding the kernel"
+            )
+            animation_panel(out_hw)
+            if not transposed:
+                st.subheader("Coverage: how often each input cell is read")
+                coverage_section()
+
+st.divider()
+st.header("Receptive field of a stack")
+receptive_field_section()
+st.divider()
+st.header("Apply to real data")
+real_data_panel()
+st.divider()
+st.header("1-D convolution, term by term")
+one_d_section()

@@ -31,16 +31,19 @@ __all__ = [
     "coverage",
     "effective_extent",
     "footprint",
+    "format_number",
     "full_convolve1d",
     "layer_code",
     "output_positions",
     "output_size",
     "padding_amounts",
+    "parse_sequence",
     "receptive_field",
     "torch_layer",
     "torch_output_shape",
     "transpose_coverage",
     "transpose_footprint",
+    "written_sums",
 ]
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -668,3 +671,50 @@ def layer_code(
     if padding_mode != "zeros" and not transposed:
         args.append(f"padding_mode={padding_mode!r}")
     return f"nn.{'ConvTranspose2d' if transposed else 'Conv2d'}({', '.join(args)})"
+
+
+def parse_sequence(text: str, *, name: str = "The sequence", max_length: int = 32) -> list[float]:
+    """Return the numbers in a comma- or space-separated string, e.g. "1, 2, 3" -> [1.0, 2.0, 3.0].
+
+    Raises ``ValueError`` naming the first entry that is not a finite number, or when the
+    sequence is empty or longer than ``max_length``.
+    """
+    parts = [p for p in text.replace(",", " ").replace(";", " ").split() if p]
+    if not parts:
+        raise ValueError(f"{name} is empty: type numbers separated by commas, e.g. 1, 2, 3.")
+    if len(parts) > max_length:
+        raise ValueError(f"{name} has {len(parts)} entries; at most {max_length} are allowed.")
+    out = []
+    for i, part in enumerate(parts, start=1):
+        try:
+            value = float(part)
+        except ValueError:
+            raise ValueError(f"{name}: entry {i} ({part!r}) is not a number.") from None
+        if not np.isfinite(value):
+            raise ValueError(f"{name}: entry {i} ({part!r}) must be a finite number.")
+        out.append(value)
+    return out
+
+
+def format_number(value: float) -> str:
+    """Return a number as text: whole numbers without ".0", others in %g form."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def written_sums(
+    terms: list[list[tuple[int, int, float, float]]],
+    *,
+    names: tuple[str, str] = ("a", "b"),
+    output: str = "y",
+) -> list[str]:
+    """Return each output written out term by term, e.g.
+    ``y[1] = a[0]·b[1] + a[1]·b[0] = 1·5 + 2·4 = 13`` (from ``convolution_terms`` /
+    ``correlation_terms``)."""
+    a, b = names
+    lines = []
+    for n, row in enumerate(terms):
+        symbols = " + ".join(f"{a}[{i}]·{b}[{j}]" for i, j, _, _ in row)
+        numbers = " + ".join(f"{format_number(x)}·{format_number(y)}" for _, _, x, y in row)
+        total = sum(x * y for _, _, x, y in row)
+        lines.append(f"{output}[{n}] = {symbols} = {numbers} = {format_number(round(total, 10))}")
+    return lines

@@ -106,10 +106,10 @@ def _play_controls(labels: list[str], *, duration_ms: int) -> dict:
                 "type": "buttons",
                 "direction": "left",
                 "x": 0.0,
-                "y": -0.08,
+                "y": 0.0,
                 "xanchor": "left",
                 "yanchor": "top",
-                "pad": {"r": 10, "t": 10},
+                "pad": {"r": 10, "t": 45},
                 "buttons": [
                     {
                         "label": "▶ Play",
@@ -140,8 +140,9 @@ def _play_controls(labels: list[str], *, duration_ms: int) -> dict:
                 "active": 0,
                 "x": 0.16,
                 "len": 0.84,
-                "y": -0.04,
+                "y": 0.0,
                 "yanchor": "top",
+                "pad": {"t": 30},
                 "currentvalue": {"prefix": "Output position (row, col): "},
                 "steps": steps,
             }
@@ -274,14 +275,14 @@ def plot_conv_animation(
     fig.update_layout(
         **controls,
         showlegend=True,
-        legend={"orientation": "h", "y": 1.12, "x": 0.0},
-        margin={"l": 10, "r": 10, "t": 90, "b": 110},
+        legend={"orientation": "h", "y": 1.0, "yref": "container", "yanchor": "top", "x": 0.0},
+        margin={"l": 10, "r": 10, "t": 90, "b": 130},
         height=max(420, min(760, 24 * max(hp, ho) + 220)),
         plot_bgcolor="white",
     )
     _square_axes(fig, 2)
-    fig.update_xaxes(title_text="column (cells)")
     fig.update_yaxes(title_text="row (cells)", col=1)
+    fig.update_xaxes(side="top")
     return fig
 
 
@@ -426,8 +427,8 @@ def plot_transpose_conv(
     controls["sliders"][0]["active"] = cells.index(tuple(cell))
     fig.update_layout(
         **controls,
-        legend={"orientation": "h", "y": 1.12, "x": 0.0},
-        margin={"l": 10, "r": 10, "t": 90, "b": 110},
+        legend={"orientation": "h", "y": 1.0, "yref": "container", "yanchor": "top", "x": 0.0},
+        margin={"l": 10, "r": 10, "t": 90, "b": 130},
         height=max(420, min(760, 24 * max(h, ho) + 220)),
         plot_bgcolor="white",
     )
@@ -436,8 +437,8 @@ def plot_transpose_conv(
     pad_r = (kh - 1) * max(_conv._pair(dilation, "Dilation", minimum=1))
     fig.update_xaxes(range=[-0.5 - pad_r, wo - 0.5 + pad_r], row=1, col=2)
     fig.update_yaxes(range=[ho - 0.5 + pad_r, -0.5 - pad_r], autorange=False, row=1, col=2)
-    fig.update_xaxes(title_text="column (cells)")
     fig.update_yaxes(title_text="row (cells)", col=1)
+    fig.update_xaxes(side="top")
     return fig
 
 
@@ -508,12 +509,16 @@ def plot_conv_images(
         ),
         _image_trace(output, diverging=output_diverging, name="output", units=units),
     ]
-    colorbar_x = {0: 0.365, 2: 1.0}
     for i, trace in enumerate(traces):
-        if isinstance(trace, go.Heatmap) and i in colorbar_x:
-            trace.colorbar.x = colorbar_x[i]
+        if isinstance(trace, go.Heatmap) and i != 1:
+            # Horizontal colour bars under their own image, so none overlaps the kernel.
+            domain = fig.layout[f"xaxis{i + 1 if i else ''}"].domain
+            trace.colorbar.update(
+                orientation="h", x=(domain[0] + domain[1]) / 2, xanchor="center",
+                y=-0.12, yanchor="top", len=domain[1] - domain[0], thickness=12,
+            )  # fmt: skip
         fig.add_trace(trace, row=1, col=i + 1)
-    fig.update_layout(height=430, margin={"l": 10, "r": 10, "t": 50, "b": 10})
+    fig.update_layout(height=500, margin={"l": 10, "r": 10, "t": 50, "b": 90})
     _square_axes(fig, 3)
     return fig
 
