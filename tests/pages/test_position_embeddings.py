@@ -1,0 +1,68 @@
+"""AppTest of the Position Embeddings page: a tiny ViT checkpoint, and torchvision's vit_b_16."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.pages.test_vit_attention import TINY, _tiny_model, tiny_vit_zoo  # noqa: F401
+from vizlib.posembed import position_similarity
+
+PAGE = "../../pages/position_embeddings.py"
+
+
+def _run(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def _z(trace: dict) -> np.ndarray:
+    z = trace["z"]
+    if isinstance(z, dict):  # plotly's typed-array encoding
+        arr = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"])
+        shape = z.get("shape", str(arr.size))
+        return arr.reshape([int(v) for v in str(shape).split(",")])
+    return np.asarray(z, dtype=float)
+
+
+def test_position_page_on_tiny_vit(tiny_vit_zoo):  # noqa: F811
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = TINY
+    _run(at)
+    assert [h.value for h in at.header] == [
+        "Position embedding similarity",
+        "Patch-embedding filters",
+        "Sinusoidal encoding vs learned embedding",
+    ]
+    # D = 32 filters of 1 x 4 x 4 = 16 values: k is clamped with a note
+    assert at.info and "using k=16" in at.info[0].value
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    mosaic = _z(charts[0]["data"][0]).astype(float)
+    sim = position_similarity(_tiny_model().pos_embed, (8, 8)).numpy()
+    # the mosaic's first tile is patch (0, 0) against all 8x8 patches
+    assert mosaic.shape == (8 * 9 - 1, 8 * 9 - 1)
+    np.testing.assert_allclose(mosaic[:8, :8], sim[0, 0], atol=1e-6)
+    assert np.isnan(mosaic[8]).all()  # the gap row between tile rows
+    at.slider(key="position_embeddings.k").set_value(5)
+    at.slider(key="position_embeddings.n_positions").set_value(40)
+    at.slider(key="position_embeddings.dim").set_value(17)
+    _run(at)
+    assert not at.info
+    assert any("PC 5" in str(c.proto) for c in at.get("plotly_chart"))
+    assert len(at.get("download_button")) == 2
+
+
+@pytest.mark.slow
+def test_position_page_on_torchvision_vit_b_16():
+    at = AppTest.from_file(PAGE, default_timeout=180)
+    at.query_params["model"] = "vit_b_16"
+    _run(at)
+    assert at.selectbox(key="position_embeddings.model").value == "vit_b_16"
+    assert any("14×14" in c.value for c in at.caption)
+    assert any("16×16 RGB" in c.value for c in at.caption)

@@ -1,0 +1,139 @@
+"""AppTest of the ViT Attention page, on a tiny ViT checkpoint written for the test."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+from streamlit.testing.v1 import AppTest
+
+from vizlib import attention, zoo
+from vizlib.models import ViT
+
+PAGE = "../../pages/vit_attention.py"
+TINY = "vit_tiny_test"
+TINY_CONFIG = {
+    "image_size": 32,
+    "patch_size": 4,
+    "in_channels": 1,
+    "num_classes": 10,
+    "dim": 32,
+    "depth": 2,
+    "heads": 2,
+    "mlp_dim": 64,
+}
+
+
+def _tiny_model() -> ViT:
+    torch.manual_seed(0)
+    return ViT(**TINY_CONFIG).eval()
+
+
+@pytest.fixture
+def tiny_vit_zoo(tmp_path, monkeypatch):
+    """A zoo whose only checkpoint is a 2-layer, 2-head ViT on 32x32 digits (8x8 patches of 4 px)."""
+    model = _tiny_model()
+    save_file(model.state_dict(), str(tmp_path / f"{TINY}.safetensors"))
+    meta = {
+        "name": TINY,
+        "architecture": "vit",
+        "family": "vit",
+        "config": TINY_CONFIG,
+        "dataset": "digits",
+        "input_size": [1, 32, 32],
+        "mean": [0.3052],
+        "std": [0.3246],
+        "class_names": [str(i) for i in range(10)],
+        "test_accuracy": None,
+    }
+    (tmp_path / f"{TINY}.json").write_text(json.dumps(meta))
+    monkeypatch.setattr(zoo, "CHECKPOINT_DIR", tmp_path)
+    return model
+
+
+def _no_hooks(model) -> bool:
+    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def _run(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def test_attention_page_computes_distances_maps_and_rollout(tiny_vit_zoo):
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = TINY
+    _run(at)
+    assert at.selectbox(key="vit_attention.model").value == TINY
+    headers = [h.value for h in at.header]
+    assert headers == ["Mean attention distance", "Attention maps", "Attention rollout"]
+    assert at.number_input(key="vit_attention.n_images").value == 128
+    assert any("analogous to receptive" in c.value for c in at.caption)
+    # the baseline quoted on the page is the uniform distance of the 8x8 grid of 4-px patches
+    baseline = attention.uniform_attention_distance((8, 8), 4)
+    assert any(f"{baseline:.1f} px" in c.value for c in at.caption)
+
+    assert at.get("download_button"), "the layer x head table is offered as CSV"
+
+    # change every control and re-run
+    at.toggle(key="vit_attention.renormalize").set_value(True)
+    at.number_input(key="vit_attention.n_images").set_value(16)
+    at.slider(key="vit_attention.layer").set_value(1)
+    at.selectbox(key="vit_attention.head").set_value(1)
+    at.slider(key="vit_attention.q_row").set_value(0)
+    at.selectbox(key="vit_attention.fusion").set_value("max")
+    at.slider(key="vit_attention.discard").set_value(0.5)
+    at.slider(key="vit_attention.count").set_value(2)
+    _run(at)
+    assert any("Patch (0, 4)" in str(c.proto) for c in at.get("plotly_chart"))
+    assert any("max over heads, discard 0.50" in str(c.proto) for c in at.get("plotly_chart"))
+    import ui
+
+    shared, _, _ = ui.cached_model(TINY, "cpu")  # the very model the page used
+    assert _no_hooks(shared)
+    assert not shared.training
+
+
+def test_distance_table_matches_library(tiny_vit_zoo):
+    """The page's cached computation returns the library's numbers for the chosen images."""
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = TINY
+    _run(at)
+    at.number_input(key="vit_attention.n_images").set_value(10)
+    _run(at)
+    chart = next(c for c in at.get("plotly_chart") if "mean attention distance" in str(c.proto))
+    fig = json.loads(chart.proto.spec)
+    y = fig["data"][0]["y"]
+    if isinstance(y, dict):  # plotly's typed-array encoding
+        y = np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"])
+    shown = np.sort(np.asarray(y, dtype=float))
+    from vizlib.data import load_dataset
+
+    images, _, _ = load_dataset("digits", split="test", input_size=(32, 32))
+    expected = attention.mean_attention_distance_over(_tiny_model(), images[:10], device="cpu")
+    np.testing.assert_allclose(shown, np.sort(expected.numpy().ravel()), rtol=1e-4)
+
+
+def test_upload_path(tiny_vit_zoo):
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = TINY
+    _run(at)
+    at.selectbox(key="vit_attention.model").set_value("Upload weights…")
+    _run(at)
+    assert any("Upload a state dict" in i.value for i in at.info)
+    at.file_uploader(key="vit_attention.upload").upload("bad.pt", b"not a state dict")
+    at.run()
+    assert not at.exception
+    assert at.error and "Refused" in at.error[0].value
+    buf = io.BytesIO()
+    torch.save(_tiny_model().state_dict(), buf)
+    at.file_uploader(key="vit_attention.upload").upload("good.pt", buf.getvalue())
+    _run(at)
+    assert [h.value for h in at.header][0] == "Mean attention distance"
