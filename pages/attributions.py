@@ -17,7 +17,7 @@ from vizlib.plots import plot_attribution_overlay, plot_top_predictions
 
 P = "attr"
 METHOD_TITLES = {
-    "saliency": "Saliency (input gradient)",
+    "saliency": "Saliency",
     "integrated_gradients": "Integrated Gradients",
     "gradcam": "Grad-CAM",
     "occlusion": "Occlusion",
@@ -221,8 +221,7 @@ for col, method in zip(st.columns(max(1, len(methods))), methods, strict=False):
                 opacity=opacity,
                 zmax=shared_max if scale == "shared" else None,
                 title=METHOD_TITLES[method],
-                colorbar_title=f"{view}<br>attribution",
-                height=320,
+                colorbar_title=f"{view} attribution",
             ),
             key=f"{P}.fig.{method}",
         )

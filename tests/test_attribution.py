@@ -138,3 +138,26 @@ def test_vit_gradcam_on_patch_embedding(tiny_vit):
     res = attribute(tiny_vit, x, 0, "gradcam", layer="patch_embed")
     assert res["attribution"].shape == (1, 4, 4) and res["heatmap"].shape == (16, 16)
     assert all(len(m._forward_hooks) == 0 for m in tiny_vit.modules())
+
+
+def test_integrated_gradients_delta_is_small_on_a_shipped_model():
+    from vizlib import data, zoo
+
+    if "lenet_digits" not in zoo.list_models():
+        pytest.skip("the shipped lenet_digits checkpoint is not in checkpoints/")
+    model, meta = zoo.load_model("lenet_digits", device="cpu")
+    model.requires_grad_(False)
+    images, labels, _ = data.load_dataset("digits", "test")
+    for i in range(3):
+        res = attribute(
+            model,
+            images[i],
+            int(labels[i]),
+            "integrated_gradients",
+            n_steps=64,
+            mean=meta["mean"],
+            std=meta["std"],
+            internal_batch_size=64,
+        )
+        assert abs(res["delta"]) < 0.02 * abs(res["gap"]), (i, res["delta"], res["gap"])
+    assert all(len(m._forward_hooks) == 0 for m in model.modules())

@@ -133,3 +133,15 @@ def test_untrained_model_reproduces_the_seeded_initialisation():
     torch.testing.assert_close(conv_filters(fresh, "conv1"), expected.conv1.weight.detach())
     other = untrained_model({**meta, "seed": 8})
     assert not torch.equal(conv_filters(other, "conv1"), conv_filters(fresh, "conv1"))
+
+
+def test_mosaic_places_tiles_row_by_row():
+    from vizlib.plots.filters import mosaic, plot_image_grid
+
+    tiles = np.arange(3 * 2 * 2, dtype=np.float32).reshape(3, 2, 2)
+    grid, index = mosaic(tiles, cols=2, pad=1, pad_value=-1)
+    assert grid.shape == (5, 5)
+    np.testing.assert_array_equal(grid[3:5, 0:2], tiles[2])
+    assert index[0, 3] == 1 and index[2, 2] == -1 and grid[2, 2] == -1
+    fig = plot_image_grid(np.ones((3, 3, 4, 4)) * 0.5, hover=["a", "b", "c"])
+    assert fig.data[0].hovertext[0][0] == "a"

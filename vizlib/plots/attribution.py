@@ -17,7 +17,7 @@ def plot_attribution_overlay(
     zmax: float | None = None,
     title: str = "",
     colorbar_title: str = "attribution",
-    height: int = 360,
+    height: int = 380,
 ) -> go.Figure:
     """Return the heatmap (H, W) drawn with ``opacity`` over the image (H, W) grey or (H, W, 3), in [0, 1].
 
@@ -41,14 +41,22 @@ def plot_attribution_overlay(
             colorscale="RdBu_r" if signed else "Inferno",
             zmin=-top if signed else 0.0,
             zmax=top,
-            colorbar=dict(title=colorbar_title, thickness=12),
+            # Below the image, so narrow side-by-side columns keep the image large.
+            colorbar=dict(
+                title=dict(text=colorbar_title, side="top"),
+                orientation="h",
+                thickness=10,
+                y=-0.02,
+                yanchor="top",
+                len=0.9,
+            ),
             hovertemplate="x %{x}, y %{y}<br>attribution %{z:.4g}<extra></extra>",
         )
     )
     fig.update_layout(
         title=title,
         height=height,
-        margin=dict(l=5, r=5, t=45, b=5),
+        margin=dict(l=5, r=5, t=40, b=60),
         xaxis=dict(visible=False, constrain="domain"),
         yaxis=dict(visible=False, scaleanchor="x", autorange="reversed", constrain="domain"),
     )
