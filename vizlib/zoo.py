@@ -34,7 +34,7 @@ __all__ = [
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 TORCHVISION_MODELS = ("alexnet", "vgg16", "resnet18", "vit_b_16")
-MAX_UPLOAD_BYTES = 200 * 2**20  # Streamlit's default upload limit
+MAX_UPLOAD_BYTES = 600 * 2**20  # fits vgg16 (528 MiB); the app server may cap uploads lower
 _IMAGENET_MEAN = [0.485, 0.456, 0.406]
 _IMAGENET_STD = [0.229, 0.224, 0.225]
 _RANDOM_INIT_SEED = 0
@@ -207,14 +207,26 @@ def _template(architecture: str) -> tuple[nn.Module, dict[str, Any]]:
     )
 
 
+def _unpickling_reason(err: Exception) -> str:
+    """Return the specific line of a ``weights_only`` load error, without torch's advice to
+    re-run with ``weights_only=False`` (which would be unsafe for an untrusted upload)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(("Trying to load unsupported", "Unsupported")):
+            return line[:300]
+    for line in lines:
+        if not line.startswith(("Weights only load failed", "Please file an issue", "Check the")):
+            return line[:300]
+    return type(err).__name__
+
+
 def _read_state_dict(file_bytes: bytes) -> dict[str, torch.Tensor]:
     """Return the tensors of a safetensors file or of a plain ``.pt``/``.pth`` state_dict.
 
     Pickles are read only by torch's restricted ``weights_only`` unpickler, which refuses
     anything but tensors and plain containers, so a file cannot run code on load.
     """
-    header_len = int.from_bytes(file_bytes[:8], "little") if len(file_bytes) >= 8 else 0
-    if 0 < header_len < len(file_bytes) and file_bytes[8:9] == b"{":
+    if len(file_bytes) > 8 and file_bytes[8:9] == b"{":  # u64 header length, then JSON
         from safetensors import SafetensorError
         from safetensors.torch import load as load_safetensors
 
@@ -223,14 +235,14 @@ def _read_state_dict(file_bytes: bytes) -> dict[str, torch.Tensor]:
         except (SafetensorError, ValueError, RuntimeError) as err:
             raise ValueError(
                 f"The file looks like safetensors but could not be read: {err}"
-            ) from err
+            ) from None
     try:
         obj = torch.load(io.BytesIO(file_bytes), map_location="cpu", weights_only=True)
     except Exception as err:  # the restricted unpickler raises several types
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(
             "Refused: the file is not a plain state_dict of tensors that can be read safely "
-            f"(torch.load with weights_only=True failed: {first_line[:300]})."
+            f"({_unpickling_reason(err)}). Save the weights with "
+            "torch.save(model.state_dict(), path) or as .safetensors."
         ) from None
     for wrapper in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
