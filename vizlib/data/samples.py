@@ -184,8 +184,12 @@ def read_image_upload(data: bytes, *, max_pixels: int = MAX_UPLOAD_PIXELS) -> np
                 raise ValueError(f"Only PNG and JPEG images are accepted (this is {image.format}).")
             image = ImageOps.exif_transpose(image)
             image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as err:  # fmt: skip
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ValueError(
+            f"The image is too large to decode safely ({err}); at most {max_pixels:,} pixels "
+            "are accepted. Shrink it first."
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(f"The file could not be read as a PNG or JPEG image ({err}).") from None
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(image, dtype=float)

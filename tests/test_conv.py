@@ -1,0 +1,380 @@
+"""vizlib.conv against torch's own layers, plus the worked examples of issue 2 by hand."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vizlib import conv
+
+torch.set_num_threads(1)
+
+
+def _random_settings(rng: random.Random) -> dict:
+    """Random 2-D conv settings that give a non-empty output."""
+    while True:
+        s = {
+            "h": rng.randint(1, 12),
+            "w": rng.randint(1, 12),
+            "kh": rng.randint(1, 5),
+            "kw": rng.randint(1, 5),
+            "sh": rng.randint(1, 4),
+            "sw": rng.randint(1, 4),
+            "ph": rng.randint(0, 3),
+            "pw": rng.randint(0, 3),
+            "dh": rng.randint(1, 3),
+            "dw": rng.randint(1, 3),
+        }
+        if (s["h"] + 2 * s["ph"] >= 1 + (s["kh"] - 1) * s["dh"]) and (
+            s["w"] + 2 * s["pw"] >= 1 + (s["kw"] - 1) * s["dw"]
+        ):
+            return s
+
+
+# --- worked examples from the issue -------------------------------------------------------
+
+
+def test_worked_example_3x32x32_ten_5x5_filters():
+    assert conv.conv_output_shape((32, 32), 5, stride=1, padding=2) == (32, 32)
+    assert conv.conv_params(3, 10, 5) == 760
+    assert conv.conv_macs(3, 10, 5, (32, 32)) == 768_000
+    layer = torch.nn.Conv2d(3, 10, 5, padding=2)
+    assert sum(p.numel() for p in layer.parameters()) == 760
+    assert layer(torch.zeros(1, 3, 32, 32)).shape == (1, 10, 32, 32)
+
+
+def test_worked_example_lenet_first_layer():
+    assert conv.conv_output_shape(28, 5) == (24, 24)
+    assert conv.conv_params(1, 32, 5) == 832
+    assert conv.conv_macs(1, 32, 5, (24, 24)) == 460_800
+
+
+def test_output_size_by_hand():
+    assert conv.output_size(7, 3) == 5
+    assert conv.output_size(7, 3, stride=2, padding=1) == 4  # floor((7+2-2-1)/2)+1
+    assert conv.output_size(7, 3, dilation=2) == 3  # extent 5
+    assert conv.output_size(5, 4, stride=3) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((3, 5), "larger than the padded input"),
+        ((7, 3, 1, 0, 4), "extent 1 + (3-1)×4 = 9"),
+        ((0, 3), "Input size must be at least 1"),
+        ((7, 0), "Kernel size must be at least 1"),
+        ((7, 3, 0), "Stride must be at least 1"),
+        ((7, 3, 1, -1), "Padding must be at least 0"),
+        ((7.5, 3), "whole number"),
+    ],
+)
+def test_output_size_errors_are_readable(args, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        conv.output_size(*args)
+
+
+def test_receptive_field_of_three_3x3_layers_is_7():
+    assert conv.receptive_field([(3, 1, 1)] * 3) == [3, 5, 7]
+    assert 3 * conv.conv_params(64, 64, 3, bias=False) == 27 * 64**2
+    assert conv.conv_params(64, 64, 7, bias=False) == 49 * 64**2
+    # stride multiplies the jump, dilation the step: 3x3 s2 then 3x3 d2 -> 3 + 2*2*2 = 11
+    assert conv.receptive_field([(3, 2, 1), (3, 1, 2)]) == [3, 11]
+    assert conv.receptive_field([]) == []
+    with pytest.raises(ValueError, match="Layer 2"):
+        conv.receptive_field([(3, 1, 1), (3, 0, 1)])
+
+
+def test_effective_extent():
+    assert conv.effective_extent(3, 1) == 3
+    assert conv.effective_extent(3, 2) == 5
+    assert conv.effective_extent(5, 3) == 13
+
+
+# --- against torch over many random settings ---------------------------------------------
+
+
+def test_shapes_and_params_match_torch_over_random_settings():
+    rng = random.Random(0)
+    for _ in range(300):
+        s = _random_settings(rng)
+        g = rng.choice([1, 2, 4])
+        cin, cout = g * rng.randint(1, 3), g * rng.randint(1, 3)
+        bias = rng.random() < 0.5
+        args = ((s["kh"], s["kw"]), (s["sh"], s["sw"]), (s["ph"], s["pw"]), (s["dh"], s["dw"]))
+        layer = torch.nn.Conv2d(cin, cout, *args, groups=g, bias=bias, device="meta")
+        out = layer(torch.empty(1, cin, s["h"], s["w"], device="meta"))
+        shape = conv.conv_output_shape((s["h"], s["w"]), *args)
+        assert out.shape == (1, cout, *shape), s
+        assert conv.conv_params(cin, cout, args[0], bias=bias, groups=g) == sum(
+            p.numel() for p in layer.parameters()
+        )
+        assert conv.conv_macs(cin, cout, args[0], shape, groups=g) == (
+            layer.weight.numel() * shape[0] * shape[1]
+        )
+        ours = conv.torch_layer(cin, cout, *args, groups=g, bias=bias, device="meta")
+        assert conv.torch_output_shape(ours, cin, (s["h"], s["w"])) == tuple(out.shape)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
+def test_same_and_valid_padding_match_torch():
+    rng = random.Random(1)
+    for _ in range(100):
+        s = _random_settings(rng)
+        k, d = (s["kh"], s["kw"]), (s["dh"], s["dw"])
+        for pad in ("same", "valid"):
+            if pad == "valid" and (
+                s["h"] < 1 + (k[0] - 1) * d[0] or s["w"] < 1 + (k[1] - 1) * d[1]
+            ):
+                continue
+            layer = torch.nn.Conv2d(1, 1, k, padding=pad, dilation=d, device="meta")
+            out = layer(torch.empty(1, 1, s["h"], s["w"], device="meta"))
+            assert conv.conv_output_shape((s["h"], s["w"]), k, 1, pad, d) == tuple(out.shape[2:])
+
+
+def test_same_padding_with_stride_is_refused_like_torch():
+    with pytest.raises(ValueError, match="'same' padding needs stride 1"):
+        conv.conv_output_shape(7, 3, stride=2, padding="same")
+    with pytest.raises(ValueError):
+        torch.nn.Conv2d(1, 1, 3, stride=2, padding="same")
+
+
+def test_transposed_shapes_match_torch():
+    rng = random.Random(2)
+    checked = 0
+    while checked < 200:
+        s = _random_settings(rng)
+        op = (rng.randint(0, 2), rng.randint(0, 2))
+        args = ((s["kh"], s["kw"]), (s["sh"], s["sw"]), (s["ph"], s["pw"]), (s["dh"], s["dw"]))
+        try:
+            shape = conv.conv_transpose_output_shape((s["h"], s["w"]), *args, op)
+        except ValueError:
+            with pytest.raises(RuntimeError):
+                layer = torch.nn.ConvTranspose2d(
+                    1, 2, *args[:3], output_padding=op, dilation=args[3]
+                )
+                layer(torch.zeros(1, 1, s["h"], s["w"]))
+            continue
+        g = rng.choice([1, 2])
+        layer = torch.nn.ConvTranspose2d(
+            2, 2 * g, *args[:3], output_padding=op, groups=g, dilation=args[3]
+        )
+        out = layer(torch.zeros(1, 2, s["h"], s["w"]))
+        assert out.shape == (1, 2 * g, *shape), (s, op)
+        assert conv.conv_params(2, 2 * g, args[0], groups=g) == sum(
+            p.numel() for p in layer.parameters()
+        )
+        checked += 1
+
+
+def _unfold_coverage(h, w, k, s, p, d) -> np.ndarray:
+    """Independent count: unfold an image of cell ids (0 = padding) and count each id."""
+    ids = torch.arange(1, h * w + 1, dtype=torch.float64).reshape(1, 1, h, w)
+    cols = F.unfold(ids, k, dilation=d, padding=p, stride=s)  # (1, K_h*K_w, L)
+    counts = torch.bincount(cols.flatten().long(), minlength=h * w + 1)[1:]
+    return counts.reshape(h, w).numpy()
+
+
+def test_coverage_matches_unfold_count():
+    rng = random.Random(3)
+    for _ in range(300):
+        s = _random_settings(rng)
+        args = ((s["kh"], s["kw"]), (s["sh"], s["sw"]), (s["ph"], s["pw"]), (s["dh"], s["dw"]))
+        ours = conv.coverage((s["h"], s["w"]), *args)
+        assert ours.shape == (s["h"], s["w"])
+        np.testing.assert_array_equal(ours, _unfold_coverage(s["h"], s["w"], *args))
+        ho, wo = conv.conv_output_shape((s["h"], s["w"]), *args)
+        taps_inside = ours.sum()
+        assert taps_inside <= ho * wo * s["kh"] * s["kw"]
+
+
+def test_coverage_marks_cells_skipped_by_a_large_stride():
+    counts = conv.coverage(7, 2, stride=3)  # windows at 0-1 and 3-4: rows/cols 2, 5, 6 unread
+    assert counts.shape == (7, 7)
+    unread_rows = [i for i in range(7) if counts[i].sum() == 0]
+    assert unread_rows == [2, 5, 6]
+    assert int((counts == 0).sum()) == 49 - 16
+
+
+def test_coverage_same_padding_even_kernel_matches_torch_padding():
+    # torch puts the extra cell of 'same' padding after: emulate with F.pad then unfold.
+    h, w, k = 6, 5, (4, 2)
+    ids = torch.arange(1, h * w + 1, dtype=torch.float64).reshape(1, 1, h, w)
+    padded = F.pad(ids, (0, 1, 1, 2))  # (left, right, top, bottom)
+    cols = F.unfold(padded, k)
+    expected = torch.bincount(cols.flatten().long(), minlength=h * w + 1)[1:].reshape(h, w)
+    np.testing.assert_array_equal(conv.coverage((h, w), k, padding="same"), expected.numpy())
+
+
+@pytest.mark.parametrize("mode", conv.PADDING_MODES)
+def test_apply_kernel_equals_conv2d_with_padding_modes(mode):
+    rng = random.Random(4)
+    gen = torch.Generator().manual_seed(0)
+    tried = 0
+    while tried < 40:
+        s = _random_settings(rng)
+        s["h"], s["w"] = s["h"] + 3, s["w"] + 3
+        if mode == "reflect" and (s["ph"] >= s["h"] or s["pw"] >= s["w"]):
+            continue
+        args = ((s["sh"], s["sw"]), (s["ph"], s["pw"]), (s["dh"], s["dw"]))
+        if conv.check_settings((s["h"], s["w"]), (s["kh"], s["kw"]), *args, padding_mode=mode):
+            continue
+        c = rng.choice([1, 3])
+        image = torch.randn(c, s["h"], s["w"], generator=gen, dtype=torch.float64)
+        kernel = torch.randn(s["kh"], s["kw"], generator=gen, dtype=torch.float64)
+        layer = torch.nn.Conv2d(
+            c, c, kernel.shape, *args, groups=c, bias=False, padding_mode=mode,
+            dtype=torch.float64,
+        )  # fmt: skip
+        with torch.no_grad():
+            layer.weight.copy_(kernel.expand(c, 1, *kernel.shape))
+            expected = layer(image[None])[0].float()
+        got = conv.apply_kernel(image if c > 1 else image[0], kernel, *args, mode, device="cpu")
+        torch.testing.assert_close(got, expected if c > 1 else expected[0], atol=1e-4, rtol=1e-4)
+        tried += 1
+
+
+def test_apply_kernel_same_padding_matches_functional_conv2d():
+    gen = torch.Generator().manual_seed(1)
+    image = torch.randn(9, 8, generator=gen)
+    for k in ((3, 3), (4, 2), (2, 5)):
+        kernel = torch.randn(*k, generator=gen)
+        expected = F.conv2d(image[None, None], kernel[None, None], padding="same", dilation=2)
+        got = conv.apply_kernel(image.numpy(), kernel.numpy(), padding="same", dilation=2)
+        assert got.shape == (9, 8)
+        torch.testing.assert_close(got, expected[0, 0], atol=1e-5, rtol=1e-5)
+
+
+def test_apply_kernel_known_answer_and_errors():
+    image = np.arange(16, dtype=float).reshape(4, 4)
+    out = conv.apply_kernel(image, np.ones((2, 2)), stride=2)
+    torch.testing.assert_close(out, torch.tensor([[10.0, 18.0], [42.0, 50.0]]))
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        conv.apply_kernel(image, np.ones((5, 5)))
+    with pytest.raises(ValueError, match="Reflect padding"):
+        conv.apply_kernel(image, np.ones((3, 3)), padding=4, padding_mode="reflect")
+    with pytest.raises(ValueError, match="NaN"):
+        conv.apply_kernel(np.full((4, 4), np.nan), np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"\(H, W\) or \(C, H, W\)"):
+        conv.apply_kernel(np.zeros(4), np.ones((2, 2)))
+    with pytest.raises(ValueError, match="Padding mode"):
+        conv.apply_kernel(image, np.ones((2, 2)), padding_mode="mirror")
+
+
+def test_transpose_coverage_equals_convtranspose_of_ones():
+    rng = random.Random(5)
+    done = 0
+    while done < 100:
+        s = _random_settings(rng)
+        args = ((s["kh"], s["kw"]), (s["sh"], s["sw"]), (s["ph"], s["pw"]), (s["dh"], s["dw"]))
+        try:
+            counts = conv.transpose_coverage((s["h"], s["w"]), *args)
+        except ValueError:
+            continue
+        layer = torch.nn.ConvTranspose2d(1, 1, *args[:3], dilation=args[3], bias=False)
+        with torch.no_grad():
+            layer.weight.fill_(1.0)
+            expected = layer(torch.ones(1, 1, s["h"], s["w"]))[0, 0]
+        np.testing.assert_array_equal(counts, expected.round().long().numpy())
+        done += 1
+
+
+def test_footprints():
+    cells = conv.footprint((1, 2), (2, 3), stride=(2, 1), dilation=(1, 2))
+    assert cells.tolist() == [[2, 2], [2, 4], [2, 6], [3, 2], [3, 4], [3, 6]]
+    lands = conv.transpose_footprint((1, 0), 2, stride=3, padding=1)
+    assert lands.tolist() == [[2, -1], [2, 0], [3, -1], [3, 0]]
+    assert conv.output_positions(5, 3, 2) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+def test_check_settings_names_the_control():
+    assert conv.check_settings(7, 3) == {}
+    assert "kernel" in conv.check_settings(7, 9)
+    assert "input" in conv.check_settings((0, 7), 3)
+    assert "kernel" in conv.check_settings(7, (3, 0))
+    assert "padding" in conv.check_settings(7, 3, 2, "same")
+    assert "groups" in conv.check_settings(7, 3, in_channels=3, out_channels=6, groups=2)
+    assert "padding_mode" in conv.check_settings(4, 3, 1, 4, padding_mode="reflect")
+    assert "output_padding" in conv.check_settings(4, 3, 2, 0, transposed=True, output_padding=2)
+    assert "padding" in conv.check_settings(2, 1, 1, 3, transposed=True)
+    assert "padding_mode" in conv.check_settings(4, 3, transposed=True, padding_mode="reflect")
+
+
+def test_layer_code_builds_the_same_layer():
+    rng = random.Random(6)
+    for _ in range(30):
+        s = _random_settings(rng)
+        transposed = rng.random() < 0.5
+        mode = "zeros" if transposed else rng.choice(conv.PADDING_MODES)
+        args = ((s["kh"], s["kw"]), (s["sh"], s["sw"]), (s["ph"], s["pw"]), (s["dh"], s["dw"]))
+        code = conv.layer_code(4, 6, *args, groups=2, bias=False, padding_mode=mode,
+                               transposed=transposed)  # fmt: skip
+        built = eval(code, {"nn": torch.nn})  # noqa: S307 - our own generated code
+        ref = conv.torch_layer(4, 6, *args, groups=2, bias=False, padding_mode=mode,
+                               transposed=transposed, device="cpu")  # fmt: skip
+        assert type(built) is type(ref)
+        for attr in ("kernel_size", "stride", "padding", "dilation", "groups", "padding_mode"):
+            assert getattr(built, attr) == getattr(ref, attr), (code, attr)
+        assert built.bias is None
+    assert conv.layer_code(3, 10, 5, 1, 2) == "nn.Conv2d(3, 10, kernel_size=5, padding=2)"
+
+
+# --- 1-D -----------------------------------------------------------------------------------
+
+
+def test_full_convolution_examples_exactly():
+    np.testing.assert_array_equal(
+        conv.full_convolve1d([1] * 6, [1] * 6), [1, 2, 3, 4, 5, 6, 5, 4, 3, 2, 1]
+    )
+    np.testing.assert_array_equal(conv.full_convolve1d([1, 2, 3], [4, 5, 6]), [4, 13, 28, 27, 18])
+    np.testing.assert_array_equal(
+        conv.full_convolve1d([3, 1, 4, 1, 5, 9], [7, 7, 5]), [21, 28, 50, 40, 62, 103, 88, 45]
+    )
+    dice = conv.full_convolve1d(np.full(6, 1 / 6), np.full(6, 1 / 6))
+    assert dice.sum() == pytest.approx(1.0)
+    assert dice[5] == pytest.approx(6 / 36)  # P(total = 7)
+
+
+def test_valid_correlation_examples_exactly():
+    np.testing.assert_array_equal(conv.correlate1d([1, 2, 3, 4], [3, 2]), [7, 12, 17])
+    step = [0, 0, 0, 0, 1, 2, 3, 4, 4, 4, 4]
+    np.testing.assert_array_equal(conv.correlate1d(step, [-1, 1]), [0, 0, 0, 1, 1, 1, 1, 0, 0, 0])
+    with pytest.raises(ValueError, match="longer than the signal"):
+        conv.correlate1d([1, 2], [1, 2, 3])
+
+
+def test_1d_against_numpy_and_conv1d():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        a, b = rng.normal(size=rng.integers(1, 9)), rng.normal(size=rng.integers(1, 9))
+        np.testing.assert_allclose(conv.full_convolve1d(a, b), np.convolve(a, b))
+        x, u = (a, b) if len(a) >= len(b) else (b, a)
+        expected = F.conv1d(torch.tensor(x)[None, None], torch.tensor(u)[None, None])[0, 0]
+        np.testing.assert_allclose(conv.correlate1d(x, u), expected.numpy())
+
+
+def test_written_sums_term_by_term():
+    lines = conv.written_sums(conv.convolution_terms([1, 2, 3], [4, 5, 6]))
+    assert lines[2] == "y[2] = a[0]·b[2] + a[1]·b[1] + a[2]·b[0] = 1·6 + 2·5 + 3·4 = 28"
+    assert len(lines) == 5
+    lines = conv.written_sums(conv.correlation_terms([1, 2, 3, 4], [3, 2]), names=("x", "u"))
+    assert lines == [
+        "y[0] = x[0]·u[0] + x[1]·u[1] = 1·3 + 2·2 = 7",
+        "y[1] = x[1]·u[0] + x[2]·u[1] = 2·3 + 3·2 = 12",
+        "y[2] = x[2]·u[0] + x[3]·u[1] = 3·3 + 4·2 = 17",
+    ]
+
+
+def test_parse_sequence():
+    assert conv.parse_sequence("1, 2,3  4") == [1.0, 2.0, 3.0, 4.0]
+    assert conv.parse_sequence("-1; 0.5") == [-1.0, 0.5]
+    with pytest.raises(ValueError, match="entry 2 \\('x'\\) is not a number"):
+        conv.parse_sequence("1, x")
+    with pytest.raises(ValueError, match="empty"):
+        conv.parse_sequence(" , ")
+    with pytest.raises(ValueError, match="finite"):
+        conv.parse_sequence("1, nan")

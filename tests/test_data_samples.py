@@ -1,0 +1,215 @@
+"""vizlib.data.samples: sample images, digits, synthetic fields and the validating upload readers."""
+
+from __future__ import annotations
+
+import io
+
+import netCDF4
+import numpy as np
+import pytest
+from PIL import Image
+
+from vizlib.data import samples
+
+
+def _png(array: np.ndarray, **save) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=save.pop("format", "PNG"), **save)
+    return buffer.getvalue()
+
+
+def test_sample_images_load_in_unit_range():
+    for name in ("camera", "astronaut", "coins"):
+        image = samples.load_sample_image(name)
+        assert image.dtype == np.float64 and 0 <= image.min() and image.max() <= 1
+    assert samples.load_sample_image("camera").shape == (512, 512)
+    assert samples.load_sample_image("astronaut").shape == (512, 512, 3)
+    assert set(samples.sample_image_names()) >= {"camera", "astronaut", "coins"}
+    with pytest.raises(ValueError, match="Unknown sample"):
+        samples.load_sample_image("lena")
+
+
+def test_digit_matches_sklearn():
+    from sklearn.datasets import load_digits
+
+    image, label = samples.load_digit(10)
+    digits = load_digits()
+    assert image.shape == (8, 8) and label == digits.target[10]
+    np.testing.assert_allclose(image * 16, digits.images[10])
+    with pytest.raises(ValueError, match="between 0 and 1796"):
+        samples.load_digit(5000)
+
+
+def test_typhoon_field_has_warm_eye_and_cold_bands():
+    field = samples.synthetic_field("typhoon", size=101)
+    assert field.shape == (101, 101)
+    centre, ring = field[50, 50], field[50, 50 + 6]  # eye vs eyewall (r about 0.12)
+    assert centre > 285 and ring < 220  # clear warm eye, cold eyewall tops, kelvin
+    assert 190 < field.min() and field.max() <= 295
+    # spiral bands: along a circle of radius 0.5 the brightness temperature oscillates
+    theta = np.linspace(0, 2 * np.pi, 400, endpoint=False)
+    rr, cc = (
+        np.round(50 - 25 * np.sin(theta)).astype(int),
+        np.round(50 + 25 * np.cos(theta)).astype(int),
+    )
+    circle = field[rr, cc]
+    assert circle.max() - circle.min() > 20
+
+
+def test_front_field_has_a_sharp_gradient_and_noise_is_seeded():
+    field = samples.synthetic_field("front", size=64)
+    gy, gx = np.gradient(field)
+    strength = np.hypot(gx, gy)
+    assert strength.max() > 5 * np.median(strength)  # the front is much sharper than the background
+    assert field[0].mean() < field[-1].mean()  # colder to the north (top)
+    a = samples.synthetic_field("front", size=64, noise=0.5, seed=3)
+    b = samples.synthetic_field("front", size=64, noise=0.5, seed=3)
+    c = samples.synthetic_field("front", size=64, noise=0.5, seed=4)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert np.std(a - field) == pytest.approx(0.5, rel=0.1)
+    with pytest.raises(ValueError, match="Noise"):
+        samples.synthetic_field("front", noise=-1)
+    with pytest.raises(ValueError, match="Unknown field"):
+        samples.synthetic_field("hurricane")
+
+
+def test_read_png_and_jpeg():
+    gray = np.arange(48, dtype=np.uint8).reshape(6, 8) * 5
+    out = samples.read_image_upload(_png(gray))
+    np.testing.assert_allclose(out, gray / 255)
+    rgba = np.zeros((4, 5, 4), dtype=np.uint8)
+    rgba[..., 0] = 255
+    out = samples.read_image_upload(_png(rgba))
+    assert out.shape == (4, 5, 3) and out[..., 0].min() == 1.0
+    jpeg = samples.read_image_upload(_png(np.full((8, 8, 3), 128, np.uint8), format="JPEG"))
+    assert jpeg.shape == (8, 8, 3) and abs(jpeg.mean() - 128 / 255) < 0.02
+
+
+def test_exif_rotation_is_applied():
+    image = Image.fromarray(np.zeros((4, 10), dtype=np.uint8))  # 10 wide, 4 tall
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif)
+    assert samples.read_image_upload(buffer.getvalue()).shape == (10, 4)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        (b"not an image at all" * 10, "could not be read"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "could not be read"),
+    ],
+)
+def test_corrupt_images_are_refused(data, message):
+    with pytest.raises(ValueError, match=message):
+        samples.read_image_upload(data)
+
+
+def test_huge_image_refused_before_decoding():
+    # 1-bit PNGs are tiny on disk but huge when decoded: refused from the header alone.
+    for side, message in ((6_000, "36,000,000 pixels"), (14_000, "too large to decode")):
+        buffer = io.BytesIO()
+        Image.new("1", (side, side)).save(buffer, format="PNG")
+        assert len(buffer.getvalue()) < 1_000_000
+        with pytest.raises(ValueError, match=message):
+            samples.read_image_upload(buffer.getvalue())
+    with pytest.raises(ValueError, match="at most 100"):
+        samples.read_image_upload(_png(np.zeros((20, 20), np.uint8)), max_pixels=100)
+
+
+def test_other_image_formats_refused():
+    with pytest.raises(ValueError, match="Only PNG and JPEG"):
+        samples.read_image_upload(_png(np.zeros((4, 4), np.uint8), format="BMP"))
+
+
+def _npy(array) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+def test_read_npy():
+    grid = np.arange(12, dtype=np.int16).reshape(3, 4)
+    np.testing.assert_array_equal(samples.read_npy_upload(_npy(grid)), grid)
+    assert samples.read_npy_upload(_npy(grid[None])).shape == (3, 4)  # (1, H, W) squeezed
+    assert samples.read_npy_upload(_npy(grid[..., None])).shape == (3, 4)
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros(5), "1 dimension"),
+        (np.zeros((2, 3, 4)), "3 dimension"),
+        (np.zeros((2, 2, 2, 2)), "4 dimension"),
+        (np.array([[1.0, np.nan], [0, 1]]), "1 NaN and 0 infinite"),
+        (np.array([[1.0, np.inf], [0, 1]]), "0 NaN and 1 infinite"),
+        (np.array([["a", "b"], ["c", "d"]]), "real numbers"),
+        (np.zeros((1, 5)), "at least 2×2"),
+    ],
+)
+def test_read_npy_rejects(array, message):
+    with pytest.raises(ValueError, match=message):
+        samples.read_npy_upload(_npy(array))
+
+
+def test_read_npy_never_unpickles():
+    objects = np.array([{"a": 1}, None], dtype=object)
+    with pytest.raises(ValueError, match="unpickling"):
+        samples.read_npy_upload(_npy(objects))
+    with pytest.raises(ValueError, match="not a valid .npy"):
+        samples.read_npy_upload(b"\x93NUMPY garbage")
+
+
+def _netcdf(tmp_path, *, with_grid: bool) -> bytes:
+    path = tmp_path / "field.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("time", 2)
+        ds.createDimension("lat", 3)
+        ds.createDimension("lon", 4)
+        lat = ds.createVariable("lat", "f4", ("lat",))
+        lat[:] = [10, 20, 30]
+        if with_grid:
+            t = ds.createVariable("t2m", "f4", ("time", "lat", "lon"), fill_value=-999.0)
+            t.units = "K"
+            t.long_name = "2 m temperature"
+            t[:] = np.arange(24, dtype=np.float32).reshape(2, 3, 4) + 270
+            t[0, 0, 0] = np.ma.masked
+            sst = ds.createVariable("sst", "f8", ("lat", "lon"))
+            sst[:] = np.ones((3, 4))
+    return path.read_bytes()
+
+
+def test_netcdf_lists_grids_and_reads_first_slice(tmp_path):
+    data = _netcdf(tmp_path, with_grid=True)
+    names = samples.netcdf_variables(data)
+    assert list(names) == ["t2m", "sst"]
+    assert "2 m temperature" in names["t2m"] and "[K]" in names["t2m"]
+    grid = samples.read_netcdf_upload(data, "t2m")
+    expected = np.arange(12, dtype=float).reshape(3, 4) + 270
+    expected[0, 0] = expected.ravel()[1:].mean()  # the masked cell is filled with the mean
+    np.testing.assert_allclose(grid, expected)
+    np.testing.assert_array_equal(samples.read_netcdf_upload(data, "sst"), np.ones((3, 4)))
+    with pytest.raises(ValueError, match="not a 2-D grid"):
+        samples.read_netcdf_upload(data, "lat")
+
+
+def test_netcdf_without_a_grid_and_corrupt(tmp_path):
+    data = _netcdf(tmp_path, with_grid=False)
+    with pytest.raises(ValueError, match="no numeric variable with two or more dimensions"):
+        samples.netcdf_variables(data)
+    with pytest.raises(ValueError, match="no numeric variable"):
+        samples.read_netcdf_upload(data)
+    with pytest.raises(ValueError, match="could not be read as NetCDF"):
+        samples.read_netcdf_upload(b"CDF\x01" + b"\x00" * 20)
+
+
+def test_limit_size_and_grayscale():
+    image = np.random.default_rng(0).random((600, 300, 3))
+    small = samples.limit_size(image, 200)
+    assert small.shape == (200, 100, 3)
+    assert samples.limit_size(image[:50, :50], 200).shape == (50, 50, 3)
+    gray = samples.to_grayscale(np.ones((4, 4, 3)))
+    np.testing.assert_allclose(gray, 1.0)
