@@ -150,25 +150,6 @@ with o3.container(border=True):
     n_windows = ((side - window) // stride + 1) ** 2
     st.caption(f"{n_windows:,} occluded copies of the input are evaluated.")
 
-d1, d2, d3 = st.columns(3)
-opacity = d1.slider("Heatmap opacity", 0.0, 1.0, 0.6, 0.05, key=f"{P}.opacity")
-scale = d2.radio(
-    "Colour scale",
-    ["separate", "shared"],
-    horizontal=True,
-    key=f"{P}.scale",
-    help="Shared: one colour range for all maps (the largest magnitude of any method); "
-    "separate: each map uses its own range.",
-)
-view = d3.radio(
-    "View",
-    attribution.VIEWS,
-    horizontal=True,
-    key=f"{P}.view",
-    help="absolute |a|, only positive (supports the class), only negative "
-    "(speaks against it), or signed.",
-)
-
 options = {
     "saliency": (),
     "integrated_gradients": (
@@ -203,50 +184,76 @@ for i, method in enumerate(methods):
 if progress is not None:
     progress.empty()
 
-shown = {m: attribution.heatmap_view(r["heatmap"], view) for m, r in results.items()}
-shared_max = max((float(np.abs(h).max()) for h in shown.values()), default=1.0)
-if not methods:
-    st.info("Pick at least one attribution method.")
-for col, method in zip(st.columns(max(1, len(methods))), methods, strict=False):
-    with col:
-        if method in errors:
-            st.error(f"{METHOD_TITLES[method]}: {errors[method]}")
-            continue
-        res = results[method]
-        st.plotly_chart(
-            plot_attribution_overlay(
-                chosen.display,
-                shown[method],
-                signed=view == "signed",
-                opacity=opacity,
-                zmax=shared_max if scale == "shared" else None,
-                title=METHOD_TITLES[method],
-                colorbar_title=f"{view} attribution",
-            ),
-            key=f"{P}.fig.{method}",
-        )
-        facts = [f"{res['seconds']:.2f} s on {res['device']}"]
-        if method == "integrated_gradients":
-            rel = abs(res["delta"]) / max(abs(res["gap"]), 1e-12)
-            facts.append(
-                f"convergence delta {res['delta']:.3g} ({rel:.1%} of f(x) − f(baseline) = "
-                f"{res['gap']:.3g})"
+
+@st.fragment
+def show_heatmaps(results: dict[str, dict], errors: dict[str, str], methods: list[str]) -> None:
+    """Draw the overlays; opacity, scale and view redraw only this panel."""
+    d1, d2, d3 = st.columns(3)
+    opacity = d1.slider("Heatmap opacity", 0.0, 1.0, 0.6, 0.05, key=f"{P}.opacity")
+    scale = d2.radio(
+        "Colour scale",
+        ["separate", "shared"],
+        horizontal=True,
+        key=f"{P}.scale",
+        help="Shared: one colour range for all maps (the largest magnitude of any method); "
+        "separate: each map uses its own range.",
+    )
+    view = d3.radio(
+        "View",
+        attribution.VIEWS,
+        horizontal=True,
+        key=f"{P}.view",
+        help="absolute |a|, only positive (supports the class), only negative "
+        "(speaks against it), or signed.",
+    )
+
+    shown = {m: attribution.heatmap_view(r["heatmap"], view) for m, r in results.items()}
+    shared_max = max((float(np.abs(h).max()) for h in shown.values()), default=1.0)
+    if not methods:
+        st.info("Pick at least one attribution method.")
+    for col, method in zip(st.columns(max(1, len(methods))), methods, strict=False):
+        with col:
+            if method in errors:
+                st.error(f"{METHOD_TITLES[method]}: {errors[method]}")
+                continue
+            res = results[method]
+            st.plotly_chart(
+                plot_attribution_overlay(
+                    chosen.display,
+                    shown[method],
+                    signed=view == "signed",
+                    opacity=opacity,
+                    zmax=shared_max if scale == "shared" else None,
+                    title=METHOD_TITLES[method],
+                    colorbar_title=f"{view} attribution",
+                ),
+                key=f"{P}.fig.{method}",
             )
-        if method == "gradcam":
-            facts.append(
-                f"layer {res['layer']} ({res['attribution'].shape[1]}×"
-                f"{res['attribution'].shape[2]} upsampled)"
+            facts = [f"{res['seconds']:.2f} s on {res['device']}"]
+            if method == "integrated_gradients":
+                rel = abs(res["delta"]) / max(abs(res["gap"]), 1e-12)
+                facts.append(
+                    f"convergence delta {res['delta']:.3g} ({rel:.1%} of f(x) − f(baseline) = "
+                    f"{res['gap']:.3g})"
+                )
+            if method == "gradcam":
+                facts.append(
+                    f"layer {res['layer']} ({res['attribution'].shape[1]}×"
+                    f"{res['attribution'].shape[2]} upsampled)"
+                )
+            st.caption(" · ".join(facts))
+            if res["notice"]:
+                st.warning(res["notice"])
+            st.download_button(
+                "Heatmap (CSV)",
+                pd.DataFrame(res["heatmap"]).to_csv(index=False).encode(),
+                file_name=f"{loaded.name}_{method}_class{target}.csv",
+                mime="text/csv",
+                key=f"{P}.csv.{method}",
             )
-        st.caption(" · ".join(facts))
-        if res["notice"]:
-            st.warning(res["notice"])
-        st.download_button(
-            "Heatmap (CSV)",
-            pd.DataFrame(res["heatmap"]).to_csv(index=False).encode(),
-            file_name=f"{loaded.name}_{method}_class{target}.csv",
-            mime="text/csv",
-            key=f"{P}.csv.{method}",
-        )
+
+
+show_heatmaps(results, errors, methods)
 
 if results:
     buf = io.BytesIO()

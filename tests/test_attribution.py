@@ -161,3 +161,20 @@ def test_integrated_gradients_delta_is_small_on_a_shipped_model():
         )
         assert abs(res["delta"]) < 0.02 * abs(res["gap"]), (i, res["delta"], res["gap"])
     assert all(len(m._forward_hooks) == 0 for m in model.modules())
+
+
+@pytest.mark.gpu
+def test_attributions_on_the_gpu_match_the_cpu(image):
+    torch.manual_seed(0)
+    cpu = LeNetLike().eval().requires_grad_(False)
+    gpu = LeNetLike().eval().requires_grad_(False).to("cuda")
+    gpu.load_state_dict(cpu.state_dict())
+    for method in ("saliency", "integrated_gradients", "gradcam", "occlusion"):
+        a = attribute(cpu, image, 3, method, mean=MEAN, std=STD)
+        b = attribute(gpu, image, 3, method, mean=MEAN, std=STD, device="cuda")
+        assert b["device"].startswith("cuda")
+        torch.testing.assert_close(
+            torch.from_numpy(b["heatmap"]), torch.from_numpy(a["heatmap"]), rtol=1e-3, atol=1e-4
+        )
+    with pytest.raises(ValueError, match="never moved"):
+        attribute(cpu, image, 3, "saliency", device="cuda")

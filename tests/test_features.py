@@ -158,3 +158,14 @@ def test_two_threads_sharing_one_model_get_their_own_results(model):
         assert len(results[i]) == 15
         for got in results[i]:
             torch.testing.assert_close(got, expected[i])
+
+
+@pytest.mark.gpu
+def test_activations_of_a_gpu_model_come_back_on_the_cpu(model):
+    gpu = _tiny_cnn().to("cuda").requires_grad_(False)
+    x = torch.randn(5, 1, 8, 8)
+    out = activations(gpu, x, ["0", "6"], device="cuda")
+    assert out["0"].device.type == "cpu"
+    torch.testing.assert_close(out["6"], gpu.cpu()(x), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="never moved"):
+        activations(model, x, "0", device="cuda")
