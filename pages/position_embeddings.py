@@ -119,9 +119,7 @@ def sinusoidal_panel() -> None:
     left, right = st.columns(2)
     left.plotly_chart(plot_sinusoidal_encoding(enc), key="position_embeddings.sin_chart")
     right.plotly_chart(
-        plot_sinusoidal_encoding(
-            learned, title=f"Learned position embedding of {meta['name']} (patches)"
-        ),
+        plot_sinusoidal_encoding(learned, title=f"Learned: {meta['name']} (patches)"),
         key="position_embeddings.learned_chart",
     )
     left.plotly_chart(
@@ -132,7 +130,7 @@ def sinusoidal_panel() -> None:
     right.plotly_chart(
         plot_sinusoidal_similarity(
             posembed.sinusoidal_similarity(learned_t),
-            title="Dot-product similarity between learned embeddings (patches, row-major)",
+            title="Learned: dot products (row-major patches)",
         ),
         key="position_embeddings.learned_sim_chart",
     )

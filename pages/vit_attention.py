@@ -154,7 +154,7 @@ def attention_maps_panel() -> None:
         plot_attention_overlays(
             image,
             cls_map,
-            title=f"Class token → patches (layer {layer}, {_head_label(head)})",
+            title="Class token → patches",
             cols=1,
         ),
         key="vit_attention.cls_chart",
@@ -164,13 +164,14 @@ def attention_maps_panel() -> None:
             image,
             query_map,
             marker=(q_row, q_col),
-            title=f"Patch ({q_row}, {q_col}) → patches (layer {layer}, {_head_label(head)})",
+            title=f"Patch ({q_row}, {q_col}) → patches",
             cols=1,
         ),
         key="vit_attention.query_chart",
     )
     st.caption(
-        f"Image {index} ({captions_all[int(index)]}). Bright = high attention, scaled per map; "
+        f"Layer {layer}, {_head_label(head)}; image {index} ({captions_all[int(index)]}). "
+        "Bright = high attention, scaled per map; "
         "the cyan square is the query patch."
     )
 

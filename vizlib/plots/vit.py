@@ -155,7 +155,7 @@ def plot_attention_overlays(
     fig.update_xaxes(showticklabels=False, showgrid=False)
     fig.update_yaxes(showticklabels=False, showgrid=False)
     fig.update_layout(
-        title=title,
+        title={"text": title, "font": {"size": 14}} if title else None,
         height=max(260, 240 * rows + 60),
         margin={"l": 10, "r": 10, "t": 60 if title else 40, "b": 10},
     )
@@ -291,7 +291,7 @@ def plot_sinusoidal_encoding(encoding, *, title: str | None = None) -> go.Figure
         )
     )
     fig.update_layout(
-        title=title or "Sinusoidal position encoding (Vaswani et al., 2017)",
+        title=title or "Sinusoidal encoding (Vaswani et al.)",
         xaxis_title="encoding dimension",
         yaxis={"title": "position", "autorange": "reversed"},
         height=420,
@@ -312,7 +312,7 @@ def plot_sinusoidal_similarity(similarity, *, title: str | None = None) -> go.Fi
         )
     )
     fig.update_layout(
-        title=title or "Dot-product similarity between sinusoidal encodings",
+        title=title or "Sinusoidal: dot products",
         xaxis_title="position",
         yaxis={"title": "position", "autorange": "reversed", "scaleanchor": "x"},
         height=420,
