@@ -1,0 +1,107 @@
+"""AppTest for the Model Inspector page."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import pytest
+import torch
+from safetensors.torch import save as save_safetensors
+from streamlit.testing.v1 import AppTest
+
+PAGE = "../../pages/model_inspector.py"
+
+
+def _run() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = "lenet_digits"
+    return at.run()
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_lenet_totals_table_and_transformer_counts():
+    at = _run()
+    assert not at.exception
+    assert not at.error
+    metrics = _metrics(at)
+    assert metrics["Parameters"] == "105,506"
+    assert metrics["Multiply-adds per sample"] == "1,333,200"
+    assert metrics["Test accuracy (digits)"].endswith("%")
+    layers = at.dataframe[1].value
+    assert layers.loc[layers["layer"] == "conv2", "multiply-adds"].item() == 819_200
+    assert layers["parameters"].sum() == 105_506
+    blocks = at.dataframe[2].value
+    assert blocks["params"].tolist() == [168, 328, 668]
+    assert "Conv2d(1, 32, kernel_size=(5, 5)" in at.code[0].value
+
+
+def test_batching_demo_button():
+    at = _run()
+    at.number_input(key="inspector.n").set_value(100)
+    at.button(key="inspector.time").click().run()
+    assert not at.exception
+    speedups = [label for label in _metrics(at) if label.startswith("Speed-up on cpu")]
+    assert speedups == ["Speed-up on cpu (N = 100)"]
+
+
+def test_torchvision_without_weights_shows_the_notice(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    at = _run()
+    at.selectbox(key="inspector.model").select("resnet18").run()
+    assert not at.exception and not at.error
+    assert any("not available offline" in w.value for w in at.warning)
+    assert _metrics(at)["Parameters"] == "11,689,512"
+
+
+def _pt_bytes(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+class _Evil:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_uploads_good_bad_and_malicious(tmp_path):
+    from vizlib.models import LeNetLike
+
+    at = _run()
+    at.radio(key="inspector.source").set_value("Upload weights").run()
+    assert not at.exception
+    at.selectbox(key="inspector.upload_arch").select("lenet_digits").run()
+    state = LeNetLike().state_dict()
+    at.file_uploader(key="inspector.upload").set_value(
+        ("w.safetensors", save_safetensors(state), "application/octet-stream")
+    ).run()
+    assert not at.exception and not at.error
+    assert _metrics(at)["Parameters"] == "105,506"
+
+    del state["fc2.bias"]
+    at.file_uploader(key="inspector.upload").set_value(
+        ("w.pt", _pt_bytes(state), "application/octet-stream")
+    ).run()
+    assert not at.exception
+    assert "missing keys (1): fc2.bias" in at.error[0].value
+
+    marker = tmp_path / "pwned"
+    at.file_uploader(key="inspector.upload").set_value(
+        ("evil.pt", _pt_bytes({"x": _Evil(str(marker))}), "application/octet-stream")
+    ).run()
+    assert not at.exception
+    assert "Refused" in at.error[0].value
+    assert not marker.exists()
+    # the rest of the page still works
+    assert [c.value for c in at.subheader][-2:] == [
+        "Transformer building blocks",
+        "Why frameworks batch",
+    ]
