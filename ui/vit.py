@@ -18,6 +18,8 @@ import torch
 import ui
 from vizlib import zoo
 from vizlib.data import (
+    available_datasets,
+    dataset_normalization,
     denormalize,
     load_dataset,
     load_sample_image,
@@ -125,29 +127,51 @@ def pick_vit(prefix: str) -> tuple[ModelChoice, torch.nn.Module, dict, threading
     return ModelChoice(name, name, device), model, meta, lock
 
 
+_ON_DISK_CHANNELS = {"mnist": 1, "fashion_mnist": 1, "cifar10": 3}
+_SAMPLES = "scikit-image sample photos"
+_DIGITS = "digits (test split)"
+_MAX_DATASET_IMAGES = 1024
+
+
 def image_sources(meta: dict) -> list[str]:
-    """Return the image sets available offline for a model: its dataset, or sample photos."""
-    if meta.get("dataset") == "digits":
-        return ["digits (test split)"]
-    return ["scikit-image sample photos"]
+    """Return the image sets available offline for a model.
+
+    Its own dataset (digits) or scikit-image's sample photos, plus test splits of the datasets
+    already on disk under ``VIZLIB_DATA`` that have the model's number of channels.
+    """
+    channels = int(meta["input_size"][0])
+    sources = [_DIGITS] if meta.get("dataset") == "digits" else [_SAMPLES]
+    for name, status in available_datasets().items():
+        if _ON_DISK_CHANNELS.get(name) == channels and status.startswith("on disk"):
+            sources.append(f"{name} (test split, on disk)")
+    return sources
 
 
 @st.cache_data(max_entries=8, show_spinner="Loading images…")
 def load_images(
     source: str, input_size: tuple[int, int, int], mean: tuple, std: tuple, n: int | None = None
 ) -> tuple[torch.Tensor, np.ndarray, list[str]]:
-    """Return (normalised images (N, C, H, W), display images (N, C, H, W) in [0, 1], captions)."""
+    """Return (images (N, C, H, W) normalised with the model's mean/std, display images
+    (N, C, H, W) in [0, 1], captions). ``n`` keeps the first n."""
     c, h, w = input_size
-    if source.startswith("digits"):
-        images, labels, classes = load_dataset("digits", split="test", input_size=(h, w))
-        captions = [f"digit {classes[int(y)]}" for y in labels]
-    else:
+    if source == _SAMPLES:
         meta = {"input_size": list(input_size), "mean": list(mean), "std": list(std)}
         captions = sample_image_names()
         images = torch.cat([prepare_image(load_sample_image(s), meta) for s in captions])
+        display = denormalize(images, list(mean), list(std))  # (N, C, H, W) in [0, 1]
+    else:
+        name = "digits" if source == _DIGITS else source.split(" ", 1)[0]
+        images, labels, classes = load_dataset(
+            name, split="test", input_size=(h, w), max_samples=_MAX_DATASET_IMAGES
+        )
+        # back to pixels, then normalised as the model (not the dataset) expects
+        display = denormalize(images, *dataset_normalization(name))  # (N, C, H, W) in [0, 1]
+        captions = [f"{name} {classes[int(y)]}" for y in labels]
+        m = torch.tensor(list(mean), dtype=torch.float32).view(-1, 1, 1)
+        sd = torch.tensor(list(std), dtype=torch.float32).view(-1, 1, 1)
+        images = (display - m) / sd
     if images.shape[1] != c:
         raise ValueError(f"{source} has {images.shape[1]} channels; the model expects {c}.")
     if n is not None:
-        images, captions = images[:n], captions[:n]
-    display = denormalize(images, list(mean), list(std)).numpy()  # (N, C, H, W) in [0, 1]
-    return images, display, captions
+        images, display, captions = images[:n], display[:n], captions[:n]
+    return images.contiguous(), display.numpy(), captions

@@ -137,3 +137,31 @@ def test_upload_path(tiny_vit_zoo):
     at.file_uploader(key="vit_attention.upload").upload("good.pt", buf.getvalue())
     _run(at)
     assert [h.value for h in at.header][0] == "Mean attention distance"
+
+
+def test_on_disk_dataset_is_offered_and_renormalised_for_the_model(monkeypatch):
+    """A 3-channel dataset on disk is offered to an ImageNet model and re-normalised with the
+    model's mean/std, not the dataset's."""
+    import ui.vit as uv
+    from vizlib.data import dataset_normalization
+
+    pixels = torch.rand(5, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    d_mean, d_std = dataset_normalization("cifar10")
+    normalised = (pixels - torch.tensor(d_mean).view(3, 1, 1)) / torch.tensor(d_std).view(3, 1, 1)
+    monkeypatch.setattr(uv, "available_datasets", lambda: {"cifar10": "on disk at /data"})
+    monkeypatch.setattr(
+        uv,
+        "load_dataset",
+        lambda *a, **k: (normalised, torch.arange(5), [str(i) for i in range(10)]),
+    )
+    meta = {"dataset": "imagenet", "input_size": [3, 224, 224]}
+    sources = uv.image_sources(meta)
+    assert sources == ["scikit-image sample photos", "cifar10 (test split, on disk)"]
+    uv.load_images.clear()
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    images, display, captions = uv.load_images(sources[1], (3, 224, 224), mean, std, 3)
+    assert images.shape == (3, 3, 224, 224) and captions == ["cifar10 0", "cifar10 1", "cifar10 2"]
+    np.testing.assert_allclose(display, pixels[:3].numpy(), atol=1e-5)
+    expected = (pixels[:3] - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    assert torch.allclose(images, expected, atol=1e-4)
+    uv.load_images.clear()
