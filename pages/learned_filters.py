@@ -140,6 +140,11 @@ with tab_train:
     else:
         if not meta.get("pretrained"):
             st.info("This model is not trained (no weights on disk), so both sides are the same.")
+        elif meta.get("source") != "checkpoint":
+            st.caption(
+                "The seed these weights were trained from is not known: the left side is a "
+                "fresh initialisation of the same architecture (seed 0)."
+            )
         change = float((weights - before).norm() / before.norm().clamp_min(1e-12))
         st.metric(
             "Relative change of the layer's weights by training",
