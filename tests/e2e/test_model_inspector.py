@@ -1,0 +1,21 @@
+"""The Model Inspector in a real browser: renders without an error box."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import error_boxes, open_page, screenshot, wait_until_idle
+
+
+@pytest.mark.e2e
+def test_model_inspector_renders(page, app_url):
+    open_page(page, app_url, "model_inspector?model=lenet_digits")
+    page.get_by_text("Transformer building blocks").wait_for()
+    assert page.get_by_text("105,506").count() >= 1
+    assert error_boxes(page) == []
+    screenshot(page, "model_inspector_top")
+    page.get_by_role("button", name="Time it").click()
+    page.get_by_text("Speed-up on cpu").wait_for(timeout=120_000)
+    wait_until_idle(page)
+    assert error_boxes(page) == []
+    screenshot(page, "model_inspector")
