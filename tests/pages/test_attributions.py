@@ -58,3 +58,21 @@ def test_sample_image_input(at):
     at.selectbox(key="attr.sample").set_value("camera").run()
     assert not at.exception and not _errors(at)
     assert len(at.get("plotly_chart")) == 5
+
+
+def test_uploads_good_and_corrupt(at):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    at.radio(key="attr.source").set_value("Upload an image").run()
+    assert any("Upload an image" in i.value for i in at.info)
+    buf = io.BytesIO()
+    Image.fromarray((np.eye(40) * 255).astype(np.uint8)).save(buf, format="PNG")
+    at.file_uploader(key="attr.upload").set_value(("diag.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception and not _errors(at)
+    assert len(at.get("plotly_chart")) == 5
+    at.file_uploader(key="attr.upload").set_value(("bad.png", b"not a png", "image/png")).run()
+    assert not at.exception
+    assert "Could not use 'bad.png'" in _errors(at)[0]
