@@ -38,7 +38,7 @@ def distance_table(choice: ModelChoice, source: str, n: int, renormalize: bool) 
     return dist.numpy()
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
+@st.cache_data(max_entries=6, show_spinner=False)
 def image_attentions(choice: ModelChoice, source: str, indices: tuple[int, ...]) -> np.ndarray:
     """Attention weights of the chosen images, (layers, B, heads, T, T)."""
     model, meta, lock = get_model(choice)
@@ -185,9 +185,13 @@ def rollout(
     choice: ModelChoice, source: str, indices: tuple[int, ...], fusion: str, discard: float
 ) -> np.ndarray:
     """Class-token rollout (B, gh, gw) of the chosen images, max 1 each."""
-    model, _, _ = get_model(choice)
+    model, meta, lock = get_model(choice)
     g = attention.vit_geometry(model)
-    maps = torch.from_numpy(image_attentions(choice, source, indices))
+    images, _, _ = load_images(source, *_images_key(meta))
+    with lock:  # the maps themselves are not cached: (L, B, h, T, T) is large for vit_b_16
+        maps = attention.attention_maps(
+            model, images[list(indices)], batch_size=8, device=choice.device
+        )
     return attention.attention_rollout(
         maps,
         head_fusion=fusion,

@@ -316,3 +316,91 @@ def test_model_on_another_device_is_refused(tiny_vit):
     message = "load the model" if torch.cuda.is_available() else "no CUDA GPU"
     with pytest.raises(ValueError, match=message):
         attention_maps(tiny_vit, torch.zeros(1, 1, 16, 16), device="cuda")
+
+
+class _TimmLikeAttention(torch.nn.Module):
+    """timm's ``Attention`` as of timm 1.0 (fused SDPA, optional q/k LayerNorm), reproduced."""
+
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = torch.nn.Linear(dim, dim * 3)
+        self.q_norm = torch.nn.LayerNorm(self.head_dim) if qk_norm else torch.nn.Identity()
+        self.k_norm = torch.nn.LayerNorm(self.head_dim) if qk_norm else torch.nn.Identity()
+        self.proj = torch.nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        q, k = self.q_norm(q), self.k_norm(k)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(B, N, C))
+
+
+class _TimmLikeBlock(torch.nn.Module):
+    def __init__(self, dim: int, heads: int, qk_norm: bool) -> None:
+        super().__init__()
+        self.norm1 = torch.nn.LayerNorm(dim)
+        self.attn = _TimmLikeAttention(dim, heads, qk_norm)
+        self.norm2 = torch.nn.LayerNorm(dim)
+        self.mlp = torch.nn.Linear(dim, dim)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class _TimmLikeViT(torch.nn.Module):
+    """The attributes vizlib reads from a timm ViT: patch_embed, blocks, num_prefix_tokens."""
+
+    def __init__(self, qk_norm: bool) -> None:
+        super().__init__()
+        dim, self.num_prefix_tokens = 24, 2  # class token + one register token
+        self.patch_embed = torch.nn.Module()
+        self.patch_embed.proj = torch.nn.Conv2d(3, dim, 4, 4)
+        self.patch_embed.patch_size = (4, 4)
+        self.patch_embed.grid_size = (3, 3)
+        self.prefix = torch.nn.Parameter(torch.randn(1, 2, dim))
+        self.pos_embed = torch.nn.Parameter(torch.randn(1, 2 + 9, dim))
+        self.blocks = torch.nn.Sequential(*(_TimmLikeBlock(dim, 3, qk_norm) for _ in range(2)))
+
+    def forward(self, x):
+        tokens = self.patch_embed.proj(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.prefix.expand(x.shape[0], -1, -1), tokens], 1) + self.pos_embed
+        return self.blocks(tokens)[:, 0]
+
+
+# the capture recognises timm models by their module, so the stand-in claims to be one
+_TimmLikeViT.__module__ = "timm.models.vision_transformer"
+
+
+@pytest.mark.parametrize("qk_norm", [False, True])
+def test_timm_code_path_on_a_timm_shaped_model(qk_norm):
+    torch.manual_seed(0)
+    model = _TimmLikeViT(qk_norm).eval()
+    x = torch.randn(2, 3, 12, 12)
+    with torch.no_grad():
+        before = model(x)
+    maps = attention_maps(model, x, device="cpu")
+    with torch.no_grad():
+        assert torch.equal(before, model(x))
+    assert _no_hooks(model)
+    geo = vit_geometry(model)
+    assert (geo.grid_size, geo.patch_size, geo.num_prefix_tokens) == ((3, 3), 4, 2)
+    assert (geo.num_layers, geo.num_heads) == (2, 3)
+    # the captured weights reproduce each block's fused attention output
+    with torch.no_grad():
+        tokens = model.patch_embed.proj(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([model.prefix.expand(2, -1, -1), tokens], 1) + model.pos_embed
+        for block, w in zip(model.blocks, maps, strict=True):
+            h = block.norm1(tokens)
+            attn = block.attn
+            v = attn.qkv(h).reshape(2, 11, 3, 3, 8).permute(2, 0, 3, 1, 4)[2]
+            out = attn.proj((w @ v).transpose(1, 2).reshape(2, 11, 24))
+            assert torch.allclose(out, attn(h), atol=1e-5)
+            tokens = block(tokens)
+    dist = mean_attention_distance(maps, (3, 3), 4, num_prefix_tokens=2)
+    assert torch.allclose(mean_attention_distance_over(model, x, device="cpu"), dist, rtol=1e-5)

@@ -33,9 +33,7 @@ def test_similarity_matches_cosine_by_hand():
     pos = torch.randn(1 + 4, 5, generator=torch.Generator().manual_seed(1))
     sim = position_similarity(pos, (2, 2))
     a, b = pos[1], pos[4]  # patch (0, 0) and patch (1, 1)
-    assert sim[0, 0, 1, 1].item() == pytest.approx(
-        float(a @ b / (a.norm() * b.norm())), rel=1e-5
-    )
+    assert sim[0, 0, 1, 1].item() == pytest.approx(float(a @ b / (a.norm() * b.norm())), rel=1e-5)
     with pytest.raises(ValueError, match="grid"):
         position_similarity(pos, (3, 3))
 
@@ -93,3 +91,17 @@ def test_vit_embeddings_from_ours_and_torchvision(tiny_vit):
     assert emb.grid_size == (4, 4) and emb.num_prefix_tokens == 1
     with pytest.raises(TypeError):
         vit_embeddings(torch.nn.Linear(2, 2))
+
+
+def test_vit_embeddings_from_a_timm_shaped_model():
+    from tests.test_attention import _TimmLikeViT
+
+    emb = vit_embeddings(_TimmLikeViT(qk_norm=False))
+    assert emb.pos_embed.shape == (11, 24) and emb.patch_weight.shape == (24, 3, 4, 4)
+    assert emb.grid_size == (3, 3) and emb.num_prefix_tokens == 2
+    assert position_similarity(emb.pos_embed, emb.grid_size, emb.num_prefix_tokens).shape == (
+        3,
+        3,
+        3,
+        3,
+    )

@@ -139,6 +139,8 @@ def _torchvision_weights(mha: nn.MultiheadAttention, x: torch.Tensor) -> torch.T
 
 def _timm_weights(attn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Recompute a timm ``Attention`` module's weights from its input x (B, T, D)."""
+    if getattr(attn, "qkv", None) is None:
+        raise TypeError(f"{type(attn).__name__} has no fused qkv projection; not supported")
     B, T, _ = x.shape
     h = attn.num_heads
     head_dim = getattr(attn, "head_dim", None) or attn.qkv.out_features // (3 * h)
