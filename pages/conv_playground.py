@@ -390,7 +390,9 @@ def extent_section() -> None:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def animation_figure(args: tuple, position: tuple[int, int], numbers: bool, trans: bool):
+def animation_figure(
+    args: tuple, position: tuple[int, int], numbers: bool, trans: bool, animate: bool = True
+):
     input_hw, kernel, stride, pad, dilation, pmode, out_pad = args
     if trans:
         return conv_plots.plot_transpose_conv(
@@ -412,6 +414,7 @@ def animation_figure(args: tuple, position: tuple[int, int], numbers: bool, tran
         position=position,
         input_values=values,
         output_values=out_values,
+        animate=animate,
     )
 
 
@@ -420,12 +423,16 @@ def animation_panel(out_hw: tuple[int, int]) -> None:
     grid = (h, w) if transposed else out_hw
     what = "input cell" if transposed else "output position"
     n_frames = grid[0] * grid[1]
-    if n_frames > conv_plots.MAX_ANIMATION_FRAMES:
+    animate = n_frames <= conv_plots.MAX_ANIMATION_FRAMES
+    if not animate:
+        note = f"{n_frames:,} {what}s are too many to animate smoothly (at most {conv_plots.MAX_ANIMATION_FRAMES:,})"
+        if transposed:
+            st.info(note + ": use a smaller input.")
+            return
         st.info(
-            f"{n_frames:,} {what}s are too many to animate (at most "
-            f"{conv_plots.MAX_ANIMATION_FRAMES:,}): use a smaller input or a larger stride."
+            note
+            + ": pick the position below, or use a smaller input / larger stride to get ▶ Play."
         )
-        return
     c1, c2, c3 = st.columns(3)
     row = c1.number_input(f"Start at {what}: row", 0, grid[0] - 1, 0, key=P + "pos_r")
     col = c2.number_input(f"Start at {what}: column", 0, grid[1] - 1, 0, key=P + "pos_c")
@@ -440,7 +447,11 @@ def animation_panel(out_hw: tuple[int, int]) -> None:
     )
     args = ((h, w), (kh, kw), (sh, sw), padding, (dh, dw), padding_mode, (oph, opw))
     fig = animation_figure(
-        args, (min(row, grid[0] - 1), min(col, grid[1] - 1)), numbers and small, transposed
+        args,
+        (min(row, grid[0] - 1), min(col, grid[1] - 1)),
+        numbers and small,
+        transposed,
+        animate,
     )
     st.plotly_chart(fig, width="stretch", key=P + "animation")
     if transposed:
@@ -573,6 +584,11 @@ def filtered(
     image: np.ndarray, kernel: np.ndarray, stride, pad, dilation, pmode: str, device: str
 ) -> np.ndarray:
     return conv.apply_kernel(image, kernel, stride, pad, dilation, pmode, device=device).numpy()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def images_figure(image: np.ndarray, kernel: np.ndarray, output: np.ndarray, units: str):
+    return conv_plots.plot_conv_images(image, kernel, output, units=units)
 
 
 def choose_input() -> tuple[np.ndarray, str, str] | None:
@@ -708,7 +724,7 @@ def real_data_panel() -> None:
     except (ValueError, RuntimeError) as err:
         st.error(f"The filter could not run on {device}: {err}", icon=":material/error:")
         return
-    fig = conv_plots.plot_conv_images(image, kernel, output, units=units)
+    fig = images_figure(image, kernel, output, units)
     st.plotly_chart(fig, width="stretch", key=P + "images")
     st.caption(
         f"{label}: {in_hw[0]}×{in_hw[1]} → {output.shape[-2]}×{output.shape[-1]}; output range "

@@ -23,7 +23,7 @@ __all__ = [
     "to_png_bytes",
 ]
 
-MAX_ANIMATION_FRAMES = 1024
+MAX_ANIMATION_FRAMES = 400
 
 _INPUT = "#9ecae1"  # input cells (blue, as in the convolution-arithmetic animations)
 _PAD = "#f0f0f0"  # padding cells
@@ -161,13 +161,14 @@ def plot_conv_animation(
     input_values: np.ndarray | None = None,
     output_values: np.ndarray | None = None,
     duration_ms: int = 400,
+    animate: bool = True,
 ) -> go.Figure:
     """Return the padded input grid with the dilated kernel footprint and the output grid with
     its cell highlighted, with Play / slider frames over every output position (row-major).
 
     input_values (H, W) and output_values (H_out, W_out) are optional numbers written in the
-    cells. Raises ``ValueError`` for impossible settings or more than ``MAX_ANIMATION_FRAMES``
-    output positions.
+    cells. ``animate=False`` draws only ``position`` (no frames). Raises ``ValueError`` for
+    impossible settings or, when animating, more than ``MAX_ANIMATION_FRAMES`` output positions.
     """
     h, w = _conv._pair(input_hw, "Input size", minimum=1)
     kh, kw = _conv._pair(kernel, "Kernel size", minimum=1)
@@ -176,7 +177,7 @@ def plot_conv_animation(
     (pt, pb), (pl, pr) = _conv.padding_amounts(padding, (kh, kw), (sh, sw), (dh, dw))
     ho, wo = _conv.conv_output_shape((h, w), (kh, kw), (sh, sw), padding, (dh, dw))
     positions = [(r, c) for r in range(ho) for c in range(wo)]
-    if len(positions) > MAX_ANIMATION_FRAMES:
+    if animate and len(positions) > MAX_ANIMATION_FRAMES:
         raise ValueError(
             f"{len(positions)} output positions is too many to animate "
             f"(at most {MAX_ANIMATION_FRAMES}); use a smaller input or a larger stride."
@@ -265,18 +266,20 @@ def plot_conv_animation(
     fig.add_trace(go.Scatter(first[0]), row=1, col=1)
     fig.add_trace(go.Scatter(first[1]), row=1, col=1)
     fig.add_trace(go.Scatter(first[2]), row=1, col=2)
-    labels = [f"({r}, {c})" for r, c in positions]
-    fig.frames = [
-        {"data": traces_at(pos), "traces": [2, 3, 4], "name": label}
-        for pos, label in zip(positions, labels, strict=True)
-    ]
-    controls = _play_controls(labels, duration_ms=duration_ms)
-    controls["sliders"][0]["active"] = positions.index((r0, c0))
+    controls = {}
+    if animate:
+        labels = [f"({r}, {c})" for r, c in positions]
+        fig.frames = [
+            {"data": traces_at(pos), "traces": [2, 3, 4], "name": label}
+            for pos, label in zip(positions, labels, strict=True)
+        ]
+        controls = _play_controls(labels, duration_ms=duration_ms)
+        controls["sliders"][0]["active"] = positions.index((r0, c0))
     fig.update_layout(
         **controls,
         showlegend=True,
         legend={"orientation": "h", "y": 1.0, "yref": "container", "yanchor": "top", "x": 0.0},
-        margin={"l": 10, "r": 10, "t": 90, "b": 130},
+        margin={"l": 10, "r": 10, "t": 90, "b": 130 if animate else 20},
         height=max(420, min(760, 24 * max(hp, ho) + 220)),
         plot_bgcolor="white",
     )
