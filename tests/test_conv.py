@@ -378,3 +378,82 @@ def test_parse_sequence():
         conv.parse_sequence(" , ")
     with pytest.raises(ValueError, match="finite"):
         conv.parse_sequence("1, nan")
+
+
+@pytest.mark.gpu
+def test_apply_kernel_on_cuda_matches_cpu():
+    gen = torch.Generator().manual_seed(2)
+    image, kernel = torch.randn(3, 40, 30, generator=gen), torch.randn(5, 3, generator=gen)
+    for mode in conv.PADDING_MODES:
+        cpu = conv.apply_kernel(image, kernel, 2, (2, 1), (1, 2), mode, device="cpu")
+        gpu = conv.apply_kernel(image, kernel, 2, (2, 1), (1, 2), mode, device="cuda")
+        assert gpu.device.type == "cpu"  # results come back to the CPU for plotting
+        torch.testing.assert_close(gpu, cpu, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the message on a machine without a GPU"
+)
+def test_apply_kernel_on_absent_gpu_says_so():
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        conv.apply_kernel(np.ones((4, 4)), np.ones((2, 2)), device="cuda")
+
+
+# --- figures (vizlib.plots.conv) -------------------------------------------------------------
+
+
+def test_animation_has_one_frame_per_output_position():
+    from vizlib.plots import conv as conv_plots
+
+    fig = conv_plots.plot_conv_animation((7, 7), (3, 3), (2, 2), 1, (1, 1), position=(1, 2))
+    assert len(fig.frames) == 16  # 4 x 4 outputs
+    assert [f.name for f in fig.frames][:3] == ["(0, 0)", "(0, 1)", "(0, 2)"]
+    assert fig.layout.sliders[0].active == 6  # (1, 2) in row-major order
+    # the footprint of the first frame: 9 closed squares, top-left at padded (0, 0)
+    taps = fig.frames[0].data[0]
+    assert list(taps.x).count(None) == 9
+    assert min(v for v in taps.x if v is not None) == -0.5
+    # the highlighted output cell of frame (3, 3)
+    cell = fig.frames[15].data[2]
+    assert (min(v for v in cell.x if v is not None), min(v for v in cell.y if v is not None)) == (
+        2.5,
+        2.5,
+    )
+    static = conv_plots.plot_conv_animation((40, 40), (3, 3), animate=False, position=(5, 5))
+    assert len(static.frames) == 0
+    with pytest.raises(ValueError, match="too many to animate"):
+        conv_plots.plot_conv_animation((40, 40), (3, 3))
+
+
+def test_coverage_and_transpose_figures_count_cells():
+    from vizlib.plots import conv as conv_plots
+
+    fig = conv_plots.plot_coverage(conv.coverage(7, 2, 3))
+    assert "33 never read" in fig.layout.title.text
+    assert len(fig.data[1].x) == 33
+    fig = conv_plots.plot_transpose_conv((3, 3), (3, 3), (2, 2), (1, 1))
+    assert len(fig.frames) == 9
+    np.testing.assert_array_equal(
+        fig.data[1].z, conv.transpose_coverage((3, 3), 3, 2, 1)
+    )  # (5, 5) counts
+
+
+def test_image_figure_and_downloads_round_trip():
+    import io
+
+    from PIL import Image
+
+    from vizlib.plots import conv as conv_plots
+
+    image = np.random.default_rng(0).random((3, 20, 16))
+    out = conv.apply_kernel(image, np.ones((3, 3)) / 9).numpy()
+    fig = conv_plots.plot_conv_images(image, np.ones((3, 3)) / 9, out)
+    assert [a.text for a in fig.layout.annotations] == [
+        "Input 20×16",
+        "Kernel 3×3 (sum 1)",
+        "Output 18×14",
+    ]
+    png = Image.open(io.BytesIO(conv_plots.to_png_bytes(out)))
+    assert png.size == (14, 18) and png.mode == "RGB"
+    loaded = np.load(io.BytesIO(conv_plots.to_npy_bytes(out)), allow_pickle=False)
+    np.testing.assert_allclose(loaded, out, rtol=1e-6)

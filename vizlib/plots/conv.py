@@ -285,7 +285,6 @@ def plot_conv_animation(
     )
     _square_axes(fig, 2)
     fig.update_yaxes(title_text="row (cells)", col=1)
-    fig.update_xaxes(side="top")
     return fig
 
 
@@ -441,7 +440,6 @@ def plot_transpose_conv(
     fig.update_xaxes(range=[-0.5 - pad_r, wo - 0.5 + pad_r], row=1, col=2)
     fig.update_yaxes(range=[ho - 0.5 + pad_r, -0.5 - pad_r], autorange=False, row=1, col=2)
     fig.update_yaxes(title_text="row (cells)", col=1)
-    fig.update_xaxes(side="top")
     return fig
 
 
