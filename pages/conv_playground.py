@@ -647,7 +647,12 @@ def choose_input() -> tuple[np.ndarray, str, str] | None:
             st.error(str(err), icon=":material/error:")
             return None
         digest = hashlib.sha1(data).hexdigest()[:8]
-        return image, "value", f"{upload.name} ({digest})"
+        units = "value"
+        if variable is not None and names[variable].endswith("]"):
+            units = names[variable].rsplit("[", 1)[-1].rstrip("]")  # the variable's units attribute
+        elif not upload.name.lower().endswith(".npy"):
+            units = "intensity (0–1)"
+        return image, units, f"{upload.name} ({digest})"
     image, units = load_input(source, choice, noise, seed, gray)
     return image, units, choice
 

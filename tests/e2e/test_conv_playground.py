@@ -30,3 +30,34 @@ def test_stride_changes_output_size(page, app_url):
     assert "sh=2" in page.url  # the setting is in the shareable link
     assert error_boxes(page) == []
     screenshot(page, "conv_playground")
+
+
+def test_uploads_show_a_message_or_the_filtered_grid(page, app_url, tmp_path):
+    import netCDF4
+    import numpy as np
+
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.array([[1.0, np.nan], [2.0, 3.0]]))
+    good = tmp_path / "sst.nc"
+    with netCDF4.Dataset(good, "w") as ds:
+        ds.createDimension("lat", 30)
+        ds.createDimension("lon", 40)
+        sst = ds.createVariable("sst", "f4", ("lat", "lon"))
+        sst.units = "K"
+        sst[:] = 280 + np.linspace(0, 10, 40)[None, :] * np.ones((30, 1))
+
+    open_page(page, app_url, "conv_playground")
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Input").first.click()
+    page.get_by_role("option", name="Upload: PNG/JPEG, .npy or NetCDF").click()
+    wait_until_idle(page)
+    dropzone = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    dropzone.set_input_files(str(bad))
+    wait_until_idle(page)
+    assert any("1 NaN" in box for box in error_boxes(page))
+    assert _output_shape(page) == (1, 5, 5)  # the rest of the page keeps working
+    dropzone.set_input_files(str(good))
+    wait_until_idle(page)
+    assert error_boxes(page) == []
+    page.get_by_text("sst.nc").first.wait_for()
+    page.get_by_text(re.compile(r"30×40 → 26×36")).first.wait_for()  # gaussian 5x5, valid
+    screenshot(page, "conv_playground_upload")

@@ -189,7 +189,11 @@ def read_image_upload(data: bytes, *, max_pixels: int = MAX_UPLOAD_PIXELS) -> np
             f"The image is too large to decode safely ({err}); at most {max_pixels:,} pixels "
             "are accepted. Shrink it first."
         ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    except UnidentifiedImageError:
+        raise ValueError(
+            "The file could not be read as a PNG or JPEG image: it is another format or damaged."
+        ) from None
+    except (OSError, SyntaxError) as err:
         raise ValueError(f"The file could not be read as a PNG or JPEG image ({err}).") from None
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(image, dtype=float)
