@@ -200,7 +200,7 @@ def _no_hooks(model):
     return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 
-def _check_torchvision_capture(model, x):
+def _check_torchvision_capture(model, x, *, check_distance: bool = True):
     with torch.no_grad():
         before = model(x)
     calls = []
@@ -215,6 +215,8 @@ def _check_torchvision_capture(model, x):
         assert got.shape == want.shape
         assert torch.allclose(got, want, atol=1e-5)
         assert torch.allclose(got.sum(-1), torch.ones(got.shape[:-1]), atol=1e-5)
+    if not check_distance:
+        return
     dist = mean_attention_distance_over(
         model, x, batch_size=1, device="cpu", callback=lambda d, t: calls.append((d, t))
     )
@@ -243,8 +245,9 @@ def test_torchvision_vit_b_16_capture_equals_torch_weights():
 
     torch.manual_seed(0)
     model = vit_b_16(weights=None).eval()
-    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    _check_torchvision_capture(model, x)
+    # one image keeps it quick; the small model above covers batching and the distances
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    _check_torchvision_capture(model, x, check_distance=False)
     geo = vit_geometry(model)
     assert (geo.grid_size, geo.patch_size, geo.num_prefix_tokens) == ((14, 14), 16, 1)
     assert (geo.num_layers, geo.num_heads) == (12, 12)

@@ -130,10 +130,10 @@ def _torchvision_weights(mha: nn.MultiheadAttention, x: torch.Tensor) -> torch.T
         x = x.transpose(0, 1)
     B, T, D = x.shape
     h = mha.num_heads
-    w_q, w_k, _ = mha.in_proj_weight.chunk(3)  # each (D, D)
-    b_q, b_k = (None, None) if mha.in_proj_bias is None else mha.in_proj_bias.chunk(3)[:2]
-    q = F.linear(x, w_q, b_q).reshape(B, T, h, D // h).transpose(1, 2)  # (B, h, T, d)
-    k = F.linear(x, w_k, b_k).reshape(B, T, h, D // h).transpose(1, 2)  # (B, h, T, d)
+    # one matmul for q and k together; v is not needed for the weights
+    bias = None if mha.in_proj_bias is None else mha.in_proj_bias[: 2 * D]
+    qk = F.linear(x, mha.in_proj_weight[: 2 * D], bias)  # (B, T, 2D)
+    q, k = qk.reshape(B, T, 2, h, D // h).permute(2, 0, 3, 1, 4).unbind(0)  # each (B, h, T, d)
     return _softmax_scores(q, k)
 
 
@@ -270,11 +270,13 @@ def _layer_distance_sum(
         raise ValueError(
             f"attention over {attn.shape[-1]} tokens does not match {p} prefix tokens + {n} patches"
         )
-    a = attn[..., p:, p:].to(dist.dtype)  # (B, h, N, N) patch-to-patch weights only
+    a = attn[..., p:, p:].float()  # (B, h, N, N) patch-to-patch weights only
     if renormalize:
         a = a / a.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(a.dtype).tiny)
-    per_query = torch.einsum("bhqk,qk->bhq", a, dist)  # (B, h, N) pixels
-    return per_query.sum(dim=(0, 2))  # (h,)
+    per_query = torch.einsum("bhqk,qk->bhq", a, dist.float())  # (B, h, N) pixels
+    # float32 within a query (N terms); float64 across queries and images
+    acc = torch.float32 if per_query.device.type == "mps" else torch.float64  # no fp64 on MPS
+    return per_query.to(acc).sum(dim=(0, 2))  # (h,)
 
 
 def mean_attention_distance(
@@ -330,9 +332,7 @@ def mean_attention_distance_over(
     dev = resolve_device(device)
     _check_model_device(model, dev)
     geo = vit_geometry(model)
-    dist = patch_distances(geo.grid_size, geo.patch_size).to(dev)  # (N, N) float64
-    if dev.type == "mps":  # no float64 on Apple GPUs
-        dist = dist.float()
+    dist = patch_distances(geo.grid_size, geo.patch_size).float().to(dev)  # (N, N) pixels
     sums: dict[int, torch.Tensor] = {}
 
     def accumulate(i: int, attn: torch.Tensor) -> None:

@@ -7,10 +7,18 @@ import pytest
 from tests.e2e.conftest import error_boxes, open_page, screenshot, wait_until_idle
 
 
+def _smallest_vit() -> str:
+    """The shipped digits ViT when present (fast on a CPU), else torchvision's vit_b_16."""
+    from ui.vit import vit_model_names
+
+    names = vit_model_names()
+    return "vit_digits" if "vit_digits" in names else names[0]
+
+
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_vit_attention_page(page, app_url):
-    open_page(page, app_url, "vit_attention")
+    open_page(page, app_url, f"vit_attention?model={_smallest_vit()}")
     wait_until_idle(page, timeout_s=240)
     assert error_boxes(page) == []
     for header in ("Mean attention distance", "Attention maps", "Attention rollout"):
