@@ -159,8 +159,9 @@ def _forward_with_attention(
 ) -> torch.Tensor:
     """Run ``model`` on x (B, C, H, W), call ``on_layer(i, weights (B, h, T, T))`` per block.
 
-    Returns the model's logits, identical to a plain ``model(x)``. Hooks are removed even when the
-    forward pass or the callback raises.
+    Returns the model's logits: for torchvision and timm exactly those of a plain ``model(x)``
+    (the hooks only read); for vizlib's ViT those of its explicit-attention path, equal up to
+    float rounding. Hooks are removed even when the forward pass or the callback raises.
     """
     from .models import ViT
 
