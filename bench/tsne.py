@@ -1,0 +1,109 @@
+"""Benchmark vizlib's t-SNE against scikit-learn (and openTSNE when installed); prints one table.
+
+Usage: ``python bench/tsne.py [--sizes 1797 5000] [--device cpu|cuda] [--dims 50] [--threads N]``.
+N = 1797 is the digits data set (64 raw dims); other sizes are a 10-cluster Gaussian mixture in
+``--dims`` dimensions. Trustworthiness (k = 10) is computed on a 2,000-point subsample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vizlib.device import describe_device, resolve_device  # noqa: E402
+from vizlib.embedding import tsne  # noqa: E402
+
+
+def data(n: int, dims: int, seed: int = 0) -> tuple[np.ndarray, str]:
+    """Return (features (n, D) float32, description)."""
+    if n == 1797:
+        from sklearn.datasets import load_digits
+
+        return load_digits().data.astype(np.float32), "digits"
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(10, dims)) * 3.0
+    labels = rng.integers(0, 10, n)
+    X = centres[labels] + rng.normal(size=(n, dims))
+    return X.astype(np.float32), f"{dims}-d Gaussian mixture"
+
+
+def trust(X: np.ndarray, Y: np.ndarray, max_points: int = 2000) -> float:
+    from sklearn.manifold import trustworthiness
+
+    idx = np.random.default_rng(0).permutation(len(X))[:max_points]
+    return float(trustworthiness(X[idx], Y[idx], n_neighbors=10))
+
+
+def timed(fn) -> tuple[float, np.ndarray]:
+    start = time.perf_counter()
+    Y = fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, Y
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1797, 5000])
+    parser.add_argument("--dims", type=int, default=50)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--method", default="auto", choices=["auto", "exact", "fft"])
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--skip-sklearn-above", type=int, default=20000)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = resolve_device(args.device)
+
+    try:
+        import openTSNE
+    except ImportError:
+        openTSNE = None
+
+    rows = []
+    for n in args.sizes:
+        X, what = data(n, args.dims)
+        if dev.type == "cuda":  # warm up CUDA, cuFFT and the allocator outside the timing
+            tsne(X[:2000], n_iter=30, device=dev, method=args.method)
+        t_viz, Y_viz = timed(lambda X=X: tsne(X, device=dev, method=args.method))
+        row = {
+            "N": n,
+            "dims": X.shape[1],
+            "data": what,
+            "vizlib s": t_viz,
+            "vizlib trust": trust(X, Y_viz),
+        }
+        if n <= args.skip_sklearn_above:
+            from sklearn.manifold import TSNE
+
+            t_sk, Y_sk = timed(lambda X=X: TSNE(random_state=0).fit_transform(X))
+            row.update({"sklearn s": t_sk, "sklearn trust": trust(X, Y_sk)})
+            row["sklearn/vizlib"] = t_sk / t_viz
+        if openTSNE is not None:
+            t_ot, Y_ot = timed(lambda X=X: np.asarray(openTSNE.TSNE(random_state=0).fit(X)))
+            row.update({"openTSNE s": t_ot, "openTSNE trust": trust(X, Y_ot)})
+            row["openTSNE/vizlib"] = t_ot / t_viz
+        rows.append(row)
+        print(f"done N={n}", file=sys.stderr, flush=True)
+
+    cols = ["N", "dims", "data", "vizlib s", "sklearn s", "openTSNE s", "sklearn/vizlib",
+            "openTSNE/vizlib", "vizlib trust", "sklearn trust", "openTSNE trust"]  # fmt: skip
+    cols = [c for c in cols if any(c in r for r in rows)]
+    print(f"device: {describe_device(dev)}; torch threads {torch.get_num_threads()}; "
+          f"vizlib method {args.method}")  # fmt: skip
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for r in rows:
+        cells = [f"{r[c]:.3f}" if isinstance(r.get(c), float) else str(r.get(c, "")) for c in cols]
+        print("| " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
