@@ -533,7 +533,15 @@ def receptive_field_section() -> None:
     st.dataframe(result, width="stretch")
     stack_params = sum(conv.conv_params(channels, channels, k, bias=False) for k, _, _ in layers)
     single = conv.conv_params(channels, channels, rf[-1], bias=False)
-    terms = " + ".join(f"{k * k}C²" for k, _, _ in layers)
+    kernel_sizes = [k for k, _, _ in layers]
+    if len(set(kernel_sizes)) == 1:
+        k = kernel_sizes[0]
+        terms = f"{len(layers)} × {k * k}C² = {len(layers) * k * k}C²"
+    else:
+        terms = (
+            " + ".join(f"{k * k}C²" for k in kernel_sizes)
+            + f" = {sum(k * k for k in kernel_sizes)}C²"
+        )
     st.markdown(
         f"The stack sees **{rf[-1]}×{rf[-1]}** pixels. Weights (no bias), C = {channels}: "
         f"stack {terms} = **{fmt(stack_params)}** against one {rf[-1]}×{rf[-1]} layer "
@@ -822,7 +830,16 @@ def one_d_section() -> None:
 
 with results:
     if problems:
-        st.info("Fix the settings marked in red on the left to see the results.")
+        names = {
+            "input": "input size",
+            "padding_mode": "padding mode",
+            "output_padding": "output padding",
+        }
+        st.info(
+            "Fix the settings marked in red on the left to see the results: "
+            + ", ".join(names.get(key, key) for key in problems)
+            + "."
+        )
     else:
         out_hw = output_size_section()
         if out_hw is not None:

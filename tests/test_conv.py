@@ -302,6 +302,11 @@ def test_check_settings_names_the_control():
     assert "output_padding" in conv.check_settings(4, 3, 2, 0, transposed=True, output_padding=2)
     assert "padding" in conv.check_settings(2, 1, 1, 3, transposed=True)
     assert "padding_mode" in conv.check_settings(4, 3, transposed=True, padding_mode="reflect")
+    # independent problems are all reported, each at its own control
+    both = conv.check_settings(7, 9, 2, "same", in_channels=3, groups=2)
+    assert set(both) == {"groups", "padding"}
+    both = conv.check_settings(7, 9, in_channels=3, groups=2, padding_mode="circular")
+    assert set(both) == {"groups", "kernel"}
 
 
 def test_layer_code_builds_the_same_layer():

@@ -536,7 +536,7 @@ def check_settings(
         problems["padding_mode"] = (
             "torch.nn.ConvTranspose2d only supports zero padding; choose 'zeros'."
         )
-    if problems or len(pairs) < 4:
+    if len(pairs) < 4 or "padding" in problems:  # geometry cannot be checked further
         return problems
     kh, kw = pairs["kernel"]
     try:
