@@ -105,15 +105,18 @@ def main() -> None:
     distance_check = mean_attention_distance_over(model, images[:2], device=device)
     assert distance_check.shape == (12, 12)
 
-    rows = [
-        ("plain forward (fused attention, no weights)", _timed(plain, device, repeats)),
-        (
-            "forward computing the weights (need_weights=True)",
-            _timed(need_weights, device, repeats),
-        ),
-        ("forward + our capture (ln_1 hooks, exact recompute)", _timed(capture, device, repeats)),
-        ("mean attention distance, 12x12 heads (end to end)", _timed(distance, device, repeats)),
+    steps = [
+        ("plain forward (fused attention, no weights)", plain),
+        ("forward computing the weights (need_weights=True)", need_weights),
+        ("forward + our capture (ln_1 hooks, exact recompute)", capture),
+        ("mean attention distance, 12x12 heads (end to end)", distance),
     ]
+    # round-robin repeats, so a busy (shared) machine slows every step alike
+    times: dict[str, list[float]] = {name: [] for name, _ in steps}
+    for _ in range(repeats):
+        for name, fn in steps:
+            times[name].append(_timed(fn, device, 1))
+    rows = [(name, statistics.median(times[name])) for name, _ in steps]
     base_weights = rows[1][1]
     base_plain = rows[0][1]
     print(f"vit_b_16, {n} images of 224x224, batch {bs}, median of {repeats} run(s)")
