@@ -196,6 +196,15 @@ settings = {
     "padding": padding,
     "dilation": (dh, dw),
 }
+# The layer as torch sees it: shared by the shape check and the copyable code.
+layer_args = (cin, cout, (kh, kw), (sh, sw), padding, (dh, dw))
+layer_options = {
+    "groups": groups,
+    "bias": bias,
+    "padding_mode": padding_mode,
+    "transposed": transposed,
+    "output_padding": (oph, opw),
+}
 problems = conv.check_settings(
     **settings,
     in_channels=cin,
@@ -258,20 +267,7 @@ def output_size_section() -> tuple[int, int] | None:
     layer_name = "nn.ConvTranspose2d" if transposed else "nn.Conv2d"
     st.markdown(f"**Output: {cout} × {ho} × {wo}** (C_out × H_out × W_out)")
     try:
-        layer = conv.torch_layer(
-            cin,
-            cout,
-            (kh, kw),
-            (sh, sw),
-            padding,
-            (dh, dw),
-            groups=groups,
-            bias=bias,
-            padding_mode=padding_mode,
-            transposed=transposed,
-            output_padding=(oph, opw),
-            device="meta",
-        )
+        layer = conv.torch_layer(*layer_args, **layer_options, device="meta")
         shape = conv.torch_output_shape(layer, cin, (h, w))
         torch_params = sum(p.numel() for p in layer.parameters())
     except (RuntimeError, ValueError) as err:
@@ -359,19 +355,7 @@ def cost_section(out_hw: tuple[int, int]) -> None:
 
 def code_section() -> None:
     st.subheader("PyTorch")
-    line = conv.layer_code(
-        cin,
-        cout,
-        (kh, kw),
-        (sh, sw),
-        padding,
-        (dh, dw),
-        groups=groups,
-        bias=bias,
-        padding_mode=padding_mode,
-        transposed=transposed,
-        output_padding=(oph, opw),
-    )
+    line = conv.layer_code(*layer_args, **layer_options)
     st.code(
         f"import torch\nfrom torch import nn\n\nlayer = {line}\n"
         f"x = torch.randn(1, {cin}, {h}, {w})\nprint(layer(x).shape)",
