@@ -64,3 +64,29 @@ def test_position_embedding_structure_known_answer():
     # cos 0.4 per unit step along one axis: (1 + cos 0.4) / 2 for 4-neighbours
     expected = (1 + torch.cos(torch.tensor(0.4))) / 2
     assert check["neighbour_cosine"] == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_augment_identity_and_background():
+    from vizlib.train import augment
+
+    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    same = augment(x, background=-1.0, max_shift=0.0, max_degrees=0.0)
+    torch.testing.assert_close(same, x, atol=1e-5, rtol=1e-5)
+    # a constant background image stays constant whatever the shift and rotation
+    flat = torch.full((4, 1, 8, 8), -0.9)
+    moved = augment(flat, background=-0.9, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(moved, flat)
+
+
+def test_train_writes_weights_and_sidecar(tmp_path):
+    from safetensors.torch import load_file
+
+    from vizlib.train import train
+
+    meta = train("lenet", epochs=1, seed=3, out_dir=tmp_path, name="tiny", progress=False)
+    saved = json.loads((tmp_path / "tiny.json").read_text())
+    assert JSON_KEYS <= saved.keys() and saved["epochs"] == 1 and saved["seed"] == 3
+    assert saved["test_accuracy"] == pytest.approx(meta["test_accuracy"])
+    assert 0.0 <= saved["test_accuracy"] <= 1.0 and saved["training_time_s"] > 0
+    state = load_file(str(tmp_path / "tiny.safetensors"))
+    assert state["conv1.weight"].shape == (32, 1, 5, 5)
