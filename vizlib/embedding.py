@@ -202,7 +202,11 @@ def joint_probabilities(
     _check_perplexity(arr.shape[0], perplexity)
     P = _joint_p(torch.from_numpy(arr).to(dev), perplexity)
     return torch.sparse_coo_tensor(
-        torch.stack([P.rows, P.cols]), P.vals, (P.n, P.n), is_coalesced=True
+        torch.stack([P.rows, P.cols]),
+        P.vals,
+        (P.n, P.n),
+        is_coalesced=True,
+        check_invariants=False,
     )
 
 
@@ -556,3 +560,192 @@ def tsne(
                 if callback(done, _kl(P, qu, Z)) is False:
                     break
         return Y.cpu().numpy()
+
+
+# ----------------------------------------------------------------------------- layer features
+
+INPUT_LAYER = "input"  # pseudo layer name: the raw (normalised) pixels
+
+
+def _is_vit(model: torch.nn.Module) -> bool:
+    return hasattr(model, "num_prefix_tokens") or (
+        hasattr(model, "encoder")
+        and hasattr(model.encoder, "layers")
+        and hasattr(model, "class_token")
+    )
+
+
+def embedding_layers(model: torch.nn.Module) -> list[str]:
+    """Return the layers worth embedding, input first: conv blocks (or ViT blocks), then the penultimate.
+
+    CNNs: the output of each top-level stage holding convolutions when there are at least two
+    (ResNets' ``layer1``..``layer4``), else each convolution's block, i.e. the last module before
+    the next convolution or linear layer (LeNet's ``relu1``, VGG's pooling layers). ViTs: every
+    encoder block (their class token is embedded). Penultimate: the last module before the
+    classifier's final ``nn.Linear`` (dropout skipped).
+    """
+    nn = torch.nn
+    names: list[str] = [INPUT_LAYER]
+    leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
+    if _is_vit(model):
+        if hasattr(model, "blocks"):
+            names += [f"blocks.{i}" for i in range(len(model.blocks))]
+        else:
+            names += [f"encoder.layers.{n}" for n, _ in model.encoder.layers.named_children()]
+    else:
+        stages = [
+            n
+            for n, m in model.named_children()
+            if list(m.children()) and any(isinstance(s, nn.Conv2d) for s in m.modules())
+        ]
+        if len(stages) >= 2:
+            names += stages
+        else:
+            current = None
+            for n, m in leaves:
+                if isinstance(m, nn.Conv2d | nn.Linear | nn.Flatten | nn.AdaptiveAvgPool2d):
+                    if current:
+                        names.append(current)
+                    current = n if isinstance(m, nn.Conv2d) else None
+                elif current is not None:
+                    current = n
+            if current:
+                names.append(current)
+    linear = [i for i, (_, m) in enumerate(leaves) if isinstance(m, nn.Linear)]
+    if linear:
+        i = linear[-1] - 1
+        while i >= 0 and isinstance(leaves[i][1], nn.Dropout):
+            i -= 1
+        if i >= 0 and leaves[i][0] not in names:
+            names.append(leaves[i][0])
+    return names
+
+
+def _flatten_features(out: torch.Tensor, *, cls_token: bool, max_features: int) -> torch.Tensor:
+    """Return (B, F) features: ViT tokens -> token 0; big maps average-pooled to <= max_features."""
+    if cls_token and out.ndim == 3:
+        out = out[:, 0]  # (B, D) the class token
+    if out.ndim == 4 and out[0].numel() > max_features:
+        c, h, w = out.shape[1:]
+        side = max(1, int(math.sqrt(max_features / c)))
+        out = torch.nn.functional.adaptive_avg_pool2d(out, (min(h, side), min(w, side)))
+    out = out.flatten(1)  # (B, F)
+    if out.shape[1] > max_features:  # e.g. many channels: keep evenly spaced features
+        keep = torch.linspace(0, out.shape[1] - 1, max_features).long()
+        out = out[:, keep]
+    return out.float()
+
+
+def layer_features(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    layers: Sequence[str],
+    *,
+    cls_token: bool | None = None,
+    batch_size: int = 64,
+    max_features: int = 4096,
+    device: str | torch.device | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Return {layer: features (N, F) float32} for images (N, C, H, W) through ``model``.
+
+    ``"input"`` is the flattened pixels. Tuple outputs (ViT blocks) give element 0; with
+    ``cls_token`` (default: the model is a ViT) token 0 of a (N, T, D) output is used. Feature
+    maps larger than ``max_features`` values per image are average-pooled spatially so that a
+    big network does not need N x millions of floats. Uses ``vizlib.features.activations``
+    batch by batch; ``progress(done, total)`` after each batch. The caller holds the model's
+    lock when the model is shared.
+    """
+    from .features import activations
+
+    images = torch.as_tensor(images)
+    if images.ndim != 4 or images.shape[0] == 0:
+        raise ValueError(f"images must be (N, C, H, W) with N >= 1, got {tuple(images.shape)}.")
+    if not layers:
+        raise ValueError("Choose at least one layer.")
+    cls = _is_vit(model) if cls_token is None else cls_token
+    hooked = [name for name in layers if name != INPUT_LAYER]
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
+    n = images.shape[0]
+    for start in range(0, n, batch_size):
+        batch = images[start : start + batch_size]
+        if INPUT_LAYER in parts:
+            parts[INPUT_LAYER].append(
+                _flatten_features(batch, cls_token=False, max_features=max_features)
+            )
+        if hooked:
+            outs = activations(model, batch, hooked, batch_size=batch_size, device=device)
+            for name in hooked:
+                parts[name].append(
+                    _flatten_features(outs[name], cls_token=cls, max_features=max_features)
+                )
+        if progress is not None:
+            progress(min(n, start + batch_size), n)
+    return {name: torch.cat(chunks).numpy() for name, chunks in parts.items()}
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def layer_metrics(
+    features,
+    coords,
+    labels=None,
+    *,
+    k: int = 5,
+    test_fraction: float = 0.25,
+    trust_points: int = 2000,
+    trust_k: int = 10,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Return how well a layer separates the labels and how faithful its 2-D map is.
+
+    ``features`` (N, F), ``coords`` (N, 2), ``labels`` (N,) ints or None. Keys (fractions in
+    [0, 1]; NaN when there are no labels): ``knn_original`` / ``knn_map``: k-NN accuracy on a
+    held-out split (``test_fraction``, stratified) in the feature space / the map;
+    ``linear_probe``: logistic regression (standardised features) on the same split;
+    ``trustworthiness``: scikit-learn's, with ``trust_k`` neighbours, on a random subsample of
+    ``trust_points`` points (it costs O(N^2)).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.manifold import trustworthiness
+    from sklearn.model_selection import train_test_split
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    F = _as_features(features, "features")
+    Y = _as_features(coords, "coords")
+    n = F.shape[0]
+    if Y.shape[0] != n:
+        raise ValueError(f"features have {n} rows but coords have {Y.shape[0]}.")
+    rng = np.random.default_rng(seed)
+    sub = rng.permutation(n)[:trust_points] if n > trust_points else np.arange(n)
+    tk = min(trust_k, max(1, len(sub) // 2 - 1))
+    result = {
+        "knn_original": float("nan"),
+        "knn_map": float("nan"),
+        "linear_probe": float("nan"),
+        "trustworthiness": float(trustworthiness(F[sub], Y[sub], n_neighbors=tk)),
+    }
+    if labels is None:
+        return result
+    lab = np.asarray(labels).reshape(-1)
+    if lab.shape[0] != n:
+        raise ValueError(f"labels have {lab.shape[0]} entries but there are {n} points.")
+    classes, counts = np.unique(lab, return_counts=True)
+    if len(classes) < 2 or n < 8:
+        return result
+    stratify = lab if counts.min() >= 2 else None
+    idx_train, idx_test = train_test_split(
+        np.arange(n), test_size=test_fraction, random_state=seed, stratify=stratify
+    )
+    kk = min(k, len(idx_train))
+    for key, space in (("knn_original", F), ("knn_map", Y)):
+        clf = KNeighborsClassifier(n_neighbors=kk).fit(space[idx_train], lab[idx_train])
+        result[key] = float(clf.score(space[idx_test], lab[idx_test]))
+    if len(np.unique(lab[idx_train])) >= 2:
+        probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=300))
+        probe.fit(F[idx_train], lab[idx_train])
+        result["linear_probe"] = float(probe.score(F[idx_test], lab[idx_test]))
+    return result

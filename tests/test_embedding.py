@@ -1,0 +1,262 @@
+"""vizlib.embedding: P calibration, gradients against autograd, FFT vs exact, quality vs scikit-learn."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE, trustworthiness
+from sklearn.model_selection import cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
+from torch import nn
+
+from vizlib import embedding as E
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Many small tensor ops: on a shared 2-core machine a second intra-op thread mostly waits.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def blobs() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 120)
+    X = rng.normal(size=(4, 10))[labels] * 4 + rng.normal(size=(120, 10))
+    return X.astype(np.float32), labels
+
+
+def _dense_p(X: np.ndarray, perplexity: float) -> np.ndarray:
+    """Independent dense P from the kNN sets, calibrated by scipy's root finder."""
+    from scipy.optimize import brentq
+
+    n = len(X)
+    k = min(n - 1, int(3 * perplexity + 1))
+    d2 = ((X[:, None, :].astype(np.float64) - X[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d2, np.inf)
+    P = np.zeros((n, n))
+    for i in range(n):
+        nb = np.argsort(d2[i])[:k]
+        d = d2[i, nb] - d2[i, nb].min()
+
+        def gap(log_beta, d=d):
+            p = np.exp(-d * np.exp(log_beta))
+            p /= p.sum()
+            return -(p[p > 0] * np.log(p[p > 0])).sum() - math.log(perplexity)
+
+        p = np.exp(-d * np.exp(brentq(gap, -30, 30, xtol=1e-12)))
+        P[i, nb] = p / p.sum()
+    P = P + P.T
+    return P / P.sum()
+
+
+def test_p_matches_dense_calibration(blobs):
+    X, _ = blobs
+    P = E.joint_probabilities(X, perplexity=10.0, device="cpu").to_dense().numpy()
+    ref = _dense_p(X, 10.0)
+    np.testing.assert_allclose(P, P.T, atol=1e-9)
+    assert P.sum() == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(P, ref, atol=1e-6)
+
+
+def test_rows_have_the_perplexity_entropy(blobs):
+    X, _ = blobs
+    d2, _idx = E._nearest_neighbours(torch.from_numpy(X), 31)
+    cond = E._calibrate_rows(d2, 10.0).numpy()
+    entropy = -(cond * np.log(np.clip(cond, 1e-300, None))).sum(1)
+    np.testing.assert_allclose(entropy, math.log(10.0), atol=1e-4)
+    np.testing.assert_allclose(cond.sum(1), 1.0, atol=1e-9)
+
+
+def test_exact_gradient_matches_autograd(blobs):
+    X, _ = blobs
+    P = E.joint_probabilities(X, perplexity=10.0, device="cpu")
+    Y = torch.randn(len(X), 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 3
+    grad, kl = E.tsne_gradient(Y, P, method="exact")
+
+    Pd = P.to_dense().double()
+    Yg = Y.clone().requires_grad_(True)
+    qu = 1.0 / (1.0 + torch.cdist(Yg, Yg) ** 2)
+    qu = qu * (1 - torch.eye(len(X), dtype=torch.float64))
+    Q = qu / qu.sum()
+    mask = Pd > 0
+    kl_ref = (Pd[mask] * torch.log(Pd[mask] / Q[mask])).sum()
+    kl_value = float(kl_ref.detach())
+    kl_ref.backward()
+    np.testing.assert_allclose(grad.numpy(), Yg.grad.numpy(), rtol=1e-4, atol=1e-6)
+    assert kl == pytest.approx(kl_value, rel=1e-4)
+
+
+def test_fft_repulsion_within_bound_of_exact():
+    gen = torch.Generator().manual_seed(0)
+    # a t-SNE-like map: 8 clusters spread over ~60 units
+    centres = torch.randn(8, 2, generator=gen) * 20
+    Y = (
+        centres[torch.randint(0, 8, (1500,), generator=gen)]
+        + torch.randn(1500, 2, generator=gen) * 2
+    )
+    rep, Z = E._repulsive_exact(Y)
+    rep_f, Z_f = E._repulsive_fft(Y)
+    assert float(Z_f) == pytest.approx(float(Z), rel=1e-2)
+    assert float((rep_f - rep).norm() / rep.norm()) < 0.05
+    # more nodes per box shrink the interpolation error, as the bound says
+    rep_5, Z_5 = E._repulsive_fft(Y, n_interp=5)
+    assert float((rep_5 - rep).norm() / rep.norm()) < 0.01
+    assert float(Z_5) == pytest.approx(float(Z), rel=1e-3)
+
+
+def test_segment_sum_paths_agree():
+    gen = torch.Generator().manual_seed(0)
+    seg = torch.sort(torch.randint(0, 50, (1000,), generator=gen)).values
+    vals = torch.randn(1000, 3, generator=gen)
+    ptr = torch.searchsorted(seg, torch.arange(51))
+    a = E._segment_sum(vals, ptr, seg)  # index_add_ (CPU path)
+    b = E._segment_sum(vals, ptr)  # prefix sums (the CUDA path)
+    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+
+
+def test_tsne_is_deterministic_and_callback_stops(blobs):
+    X, _ = blobs
+    a = E.tsne(X, perplexity=10, n_iter=300, seed=3, device="cpu")
+    b = E.tsne(X, perplexity=10, n_iter=300, seed=3, device="cpu")
+    np.testing.assert_array_equal(a, b)
+    seen = []
+
+    def stop_after_50(it, kl):
+        seen.append((it, kl))
+        return it < 50
+
+    c = E.tsne(
+        X, perplexity=10, n_iter=300, device="cpu", callback=stop_after_50, callback_every=10
+    )
+    assert [it for it, _ in seen] == [10, 20, 30, 40, 50]
+    assert all(np.isfinite(kl) and kl > 0 for _, kl in seen)
+    assert c.shape == (len(X), 2) and np.isfinite(c).all()
+
+
+def test_fft_and_exact_maps_agree_on_quality(blobs):
+    X, labels = blobs
+    for method in ("exact", "fft"):
+        Y = E.tsne(X, perplexity=10, n_iter=400, method=method, device="cpu")
+        assert trustworthiness(X, Y, n_neighbors=5) > 0.9
+        acc = KNeighborsClassifier(5).fit(Y[::2], labels[::2]).score(Y[1::2], labels[1::2])
+        assert acc > 0.95
+
+
+@pytest.mark.parametrize(
+    ("X", "kwargs", "message"),
+    [
+        (np.array([[0.0, np.nan]] * 10), {}, "NaN or infinite"),
+        (np.zeros((10, 3, 2)), {}, "must be 2-D"),
+        (np.random.default_rng(0).normal(size=(3, 4)), {}, "at least 4 points"),
+        (np.random.default_rng(0).normal(size=(20, 4)), {"perplexity": 30.0}, "perplexity"),
+        (
+            np.random.default_rng(0).normal(size=(20, 4)),
+            {"perplexity": 5.0, "learning_rate": -1},
+            "learning_rate",
+        ),
+        (
+            np.random.default_rng(0).normal(size=(20, 4)),
+            {"perplexity": 5.0, "method": "bh"},
+            "method",
+        ),
+        (
+            np.random.default_rng(0).normal(size=(20, 4)),
+            {"perplexity": 5.0, "init": "spectral"},
+            "init",
+        ),
+    ],
+)
+def test_bad_input_messages(X, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        E.tsne(X, device="cpu", n_iter=5, **kwargs)
+
+
+def test_pca_matches_sklearn():
+    X = load_digits().data
+    coords, ratio = E.pca(X, 3, device="cpu")
+    ref = PCA(3).fit(X)
+    ref_coords = ref.transform(X)
+    np.testing.assert_allclose(ratio, ref.explained_variance_ratio_, rtol=1e-4)
+    for j in range(3):  # up to sign
+        sign = np.sign(coords[:, j] @ ref_coords[:, j])
+        np.testing.assert_allclose(sign * coords[:, j], ref_coords[:, j], atol=1e-3)
+    scales = np.r_[10.0, 6.0, np.full(1498, 0.5)]
+    wide = np.random.default_rng(0).normal(size=(1200, 1500)) * scales
+    c2, r2 = E.pca(wide, 2, device="cpu")  # the randomised path
+    ref2 = PCA(2).fit(wide)
+    np.testing.assert_allclose(r2, ref2.explained_variance_ratio_, rtol=1e-3)
+
+
+def test_layer_features_and_metrics(tiny_vit):
+    lenet = nn.Sequential()
+    lenet.add_module("conv1", nn.Conv2d(1, 4, 3))
+    lenet.add_module("relu1", nn.ReLU())
+    lenet.add_module("flatten", nn.Flatten())
+    lenet.add_module("fc1", nn.Linear(4 * 14 * 14, 8))
+    lenet.add_module("relu2", nn.ReLU())
+    lenet.add_module("fc2", nn.Linear(8, 3))
+    assert E.embedding_layers(lenet) == ["input", "relu1", "relu2"]
+    images = torch.randn(10, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    calls = []
+    feats = E.layer_features(lenet.eval(), images, ["input", "relu1", "relu2"], batch_size=4,
+                             progress=lambda d, t: calls.append((d, t)))  # fmt: skip
+    assert {k: v.shape for k, v in feats.items()} == {
+        "input": (10, 256), "relu1": (10, 784), "relu2": (10, 8)
+    }  # fmt: skip
+    assert calls == [(4, 10), (8, 10), (10, 10)]
+    np.testing.assert_allclose(feats["relu2"], lenet[:5](images).detach().numpy(), atol=1e-6)
+
+    assert E.embedding_layers(tiny_vit) == ["input", "blocks.0", "blocks.1", "norm"]
+    vfeats = E.layer_features(tiny_vit, images, ["blocks.1", "norm"])
+    tokens = tiny_vit.forward_features(images)[0]  # (B, T, D)
+    np.testing.assert_allclose(vfeats["norm"], tokens[:, 0].detach().numpy(), atol=1e-5)
+    assert not tiny_vit._forward_hooks and not tiny_vit.blocks[1]._forward_hooks
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 50)
+    F = rng.normal(size=(100, 5)) + labels[:, None] * 6
+    m = E.layer_metrics(F, F[:, :2], labels)
+    assert m["knn_original"] == 1.0 and m["linear_probe"] == 1.0
+    assert 0.5 < m["trustworthiness"] <= 1.0
+    noise = E.layer_metrics(rng.normal(size=(100, 5)), rng.normal(size=(100, 2)), labels)
+    assert noise["knn_map"] < 0.8
+
+
+@pytest.mark.slow
+def test_digits_quality_matches_sklearn():
+    X, y = load_digits(return_X_y=True)
+    ours = E.tsne(X, perplexity=30.0, n_iter=1000, device="cpu")
+    ref = TSNE(perplexity=30.0, max_iter=1000, random_state=0).fit_transform(X)
+    t_ours = trustworthiness(X, ours, n_neighbors=10)
+    t_ref = trustworthiness(X, ref, n_neighbors=10)
+    knn = lambda Y: cross_val_score(KNeighborsClassifier(5), Y, y, cv=5).mean()  # noqa: E731
+    assert t_ours >= t_ref - 0.01, (t_ours, t_ref)
+    assert knn(ours) >= knn(ref) - 0.02
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu_quality_and_is_deterministic():
+    X, y = load_digits(return_X_y=True)
+    cpu = E.tsne(X, device="cpu", method="fft", n_iter=500)
+    gpu_a = E.tsne(X, device="cuda", method="fft", n_iter=500)
+    gpu_b = E.tsne(X, device="cuda", method="fft", n_iter=500)
+    np.testing.assert_array_equal(gpu_a, gpu_b)
+    exact_a = E.tsne(X, device="cuda", method="exact", n_iter=300)
+    exact_b = E.tsne(X, device="cuda", method="exact", n_iter=300)
+    np.testing.assert_array_equal(exact_a, exact_b)
+    t_cpu = trustworthiness(X, cpu, n_neighbors=10)
+    t_gpu = trustworthiness(X, gpu_a, n_neighbors=10)
+    assert t_gpu >= t_cpu - 0.01
+    knn = lambda Y: cross_val_score(KNeighborsClassifier(5), Y, y, cv=5).mean()  # noqa: E731
+    assert knn(gpu_a) >= knn(cpu) - 0.02
+    coords, ratio = E.pca(X, 2, device="cuda")
+    np.testing.assert_allclose(ratio, E.pca(X, 2, device="cpu")[1], rtol=1e-3)
