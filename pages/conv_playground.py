@@ -44,43 +44,54 @@ SETTINGS: dict[str, tuple[str, object, object]] = {
 }
 
 
-def load_query_params() -> list[str]:
-    """Copy shareable settings from the URL into the widgets once per session; return warnings."""
-    if st.session_state.get(P + "loaded"):
-        return []
+def _parse_setting(raw: str, default: object, allowed: object) -> object:
+    """Return a URL value as the widget's type; ValueError when it is out of range."""
+    if isinstance(default, bool):
+        if raw.lower() not in ("true", "false", "1", "0"):
+            raise ValueError
+        return raw.lower() in ("true", "1")
+    if isinstance(default, int):
+        value = int(raw)
+        if not allowed[0] <= value <= allowed[1]:
+            raise ValueError
+        return value
+    if raw not in allowed:
+        raise ValueError
+    return raw
+
+
+def load_settings() -> list[str]:
+    """Give every setting widget its value before it is drawn; return warnings for bad links.
+
+    First visit in a session: the URL's values (a shared link). Later: the widget's own state,
+    or, after visiting another page (Streamlit then drops widget state), the last values used.
+    """
+    first = not st.session_state.get(P + "loaded")
     st.session_state[P + "loaded"] = True
+    saved = st.session_state.get(P + "saved", {})
     warnings = []
     for qkey, (wkey, default, allowed) in SETTINGS.items():
-        value = default
-        if qkey in st.query_params:
+        value = saved.get(wkey, default)
+        if first and qkey in st.query_params:
             raw = st.query_params[qkey]
             try:
-                if isinstance(default, bool):
-                    if raw.lower() not in ("true", "false", "1", "0"):
-                        raise ValueError
-                    value = raw.lower() in ("true", "1")
-                elif isinstance(default, int):
-                    value = int(raw)
-                    if not allowed[0] <= value <= allowed[1]:
-                        raise ValueError
-                else:
-                    value = raw
-                    if value not in allowed:
-                        raise ValueError
+                value = _parse_setting(raw, default, allowed)
             except ValueError:
                 warnings.append(f"Ignored `{qkey}={raw}` from the link (not a valid value).")
-                value = default
         st.session_state.setdefault(wkey, value)
     return warnings
 
 
-def save_query_params() -> None:
-    """Write the current settings into the URL so the link reopens on them."""
+def save_settings() -> None:
+    """Remember the settings and write them into the URL so the link reopens on them."""
     current = {}
+    saved = {}
     for qkey, (wkey, default, _) in SETTINGS.items():
         value = st.session_state.get(wkey, default)
+        saved[wkey] = value
         if value != default:
             current[qkey] = str(value).lower() if isinstance(value, bool) else str(value)
+    st.session_state[P + "saved"] = saved
     if dict(st.query_params) != current:
         st.query_params.from_dict(current)
 
@@ -107,7 +118,7 @@ st.caption(
     "Change any setting on the left; every number on the right is recomputed, and the link in "
     "the address bar keeps the settings so you can share them. Sizes are in cells (pixels)."
 )
-for warning in load_query_params():
+for warning in load_settings():
     st.warning(warning)
 device = ui.current_device()
 
@@ -186,7 +197,7 @@ with controls:
     c2.button("Depthwise", on_click=make_depthwise, help="Set groups = C_in (and C_out = C_in).")
     slot_groups = st.empty()
     bias = st.checkbox("Bias", key=P + "bias")
-save_query_params()
+save_settings()
 
 padding: int | tuple[int, int] | str = (ph, pw) if pad_kind == "numbers" else pad_kind
 settings = {

@@ -215,3 +215,17 @@ def test_one_d_examples_and_bad_sequence():
     box.set_value("1, two").run()
     assert any("entry 2 ('two') is not a number" in e for e in _errors(at))
     assert not at.exception
+
+
+def test_settings_survive_a_visit_to_another_page():
+    first = _run()
+    first.number_input(key="conv.h").set_value(12).run()
+    assert _output(first) == (1, 10, 5)
+    # Coming back from another page: Streamlit has dropped the widget state, but not the
+    # page's own record of the last settings.
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.session_state["conv.loaded"] = True
+    at.session_state["conv.saved"] = first.session_state["conv.saved"]
+    at.run()
+    assert not at.exception
+    assert at.number_input(key="conv.h").value == 12 and _output(at) == (1, 10, 5)
