@@ -151,7 +151,7 @@ def train(
     ``name`` defaults to ``<architecture>_<dataset>``. Training time in the metadata is in seconds.
     """
     from safetensors.torch import save_file
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     if architecture not in RECIPES:
         raise ValueError(f"Unknown model {architecture!r}; choose from {', '.join(RECIPES)}.")
