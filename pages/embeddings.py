@@ -1,4 +1,343 @@
-import streamlit as st
+"""Embeddings: t-SNE / PCA maps of a model's layers, side by side, with separability metrics."""
 
-st.title("embeddings")
-st.info("Under construction.")
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+import ui
+from vizlib import embedding, zoo
+from vizlib.data import available_datasets, denormalize, load_dataset
+from vizlib.plots import plot_embeddings
+
+P = "tsne"  # widget-key prefix of this page
+MAX_UPLOAD_MB = 200
+DRAW_MAX = 20000
+
+st.title("Embeddings: how the layers separate the classes")
+st.caption(
+    "Each layer's features mapped to 2-D with t-SNE or PCA. Early layers mix the classes; "
+    "by the penultimate layer a good network has made them (nearly) linearly separable."
+)
+
+try:
+    import umap  # noqa: F401
+
+    METHODS = ["t-SNE", "PCA", "UMAP"]
+except ImportError:
+    METHODS = ["t-SNE", "PCA"]
+
+
+def _read_table(upload, what: str) -> np.ndarray | None:
+    """Return the uploaded .npy/.csv as a 2-D float array, or None after showing an error."""
+    if upload.size > MAX_UPLOAD_MB * 2**20:
+        st.error(f"{what}: the file is larger than {MAX_UPLOAD_MB} MB.")
+        return None
+    data = upload.getvalue()
+    try:
+        if upload.name.lower().endswith(".npy"):
+            arr = np.load(io.BytesIO(data), allow_pickle=False)
+        else:
+            arr = pd.read_csv(io.BytesIO(data), header=None).to_numpy()
+            if arr.size and not np.issubdtype(arr.dtype, np.number):  # a header row
+                arr = pd.read_csv(io.BytesIO(data)).to_numpy()
+        arr = np.asarray(arr, dtype=np.float64)
+    except (ValueError, TypeError, OSError) as err:
+        st.error(f"{what}: could not read {upload.name!r} as numbers ({err}).")
+        return None
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[0] < 1:
+        st.error(f"{what}: expected a 2-D table (rows = points), got shape {arr.shape}.")
+        return None
+    if not np.isfinite(arr).all():
+        st.error(f"{what}: contains NaN or infinite values.")
+        return None
+    return arr
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def model_features(
+    model_name: str, device: str, dataset: str, n_points: int, layers: tuple[str, ...], seed: int
+) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], np.ndarray]:
+    """Return ({layer: (N, F)}, labels (N,), class names, display images (N, H, W[, 3]) in [0, 1])."""
+    model, meta, lock = ui.cached_model(model_name, device)
+    size = tuple(meta["input_size"][1:])
+    parts = [load_dataset(dataset, split, input_size=size) for split in ("train", "test")]
+    images = torch.cat([parts[0][0], parts[1][0]])
+    labels = torch.cat([parts[0][1], parts[1][1]])
+    if images.shape[1] != meta["input_size"][0]:  # grey data for an RGB model or the reverse
+        images = images.mean(1, keepdim=True).expand(-1, meta["input_size"][0], -1, -1)
+    pick = np.sort(np.random.default_rng(seed).permutation(len(images))[:n_points])
+    images, labels = images[pick], labels[pick]
+    with lock:  # hooks go on the shared model
+        feats = embedding.layer_features(model, images, list(layers), device=device)
+    shown = denormalize(images, meta["mean"][: images.shape[1]], meta["std"][: images.shape[1]])
+    shown = shown.permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
+    shown = shown[..., 0] if shown.shape[-1] == 1 else shown
+    return feats, labels.numpy(), parts[0][2], shown
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def layer_scores(key: tuple, _features: np.ndarray, _coords: np.ndarray, _labels) -> dict:
+    """Return embedding.layer_metrics for one layer (cached by the small ``key`` only)."""
+    return embedding.layer_metrics(_features, _coords, _labels)
+
+
+# ----------------------------------------------------------------------------- controls
+source = st.radio(
+    "Data",
+    ["Model layers", "Uploaded features", "Uploaded coordinates"],
+    horizontal=True,
+    key=f"{P}.source",
+)
+features: dict[str, np.ndarray] = {}
+labels: np.ndarray | None = None
+class_names: list[str] | None = None
+images: np.ndarray | None = None
+coords_upload: pd.DataFrame | None = None
+data_key: tuple = ()
+
+if source == "Model layers":
+    c1, c2, c3 = st.columns(3)
+    names = zoo.list_models()
+    model_name = c1.selectbox("Model", names, key=f"{P}.model")
+    datasets = available_datasets()
+    usable = [d for d, status in datasets.items() if not status.startswith("not") and "<" not in d]
+    dataset = c2.selectbox(
+        "Dataset",
+        usable,
+        key=f"{P}.dataset",
+        help="\n".join(f"- {d}: {s}" for d, s in datasets.items()),
+    )
+    n_points = c3.number_input(
+        "Points", 50, 70000, 1000, step=250, key=f"{P}.points", help="Random subset of train+test."
+    )
+    device = str(ui.current_device())
+    try:
+        model, meta, _lock = ui.cached_model(model_name, device)
+    except (ValueError, RuntimeError, OSError) as err:
+        st.error(f"Could not load {model_name!r} on {device}: {err}")
+        st.stop()
+    if meta.get("notice"):
+        st.warning(meta["notice"])
+    candidates = embedding.embedding_layers(model)
+    default = [candidates[0], *candidates[1:-1][-1:], candidates[-1]][:4]
+    layers = st.multiselect(
+        "Layers to compare (at most 4)",
+        candidates,
+        default=list(dict.fromkeys(default)),
+        max_selections=4,
+        key=f"{P}.layers",
+        help="input = raw pixels; conv blocks / encoder blocks (ViT: class token); the penultimate layer.",
+    )
+    data_key = (model_name, device, dataset, int(n_points), tuple(layers))
+elif source == "Uploaded features":
+    c1, c2 = st.columns(2)
+    up = c1.file_uploader("Features (.npy or .csv, rows = points)", ["npy", "csv"], key=f"{P}.feat")
+    up_lab = c2.file_uploader(
+        "Labels (optional, one integer per row)", ["npy", "csv"], key=f"{P}.lab"
+    )
+    if up is not None:
+        arr = _read_table(up, "Features")
+        if arr is not None:
+            features = {"uploaded": arr.astype(np.float32)}
+            data_key = ("upload", up.file_id)
+            if up_lab is not None:
+                lab = _read_table(up_lab, "Labels")
+                if lab is not None and (lab.shape[1] != 1 or len(lab) != len(arr)):
+                    st.error(
+                        f"Labels: need one column with {len(arr)} rows, got shape {lab.shape}."
+                    )
+                elif lab is not None:
+                    labels = lab[:, 0].astype(int)
+                    data_key += (up_lab.file_id,)
+    layers = list(features)
+else:
+    up = st.file_uploader(
+        "Coordinates CSV (columns layer, index, x, y[, label], as downloaded here)",
+        ["csv"],
+        key=f"{P}.coords",
+    )
+    layers = []
+    if up is not None:
+        try:
+            df = pd.read_csv(io.BytesIO(up.getvalue()))
+            missing = {"layer", "x", "y"} - set(df.columns)
+            if missing:
+                st.error(f"The CSV lacks the column(s) {sorted(missing)}.")
+            elif not np.isfinite(df[["x", "y"]].to_numpy(dtype=float)).all():
+                st.error("The CSV has non-numeric or infinite x/y values.")
+            else:
+                coords_upload = df
+        except (ValueError, pd.errors.ParserError) as err:
+            st.error(f"Could not read the CSV: {err}")
+
+method = st.radio("Method", METHODS, horizontal=True, key=f"{P}.method")
+with st.expander("t-SNE options", expanded=False):
+    o1, o2, o3, o4, o5 = st.columns(5)
+    perplexity = o1.number_input("Perplexity", 2.0, 200.0, 30.0, key=f"{P}.perplexity")
+    lr_auto = o2.checkbox("Learning rate auto", True, key=f"{P}.lr_auto",
+                          help="max(N / early exaggeration / 4, 50), as scikit-learn")  # fmt: skip
+    learning_rate = o2.number_input("Learning rate", 1.0, 10000.0, 200.0, key=f"{P}.lr",
+                                    disabled=lr_auto)  # fmt: skip
+    n_iter = o3.number_input("Iterations", 50, 5000, 1000, step=50, key=f"{P}.iters")
+    exaggeration = o4.number_input("Early exaggeration", 1.0, 50.0, 12.0, key=f"{P}.exag")
+    seed = o5.number_input("Seed", 0, 2**31 - 1, 0, key=f"{P}.seed")
+
+b1, b2, _ = st.columns([1, 1, 4])
+run = b1.button("Compute", type="primary", key=f"{P}.run")
+# Clicking Stop during a run makes Streamlit interrupt the script at its next element update
+# (every progress tick), then rerun with this button True: the run ends, nothing is stored.
+stopped = b2.button("Stop", key=f"{P}.stop")
+if stopped:
+    st.warning("Stopped: the computation was interrupted. Press Compute to start again.")
+
+results: dict = st.session_state.setdefault(f"{P}.results", {})
+params = (method, float(perplexity), "auto" if lr_auto else float(learning_rate), int(n_iter),
+          float(exaggeration), int(seed))  # fmt: skip
+run_key = (data_key, params)
+
+
+def _compute() -> dict | None:
+    """Run extraction and the embedding with a progress bar; return the result or None."""
+    global features, labels, class_names, images
+    bar = st.progress(0.0, text="Starting…")
+    started = time.perf_counter()
+    if source == "Model layers":
+        if not layers:
+            st.error("Choose at least one layer.")
+            return None
+        bar.progress(0.02, text="Extracting features…")
+        try:
+            features, labels, class_names, images = model_features(*data_key, int(seed))
+        except (ValueError, RuntimeError) as err:
+            st.error(f"Feature extraction failed: {err}")
+            return None
+    if not features:
+        st.error("Upload a features file first.")
+        return None
+    maps: dict[str, np.ndarray] = {}
+    n_layers = len(features)
+    for i, (name, X) in enumerate(features.items()):
+        base, share = 0.1 + 0.9 * i / n_layers, 0.9 / n_layers
+
+        def tick(it: int, kl: float, base=base, share=share, name=name) -> bool:
+            bar.progress(min(1.0, base + share * it / n_iter),
+                         text=f"{name}: iteration {it}/{n_iter}, KL {kl:.3f}")  # fmt: skip
+            return True
+
+        try:
+            if method == "PCA":
+                maps[name] = embedding.pca(X, 2, device=ui.current_device())[0]
+            elif method == "UMAP":
+                import umap
+
+                maps[name] = umap.UMAP(random_state=int(seed)).fit_transform(X).astype(np.float32)
+            else:
+                perp = min(float(perplexity), (len(X) - 2) / 3)
+                if perp < float(perplexity):
+                    st.warning(f"{name}: perplexity lowered to {perp:.1f} for {len(X)} points.")
+                maps[name] = embedding.tsne(
+                    X, perplexity=perp, n_iter=int(n_iter), early_exaggeration=float(exaggeration),
+                    learning_rate=params[2], seed=int(seed), device=ui.current_device(),
+                    callback=tick,
+                )  # fmt: skip
+        except ValueError as err:
+            st.error(f"{name}: {err}")
+            return None
+        except torch.OutOfMemoryError:
+            st.error(f"{name}: the GPU ran out of memory; use fewer points or the CPU.")
+            return None
+    bar.progress(1.0, text=f"Done in {time.perf_counter() - started:.1f} s")
+    return {"maps": maps, "features": features, "labels": labels, "class_names": class_names,
+            "images": images}  # fmt: skip
+
+
+if source != "Uploaded coordinates" and run and not stopped:
+    result = _compute()
+    if result is not None:
+        results.clear()  # one result per session keeps memory bounded
+        results[run_key] = result
+        st.session_state[f"{P}.last"] = run_key
+
+shown = None
+if source == "Uploaded coordinates" and coords_upload is not None:
+    df = coords_upload
+    first = df[df["layer"] == df["layer"].iloc[0]]
+    n = len(first)
+    maps = {}
+    for name, part in df.groupby("layer", sort=False):
+        if len(part) != n:
+            st.error(f"Layer {name!r} has {len(part)} rows but the first layer has {n}.")
+            continue
+        maps[str(name)] = part[["x", "y"]].to_numpy(np.float32)
+    shown = {"maps": dict(list(maps.items())[:4]), "features": None, "images": None,
+             "labels": first["label"].to_numpy(int) if "label" in df else None,
+             "class_names": None}  # fmt: skip
+elif f"{P}.last" in st.session_state and st.session_state[f"{P}.last"] in results:
+    shown = results[st.session_state[f"{P}.last"]]
+    if st.session_state[f"{P}.last"] != run_key:
+        st.info("Showing the last computed result; press Compute to apply the changed settings.")
+
+if shown is None:
+    st.info("Choose the data and press **Compute**.")
+    st.stop()
+
+maps = shown["maps"]
+n = len(next(iter(maps.values())))
+if n > DRAW_MAX:
+    st.info(f"{n:,} points: {DRAW_MAX:,} random ones are drawn; metrics and the CSV use all.")
+axis = "PC" if method == "PCA" else method
+fig = plot_embeddings(maps, shown["labels"], class_names=shown["class_names"], max_points=DRAW_MAX,
+                      axis_label=axis)  # fmt: skip
+event = st.plotly_chart(fig, on_select="rerun", selection_mode="points", key=f"{P}.chart")
+
+points = event.selection.points if event and event.selection else []
+if points and shown["images"] is not None:
+    chosen = int(points[0]["customdata"])
+    layer = list(maps)[points[0].get("curve_number", 0) // max(1, len(fig.data) // len(maps))]
+    coords = maps[layer]
+    near = np.argsort(((coords - coords[chosen]) ** 2).sum(1))[1:9]
+    c_big, c_strip = st.columns([1, 3])
+    lab_txt = "" if shown["labels"] is None else f", label {shown['labels'][chosen]}"
+    c_big.image(shown["images"][chosen], caption=f"index {chosen}{lab_txt}", width=200, clamp=True)
+    c_strip.caption(f"Its 8 nearest neighbours in the {layer} map")
+    cols = c_strip.columns(8)
+    for col, j in zip(cols, near, strict=True):
+        col.image(shown["images"][j], caption=f"#{j}", width=64, clamp=True)
+elif points:
+    st.caption(f"Selected point index {int(points[0]['customdata'])}.")
+else:
+    st.caption("Click a point to see its image and its nearest neighbours in the map.")
+
+if shown["features"] is not None:
+    rows = []
+    for name, coords in maps.items():
+        key = (st.session_state.get(f"{P}.last"), name)
+        m = layer_scores(key, shown["features"][name], coords, shown["labels"])
+        rows.append({"layer": name, "features": shown["features"][name].shape[1],
+                     "k-NN acc. original (5-NN, 25 % held out)": m["knn_original"],
+                     "k-NN acc. 2-D map": m["knn_map"],
+                     "linear probe acc. (logistic regression)": m["linear_probe"],
+                     "trustworthiness (k=10)": m["trustworthiness"]})  # fmt: skip
+    st.subheader("Per-layer metrics")
+    st.dataframe(pd.DataFrame(rows), hide_index=True,
+                 column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                for c in rows[0] if c not in ("layer", "features")})  # fmt: skip
+
+frames = []
+for name, coords in maps.items():
+    frame = pd.DataFrame(
+        {"layer": name, "index": np.arange(n), "x": coords[:, 0], "y": coords[:, 1]}
+    )
+    if shown["labels"] is not None:
+        frame["label"] = shown["labels"]
+    frames.append(frame)
+st.download_button("Download coordinates (CSV)", pd.concat(frames).to_csv(index=False),
+                   file_name="embedding_coordinates.csv", mime="text/csv", key=f"{P}.download")  # fmt: skip

@@ -1,0 +1,47 @@
+"""AppTest of the embeddings page: compute a small map, metrics, stop, uploads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "embeddings.py")
+
+
+def _app() -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.run()
+    assert not at.exception
+    return at
+
+
+def test_compute_small_tsne_and_pca():
+    at = _app()
+    assert any("Compute" in i.value for i in at.info)
+    at.number_input(key="tsne.points").set_value(150)
+    at.number_input(key="tsne.iters").set_value(100)
+    at.button(key="tsne.run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    table = at.dataframe[0].value
+    assert list(table["layer"]) == at.multiselect(key="tsne.layers").value
+    penultimate = table.iloc[-1]
+    assert penultimate["linear probe acc. (logistic regression)"] > 0.8
+    assert 0.5 < penultimate["trustworthiness (k=10)"] <= 1.0
+
+    at.radio(key="tsne.method").set_value("PCA")
+    at.button(key="tsne.run").click().run()
+    assert not at.exception and not at.error
+    assert len(at.dataframe) == 1
+
+
+def test_stop_button_and_bad_uploads():
+    at = _app()
+    at.button(key="tsne.stop").click().run()
+    assert any("Stopped" in w.value for w in at.warning)
+
+    at.radio(key="tsne.source").set_value("Uploaded features").run()
+    assert not at.exception
+    at.radio(key="tsne.source").set_value("Uploaded coordinates").run()
+    assert not at.exception
