@@ -11,6 +11,7 @@ import torch
 
 import ui
 from vizlib import summary, zoo
+from vizlib.data import available_datasets
 from vizlib.plots.models import plot_batch_timing, plot_layer_costs
 
 st.title("Model Inspector")
@@ -20,6 +21,7 @@ st.caption(
 )
 
 device = str(ui.current_device())
+datasets_status = available_datasets()
 SOURCE_ZOO = "Shipped or torchvision model"
 SOURCE_UPLOAD = "Upload weights"
 
@@ -188,6 +190,18 @@ if meta is not None and rows is not None:
     with st.expander("print(model): torch's own description"):
         st.code(str(model), language="text")
 
+with st.expander("Datasets available offline"):
+    st.caption(
+        "Nothing is downloaded at run time. The bundled digits always work; MNIST, FashionMNIST "
+        "and CIFAR10 are read when their files already sit under the folder named by the "
+        "VIZLIB_DATA environment variable."
+    )
+    st.dataframe(
+        pd.DataFrame({"dataset": list(datasets_status), "status": list(datasets_status.values())}),
+        hide_index=True,
+        width="stretch",
+    )
+
 # ---- transformer blocks -------------------------------------------------------------------
 st.subheader("Transformer building blocks")
 st.caption(
@@ -225,7 +239,7 @@ def batching_demo() -> None:
         for col, r in zip(cols, results, strict=True):
             col.metric(
                 f"Speed-up on {r['device']} (N = {r['n_samples']:,})",
-                f"{r['speedup']:.0f}x",
+                f"{r['speedup']:.1f}x",
                 help=f"loop {r['loop_s']:.4f} s, batched {r['batched_s']:.4f} s "
                 f"(best of 2); results agree to {r['max_abs_diff']:.1e}",
             )

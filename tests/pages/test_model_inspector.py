@@ -19,6 +19,11 @@ def _run() -> AppTest:
     return at.run()
 
 
+def _table(at: AppTest, column: str):
+    """The first dataframe on the page that has ``column``."""
+    return next(df.value for df in at.dataframe if column in df.value.columns)
+
+
 def _metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
@@ -31,12 +36,13 @@ def test_lenet_totals_table_and_transformer_counts():
     assert metrics["Parameters"] == "105,506"
     assert metrics["Multiply-adds per sample"] == "1,333,200"
     assert metrics["Test accuracy (digits)"].endswith("%")
-    layers = at.dataframe[1].value
+    layers = _table(at, "multiply-adds")
     assert layers.loc[layers["layer"] == "conv2", "multiply-adds"].item() == 819_200
     assert layers["parameters"].sum() == 105_506
-    blocks = at.dataframe[2].value
+    blocks = _table(at, "block")
     assert blocks["params"].tolist() == [168, 328, 668]
     assert "Conv2d(1, 32, kernel_size=(5, 5)" in at.code[0].value
+    assert "bundled" in _table(at, "status").set_index("dataset").loc["digits", "status"]
 
 
 def test_batching_demo_button():
@@ -105,3 +111,21 @@ def test_uploads_good_bad_and_malicious(tmp_path):
         "Transformer building blocks",
         "Why frameworks batch",
     ]
+
+
+def test_vit_checkpoint_shows_attention_rows_and_training_metadata():
+    from vizlib import zoo
+    from vizlib.summary import count_parameters
+
+    at = _run()
+    at.selectbox(key="inspector.model").select("vit_digits").run()
+    assert not at.exception and not at.error
+    model, meta = zoo.load_model("vit_digits", device="cpu")
+    assert _metrics(at)["Parameters"] == f"{count_parameters(model):,}"
+    layers = _table(at, "multiply-adds")
+    assert (layers["type"] == "Attention").sum() == meta["config"]["depth"]
+    props = _table(at, "property").set_index("property")["value"]
+    assert props["patch size (pixels)"] == "4" and props["training time (s)"] == str(
+        meta["training_time_s"]
+    )
+    assert at.query_params["model"] in ("vit_digits", ["vit_digits"])

@@ -79,7 +79,7 @@ def plot_batch_timing(results: list[dict[str, Any]]) -> go.Figure:
                 name="one batched matmul",
                 x=devices,
                 y=[r["batched_s"] for r in results],
-                text=[f"{r['speedup']:.0f}x faster" for r in results],
+                text=[f"{r['speedup']:.1f}x faster" for r in results],
                 textposition="outside",
                 hovertemplate="%{x}: %{y:.4f} s<extra>batched</extra>",
             ),
