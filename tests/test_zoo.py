@@ -168,3 +168,11 @@ def test_upload_rejects_nan_empty_corrupt_and_huge(lenet_state, lenet_arch, monk
     monkeypatch.setattr(zoo, "MAX_UPLOAD_BYTES", 1000)
     with pytest.raises(ValueError, match="limit"):
         zoo.load_uploaded(save_safetensors(lenet_state), lenet_arch)
+
+
+def test_corrupt_cached_torchvision_weights_give_a_notice(empty_torch_home):
+    path = zoo.torchvision_weights_path("resnet18")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a checkpoint")
+    _, meta = zoo.load_model("resnet18", device="cpu")
+    assert meta["pretrained"] is False and "could not be read" in meta["notice"]

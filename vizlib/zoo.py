@@ -166,7 +166,15 @@ def _load_torchvision(name: str) -> tuple[nn.Module, dict[str, Any]]:
     model = _random_torchvision(name)
     notice = None
     if path.is_file():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as err:  # a truncated or foreign file in the cache
+            model = _random_torchvision(name)
+            notice = (
+                f"The cached weights file {path} could not be read ({type(err).__name__}); "
+                f"this model is randomly initialised (seed {_RANDOM_INIT_SEED}), so its "
+                "predictions, filters and attributions are meaningless."
+            )
     else:
         notice = (
             f"The ImageNet weights of {name} are not available offline (expected {path}); "
