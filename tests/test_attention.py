@@ -407,3 +407,29 @@ def test_timm_code_path_on_a_timm_shaped_model(qk_norm):
             tokens = block(tokens)
     dist = mean_attention_distance(maps, (3, 3), 4, num_prefix_tokens=2)
     assert torch.allclose(mean_attention_distance_over(model, x, device="cpu"), dist, rtol=1e-5)
+
+
+@pytest.mark.gpu
+def test_torchvision_capture_on_gpu_matches_cpu():
+    import copy
+
+    from torchvision.models import VisionTransformer
+
+    torch.manual_seed(0)
+    model = VisionTransformer(
+        image_size=32, patch_size=8, num_layers=3, num_heads=4, hidden_dim=32, mlp_dim=64
+    ).eval()
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    gpu_model = copy.deepcopy(model).to("cuda")
+    _check_torchvision_capture(gpu_model.cpu(), x)  # the copy is intact
+    gpu_model.to("cuda")
+    on_gpu = attention_maps(gpu_model, x, batch_size=2, device="cuda")
+    on_cpu = attention_maps(model, x, batch_size=2, device="cpu")
+    for g, c in zip(on_gpu, on_cpu, strict=True):
+        assert g.device.type == "cpu"
+        # cuDNN may use TF32 for the patch convolution: agree to about 1e-3
+        assert torch.allclose(g, c, atol=2e-3)
+    assert _no_hooks(gpu_model)
+    dist_gpu = mean_attention_distance_over(gpu_model, x, device="cuda")
+    dist_cpu = mean_attention_distance_over(model, x, device="cpu")
+    assert torch.allclose(dist_gpu, dist_cpu, rtol=1e-3)
