@@ -7,6 +7,7 @@ import ui
 st.set_page_config(page_title="CNN & ViT Visualiser", page_icon=":material/blur_on:", layout="wide")
 
 PAGES = {
+    "": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
     "Convolutions": [
         st.Page(
             "pages/conv_playground.py", title="Convolution Playground", icon=":material/grid_on:"

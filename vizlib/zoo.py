@@ -24,6 +24,7 @@ __all__ = [
     "MAX_UPLOAD_BYTES",
     "TORCHVISION_MODELS",
     "build_model",
+    "checkpoint_metadata",
     "checkpoint_names",
     "list_models",
     "load_model",
@@ -97,16 +98,18 @@ def _complete_meta(meta: dict[str, Any], model: nn.Module) -> dict[str, Any]:
     return meta
 
 
-def _read_checkpoint_meta(name: str) -> dict[str, Any]:
-    path = CHECKPOINT_DIR / f"{name}.json"
-    with open(path, encoding="utf-8") as fh:
+def checkpoint_metadata(name: str) -> dict[str, Any]:
+    """Return the JSON sidecar of shipped checkpoint ``name`` without loading its weights."""
+    if name not in checkpoint_names():
+        raise ValueError(f"No shipped checkpoint {name!r}; choose one of {checkpoint_names()}.")
+    with open(CHECKPOINT_DIR / f"{name}.json", encoding="utf-8") as fh:
         return json.load(fh)
 
 
 def _load_checkpoint(name: str) -> tuple[nn.Module, dict[str, Any]]:
     from safetensors.torch import load_file
 
-    meta = _read_checkpoint_meta(name)
+    meta = checkpoint_metadata(name)
     model = build_model(meta["architecture"], meta.get("config"))
     state = load_file(str(CHECKPOINT_DIR / f"{name}.safetensors"))
     model.load_state_dict(state)
@@ -203,7 +206,7 @@ def load_model(name: str, device: str | torch.device | None = None) -> tuple[nn.
 def _template(architecture: str) -> tuple[nn.Module, dict[str, Any]]:
     """Return a fresh model of ``architecture`` and its metadata, to receive uploaded weights."""
     if architecture in checkpoint_names():
-        meta = _read_checkpoint_meta(architecture)
+        meta = checkpoint_metadata(architecture)
         model = build_model(meta["architecture"], meta.get("config"))
         meta = {k: meta[k] for k in _META_KEYS if k in meta}
         return model, _complete_meta(meta, model)

@@ -7,6 +7,7 @@ from tests.e2e.conftest import error_boxes, open_page, screenshot
 pytestmark = pytest.mark.e2e
 
 PAGE_TITLES = [
+    "Home",
     "Convolution Playground",
     "Model Inspector",
     "Filters & Feature Maps",

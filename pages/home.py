@@ -1,0 +1,93 @@
+"""Home: what each page teaches, the compute device, and the models that ship with the app."""
+
+import pandas as pd
+import streamlit as st
+
+import ui
+import vizlib
+from vizlib import zoo
+
+st.title("CNN & ViT Visualiser")
+st.markdown(
+    "Interactive figures for understanding convolutional networks and Vision Transformers: "
+    "every number is computed and every picture drawn from a real model or real data, live, "
+    f"on **{vizlib.describe_device(ui.current_device())}**."
+)
+
+GUIDE = [
+    (
+        "pages/conv_playground.py",
+        "Convolution Playground",
+        "Kernel size, stride, padding and dilation, live: output sizes with the formula in your numbers, "
+        "the footprint stepping over the grid, receptive fields, and filters applied to real images and "
+        "weather fields.",
+    ),
+    (
+        "pages/model_inspector.py",
+        "Model Inspector",
+        "Layer by layer: output shapes, parameters and multiply-adds from a real forward pass.",
+    ),
+    (
+        "pages/learned_filters.py",
+        "Filters & Feature Maps",
+        "What the network learned: first-layer filters, before and after training, activation maps and "
+        "the images that excite a channel most.",
+    ),
+    (
+        "pages/attributions.py",
+        "Attributions",
+        "Why it decided: Saliency, Integrated Gradients, Grad-CAM and Occlusion (Captum), side by side.",
+    ),
+    (
+        "pages/embeddings.py",
+        "Embeddings (t-SNE)",
+        "Watch the classes separate layer by layer, with a GPU t-SNE and quality measures for each map.",
+    ),
+    (
+        "pages/vit_attention.py",
+        "ViT Attention",
+        "Mean attention distance per head and layer, attention maps and rollout (ViT paper, Fig. 6 and 7).",
+    ),
+    (
+        "pages/position_embeddings.py",
+        "Position Embeddings",
+        "Learned position-embedding similarity, patch-embedding filters, and the sinusoidal encoding.",
+    ),
+]
+
+columns = st.columns(2)
+for i, (path, title, blurb) in enumerate(GUIDE):
+    with columns[i % 2].container(border=True):
+        st.page_link(path, label=title, icon=":material/arrow_forward:")
+        st.caption(blurb)
+
+st.subheader("Models that ship with the app")
+rows = []
+for name in zoo.checkpoint_names():
+    meta = zoo.checkpoint_metadata(name)
+    rows.append(
+        {
+            "model": name,
+            "architecture": meta["architecture"],
+            "dataset": meta["dataset"],
+            "input (C×H×W)": "×".join(str(s) for s in meta["input_size"]),
+            "test accuracy (%)": None
+            if meta["test_accuracy"] is None
+            else 100 * meta["test_accuracy"],
+            "epochs": meta.get("epochs"),
+            "training time (s)": meta.get("training_time_s"),
+            "trained on": meta.get("device"),
+        }
+    )
+if rows:
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        column_config={"test accuracy (%)": st.column_config.NumberColumn(format="%.1f")},
+    )
+else:
+    st.warning("No checkpoints found in `checkpoints/`: train them with `python -m vizlib.train`.")
+st.caption(
+    "Torchvision's alexnet, vgg16, resnet18 and vit_b_16 are offered too, with their ImageNet weights "
+    "when those are already in the torch hub cache (`TORCH_HOME`), else with random weights and a notice."
+)

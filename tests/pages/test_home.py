@@ -1,0 +1,29 @@
+"""The router and its default page, Home, run as the app runs them: through app.py."""
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from vizlib import zoo
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+
+
+def test_home_lists_pages_and_shipped_models():
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert at.title[0].value == "CNN & ViT Visualiser"
+    table = at.dataframe[0].value
+    assert list(table["model"]) == zoo.checkpoint_names()
+    for name, acc in zip(table["model"], table["test accuracy (%)"], strict=True):
+        assert abs(acc - 100 * zoo.checkpoint_metadata(name)["test_accuracy"]) < 1e-9
+    assert at.sidebar.selectbox(key="app.device").value == "cpu" or at.sidebar.selectbox(
+        key="app.device"
+    ).value.startswith("cuda")
+
+
+def test_device_picker_choice_reaches_the_pages():
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.sidebar.selectbox(key="app.device").set_value("cpu").run()
+    assert not at.exception
+    assert "CPU" in at.markdown[0].value
