@@ -176,3 +176,15 @@ def test_corrupt_cached_torchvision_weights_give_a_notice(empty_torch_home):
     path.write_bytes(b"not a checkpoint")
     _, meta = zoo.load_model("resnet18", device="cpu")
     assert meta["pretrained"] is False and "could not be read" in meta["notice"]
+
+
+def test_list_models_by_family_matches_loaded_meta():
+    vits = zoo.list_models(family="vit")
+    cnns = zoo.list_models(family="cnn")
+    assert sorted(vits + cnns) == sorted(zoo.list_models())
+    assert "vit_digits" in vits and "vit_b_16" in vits
+    assert {"lenet_digits", "resnet_digits", "alexnet"} <= set(cnns)
+    for name in zoo.checkpoint_names():
+        assert zoo.load_model(name)[1]["family"] == zoo.model_family(name)
+    with pytest.raises(ValueError, match="family"):
+        zoo.list_models(family="rnn")

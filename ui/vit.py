@@ -7,7 +7,6 @@ for uploaded weights, from a small ``st.cache_resource`` keyed on the file's SHA
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from dataclasses import dataclass
 
@@ -49,18 +48,8 @@ class ModelChoice:
 
 
 def vit_model_names() -> list[str]:
-    """Return the zoo names whose family is "vit", read from metadata without loading weights."""
-    names = []
-    for name in zoo.checkpoint_names():
-        try:
-            with open(zoo.CHECKPOINT_DIR / f"{name}.json", encoding="utf-8") as fh:
-                if json.load(fh).get("architecture") == "vit":
-                    names.append(name)
-        except (OSError, ValueError):
-            continue
-    # torchvision's ViT architectures; zoo's meta marks them family "vit"
-    names += [n for n in zoo.TORCHVISION_MODELS if n.startswith("vit_")]
-    return names
+    """Return the zoo names whose family is "vit" (read from metadata, no weights loaded)."""
+    return zoo.list_models(family="vit")
 
 
 @st.cache_resource(max_entries=2, show_spinner="Reading the uploaded weights…")

@@ -29,6 +29,7 @@ __all__ = [
     "list_models",
     "load_model",
     "load_uploaded",
+    "model_family",
     "torchvision_weights_path",
     "upload_architectures",
 ]
@@ -75,9 +76,24 @@ def checkpoint_names() -> list[str]:
     )
 
 
-def list_models() -> list[str]:
-    """Return every loadable model name: shipped checkpoints first, then torchvision architectures."""
-    return [*checkpoint_names(), *TORCHVISION_MODELS]
+def model_family(name: str) -> str:
+    """Return "vit" or "cnn" for a model name of ``list_models()``, without loading any weights."""
+    if name in TORCHVISION_MODELS:
+        return "vit" if name.startswith("vit_") else "cnn"
+    return "vit" if checkpoint_metadata(name)["architecture"] == "vit" else "cnn"
+
+
+def list_models(family: str | None = None) -> list[str]:
+    """Return every loadable model name: shipped checkpoints first, then torchvision architectures.
+
+    ``family`` ("cnn" or "vit") keeps only the models of that family.
+    """
+    names = [*checkpoint_names(), *TORCHVISION_MODELS]
+    if family is None:
+        return names
+    if family not in ("cnn", "vit"):
+        raise ValueError(f"family must be 'cnn' or 'vit', not {family!r}")
+    return [n for n in names if model_family(n) == family]
 
 
 def upload_architectures() -> list[str]:
