@@ -123,6 +123,17 @@ def test_segment_sum_paths_agree():
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
 
 
+def test_attractive_paths_agree(blobs):
+    X, _ = blobs
+    P = E._joint_p(torch.from_numpy(X), 10.0)
+    Y = torch.randn(len(X), 2, generator=torch.Generator().manual_seed(2)) * 5
+    once, edges_once = E._attractive(Y, P, pairs_once=True)  # CPU path
+    full, edges_full = E._attractive(Y, P, pairs_once=False)  # CUDA path
+    np.testing.assert_allclose(once.numpy(), full.numpy(), rtol=1e-5, atol=1e-8)
+    Z = torch.tensor(1000.0, dtype=torch.float64)
+    assert E._kl(P, edges_once, Z) == pytest.approx(E._kl(P, edges_full, Z), rel=1e-6)
+
+
 def test_tsne_is_deterministic_and_callback_stops(blobs):
     X, _ = blobs
     a = E.tsne(X, perplexity=10, n_iter=300, seed=3, device="cpu")

@@ -81,6 +81,16 @@ class _SparseP:
     vals: torch.Tensor  # (E,) float32, sums to 1
     row_ptr: torch.Tensor  # (N + 1,) int64
     n: int
+    upper: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = (
+        None  # (rows, cols, vals), i < j
+    )
+
+    def upper_edges(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return the edges with row < col (P is symmetric, so they hold every pair once)."""
+        if self.upper is None:
+            keep = (self.rows < self.cols).nonzero().squeeze(1)
+            self.upper = (self.rows[keep], self.cols[keep], self.vals[keep])
+        return self.upper
 
 
 def _memory_budget(device: torch.device) -> int:
@@ -234,11 +244,25 @@ def _segment_sum(
     return (csum[row_ptr[1:]] - csum[row_ptr[:-1]]).to(values.dtype)
 
 
-def _attractive(Y: torch.Tensor, P: _SparseP) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return sum_j p_ij q^u_ij (y_i - y_j) (N, d) and q^u_ij = 1 / (1 + |y_i - y_j|^2) per edge (E,)."""
+def _attractive(
+    Y: torch.Tensor, P: _SparseP, *, pairs_once: bool | None = None
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, float]]:
+    """Return sum_j p_ij q^u_ij (y_i - y_j) (N, d) and (q^u per edge, p per edge, edge multiplicity).
+
+    On the CPU each pair is visited once (P is symmetric: the force on j is minus the one on
+    i) and accumulated by sequential ``index_add_``; elsewhere all edges, row-sorted, with the
+    ordered segment sum, so CUDA runs stay deterministic. ``pairs_once`` overrides the choice.
+    """
+    if pairs_once if pairs_once is not None else Y.device.type == "cpu":
+        rows, cols, vals = P.upper_edges()
+        diff = Y.index_select(0, rows) - Y.index_select(0, cols)  # (E/2, d)
+        qu = 1.0 / (1.0 + (diff * diff).sum(dim=1))  # (E/2,)
+        f = (vals * qu)[:, None] * diff  # (E/2, d)
+        out = torch.zeros_like(Y).index_add_(0, rows, f).index_add_(0, cols, f, alpha=-1)
+        return out, (qu, vals, 2.0)
     diff = Y.index_select(0, P.rows) - Y.index_select(0, P.cols)  # (E, d)
     qu = 1.0 / (1.0 + (diff * diff).sum(dim=1))  # (E,)
-    return _segment_sum((P.vals * qu)[:, None] * diff, P.row_ptr, P.rows), qu
+    return _segment_sum((P.vals * qu)[:, None] * diff, P.row_ptr, P.rows), (qu, P.vals, 1.0)
 
 
 def _repulsive_exact(Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -293,27 +317,28 @@ def _fft_size(m: int) -> int:
     return best
 
 
-_KERNEL_CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+_KERNEL_CACHE: dict[tuple, torch.Tensor] = {}
 
 
 def _kernel_spectra(
     g: int, m: int, h: float, dtype: torch.dtype, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return the rfft2 (m, m//2+1) of (1 + r^2)^-1 and (1 + r^2)^-2 on a g x g node grid, spacing h.
+) -> torch.Tensor:
+    """Return the rfft2 (3, m, m//2+1) of K = (1 + r^2)^-1, d_x K^2 and d_y K^2 on a g x g grid.
 
-    Cached for the last few grids: once a map is wider than ``min_intervals`` boxes the
-    spacing is fixed and only the grid size changes, slowly.
+    ``h`` is the node spacing; the kernels sit at circular offsets d (m >= 2g - 1). Cached for
+    the last few grids: once a map is wider than ``min_intervals`` boxes the spacing is fixed
+    and only the grid size changes, slowly.
     """
     key = (g, m, h, dtype, str(device))
     if key not in _KERNEL_CACHE:
         idx = torch.arange(m, device=device)
-        off2 = (torch.where(idx < g, idx, idx - m).to(dtype) * h) ** 2  # (m,) squared offsets
-        k1 = (off2[:, None] + off2[None, :]).add_(1.0).reciprocal_()  # (m, m)
-        k1_hat = torch.fft.rfft2(k1)  # (m, m//2+1)
-        k2_hat = torch.fft.rfft2(k1.mul_(k1))  # (m, m//2+1)
+        off = torch.where(idx < g, idx, idx - m).to(dtype) * h  # (m,) node offsets
+        k1 = (off[:, None] ** 2 + off[None, :] ** 2).add_(1.0).reciprocal_()  # (m, m)
+        k2 = k1 * k1
+        kernels = torch.stack([k1, off[:, None] * k2, off[None, :] * k2])  # (3, m, m)
         if len(_KERNEL_CACHE) >= 8:
             _KERNEL_CACHE.pop(next(iter(_KERNEL_CACHE)))
-        _KERNEL_CACHE[key] = (k1_hat, k2_hat)
+        _KERNEL_CACHE[key] = torch.fft.rfft2(kernels)  # (3, m, m//2+1)
     return _KERNEL_CACHE[key]
 
 
@@ -324,76 +349,75 @@ def _repulsive_fft(
 
     The square around the points is cut into nb x nb boxes (nb >= ``min_intervals``, box side
     <= ``interval_width``), each with ``n_interp`` x ``n_interp`` equispaced nodes (FIt-SNE's
-    layout). Charges [1, y_x, y_y] are spread to the nodes with Lagrange weights, convolved by
-    FFT with (1 + r^2)^-2 (forces) and the charge 1 also with (1 + r^2)^-1 (for Z, so no large
-    terms cancel), then interpolated back to the points. Error: the interpolation error of the
-    kernel over one node spacing h = box / n_interp; with openTSNE's defaults (3 nodes, box
-    side <= 1) the repulsive forces are within a few percent of the exact ones and Z within
-    1 % (bounds checked in the tests), which leaves the maps' quality unchanged.
+    layout). A unit charge per point is spread to the nodes with Lagrange weights, convolved by
+    FFT with K = (1 + r^2)^-1 (for Z) and with d K^2 (the repulsive force, since
+    sum_j K_ij^2 (y_i - y_j) is a convolution with that kernel), then interpolated back to the
+    points: one forward and three inverse FFTs per iteration. Error: the interpolation error
+    of the kernels over one node spacing h = box / n_interp; with openTSNE's defaults (3 nodes,
+    box side <= 1) the forces are within a few percent of the exact ones and Z within 1 %
+    (bounds checked in the tests), which leaves the maps' quality unchanged.
     """
     n = Y.shape[0]
     p = n_interp
     lo, hi = Y.min(dim=0).values, Y.max(dim=0).values
-    y = Y - (lo + hi) / 2  # (N, 2); forces are translation invariant, centring limits cancellation
     span = float((hi - lo).max()) * (1 + 1e-5) + 1e-12
     if span / min_intervals < interval_width:
         nb, box = min_intervals, span / min_intervals
-    else:  # fixed box side once the map is large, so the kernel's FFT can be reused
+    else:  # fixed box side once the map is large, so the kernels' spectra can be reused
         nb, box = math.ceil(span / interval_width), interval_width
-    half = nb * box / 2
-    t = ((y + half) / box).double()  # (N, 2) in [0, nb)
+    t = (Y - (lo + hi) / 2 + nb * box / 2) / box  # (N, 2) in [0, nb)
     b = t.floor().clamp_(0, nb - 1).long()  # (N, 2) box index per axis
-    w = _lagrange_weights(t - b, p).to(Y.dtype)  # (N, 2, p)
-    charges = torch.stack([torch.ones_like(y[:, 0]), y[:, 0], y[:, 1]], dim=1)  # (N, 3)
-    spread = (
-        w[:, 0, :, None, None] * w[:, 1, None, :, None] * charges[:, None, None, :]
-    )  # (N,p,p,3)
+    w = _lagrange_weights(t - b, p)  # (N, 2, p)
+    w2 = (w[:, 0, :, None] * w[:, 1, None, :]).reshape(n, p * p)  # (N, p p) node weights
 
-    # Sum charges per box with an ordered segment sum (points sorted by box), no atomics.
     box_id = b[:, 0] * nb + b[:, 1]  # (N,)
-    order = box_id.argsort(stable=True)
-    ptr = torch.searchsorted(box_id[order].contiguous(), torch.arange(nb * nb + 1, device=Y.device))
-    per_box = _segment_sum(
-        spread.reshape(n, p * p * 3).index_select(0, order), ptr, box_id[order]
-    )  # (nb^2, p p 3)
+    if Y.device.type == "cpu":  # sequential index_add_ is deterministic on the CPU
+        per_box = torch.zeros(nb * nb, p * p, dtype=Y.dtype).index_add_(0, box_id, w2)
+    else:  # ordered segment sum over points sorted by box: no atomics
+        order = box_id.argsort(stable=True)
+        ptr = torch.searchsorted(
+            box_id[order].contiguous(), torch.arange(nb * nb + 1, device=Y.device)
+        )
+        per_box = _segment_sum(w2.index_select(0, order), ptr)  # (nb^2, p p)
     g = nb * p  # nodes per axis
-    grid = per_box.reshape(nb, nb, p, p, 3).permute(4, 0, 2, 1, 3).reshape(3, g, g)  # (3, g, g)
+    grid = per_box.reshape(nb, nb, p, p).permute(0, 2, 1, 3).reshape(g, g)  # (g, g) charges
 
     m = _fft_size(2 * g - 1)  # circular convolution of size m >= 2g - 1 is a linear one
-    k1_hat, k2_hat = _kernel_spectra(g, m, box / p, Y.dtype, Y.device)
-    g_hat = torch.fft.rfft2(grid, s=(m, m))  # (3, m, m//2+1)
-    pot_z = torch.fft.irfft2(g_hat[0] * k1_hat, s=(m, m))[:g, :g]  # (g, g)
-    pot = torch.fft.irfft2(g_hat.mul_(k2_hat), s=(m, m))[:, :g, :g]  # (3, g, g)
-    pot = torch.cat([pot, pot_z[None]])  # (4, g, g) potentials at the nodes
+    spectra = _kernel_spectra(g, m, box / p, Y.dtype, Y.device)  # (3, m, m//2+1)
+    # 2-D FFTs done one axis at a time so the zero padding and the unused output rows are
+    # skipped: only g of the m rows carry charge, and only g rows of potential are needed.
+    g_hat = torch.fft.fft(torch.fft.rfft(grid, n=m, dim=1), n=m, dim=0)  # (m, m//2+1)
+    rows = torch.fft.ifft(spectra * g_hat, dim=1)[:, :g]  # (3, g, m//2+1)
+    pot = torch.fft.irfft(rows, n=m, dim=2)[:, :, :g]  # (3, g, g) potentials at the nodes
 
     ix = b[:, 0:1] * p + torch.arange(p, device=Y.device)  # (N, p)
     iy = b[:, 1:2] * p + torch.arange(p, device=Y.device)  # (N, p)
     flat = (ix[:, :, None] * g + iy[:, None, :]).reshape(-1)  # (N p p,) node of each weight
-    at_nodes = pot.reshape(4, g * g).index_select(1, flat).reshape(4, n, p, p)  # (4, N, p, p)
-    phi = (at_nodes * (w[:, 0, :, None] * w[:, 1, None, :])).sum(dim=(2, 3))  # (4, N)
-    Z = phi[3].sum(dtype=torch.float64) - n  # remove the self terms K(y_i, y_i) = 1
-    rep = y * phi[0][:, None] - phi[1:3].T  # (N, 2)
-    return rep, Z
+    at_nodes = pot.reshape(3, g * g).index_select(1, flat).reshape(3, n, p * p)  # (3, N, p p)
+    phi = (at_nodes * w2).sum(dim=2)  # (3, N)
+    Z = phi[0].sum(dtype=torch.float64) - n  # remove the self terms K(y_i, y_i) = 1
+    return phi[1:3].T.contiguous(), Z
 
 
 def _gradient(
     Y: torch.Tensor, P: _SparseP, exaggeration: float, method: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Return the KL gradient (N, d), Z and q^u per P edge; exaggeration multiplies P."""
-    attr, qu = _attractive(Y, P)
+    """Return the KL gradient (N, d), Z and the edge terms for ``_kl``; exaggeration multiplies P."""
+    attr, edges = _attractive(Y, P)
     rep, Z = _repulsive_fft(Y) if method == "fft" else _repulsive_exact(Y)
     grad = 4.0 * (exaggeration * attr - rep / Z.to(Y.dtype))
-    return grad, Z, qu
+    return grad, Z, edges
 
 
-def _kl(P: _SparseP, qu: torch.Tensor, Z: torch.Tensor) -> float:
-    """Return KL(P || Q) = sum p log p - sum p log q^u + log Z over P's nonzeros, nats."""
+def _kl(P: _SparseP, edges: tuple[torch.Tensor, torch.Tensor, float], Z: torch.Tensor) -> float:
+    """Return KL(P || Q) = sum p log p - sum p log q^u + log Z over P's nonzeros, nats.
+
+    ``edges`` (q^u per edge, p per edge, multiplicity) as returned by ``_attractive``.
+    """
+    qu, vals, mult = edges
     p = P.vals.double()
-    return float(
-        (p * torch.log(p.clamp_min(1e-300))).sum()
-        - (p * torch.log(qu.double())).sum()
-        + torch.log(Z)
-    )
+    p_log_q = mult * (vals.double() * torch.log(qu.double())).sum()
+    return float((p * torch.log(p.clamp_min(1e-300))).sum() - p_log_q + torch.log(Z))
 
 
 def tsne_gradient(
@@ -411,8 +435,8 @@ def tsne_gradient(
     )
     sp = _SparseP(ind[0], ind[1], Pc.values().float(), row_ptr, Pc.shape[0])
     Yt = torch.as_tensor(Y, dtype=torch.float32, device=ind.device)
-    grad, Z, qu = _gradient(Yt, sp, exaggeration, method)
-    return grad, _kl(sp, qu, Z)
+    grad, Z, edges = _gradient(Yt, sp, exaggeration, method)
+    return grad, _kl(sp, edges, Z)
 
 
 # ----------------------------------------------------------------------------- PCA
@@ -582,7 +606,7 @@ def _optimise(
                 gains.fill_(1.0)
             exploring = it < EXPLORATION_ITERS
             momentum = 0.5 if exploring else 0.8
-            grad, Z, qu = _gradient(Y, P, early_exaggeration if exploring else 1.0, resolved)
+            grad, Z, edges = _gradient(Y, P, early_exaggeration if exploring else 1.0, resolved)
             inc = (update * grad) < 0
             gains = torch.where(inc, gains + 0.2, gains * 0.8).clamp_(min=MIN_GAIN)
             update = momentum * update - lr * (grad * gains)
@@ -590,7 +614,7 @@ def _optimise(
             done = it + 1
             if callback is not None and (done % callback_every == 0 or done == n_iter):
                 # KL of the map this step started from: reuses the gradient pass's q^u and Z.
-                if callback(done, _kl(P, qu, Z)) is False:
+                if callback(done, _kl(P, edges, Z)) is False:
                     break
         return Y.cpu().numpy()
 
