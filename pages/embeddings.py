@@ -61,26 +61,58 @@ def _read_table(upload, what: str) -> np.ndarray | None:
     return arr
 
 
-@st.cache_data(max_entries=8, show_spinner=False)
-def model_features(
-    model_name: str, device: str, dataset: str, n_points: int, layers: tuple[str, ...], seed: int
-) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], np.ndarray]:
-    """Return ({layer: (N, F)}, labels (N,), class names, display images (N, H, W[, 3]) in [0, 1])."""
-    model, meta, lock = ui.cached_model(model_name, device)
-    size = tuple(meta["input_size"][1:])
-    parts = [load_dataset(dataset, split, input_size=size) for split in ("train", "test")]
+@st.cache_data(max_entries=4, show_spinner="Loading the dataset…")
+def dataset_points(
+    dataset: str,
+    input_size: tuple[int, int, int],
+    n_points: int,
+    mean: tuple,
+    std: tuple,
+    seed: int,
+) -> tuple[torch.Tensor, np.ndarray, list[str], np.ndarray, int]:
+    """Return (images (N, C, H, W) normalised, labels (N,), class names, display images in [0, 1],
+    points available) for a seeded random subset of train + test."""
+    parts = [load_dataset(dataset, split, input_size=input_size[1:]) for split in ("train", "test")]
     images = torch.cat([parts[0][0], parts[1][0]])
     labels = torch.cat([parts[0][1], parts[1][1]])
-    if images.shape[1] != meta["input_size"][0]:  # grey data for an RGB model or the reverse
-        images = images.mean(1, keepdim=True).expand(-1, meta["input_size"][0], -1, -1)
-    pick = np.sort(np.random.default_rng(seed).permutation(len(images))[:n_points])
+    available = len(images)
+    if images.shape[1] != input_size[0]:  # grey data for an RGB model or the reverse
+        images = images.mean(1, keepdim=True).expand(-1, input_size[0], -1, -1).contiguous()
+    pick = np.sort(np.random.default_rng(seed).permutation(available)[:n_points])
     images, labels = images[pick], labels[pick]
-    with lock:  # hooks go on the shared model
-        feats = embedding.layer_features(model, images, list(layers), device=device)
-    shown = denormalize(images, meta["mean"][: images.shape[1]], meta["std"][: images.shape[1]])
+    shown = denormalize(images, mean[: images.shape[1]], std[: images.shape[1]])
     shown = shown.permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
     shown = shown[..., 0] if shown.shape[-1] == 1 else shown
-    return feats, labels.numpy(), parts[0][2], shown
+    return images, labels.numpy(), parts[0][2], shown, available
+
+
+def model_features(bar, model_name: str, device: str, dataset: str, n_points: int,
+                   layers: tuple[str, ...], seed: int) -> tuple:  # fmt: skip
+    """Return ({layer: (N, F)}, labels, class names, display images); progress on ``bar``.
+
+    Features stay in this session (several MB each) under their small key, so changing only
+    the t-SNE settings reuses them.
+    """
+    cache = st.session_state.setdefault(f"{P}.features", {})
+    key = (model_name, device, dataset, n_points, layers, seed)
+    if key in cache:
+        return cache[key]
+    model, meta, lock = ui.cached_model(model_name, device)
+    images, labels, class_names, shown, available = dataset_points(
+        dataset, tuple(meta["input_size"]), n_points, tuple(meta["mean"]), tuple(meta["std"]), seed
+    )
+    if available < n_points:
+        st.info(f"{dataset} has {available:,} images: using all of them.")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(0.1 * done / total, text=f"Extracting features: {done:,}/{total:,} images")
+
+    with lock:  # hooks go on the shared model
+        feats = embedding.layer_features(model, images, list(layers), device=device,
+                                         progress=progress)  # fmt: skip
+    cache.clear()
+    cache[key] = (feats, labels, class_names, shown)
+    return cache[key]
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -213,9 +245,8 @@ def _compute() -> dict | None:
         if not layers:
             st.error("Choose at least one layer.")
             return None
-        bar.progress(0.02, text="Extracting features…")
         try:
-            features, labels, class_names, images = model_features(*data_key, int(seed))
+            features, labels, class_names, images = model_features(bar, *data_key, int(seed))
         except (ValueError, RuntimeError) as err:
             st.error(f"Feature extraction failed: {err}")
             return None
