@@ -194,7 +194,11 @@ with controls:
         key=P + "g",
         help="Split the channels into this many independent groups; groups = C_in is depthwise.",
     )
-    c2.button("Depthwise", on_click=make_depthwise, help="Set groups = C_in (and C_out = C_in).")
+    c2.button(
+        "Depthwise",
+        on_click=make_depthwise,
+        help="Set groups = C_in; C_out becomes C_in unless it is already a multiple of it.",
+    )
     slot_groups = st.empty()
     bias = st.checkbox("Bias", key=P + "bias")
 save_settings()

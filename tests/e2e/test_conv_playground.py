@@ -47,8 +47,11 @@ def test_uploads_show_a_message_or_the_filtered_grid(page, app_url, tmp_path):
         sst[:] = 280 + np.linspace(0, 10, 40)[None, :] * np.ones((30, 1))
 
     open_page(page, app_url, "conv_playground")
-    page.locator('[data-testid="stSelectbox"]').filter(has_text="Input").first.click()
-    page.get_by_role("option", name="Upload: PNG/JPEG, .npy or NetCDF").click()
+    source = page.locator('[data-testid="stSelectbox"]').filter(has_text="Input").first
+    source.scroll_into_view_if_needed()
+    source.click()
+    page.keyboard.type("Upload")  # the selectbox filters its options as you type
+    page.keyboard.press("Enter")
     wait_until_idle(page)
     dropzone = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
     dropzone.set_input_files(str(bad))
@@ -59,5 +62,7 @@ def test_uploads_show_a_message_or_the_filtered_grid(page, app_url, tmp_path):
     wait_until_idle(page)
     assert error_boxes(page) == []
     page.get_by_text("sst.nc").first.wait_for()
-    page.get_by_text(re.compile(r"30×40 → 26×36")).first.wait_for()  # gaussian 5x5, valid
+    result = page.get_by_text(re.compile(r"30×40 → 26×36")).first  # gaussian 5x5, no padding
+    result.wait_for()
+    page.locator('[data-testid="stFileUploader"]').scroll_into_view_if_needed()
     screenshot(page, "conv_playground_upload")
