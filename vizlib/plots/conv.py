@@ -435,10 +435,10 @@ def plot_transpose_conv(
         plot_bgcolor="white",
     )
     _square_axes(fig, 2)
-    # Keep the whole output grid in view even when landing spots fall in the cropped border.
-    pad_r = (kh - 1) * max(_conv._pair(dilation, "Dilation", minimum=1))
-    fig.update_xaxes(range=[-0.5 - pad_r, wo - 0.5 + pad_r], row=1, col=2)
-    fig.update_yaxes(range=[ho - 0.5 + pad_r, -0.5 - pad_r], autorange=False, row=1, col=2)
+    # Landing spots reach P cells beyond each edge (the cropped border), output_padding excepted.
+    ph, pw = _conv._pair(padding, "Padding", minimum=0)
+    fig.update_xaxes(range=[-0.5 - pw, wo - 0.5 + pw], row=1, col=2)
+    fig.update_yaxes(range=[ho - 0.5 + ph, -0.5 - ph], autorange=False, row=1, col=2)
     fig.update_yaxes(title_text="row (cells)", col=1)
     return fig
 
