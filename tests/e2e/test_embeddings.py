@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import error_boxes, open_page, screenshot, wait_until_idle
+from tests.e2e.conftest import SCREENSHOTS, error_boxes, open_page, screenshot, wait_until_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -30,6 +30,9 @@ def test_small_embedding_then_stop(page, app_url):
     assert not error_boxes(page)
     assert page.locator(".js-plotly-plot").count() == 1
     screenshot(page, "embeddings")
+    plot = page.locator(".js-plotly-plot").first
+    plot.scroll_into_view_if_needed()
+    plot.screenshot(path=str(SCREENSHOTS / "embeddings_maps.png"))
 
     # A long run, then Stop: the script is interrupted at its next progress update.
     _set_number(page, "Iterations", 5000)
