@@ -11,12 +11,12 @@ import streamlit as st
 import torch
 
 import ui
+from ui.embeddings import read_table
 from vizlib import embedding, zoo
 from vizlib.data import available_datasets, denormalize, load_dataset
 from vizlib.plots import plot_embeddings
 
 P = "tsne"  # widget-key prefix of this page
-MAX_UPLOAD_MB = 200
 DRAW_MAX = 20000
 
 st.title("Embeddings: how the layers separate the classes")
@@ -31,34 +31,6 @@ try:
     METHODS = ["t-SNE", "PCA", "UMAP"]
 except ImportError:
     METHODS = ["t-SNE", "PCA"]
-
-
-def _read_table(upload, what: str) -> np.ndarray | None:
-    """Return the uploaded .npy/.csv as a 2-D float array, or None after showing an error."""
-    if upload.size > MAX_UPLOAD_MB * 2**20:
-        st.error(f"{what}: the file is larger than {MAX_UPLOAD_MB} MB.")
-        return None
-    data = upload.getvalue()
-    try:
-        if upload.name.lower().endswith(".npy"):
-            arr = np.load(io.BytesIO(data), allow_pickle=False)
-        else:
-            arr = pd.read_csv(io.BytesIO(data), header=None).to_numpy()
-            if arr.size and not np.issubdtype(arr.dtype, np.number):  # a header row
-                arr = pd.read_csv(io.BytesIO(data)).to_numpy()
-        arr = np.asarray(arr, dtype=np.float64)
-    except (ValueError, TypeError, OSError) as err:
-        st.error(f"{what}: could not read {upload.name!r} as numbers ({err}).")
-        return None
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2 or arr.shape[0] < 1:
-        st.error(f"{what}: expected a 2-D table (rows = points), got shape {arr.shape}.")
-        return None
-    if not np.isfinite(arr).all():
-        st.error(f"{what}: contains NaN or infinite values.")
-        return None
-    return arr
 
 
 @st.cache_data(max_entries=4, show_spinner="Loading the dataset…")
@@ -176,12 +148,12 @@ elif source == "Uploaded features":
         "Labels (optional, one integer per row)", ["npy", "csv"], key=f"{P}.lab"
     )
     if up is not None:
-        arr = _read_table(up, "Features")
+        arr = read_table(up, "Features")
         if arr is not None:
             features = {"uploaded": arr.astype(np.float32)}
             data_key = ("upload", up.file_id)
             if up_lab is not None:
-                lab = _read_table(up_lab, "Labels")
+                lab = read_table(up_lab, "Labels")
                 if lab is not None and (lab.shape[1] != 1 or len(lab) != len(arr)):
                     st.error(
                         f"Labels: need one column with {len(arr)} rows, got shape {lab.shape}."

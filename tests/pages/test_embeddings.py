@@ -45,3 +45,35 @@ def test_stop_button_and_bad_uploads():
     assert not at.exception
     at.radio(key="tsne.source").set_value("Uploaded coordinates").run()
     assert not at.exception
+
+
+class _Upload:
+    """The parts of Streamlit's UploadedFile that read_table uses."""
+
+    def __init__(self, name: str, data: bytes) -> None:
+        self.name, self._data, self.size = name, data, len(data)
+
+    def getvalue(self) -> bytes:
+        return self._data
+
+
+def test_read_table_validates_uploads():
+    import io
+
+    import numpy as np
+
+    from ui.embeddings import read_table
+
+    good = np.arange(12.0).reshape(4, 3)
+    buf = io.BytesIO()
+    np.save(buf, good)
+    np.testing.assert_array_equal(read_table(_Upload("f.npy", buf.getvalue()), "Features"), good)
+    csv = b"a,b,c\n" + b"\n".join(b"%d,%d,%d" % tuple(r) for r in good.astype(int))
+    np.testing.assert_array_equal(read_table(_Upload("f.csv", csv), "Features"), good)
+    # errors are shown with st.error (a no-op outside a running app) and give None
+    assert read_table(_Upload("f.csv", b"1,2\n3,nan\n"), "Features") is None
+    assert read_table(_Upload("f.csv", b"x,y\nfoo,bar\n"), "Features") is None
+    assert read_table(_Upload("f.npy", b"not a numpy file"), "Features") is None
+    pickled = io.BytesIO()
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert read_table(_Upload("f.npy", pickled.getvalue()), "Features") is None
