@@ -15,7 +15,9 @@ Every reduction is ordered (sorted segment sums, matmuls, FFTs, gathers; no atom
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -550,15 +552,39 @@ def tsne(
             f'learning_rate must be "auto" or a positive number, got {learning_rate!r}.'
         )
     resolved = _resolve_method(method, n, n_components, dev)
-    before = torch.get_num_threads()
     if num_threads is None:
-        num_threads = 1 if dev.type == "cpu" and n <= SINGLE_THREAD_MAX else before
-    torch.set_num_threads(max(1, int(num_threads)))
-    try:
+        num_threads = 1 if dev.type == "cpu" and n <= SINGLE_THREAD_MAX else None
+    with _torch_threads(num_threads):
         return _optimise(arr, n_components, perplexity, n_iter, early_exaggeration, lr, init, seed,
                          resolved, dev, callback, callback_every)  # fmt: skip
+
+
+_THREADS_LOCK = threading.Lock()
+_THREADS_STATE = {"users": 0, "saved": 0}
+
+
+@contextlib.contextmanager
+def _torch_threads(num_threads: int | None):
+    """Run the block with ``num_threads`` intra-op threads (None: unchanged), then restore.
+
+    The setting is process-wide: concurrent runs (several app sessions) share one saved value,
+    restored when the last of them leaves, so overlapping runs cannot leave it changed.
+    """
+    if num_threads is None:
+        yield
+        return
+    with _THREADS_LOCK:
+        if _THREADS_STATE["users"] == 0:
+            _THREADS_STATE["saved"] = torch.get_num_threads()
+        _THREADS_STATE["users"] += 1
+        torch.set_num_threads(max(1, int(num_threads)))
+    try:
+        yield
     finally:
-        torch.set_num_threads(before)
+        with _THREADS_LOCK:
+            _THREADS_STATE["users"] -= 1
+            if _THREADS_STATE["users"] == 0:
+                torch.set_num_threads(_THREADS_STATE["saved"])
 
 
 def _optimise(
