@@ -110,7 +110,11 @@ data_key: tuple = ()
 if source == "Model layers":
     c1, c2, c3 = st.columns(3)
     names = zoo.list_models()
-    model_name = c1.selectbox("Model", names, key=f"{P}.model")
+    wanted = st.query_params.get("model")
+    model_name = c1.selectbox(
+        "Model", names, index=names.index(wanted) if wanted in names else 0, key=f"{P}.model"
+    )
+    st.query_params["model"] = model_name  # shareable link
     datasets = available_datasets()
     usable = [d for d, status in datasets.items() if not status.startswith("not") and "<" not in d]
     dataset = c2.selectbox(
@@ -182,7 +186,15 @@ else:
         except (ValueError, pd.errors.ParserError) as err:
             st.error(f"Could not read the CSV: {err}")
 
-method = st.radio("Method", METHODS, horizontal=True, key=f"{P}.method")
+wanted_method = st.query_params.get("method")
+method = st.radio(
+    "Method",
+    METHODS,
+    index=METHODS.index(wanted_method) if wanted_method in METHODS else 0,
+    horizontal=True,
+    key=f"{P}.method",
+)
+st.query_params["method"] = method
 with st.expander("t-SNE options", expanded=False):
     o1, o2, o3, o4, o5 = st.columns(5)
     perplexity = o1.number_input("Perplexity", 2.0, 200.0, 30.0, key=f"{P}.perplexity")
