@@ -1,4 +1,9 @@
-"""Entry point: registers the pages and draws the shared sidebar (compute device)."""
+"""Entry point: registers the pages and draws the shared sidebar (compute device).
+
+The page files live in ``app_pages/``, not ``pages/``: Streamlit treats a folder named ``pages/``
+beside the entry point as a legacy multipage app, and a first visit straight to a page's URL then
+runs that page without this router (no sidebar, no wide layout).
+"""
 
 import streamlit as st
 
@@ -7,26 +12,32 @@ import ui
 st.set_page_config(page_title="CNN & ViT Visualiser", page_icon=":material/blur_on:", layout="wide")
 
 PAGES = {
-    "": [st.Page("pages/home.py", title="Home", icon=":material/home:", default=True)],
+    "": [st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True)],
     "Convolutions": [
         st.Page(
-            "pages/conv_playground.py", title="Convolution Playground", icon=":material/grid_on:"
+            "app_pages/conv_playground.py",
+            title="Convolution Playground",
+            icon=":material/grid_on:",
         ),
     ],
     "Inside CNNs": [
         st.Page(
-            "pages/model_inspector.py", title="Model Inspector", icon=":material/account_tree:"
+            "app_pages/model_inspector.py", title="Model Inspector", icon=":material/account_tree:"
         ),
         st.Page(
-            "pages/learned_filters.py", title="Filters & Feature Maps", icon=":material/filter:"
+            "app_pages/learned_filters.py", title="Filters & Feature Maps", icon=":material/filter:"
         ),
-        st.Page("pages/attributions.py", title="Attributions", icon=":material/target:"),
-        st.Page("pages/embeddings.py", title="Embeddings (t-SNE)", icon=":material/scatter_plot:"),
+        st.Page("app_pages/attributions.py", title="Attributions", icon=":material/target:"),
+        st.Page(
+            "app_pages/embeddings.py", title="Embeddings (t-SNE)", icon=":material/scatter_plot:"
+        ),
     ],
     "Vision Transformers": [
-        st.Page("pages/vit_attention.py", title="ViT Attention", icon=":material/visibility:"),
+        st.Page("app_pages/vit_attention.py", title="ViT Attention", icon=":material/visibility:"),
         st.Page(
-            "pages/position_embeddings.py", title="Position Embeddings", icon=":material/grid_view:"
+            "app_pages/position_embeddings.py",
+            title="Position Embeddings",
+            icon=":material/grid_view:",
         ),
     ],
 }

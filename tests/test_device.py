@@ -15,7 +15,9 @@ def test_env_overrides_default(monkeypatch):
     assert vdev.default_device() == torch.device("cpu")
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the message on a machine without a GPU"
+)
 def test_absent_gpu_is_a_clear_error(monkeypatch):
     with pytest.raises(ValueError, match="no CUDA GPU"):
         vdev.resolve_device("cuda")

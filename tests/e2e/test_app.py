@@ -1,4 +1,5 @@
-"""The app shell in a real browser: navigation lists every page, the sidebar names the device."""
+"""The app shell in a real browser: navigation lists every page, the sidebar names the device,
+and a page opened straight from its URL still runs inside the router."""
 
 import pytest
 
@@ -18,13 +19,25 @@ PAGE_TITLES = [
 ]
 
 
-def test_shell_lists_pages_and_device(page, app_url):
-    open_page(page, app_url, "")
+def _assert_router_ran(page):
     nav = page.locator('[data-testid="stSidebarNav"]')
     for title in PAGE_TITLES:
         assert nav.get_by_text(title, exact=True).count() == 1, title
-    sidebar = page.locator('[data-testid="stSidebar"]')
-    assert "Compute device" in sidebar.inner_text()
-    assert "CPU" in sidebar.inner_text() or "GPU" in sidebar.inner_text()
+    sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+    assert "Compute device" in sidebar
+    assert "CPU" in sidebar or "GPU" in sidebar
+
+
+def test_direct_page_url_runs_inside_the_router(page, app_url):
+    # first visit of the session straight to a page: must not fall back to legacy page discovery
+    open_page(page, app_url, "model_inspector")
+    _assert_router_ran(page)
     assert error_boxes(page) == []
-    screenshot(page, "app_shell")
+
+
+def test_home_lists_pages_and_device(page, app_url):
+    open_page(page, app_url, "")
+    _assert_router_ran(page)
+    assert page.get_by_text("Models that ship with the app").count() == 1
+    assert error_boxes(page) == []
+    screenshot(page, "home")

@@ -24,7 +24,7 @@ def test_small_embedding_then_stop(page, app_url):
     _set_number(page, "Points", 300)
     page.get_by_text("t-SNE options").click()
     _set_number(page, "Iterations", 250)
-    page.get_by_role("button", name="Compute").click()
+    page.get_by_role("button", name="Compute", exact=True).click()
     page.wait_for_selector('[data-testid="stDataFrame"]', timeout=120_000)
     wait_until_idle(page)
     assert not error_boxes(page)
@@ -36,7 +36,7 @@ def test_small_embedding_then_stop(page, app_url):
 
     # A long run, then Stop: the script is interrupted at its next progress update.
     _set_number(page, "Iterations", 5000)
-    page.get_by_role("button", name="Compute").click()
+    page.get_by_role("button", name="Compute", exact=True).click()
     page.wait_for_selector("text=iteration", timeout=60_000)
     started = time.monotonic()
     page.get_by_role("button", name="Stop").click()

@@ -10,7 +10,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "conv_playground.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "conv_playground.py")
 OUTPUT_RE = re.compile(r"\*\*Output: (\d+) × (\d+) × (\d+)\*\*")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "embeddings.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "embeddings.py")
 
 
 def _app() -> AppTest:

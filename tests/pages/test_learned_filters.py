@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "learned_filters.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "learned_filters.py")
 
 
 def _errors(at: AppTest) -> list[str]:

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save as save_safetensors
 from streamlit.testing.v1 import AppTest
 
-PAGE = "../../pages/model_inspector.py"
+PAGE = "../../app_pages/model_inspector.py"
 
 
 def _run() -> AppTest:

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from tests.pages.test_vit_attention import TINY, _tiny_model, tiny_vit_zoo  # noqa: F401
 from vizlib.posembed import position_similarity
 
-PAGE = "../../pages/position_embeddings.py"
+PAGE = "../../app_pages/position_embeddings.py"
 
 
 def _run(at: AppTest) -> AppTest:

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from vizlib import attention, zoo
 from vizlib.models import ViT
 
-PAGE = "../../pages/vit_attention.py"
+PAGE = "../../app_pages/vit_attention.py"
 TINY = "vit_tiny_test"
 TINY_CONFIG = {
     "image_size": 32,

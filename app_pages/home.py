@@ -16,40 +16,40 @@ st.markdown(
 
 GUIDE = [
     (
-        "pages/conv_playground.py",
+        "app_pages/conv_playground.py",
         "Convolution Playground",
         "Kernel size, stride, padding and dilation, live: output sizes with the formula in your numbers, "
         "the footprint stepping over the grid, receptive fields, and filters applied to real images and "
         "weather fields.",
     ),
     (
-        "pages/model_inspector.py",
+        "app_pages/model_inspector.py",
         "Model Inspector",
         "Layer by layer: output shapes, parameters and multiply-adds from a real forward pass.",
     ),
     (
-        "pages/learned_filters.py",
+        "app_pages/learned_filters.py",
         "Filters & Feature Maps",
         "What the network learned: first-layer filters, before and after training, activation maps and "
         "the images that excite a channel most.",
     ),
     (
-        "pages/attributions.py",
+        "app_pages/attributions.py",
         "Attributions",
         "Why it decided: Saliency, Integrated Gradients, Grad-CAM and Occlusion (Captum), side by side.",
     ),
     (
-        "pages/embeddings.py",
+        "app_pages/embeddings.py",
         "Embeddings (t-SNE)",
         "Watch the classes separate layer by layer, with a GPU t-SNE and quality measures for each map.",
     ),
     (
-        "pages/vit_attention.py",
+        "app_pages/vit_attention.py",
         "ViT Attention",
         "Mean attention distance per head and layer, attention maps and rollout (ViT paper, Fig. 6 and 7).",
     ),
     (
-        "pages/position_embeddings.py",
+        "app_pages/position_embeddings.py",
         "Position Embeddings",
         "Learned position-embedding similarity, patch-embedding filters, and the sinusoidal encoding.",
     ),
