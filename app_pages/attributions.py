@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,9 @@ METHOD_TITLES = {
     "gradcam": "Grad-CAM",
     "occlusion": "Occlusion",
 }
+# Methods whose estimated time is above this wait for the "Run slow methods" toggle, so that a
+# big model on the CPU (vgg16, vit_b_16: minutes for IG and Occlusion) never hangs the page.
+SLOW_SECONDS = 20.0
 
 st.title("Attributions")
 st.caption(
@@ -69,10 +73,12 @@ if chosen is None:
 left.image(chosen.display, caption=chosen.label, clamp=True, width="stretch")
 
 try:
+    started = time.perf_counter()
     with loaded.lock:
         top = attribution.top_predictions(
             model, chosen.tensor, k=5, class_names=classes, device=loaded.device
         )
+    forward_s = time.perf_counter() - started  # one forward pass: the unit of the estimates below
 except (ValueError, RuntimeError) as err:
     st.error(f"The model could not process this input: {err}")
     st.stop()
@@ -150,6 +156,31 @@ with o3.container(border=True):
     n_windows = ((side - window) // stride + 1) ** 2
     st.caption(f"{n_windows:,} occluded copies of the input are evaluated.")
 
+# A backward pass costs about two forward passes; IG and Occlusion repeat them per step/window.
+estimates = {
+    "saliency": 3 * forward_s,
+    "integrated_gradients": 3 * forward_s * n_steps,
+    "gradcam": 3 * forward_s,
+    "occlusion": forward_s * n_windows,
+}
+slow = [m for m in methods if estimates[m] > SLOW_SECONDS]
+run_slow = False
+if slow:
+    run_slow = st.toggle(
+        "Run slow methods",
+        value=False,
+        key=f"{P}.run_slow",
+        help=f"Methods estimated to take more than {SLOW_SECONDS:.0f} s wait for this switch.",
+    )
+    if not run_slow:
+        st.warning(
+            "Not run yet, estimated from one forward pass of "
+            f"{forward_s:.2f} s on {loaded.device}: "
+            + "; ".join(f"{METHOD_TITLES[m]} about {estimates[m]:,.0f} s" for m in slow)
+            + ". Lower the IG steps or raise the occlusion stride, or turn on **Run slow methods**.",
+            icon=":material/hourglass:",
+        )
+
 options = {
     "saliency": (),
     "integrated_gradients": (
@@ -166,6 +197,9 @@ progress = st.progress(0.0, text="Computing attributions…") if methods else No
 for i, method in enumerate(methods):
     if method == "gradcam" and gc_layer is None:
         errors[method] = "no conv layer"
+        continue
+    if method in slow and not run_slow:
+        errors[method] = f"skipped: about {estimates[method]:,.0f} s on {loaded.device}."
         continue
     with st.spinner(f"{METHOD_TITLES[method]}…", show_time=True):
         try:
@@ -214,7 +248,10 @@ def show_heatmaps(results: dict[str, dict], errors: dict[str, str], methods: lis
     for col, method in zip(st.columns(max(1, len(methods))), methods, strict=False):
         with col:
             if method in errors:
-                st.error(f"{METHOD_TITLES[method]}: {errors[method]}")
+                if method in slow and not run_slow:
+                    st.info(f"{METHOD_TITLES[method]}: {errors[method]}")
+                else:
+                    st.error(f"{METHOD_TITLES[method]}: {errors[method]}")
                 continue
             res = results[method]
             st.plotly_chart(

@@ -76,3 +76,33 @@ def test_uploads_good_and_corrupt(at):
     at.file_uploader(key="attr.upload").set_value(("bad.png", b"not a png", "image/png")).run()
     assert not at.exception
     assert "Could not use 'bad.png'" in _errors(at)[0]
+
+
+def test_slow_methods_wait_for_the_switch(monkeypatch):
+    """A model whose forward pass takes 0.5 s (vgg16/vit_b_16 on a CPU) does not start minutes
+    of Integrated Gradients and Occlusion on its own: the page estimates and asks."""
+    import time
+
+    from vizlib import attribution
+
+    real = attribution.top_predictions
+
+    def slow_top(*args, **kwargs):
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(attribution, "top_predictions", slow_top)
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = "lenet_digits"
+    at.run()
+    assert not at.exception and not _errors(at)
+    warning = " ".join(w.value for w in at.warning)
+    assert "Integrated Gradients about" in warning and "Occlusion about" in warning
+    assert "Saliency about" not in warning
+    skipped = " ".join(i.value for i in at.info)
+    assert "Integrated Gradients: skipped" in skipped and "Occlusion: skipped" in skipped
+    assert len(at.get("plotly_chart")) == 3  # top-5, saliency, Grad-CAM
+    at.toggle(key="attr.run_slow").set_value(True).run()
+    assert not at.exception and not _errors(at)
+    assert len(at.get("plotly_chart")) == 5
+    assert "convergence delta" in _captions(at)
