@@ -154,7 +154,13 @@ with o3.container(border=True):
     window = st.slider("Window (pixels)", 1, side, max(1, side // 7), key=f"{P}.occ_window")
     stride = st.slider("Stride (pixels)", 1, side, max(1, side // 14), key=f"{P}.occ_stride")
     n_windows = ((side - window) // stride + 1) ** 2
-    st.caption(f"{n_windows:,} occluded copies of the input are evaluated.")
+    if stride > window:
+        st.error(
+            f"The stride ({stride} px) must not exceed the window ({window} px): "
+            "pixels between windows would never be occluded."
+        )
+    else:
+        st.caption(f"{n_windows:,} occluded copies of the input are evaluated.")
 
 # A backward pass costs about two forward passes; IG and Occlusion repeat them per step/window.
 estimates = {

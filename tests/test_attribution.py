@@ -120,6 +120,8 @@ def test_bad_options_raise_clear_errors(lenet, image):
         attribute(lenet, image, 0, "gradcam", layer="fc1")
     with pytest.raises(ValueError, match="window"):
         attribute(lenet, image, 0, "occlusion", window=40)
+    with pytest.raises(ValueError, match="must not exceed the window"):
+        attribute(lenet, image, 0, "occlusion", window=4, stride=5)
     with pytest.raises(ValueError, match="NaN"):
         attribute(lenet, torch.full((1, 28, 28), float("nan")), 0, "saliency")
 

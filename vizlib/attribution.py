@@ -260,6 +260,11 @@ def attribute(
             raise ValueError(
                 f"window and stride must be between 1 and {min(h, w)} pixels, got {window}, {stride}."
             )
+        if stride > window:
+            # Captum asserts here; a stride past the window would also leave pixels unoccluded.
+            raise ValueError(
+                f"The occlusion stride ({stride} px) must not exceed the window ({window} px)."
+            )
 
     notices: list[str] = []
     runner = model

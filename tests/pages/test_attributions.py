@@ -106,3 +106,15 @@ def test_slow_methods_wait_for_the_switch(monkeypatch):
     assert not at.exception and not _errors(at)
     assert len(at.get("plotly_chart")) == 5
     assert "convergence delta" in _captions(at)
+
+
+def test_occlusion_stride_past_the_window_is_explained_not_raised(at):
+    at.multiselect(key="attr.methods").set_value(["saliency", "occlusion"]).run()
+    at.slider(key="attr.occ_window").set_value(4).run()
+    at.slider(key="attr.occ_stride").set_value(28).run()
+    assert not at.exception
+    assert any("must not exceed the window" in e for e in _errors(at))
+    assert len(at.get("plotly_chart")) == 2  # top-5 and saliency still drawn
+    at.slider(key="attr.occ_stride").set_value(4).run()
+    assert not at.exception and not _errors(at)
+    assert len(at.get("plotly_chart")) == 3
