@@ -87,6 +87,20 @@ def model_features(bar, model_name: str, device: str, dataset: str, n_points: in
     return cache[key]
 
 
+@st.cache_data(max_entries=16, show_spinner="Timing one forward pass…")
+def seconds_per_image(model_name: str, device: str) -> float:
+    """Return the seconds one forward pass of a batch of 2 takes, per image (for the estimate)."""
+    model, meta, lock = ui.cached_model(model_name, device)
+    x = torch.zeros(2, *meta["input_size"], device=device)  # (2, C, H, W)
+    with lock, torch.inference_mode():
+        model(x[:1])  # warm-up: first calls allocate
+        started = time.perf_counter()
+        model(x)
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize(device)
+    return (time.perf_counter() - started) / len(x)
+
+
 @st.cache_data(max_entries=32, show_spinner=False)
 def layer_scores(key: tuple, _features: np.ndarray, _coords: np.ndarray, _labels) -> dict:
     """Return embedding.layer_metrics for one layer (cached by the small ``key`` only)."""
@@ -134,6 +148,17 @@ if source == "Model layers":
         st.stop()
     if meta.get("notice"):
         st.warning(meta["notice"])
+    # Extraction is one forward pass per point: minutes for vgg16 / vit_b_16 on a CPU.
+    try:
+        extract_s = seconds_per_image(model_name, device) * int(n_points)
+    except (RuntimeError, ValueError):
+        extract_s = 0.0
+    if extract_s > 30:
+        c3.warning(
+            f"Extracting features of {int(n_points):,} points takes about {extract_s:,.0f} s on "
+            f"{device} with {model_name}; fewer points are faster (Stop interrupts a run).",
+            icon=":material/hourglass:",
+        )
     candidates = embedding.embedding_layers(model)
     default = [candidates[0], *candidates[1:-1][-1:], candidates[-1]][:4]
     layers = st.multiselect(
@@ -179,10 +204,20 @@ else:
             missing = {"layer", "x", "y"} - set(df.columns)
             if missing:
                 st.error(f"The CSV lacks the column(s) {sorted(missing)}.")
+            elif df.empty:
+                st.error("The CSV has a header but no rows.")
             elif not np.isfinite(df[["x", "y"]].to_numpy(dtype=float)).all():
                 st.error("The CSV has non-numeric or infinite x/y values.")
             else:
                 coords_upload = df
+                if "label" in df:
+                    lab = pd.to_numeric(df["label"], errors="coerce")
+                    if lab.isna().any() or (lab % 1 != 0).any():
+                        st.warning(
+                            "The label column is not all integers: the points are drawn "
+                            "without labels."
+                        )
+                        coords_upload = df.drop(columns="label")
         except (ValueError, pd.errors.ParserError) as err:
             st.error(f"Could not read the CSV: {err}")
 

@@ -27,7 +27,7 @@ def read_table(upload, what: str) -> np.ndarray | None:
             if arr.size and not np.issubdtype(arr.dtype, np.number):  # a header row
                 arr = pd.read_csv(io.BytesIO(data)).to_numpy()
         arr = np.asarray(arr, dtype=np.float64)
-    except (ValueError, TypeError, OSError) as err:
+    except (ValueError, TypeError, OSError, EOFError) as err:  # EOFError: empty/truncated .npy
         st.error(f"{what}: could not read {upload.name!r} as numbers ({err}).")
         return None
     if arr.ndim == 1:

@@ -77,3 +77,31 @@ def test_read_table_validates_uploads():
     pickled = io.BytesIO()
     np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     assert read_table(_Upload("f.npy", pickled.getvalue()), "Features") is None
+    assert read_table(_Upload("f.npy", b""), "Features") is None  # EOFError inside numpy
+    assert read_table(_Upload("f.npy", buf.getvalue()[:60]), "Features") is None  # truncated
+
+
+def test_uploaded_coordinates_with_no_rows_or_text_labels():
+    at = _app()
+    at.radio(key="tsne.source").set_value("Uploaded coordinates").run()
+    uploader = at.get("file_uploader")[0]
+    uploader.upload("coords.csv", b"layer,index,x,y,label\n", "text/csv").run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["The CSV has a header but no rows."]
+
+    csv = b"layer,index,x,y,label\nA,0,1,2,cat\nA,1,2,3,dog\nB,0,0,1,cat\nB,1,1,0,dog\n"
+    at.get("file_uploader")[0].upload("coords.csv", csv, "text/csv").run()
+    assert not at.exception and not at.error
+    assert any("without labels" in w.value for w in at.warning)
+    assert len(at.get("plotly_chart")) == 1
+
+
+def test_slow_extraction_is_estimated_at_the_points_control():
+    at = _app()
+    at.selectbox(key="tsne.model").set_value("alexnet")
+    at.number_input(key="tsne.points").set_value(70000).run()
+    assert not at.exception and not at.error
+    assert any("Extracting features of 70,000 points takes about" in w.value for w in at.warning)
+    at.number_input(key="tsne.points").set_value(1000)
+    at.selectbox(key="tsne.model").set_value("lenet_digits").run()
+    assert not any("Extracting features" in w.value for w in at.warning)
