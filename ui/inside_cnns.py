@@ -112,8 +112,8 @@ def input_picker(prefix: str, meta: dict) -> ChosenInput | None:
         x = prepare_image(load_sample_image(name), meta)
         return ChosenInput(x, _display(x, meta), f"sample image {name!r}", ("sample", name))
     upload = st.file_uploader(
-        "Image (PNG, JPEG, …)",
-        type=["png", "jpg", "jpeg", "bmp", "gif", "tif", "tiff", "webp"],
+        "Image (PNG or JPEG)",
+        type=["png", "jpg", "jpeg"],  # what read_image_upload accepts
         key=f"{prefix}.upload",
     )
     if upload is None:

@@ -118,3 +118,22 @@ def test_occlusion_stride_past_the_window_is_explained_not_raised(at):
     at.slider(key="attr.occ_stride").set_value(4).run()
     assert not at.exception and not _errors(at)
     assert len(at.get("plotly_chart")) == 3
+
+
+def test_upload_offers_only_what_the_reader_accepts(at):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    at.radio(key="attr.source").set_value("Upload an image").run()
+    uploader = at.get("file_uploader")[0]
+    assert sorted(uploader.allowed_type) == [".jpeg", ".jpg", ".png"]
+    buf = io.BytesIO()
+    Image.fromarray((np.arange(400).reshape(20, 20) % 256).astype(np.uint8)).save(buf, "PNG")
+    uploader.upload("digit.png", buf.getvalue(), "image/png").run()
+    assert not at.exception and not _errors(at)
+    assert len(at.get("plotly_chart")) == 5
+    at.get("file_uploader")[0].upload("broken.png", b"\x89PNG not really", "image/png").run()
+    assert not at.exception
+    assert any("could not be read" in e for e in _errors(at))
