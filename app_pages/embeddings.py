@@ -125,6 +125,8 @@ if source == "Model layers":
     c1, c2, c3 = st.columns(3)
     names = zoo.list_models()
     wanted = st.query_params.get("model")
+    if wanted is not None and wanted not in names:
+        st.warning(f"Ignored `model={wanted}` from the link (no such model); showing {names[0]}.")
     model_name = c1.selectbox(
         "Model", names, index=names.index(wanted) if wanted in names else 0, key=f"{P}.model"
     )
@@ -222,6 +224,8 @@ else:
             st.error(f"Could not read the CSV: {err}")
 
 wanted_method = st.query_params.get("method")
+if wanted_method is not None and wanted_method not in METHODS:
+    st.warning(f"Ignored `method={wanted_method}` from the link; choose from {', '.join(METHODS)}.")
 method = st.radio(
     "Method",
     METHODS,

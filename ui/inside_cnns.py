@@ -50,6 +50,8 @@ def model_picker(prefix: str, *, label: str = "Model") -> LoadedModel | None:
     names = zoo.list_models()
     wanted = st.query_params.get("model")
     index = names.index(wanted) if wanted in names else 0
+    if wanted is not None and wanted not in names:
+        st.warning(f"Ignored `model={wanted}` from the link (no such model); showing {names[0]}.")
     name = st.selectbox(
         label,
         names,

@@ -77,6 +77,11 @@ def pick_vit(prefix: str) -> tuple[ModelChoice, torch.nn.Module, dict, threading
     options = [*names, UPLOAD]
     wanted = st.query_params.get("model")
     index = options.index(wanted) if wanted in options else 0
+    if wanted is not None and wanted not in options:
+        st.warning(
+            f"Ignored `model={wanted}` from the link (not a Vision Transformer here); "
+            f"showing {options[0]}."
+        )
     name = st.selectbox(
         "Vision Transformer",
         options,

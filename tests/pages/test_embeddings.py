@@ -105,3 +105,14 @@ def test_slow_extraction_is_estimated_at_the_points_control():
     at.number_input(key="tsne.points").set_value(1000)
     at.selectbox(key="tsne.model").set_value("lenet_digits").run()
     assert not any("Extracting features" in w.value for w in at.warning)
+
+
+def test_bad_link_values_are_reported():
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = "nonexistent"
+    at.query_params["method"] = "LDA"
+    at.run()
+    assert not at.exception and not at.error
+    warnings = " ".join(w.value for w in at.warning)
+    assert "Ignored `model=nonexistent`" in warnings and "Ignored `method=LDA`" in warnings
+    assert at.radio(key="tsne.method").value == "t-SNE"

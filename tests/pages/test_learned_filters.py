@@ -52,3 +52,12 @@ def test_torchvision_alexnet_first_layer_is_rgb():
     assert not at.exception and not _errors(at)
     assert "64 filters of 3×11×11 (RGB below)" in at.markdown[0].value
     assert any("Top-activating images need" in i.value for i in at.info)
+
+
+def test_unknown_model_in_the_link_is_reported_not_fatal():
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    app.query_params["model"] = "nonexistent"
+    app.run()
+    assert not app.exception and not _errors(app)
+    assert any("Ignored `model=nonexistent`" in w.value for w in app.warning)
+    assert app.selectbox(key="filters.model").value == "lenet_digits"

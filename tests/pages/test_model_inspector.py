@@ -129,3 +129,12 @@ def test_vit_checkpoint_shows_attention_rows_and_training_metadata():
         meta["training_time_s"]
     )
     assert at.query_params["model"] in ("vit_digits", ["vit_digits"])
+
+
+def test_unknown_model_in_the_link_is_reported_not_fatal():
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = "nonexistent"
+    at.run()
+    assert not at.exception and not at.error
+    assert any("Ignored `model=nonexistent`" in w.value for w in at.warning)
+    assert at.selectbox(key="inspector.model").value == "lenet_digits"

@@ -66,3 +66,11 @@ def test_position_page_on_torchvision_vit_b_16():
     assert at.selectbox(key="position_embeddings.model").value == "vit_b_16"
     assert any("14×14" in c.value for c in at.caption)
     assert any("16×16 RGB" in c.value for c in at.caption)
+
+
+def test_a_cnn_named_in_the_link_is_reported_and_a_vit_shown():
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = "alexnet"
+    _run(at)
+    assert any("Ignored `model=alexnet`" in w.value for w in at.warning)
+    assert at.selectbox(key="position_embeddings.model").value == "vit_digits"
