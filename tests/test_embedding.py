@@ -118,20 +118,32 @@ def test_segment_sum_paths_agree():
     seg = torch.sort(torch.randint(0, 50, (1000,), generator=gen)).values
     vals = torch.randn(1000, 3, generator=gen)
     ptr = torch.searchsorted(seg, torch.arange(51))
-    a = E._segment_sum(vals, ptr, seg)  # index_add_ (CPU path)
-    b = E._segment_sum(vals, ptr)  # prefix sums (the CUDA path)
-    np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+    a = E._segment_sum(vals, ptr)  # segment_reduce (CPU path)
+    b = E._segment_sum(vals, ptr, prefix_sums=True)  # prefix sums (the CUDA path)
+    ref = torch.zeros(50, 3, dtype=torch.float64).index_add_(0, seg, vals.double())
+    np.testing.assert_allclose(a.numpy(), ref.numpy(), atol=1e-5)
+    np.testing.assert_allclose(b.numpy(), ref.numpy(), atol=1e-5)
 
 
 def test_attractive_paths_agree(blobs):
     X, _ = blobs
     P = E._joint_p(torch.from_numpy(X), 10.0)
     Y = torch.randn(len(X), 2, generator=torch.Generator().manual_seed(2)) * 5
-    once, edges_once = E._attractive(Y, P, pairs_once=True)  # CPU path
-    full, edges_full = E._attractive(Y, P, pairs_once=False)  # CUDA path
-    np.testing.assert_allclose(once.numpy(), full.numpy(), rtol=1e-5, atol=1e-8)
+    cpu, edges_cpu = E._attractive(Y, P)  # segment_reduce (CPU path)
+    pre, edges_pre = E._attractive(Y, P, prefix_sums=True)  # prefix sums (CUDA path)
+    # independent: dense sum_j p_ij q_ij (y_i - y_j) in float64
+    Pd = torch.sparse_coo_tensor(torch.stack([P.rows, P.cols]), P.vals, (P.n, P.n))
+    Pd = Pd.to_dense().double()
+    Yd = Y.double()
+    diff = Yd[:, None, :] - Yd[None, :, :]  # (N, N, 2)
+    W = Pd / (1.0 + (diff**2).sum(-1))
+    ref = (W[:, :, None] * diff).sum(1)
+    np.testing.assert_allclose(cpu.numpy(), ref.numpy(), rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(pre.numpy(), ref.numpy(), rtol=1e-5, atol=1e-8)
     Z = torch.tensor(1000.0, dtype=torch.float64)
-    assert E._kl(P, edges_once, Z) == pytest.approx(E._kl(P, edges_full, Z), rel=1e-6)
+    kl_ref = float((Pd[Pd > 0] * torch.log(Pd[Pd > 0] / (W[Pd > 0] / Pd[Pd > 0] / 1000.0))).sum())
+    assert E._kl(P, edges_cpu, Z) == pytest.approx(kl_ref, rel=1e-6)
+    assert E._kl(P, edges_pre, Z) == pytest.approx(kl_ref, rel=1e-6)
 
 
 def test_tsne_is_deterministic_and_callback_stops(blobs):
