@@ -196,6 +196,7 @@ with controls:
     )
     c2.button(
         "Depthwise",
+        key=P + "depthwise",
         on_click=make_depthwise,
         help="Set groups = C_in; C_out becomes C_in unless it is already a multiple of it.",
     )
