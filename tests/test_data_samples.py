@@ -161,6 +161,16 @@ def test_read_npy_never_unpickles():
         samples.read_npy_upload(_npy(objects))
     with pytest.raises(ValueError, match="not a valid .npy"):
         samples.read_npy_upload(b"\x93NUMPY garbage")
+    # Bytes without the header are not "Python objects": np.load would say pickle, we say .npy.
+    import pickle
+
+    for data in (bytes(range(256)), pickle.dumps([1, 2]), b"1,2\n3,4\n"):
+        with pytest.raises(ValueError, match="lacks the NumPy header"):
+            samples.read_npy_upload(data)
+    buf = io.BytesIO()
+    np.savez(buf, a=np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="npz"):
+        samples.read_npy_upload(buf.getvalue())
 
 
 def _netcdf(tmp_path, *, with_grid: bool) -> bytes:

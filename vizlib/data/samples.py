@@ -234,6 +234,10 @@ def read_npy_upload(data: bytes) -> np.ndarray:
     files, object arrays, a number of dimensions other than 2, grids under 2×2, NaN or infinity.
     """
     _check_bytes(data, ".npy")
+    # np.load reads anything without the NumPy header as a pickle (and says so): name the real
+    # problem instead. .npz archives (zip, "PK") are left to the check below.
+    if bytes(data[:6]) != b"\x93NUMPY" and bytes(data[:2]) != b"PK":
+        raise ValueError("The file is not a .npy array (it lacks the NumPy header).")
     try:
         arr = np.load(io.BytesIO(bytes(data)), allow_pickle=False)
     except ValueError as err:
