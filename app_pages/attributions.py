@@ -149,6 +149,11 @@ with o2.container(border=True):
         gc_layer = None
         st.info("This model has no conv layer; Grad-CAM is not available.")
     relu = st.checkbox("ReLU on the map (classic Grad-CAM)", value=False, key=f"{P}.gc_relu")
+    if convs and meta.get("family") == "vit":
+        st.caption(
+            "A ViT's only conv layer is its patch embedding, before any attention: Grad-CAM "
+            "there weighs each patch's embedding by its gradient, at patch resolution."
+        )
 with o3.container(border=True):
     st.markdown("**Occlusion**")
     window = st.slider("Window (pixels)", 1, side, max(1, side // 7), key=f"{P}.occ_window")

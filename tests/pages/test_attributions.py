@@ -137,3 +137,14 @@ def test_upload_offers_only_what_the_reader_accepts(at):
     at.get("file_uploader")[0].upload("broken.png", b"\x89PNG not really", "image/png").run()
     assert not at.exception
     assert any("could not be read" in e for e in _errors(at))
+
+
+def test_vit_runs_and_explains_grad_cam_on_the_patch_embedding():
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    app.query_params["model"] = "vit_digits"
+    app.session_state["attr.methods"] = ["saliency", "gradcam"]
+    app.run()
+    assert not app.exception and not _errors(app)
+    assert len(app.get("plotly_chart")) == 3
+    assert "patch embedding" in _captions(app)
+    assert "layer patch_embed (8×8 upsampled)" in _captions(app)
