@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 import torch
 
@@ -255,4 +256,17 @@ with tab_top:
                 max_px=520,
             ),
             key=f"{P}.top",
+        )
+        st.download_button(
+            "Download the ranking (CSV: test image index, class, score)",
+            pd.DataFrame(
+                {
+                    "test_image_index": [int(i) for i in idx],
+                    "class": [classes[int(labels[int(i)])] for i in idx],
+                    f"{reduce}_activation": [float(v) for v in vals],
+                }
+            ).to_csv(index=False),
+            file_name=f"{loaded.name}_{layer}_channel{int(channel)}_top{k}.csv",
+            mime="text/csv",
+            key=f"{P}.download_top",
         )

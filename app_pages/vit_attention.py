@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -16,6 +18,12 @@ st.caption(
     "How far and where a Vision Transformer looks: the probes of Dosovitskiy et al., *An Image is "
     "Worth 16x16 Words* (ICLR 2021), Figures 6 and 7 (right)."
 )
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
 
 
 def _images_key(meta: dict) -> tuple:
@@ -174,6 +182,14 @@ def attention_maps_panel() -> None:
         "Bright = high attention, scaled per map; "
         "the cyan square is the query patch."
     )
+    st.download_button(
+        "Download both maps (NPY, 2 × patch rows × patch columns: class token, query patch)",
+        _npy_bytes(np.stack([np.asarray(cls_map), np.asarray(query_map)]).reshape(2, gh, gw)),
+        file_name=f"attention_maps_{meta['name']}_image{int(index)}_layer{layer}.npy".replace(
+            " ", "_"
+        ),
+        key="vit_attention.download_maps",
+    )
 
 
 attention_maps_panel()
@@ -232,6 +248,12 @@ def rollout_panel() -> None:
             title=f"Rollout of the class token ({fusion} over heads, discard {discard:.2f})",
         ),
         key="vit_attention.rollout_chart",
+    )
+    st.download_button(
+        "Download the rollout masks (NPY, images × patch rows × patch columns)",
+        _npy_bytes(masks),
+        file_name=f"attention_rollout_{meta['name']}.npy".replace(" ", "_"),
+        key="vit_attention.download_rollout",
     )
     st.caption(
         "Abnar & Zuidema (2020): per layer, fuse heads, add the identity for the residual path, "

@@ -28,6 +28,12 @@ def test_default_view_shows_first_layer_filters(at):
     # grid, histogram x2, before/after x2, feature maps, top-activating images
     assert len(at.get("plotly_chart")) >= 7
     assert any("Relative change" in m.label for m in at.metric)
+    downloads = {d.key for d in at.get("download_button")}
+    assert downloads == {
+        "filters.download_weights",
+        "filters.download_maps",
+        "filters.download_top",
+    }
 
 
 def test_controls_rerun_without_errors(at):

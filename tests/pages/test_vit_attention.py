@@ -80,7 +80,12 @@ def test_attention_page_computes_distances_maps_and_rollout(tiny_vit_zoo):
     baseline = attention.uniform_attention_distance((8, 8), 4)
     assert any(f"{baseline:.1f} px" in c.value for c in at.caption)
 
-    assert at.get("download_button"), "the layer x head table is offered as CSV"
+    downloads = {d.key for d in at.get("download_button")}
+    assert downloads == {
+        "vit_attention.download",  # layer x head table (CSV)
+        "vit_attention.download_maps",  # the two attention maps (NPY)
+        "vit_attention.download_rollout",  # rollout masks (NPY)
+    }
 
     # change every control and re-run
     at.toggle(key="vit_attention.renormalize").set_value(True)
