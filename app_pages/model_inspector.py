@@ -248,6 +248,13 @@ def batching_demo() -> None:
                 f"(best of 2); results agree to {r['max_abs_diff']:.1e}",
             )
         st.plotly_chart(plot_batch_timing(results), key="inspector.timing_chart")
+        st.download_button(
+            "Download the timings (CSV, seconds)",
+            pd.DataFrame(results).to_csv(index=False),
+            file_name="batching_timings.csv",
+            mime="text/csv",
+            key="inspector.download_timings",
+        )
         if not torch.cuda.is_available():
             st.caption("No CUDA GPU on this machine: only the CPU was timed.")
 

@@ -116,6 +116,14 @@ def sinusoidal_panel() -> None:
     n_pos = c1.slider("Positions", 2, 512, gh * gw, key="position_embeddings.n_positions")
     dim = c2.slider("Dimensions", 2, 1024, learned.shape[1], key="position_embeddings.dim")
     enc = posembed.sinusoidal_encoding(int(n_pos), int(dim))
+    enc_buf = io.BytesIO()
+    np.save(enc_buf, np.asarray(enc))
+    st.download_button(
+        "Download the sinusoidal encoding (NPY, positions × dimensions)",
+        enc_buf.getvalue(),
+        file_name=f"sinusoidal_encoding_{int(n_pos)}x{int(dim)}.npy",
+        key="position_embeddings.download_sinusoidal",
+    )
     left, right = st.columns(2)
     left.plotly_chart(plot_sinusoidal_encoding(enc), key="position_embeddings.sin_chart")
     right.plotly_chart(

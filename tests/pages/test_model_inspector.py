@@ -52,6 +52,7 @@ def test_batching_demo_button():
     assert not at.exception
     speedups = [label for label in _metrics(at) if label.startswith("Speed-up on cpu")]
     assert speedups == ["Speed-up on cpu (N = 100)"]
+    assert "inspector.download_timings" in {d.key for d in at.get("download_button")}
 
 
 def test_torchvision_without_weights_shows_the_notice(tmp_path, monkeypatch):

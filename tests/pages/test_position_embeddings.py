@@ -55,7 +55,7 @@ def test_position_page_on_tiny_vit(tiny_vit_zoo):  # noqa: F811
     _run(at)
     assert not at.info
     assert any("PC 5" in str(c.proto) for c in at.get("plotly_chart"))
-    assert len(at.get("download_button")) == 2
+    assert len(at.get("download_button")) == 3  # similarities, PCA variance, sinusoidal
 
 
 @pytest.mark.slow
@@ -74,3 +74,8 @@ def test_a_cnn_named_in_the_link_is_reported_and_a_vit_shown():
     _run(at)
     assert any("Ignored `model=alexnet`" in w.value for w in at.warning)
     assert at.selectbox(key="position_embeddings.model").value == "vit_digits"
+    assert {d.key for d in at.get("download_button")} == {
+        "position_embeddings.download_similarity",
+        "position_embeddings.download_pca",
+        "position_embeddings.download_sinusoidal",
+    }
