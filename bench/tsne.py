@@ -1,13 +1,18 @@
 """Benchmark vizlib's t-SNE against scikit-learn (and openTSNE when installed); prints one table.
 
-Usage: ``python bench/tsne.py [--sizes 1797 5000] [--device cpu|cuda] [--dims 50] [--threads N]``.
-N = 1797 is the digits data set (64 raw dims); other sizes are a 10-cluster Gaussian mixture in
-``--dims`` dimensions. Trustworthiness (k = 10) is computed on a 2,000-point subsample.
+Usage: ``python bench/tsne.py [--sizes 1797 5000] [--device cpu|cuda] [--dims 50] [--threads N]
+[--repeats 3]``. N = 1797 is the digits data set (64 raw dims); other sizes are a 10-cluster
+Gaussian mixture in ``--dims`` dimensions. The implementations run in turn, ``--repeats`` rounds
+(interleaved, so a load change on a shared machine hits them alike), and each one's median time
+is reported; the load average before and after is printed with the table. Trustworthiness
+(k = 10) is of the first run's map, computed on a 2,000-point subsample.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -57,6 +62,7 @@ def main() -> None:
     parser.add_argument("--method", default="auto", choices=["auto", "exact", "fft"])
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--skip-sklearn-above", type=int, default=20000)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per method")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -67,37 +73,44 @@ def main() -> None:
     except ImportError:
         openTSNE = None
 
+    load_before = os.getloadavg()
     rows = []
     for n in args.sizes:
         X, what = data(n, args.dims)
         if dev.type == "cuda":  # warm up CUDA, cuFFT and the allocator outside the timing
             tsne(X[:2000], n_iter=30, device=dev, method=args.method)
-        t_viz, Y_viz = timed(lambda X=X: tsne(X, device=dev, method=args.method))
-        row = {
-            "N": n,
-            "dims": X.shape[1],
-            "data": what,
-            "vizlib s": t_viz,
-            "vizlib trust": trust(X, Y_viz),
-        }
+        runs = {"vizlib": lambda X=X: tsne(X, device=dev, method=args.method)}
         if n <= args.skip_sklearn_above:
             from sklearn.manifold import TSNE
 
-            t_sk, Y_sk = timed(lambda X=X: TSNE(random_state=0).fit_transform(X))
-            row.update({"sklearn s": t_sk, "sklearn trust": trust(X, Y_sk)})
-            row["sklearn/vizlib"] = t_sk / t_viz
+            runs["sklearn"] = lambda X=X: TSNE(random_state=0).fit_transform(X)
         if openTSNE is not None:
-            t_ot, Y_ot = timed(lambda X=X: np.asarray(openTSNE.TSNE(random_state=0).fit(X)))
-            row.update({"openTSNE s": t_ot, "openTSNE trust": trust(X, Y_ot)})
-            row["openTSNE/vizlib"] = t_ot / t_viz
+            runs["openTSNE"] = lambda X=X: np.asarray(openTSNE.TSNE(random_state=0).fit(X))
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        maps: dict[str, np.ndarray] = {}
+        for _round in range(args.repeats):
+            for name, fn in runs.items():
+                seconds, Y = timed(fn)
+                times[name].append(seconds)
+                maps.setdefault(name, Y)
+        row = {"N": n, "dims": X.shape[1], "data": what}
+        for name in runs:
+            row[f"{name} s"] = statistics.median(times[name])
+            row[f"{name} trust"] = trust(X, maps[name])
+            if name != "vizlib":
+                row[f"{name}/vizlib"] = row[f"{name} s"] / row["vizlib s"]
         rows.append(row)
-        print(f"done N={n}", file=sys.stderr, flush=True)
+        print(f"done N={n}: " + ", ".join(f"{k} {[round(t, 2) for t in v]}" for k, v in times.items()),
+              file=sys.stderr, flush=True)  # fmt: skip
 
     cols = ["N", "dims", "data", "vizlib s", "sklearn s", "openTSNE s", "sklearn/vizlib",
             "openTSNE/vizlib", "vizlib trust", "sklearn trust", "openTSNE trust"]  # fmt: skip
     cols = [c for c in cols if any(c in r for r in rows)]
+    load = ", ".join(f"{a:.2f}" for a in load_before)
+    load_after = ", ".join(f"{a:.2f}" for a in os.getloadavg())
     print(f"device: {describe_device(dev)}; torch threads {torch.get_num_threads()}; "
-          f"vizlib method {args.method}")  # fmt: skip
+          f"vizlib method {args.method}; median of {args.repeats} interleaved runs; "
+          f"load average (1, 5, 15 min) before {load}, after {load_after}")  # fmt: skip
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
     for r in rows:

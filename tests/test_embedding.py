@@ -111,6 +111,24 @@ def test_fft_repulsion_within_bound_of_exact():
     rep_5, Z_5 = E._repulsive_fft(Y, n_interp=5)
     assert float((rep_5 - rep).norm() / rep.norm()) < 0.01
     assert float(Z_5) == pytest.approx(float(Z), rel=1e-3)
+    # a map narrower than min_intervals boxes (early iterations): finer, quantised boxes
+    small = Y * 0.1
+    rep_s, Z_s = E._repulsive_exact(small)
+    rep_sf, Z_sf = E._repulsive_fft(small)
+    assert float(Z_sf) == pytest.approx(float(Z_s), rel=1e-3)
+    assert float((rep_sf - rep_s).norm() / rep_s.norm()) < 0.01
+
+
+def test_lagrange_weights_interpolate():
+    for p in (2, 3, 5):
+        nodes = (torch.arange(p, dtype=torch.float64) + 0.5) / p
+        # at the nodes the basis is the identity; anywhere its values sum to 1 and reproduce u^2
+        np.testing.assert_allclose(E._lagrange_weights(nodes, p).numpy(), np.eye(p), atol=1e-12)
+        u = torch.linspace(0, 1, 11, dtype=torch.float64)
+        w = E._lagrange_weights(u, p)  # (11, p)
+        np.testing.assert_allclose(w.sum(1).numpy(), 1.0, atol=1e-12)
+        if p >= 3:
+            np.testing.assert_allclose((w @ nodes**2).numpy(), (u**2).numpy(), atol=1e-12)
 
 
 def test_segment_sum_paths_agree():
