@@ -7,6 +7,7 @@ import torch
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
+from vizlib import attribution
 from vizlib.attribution import attribute, make_baseline, top_predictions
 from vizlib.models import LeNetLike
 
@@ -180,3 +181,16 @@ def test_attributions_on_the_gpu_match_the_cpu(image):
         )
     with pytest.raises(ValueError, match="never moved"):
         attribute(cpu, image, 3, "saliency", device="cuda")
+
+
+def test_forward_seconds_times_a_warm_pass():
+    calls = []
+
+    class Counting(torch.nn.Module):
+        def forward(self, x):
+            calls.append(x.shape)
+            return x.flatten(1)
+
+    seconds = attribution.forward_seconds(Counting(), torch.zeros(1, 4, 4), repeats=3)
+    assert 0 <= seconds < 1
+    assert calls == [torch.Size([1, 1, 4, 4])] * 4  # one warm-up, then three timed passes

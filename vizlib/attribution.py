@@ -25,6 +25,7 @@ __all__ = [
     "METHODS",
     "VIEWS",
     "attribute",
+    "forward_seconds",
     "heatmap_view",
     "make_baseline",
     "top_predictions",
@@ -96,6 +97,28 @@ def top_predictions(
         }
         for p, i in zip(values, indices, strict=True)
     ]
+
+
+def forward_seconds(
+    model: nn.Module, image: torch.Tensor, *, repeats: int = 2, device=None
+) -> float:
+    """Return the seconds one warm forward pass of ``image`` (C, H, W) or (1, C, H, W) takes.
+
+    The fastest of ``repeats`` passes after a warm-up, so one-off start-up costs and a busy
+    machine do not inflate it; the unit of the pages' time estimates.
+    """
+    on = _check_device(model, device)
+    x = _as_batch(image).to(on)  # (1, C, H, W)
+    timings = []
+    with torch.inference_mode():
+        model(x)  # warm-up
+        for _ in range(max(1, repeats)):
+            started = time.perf_counter()
+            model(x)
+            if on.type == "cuda":
+                torch.cuda.synchronize(on)
+            timings.append(time.perf_counter() - started)
+    return min(timings)
 
 
 def make_baseline(

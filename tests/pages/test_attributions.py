@@ -92,6 +92,7 @@ def test_slow_methods_wait_for_the_switch(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(attribution, "top_predictions", slow_top)
+    monkeypatch.setattr(attribution, "forward_seconds", lambda *args, **kwargs: 0.5)
     at = AppTest.from_file(PAGE, default_timeout=120)
     at.query_params["model"] = "lenet_digits"
     at.run()
