@@ -14,6 +14,7 @@ import ui
 from vizlib import conv, kernels
 from vizlib.data import samples
 from vizlib.plots import conv as conv_plots
+from vizlib.plots import export
 
 P = "conv."  # widget-key namespace of this page
 
@@ -747,14 +748,14 @@ def real_data_panel() -> None:
     c1, c2 = st.columns(2)
     c1.download_button(
         "Download output (PNG, min-max scaled)",
-        conv_plots.to_png_bytes(output),
+        export.to_png_bytes(output),
         file_name=f"{stem}.png",
         mime="image/png",
         key=P + "dl_png",
     )
     c2.download_button(
         "Download output (.npy, float32 values)",
-        conv_plots.to_npy_bytes(output),
+        export.to_npy_bytes(output, dtype=np.float32),
         file_name=f"{stem}.npy",
         mime="application/octet-stream",
         key=P + "dl_npy",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -17,6 +15,7 @@ from vizlib.plots import (
     plot_feature_maps,
     plot_image_grid,
     plot_weight_histogram,
+    to_npy_bytes,
 )
 
 P = "filters"
@@ -124,11 +123,9 @@ with tab_filters:
             ),
             key=f"{P}.slices",
         )
-    buf = io.BytesIO()
-    np.save(buf, weights.numpy())
     st.download_button(
         "Download the weights (NPY, out×in×kh×kw)",
-        buf.getvalue(),
+        to_npy_bytes(weights),
         file_name=f"{loaded.name}_{layer}_weights.npy",
         key=f"{P}.download_weights",
     )
@@ -215,11 +212,9 @@ with tab_maps:
                 ),
                 key=f"{P}.maps",
             )
-            buf = io.BytesIO()
-            np.save(buf, maps_np)
             i2.download_button(
                 "Download the feature maps (NPY, C×H×W)",
-                buf.getvalue(),
+                to_npy_bytes(maps_np),
                 file_name=f"{loaded.name}_{layer}_feature_maps.npy",
                 key=f"{P}.download_maps",
             )

@@ -3,7 +3,6 @@ components, and the Transformer's sinusoidal encoding for comparison."""
 
 from __future__ import annotations
 
-import io
 import warnings
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 
 from ui.vit import ModelChoice, get_model, pick_vit
 from vizlib import posembed
+from vizlib.plots.export import to_npy_bytes
 from vizlib.plots.vit import (
     plot_patch_components,
     plot_position_similarity,
@@ -68,11 +68,9 @@ st.caption(
     "A trained ViT learns 2-D structure: nearby patches, and patches in the same row or column, "
     "get similar embeddings."
 )
-buf = io.BytesIO()
-np.save(buf, sim)
 st.download_button(
     "Download the similarities (NPY, shape gh × gw × gh × gw)",
-    buf.getvalue(),
+    to_npy_bytes(sim),
     file_name=f"position_similarity_{meta['name']}.npy".replace(" ", "_"),
     key="position_embeddings.download_similarity",
 )
@@ -116,11 +114,9 @@ def sinusoidal_panel() -> None:
     n_pos = c1.slider("Positions", 2, 512, gh * gw, key="position_embeddings.n_positions")
     dim = c2.slider("Dimensions", 2, 1024, learned.shape[1], key="position_embeddings.dim")
     enc = posembed.sinusoidal_encoding(int(n_pos), int(dim))
-    enc_buf = io.BytesIO()
-    np.save(enc_buf, np.asarray(enc))
     st.download_button(
         "Download the sinusoidal encoding (NPY, positions × dimensions)",
-        enc_buf.getvalue(),
+        to_npy_bytes(enc),
         file_name=f"sinusoidal_encoding_{int(n_pos)}x{int(dim)}.npy",
         key="position_embeddings.download_sinusoidal",
     )

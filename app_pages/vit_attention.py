@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -11,6 +9,7 @@ import torch
 
 from ui.vit import ModelChoice, get_model, image_sources, load_images, pick_vit
 from vizlib import attention
+from vizlib.plots.export import to_npy_bytes
 from vizlib.plots.vit import plot_attention_distance, plot_attention_overlays
 
 st.title("ViT Attention")
@@ -18,12 +17,6 @@ st.caption(
     "How far and where a Vision Transformer looks: the probes of Dosovitskiy et al., *An Image is "
     "Worth 16x16 Words* (ICLR 2021), Figures 6 and 7 (right)."
 )
-
-
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array)
-    return buf.getvalue()
 
 
 def _images_key(meta: dict) -> tuple:
@@ -184,7 +177,7 @@ def attention_maps_panel() -> None:
     )
     st.download_button(
         "Download both maps (NPY, 2 × patch rows × patch columns: class token, query patch)",
-        _npy_bytes(np.stack([np.asarray(cls_map), np.asarray(query_map)]).reshape(2, gh, gw)),
+        to_npy_bytes(np.stack([np.asarray(cls_map), np.asarray(query_map)]).reshape(2, gh, gw)),
         file_name=f"attention_maps_{meta['name']}_image{int(index)}_layer{layer}.npy".replace(
             " ", "_"
         ),
@@ -251,7 +244,7 @@ def rollout_panel() -> None:
     )
     st.download_button(
         "Download the rollout masks (NPY, images × patch rows × patch columns)",
-        _npy_bytes(masks),
+        to_npy_bytes(masks),
         file_name=f"attention_rollout_{meta['name']}.npy".replace(" ", "_"),
         key="vit_attention.download_rollout",
     )

@@ -449,6 +449,7 @@ def test_image_figure_and_downloads_round_trip():
     from PIL import Image
 
     from vizlib.plots import conv as conv_plots
+    from vizlib.plots import export
 
     image = np.random.default_rng(0).random((3, 20, 16))
     out = conv.apply_kernel(image, np.ones((3, 3)) / 9).numpy()
@@ -458,7 +459,7 @@ def test_image_figure_and_downloads_round_trip():
         "Kernel 3×3 (sum 1)",
         "Output 18×14",
     ]
-    png = Image.open(io.BytesIO(conv_plots.to_png_bytes(out)))
+    png = Image.open(io.BytesIO(export.to_png_bytes(out)))
     assert png.size == (14, 18) and png.mode == "RGB"
-    loaded = np.load(io.BytesIO(conv_plots.to_npy_bytes(out)), allow_pickle=False)
+    loaded = np.load(io.BytesIO(export.to_npy_bytes(out, dtype=np.float32)), allow_pickle=False)
     np.testing.assert_allclose(loaded, out, rtol=1e-6)

@@ -6,6 +6,8 @@ from .conv import *  # noqa: F403
 from .conv import __all__ as _conv_all
 from .embedding import *  # noqa: F403
 from .embedding import __all__ as _embedding_all
+from .export import *  # noqa: F403
+from .export import __all__ as _export_all
 from .filters import *  # noqa: F403
 from .filters import __all__ as _filters_all
 from .models import *  # noqa: F403
@@ -17,6 +19,7 @@ __all__ = [
     *_attribution_all,
     *_conv_all,
     *_embedding_all,
+    *_export_all,
     *_filters_all,
     *_models_all,
     *_vit_all,

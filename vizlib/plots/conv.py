@@ -19,8 +19,6 @@ __all__ = [
     "plot_conv_images",
     "plot_coverage",
     "plot_transpose_conv",
-    "to_npy_bytes",
-    "to_png_bytes",
 ]
 
 MAX_ANIMATION_FRAMES = 400
@@ -522,30 +520,3 @@ def plot_conv_images(
     fig.update_layout(height=500, margin={"l": 10, "r": 10, "t": 50, "b": 90})
     _square_axes(fig, 3)
     return fig
-
-
-def to_png_bytes(values: np.ndarray) -> bytes:
-    """Return a PNG of an (H, W) or (C, H, W) / (H, W, 3) array, min-max scaled to 8-bit grey / RGB."""
-    import io
-
-    from PIL import Image
-
-    arr = np.asarray(values, dtype=float)
-    if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
-        arr = np.moveaxis(arr, 0, -1)  # (C, H, W) -> (H, W, C)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    lo, hi = float(arr.min()), float(arr.max())
-    scaled = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
-    buffer = io.BytesIO()
-    Image.fromarray(np.round(scaled * 255).astype(np.uint8)).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def to_npy_bytes(values: np.ndarray) -> bytes:
-    """Return the array saved in .npy format (float32, no pickle)."""
-    import io
-
-    buffer = io.BytesIO()
-    np.save(buffer, np.asarray(values, dtype=np.float32), allow_pickle=False)
-    return buffer.getvalue()
