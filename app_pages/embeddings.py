@@ -130,11 +130,8 @@ data_key: tuple = ()
 if source == "Model layers":
     c1, c2, c3 = st.columns(3)
     names = zoo.list_models()
-    wanted = st.query_params.get("model")
-    if wanted is not None and wanted not in names:
-        st.warning(f"Ignored `model={wanted}` from the link (no such model); showing {names[0]}.")
     model_name = c1.selectbox(
-        "Model", names, index=names.index(wanted) if wanted in names else 0, key=f"{P}.model"
+        "Model", names, index=ui.linked_index("model", names), key=f"{P}.model"
     )
     st.query_params["model"] = model_name  # shareable link
     datasets = available_datasets()
@@ -149,13 +146,10 @@ if source == "Model layers":
         "Points", 50, 70000, 1000, step=250, key=f"{P}.points", help="Random subset of train+test."
     )
     device = str(ui.current_device())
-    try:
-        model, meta, _lock = ui.cached_model(model_name, device)
-    except (ValueError, RuntimeError, OSError) as err:
-        st.error(f"Could not load {model_name!r} on {device}: {err}")
+    loaded = ui.load_shared_model(model_name, device)
+    if loaded is None:
         st.stop()
-    if meta.get("notice"):
-        st.warning(meta["notice"])
+    model, meta, _lock = loaded
     # Extraction is one forward pass per point: minutes for vgg16 / vit_b_16 on a CPU.
     try:
         extract_s = seconds_per_image(model_name, device) * int(n_points)
@@ -229,13 +223,10 @@ else:
         except (ValueError, pd.errors.ParserError) as err:
             st.error(f"Could not read the CSV: {err}")
 
-wanted_method = st.query_params.get("method")
-if wanted_method is not None and wanted_method not in METHODS:
-    st.warning(f"Ignored `method={wanted_method}` from the link; choose from {', '.join(METHODS)}.")
 method = st.radio(
     "Method",
     METHODS,
-    index=METHODS.index(wanted_method) if wanted_method in METHODS else 0,
+    index=ui.linked_index("method", METHODS, reason=f"choose from {', '.join(METHODS)}"),
     horizontal=True,
     key=f"{P}.method",
 )

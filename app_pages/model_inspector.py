@@ -62,15 +62,10 @@ source = st.radio(
 
 model = meta = rows = None
 if source == SOURCE_ZOO:
-    default = query_model if query_model in names else names[0]
-    if query_model is not None and query_model not in (*names, "upload"):
-        st.warning(
-            f"Ignored `model={query_model}` from the link (no such model); showing {default}."
-        )
     name = st.selectbox(
         "Model",
         names,
-        index=names.index(default),
+        index=ui.linked_index("model", names, accepted=("upload",)),
         key="inspector.model",
         help="Checkpoints trained on the bundled digits ship with the app; torchvision "
         "architectures use their ImageNet weights only when already in the torch hub cache.",

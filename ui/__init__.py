@@ -14,7 +14,14 @@ import vizlib
 
 DEVICE_KEY = "app.device"
 
-__all__ = ["DEVICE_KEY", "cached_model", "current_device", "sidebar_device"]
+__all__ = [
+    "DEVICE_KEY",
+    "cached_model",
+    "current_device",
+    "linked_index",
+    "load_shared_model",
+    "sidebar_device",
+]
 
 
 def sidebar_device() -> torch.device:
@@ -62,3 +69,36 @@ def cached_model(name: str, device: str) -> tuple[torch.nn.Module, dict, threadi
     model, meta = zoo.load_model(name, device=device)
     model.requires_grad_(False)
     return model, meta, threading.Lock()
+
+
+def linked_index(
+    param: str, options: list[str], *, accepted: tuple[str, ...] = (), reason: str = "no such model"
+) -> int:
+    """Return the index in ``options`` of the link's ``?param=`` value (0 when absent or unknown).
+
+    An unknown value gets a warning saying why it was ignored; values in ``accepted`` are
+    handled by the caller and pass silently.
+    """
+    wanted = st.query_params.get(param)
+    if wanted in options:
+        return options.index(wanted)
+    if wanted is not None and wanted not in accepted:
+        st.warning(f"Ignored `{param}={wanted}` from the link ({reason}); showing {options[0]}.")
+    return 0
+
+
+def load_shared_model(
+    name: str, device: str, *, where=st
+) -> tuple[torch.nn.Module, dict, threading.Lock] | None:
+    """Return ``cached_model(name, device)``, or None with the reason shown at ``where``.
+
+    The model's notice (e.g. random weights because ImageNet weights are not cached) is shown too.
+    """
+    try:
+        model, meta, lock = cached_model(name, device)
+    except (ValueError, RuntimeError, OSError) as err:
+        where.error(f"Could not load {name!r} on {device}: {err}")
+        return None
+    if meta.get("notice"):
+        where.warning(meta["notice"], icon=":material/warning:")
+    return model, meta, lock

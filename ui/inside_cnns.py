@@ -48,28 +48,20 @@ class ChosenInput:
 def model_picker(prefix: str, *, label: str = "Model") -> LoadedModel | None:
     """Draw the model selectbox (its choice shared in the URL as ``?model=``) and load the model."""
     names = zoo.list_models()
-    wanted = st.query_params.get("model")
-    index = names.index(wanted) if wanted in names else 0
-    if wanted is not None and wanted not in names:
-        st.warning(f"Ignored `model={wanted}` from the link (no such model); showing {names[0]}.")
     name = st.selectbox(
         label,
         names,
-        index=index,
+        index=ui.linked_index("model", names),
         key=f"{prefix}.model",
         help="Shipped checkpoints trained on the bundled digits, and torchvision architectures "
         "(ImageNet weights when they are in the torch hub cache).",
     )
     st.query_params["model"] = name
     device = str(ui.current_device())
-    try:
-        model, meta, lock = ui.cached_model(name, device)
-    except (ValueError, RuntimeError, OSError) as err:
-        st.error(f"Could not load {name!r} on {device}: {err}")
+    loaded = ui.load_shared_model(name, device)
+    if loaded is None:
         return None
-    if meta.get("notice"):
-        st.warning(meta["notice"], icon=":material/warning:")
-    return LoadedModel(name, model, meta, lock, device)
+    return LoadedModel(name, *loaded, device)
 
 
 @st.cache_data(max_entries=4, show_spinner="Loading the dataset…")

@@ -75,17 +75,10 @@ def pick_vit(prefix: str) -> tuple[ModelChoice, torch.nn.Module, dict, threading
     names = vit_model_names()
     device = str(ui.current_device())
     options = [*names, UPLOAD]
-    wanted = st.query_params.get("model")
-    index = options.index(wanted) if wanted in options else 0
-    if wanted is not None and wanted not in options:
-        st.warning(
-            f"Ignored `model={wanted}` from the link (not a Vision Transformer here); "
-            f"showing {options[0]}."
-        )
     name = st.selectbox(
         "Vision Transformer",
         options,
-        index=index,
+        index=ui.linked_index("model", options, reason="not a Vision Transformer here"),
         key=f"{prefix}.model",
         help="Models from the zoo whose family is ViT, or your own weights for one of them.",
     )
@@ -111,14 +104,10 @@ def pick_vit(prefix: str) -> tuple[ModelChoice, torch.nn.Module, dict, threading
             return None
         choice = ModelChoice(f"upload:{digest}", arch, device)
         return choice, model, meta, lock
-    try:
-        model, meta, lock = ui.cached_model(name, device)
-    except (ValueError, RuntimeError, OSError) as err:
-        st.error(f"Could not load {name}: {err}")
+    loaded = ui.load_shared_model(name, device)
+    if loaded is None:
         return None
-    if meta.get("notice"):
-        st.warning(meta["notice"])
-    return ModelChoice(name, name, device), model, meta, lock
+    return ModelChoice(name, name, device), *loaded
 
 
 _ON_DISK_CHANNELS = {"mnist": 1, "fashion_mnist": 1, "cifar10": 3}

@@ -139,3 +139,12 @@ def test_unknown_model_in_the_link_is_reported_not_fatal():
     assert not at.exception and not at.error
     assert any("Ignored `model=nonexistent`" in w.value for w in at.warning)
     assert at.selectbox(key="inspector.model").value == "lenet_digits"
+
+
+def test_upload_link_opens_the_uploader_without_a_warning():
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = "upload"
+    at.run()
+    assert not at.exception and not at.error
+    assert at.radio(key="inspector.source").index == 1
+    assert not any("Ignored" in w.value for w in at.warning)
