@@ -13,7 +13,7 @@ import torch
 import ui
 from ui.embeddings import read_table
 from vizlib import embedding, zoo
-from vizlib.data import available_datasets, denormalize, load_dataset
+from vizlib.data import available_datasets, denormalize, load_dataset_for_model
 from vizlib.plots import plot_embeddings
 
 P = "tsne"  # widget-key prefix of this page
@@ -44,12 +44,11 @@ def dataset_points(
 ) -> tuple[torch.Tensor, np.ndarray, list[str], np.ndarray, int]:
     """Return (images (N, C, H, W) normalised, labels (N,), class names, display images in [0, 1],
     points available) for a seeded random subset of train + test."""
-    parts = [load_dataset(dataset, split, input_size=input_size[1:]) for split in ("train", "test")]
-    images = torch.cat([parts[0][0], parts[1][0]])
+    meta = {"input_size": list(input_size), "mean": list(mean), "std": list(std)}
+    parts = [load_dataset_for_model(dataset, meta, split) for split in ("train", "test")]
+    images = torch.cat([parts[0][0], parts[1][0]])  # (N, C, H, W) normalised as the model expects
     labels = torch.cat([parts[0][1], parts[1][1]])
     available = len(images)
-    if images.shape[1] != input_size[0]:  # grey data for an RGB model or the reverse
-        images = images.mean(1, keepdim=True).expand(-1, input_size[0], -1, -1).contiguous()
     pick = np.sort(np.random.default_rng(seed).permutation(available)[:n_points])
     images, labels = images[pick], labels[pick]
     shown = denormalize(images, mean[: images.shape[1]], std[: images.shape[1]])

@@ -7,7 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
-from vizlib.data import available_datasets, denormalize, load_dataset, prepare_image
+from vizlib.data import (
+    available_datasets,
+    dataset_normalization,
+    denormalize,
+    load_dataset,
+    load_dataset_for_model,
+    prepare_image,
+)
 from vizlib.data.datasets import DIGITS_MEAN, DIGITS_STD
 
 
@@ -106,3 +113,22 @@ def test_prepare_image_rejects_bad_input():
         prepare_image(np.zeros((2, 8, 8, 3)), META)
     with pytest.raises(ValueError, match="shape"):
         prepare_image(np.zeros((8, 8, 5)), META)
+
+
+def test_dataset_for_an_rgb_imagenet_model_matches_prepare_image():
+    meta = {"input_size": [3, 32, 32], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    images, labels, _ = load_dataset_for_model("digits", meta, "test")
+    own, own_labels, _ = load_dataset("digits", "test", input_size=(32, 32))
+    assert images.shape == (len(own), 3, 32, 32)
+    assert torch.equal(labels, own_labels)
+    pixels = denormalize(own, *dataset_normalization("digits"))  # (N, 1, 32, 32) in [0, 1]
+    for i in (0, 7, 200):
+        expected = prepare_image(pixels[i, 0].numpy(), meta)[0]  # grey -> RGB, ImageNet stats
+        torch.testing.assert_close(images[i], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_dataset_for_its_own_model_is_unchanged():
+    mean, std = dataset_normalization("digits")
+    meta = {"input_size": [1, 28, 28], "mean": mean, "std": std}
+    images, _, _ = load_dataset_for_model("digits", meta, "train")
+    torch.testing.assert_close(images, load_dataset("digits", "train")[0], atol=1e-5, rtol=0)

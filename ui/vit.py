@@ -18,9 +18,8 @@ import ui
 from vizlib import zoo
 from vizlib.data import (
     available_datasets,
-    dataset_normalization,
     denormalize,
-    load_dataset,
+    load_dataset_for_model,
     load_sample_image,
     prepare_image,
     sample_image_names,
@@ -136,25 +135,17 @@ def load_images(
 ) -> tuple[torch.Tensor, np.ndarray, list[str]]:
     """Return (images (N, C, H, W) normalised with the model's mean/std, display images
     (N, C, H, W) in [0, 1], captions). ``n`` keeps the first n."""
-    c, h, w = input_size
+    meta = {"input_size": list(input_size), "mean": list(mean), "std": list(std)}
     if source == _SAMPLES:
-        meta = {"input_size": list(input_size), "mean": list(mean), "std": list(std)}
         captions = sample_image_names()
         images = torch.cat([prepare_image(load_sample_image(s), meta) for s in captions])
-        display = denormalize(images, list(mean), list(std))  # (N, C, H, W) in [0, 1]
     else:
         name = "digits" if source == _DIGITS else source.split(" ", 1)[0]
-        images, labels, classes = load_dataset(
-            name, split="test", input_size=(h, w), max_samples=_MAX_DATASET_IMAGES
+        images, labels, classes = load_dataset_for_model(
+            name, meta, split="test", max_samples=_MAX_DATASET_IMAGES
         )
-        # back to pixels, then normalised as the model (not the dataset) expects
-        display = denormalize(images, *dataset_normalization(name))  # (N, C, H, W) in [0, 1]
         captions = [f"{name} {classes[int(y)]}" for y in labels]
-        m = torch.tensor(list(mean), dtype=torch.float32).view(-1, 1, 1)
-        sd = torch.tensor(list(std), dtype=torch.float32).view(-1, 1, 1)
-        images = (display - m) / sd
-    if images.shape[1] != c:
-        raise ValueError(f"{source} has {images.shape[1]} channels; the model expects {c}.")
+    display = denormalize(images, list(mean), list(std))  # (N, C, H, W) in [0, 1]
     if n is not None:
         images, display, captions = images[:n], display[:n], captions[:n]
     return images.contiguous(), display.numpy(), captions

@@ -154,8 +154,10 @@ def test_on_disk_dataset_is_offered_and_renormalised_for_the_model(monkeypatch):
     d_mean, d_std = dataset_normalization("cifar10")
     normalised = (pixels - torch.tensor(d_mean).view(3, 1, 1)) / torch.tensor(d_std).view(3, 1, 1)
     monkeypatch.setattr(uv, "available_datasets", lambda: {"cifar10": "on disk at /data"})
+    import vizlib.data.datasets as datasets
+
     monkeypatch.setattr(
-        uv,
+        datasets,
         "load_dataset",
         lambda *a, **k: (normalised, torch.arange(5), [str(i) for i in range(10)]),
     )

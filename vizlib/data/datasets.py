@@ -22,6 +22,7 @@ __all__ = [
     "dataset_normalization",
     "denormalize",
     "load_dataset",
+    "load_dataset_for_model",
     "prepare_image",
 ]
 
@@ -291,12 +292,46 @@ def prepare_image(image: np.ndarray, meta: dict) -> torch.Tensor:
     channels, height, width = (int(v) for v in meta["input_size"])
     t = torch.from_numpy(np.ascontiguousarray(x))
     t = t[None] if t.ndim == 2 else t.permute(2, 0, 1)  # (C0, H, W)
-    if channels == 1 and t.shape[0] == 3:
-        luma = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
-        t = (t * luma).sum(0, keepdim=True)  # (1, H, W)
-    elif channels == 3 and t.shape[0] == 1:
-        t = t.expand(3, -1, -1)  # (3, H, W)
-    elif channels not in (1, 3):
-        raise ValueError(f"the model expects {channels} channels; only 1 or 3 are supported")
-    t = _resize(t[None].contiguous(), (height, width))  # (1, C, H, W)
+    t = _to_channels(t[None], channels)  # (1, C, H, W)
+    t = _resize(t.contiguous(), (height, width))  # (1, C, H, W)
     return _normalize(t, list(meta["mean"]), list(meta["std"])).contiguous()
+
+
+def _to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """Return pixel images (N, C0, H, W) with ``channels`` channels: ITU-R 601 luma for grey,
+    the grey channel repeated for RGB."""
+    if channels == images.shape[1]:
+        return images
+    if channels == 1 and images.shape[1] == 3:
+        luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        return (images * luma).sum(1, keepdim=True)  # (N, 1, H, W)
+    if channels == 3 and images.shape[1] == 1:
+        return images.expand(-1, 3, -1, -1)  # (N, 3, H, W)
+    raise ValueError(f"the model expects {channels} channels; only 1 or 3 are supported")
+
+
+def load_dataset_for_model(
+    name: str,
+    meta: dict,
+    split: str = "test",
+    *,
+    root: str | os.PathLike | None = None,
+    max_samples: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Return (images (N, C, H, W) prepared for the model described by ``meta``, labels, classes).
+
+    Dataset ``name`` is loaded at the model's input size, taken back to pixels with the dataset's
+    own normalisation, converted to the model's channels (as ``prepare_image`` does) and
+    normalised with ``meta["mean"]``/``meta["std"]``: digits can be fed to an ImageNet model.
+    """
+    channels, height, width = (int(v) for v in meta["input_size"])
+    images, labels, class_names = load_dataset(
+        name, split, input_size=(height, width), root=root, max_samples=max_samples
+    )
+    pixels = denormalize(images, *dataset_normalization(name))  # (N, C0, H, W) in [0, 1]
+    pixels = _to_channels(pixels, channels)  # (N, C, H, W)
+    return (
+        _normalize(pixels, list(meta["mean"]), list(meta["std"])).contiguous(),
+        labels,
+        class_names,
+    )
