@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._hooks import forward_hooks
 from .device import resolve_device
 
 __all__ = [
@@ -171,28 +172,28 @@ def _forward_with_attention(
             on_layer(i, attn)
         return logits
 
-    handles = []
-    try:
-        if _is_torchvision_vit(model):
-            for i, block in enumerate(model.encoder.layers):
-                # ln_1's output is exactly what the block feeds to self_attention as q, k and v
-                def hook(_mod, _inp, out, i=i, mha=block.self_attention):
-                    on_layer(i, _torchvision_weights(mha, out))
+    if _is_torchvision_vit(model):
+        hooks = []
+        for i, block in enumerate(model.encoder.layers):
+            # ln_1's output is exactly what the block feeds to self_attention as q, k and v
+            def hook(_mod, _inp, out, i=i, mha=block.self_attention):
+                on_layer(i, _torchvision_weights(mha, out))
 
-                handles.append(block.ln_1.register_forward_hook(hook))
-        elif _is_timm_vit(model):
-            for i, block in enumerate(model.blocks):
-                # the pre-hook sees attn's input, i.e. norm1's output
-                def pre_hook(mod, args, i=i):
-                    on_layer(i, _timm_weights(mod, args[0]))
+            hooks.append((block.ln_1, hook))
+        with forward_hooks(hooks):
+            return model(x)
+    if _is_timm_vit(model):
+        pre_hooks = []
+        for i, block in enumerate(model.blocks):
+            # the pre-hook sees attn's input, i.e. norm1's output
+            def pre_hook(mod, args, i=i):
+                on_layer(i, _timm_weights(mod, args[0]))
 
-                handles.append(block.attn.register_forward_pre_hook(pre_hook))
-        else:
-            vit_geometry(model)  # raises a TypeError naming the model
-        return model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+            pre_hooks.append((block.attn, pre_hook))
+        with forward_hooks(pre_hooks, pre=True):
+            return model(x)
+    vit_geometry(model)  # raises a TypeError naming the model
+    return model(x)
 
 
 def _check_model_device(model: nn.Module, device: torch.device) -> None:

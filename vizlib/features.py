@@ -7,13 +7,13 @@ record the forward passes run by the calling thread, and are removed even when t
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
+from ._hooks import forward_hooks
 from .device import resolve_device
 
 __all__ = ["activations", "layer_names", "model_device", "recording"]
@@ -75,27 +75,17 @@ def recording(model: nn.Module, layers: Sequence[str]) -> Iterator[dict[str, tor
     Hooks are removed on exit, also when the body raises.
     """
     modules = _resolve_modules(model, layers)
-    owner = threading.get_ident()
     store: dict[str, torch.Tensor] = {}
-    handles = []
 
     def make_hook(name: str) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: object) -> None:
-            # Another thread's hooks fire on this thread's forward too; ignore them.
-            if threading.get_ident() != owner:
-                return
             # A copy even on the CPU: an in-place ReLU after this layer would overwrite it.
             store[name] = _first_tensor(output).detach().to("cpu", copy=True)
 
         return hook
 
-    try:
-        for name, module in modules.items():
-            handles.append(module.register_forward_hook(make_hook(name)))
+    with forward_hooks((module, make_hook(name)) for name, module in modules.items()):
         yield store
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def _is_oom(err: BaseException) -> bool:

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._hooks import forward_hooks
 from .device import resolve_device
 
 __all__ = [
@@ -166,19 +167,17 @@ def layer_table(
     else:
         x_shape = (1, *shape)
     x = torch.zeros(x_shape, device=dev, dtype=dtype or torch.float32, requires_grad=True)
-    handles = [m.register_forward_hook(make_hook(n)) for n, (m, _) in row_modules.items()]
     was_training = model.training
     try:
         if was_training:
             model.eval()
-        with torch.enable_grad():
+        hooks = ((m, make_hook(n)) for n, (m, _) in row_modules.items())
+        with forward_hooks(hooks), torch.enable_grad():
             if isinstance(model, nn.MultiheadAttention):
                 model(x, x, x)
             else:
                 model(x)
     finally:
-        for handle in handles:
-            handle.remove()
         if was_training:
             model.train()
     order += [n for n in rows if n not in order]
