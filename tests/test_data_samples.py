@@ -223,3 +223,41 @@ def test_limit_size_and_grayscale():
     assert samples.limit_size(image[:50, :50], 200).shape == (50, 50, 3)
     gray = samples.to_grayscale(np.ones((4, 4, 3)))
     np.testing.assert_allclose(gray, 1.0)
+
+
+def _npy(arr: np.ndarray, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, **kwargs)
+    return buf.getvalue()
+
+
+def test_table_upload_reads_npy_and_csv_with_or_without_header():
+    table = np.arange(12.0).reshape(4, 3)
+    np.testing.assert_array_equal(samples.read_table_upload(_npy(table), "f.npy"), table)
+    rows = b"\n".join(b"%d,%d,%d" % tuple(r) for r in table.astype(int))
+    np.testing.assert_array_equal(samples.read_table_upload(rows, "f.csv"), table)
+    np.testing.assert_array_equal(samples.read_table_upload(b"a,b,c\n" + rows, "f.csv"), table)
+    column = samples.read_table_upload(_npy(np.arange(5.0)), "labels.npy")
+    assert column.shape == (5, 1)
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "message"),
+    [
+        (b"", "f.csv", "empty"),
+        (b"1,2\n3,nan\n", "f.csv", "NaN"),
+        (b"x,y\nfoo,bar\n", "f.csv", "as numbers"),
+        (b"not a numpy file", "f.npy", "lacks the NumPy header"),
+        (_npy(np.array([{"a": 1}], dtype=object), allow_pickle=True), "f.npy", "unpickling"),
+        (_npy(np.arange(12.0))[:60], "f.npy", "not a valid .npy"),
+        (_npy(np.zeros((2, 2, 2))), "f.npy", "2-D table"),
+    ],
+)
+def test_table_upload_errors_say_what_is_wrong(data, name, message):
+    with pytest.raises(ValueError, match=message):
+        samples.read_table_upload(data, name)
+
+
+def test_table_upload_size_limit():
+    with pytest.raises(ValueError, match="at most 1 MiB"):
+        samples.read_table_upload(b"1\n" * 2**20, "f.csv", max_bytes=2**20)

@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 __all__ = [
+    "MAX_TABLE_UPLOAD_BYTES",
     "MAX_UPLOAD_BYTES",
     "MAX_UPLOAD_PIXELS",
     "SAMPLE_IMAGES",
@@ -24,12 +25,14 @@ __all__ = [
     "read_image_upload",
     "read_netcdf_upload",
     "read_npy_upload",
+    "read_table_upload",
     "sample_image_names",
     "synthetic_field",
     "to_grayscale",
 ]
 
 MAX_UPLOAD_BYTES = 50 * 2**20
+MAX_TABLE_UPLOAD_BYTES = 200 * 2**20  # feature tables: 12,000 points x 2,048 float64 features
 MAX_UPLOAD_PIXELS = 25_000_000  # about 5000 x 5000; larger images are refused before decoding
 
 SAMPLE_IMAGES: dict[str, str] = {
@@ -148,15 +151,15 @@ def _to_unit_float(image: np.ndarray) -> np.ndarray:
     return image.astype(float)
 
 
-def _check_bytes(data: bytes, what: str) -> None:
+def _check_bytes(data: bytes, what: str, max_bytes: int = MAX_UPLOAD_BYTES) -> None:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise ValueError(f"The {what} upload must be bytes.")
     if len(data) == 0:
         raise ValueError(f"The {what} file is empty.")
-    if len(data) > MAX_UPLOAD_BYTES:
+    if len(data) > max_bytes:
         raise ValueError(
             f"The {what} file is {len(data) / 2**20:.1f} MiB; at most "
-            f"{MAX_UPLOAD_BYTES / 2**20:.0f} MiB is accepted."
+            f"{max_bytes / 2**20:.0f} MiB is accepted."
         )
 
 
@@ -234,6 +237,14 @@ def read_npy_upload(data: bytes) -> np.ndarray:
     files, object arrays, a number of dimensions other than 2, grids under 2×2, NaN or infinity.
     """
     _check_bytes(data, ".npy")
+    arr = _load_npy(data)
+    if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]):
+        arr = arr.reshape([n for i, n in enumerate(arr.shape) if not (n == 1 and i in (0, 2))][:2])
+    return _check_grid(arr, ".npy array")
+
+
+def _load_npy(data: bytes) -> np.ndarray:
+    """Return the array of .npy bytes, never unpickling; ``ValueError`` saying what is wrong."""
     # np.load reads anything without the NumPy header as a pickle (and says so): name the real
     # problem instead. .npz archives (zip, "PK") are left to the check below.
     if bytes(data[:6]) != b"\x93NUMPY" and bytes(data[:2]) != b"PK":
@@ -251,9 +262,37 @@ def read_npy_upload(data: bytes) -> np.ndarray:
         raise ValueError(f"The file is not a valid .npy array ({err}).") from None
     if not isinstance(arr, np.ndarray):
         raise ValueError("The file is not a single .npy array (an .npz archive?).")
-    if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]):
-        arr = arr.reshape([n for i, n in enumerate(arr.shape) if not (n == 1 and i in (0, 2))][:2])
-    return _check_grid(arr, ".npy array")
+    return arr
+
+
+def read_table_upload(
+    data: bytes, filename: str, *, max_bytes: int = MAX_TABLE_UPLOAD_BYTES
+) -> np.ndarray:
+    """Return an uploaded .npy or .csv table as float64 (rows = points, columns = features).
+
+    A CSV may start with a header row; a 1-D array becomes one column. Never unpickles. Raises
+    ``ValueError`` for empty, oversized, non-numeric or non-finite tables and other shapes.
+    """
+    import pandas as pd  # only here: the other readers do without it
+
+    _check_bytes(data, "table", max_bytes)
+    try:
+        if filename.lower().endswith(".npy"):
+            arr = _load_npy(data)
+        else:
+            arr = pd.read_csv(io.BytesIO(bytes(data)), header=None).to_numpy()
+            if arr.size and not np.issubdtype(arr.dtype, np.number):  # a header row
+                arr = pd.read_csv(io.BytesIO(bytes(data))).to_numpy()
+        arr = np.asarray(arr, dtype=np.float64)
+    except (ValueError, TypeError, OSError) as err:  # pandas' parser errors are ValueErrors
+        raise ValueError(f"Could not read {filename!r} as numbers ({err}).") from None
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[0] < 1:
+        raise ValueError(f"Expected a 2-D table (rows = points), got shape {arr.shape}.")
+    if not np.isfinite(arr).all():
+        raise ValueError("The table contains NaN or infinite values.")
+    return arr
 
 
 def _open_netcdf(data: bytes):
