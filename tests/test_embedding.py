@@ -164,6 +164,44 @@ def test_attractive_paths_agree(blobs):
     assert E._kl(P, edges_pre, Z) == pytest.approx(kl_ref, rel=1e-6)
 
 
+def test_fft_charge_spreading_paths_agree():
+    # The ordered segment sum (the path CUDA takes: no atomics) against index_add_ (the CPU's)
+    Y = torch.randn(3000, 2, generator=torch.Generator().manual_seed(4)) * 30
+    rep_cpu, z_cpu = E._repulsive_fft(Y, ordered=False)
+    rep_ord, z_ord = E._repulsive_fft(Y, ordered=True)
+    np.testing.assert_allclose(rep_ord.numpy(), rep_cpu.numpy(), rtol=1e-4, atol=1e-3)
+    assert float(z_ord) == pytest.approx(float(z_cpu), rel=1e-6)
+
+
+@pytest.mark.parametrize("method", ["exact", "fft"])
+def test_cuda_reduction_paths_run_on_the_cpu(blobs, monkeypatch, method):
+    # Every device-independent step of the GPU path (ordered prefix sums for the attraction and
+    # the FFT's charges) runs here, so a machine without a GPU still checks its arithmetic.
+    X, labels = blobs
+    calls = []
+
+    def ordered(device):
+        calls.append(device.type)
+        return True
+
+    monkeypatch.setattr(E, "_ordered_reductions", ordered)
+    a = E.tsne(X, perplexity=10, n_iter=300, method=method, device="cpu")
+    b = E.tsne(X, perplexity=10, n_iter=300, method=method, device="cpu")
+    assert calls and set(calls) == {"cpu"}
+    np.testing.assert_array_equal(a, b)
+    assert trustworthiness(X, a, n_neighbors=5) > 0.9
+    acc = KNeighborsClassifier(5).fit(a[::2], labels[::2]).score(a[1::2], labels[1::2])
+    assert acc > 0.95
+    # One gradient from the same map: the same numbers as the CPU paths give (the maps
+    # themselves drift apart, as any reordering of float sums makes t-SNE's maps do).
+    P = E.joint_probabilities(X, perplexity=10)
+    grad_ordered, kl_ordered = E.tsne_gradient(a, P, exaggeration=12.0, method=method)
+    monkeypatch.undo()
+    grad_cpu, kl_cpu = E.tsne_gradient(a, P, exaggeration=12.0, method=method)
+    np.testing.assert_allclose(grad_ordered.numpy(), grad_cpu.numpy(), rtol=1e-4, atol=1e-7)
+    assert kl_ordered == pytest.approx(kl_cpu, rel=1e-6)
+
+
 def test_tsne_is_deterministic_and_callback_stops(blobs):
     X, _ = blobs
     a = E.tsne(X, perplexity=10, n_iter=300, seed=3, device="cpu")

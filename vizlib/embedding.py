@@ -232,6 +232,16 @@ def joint_probabilities(
 # ----------------------------------------------------------------------------- gradient
 
 
+def _ordered_reductions(device: torch.device) -> bool:
+    """Return whether sums over scattered indices must avoid atomics on ``device``.
+
+    On the CPU ``segment_reduce`` and ``index_add_`` run sequentially, so they are
+    deterministic; CUDA's ``index_add_`` uses atomics, so there (and on any other accelerator)
+    the ordered prefix-sum paths are used. Tests patch this to run the CUDA paths on a CPU.
+    """
+    return device.type != "cpu"
+
+
 def _segment_sum(
     values: torch.Tensor, row_ptr: torch.Tensor, *, prefix_sums: bool | None = None
 ) -> torch.Tensor:
@@ -242,7 +252,7 @@ def _segment_sum(
     prefix sum then differences: ordered, so deterministic on CUDA unlike atomic
     ``index_add_``, and exact to ~1e-16 relative of the running total.
     """
-    if not (prefix_sums if prefix_sums is not None else values.device.type != "cpu"):
+    if not (prefix_sums if prefix_sums is not None else _ordered_reductions(values.device)):
         return torch.segment_reduce(values, "sum", offsets=row_ptr, axis=0)
     csum = torch.zeros(
         values.shape[0] + 1, *values.shape[1:], dtype=torch.float64, device=values.device
@@ -383,7 +393,12 @@ def _kernel_spectra(
 
 
 def _repulsive_fft(
-    Y: torch.Tensor, *, n_interp: int = 3, min_intervals: int = 20, interval_width: float = 1.0
+    Y: torch.Tensor,
+    *,
+    n_interp: int = 3,
+    min_intervals: int = 20,
+    interval_width: float = 1.0,
+    ordered: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return the FFT-interpolated approximation of ``_repulsive_exact`` for 2-D ``Y`` (N, 2).
 
@@ -398,7 +413,8 @@ def _repulsive_fft(
     box side <= 1) the forces are within a few percent of the exact ones and Z within 1 %
     (bounds checked in the tests), which leaves the maps' quality unchanged. Small maps' box
     sides are rounded down to a power 2^(k/8) (never coarser than asked) so that the kernels'
-    spectra are reused from one iteration to the next.
+    spectra are reused from one iteration to the next. ``ordered``: spread the charges with an
+    ordered segment sum instead of ``index_add_`` (default: ``_ordered_reductions``).
     """
     n = Y.shape[0]
     p = n_interp
@@ -414,14 +430,15 @@ def _repulsive_fft(
     w2 = (w[:, 0, :, None] * w[:, 1, None, :]).reshape(n, p * p)  # (N, p p) node weights
 
     box_id = b[:, 0] * nb + b[:, 1]  # (N,)
-    if Y.device.type == "cpu":  # sequential index_add_ is deterministic on the CPU
+    if not (ordered if ordered is not None else _ordered_reductions(Y.device)):
+        # sequential index_add_ is deterministic on the CPU
         per_box = torch.zeros(nb * nb, p * p, dtype=Y.dtype).index_add_(0, box_id, w2)
     else:  # ordered segment sum over points sorted by box: no atomics
         order = box_id.argsort(stable=True)
         ptr = torch.searchsorted(
             box_id[order].contiguous(), torch.arange(nb * nb + 1, device=Y.device)
         )
-        per_box = _segment_sum(w2.index_select(0, order), ptr)  # (nb^2, p p)
+        per_box = _segment_sum(w2.index_select(0, order), ptr, prefix_sums=True)  # (nb^2, p p)
     g = nb * p  # nodes per axis
     grid = per_box.reshape(nb, nb, p, p).permute(0, 2, 1, 3).reshape(g, g)  # (g, g) charges
 
