@@ -75,8 +75,13 @@ def model_features(bar, model_name: str, device: str, dataset: str, n_points: in
     if available < n_points:
         st.info(f"{dataset} has {available:,} images: using all of them.")
 
+    started = time.perf_counter()
+
     def progress(done: int, total: int) -> None:
-        bar.progress(0.1 * done / total, text=f"Extracting features: {done:,}/{total:,} images")
+        eta = ui.time_left(time.perf_counter() - started, done, total)
+        bar.progress(
+            0.1 * done / total, text=f"Extracting features: {done:,}/{total:,} images{eta}"
+        )
 
     with lock:  # hooks go on the shared model
         feats = embedding.layer_features(model, images, list(layers), device=device,
@@ -276,10 +281,17 @@ def _compute() -> dict | None:
     n_layers = len(features)
     for i, (name, X) in enumerate(features.items()):
         base, share = 0.1 + 0.9 * i / n_layers, 0.9 / n_layers
+        first: dict[str, float] = {}  # this layer's first callback: the rate is timed from there
 
-        def tick(it: int, kl: float, base=base, share=share, name=name) -> bool:
+        def tick(it: int, kl: float, base=base, share=share, name=name, first=first,
+                 later=n_layers - 1 - i) -> bool:  # fmt: skip
+            now = time.perf_counter()
+            t0, it0 = first.setdefault("t", now), first.setdefault("it", it)
+            # the remaining layers take n_iter iterations each (the cost depends on N, not on F)
+            todo = (n_iter - it0) + later * n_iter
+            eta = ui.time_left(now - t0, it - it0, todo)
             bar.progress(min(1.0, base + share * it / n_iter),
-                         text=f"{name}: iteration {it}/{n_iter}, KL {kl:.3f}")  # fmt: skip
+                         text=f"{name}: iteration {it}/{n_iter}, KL {kl:.3f}{eta}")  # fmt: skip
             return True
 
         try:

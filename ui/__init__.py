@@ -102,3 +102,15 @@ def load_shared_model(
     if meta.get("notice"):
         where.warning(meta["notice"], icon=":material/warning:")
     return model, meta, lock
+
+
+def time_left(elapsed: float, done: float, total: float) -> str:
+    """Return ", about N s left" for a progress text, from the rate so far.
+
+    ``elapsed`` seconds for ``done`` of ``total`` units; empty before a second has passed (too
+    early for a rate) and once done.
+    """
+    if done <= 0 or elapsed < 1.0 or done >= total:
+        return ""
+    left = elapsed / done * (total - done)
+    return f", about {left:,.0f} s left" if left < 120 else f", about {left / 60:,.1f} min left"

@@ -38,8 +38,13 @@ def test_small_embedding_then_stop(page, app_url):
     _set_number(page, "Iterations", 5000)
     page.get_by_role("button", name="Compute", exact=True).click()
     page.wait_for_selector("text=iteration", timeout=60_000)
+    # the progress text says how long is left, from the rate so far
+    page.wait_for_selector("text=/iteration \\d+/5000, KL [0-9.]+, about [0-9.,]+ (s|min) left/",
+                           timeout=60_000)  # fmt: skip
+    screenshot(page, "embeddings_progress")
     started = time.monotonic()
-    page.get_by_role("button", name="Stop").click()
+    # scoped to the page: the header's running indicator has a Stop button of its own
+    page.get_by_test_id("stMain").get_by_role("button", name="Stop").click()
     page.wait_for_selector("text=Stopped", timeout=30_000)
     wait_until_idle(page)
     assert time.monotonic() - started < 30

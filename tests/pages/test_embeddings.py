@@ -116,3 +116,12 @@ def test_bad_link_values_are_reported():
     warnings = " ".join(w.value for w in at.warning)
     assert "Ignored `model=nonexistent`" in warnings and "Ignored `method=LDA`" in warnings
     assert at.radio(key="tsne.method").value == "t-SNE"
+
+
+def test_time_left_extrapolates_the_rate():
+    import ui
+
+    assert ui.time_left(10.0, 1, 4) == ", about 30 s left"
+    assert ui.time_left(10.0, 0.5, 10) == ", about 3.2 min left"
+    assert ui.time_left(0.5, 1, 4) == ""  # too early for a rate
+    assert ui.time_left(10.0, 4, 4) == ""  # done
