@@ -131,6 +131,71 @@ def test_rollout_matches_hand_computation():
     assert torch.allclose(shown[0], (expected / expected.max()).float(), atol=1e-6)
 
 
+def _rollout_by_hand(layers, prefix, grid, readout):
+    """Mean-fused rollout in NumPy, image by image: class token's row, or the patch rows' mean."""
+    import numpy as np
+
+    masks = []
+    for b in range(layers[0].shape[0]):
+        t = layers[0].shape[-1]
+        rolled = np.eye(t)
+        for attn in layers:
+            a = 0.5 * attn[b].double().numpy().mean(axis=0) + 0.5 * np.eye(t)
+            rolled = (a / a.sum(axis=1, keepdims=True)) @ rolled
+        if readout == "class":
+            row = rolled[0, prefix:]
+        else:
+            row = np.mean([rolled[i, prefix:] for i in range(prefix, t)], axis=0)
+        masks.append(row.reshape(grid))
+    return torch.tensor(np.stack(masks), dtype=torch.float32)
+
+
+@pytest.mark.parametrize("prefix", [0, 1, 5])
+def test_rollout_leaves_out_prefix_tokens_and_reads_out_class_or_patches(prefix):
+    gen = torch.Generator().manual_seed(3)
+    t = prefix + 6
+    layers = [torch.softmax(torch.randn(2, 3, t, t, generator=gen), dim=-1) for _ in range(3)]
+    if prefix:
+        mask = attention_rollout(layers, num_prefix_tokens=prefix, grid_hw=(2, 3), normalize=False)
+        assert torch.allclose(mask, _rollout_by_hand(layers, prefix, (2, 3), "class"), atol=1e-6)
+    else:
+        with pytest.raises(ValueError, match="num_prefix_tokens"):
+            attention_rollout(layers, num_prefix_tokens=0, grid_hw=(2, 3))
+    pooled = attention_rollout(
+        layers, num_prefix_tokens=prefix, grid_hw=(2, 3), normalize=False, readout="patches"
+    )
+    assert torch.allclose(pooled, _rollout_by_hand(layers, prefix, (2, 3), "patches"), atol=1e-6)
+    # every rolled-out row sums to 1 over all tokens; the patches' share is at most that
+    assert (pooled.sum(dim=(-2, -1)) <= 1 + 1e-6).all()
+
+
+def test_cls_attention_refuses_a_model_without_class_token():
+    attn = torch.softmax(torch.randn(1, 2, 8, 8), dim=-1)
+    with pytest.raises(ValueError, match="no class token"):
+        cls_attention([attn], (2, 2), layer=0, num_prefix_tokens=4, has_class_token=False)
+    with pytest.raises(ValueError, match="num_prefix_tokens"):
+        cls_attention([attn[..., :4, :4]], (2, 2), layer=0, num_prefix_tokens=0)
+    # with registers after the class token, token 0 is still the class token
+    got = cls_attention([attn], (2, 2), layer=0, head=0, num_prefix_tokens=4)
+    assert torch.equal(got, attn[:, 0, 0, 4:].reshape(1, 2, 2))
+
+
+def test_distance_ignores_register_tokens():
+    # four register tokens take 90% of every patch query's weight; the rest goes 1 patch away
+    gh, gw, prefix = 2, 2, 5
+    attn = torch.zeros(1, 1, prefix + 4, prefix + 4)
+    attn[..., :, 1:prefix] = 0.9 / 4
+    for q in range(4):
+        r, c = divmod(q, gw)
+        attn[0, 0, prefix + q, prefix + r * gw + (1 - c)] = 0.1
+    raw = mean_attention_distance([attn], (gh, gw), 16, num_prefix_tokens=prefix)
+    renorm = mean_attention_distance(
+        [attn], (gh, gw), 16, num_prefix_tokens=prefix, renormalize=True
+    )
+    assert raw.item() == pytest.approx(1.6, rel=1e-6)
+    assert renorm.item() == pytest.approx(16.0, rel=1e-6)
+
+
 def test_rollout_discard_keeps_class_token_entry_and_fusions():
     t = 5
     attn = torch.full((1, 2, t, t), 0.01)
@@ -271,33 +336,125 @@ def test_unsupported_model_and_bad_input():
         attention_maps(torch.nn.Linear(2, 2), torch.zeros(2, 2), device="cpu")
 
 
-def test_timm_vit_capture_equals_fused_attention():
+def _timm_reference_weights(model, x):
+    """timm's own softmax weights: a copy with its explicit (non-fused) path, attn_drop's input."""
+    import copy
+
+    ref = copy.deepcopy(model)
+    captured = []
+    for block in ref.blocks:
+        block.attn.fused_attn = False
+        block.attn.attn_drop.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    with torch.no_grad():
+        ref(x)
+    return captured
+
+
+_TIMM_CASES = {
+    # name, kwargs, (grid, patch, prefix tokens, has class token, readout)
+    "plain": ("vit_tiny_patch16_224", {}, ((4, 4), 16, 1, True, "class")),
+    "qk_norm": ("vit_tiny_patch16_224", {"qk_norm": True}, ((4, 4), 16, 1, True, "class")),
+    "registers": ("vit_tiny_patch16_224", {"reg_tokens": 4}, ((4, 4), 16, 5, True, "class")),
+    "avg_pool": (
+        "vit_tiny_patch16_224",
+        {"class_token": False, "global_pool": "avg"},
+        ((4, 4), 16, 0, False, "patches"),
+    ),
+    "avg_pool_with_class_token": (
+        "vit_tiny_patch16_224",
+        {"global_pool": "avg"},
+        ((4, 4), 16, 1, True, "patches"),
+    ),
+    "registers_no_class_token": (
+        "vit_base_patch16_reg4_gap_256",
+        {"embed_dim": 48, "num_heads": 3},
+        ((4, 4), 16, 4, False, "patches"),
+    ),
+    "distilled": ("deit_tiny_distilled_patch16_224", {}, ((4, 4), 16, 2, True, "class")),
+    "non_square_grid": (
+        "vit_tiny_patch16_224",
+        {"img_size": (48, 80)},
+        ((3, 5), 16, 1, True, "class"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(_TIMM_CASES))
+def test_timm_vit_capture_equals_timm_own_weights(case):
     timm = pytest.importorskip(
-        "timm", reason="timm is not installed; its code path is untested here"
+        "timm", reason="timm is not installed; the timm-shaped stand-in below covers the path"
     )
+    name, kwargs, expected = _TIMM_CASES[case]
     torch.manual_seed(0)
     model = timm.create_model(
-        "vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, qk_norm=True
+        name, pretrained=False, **{"img_size": 64, "depth": 2, **kwargs}
     ).eval()
-    x = torch.randn(2, 3, 32, 32)
+    x = torch.randn(2, 3, *model.patch_embed.img_size, generator=torch.Generator().manual_seed(0))
+    fused = [block.attn.fused_attn for block in model.blocks]
     with torch.no_grad():
         before = model(x)
-    maps = attention_maps(model, x, device="cpu")
+    maps = attention_maps(model, x, batch_size=1, device="cpu")
     with torch.no_grad():
         assert torch.equal(before, model(x))
     assert _no_hooks(model)
-    # check the captured weights reproduce each block's fused attention output
-    with torch.no_grad():
-        tokens = model.patch_drop(model._pos_embed(model.patch_embed(x)))
-        tokens = model.norm_pre(tokens)
-        for block, w in zip(model.blocks, maps, strict=True):
-            h = block.norm1(tokens)
-            attn = block.attn
-            b, t, d = h.shape
-            v = attn.qkv(h).reshape(b, t, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)[2]
-            out = (w @ v).transpose(1, 2).reshape(b, t, d)
-            assert torch.allclose(attn.proj(out), attn(h), atol=1e-5)
-            tokens = block(tokens)
+    assert [block.attn.fused_attn for block in model.blocks] == fused
+    geo = vit_geometry(model)
+    assert (
+        geo.grid_size,
+        geo.patch_size,
+        geo.num_prefix_tokens,
+        geo.has_class_token,
+        geo.readout,
+    ) == expected
+    reference = _timm_reference_weights(model, x)
+    assert len(maps) == len(reference) == 2
+    for got, want in zip(maps, reference, strict=True):
+        t = geo.num_prefix_tokens + geo.num_patches
+        assert got.shape == (2, geo.num_heads, t, t)
+        assert torch.allclose(got, want, atol=1e-6)
+    # distances leave every prefix token out: compare with the patch block of timm's weights
+    dist = patch_distances(geo.grid_size, geo.patch_size).float()
+    p = geo.num_prefix_tokens
+    by_hand = torch.stack(
+        [(w[..., p:, p:] * dist).sum(-1).mean(dim=(0, 2)) for w in reference]
+    )  # (L, h)
+    streamed = mean_attention_distance_over(model, x, device="cpu")
+    assert torch.allclose(streamed, by_hand, rtol=1e-5)
+    assert _no_hooks(model)
+    mask = attention_rollout(
+        maps, num_prefix_tokens=p, grid_hw=geo.grid_size, normalize=False, readout=geo.readout
+    )
+    assert mask.shape == (2, *geo.grid_size)
+    assert torch.allclose(
+        mask, _rollout_by_hand(reference, p, geo.grid_size, geo.readout), atol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, block_or_attention",
+    [
+        ("beit_base_patch16_224", {}, None),  # q/v biases, relative position bias
+        ("eva02_tiny_patch14_224", {"img_size": 56}, None),  # rotary position embedding
+        ("vit_tiny_patch16_224", {"attn_layer": "diff"}, "DiffAttention"),
+        ("vit_tiny_patch16_224", {"block_fn": "ParallelScalingBlock"}, "ParallelScalingBlock"),
+    ],
+)
+def test_timm_models_whose_weights_cannot_be_recomputed_are_refused(
+    name, kwargs, block_or_attention
+):
+    timm = pytest.importorskip("timm", reason="timm is not installed")
+    if kwargs.get("block_fn") == "ParallelScalingBlock":
+        from timm.models.vision_transformer import ParallelScalingBlock
+
+        kwargs = {**kwargs, "block_fn": ParallelScalingBlock}
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, **{"img_size": 64, "depth": 2, **kwargs})
+    x = torch.randn(1, 3, *model.patch_embed.img_size)
+    with pytest.raises(TypeError, match=block_or_attention or "not a supported ViT"):
+        attention_maps(model.eval(), x, device="cpu")
+    with pytest.raises(TypeError):
+        vit_geometry(model)
+    assert _no_hooks(model)
 
 
 @pytest.mark.gpu
@@ -323,6 +480,8 @@ def test_model_on_another_device_is_refused(tiny_vit):
 
 class _TimmLikeAttention(torch.nn.Module):
     """timm's ``Attention`` as of timm 1.0 (fused SDPA, optional q/k LayerNorm), reproduced."""
+
+    fused_attn = True
 
     def __init__(self, dim: int, num_heads: int, qk_norm: bool) -> None:
         super().__init__()
@@ -357,11 +516,15 @@ class _TimmLikeBlock(torch.nn.Module):
 
 
 class _TimmLikeViT(torch.nn.Module):
-    """The attributes vizlib reads from a timm ViT: patch_embed, blocks, num_prefix_tokens."""
+    """The attributes vizlib reads from a timm ViT: patch_embed, blocks, num_prefix_tokens,
+    cls_token, global_pool."""
+
+    global_pool = "token"
 
     def __init__(self, qk_norm: bool) -> None:
         super().__init__()
         dim, self.num_prefix_tokens = 24, 2  # class token + one register token
+        self.cls_token = torch.nn.Parameter(torch.zeros(1, 1, dim))
         self.patch_embed = torch.nn.Module()
         self.patch_embed.proj = torch.nn.Conv2d(3, dim, 4, 4)
         self.patch_embed.patch_size = (4, 4)
@@ -376,8 +539,30 @@ class _TimmLikeViT(torch.nn.Module):
         return self.blocks(tokens)[:, 0]
 
 
-# the capture recognises timm models by their module, so the stand-in claims to be one
-_TimmLikeViT.__module__ = "timm.models.vision_transformer"
+# the capture recognises timm's ViT and Attention by class name and module: the stand-ins
+# claim both
+_TimmLikeViT.__name__, _TimmLikeViT.__module__ = (
+    "VisionTransformer",
+    "timm.models.vision_transformer",
+)
+_TimmLikeAttention.__name__, _TimmLikeAttention.__module__ = "Attention", "timm.layers.attention"
+
+
+class _OtherAttention(_TimmLikeAttention):
+    """Any other timm attention (BEiT's adds biases, EVA's rotates q and k): not recomputable."""
+
+
+_OtherAttention.__module__ = "timm.models.beit"
+
+
+def test_timm_shaped_model_with_another_attention_is_refused():
+    model = _TimmLikeViT(False).eval()
+    model.blocks[1].attn = _OtherAttention(24, 3, False)
+    with pytest.raises(TypeError, match="block 1 .* uses _OtherAttention"):
+        attention_maps(model, torch.randn(1, 3, 12, 12), device="cpu")
+    with pytest.raises(TypeError, match="block 1"):
+        vit_geometry(model)
+    assert _no_hooks(model)
 
 
 @pytest.mark.parametrize("qk_norm", [False, True])

@@ -46,6 +46,10 @@ class ViTGeometry:
     num_prefix_tokens: int
     num_layers: int
     num_heads: int
+    has_class_token: bool = True  # token 0; timm ViTs can have none
+    # what the classifier head reads: the class token ("class"), or the patch tokens pooled
+    # ("patches": timm's global_pool="avg" and the like, with or without a class token)
+    readout: Literal["class", "patches"] = "class"
 
     @property
     def num_patches(self) -> int:
@@ -61,11 +65,38 @@ def _is_torchvision_vit(model: nn.Module) -> bool:
 
 
 def _is_timm_vit(model: nn.Module) -> bool:
-    return (
-        type(model).__module__.startswith("timm.")
-        and hasattr(model, "blocks")
-        and hasattr(model, "patch_embed")
+    """True for timm's ``VisionTransformer`` and its subclasses (DeiT, ...), recognised by name.
+
+    By name, so timm need not be importable to ask. Other timm models that have ``blocks`` and a
+    ``patch_embed`` (BEiT, EVA, CaiT, Swin, ...) are not ViTs of this kind.
+    """
+    return any(
+        cls.__name__ == "VisionTransformer" and cls.__module__ == "timm.models.vision_transformer"
+        for cls in type(model).__mro__
     )
+
+
+# where timm's plain ``Attention`` has lived (timm >= 1.0: timm.layers; before: the ViT module)
+_TIMM_ATTENTION_MODULES = ("timm.layers.attention", "timm.models.vision_transformer")
+
+
+def _check_timm_blocks(model: nn.Module) -> None:
+    """Raise TypeError unless every block is a plain timm ``Attention`` that we can recompute.
+
+    The recomputation, softmax(q_norm(q) k_norm(k)^T * scale), is exactly timm's ``Attention``.
+    Other attention layers add terms it would silently miss (BEiT's q/v biases and relative
+    position bias, EVA's rotary embedding, the differential attention of ``attn_layer="diff"``),
+    and parallel blocks have no ``attn`` module.
+    """
+    for i, block in enumerate(model.blocks):
+        attn = getattr(block, "attn", None)
+        kind = type(attn)
+        if kind.__name__ != "Attention" or kind.__module__ not in _TIMM_ATTENTION_MODULES:
+            what = type(block).__name__ if attn is None else kind.__name__
+            raise TypeError(
+                f"block {i} of this timm {type(model).__name__} uses {what}; only timm's plain "
+                "Attention is supported (its weights are recomputed exactly from q and k)."
+            )
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:
@@ -101,15 +132,19 @@ def vit_geometry(model: nn.Module) -> ViTGeometry:
             num_heads=int(layers[0].num_heads),
         )
     if _is_timm_vit(model):
+        _check_timm_blocks(model)
         ph, pw = _pair(model.patch_embed.patch_size)
         if ph != pw:
             raise ValueError(f"non-square patches {ph}x{pw} are not supported")
         return ViTGeometry(
             grid_size=_pair(model.patch_embed.grid_size),
             patch_size=ph,
+            # timm orders the prefix as class token (if any), then register/distillation tokens
             num_prefix_tokens=int(model.num_prefix_tokens),
             num_layers=len(model.blocks),
             num_heads=int(model.blocks[0].attn.num_heads),
+            has_class_token=getattr(model, "cls_token", None) is not None,
+            readout="class" if getattr(model, "global_pool", "token") == "token" else "patches",
         )
     raise TypeError(
         f"{type(model).__name__} is not a supported ViT (vizlib ViT, torchvision VisionTransformer "
@@ -183,6 +218,7 @@ def _forward_with_attention(
         with forward_hooks(hooks):
             return model(x)
     if _is_timm_vit(model):
+        _check_timm_blocks(model)  # before any hook: an unsupported block must not half-run
         pre_hooks = []
         for i, block in enumerate(model.blocks):
             # the pre-hook sees attn's input, i.e. norm1's output
@@ -376,6 +412,16 @@ def _to_grid(rows: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
     return rows.reshape(*rows.shape[:-1], gh, gw)
 
 
+def _check_class_token(num_prefix_tokens: int, has_class_token: bool) -> None:
+    if has_class_token and num_prefix_tokens < 1:
+        raise ValueError("a class token needs num_prefix_tokens >= 1")
+    if not has_class_token:
+        raise ValueError(
+            "this model has no class token (it pools the patch tokens); token 0 is "
+            + ("a register token" if num_prefix_tokens else "a patch")
+        )
+
+
 def cls_attention(
     attentions: Sequence[torch.Tensor] | torch.Tensor,
     grid_hw: tuple[int, int],
@@ -383,11 +429,14 @@ def cls_attention(
     layer: int,
     head: HeadChoice = "mean",
     num_prefix_tokens: int = 1,
+    has_class_token: bool = True,
 ) -> torch.Tensor:
     """Return the class token's attention to the patches at one layer, (B, gh, gw).
 
     ``head`` is an index or "mean"/"max"/"min" over heads. Weights as computed (not rescaled).
+    The class token is token 0; a model without one (``has_class_token=False``) raises.
     """
+    _check_class_token(num_prefix_tokens, has_class_token)
     attn = _fuse_heads(attentions[layer], head)  # (B, T, T)
     return _to_grid(attn[:, 0, num_prefix_tokens:], grid_hw)
 
@@ -418,6 +467,7 @@ def attention_rollout(
     num_prefix_tokens: int = 1,
     grid_hw: tuple[int, int] | None = None,
     normalize: bool = True,
+    readout: Literal["class", "patches"] = "class",
 ) -> torch.Tensor:
     """Return the attention rollout (Abnar and Zuidema, 2020) of the class token, (B, gh, gw).
 
@@ -429,6 +479,11 @@ def attention_rollout(
     sums along columns); multiply through the layers, R = A_L ... A_1. Returns the class token's
     row over the patches; with ``normalize`` it is divided by its maximum (max 1, for display;
     an all-zero row stays zero). ``grid_hw`` defaults to a square grid.
+
+    ``readout="patches"`` is for a model whose head pools the patch tokens instead (timm's
+    ``global_pool="avg"``, see ``ViTGeometry.readout``): it returns the mean of the patch
+    tokens' rows over the patches, what average pooling reads, and no entry is protected from
+    the discard. Prefix tokens (class, register, distillation) are never in the mask.
     """
     layers = (
         list(attentions.unbind(0)) if isinstance(attentions, torch.Tensor) else list(attentions)
@@ -437,8 +492,13 @@ def attention_rollout(
         raise ValueError("no attention tensors given")
     if not 0.0 <= discard_ratio < 1.0:
         raise ValueError(f"discard_ratio must be in [0, 1), got {discard_ratio}")
+    if readout not in ("class", "patches"):
+        raise ValueError(f"readout must be 'class' or 'patches', got {readout!r}")
+    if readout == "class" and num_prefix_tokens < 1:
+        raise ValueError("the class token's rollout needs num_prefix_tokens >= 1")
     B, _, T, _ = layers[0].shape
-    n = T - num_prefix_tokens
+    p = num_prefix_tokens
+    n = T - p
     if grid_hw is None:
         side = math.isqrt(n)
         if side * side != n:
@@ -454,14 +514,19 @@ def attention_rollout(
             if k:
                 # rank the class token's own entry last so it is never discarded
                 ranked = flat.clone()
-                ranked[:, 0] = math.inf
+                if readout == "class":
+                    ranked[:, 0] = math.inf
                 idx = ranked.topk(k, dim=-1, largest=False).indices  # (B, k)
                 flat.scatter_(1, idx, 0.0)
             fused = flat.reshape(B, T, T)
         a = (fused + eye) / 2
         a = a / a.sum(dim=-1, keepdim=True)  # rows sum to 1
         result = a @ result  # (B, T, T)
-    mask = _to_grid(result[:, 0, num_prefix_tokens:], grid_hw)  # (B, gh, gw)
+    if readout == "class":
+        rows = result[:, 0, p:]  # (B, N)
+    else:  # average pooling reads the patch tokens: average their rows
+        rows = result[:, p:, p:].mean(dim=1)  # (B, N)
+    mask = _to_grid(rows, grid_hw)  # (B, gh, gw)
     if normalize:
         peak = mask.amax(dim=(-2, -1), keepdim=True)
         mask = torch.where(peak > 0, mask / peak.clamp_min(torch.finfo(mask.dtype).tiny), mask)
