@@ -11,7 +11,7 @@ import streamlit as st
 import torch
 
 import ui
-from ui.inside_cnns import input_picker, model_picker
+from ui.inside_cnns import count_slider, input_picker, model_picker
 from vizlib import attribution
 from vizlib.filters import conv_layer_names
 from vizlib.plots import plot_attribution_overlay, plot_top_predictions
@@ -156,8 +156,8 @@ with o2.container(border=True):
         )
 with o3.container(border=True):
     st.markdown("**Occlusion**")
-    window = st.slider("Window (pixels)", 1, side, max(1, side // 7), key=f"{P}.occ_window")
-    stride = st.slider("Stride (pixels)", 1, side, max(1, side // 14), key=f"{P}.occ_stride")
+    window = count_slider("Window (pixels)", 1, side, side // 7, key=f"{P}.occ_window", unit=" px")
+    stride = count_slider("Stride (pixels)", 1, side, side // 14, key=f"{P}.occ_stride", unit=" px")
     n_windows = ((side - window) // stride + 1) ** 2
     if stride > window:
         st.error(

@@ -8,7 +8,7 @@ import streamlit as st
 import torch
 
 import ui
-from ui.inside_cnns import dataset_for, input_picker, model_picker
+from ui.inside_cnns import count_slider, dataset_for, input_picker, model_picker
 from vizlib import filters
 from vizlib.data import denormalize
 from vizlib.plots import (
@@ -201,9 +201,7 @@ with tab_maps:
             st.error(f"The model could not process this input: {err}")
         else:
             maps_np = maps.numpy()  # (C, H, W)
-            limit = i2.slider(
-                "Maps shown", 1, len(maps_np), min(64, len(maps_np)), key=f"{P}.n_maps"
-            )
+            limit = count_slider("Maps shown", 1, len(maps_np), 64, key=f"{P}.n_maps", where=i2)
             i2.plotly_chart(
                 plot_feature_maps(
                     maps_np[:limit],
@@ -234,7 +232,9 @@ with tab_top:
             horizontal=True,
             help="Mean or maximum of the channel's feature map over positions.",
         )
-        k = t3.slider("Images", 4, 36, 16, key=f"{P}.top_k")
+        k = count_slider(
+            "Images", min(4, len(images)), min(36, len(images)), 16, key=f"{P}.top_k", where=t3
+        )
         with st.spinner(f"One pass over {len(images)} test images…", show_time=True):
             scores = dataset_scores(loaded.name, loaded.device, layer, reduce)
         idx, vals = filters.top_activating(scores, int(channel), k=k)

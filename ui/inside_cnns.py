@@ -22,7 +22,14 @@ from vizlib.data import (
     sample_image_names,
 )
 
-__all__ = ["ChosenInput", "LoadedModel", "dataset_for", "input_picker", "model_picker"]
+__all__ = [
+    "ChosenInput",
+    "LoadedModel",
+    "count_slider",
+    "dataset_for",
+    "input_picker",
+    "model_picker",
+]
 
 SOURCES = ("Dataset sample", "Sample image", "Upload an image")
 
@@ -70,6 +77,23 @@ def dataset_for(
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Return (images (N, C, H, W) normalised, labels (N,), class names) of a dataset at a size."""
     return load_dataset(dataset, split, input_size=input_size)
+
+
+def count_slider(
+    label: str, low: int, high: int, value: int, *, key: str, where=st, unit: str = "", **kwargs
+) -> int:
+    """Return the value of an integer slider over [low, high] (``value`` clamped into it).
+
+    ``st.slider`` refuses ``low == high`` (a conv layer with one output channel, a one-image
+    set, a 1-pixel side), so then no slider is drawn: a caption states the only value.
+    """
+    high = max(int(high), int(low))
+    if high == low:
+        where.caption(f"{label}: {low}{unit} (the only possible value)")
+        return int(low)
+    return int(
+        where.slider(label, int(low), high, min(max(int(value), int(low)), high), key=key, **kwargs)
+    )
 
 
 def _display(x: torch.Tensor, meta: dict) -> np.ndarray:

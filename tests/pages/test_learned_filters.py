@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "learned_filters.py")
@@ -67,3 +68,80 @@ def test_unknown_model_in_the_link_is_reported_not_fatal():
     assert not app.exception and not _errors(app)
     assert any("Ignored `model=nonexistent`" in w.value for w in app.warning)
     assert app.selectbox(key="filters.model").value == "lenet_digits"
+
+
+ONE_CHANNEL = "resnet_one_channel"
+
+
+def one_channel_zoo(monkeypatch) -> None:
+    """Add to the zoo a SmallResNet whose stem conv has ONE output channel (widths 1, 2)."""
+    import json
+
+    from vizlib import zoo
+
+    real_list, real_load = zoo.list_models, zoo.load_model
+    sidecar = json.loads((zoo.CHECKPOINT_DIR / "resnet_digits.json").read_text())
+    meta = {
+        **sidecar,
+        "name": ONE_CHANNEL,
+        "config": {**sidecar["config"], "widths": [1, 2]},
+        "test_accuracy": None,
+    }
+
+    def load_model(name, device=None):
+        if name != ONE_CHANNEL:
+            return real_load(name, device)
+        torch.manual_seed(0)
+        return zoo.build_model("resnet", meta["config"]).to(device or "cpu").eval(), dict(meta)
+
+    monkeypatch.setattr(zoo, "list_models", lambda family=None: [ONE_CHANNEL, *real_list(family)])
+    monkeypatch.setattr(zoo, "load_model", load_model)
+
+
+def test_a_one_channel_layer_and_a_one_image_set_need_no_slider(monkeypatch):
+    """st.slider refuses min == max: one feature map, or a one-image dataset, must not raise."""
+    import ui.inside_cnns
+
+    one_channel_zoo(monkeypatch)
+    real_dataset = ui.inside_cnns.dataset_for
+
+    def one_image(dataset, size, split="test"):
+        images, labels, classes = real_dataset(dataset, size, split)
+        return images[:1], labels[:1], classes
+
+    monkeypatch.setattr(ui.inside_cnns, "dataset_for", one_image)
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    app.query_params["model"] = ONE_CHANNEL
+    at = app.run()
+    assert not at.exception and not _errors(at)
+    assert at.selectbox(key="filters.layer").value == "stem.0"
+    assert "1 filters of 1×3×3" in at.markdown[0].value
+    captions = " | ".join(c.value for c in at.caption)
+    assert "Maps shown: 1 (the only possible value)" in captions
+    assert "Images: 1 (the only possible value)" in captions
+    assert not [s for s in at.slider if s.key in ("filters.n_maps", "filters.top_k")]
+    downloads = {d.key for d in at.get("download_button")}
+    assert {"filters.download_maps", "filters.download_top"} <= downloads
+    # a two-channel layer gets its slider back
+    at.selectbox(key="filters.layer").set_value("layers.1.conv1").run()
+    assert not at.exception and not _errors(at)
+    assert at.slider(key="filters.n_maps").max == 2
+
+
+def test_count_slider_clamps_and_skips_a_single_option():
+    def page():
+        import streamlit as st
+
+        from ui.inside_cnns import count_slider
+
+        st.session_state["values"] = [
+            count_slider("Window", 1, 1, 4, key="t.one", unit=" px"),
+            count_slider("Maps", 1, 8, 64, key="t.clamped"),
+            count_slider("Images", 4, 36, 16, key="t.plain"),
+        ]
+
+    at = AppTest.from_function(page).run()
+    assert not at.exception
+    assert at.session_state["values"] == [1, 8, 16]
+    assert [s.key for s in at.slider] == ["t.clamped", "t.plain"]
+    assert at.caption[0].value == "Window: 1 px (the only possible value)"
