@@ -41,10 +41,13 @@ __all__ = [
 TSNE_METHODS = ("auto", "exact", "fft")
 EXPLORATION_ITERS = 250  # early exaggeration and momentum 0.5 for this many iterations
 MIN_GAIN = 0.01
-# Below these sizes "auto" uses the exact repulsion: measured on a 2-core CPU the exact pass
-# costs as much as the FFT one at about 1,000 points; a GPU runs exact N^2 quickly up to ~10k.
-AUTO_EXACT_MAX_CPU = 1000
-AUTO_EXACT_MAX_CUDA = 10000
+# Up to these sizes "auto" uses the exact repulsion. CPU: one iteration of each measured on 2
+# cores (1 thread) crosses at about 450 points (700: exact 6.3 ms, fft 2.8 ms; 400: 2.1 vs
+# 2.4 ms). GPU (not measured here): the exact pass costs 2.6 ms at 10,000 points on an H100
+# (../shared/notes, chunked PyTorch) and grows as N^2, while an FFT iteration is bound by its
+# ~70 kernel launches (~0.4 ms), so they cross at about 4,000 points.
+AUTO_EXACT_MAX_CPU = 500
+AUTO_EXACT_MAX_CUDA = 4000
 SINGLE_THREAD_MAX = 20000  # CPU t-SNE up to this size runs on one intra-op thread (see tsne)
 
 
@@ -581,7 +584,7 @@ def tsne(
     max(N / early_exaggeration / 4, 50). ``init="pca"``: the first principal components scaled
     so component 1 has std 1e-4; ``"random"``: N(0, 1e-4^2) from ``seed``; or an (N, d) array.
     ``method``: ``"exact"`` (all pairs, chunked), ``"fft"`` (FIt-SNE interpolation, 2-D only) or
-    ``"auto"`` (exact up to 1,000 points on a CPU / 10,000 on a GPU, else fft).
+    ``"auto"`` (exact up to 500 points on a CPU / 4,000 on a GPU, else fft).
 
     ``callback(iteration, kl)`` is called every ``callback_every`` iterations and after the last
     one, with the iterations done and KL(P || Q) in nats (without exaggeration); return
