@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import time
 
@@ -13,7 +14,15 @@ import torch
 import ui
 from ui.embeddings import read_table
 from vizlib import embedding, zoo
-from vizlib.data import available_datasets, denormalize, load_dataset_for_model
+from vizlib.data import (
+    available_datasets,
+    dataset_normalization,
+    dataset_size,
+    denormalize,
+    load_dataset,
+    native_size,
+    to_model_input,
+)
 from vizlib.plots import plot_embeddings
 
 P = "tsne"  # widget-key prefix of this page
@@ -33,27 +42,41 @@ except ImportError:
     METHODS = ["t-SNE", "PCA"]
 
 
+MAX_PIXEL_BYTES = 2 * 2**30  # the chosen images at the size they are kept in (float32)
+
+
 @st.cache_data(max_entries=4, show_spinner="Loading the dataset…")
 def dataset_points(
-    dataset: str,
-    input_size: tuple[int, int, int],
-    n_points: int,
-    mean: tuple,
-    std: tuple,
-    seed: int,
+    dataset: str, model_hw: tuple[int, int], n_points: int, seed: int
 ) -> tuple[torch.Tensor, np.ndarray, list[str], np.ndarray, int]:
-    """Return (images (N, C, H, W) normalised, labels (N,), class names, display images in [0, 1],
-    points available) for a seeded random subset of train + test."""
-    meta = {"input_size": list(input_size), "mean": list(mean), "std": list(std)}
-    parts = [load_dataset_for_model(dataset, meta, split) for split in ("train", "test")]
-    images = torch.cat([parts[0][0], parts[1][0]])  # (N, C, H, W) normalised as the model expects
-    labels = torch.cat([parts[0][1], parts[1][1]])
-    available = len(images)
+    """Return (images (N, C0, h, w) as load_dataset normalises them, labels (N,), class names,
+    display images in [0, 1], points available) for a seeded random subset of train + test.
+
+    The subset is chosen before anything is loaded or resized and stays at the dataset's own
+    size (an image folder: the model's); ``vizlib.data.to_model_input`` prepares each batch.
+    """
+    splits = ("train",) if dataset.startswith("imagefolder:") else ("train", "test")  # one split
+    sizes = [dataset_size(dataset, split) for split in splits]
+    available = sum(sizes)
     pick = np.sort(np.random.default_rng(seed).permutation(available)[:n_points])
-    images, labels = images[pick], labels[pick]
-    shown = denormalize(images, mean[: images.shape[1]], std[: images.shape[1]])
-    shown = shown.permute(0, 2, 3, 1).numpy()  # (N, H, W, C)
-    shown = shown[..., 0] if shown.shape[-1] == 1 else shown
+    hw = native_size(dataset) or model_hw
+    channels = len(dataset_normalization(dataset)[0])
+    need = len(pick) * channels * hw[0] * hw[1] * 4
+    if need > MAX_PIXEL_BYTES:
+        fit = int(len(pick) * MAX_PIXEL_BYTES / need)
+        raise ValueError(
+            f"{len(pick):,} images at {hw[0]}x{hw[1]} need {need / 2**30:.1f} GB of memory; "
+            f"choose at most {fit:,} points."
+        )
+    parts, offset = [], 0
+    for split, size in zip(splits, sizes, strict=True):
+        chosen = pick[(pick >= offset) & (pick < offset + size)] - offset
+        parts.append(load_dataset(dataset, split, input_size=hw, indices=chosen))
+        offset += size
+    images = torch.cat([part[0] for part in parts])  # (N, C0, h, w)
+    labels = torch.cat([part[1] for part in parts])
+    shown = denormalize(images, *dataset_normalization(dataset)).permute(0, 2, 3, 1).numpy()
+    shown = shown[..., 0] if shown.shape[-1] == 1 else shown  # (N, h, w[, 3]) in [0, 1]
     return images, labels.numpy(), parts[0][2], shown, available
 
 
@@ -70,7 +93,7 @@ def model_features(bar, model_name: str, device: str, dataset: str, n_points: in
         return cache[key]
     model, meta, lock = ui.cached_model(model_name, device)
     images, labels, class_names, shown, available = dataset_points(
-        dataset, tuple(meta["input_size"]), n_points, tuple(meta["mean"]), tuple(meta["std"]), seed
+        dataset, tuple(meta["input_size"][1:]), n_points, seed
     )
     if available < n_points:
         st.info(f"{dataset} has {available:,} images: using all of them.")
@@ -84,8 +107,10 @@ def model_features(bar, model_name: str, device: str, dataset: str, n_points: in
         )
 
     with lock:  # hooks go on the shared model
-        feats = embedding.layer_features(model, images, list(layers), device=device,
-                                         progress=progress)  # fmt: skip
+        feats = embedding.layer_features(
+            model, images, list(layers), device=device, progress=progress,
+            transform=functools.partial(to_model_input, name=dataset, meta=meta),
+        )  # fmt: skip
     cache.clear()
     cache[key] = (feats, labels, class_names, shown)
     return cache[key]
@@ -109,6 +134,13 @@ def seconds_per_image(model_name: str, device: str) -> float:
                 torch.cuda.synchronize(device)
             timings.append(time.perf_counter() - started)
     return min(timings) / len(x)
+
+
+def sharp(image: np.ndarray, side: int = 200) -> np.ndarray:
+    """Return ``image`` (h, w[, 3]) with each pixel repeated so it is about ``side`` pixels wide:
+    the browser would blur a small image (the 8x8 digits) it scales up."""
+    rep = max(1, side // max(image.shape[:2]))
+    return np.repeat(np.repeat(image, rep, axis=0), rep, axis=1)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -368,11 +400,13 @@ if points and shown["images"] is not None:
     near = np.argsort(((coords - coords[chosen]) ** 2).sum(1))[1:9]
     c_big, c_strip = st.columns([1, 3])
     lab_txt = "" if shown["labels"] is None else f", label {shown['labels'][chosen]}"
-    c_big.image(shown["images"][chosen], caption=f"index {chosen}{lab_txt}", width=200, clamp=True)
+    c_big.image(
+        sharp(shown["images"][chosen]), caption=f"index {chosen}{lab_txt}", width=200, clamp=True
+    )
     c_strip.caption(f"Its 8 nearest neighbours in the {layer} map")
     cols = c_strip.columns(8)
     for col, j in zip(cols, near, strict=True):
-        col.image(shown["images"][j], caption=f"#{j}", width=64, clamp=True)
+        col.image(sharp(shown["images"][j]), caption=f"#{j}", width=64, clamp=True)
 elif points:
     st.caption(f"Selected point index {int(points[0]['customdata'])}.")
 else:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -36,3 +39,27 @@ def tiny_vit():
         heads=4,
         mlp_dim=64,
     ).eval()
+
+
+def _write_idx(path, array: np.ndarray) -> None:
+    """Write an uint8 array in MNIST's IDX format (magic 0x08 = ubyte, then the dimensions)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def write_fake_mnist(root, n_train: int = 50, n_test: int = 20) -> dict:
+    """Write a small MNIST (random pixels and labels) in torchvision's layout under ``root``;
+    return {split: (images (N, 28, 28) uint8, labels (N,) uint8)}."""
+    raw = Path(root) / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for split, prefix, n in (("train", "train", n_train), ("test", "t10k", n_test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, n, dtype=np.uint8)
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+        arrays[split] = (images, labels)
+    return arrays

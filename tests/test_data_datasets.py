@@ -7,13 +7,17 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.conftest import write_fake_mnist
 from vizlib.data import (
     available_datasets,
     dataset_normalization,
+    dataset_size,
     denormalize,
     load_dataset,
     load_dataset_for_model,
+    native_size,
     prepare_image,
+    to_model_input,
 )
 from vizlib.data.datasets import DIGITS_MEAN, DIGITS_STD
 
@@ -132,3 +136,68 @@ def test_dataset_for_its_own_model_is_unchanged():
     meta = {"input_size": [1, 28, 28], "mean": mean, "std": std}
     images, _, _ = load_dataset_for_model("digits", meta, "train")
     torch.testing.assert_close(images, load_dataset("digits", "train")[0], atol=1e-5, rtol=0)
+
+
+@pytest.fixture
+def fake_mnist(tmp_path, monkeypatch):
+    """A small MNIST on disk in torchvision's layout (random pixels), under VIZLIB_DATA."""
+    arrays = write_fake_mnist(tmp_path)
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
+    return arrays
+
+
+def test_an_mnist_on_disk_is_found_counted_and_subset(fake_mnist):
+    assert available_datasets()["mnist"].startswith("on disk")
+    assert dataset_size("mnist", "train") == 50 and dataset_size("mnist", "test") == 20
+    assert native_size("mnist") == (28, 28) and native_size("digits") == (8, 8)
+    images, labels = fake_mnist["train"]
+    pick = [40, 3, 17]
+    x, y, names = load_dataset("mnist", "train", indices=pick)
+    assert names == [str(i) for i in range(10)]
+    assert y.tolist() == labels[pick].tolist()
+    expected = (images[pick] / 255.0 - 0.1307) / 0.3081
+    np.testing.assert_allclose(x[:, 0].numpy(), expected, atol=1e-5)
+    with pytest.raises(ValueError, match="indices"):
+        load_dataset("mnist", "test", indices=[20])
+    with pytest.raises(ValueError, match="not both"):
+        load_dataset("mnist", "test", indices=[1], max_samples=5)
+
+
+def test_a_subset_is_taken_before_resizing(fake_mnist):
+    meta = {
+        "input_size": [3, 224, 224],
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+    }
+    x, y, _ = load_dataset_for_model("mnist", meta, "test", indices=[5, 6])
+    assert x.shape == (2, 3, 224, 224)
+    whole, whole_y, _ = load_dataset_for_model("mnist", meta, "test", max_samples=7)
+    torch.testing.assert_close(x, whole[5:7])
+    assert torch.equal(y, whole_y[5:7])
+
+
+def test_to_model_input_batch_by_batch_matches_loading_at_the_model_size():
+    # the Embeddings page keeps a subset at the dataset's own size and prepares each batch
+    meta = {"input_size": [3, 32, 32], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    own, labels, _ = load_dataset(
+        "digits", "test", input_size=native_size("digits"), indices=[0, 9]
+    )
+    assert own.shape == (2, 1, 8, 8)
+    direct, direct_labels, _ = load_dataset_for_model("digits", meta, "test", indices=[0, 9])
+    torch.testing.assert_close(to_model_input(own, "digits", meta), direct, atol=1e-5, rtol=1e-5)
+    assert torch.equal(labels, direct_labels)
+    assert dataset_size("digits", "train") + dataset_size("digits", "test") == 1797
+
+
+def test_image_folder_subset_reads_only_the_chosen_files(tmp_path):
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((6, 6), 40 * i, np.uint8)).save(tmp_path / label / f"{i}.png")
+    (tmp_path / "b" / "2.png").write_bytes(b"not a png")  # a broken file that is never chosen
+    name = f"imagefolder:{tmp_path}"
+    assert dataset_size(name) == 6 and native_size(name) is None
+    x, y, _ = load_dataset(name, input_size=(6, 6), indices=[4, 0])
+    assert y.tolist() == [1, 0] and x.shape == (2, 3, 6, 6)
+    with pytest.raises(ValueError, match="Could not read the image .*2.png"):
+        load_dataset(name, input_size=(6, 6), indices=[5])

@@ -795,6 +795,7 @@ def layer_features(
     max_features: int = 4096,
     device: str | torch.device | None = None,
     progress: Callable[[int, int], None] | None = None,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, np.ndarray]:
     """Return {layer: features (N, F) float32} for images (N, C, H, W) through ``model``.
 
@@ -802,8 +803,9 @@ def layer_features(
     ``cls_token`` (default: the model is a ViT) token 0 of a (N, T, D) output is used. Feature
     maps larger than ``max_features`` values per image are average-pooled spatially so that a
     big network does not need N x millions of floats. Uses ``vizlib.features.activations``
-    batch by batch; ``progress(done, total)`` after each batch. The caller holds the model's
-    lock when the model is shared.
+    batch by batch; ``progress(done, total)`` after each batch. ``transform`` maps each batch
+    to the model's input first (e.g. ``vizlib.data.to_model_input``), so ``images`` can stay
+    at a dataset's small size. The caller holds the model's lock when the model is shared.
     """
     from .features import activations
 
@@ -818,6 +820,8 @@ def layer_features(
     n = images.shape[0]
     for start in range(0, n, batch_size):
         batch = images[start : start + batch_size]
+        if transform is not None:
+            batch = transform(batch)  # (B, C, H, W) as the model expects
         if INPUT_LAYER in parts:
             parts[INPUT_LAYER].append(
                 _flatten_features(batch, cls_token=False, max_features=max_features)

@@ -125,3 +125,26 @@ def test_time_left_extrapolates_the_rate():
     assert ui.time_left(10.0, 0.5, 10) == ", about 3.2 min left"
     assert ui.time_left(0.5, 1, 4) == ""  # too early for a rate
     assert ui.time_left(10.0, 4, 4) == ""  # done
+
+
+def test_a_dataset_on_disk_feeds_a_model_with_a_bigger_input(tmp_path, monkeypatch):
+    # MNIST's 28x28 digits into vit_digits (32x32): the subset is kept at 28x28 and each batch
+    # is prepared for the model; the display images are the digits themselves.
+    from tests.conftest import write_fake_mnist
+
+    write_fake_mnist(tmp_path, n_train=40, n_test=20)
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
+    at = _app()
+    at.selectbox(key="tsne.model").set_value("vit_digits").run()
+    assert "mnist" in at.selectbox(key="tsne.dataset").options
+    at.selectbox(key="tsne.dataset").set_value("mnist")
+    at.number_input(key="tsne.points").set_value(100)
+    at.radio(key="tsne.method").set_value("PCA")
+    at.button(key="tsne.run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert any("has 60 images" in i.value for i in at.info)
+    table = at.dataframe[0].value
+    assert table["features"].iloc[0] == 32 * 32  # the input layer: the model's own input size
+    feats, labels, _, shown = next(iter(at.session_state["tsne.features"].values()))
+    assert len(labels) == 60 and shown.shape == (60, 28, 28)

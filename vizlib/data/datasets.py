@@ -20,10 +20,13 @@ __all__ = [
     "DIGITS_STD",
     "available_datasets",
     "dataset_normalization",
+    "dataset_size",
     "denormalize",
     "load_dataset",
     "load_dataset_for_model",
+    "native_size",
     "prepare_image",
+    "to_model_input",
 ]
 
 DATA_ENV_VAR = "VIZLIB_DATA"
@@ -49,6 +52,8 @@ _DEFAULT_SIZE = {
     "cifar10": (32, 32),
     "imagefolder": (224, 224),
 }
+# the size the files hold (image folders vary: None)
+_NATIVE_SIZE = {"digits": (8, 8), "mnist": (28, 28), "fashion_mnist": (28, 28), "cifar10": (32, 32)}
 _FASHION_CLASSES = [
     "T-shirt/top",
     "Trouser",
@@ -161,17 +166,22 @@ def load_dataset(
     *,
     root: str | os.PathLike | None = None,
     max_samples: int | None = None,
+    indices: np.ndarray | list[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Return (images (N, C, H, W) float32 normalised, labels (N,) int64, class names).
 
     Images are resized (bilinear, antialiased) to ``input_size`` (H, W) when given, else the
     dataset's default (digits 28x28), then normalised with ``dataset_normalization(name)``.
-    ``split`` is "train" or "test" ("digits" uses one fixed stratified 75/25 split, seed 0).
-    ``max_samples`` keeps the first N samples of the on-disk datasets (the digits are small).
+    ``split`` is "train" or "test" ("digits" uses one fixed stratified 75/25 split, seed 0; an
+    image folder has one split, the same for both). ``max_samples`` keeps the first N samples of
+    the on-disk datasets (the digits are small); ``indices`` keeps those samples of the split, in
+    that order, before anything is resized (a subset of a big set at a big size stays small).
     Raises ``ValueError`` for unknown names or datasets that are not on disk; nothing is downloaded.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if indices is not None and max_samples is not None:
+        raise ValueError("give max_samples or indices, not both")
     key = "imagefolder" if name.startswith("imagefolder:") else name
     if key not in _NORMALIZATION:
         raise ValueError(
@@ -182,12 +192,13 @@ def load_dataset(
     mean, std = dataset_normalization(name)
     if key == "digits":
         images_np, labels_np = _digits_split(split)
-        images = torch.from_numpy(images_np.copy())[:, None]  # (N, 1, 8, 8)
-        labels = torch.from_numpy(labels_np.copy())
+        pick = _check_indices(indices, len(labels_np))
+        images = torch.from_numpy(images_np[pick].copy())[:, None]  # (N, 1, 8, 8)
+        labels = torch.from_numpy(labels_np[pick].copy())
         class_names = [str(i) for i in range(10)]
     else:
         images, labels, class_names = _load_torchvision(
-            key, name, split, size, root=root, max_samples=max_samples
+            key, name, split, size, root=root, max_samples=max_samples, indices=indices
         )
     images = _resize(images, size)  # (N, C, H, W) in [0, 1]
     return _normalize(images, mean, std).contiguous(), labels, class_names
@@ -201,25 +212,53 @@ def _load_torchvision(
     *,
     root: str | os.PathLike | None,
     max_samples: int | None,
+    indices: np.ndarray | list[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    from torchvision import datasets
-
     if key == "imagefolder":
-        folder = Path(name.split(":", 1)[1]).expanduser()
-        if not folder.is_dir():
-            raise ValueError(f"Image folder {str(folder)!r} does not exist or is not a folder.")
-        try:
-            ds = datasets.ImageFolder(str(folder))
-        except (FileNotFoundError, RuntimeError) as err:
-            raise ValueError(f"Could not read {str(folder)!r} as an image folder: {err}") from err
+        from PIL import Image
+
+        ds = _image_folder(name)
         n = len(ds) if max_samples is None else min(len(ds), max_samples)
+        pick = range(n) if indices is None else _check_indices(indices, len(ds)).tolist()
         images, labels = [], []
-        for i in range(n):
-            img, label = ds[i]
+        for i in pick:
+            try:
+                img, label = ds[i]
+            except (OSError, ValueError, Image.DecompressionBombError) as err:  # PIL
+                raise ValueError(f"Could not read the image {ds.samples[i][0]}: {err}") from err
             arr = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0)
             images.append(_resize(arr.permute(2, 0, 1)[None], size)[0])  # (3, H, W)
             labels.append(label)
+        if not images:
+            raise ValueError(f"{name!r}: no images were selected.")
         return torch.stack(images), torch.tensor(labels, dtype=torch.int64), list(ds.classes)
+
+    data, labels, class_names = _torchvision_arrays(key, name, split, root)
+    if max_samples is not None:
+        data, labels = data[:max_samples], labels[:max_samples]
+    if indices is not None:
+        pick = torch.from_numpy(_check_indices(indices, len(labels)))
+        data, labels = data[pick], labels[pick]
+    return data.float() / 255.0, labels, class_names
+
+
+def _image_folder(name: str):
+    from torchvision import datasets
+
+    folder = Path(name.split(":", 1)[1]).expanduser()
+    if not folder.is_dir():
+        raise ValueError(f"Image folder {str(folder)!r} does not exist or is not a folder.")
+    try:
+        return datasets.ImageFolder(str(folder))
+    except (FileNotFoundError, RuntimeError) as err:
+        raise ValueError(f"Could not read {str(folder)!r} as an image folder: {err}") from err
+
+
+def _torchvision_arrays(
+    key: str, name: str, split: str, root: str | os.PathLike | None
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Return (uint8 images (N, C, H, W), labels (N,) int64, class names) of an on-disk set."""
+    from torchvision import datasets
 
     base = _data_root(root)
     if base is None:
@@ -233,20 +272,42 @@ def _load_torchvision(
             ds = datasets.CIFAR10(str(base), train=split == "train", download=False)
             data = torch.from_numpy(np.asarray(ds.data)).permute(0, 3, 1, 2)  # (N, 3, 32, 32) uint8
             labels = torch.tensor(ds.targets, dtype=torch.int64)
-            class_names = list(_CIFAR_CLASSES)
-        else:
-            ds = cls(str(base), train=split == "train", download=False)
-            data = ds.data[:, None]  # (N, 1, 28, 28) uint8
-            labels = ds.targets.to(torch.int64)
-            class_names = [str(i) for i in range(10)] if key == "mnist" else list(_FASHION_CLASSES)
+            return data, labels, list(_CIFAR_CLASSES)
+        ds = cls(str(base), train=split == "train", download=False)
     except (RuntimeError, FileNotFoundError, OSError) as err:
         raise ValueError(
             f"Dataset {name!r} was not found under {base} ({err}). Nothing is downloaded at run "
             "time: put the files there first, or use 'digits'."
         ) from err
-    if max_samples is not None:
-        data, labels = data[:max_samples], labels[:max_samples]
-    return data.float() / 255.0, labels, class_names
+    class_names = [str(i) for i in range(10)] if key == "mnist" else list(_FASHION_CLASSES)
+    return ds.data[:, None], ds.targets.to(torch.int64), class_names  # (N, 1, 28, 28) uint8
+
+
+def _check_indices(indices, n: int) -> np.ndarray:
+    """Return ``indices`` as an int64 array, all in [0, n) (all of them when None)."""
+    if indices is None:
+        return np.arange(n)
+    pick = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if pick.size and (pick.min() < 0 or pick.max() >= n):
+        raise ValueError(f"indices must lie in [0, {n}); got {pick.min()}..{pick.max()}")
+    return pick
+
+
+def dataset_size(name: str, split: str = "train", *, root: str | os.PathLike | None = None) -> int:
+    """Return how many samples ``load_dataset(name, split)`` holds (an image folder: all its files)."""
+    key = "imagefolder" if name.startswith("imagefolder:") else name
+    if key == "digits":
+        return len(_digits_split(split)[1])
+    if key == "imagefolder":
+        return len(_image_folder(name))
+    if key not in _NORMALIZATION:
+        raise ValueError(f"Unknown dataset {name!r}")
+    return len(_torchvision_arrays(key, name, split, root)[1])
+
+
+def native_size(name: str) -> tuple[int, int] | None:
+    """Return the (H, W) that the dataset's files hold (None for an image folder: it varies)."""
+    return None if name.startswith("imagefolder:") else _NATIVE_SIZE.get(name)
 
 
 def denormalize(
@@ -310,6 +371,21 @@ def _to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
     raise ValueError(f"the model expects {channels} channels; only 1 or 3 are supported")
 
 
+def to_model_input(images: torch.Tensor, name: str, meta: dict) -> torch.Tensor:
+    """Return ``images`` of dataset ``name`` (N, C0, h, w), as ``load_dataset`` normalises them,
+    prepared for the model described by ``meta``: (N, C, H, W) at its input size and channels
+    (as ``prepare_image`` does), normalised with ``meta["mean"]``/``meta["std"]``.
+
+    Batch by batch, this lets a big subset stay at the dataset's own small size until it is fed
+    to a model with a big input (70,000 MNIST digits are 220 MB at 28x28, 42 GB at 3x224x224).
+    """
+    channels, height, width = (int(v) for v in meta["input_size"])
+    pixels = denormalize(images, *dataset_normalization(name))  # (N, C0, h, w) in [0, 1]
+    pixels = _to_channels(pixels, channels)  # (N, C, h, w)
+    pixels = _resize(pixels.contiguous(), (height, width))  # (N, C, H, W), values stay in [0, 1]
+    return _normalize(pixels, list(meta["mean"]), list(meta["std"])).contiguous()
+
+
 def load_dataset_for_model(
     name: str,
     meta: dict,
@@ -317,21 +393,18 @@ def load_dataset_for_model(
     *,
     root: str | os.PathLike | None = None,
     max_samples: int | None = None,
+    indices: np.ndarray | list[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Return (images (N, C, H, W) prepared for the model described by ``meta``, labels, classes).
 
     Dataset ``name`` is loaded at the model's input size, taken back to pixels with the dataset's
     own normalisation, converted to the model's channels (as ``prepare_image`` does) and
     normalised with ``meta["mean"]``/``meta["std"]``: digits can be fed to an ImageNet model.
+    ``max_samples`` / ``indices`` as in ``load_dataset``.
     """
-    channels, height, width = (int(v) for v in meta["input_size"])
+    _channels, height, width = (int(v) for v in meta["input_size"])
     images, labels, class_names = load_dataset(
-        name, split, input_size=(height, width), root=root, max_samples=max_samples
-    )
-    pixels = denormalize(images, *dataset_normalization(name))  # (N, C0, H, W) in [0, 1]
-    pixels = _to_channels(pixels, channels)  # (N, C, H, W)
-    return (
-        _normalize(pixels, list(meta["mean"]), list(meta["std"])).contiguous(),
-        labels,
-        class_names,
-    )
+        name, split, input_size=(height, width), root=root, max_samples=max_samples,
+        indices=indices,
+    )  # fmt: skip
+    return to_model_input(images, name, meta), labels, class_names
