@@ -59,6 +59,14 @@ def compute(
         )
 
 
+@st.cache_data(max_entries=16, ttl=600, show_spinner="Timing the model for the time estimates…")
+def pass_times(name: str, device: str, shape: tuple, _x: torch.Tensor) -> attribution.PassTimes:
+    """Seconds of warm forward passes of the model at the input's shape (1 and 4 images)."""
+    model, _, lock = ui.cached_model(name, device)
+    with lock:
+        return attribution.pass_seconds(model, _x, device=device)
+
+
 loaded = model_picker(P)
 if loaded is None:
     st.stop()
@@ -78,7 +86,7 @@ try:
         top = attribution.top_predictions(
             model, chosen.tensor, k=5, class_names=classes, device=loaded.device
         )
-    forward_s = time.perf_counter() - started  # one forward pass: the unit of the estimates below
+    forward_s = time.perf_counter() - started  # one cold pass: bounds the estimates below
 except (ValueError, RuntimeError) as err:
     st.error(f"The model could not process this input: {err}")
     st.stop()
@@ -168,22 +176,24 @@ with o3.container(border=True):
         st.caption(f"{n_windows:,} occluded copies of the input are evaluated.")
 
 
-def estimate_seconds(forward_s: float) -> dict[str, float]:
-    # A backward pass costs about two forward passes; IG and Occlusion repeat them per step/window.
+def estimates_from(times: attribution.PassTimes) -> dict[str, float]:
+    """Seconds each method is expected to take with the current options (batches counted)."""
     return {
-        "saliency": 3 * forward_s,
-        "integrated_gradients": 3 * forward_s * n_steps,
-        "gradcam": 3 * forward_s,
-        "occlusion": forward_s * n_windows,
+        m: attribution.estimate_seconds(
+            m, times, n_steps=n_steps, internal_batch_size=ibs, n_windows=n_windows
+        )
+        for m in METHOD_TITLES
     }
 
 
-estimates = estimate_seconds(forward_s)
+# The first, cold pass bounds a warm pass of k images by k times its time (one pass per step or
+# window), so this bound says cheaply when nothing can be slow; only otherwise is the model timed
+# at two batch sizes, which counts Captum's batching of steps and windows.
+estimates = estimates_from(attribution.PassTimes(forward_s, 2 * forward_s, 2))
+times = None
 if any(estimates[m] > SLOW_SECONDS for m in methods):
-    # The first pass may carry one-off start-up costs: time warm ones before asking anyone to wait.
-    with loaded.lock:
-        warm_s = attribution.forward_seconds(model, chosen.tensor, device=loaded.device)
-    estimates = estimate_seconds(min(forward_s, warm_s))
+    times = pass_times(loaded.name, loaded.device, tuple(chosen.tensor.shape), chosen.tensor)
+    estimates = estimates_from(times)
 slow = [m for m in methods if estimates[m] > SLOW_SECONDS]
 run_slow = False
 if slow:
@@ -195,10 +205,12 @@ if slow:
     )
     if not run_slow:
         st.warning(
-            "Not run yet, estimated from one forward pass of "
-            f"{forward_s:.2f} s on {loaded.device}: "
+            "Not run yet: "
             + "; ".join(f"{METHOD_TITLES[m]} about {estimates[m]:,.0f} s" for m in slow)
-            + ". Lower the IG steps or raise the occlusion stride, or turn on **Run slow methods**.",
+            + f" on {loaded.device}, from timed forward passes ({times.single:.3g} s for one "
+            f"image, {times.batched:.3g} s for {times.batch}; a gradient pass counts "
+            f"{attribution.GRADIENT_COST:g}). Lower the IG steps or raise the occlusion stride, "
+            "or turn on **Run slow methods**.",
             icon=":material/hourglass:",
         )
 

@@ -183,14 +183,85 @@ def test_attributions_on_the_gpu_match_the_cpu(image):
         attribute(cpu, image, 3, "saliency", device="cuda")
 
 
-def test_forward_seconds_times_a_warm_pass():
+def test_pass_seconds_times_warm_passes_at_two_batch_sizes(lenet, image):
     calls = []
+    real_forward = lenet.forward
 
-    class Counting(torch.nn.Module):
-        def forward(self, x):
-            calls.append(x.shape)
-            return x.flatten(1)
+    def counting(x):
+        calls.append(x.shape[0])
+        return real_forward(x)
 
-    seconds = attribution.forward_seconds(Counting(), torch.zeros(1, 4, 4), repeats=3)
-    assert 0 <= seconds < 1
-    assert calls == [torch.Size([1, 1, 4, 4])] * 4  # one warm-up, then three timed passes
+    lenet.forward = counting
+    try:
+        times = attribution.pass_seconds(lenet, image, batch=4, max_repeats=3)
+    finally:
+        del lenet.forward
+    assert times.batch == 4 and 0 < times.single < 5 and 0 < times.batched < 5
+    assert calls[0] == 1  # the warm-up
+    assert set(calls[1:]) == {1, 4} and 2 <= calls.count(1) <= 4 and 1 <= calls.count(4) <= 3
+    with pytest.raises(ValueError, match="at least 2"):
+        attribution.pass_seconds(lenet, image, batch=1)
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [
+        ("saliency", {}),
+        ("gradcam", {}),
+        ("integrated_gradients", {"n_steps": 50, "internal_batch_size": 32}),
+        ("integrated_gradients", {"n_steps": 20, "internal_batch_size": None}),
+        ("occlusion", {"window": 4, "stride": 2}),
+    ],
+)
+def test_estimate_counts_the_passes_captum_makes(lenet, image, method, options):
+    """Count every forward pass attribute() really runs (a pass under autograd costs
+    GRADIENT_COST): the estimate from passes costing 1 s whatever their size is the weighted
+    number of passes, and from passes costing 1 s per image the weighted number of images."""
+    passes = images = 0.0
+    real_forward = lenet.forward
+
+    def counting(x):
+        nonlocal passes, images
+        weight = attribution.GRADIENT_COST if torch.is_grad_enabled() and x.requires_grad else 1.0
+        passes += weight
+        images += weight * x.shape[0]
+        return real_forward(x)
+
+    lenet.forward = counting
+    try:
+        attribute(lenet, image, 3, method, **options)
+    finally:
+        del lenet.forward
+    n_windows = ((28 - 4) // 2 + 1) ** 2
+    kwargs = {k: v for k, v in options.items() if k in ("n_steps", "internal_batch_size")}
+    if method == "occlusion":
+        kwargs["n_windows"] = n_windows
+    per_pass = attribution.PassTimes(1.0, 1.0, 4)
+    per_image = attribution.PassTimes(1.0, 4.0, 4)
+    assert attribution.estimate_seconds(method, per_pass, **kwargs) >= passes
+    assert attribution.estimate_seconds(method, per_image, **kwargs) == images
+
+
+def test_pass_times_interpolate_then_scale_up():
+    # 0.1 s overhead + 0.01 s per image, measured exactly at 1 and 4 images
+    times = attribution.PassTimes(0.11, 0.14, 4)
+    assert times.seconds(1) == pytest.approx(0.11)
+    assert times.seconds(3) == pytest.approx(0.13)
+    # past the measured batch, never below the truth (0.1 + 16 x 0.01 = 0.26 s)
+    assert times.seconds(16) == pytest.approx(0.14 * 4)
+    assert times.seconds(16) >= 0.26
+
+
+def test_estimate_by_hand():
+    times = attribution.PassTimes(0.5, 2.0, 4)  # 0.5 s per image, no overhead
+    # 1 check pass + 3 x (passes of 32 and 18 steps) + 2 delta passes
+    ig = attribution.estimate_seconds(
+        "integrated_gradients", times, n_steps=50, internal_batch_size=32
+    )
+    assert ig == pytest.approx(0.5 + 3 * 25.0 + 1.0)
+    # 2 unoccluded passes + 169 windows in passes of 16
+    occ = attribution.estimate_seconds("occlusion", times, n_windows=169)
+    assert occ == pytest.approx(1.0 + 84.5)
+    assert attribution.estimate_seconds("saliency", times) == pytest.approx(4 * 0.5)
+    with pytest.raises(ValueError, match="Unknown method"):
+        attribution.estimate_seconds("lime", times)

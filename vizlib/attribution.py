@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -22,12 +23,15 @@ from .features import _is_oom, _same_device, model_device
 
 __all__ = [
     "BASELINES",
+    "GRADIENT_COST",
     "METHODS",
+    "PassTimes",
     "VIEWS",
     "attribute",
-    "forward_seconds",
+    "estimate_seconds",
     "heatmap_view",
     "make_baseline",
+    "pass_seconds",
     "top_predictions",
 ]
 
@@ -99,26 +103,101 @@ def top_predictions(
     ]
 
 
-def forward_seconds(
-    model: nn.Module, image: torch.Tensor, *, repeats: int = 2, device=None
-) -> float:
-    """Return the seconds one warm forward pass of ``image`` (C, H, W) or (1, C, H, W) takes.
+# A forward plus a backward pass costs about three forward passes (the backward computes two
+# products per layer: the gradients of its input and of its weights).
+GRADIENT_COST = 3.0
 
-    The fastest of ``repeats`` passes after a warm-up, so one-off start-up costs and a busy
-    machine do not inflate it; the unit of the pages' time estimates.
+
+class PassTimes(NamedTuple):
+    """Measured seconds of a warm forward pass of one image and of ``batch`` images."""
+
+    single: float
+    batched: float
+    batch: int
+
+    def seconds(self, images: int) -> float:
+        """Return the seconds of one forward pass of ``images`` images, never an underestimate.
+
+        A pass costs overhead + images x per-image time, and load only ever adds time to the
+        two measurements, so the line through them bounds a pass of up to ``batch`` images from
+        above; a larger pass costs at most images / batch times the measured batch.
+        """
+        if images <= self.batch:
+            slope = (self.batched - self.single) / (self.batch - 1)
+            return self.single + slope * (images - 1)
+        return self.batched * images / self.batch
+
+
+def pass_seconds(
+    model: nn.Module,
+    image: torch.Tensor,
+    *,
+    batch: int = 4,
+    budget_s: float = 0.25,
+    max_repeats: int = 10,
+    device=None,
+) -> PassTimes:
+    """Return the seconds of a warm forward pass of one image and of ``batch`` copies of it.
+
+    image: (C, H, W) or (1, C, H, W). After a warm-up pass, each is the fastest of up to
+    ``max_repeats`` passes (no more once ``budget_s`` is spent), so a busy machine inflates it
+    little. Both sizes matter: a tiny model's pass is mostly fixed overhead, so batching steps
+    or windows costs little more than one pass; a big model's grows with every image.
     """
+    if batch < 2:
+        raise ValueError(f"batch must be at least 2 to separate the two costs, got {batch}.")
     on = _check_device(model, device)
     x = _as_batch(image).to(on)  # (1, C, H, W)
-    timings = []
-    with torch.inference_mode():
-        model(x)  # warm-up
-        for _ in range(max(1, repeats)):
+
+    def fastest(inputs: torch.Tensor) -> float:
+        timings: list[float] = []
+        while len(timings) < max(1, max_repeats) and sum(timings) < budget_s:
             started = time.perf_counter()
-            model(x)
+            model(inputs)
             if on.type == "cuda":
                 torch.cuda.synchronize(on)
             timings.append(time.perf_counter() - started)
-    return min(timings)
+        return min(timings)
+
+    with torch.inference_mode():
+        model(x)  # warm-up: the first pass carries one-off costs (allocation, kernel choice)
+        single = fastest(x)
+        batched = fastest(x.expand(batch, *x.shape[1:]))  # (batch, C, H, W)
+    return PassTimes(single, batched, batch)
+
+
+def estimate_seconds(
+    method: str,
+    times: PassTimes,
+    *,
+    n_steps: int = 50,
+    internal_batch_size: int | None = None,
+    n_windows: int = 1,
+    perturbations_per_eval: int = 16,
+) -> float:
+    """Return the seconds ``attribute`` is expected to take, from ``pass_seconds``'s timings.
+
+    Counts the passes each method makes as Captum batches them: one forward to check the target
+    in every method; Saliency and Grad-CAM one gradient pass; Integrated Gradients ``n_steps``
+    images in gradient passes of ``internal_batch_size`` (all at once when None), plus two
+    forwards for its convergence delta; Occlusion one forward of the input and ``n_windows``
+    occluded copies in passes of ``perturbations_per_eval``. A gradient pass costs
+    ``GRADIENT_COST`` forward passes.
+    """
+
+    def passes(images: int, per_pass: int) -> float:
+        full, rest = divmod(images, max(1, per_pass))
+        return full * times.seconds(per_pass) + (times.seconds(rest) if rest else 0.0)
+
+    one = times.seconds(1)
+    if method in ("saliency", "gradcam"):
+        return one + GRADIENT_COST * one
+    if method == "integrated_gradients":
+        per_pass = min(internal_batch_size or n_steps, n_steps)
+        return one + GRADIENT_COST * passes(n_steps, per_pass) + 2 * one
+    if method == "occlusion":
+        return 2 * one + passes(n_windows, perturbations_per_eval)
+    raise ValueError(f"Unknown method {method!r}; choose from {', '.join(METHODS)}.")
 
 
 def make_baseline(

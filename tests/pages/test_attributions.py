@@ -78,13 +78,16 @@ def test_uploads_good_and_corrupt(at):
     assert "Could not use 'bad.png'" in _errors(at)[0]
 
 
-def test_slow_methods_wait_for_the_switch(monkeypatch):
-    """A model whose forward pass takes 0.5 s (vgg16/vit_b_16 on a CPU) does not start minutes
-    of Integrated Gradients and Occlusion on its own: the page estimates and asks."""
+def _slow_model(monkeypatch, single: float, four: float) -> AppTest:
+    """The Attributions page on lenet_digits as if its first pass took 0.5 s and warm passes
+    of 1 and 4 images took ``single`` and ``four`` seconds."""
     import time
+
+    import streamlit as st
 
     from vizlib import attribution
 
+    st.cache_data.clear()  # the page caches its timings per model and input shape
     real = attribution.top_predictions
 
     def slow_top(*args, **kwargs):
@@ -92,19 +95,53 @@ def test_slow_methods_wait_for_the_switch(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(attribution, "top_predictions", slow_top)
-    monkeypatch.setattr(attribution, "forward_seconds", lambda *args, **kwargs: 0.5)
+    times = attribution.PassTimes(single, four, 4)
+    monkeypatch.setattr(attribution, "pass_seconds", lambda *args, **kwargs: times)
     at = AppTest.from_file(PAGE, default_timeout=120)
     at.query_params["model"] = "lenet_digits"
-    at.run()
+    at.session_state["attr.occ_window"] = 4  # explicit: the estimates below depend on them
+    at.session_state["attr.occ_stride"] = 2  # 13 x 13 = 169 windows
+    return at.run()
+
+
+def test_slow_methods_wait_for_the_switch(monkeypatch):
+    """A model whose forward pass takes 0.5 s per image (vgg16/vit_b_16 on a CPU) does not start
+    minutes of Integrated Gradients and Occlusion on its own: the page estimates and asks."""
+    at = _slow_model(monkeypatch, single=0.5, four=2.0)  # 0.5 s per image
     assert not at.exception and not _errors(at)
     warning = " ".join(w.value for w in at.warning)
-    assert "Integrated Gradients about" in warning and "Occlusion about" in warning
+    # IG: 1 check + 3 x 50 images + 2 delta passes = 153 images; Occlusion: 2 + 169 = 171
+    assert "Integrated Gradients about 76 s" in warning and "Occlusion about 86 s" in warning
     assert "Saliency about" not in warning
     skipped = " ".join(i.value for i in at.info)
     assert "Integrated Gradients: skipped" in skipped and "Occlusion: skipped" in skipped
     assert len(at.get("plotly_chart")) == 3  # top-5, saliency, Grad-CAM
     at.toggle(key="attr.run_slow").set_value(True).run()
     assert not at.exception and not _errors(at)
+    assert len(at.get("plotly_chart")) == 5
+    assert "convergence delta" in _captions(at)
+
+
+def test_a_fast_model_on_a_busy_machine_is_not_held_back(monkeypatch):
+    """A first pass of 0.5 s, then warm passes that are mostly per-pass overhead (a small model
+    on a loaded machine: 0.05 s for 1 image, 0.06 s for 4). IG batches its 256 steps in 8 passes
+    of 32 and Occlusion its 784 windows in 49 passes of 16, so neither nears 20 s; one pass per
+    step or window (3 x 256 x 0.05 = 38 s, 784 x 0.05 = 39 s) held both back needlessly."""
+    from vizlib import attribution
+
+    times = attribution.PassTimes(0.05, 0.06, 4)
+    ig = attribution.estimate_seconds(
+        "integrated_gradients", times, n_steps=256, internal_batch_size=32
+    )
+    occlusion = attribution.estimate_seconds("occlusion", times, n_windows=784)
+    assert ig < 15 and occlusion < 15
+    at = _slow_model(monkeypatch, single=0.05, four=0.06)
+    at.slider(key="attr.ig_steps").set_value(256).run()
+    at.slider(key="attr.occ_window").set_value(1).run()
+    at.slider(key="attr.occ_stride").set_value(1).run()
+    assert not at.exception and not _errors(at)
+    assert not at.warning and not at.get("toggle")[1:]  # only "Explain the predicted class"
+    assert any("784 occluded copies" in c for c in _captions(at).split(" | "))
     assert len(at.get("plotly_chart")) == 5
     assert "convergence delta" in _captions(at)
 
