@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "attributions.py")
@@ -186,3 +187,58 @@ def test_vit_runs_and_explains_grad_cam_on_the_patch_embedding():
     assert len(app.get("plotly_chart")) == 3
     assert "patch embedding" in _captions(app)
     assert "layer patch_embed (8×8 upsampled)" in _captions(app)
+
+
+def test_the_shared_model_is_left_as_found_even_when_passes_fail(monkeypatch):
+    """Every page action on the cached model, with its gradient passes failing half-way (after
+    Grad-CAM's and the layer table's hooks are on): errors at the methods, and afterwards no
+    hook, no changed weight, buffer, mode or requires_grad on the model every session shares."""
+    from torch import nn
+
+    import ui
+    from tests.pages.test_learned_filters import ONE_CHANNEL, one_channel_zoo
+
+    one_channel_zoo(monkeypatch)
+    shared, _, _ = ui.cached_model(ONE_CHANNEL, "cpu")
+    before = {k: v.clone() for k, v in shared.state_dict().items()}
+
+    def failing_head(x):
+        if torch.is_grad_enabled() and x.requires_grad:
+            raise RuntimeError("head failed in a gradient pass")
+        return nn.Linear.forward(shared.fc, x)
+
+    monkeypatch.setattr(shared.fc, "forward", failing_head)
+    pages = Path(PAGE).parent
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = ONE_CHANNEL
+    at.run()
+    assert not at.exception
+    failed = [e for e in _errors(at) if "head failed in a gradient pass" in e]
+    assert [e.split(":")[0] for e in failed] == ["Saliency", "Integrated Gradients", "Grad-CAM"]
+    assert len(at.get("plotly_chart")) == 2  # top-5 and Occlusion (no gradient)
+    at.selectbox(key="attr.gc_layer").set_value("stem.0").run()
+    assert not at.exception
+
+    filters_page = AppTest.from_file(str(pages / "learned_filters.py"), default_timeout=120)
+    filters_page.query_params["model"] = ONE_CHANNEL
+    filters_page.run()
+    filters_page.radio(key="filters.source").set_value("Sample image").run()
+    filters_page.selectbox(key="filters.layer").set_value("layers.1.conv2").run()
+    assert not filters_page.exception and not _errors(filters_page)
+
+    inspector = AppTest.from_file(str(pages / "model_inspector.py"), default_timeout=120)
+    inspector.query_params["model"] = ONE_CHANNEL
+    inspector.run()
+    assert not inspector.exception
+    assert any("head failed" in e for e in _errors(inspector))
+
+    hooks = [
+        name
+        for name, m in shared.named_modules()
+        if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+    ]
+    assert hooks == [], f"hooks left on {hooks}"
+    assert not shared.training and not any(m.training for m in shared.modules())
+    assert not any(p.requires_grad for p in shared.parameters())
+    after = shared.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "weights or buffers changed"
