@@ -3,14 +3,12 @@ components, and the Transformer's sinusoidal encoding for comparison."""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import streamlit as st
 import torch
 
-from ui.vit import ModelChoice, get_model, pick_vit
+from ui.vit import ModelChoice, count_slider, get_model, pick_vit
 from vizlib import posembed
 from vizlib.plots.export import to_npy_bytes
 from vizlib.plots.vit import (
@@ -37,15 +35,12 @@ def similarity(choice: ModelChoice) -> tuple[np.ndarray, np.ndarray]:
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def components(choice: ModelChoice, k: int) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """(k, C, P, P) principal components, variance ratios, and the clamping note if any."""
+def components(choice: ModelChoice, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(k, C, P, P) principal components and their explained-variance ratios."""
     model, _, _ = get_model(choice)
     weight = posembed.vit_embeddings(model).patch_weight
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        comps, ratios = posembed.patch_embedding_components(weight, k=k)
-    note = str(caught[0].message) if caught else None
-    return comps.numpy(), ratios.numpy(), note
+    comps, ratios = posembed.patch_embedding_components(weight, k=k)
+    return comps.numpy(), ratios.numpy()
 
 
 picked = pick_vit("position_embeddings")
@@ -77,17 +72,20 @@ st.download_button(
 
 # --- Patch-embedding filters -------------------------------------------------------------------
 st.header("Patch-embedding filters")
-k = st.slider(
+# the D filters of C*P*P values have at most min(D, C*P*P) components; the paper shows 28
+D, C, P, _ = posembed.vit_embeddings(model).patch_weight.shape
+rank = min(D, C * P * P)
+k = count_slider(
+    st,
     "Principal components",
     1,
-    28,
+    min(rank, 64),
     28,
     key="position_embeddings.k",
-    help="Top principal components of the D patch-embedding filters (each C·P·P values).",
+    help=f"Top principal components of the {D} patch-embedding filters (each C·P·P = {C * P * P} "
+    f"values; at most {rank} components).",
 )
-comps, ratios, note = components(choice, int(k))
-if note:
-    st.info(note)
+comps, ratios = components(choice, int(k))
 st.plotly_chart(plot_patch_components(comps, ratios), key="position_embeddings.pca_chart")
 channels = "RGB" if comps.shape[1] == 3 else "grey"
 st.caption(
@@ -111,8 +109,8 @@ st.download_button(
 def sinusoidal_panel() -> None:
     st.header("Sinusoidal encoding vs learned embedding")
     c1, c2 = st.columns(2)
-    n_pos = c1.slider("Positions", 2, 512, gh * gw, key="position_embeddings.n_positions")
-    dim = c2.slider("Dimensions", 2, 1024, learned.shape[1], key="position_embeddings.dim")
+    n_pos = count_slider(c1, "Positions", 2, 512, gh * gw, key="position_embeddings.n_positions")
+    dim = count_slider(c2, "Dimensions", 2, 1024, learned.shape[1], key="position_embeddings.dim")
     enc = posembed.sinusoidal_encoding(int(n_pos), int(dim))
     st.download_button(
         "Download the sinusoidal encoding (NPY, positions × dimensions)",

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from ui.vit import ModelChoice, get_model, image_sources, load_images, pick_vit
+from ui.vit import ModelChoice, count_slider, get_model, image_sources, load_images, pick_vit
 from vizlib import attention
 from vizlib.plots.export import to_npy_bytes
 from vizlib.plots.vit import plot_attention_distance, plot_attention_overlays
@@ -135,11 +135,11 @@ def attention_maps_panel() -> None:
     index = c1.number_input(
         "Image", 0, available - 1, 0, key="vit_attention.image", help="Index into the image set."
     )
-    layer = c2.slider("Layer", 1, geo.num_layers, geo.num_layers, key="vit_attention.layer")
+    layer = count_slider(c2, "Layer", 1, geo.num_layers, geo.num_layers, key="vit_attention.layer")
     head = c3.selectbox("Head", head_options, format_func=_head_label, key="vit_attention.head")
     q1, q2 = st.columns(2)
-    q_row = q1.slider("Query patch row", 0, gh - 1, gh // 2, key="vit_attention.q_row")
-    q_col = q2.slider("Query patch column", 0, gw - 1, gw // 2, key="vit_attention.q_col")
+    q_row = count_slider(q1, "Query patch row", 0, gh - 1, gh // 2, key="vit_attention.q_row")
+    q_col = count_slider(q2, "Query patch column", 0, gw - 1, gw // 2, key="vit_attention.q_col")
     with st.spinner("Computing attention…", show_time=True):
         try:
             maps = torch.from_numpy(image_attentions(choice, source, (int(index),)))
@@ -225,7 +225,7 @@ def rollout_panel() -> None:
         help="Fraction of the smallest fused weights set to zero in each layer (never the class "
         "token's own weight).",
     )
-    count = c3.slider("Images", 1, min(8, available), min(4, available), key="vit_attention.count")
+    count = count_slider(c3, "Images", 1, min(8, available), 4, key="vit_attention.count")
     indices = tuple(range(int(count)))
     with st.spinner("Rolling out attention…", show_time=True):
         try:

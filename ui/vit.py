@@ -27,6 +27,7 @@ from vizlib.data import (
 
 __all__ = [
     "ModelChoice",
+    "count_slider",
     "get_model",
     "image_sources",
     "load_images",
@@ -107,6 +108,20 @@ def pick_vit(prefix: str) -> tuple[ModelChoice, torch.nn.Module, dict, threading
     if loaded is None:
         return None
     return ModelChoice(name, name, device), *loaded
+
+
+def count_slider(container, label: str, lo: int, hi: int, value: int, *, key: str, **kwargs) -> int:
+    """Draw an integer slider from ``lo`` to ``hi``; return its value.
+
+    Streamlit refuses a slider whose ends are equal (a 1-layer or 1-head model, a 1 x 1 patch
+    grid, a single image): then the one possible value is stated in a caption instead.
+    ``value`` is clipped into the range.
+    """
+    if hi <= lo:
+        container.caption(f"{label}: {lo} (the only one)")
+        return lo
+    value = min(max(value, lo), hi)
+    return int(container.slider(label, lo, hi, value, key=key, **kwargs))
 
 
 _ON_DISK_CHANNELS = {"mnist": 1, "fashion_mnist": 1, "cifar10": 3}

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.pages.test_vit_attention import TINY, _tiny_model, tiny_vit_zoo  # noqa: F401
+from tests.pages.test_vit_attention import (  # noqa: F401
+    SINGLE,
+    TINY,
+    _tiny_model,
+    single_vit_zoo,
+    tiny_vit_zoo,
+)
 from vizlib.posembed import position_similarity
 
 PAGE = "../../app_pages/position_embeddings.py"
@@ -40,8 +46,10 @@ def test_position_page_on_tiny_vit(tiny_vit_zoo):  # noqa: F811
         "Patch-embedding filters",
         "Sinusoidal encoding vs learned embedding",
     ]
-    # D = 32 filters of 1 x 4 x 4 = 16 values: k is clamped with a note
-    assert at.info and "using k=16" in at.info[0].value
+    # D = 32 filters of 1 x 4 x 4 = 16 values have 16 components: the slider stops there
+    assert at.slider(key="position_embeddings.k").max == 16
+    assert at.slider(key="position_embeddings.k").value == 16
+    assert not at.info
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     mosaic = _z(charts[0]["data"][0]).astype(float)
     sim = position_similarity(_tiny_model().pos_embed, (8, 8)).numpy()
@@ -56,6 +64,15 @@ def test_position_page_on_tiny_vit(tiny_vit_zoo):  # noqa: F811
     assert not at.info
     assert any("PC 5" in str(c.proto) for c in at.get("plotly_chart"))
     assert len(at.get("download_button")) == 3  # similarities, PCA variance, sinusoidal
+
+
+def test_position_page_on_a_one_patch_model(single_vit_zoo):  # noqa: F811
+    """1 patch, 8 filters of 64 values: the position slider starts at its minimum of 2."""
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = SINGLE
+    _run(at)
+    assert at.slider(key="position_embeddings.n_positions").value == 2
+    assert at.slider(key="position_embeddings.k").max == 8
 
 
 @pytest.mark.slow

@@ -34,24 +34,44 @@ def _tiny_model() -> ViT:
     return ViT(**TINY_CONFIG).eval()
 
 
-@pytest.fixture
-def tiny_vit_zoo(tmp_path, monkeypatch):
-    """A zoo whose only checkpoint is a 2-layer, 2-head ViT on 32x32 digits (8x8 patches of 4 px)."""
-    model = _tiny_model()
-    save_file(model.state_dict(), str(tmp_path / f"{TINY}.safetensors"))
+def write_checkpoint(directory, name: str, config: dict) -> ViT:
+    """Save a seeded ViT of ``config`` as a digits checkpoint ``name`` in ``directory``."""
+    torch.manual_seed(0)
+    model = ViT(**config).eval()
+    save_file(model.state_dict(), str(directory / f"{name}.safetensors"))
+    size = config["image_size"]
     meta = {
-        "name": TINY,
+        "name": name,
         "architecture": "vit",
         "family": "vit",
-        "config": TINY_CONFIG,
+        "config": config,
         "dataset": "digits",
-        "input_size": [1, 32, 32],
+        "input_size": [1, size, size],
         "mean": [0.3052],
         "std": [0.3246],
         "class_names": [str(i) for i in range(10)],
         "test_accuracy": None,
     }
-    (tmp_path / f"{TINY}.json").write_text(json.dumps(meta))
+    (directory / f"{name}.json").write_text(json.dumps(meta))
+    return model
+
+
+@pytest.fixture
+def tiny_vit_zoo(tmp_path, monkeypatch):
+    """A zoo whose only checkpoint is a 2-layer, 2-head ViT on 32x32 digits (8x8 patches of 4 px)."""
+    model = write_checkpoint(tmp_path, TINY, TINY_CONFIG)
+    monkeypatch.setattr(zoo, "CHECKPOINT_DIR", tmp_path)
+    return model
+
+
+# one block, one head, one patch (digits are 8x8): every count slider has a single value
+SINGLE = "vit_single_test"
+SINGLE_CONFIG = {**TINY_CONFIG, "image_size": 8, "patch_size": 8, "dim": 8, "depth": 1, "heads": 1}
+
+
+@pytest.fixture
+def single_vit_zoo(tmp_path, monkeypatch):
+    model = write_checkpoint(tmp_path, SINGLE, SINGLE_CONFIG)
     monkeypatch.setattr(zoo, "CHECKPOINT_DIR", tmp_path)
     return model
 
@@ -104,6 +124,26 @@ def test_attention_page_computes_distances_maps_and_rollout(tiny_vit_zoo):
     shared, _, _ = ui.cached_model(TINY, "cpu")  # the very model the page used
     assert _no_hooks(shared)
     assert not shared.training
+
+
+def test_one_layer_one_head_one_patch_model(single_vit_zoo):
+    """Streamlit refuses a slider whose ends are equal; the page states the only value instead."""
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = SINGLE
+    _run(at)
+    assert [h.value for h in at.header] == [
+        "Mean attention distance",
+        "Attention maps",
+        "Attention rollout",
+    ]
+    captions = [c.value for c in at.caption]
+    for only in ("Layer: 1", "Query patch row: 0", "Query patch column: 0"):
+        assert any(c.startswith(only) for c in captions), only
+    # one patch: attention to it is all there is, at distance 0 from itself
+    assert any("(0.0 px)" in c for c in captions)
+    at.slider(key="vit_attention.count").set_value(1)
+    at.selectbox(key="vit_attention.head").set_value(0)
+    _run(at)
 
 
 def test_distance_table_matches_library(tiny_vit_zoo):
