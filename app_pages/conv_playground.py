@@ -17,6 +17,7 @@ from vizlib.plots import conv as conv_plots
 from vizlib.plots import export
 
 P = "conv."  # widget-key namespace of this page
+MAX_SIDE = 256  # real-data inputs are shrunk to at most this many cells a side
 
 MODES = ("Convolution", "Transposed convolution")
 PAD_KINDS = ("numbers", "same", "valid")
@@ -213,24 +214,21 @@ settings = {
     "padding": padding,
     "dilation": (dh, dw),
 }
-# The layer as torch sees it: shared by the shape check and the copyable code.
-layer_args = (cin, cout, (kh, kw), (sh, sw), padding, (dh, dw))
-layer_options = {
-    "groups": groups,
-    "bias": bias,
-    "padding_mode": padding_mode,
-    "transposed": transposed,
-    "output_padding": (oph, opw),
-}
-problems = conv.check_settings(
-    **settings,
-    in_channels=cin,
-    out_channels=cout,
+# The layer as torch sees it: shared by the checks, the shape check and the copyable code.
+layer = conv.ConvSettings(
+    cin,
+    cout,
+    (kh, kw),
+    (sh, sw),
+    padding,
+    (dh, dw),
     groups=groups,
+    bias=bias,
     padding_mode=padding_mode,
     transposed=transposed,
     output_padding=(oph, opw),
 )
+problems = layer.problems((h, w))
 for slot, keys in (
     (slot_input, ("input",)),
     (slot_kernel, ("kernel",)),
@@ -284,9 +282,9 @@ def output_size_section() -> tuple[int, int] | None:
     layer_name = "nn.ConvTranspose2d" if transposed else "nn.Conv2d"
     st.markdown(f"**Output: {cout} × {ho} × {wo}** (C_out × H_out × W_out)")
     try:
-        layer = conv.torch_layer(*layer_args, **layer_options, device="meta")
-        shape = conv.torch_output_shape(layer, cin, (h, w))
-        torch_params = sum(p.numel() for p in layer.parameters())
+        module = conv.torch_layer(layer, device="meta")
+        shape = conv.torch_output_shape(module, cin, (h, w))
+        torch_params = sum(p.numel() for p in module.parameters())
     except (RuntimeError, ValueError) as err:
         st.error(f"torch.{layer_name} refused these settings: {err}")
         return None
@@ -372,7 +370,7 @@ def cost_section(out_hw: tuple[int, int]) -> None:
 
 def code_section() -> None:
     st.subheader("PyTorch")
-    line = conv.layer_code(*layer_args, **layer_options)
+    line = conv.layer_code(layer)
     st.code(
         f"import torch\nfrom torch import nn\n\nlayer = {line}\n"
         f"x = torch.randn(1, {cin}, {h}, {w})\nprint(layer(x).shape)",
@@ -413,6 +411,7 @@ def animation_figure(
         pad,
         dilation,
         position=position,
+        padding_mode=pmode,
         input_values=values,
         output_values=out_values,
         animate=animate,
@@ -557,9 +556,9 @@ def receptive_field_section() -> None:
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def load_input(
-    source: str, choice: str, noise: float, seed: int, gray: bool
-) -> tuple[np.ndarray, str]:
-    """Return (image (H, W) or (3, H, W), units) for a built-in source."""
+    source: str, choice: str, noise: float, seed: int, gray: bool, max_side: int
+) -> tuple[np.ndarray, str, tuple[int, int]]:
+    """Return (image (H, W) or (3, H, W) at most max_side a side, units, original (H, W))."""
     if source == "sample":
         image, units = samples.load_sample_image(choice), "intensity (0–1)"
     elif source == "digit":
@@ -567,14 +566,18 @@ def load_input(
     else:
         image = samples.synthetic_field(choice, size=128, noise=noise, seed=seed)
         units = "K" if choice == "typhoon" else "°C"
-    image = samples.limit_size(image, 256)
+    original = image.shape[:2]
+    image = samples.limit_size(image, max_side)
     if image.ndim == 3:
         image = samples.to_grayscale(image) if gray else np.moveaxis(image, -1, 0)
-    return image, units
+    return image, units, original
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def read_upload(data: bytes, name: str, variable: str | None, gray: bool) -> np.ndarray:
+def read_upload(
+    data: bytes, name: str, variable: str | None, gray: bool, max_side: int
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Return (the uploaded grid at most max_side a side, its original (H, W))."""
     suffix = name.rsplit(".", 1)[-1].lower()
     if suffix == "npy":
         image = samples.read_npy_upload(data)
@@ -582,17 +585,23 @@ def read_upload(data: bytes, name: str, variable: str | None, gray: bool) -> np.
         image = samples.read_netcdf_upload(data, variable)
     else:
         image = samples.read_image_upload(data)
-    image = samples.limit_size(image, 256)
+    original = image.shape[:2]
+    image = samples.limit_size(image, max_side)
     if image.ndim == 3:
         image = samples.to_grayscale(image) if gray else np.moveaxis(image, -1, 0)
-    return image
+    return image, original
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
 def filtered(
-    image: np.ndarray, kernel: np.ndarray, stride, pad, dilation, pmode: str, device: str
+    image: np.ndarray, kernel: np.ndarray, stride, pad, dilation, pmode: str, out_pad, device: str
 ) -> np.ndarray:
-    return conv.apply_kernel(image, kernel, stride, pad, dilation, pmode, device=device).numpy()
+    """Return the image filtered by the layer on the left: Conv2d, or ConvTranspose2d when
+    out_pad (its output padding) is given."""
+    return conv.apply_kernel(
+        image, kernel, stride, pad, dilation, pmode,
+        transposed=out_pad is not None, output_padding=out_pad or 0, device=device,
+    ).numpy()  # fmt: skip
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -600,8 +609,9 @@ def images_figure(image: np.ndarray, kernel: np.ndarray, output: np.ndarray, uni
     return conv_plots.plot_conv_images(image, kernel, output, units=units)
 
 
-def choose_input() -> tuple[np.ndarray, str, str] | None:
-    """Draw the input picker; return (image, units, label) or None after showing a message."""
+def choose_input(max_side: int) -> tuple[np.ndarray, str, str, tuple[int, int]] | None:
+    """Draw the input picker; return (image, units, label, original (H, W)) or None after
+    showing a message. Larger inputs are shrunk to at most max_side a side."""
     source = st.selectbox(
         "Input",
         ("sample", "digit", "field", "upload"),
@@ -651,7 +661,7 @@ def choose_input() -> tuple[np.ndarray, str, str] | None:
                 )
             else:
                 gray = st.checkbox("Convert to grey", True, key=P + "gray_upload")
-            image = read_upload(data, upload.name, variable, gray)
+            image, original = read_upload(data, upload.name, variable, gray, max_side)
         except ValueError as err:
             st.error(str(err), icon=":material/error:")
             return None
@@ -661,9 +671,9 @@ def choose_input() -> tuple[np.ndarray, str, str] | None:
             units = names[variable].rsplit("[", 1)[-1].rstrip("]")  # the variable's units attribute
         elif not upload.name.lower().endswith(".npy"):
             units = "intensity (0–1)"
-        return image, units, f"{upload.name} ({digest})"
-    image, units = load_input(source, choice, noise, seed, gray)
-    return image, units, choice
+        return image, units, f"{upload.name} ({digest})", original
+    image, units, original = load_input(source, choice, noise, seed, gray, max_side)
+    return image, units, choice, original
 
 
 def choose_kernel() -> tuple[np.ndarray, str] | None:
@@ -709,40 +719,61 @@ def choose_kernel() -> tuple[np.ndarray, str] | None:
 @st.fragment
 def real_data_panel() -> None:
     pad = padding
+    layer_name = "transposed convolution" if transposed else "convolution"
+    extra = f", output padding {oph}×{opw}" if transposed else ""
     st.caption(
-        f"Uses the stride {sh}×{sw}, padding {pad if isinstance(pad, str) else f'{ph}×{pw}'}, "
-        f"dilation {dh}×{dw} and padding mode '{padding_mode}' set on the left, one kernel "
-        "applied to every channel, computed with torch on "
-        f"**{device}**."
+        f"Applies the {layer_name} set on the left (stride {sh}×{sw}, padding "
+        f"{pad if isinstance(pad, str) else f'{ph}×{pw}'}, dilation {dh}×{dw}, padding mode "
+        f"'{padding_mode}'{extra}) with the kernel chosen here, one kernel for every channel, "
+        f"computed with torch on **{device}**."
     )
+    # A transposed convolution enlarges its input about S times: start smaller so the result
+    # stays a figure a browser can draw.
+    max_side = max(16, MAX_SIDE // max(sh, sw)) if transposed else MAX_SIDE
     c1, c2 = st.columns(2)
     with c1:
-        picked = choose_input()
+        picked = choose_input(max_side)
     with c2:
         picked_kernel = choose_kernel()
     if picked is None or picked_kernel is None:
         return
-    image, units, label = picked
+    image, units, label, original = picked
     kernel, kname = picked_kernel
     in_hw = image.shape[-2:]
-    problems = conv.check_settings(
-        in_hw, kernel.shape, (sh, sw), pad, (dh, dw), padding_mode=padding_mode
+    data_layer = conv.ConvSettings(
+        kernel=kernel.shape,
+        stride=(sh, sw),
+        padding=pad,
+        dilation=(dh, dw),
+        padding_mode=padding_mode,
+        transposed=transposed,
+        output_padding=(oph, opw),
     )
+    problems = data_layer.problems(in_hw)
     if problems:
         for message in problems.values():
             st.error(f"These settings do not fit this input: {message}", icon=":material/error:")
         return
+    out_pad = (oph, opw) if transposed else None
     try:
         with st.spinner("Filtering…", show_time=True):
-            output = filtered(image, kernel, (sh, sw), pad, (dh, dw), padding_mode, str(device))
+            output = filtered(
+                image, kernel, (sh, sw), pad, (dh, dw), padding_mode, out_pad, str(device)
+            )
     except (ValueError, RuntimeError) as err:
         st.error(f"The filter could not run on {device}: {err}", icon=":material/error:")
         return
     fig = images_figure(image, kernel, output, units)
     st.plotly_chart(fig, width="stretch", key=P + "images")
+    shrunk = (
+        f" (shrunk from {original[0]}×{original[1]} to at most {max_side} cells a side)"
+        if tuple(original) != tuple(in_hw)
+        else ""
+    )
+    colours = " (red/blue: positive/negative)" if output.min() < 0 < output.max() else ""
     st.caption(
-        f"{label}: {in_hw[0]}×{in_hw[1]} → {output.shape[-2]}×{output.shape[-1]}; output range "
-        f"{output.min():.4g} to {output.max():.4g} {units} (red/blue: positive/negative)."
+        f"{label}: {in_hw[0]}×{in_hw[1]}{shrunk} → {output.shape[-2]}×{output.shape[-1]}; "
+        f"output range {output.min():.4g} to {output.max():.4g} {units}{colours}."
     )
     stem = f"{label.split(' ')[0].rsplit('.', 1)[0]}_{kname}"
     c1, c2 = st.columns(2)

@@ -116,7 +116,8 @@ def test_shapes_and_params_match_torch_over_random_settings():
         assert conv.conv_macs(cin, cout, args[0], shape, groups=g) == (
             layer.weight.numel() * shape[0] * shape[1]
         )
-        ours = conv.torch_layer(cin, cout, *args, groups=g, bias=bias, device="meta")
+        layer_settings = conv.ConvSettings(cin, cout, *args, groups=g, bias=bias)
+        ours = conv.torch_layer(layer_settings, device="meta")
         assert conv.torch_output_shape(ours, cin, (s["h"], s["w"])) == tuple(out.shape)
 
 
@@ -265,6 +266,56 @@ def test_apply_kernel_known_answer_and_errors():
         conv.apply_kernel(image, np.ones((2, 2)), padding_mode="mirror")
 
 
+@pytest.mark.parametrize(("mode", "np_mode"), [("zeros", "constant"), ("reflect", "reflect"),
+                                              ("replicate", "edge"), ("circular", "wrap")])  # fmt: skip
+def test_padded_input_is_what_the_convolution_reads(mode, np_mode):
+    values = np.arange(20.0).reshape(4, 5)
+    padded = conv.padded_input(values, (3, 4), padding="same", padding_mode=mode)
+    # 'same' with a 3x4 kernel: 1 above / 1 below, 1 left / 2 right
+    np.testing.assert_array_equal(padded, np.pad(values, ((1, 1), (1, 2)), mode=np_mode))
+    # every output of a kernel of ones is the sum of its window of the padded grid
+    sums = conv.apply_kernel(values, np.ones((3, 4)), padding="same", padding_mode=mode)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 4)).sum(axis=(2, 3))
+    np.testing.assert_allclose(sums.numpy(), windows)
+    with pytest.raises(ValueError, match="Reflect padding"):
+        conv.padded_input(values, 3, padding=4, padding_mode="reflect")
+
+
+def test_apply_kernel_transposed_scatters_the_kernel_like_convtranspose2d():
+    gen = torch.Generator().manual_seed(2)
+    image = torch.randn(2, 4, 5, generator=gen, dtype=torch.float64)
+    kernel = torch.randn(3, 2, generator=gen, dtype=torch.float64)
+    args = {"stride": (2, 3), "padding": (1, 0), "dilation": (2, 1), "output_padding": (1, 2)}
+    got = conv.apply_kernel(image, kernel, args["stride"], args["padding"], args["dilation"],
+                            transposed=True, output_padding=args["output_padding"])  # fmt: skip
+    # by hand: every input cell adds value × kernel at (i·S - P + a·D, j·S - P + b·D)
+    ho, wo = conv.conv_transpose_output_shape((4, 5), (3, 2), **args)
+    expected = np.zeros((2, ho, wo))
+    for c, i, j, a, b in np.ndindex(2, 4, 5, 3, 2):
+        r, q = i * 2 - 1 + a * 2, j * 3 + b
+        if 0 <= r < ho and 0 <= q < wo:
+            expected[c, r, q] += image[c, i, j].item() * kernel[a, b].item()
+    assert got.shape == (2, ho, wo) == (2, 10, 16)  # (4-1)·2 - 2 + 2·2 + 1 + 1, (5-1)·3 + 1 + 2 + 1
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-5)
+    layer = torch.nn.ConvTranspose2d(2, 2, (3, 2), groups=2, bias=False, dtype=torch.float64,
+                                     **args)  # fmt: skip
+    with torch.no_grad():
+        layer.weight.copy_(kernel.expand(2, 1, 3, 2))
+        torch.testing.assert_close(got, layer(image[None])[0].float(), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="Output padding"):
+        conv.apply_kernel(image, kernel, 2, transposed=True, output_padding=2)
+    with pytest.raises(ValueError, match="zero padding"):
+        conv.apply_kernel(image, kernel, transposed=True, padding_mode="reflect")
+
+
+def test_conv_settings_problems_are_check_settings():
+    layer = conv.ConvSettings(3, 6, 9, 2, "same", groups=2)
+    assert layer.problems(7) == conv.check_settings(7, 9, 2, "same", in_channels=3,
+                                                    out_channels=6, groups=2)  # fmt: skip
+    assert set(layer.problems(7)) == {"groups", "padding"}
+    assert conv.ConvSettings(transposed=True, output_padding=1, stride=2).problems(4) == {}
+
+
 def test_transpose_coverage_equals_convtranspose_of_ones():
     rng = random.Random(5)
     done = 0
@@ -316,16 +367,22 @@ def test_layer_code_builds_the_same_layer():
         transposed = rng.random() < 0.5
         mode = "zeros" if transposed else rng.choice(conv.PADDING_MODES)
         args = ((s["kh"], s["kw"]), (s["sh"], s["sw"]), (s["ph"], s["pw"]), (s["dh"], s["dw"]))
-        code = conv.layer_code(4, 6, *args, groups=2, bias=False, padding_mode=mode,
-                               transposed=transposed)  # fmt: skip
+        layer = conv.ConvSettings(
+            4, 6, *args, groups=2, bias=False, padding_mode=mode, transposed=transposed,
+            output_padding=(rng.randint(0, s["sh"] - 1), rng.randint(0, s["sw"] - 1)),
+        )  # fmt: skip
+        code = conv.layer_code(layer)
         built = eval(code, {"nn": torch.nn})  # noqa: S307 - our own generated code
-        ref = conv.torch_layer(4, 6, *args, groups=2, bias=False, padding_mode=mode,
-                               transposed=transposed, device="cpu")  # fmt: skip
+        ref = conv.torch_layer(layer, device="cpu")
         assert type(built) is type(ref)
-        for attr in ("kernel_size", "stride", "padding", "dilation", "groups", "padding_mode"):
+        attrs = ("kernel_size", "stride", "padding", "dilation", "groups", "padding_mode")
+        for attr in (*attrs, "output_padding") if transposed else attrs:
             assert getattr(built, attr) == getattr(ref, attr), (code, attr)
         assert built.bias is None
-    assert conv.layer_code(3, 10, 5, 1, 2) == "nn.Conv2d(3, 10, kernel_size=5, padding=2)"
+    assert (
+        conv.layer_code(conv.ConvSettings(3, 10, 5, 1, 2))
+        == "nn.Conv2d(3, 10, kernel_size=5, padding=2)"
+    )
 
 
 # --- 1-D -----------------------------------------------------------------------------------
@@ -428,6 +485,21 @@ def test_animation_has_one_frame_per_output_position():
     assert len(static.frames) == 0
     with pytest.raises(ValueError, match="too many to animate"):
         conv_plots.plot_conv_animation((40, 40), (3, 3))
+
+
+def test_animation_numbers_show_what_the_padding_mode_puts_in_the_padding():
+    from vizlib.plots import conv as conv_plots
+
+    values = np.arange(25.0).reshape(5, 5)
+    fig = conv_plots.plot_conv_animation(
+        (5, 5), (3, 3), 1, 1, 1, padding_mode="reflect", input_values=values
+    )
+    text = np.asarray(fig.data[0].text)  # (7, 7) the padded grid
+    assert text[0].tolist() == ["6", "5", "6", "7", "8", "9", "8"]  # row 1 mirrored above
+    assert text[:, 0].tolist() == ["6", "1", "6", "11", "16", "21", "16"]
+    assert "reflect padding" in fig.layout.annotations[0].text
+    plain = conv_plots.plot_conv_animation((5, 5), (3, 3), input_values=values)
+    assert plain.layout.annotations[0].text == "Input 5×5 (no padding)"
 
 
 def test_coverage_and_transpose_figures_count_cells():

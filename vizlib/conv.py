@@ -9,6 +9,7 @@ smaller half before, and only allows stride 1).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from .device import resolve_device
 
 __all__ = [
     "PADDING_MODES",
+    "ConvSettings",
     "apply_kernel",
     "check_settings",
     "conv_macs",
@@ -36,6 +38,7 @@ __all__ = [
     "layer_code",
     "output_positions",
     "output_size",
+    "padded_input",
     "padding_amounts",
     "parse_sequence",
     "receptive_field",
@@ -50,6 +53,39 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 IntPair = int | tuple[int, int] | Sequence[int]
 Padding = int | tuple[int, int] | Sequence[int] | str
+
+
+@dataclass(frozen=True)
+class ConvSettings:
+    """One Conv2d / ConvTranspose2d layer's settings, as torch names them (sizes in cells)."""
+
+    in_channels: int = 1
+    out_channels: int = 1
+    kernel: IntPair = 3  # (K_h, K_w) or one int for both
+    stride: IntPair = 1
+    padding: Padding = 0  # int, (P_h, P_w), or "same" / "valid" (Conv2d only)
+    dilation: IntPair = 1
+    groups: int = 1
+    bias: bool = True
+    padding_mode: str = "zeros"  # zeros, reflect, replicate, circular (Conv2d only)
+    transposed: bool = False  # ConvTranspose2d instead of Conv2d
+    output_padding: IntPair = 0  # ConvTranspose2d only: extra cells after the last row / column
+
+    def problems(self, input_hw: IntPair) -> dict[str, str]:
+        """Return ``check_settings`` for this layer on an ``input_hw`` input; empty when fine."""
+        return check_settings(
+            input_hw,
+            self.kernel,
+            self.stride,
+            self.padding,
+            self.dilation,
+            in_channels=self.in_channels,
+            out_channels=self.out_channels,
+            groups=self.groups,
+            padding_mode=self.padding_mode,
+            transposed=self.transposed,
+            output_padding=self.output_padding,
+        )
 
 
 def _check_int(value: object, name: str, *, minimum: int) -> int:
@@ -375,41 +411,21 @@ def receptive_field(layers: Sequence[tuple[int, int, int]]) -> list[int]:
     return out
 
 
-def apply_kernel(
-    image: np.ndarray | torch.Tensor,
-    kernel: np.ndarray | torch.Tensor,
-    stride: IntPair = 1,
-    padding: Padding = 0,
-    dilation: IntPair = 1,
-    padding_mode: str = "zeros",
-    *,
-    device: str | torch.device | None = None,
+def _pad_checked(
+    x: torch.Tensor,
+    kernel_hw: tuple[int, int],
+    stride: IntPair,
+    padding: Padding,
+    dilation: IntPair,
+    padding_mode: str,
 ) -> torch.Tensor:
-    """Return the cross-correlation of an image with one 2-D kernel, as ``torch.nn.Conv2d`` computes it.
-
-    image (H, W) or (C, H, W), any real dtype; kernel (K_h, K_w). Each channel is filtered by
-    the same kernel (depthwise). Returns float32 (H_out, W_out) or (C, H_out, W_out) on the CPU;
-    the work runs on ``device``. ``padding_mode`` is one of zeros, reflect, replicate, circular.
-    """
-    dev = resolve_device(device)
+    """Return (N, C, H, W) ``x`` padded as ``torch.nn.Conv2d`` pads it, after the readable checks."""
     if padding_mode not in PADDING_MODES:
         raise ValueError(
             f"Padding mode must be one of {', '.join(PADDING_MODES)}; got {padding_mode!r}."
         )
-    x = torch.as_tensor(np.asarray(image) if not torch.is_tensor(image) else image)
-    k = torch.as_tensor(np.asarray(kernel) if not torch.is_tensor(kernel) else kernel)
-    if x.ndim not in (2, 3):
-        raise ValueError(f"The image must be (H, W) or (C, H, W); got shape {tuple(x.shape)}.")
-    if k.ndim != 2 or k.numel() == 0:
-        raise ValueError(f"The kernel must be a non-empty 2-D matrix; got shape {tuple(k.shape)}.")
-    x = x.to(dev, torch.float32)
-    k = k.to(dev, torch.float32)
-    if not torch.isfinite(x).all() or not torch.isfinite(k).all():
-        raise ValueError("The image and the kernel must not contain NaN or infinite values.")
-    squeeze = x.ndim == 2
-    x = x[None] if squeeze else x  # (C, H, W)
-    c, h, w = x.shape
-    kh, kw = k.shape
+    h, w = x.shape[-2:]
+    kh, kw = kernel_hw
     sh, sw = _pair(stride, "Stride", minimum=1)
     dh, dw = _pair(dilation, "Dilation", minimum=1)
     (pt, pb), (pl, pr) = padding_amounts(padding, (kh, kw), (sh, sw), (dh, dw))
@@ -424,9 +440,82 @@ def apply_kernel(
             f"Circular padding cannot exceed the input size ({h}×{w}); got {max(pt, pb)}×{max(pl, pr)}."
         )
     mode = "constant" if padding_mode == "zeros" else padding_mode
-    xp = F.pad(x[None], (pl, pr, pt, pb), mode=mode)  # (1, C, H+pt+pb, W+pl+pr)
+    return F.pad(x, (pl, pr, pt, pb), mode=mode)  # (N, C, H+pt+pb, W+pl+pr)
+
+
+def padded_input(
+    values: np.ndarray,
+    kernel: IntPair,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    padding_mode: str = "zeros",
+) -> np.ndarray:
+    """Return the (H, W) grid as the convolution reads it, padding included: float64
+    (H + P_top + P_bottom, W + P_left + P_right), the cells filled by ``padding_mode``."""
+    x = torch.as_tensor(np.asarray(values, dtype=np.float64))
+    if x.ndim != 2:
+        raise ValueError(f"The grid must be (H, W); got shape {tuple(x.shape)}.")
+    kh, kw = _pair(kernel, "Kernel size", minimum=1)
+    return _pad_checked(x[None, None], (kh, kw), stride, padding, dilation, padding_mode)[
+        0, 0
+    ].numpy()
+
+
+def apply_kernel(
+    image: np.ndarray | torch.Tensor,
+    kernel: np.ndarray | torch.Tensor,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
+    padding_mode: str = "zeros",
+    *,
+    transposed: bool = False,
+    output_padding: IntPair = 0,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """Return the cross-correlation of an image with one 2-D kernel, as ``torch.nn.Conv2d`` computes it
+    (``transposed=True``: as ``torch.nn.ConvTranspose2d`` does, zero padding only).
+
+    image (H, W) or (C, H, W), any real dtype; kernel (K_h, K_w). Each channel is filtered by
+    the same kernel (depthwise). Returns float32 (H_out, W_out) or (C, H_out, W_out) on the CPU;
+    the work runs on ``device``. ``padding_mode`` is one of zeros, reflect, replicate, circular.
+    """
+    dev = resolve_device(device)
+    x = torch.as_tensor(np.asarray(image) if not torch.is_tensor(image) else image)
+    k = torch.as_tensor(np.asarray(kernel) if not torch.is_tensor(kernel) else kernel)
+    if x.ndim not in (2, 3):
+        raise ValueError(f"The image must be (H, W) or (C, H, W); got shape {tuple(x.shape)}.")
+    if k.ndim != 2 or k.numel() == 0:
+        raise ValueError(f"The kernel must be a non-empty 2-D matrix; got shape {tuple(k.shape)}.")
+    if transposed and padding_mode != "zeros":
+        raise ValueError("A transposed convolution only supports zero padding.")
+    x = x.to(dev, torch.float32)
+    k = k.to(dev, torch.float32)
+    if not torch.isfinite(x).all() or not torch.isfinite(k).all():
+        raise ValueError("The image and the kernel must not contain NaN or infinite values.")
+    squeeze = x.ndim == 2
+    x = x[None] if squeeze else x  # (C, H, W)
+    c, h, w = x.shape
+    kh, kw = k.shape
     weight = k.expand(c, 1, kh, kw)  # (C, 1, K_h, K_w) one copy per channel
-    y = F.conv2d(xp, weight, stride=(sh, sw), dilation=(dh, dw), groups=c)[0]  # (C, H_out, W_out)
+    sh, sw = _pair(stride, "Stride", minimum=1)
+    dh, dw = _pair(dilation, "Dilation", minimum=1)
+    if transposed:
+        if isinstance(padding, str):
+            raise ValueError("A transposed convolution takes a number for the padding.")
+        ph, pw = _pair(padding, "Padding", minimum=0)
+        oph, opw = _pair(output_padding, "Output padding", minimum=0)
+        conv_transpose_output_shape((h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oph, opw))
+        y = F.conv_transpose2d(
+            x[None], weight, stride=(sh, sw), padding=(ph, pw), output_padding=(oph, opw),
+            groups=c, dilation=(dh, dw),
+        )[0]  # fmt: skip  # (C, H_out, W_out)
+    else:
+        xp = _pad_checked(x[None], (kh, kw), (sh, sw), padding, (dh, dw), padding_mode)
+        y = F.conv2d(xp, weight, stride=(sh, sw), dilation=(dh, dw), groups=c)[
+            0
+        ]  # (C, H_out, W_out)
     y = y.cpu()
     return y[0] if squeeze else y
 
@@ -577,19 +666,7 @@ def check_settings(
 
 
 def torch_layer(
-    in_channels: int,
-    out_channels: int,
-    kernel: IntPair,
-    stride: IntPair = 1,
-    padding: Padding = 0,
-    dilation: IntPair = 1,
-    *,
-    groups: int = 1,
-    bias: bool = True,
-    padding_mode: str = "zeros",
-    transposed: bool = False,
-    output_padding: IntPair = 0,
-    device: str | torch.device | None = None,
+    layer: ConvSettings, *, device: str | torch.device | None = None
 ) -> torch.nn.Module:
     """Return the ``torch.nn.Conv2d`` (or ``ConvTranspose2d``) with these settings on ``device``.
 
@@ -597,26 +674,24 @@ def torch_layer(
     """
     dev = torch.device("meta") if str(device) == "meta" else resolve_device(device)
     common = {
-        "stride": _pair(stride, "Stride", minimum=1),
-        "dilation": _pair(dilation, "Dilation", minimum=1),
-        "groups": groups,
-        "bias": bias,
+        "stride": _pair(layer.stride, "Stride", minimum=1),
+        "dilation": _pair(layer.dilation, "Dilation", minimum=1),
+        "groups": layer.groups,
+        "bias": layer.bias,
         "device": dev,
     }
-    kernel = _pair(kernel, "Kernel size", minimum=1)
-    if transposed:
+    kernel = _pair(layer.kernel, "Kernel size", minimum=1)
+    channels = (layer.in_channels, layer.out_channels, kernel)
+    if layer.transposed:
         return torch.nn.ConvTranspose2d(
-            in_channels,
-            out_channels,
-            kernel,
-            padding=_pair(padding, "Padding", minimum=0),
-            output_padding=_pair(output_padding, "Output padding", minimum=0),
+            *channels,
+            padding=_pair(layer.padding, "Padding", minimum=0),
+            output_padding=_pair(layer.output_padding, "Output padding", minimum=0),
             **common,
         )
+    padding = layer.padding
     pad = padding if isinstance(padding, str) else _pair(padding, "Padding", minimum=0)
-    return torch.nn.Conv2d(
-        in_channels, out_channels, kernel, padding=pad, padding_mode=padding_mode, **common
-    )
+    return torch.nn.Conv2d(*channels, padding=pad, padding_mode=layer.padding_mode, **common)
 
 
 def torch_output_shape(
@@ -631,20 +706,7 @@ def torch_output_shape(
         return tuple(layer(x).shape)  # (1, C_out, H_out, W_out)
 
 
-def layer_code(
-    in_channels: int,
-    out_channels: int,
-    kernel: IntPair,
-    stride: IntPair = 1,
-    padding: Padding = 0,
-    dilation: IntPair = 1,
-    *,
-    groups: int = 1,
-    bias: bool = True,
-    padding_mode: str = "zeros",
-    transposed: bool = False,
-    output_padding: IntPair = 0,
-) -> str:
+def layer_code(layer: ConvSettings) -> str:
     """Return the PyTorch line that builds this layer, e.g. ``nn.Conv2d(3, 10, kernel_size=5, padding=2)``;
     arguments at their defaults are left out."""
 
@@ -654,23 +716,23 @@ def layer_code(
         a, b = (value, value) if isinstance(value, int) else tuple(value)
         return str(a) if a == b else f"({a}, {b})"
 
-    args = [str(in_channels), str(out_channels), f"kernel_size={fmt(kernel)}"]
+    args = [str(layer.in_channels), str(layer.out_channels), f"kernel_size={fmt(layer.kernel)}"]
     for name, value, default in (
-        ("stride", stride, "1"),
-        ("padding", padding, "0"),
-        ("output_padding", output_padding if transposed else 0, "0"),
-        ("dilation", dilation, "1"),
+        ("stride", layer.stride, "1"),
+        ("padding", layer.padding, "0"),
+        ("output_padding", layer.output_padding if layer.transposed else 0, "0"),
+        ("dilation", layer.dilation, "1"),
     ):
         text = fmt(value)
         if text != default:
             args.append(f"{name}={text}")
-    if groups != 1:
-        args.append(f"groups={groups}")
-    if not bias:
+    if layer.groups != 1:
+        args.append(f"groups={layer.groups}")
+    if not layer.bias:
         args.append("bias=False")
-    if padding_mode != "zeros" and not transposed:
-        args.append(f"padding_mode={padding_mode!r}")
-    return f"nn.{'ConvTranspose2d' if transposed else 'Conv2d'}({', '.join(args)})"
+    if layer.padding_mode != "zeros" and not layer.transposed:
+        args.append(f"padding_mode={layer.padding_mode!r}")
+    return f"nn.{'ConvTranspose2d' if layer.transposed else 'Conv2d'}({', '.join(args)})"
 
 
 def parse_sequence(text: str, *, name: str = "The sequence", max_length: int = 32) -> list[float]:

@@ -186,9 +186,12 @@ def test_real_data_sources_and_kernels():
     at.selectbox(key="conv.field").set_value("typhoon")
     at.slider(key="conv.noise").set_value(2.0).run()
     assert not at.exception and not _errors(at)
-    assert any("K (red/blue" in c.value and "128×128 → 124×124" in c.value for c in at.caption)
+    result = [c.value for c in at.caption if "128×128 → 124×124" in c.value]
+    # a smoothed temperature field is positive: drawn in grey, so no red/blue legend
+    assert result and result[0].endswith(" K.") and "red/blue" not in result[0]
     at.selectbox(key="conv.kernel").set_value("sobel_x").run()
     assert any("sum to zero" in c.value for c in at.caption)
+    assert any("K (red/blue: positive/negative)" in c.value for c in at.caption)
     at.selectbox(key="conv.source").set_value("digit").run()
     at.number_input(key="conv.digit").set_value(7)
     at.selectbox(key="conv.kernel").set_value("laplacian").run()
@@ -229,3 +232,36 @@ def test_settings_survive_a_visit_to_another_page():
     at.run()
     assert not at.exception
     assert at.number_input(key="conv.h").value == 12 and _output(at) == (1, 10, 5)
+
+
+def test_animation_numbers_use_the_padding_mode():
+    import json
+
+    at = _run(h=5, w=5, ph=1, pw=1, pm="reflect")
+    assert not at.exception and not _errors(at)
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    text = spec["data"][0]["text"]  # (7, 7) padded grid of numbers
+    assert text[0] == text[2] and [row[0] for row in text] == [row[2] for row in text]
+    assert "reflect padding" in spec["layout"]["annotations"][0]["text"]
+    windows = [int(text[r][c]) for r in range(3) for c in range(3)]
+    assert spec["data"][1]["text"][0][0] == str(sum(windows))  # output (0, 0) = its window
+
+
+def test_real_data_follows_the_transposed_layer_and_says_when_it_shrinks():
+    at = _run()
+    assert any("camera: 256×256 (shrunk from 512×512" in c.value for c in at.caption)
+    at = _run(mode="Transposed convolution", sh=2, sw=2)
+    at.selectbox(key="conv.source").set_value("field").run()
+    assert not at.exception and not _errors(at)
+    assert any("Applies the transposed convolution" in c.value for c in at.caption)
+    # (128 - 1)·2 + (5 - 1) + 1 = 259: the 5×5 Gaussian scattered at stride 2
+    assert any("128×128 → 259×259" in c.value for c in at.caption)
+    at.selectbox(key="conv.source").set_value("sample").run()
+    at.slider(key="conv.sh").set_value(4).run()
+    at.slider(key="conv.sw").set_value(4).run()
+    # shrunk to 256 // 4 = 64 cells a side first, so the result stays drawable
+    assert any(
+        "64×64 (shrunk from 512×512 to at most 64 cells a side) → 257×257" in c.value
+        for c in at.caption
+    )
+    assert not _errors(at)

@@ -25,9 +25,15 @@ MAX_ANIMATION_FRAMES = 400
 
 _INPUT = "#9ecae1"  # input cells (blue, as in the convolution-arithmetic animations)
 _PAD = "#f0f0f0"  # padding cells
-_FOOT = "rgba(8, 48, 107, 0.55)"  # kernel footprint
+_FOOT = "rgba(8, 48, 107, 0.4)"  # kernel footprint (light enough to read the numbers under it)
 _OUT = "#a1d99b"  # output cells (green)
-_HIGHLIGHT = "rgba(0, 90, 50, 0.75)"
+_HIGHLIGHT = "rgba(0, 90, 50, 0.45)"
+# Play controls under the grids, in pixels below the plot area: the slider (its current value
+# clear of the axis tick labels) across the full width, then the Play / Pause buttons under it,
+# so neither overlaps the other at any figure width.
+_SLIDER_TOP = 50
+_BUTTONS_TOP = 135
+_CONTROLS_HEIGHT = 180
 
 
 def _cells_path(cells: np.ndarray, *, dx: float = 0.0, dy: float = 0.0) -> tuple[list, list]:
@@ -107,7 +113,7 @@ def _play_controls(labels: list[str], *, duration_ms: int) -> dict:
                 "y": 0.0,
                 "xanchor": "left",
                 "yanchor": "top",
-                "pad": {"r": 10, "t": 45},
+                "pad": {"r": 10, "t": _BUTTONS_TOP},
                 "buttons": [
                     {
                         "label": "▶ Play",
@@ -136,11 +142,11 @@ def _play_controls(labels: list[str], *, duration_ms: int) -> dict:
         "sliders": [
             {
                 "active": 0,
-                "x": 0.16,
-                "len": 0.84,
+                "x": 0.0,
+                "len": 1.0,
                 "y": 0.0,
                 "yanchor": "top",
-                "pad": {"t": 30},
+                "pad": {"t": _SLIDER_TOP},
                 "currentvalue": {"prefix": "Output position (row, col): "},
                 "steps": steps,
             }
@@ -155,6 +161,7 @@ def plot_conv_animation(
     padding: int | tuple[int, int] | str = 0,
     dilation: tuple[int, int] = (1, 1),
     *,
+    padding_mode: str = "zeros",
     position: tuple[int, int] = (0, 0),
     input_values: np.ndarray | None = None,
     output_values: np.ndarray | None = None,
@@ -165,7 +172,8 @@ def plot_conv_animation(
     its cell highlighted, with Play / slider frames over every output position (row-major).
 
     input_values (H, W) and output_values (H_out, W_out) are optional numbers written in the
-    cells. ``animate=False`` draws only ``position`` (no frames). Raises ``ValueError`` for
+    cells; the padding cells then show what ``padding_mode`` fills them with. ``animate=False``
+    draws only ``position`` (no frames). Raises ``ValueError`` for
     impossible settings or, when animating, more than ``MAX_ANIMATION_FRAMES`` output positions.
     """
     h, w = _conv._pair(input_hw, "Input size", minimum=1)
@@ -189,9 +197,10 @@ def plot_conv_animation(
     kind[pt : pt + h, pl : pl + w] = 1
     in_text = None
     if input_values is not None:
-        in_text = np.full((hp, wp), "", dtype=object)
-        in_text[pt : pt + h, pl : pl + w] = _fmt(np.asarray(input_values))
-        in_text[kind == 0] = "0"
+        padded = _conv.padded_input(
+            input_values, (kh, kw), (sh, sw), padding, (dh, dw), padding_mode
+        )  # (hp, wp)
+        in_text = _fmt(padded)
     out_text = _fmt(np.asarray(output_values)) if output_values is not None else None
 
     def traces_at(pos: tuple[int, int]) -> list[dict]:
@@ -241,7 +250,9 @@ def plot_conv_animation(
         column_widths=[wp / (wp + wo), wo / (wp + wo)],
         horizontal_spacing=0.08,
         subplot_titles=(
-            f"Input {h}×{w}, padded to {hp}×{wp} (grey = padding)",
+            f"Input {h}×{w}, padded to {hp}×{wp} (grey = {padding_mode} padding)"
+            if hp > h or wp > w
+            else f"Input {h}×{w} (no padding)",
             f"Output {ho}×{wo}",
         ),
     )
@@ -277,7 +288,7 @@ def plot_conv_animation(
         **controls,
         showlegend=True,
         legend={"orientation": "h", "y": 1.0, "yref": "container", "yanchor": "top", "x": 0.0},
-        margin={"l": 10, "r": 10, "t": 90, "b": 130 if animate else 20},
+        margin={"l": 10, "r": 10, "t": 90, "b": _CONTROLS_HEIGHT if animate else 20},
         height=max(420, min(760, 24 * max(hp, ho) + 220)),
         plot_bgcolor="white",
     )
@@ -428,7 +439,7 @@ def plot_transpose_conv(
     fig.update_layout(
         **controls,
         legend={"orientation": "h", "y": 1.0, "yref": "container", "yanchor": "top", "x": 0.0},
-        margin={"l": 10, "r": 10, "t": 90, "b": 130},
+        margin={"l": 10, "r": 10, "t": 90, "b": _CONTROLS_HEIGHT},
         height=max(420, min(760, 24 * max(h, ho) + 220)),
         plot_bgcolor="white",
     )
@@ -456,7 +467,7 @@ def _image_trace(image: np.ndarray, *, diverging: bool, name: str, units: str) -
         zmid=0 if diverging else None,
         zmin=-bound if diverging else None,
         zmax=bound if diverging else None,
-        colorbar={"title": {"text": units}, "len": 0.8},
+        colorbar={"title": {"text": units, "side": "top"}, "len": 0.8},
         hovertemplate=f"row %{{y}}, col %{{x}}: %{{z:.4g}} {units}<extra>{name}</extra>",
     )
 
@@ -499,7 +510,9 @@ def plot_conv_images(
             z=kernel,
             colorscale="RdBu_r",
             zmid=0,
-            text=_fmt(kernel),
+            text=np.vectorize(lambda v: f"{v:.2g}")(
+                kernel
+            ),  # short, to stay legible in small cells
             texttemplate="%{text}" if kernel.size <= 81 else None,
             xgap=2,
             ygap=2,
