@@ -47,18 +47,22 @@ SETTINGS: dict[str, tuple[str, object, object]] = {
 
 
 def _parse_setting(raw: str, default: object, allowed: object) -> object:
-    """Return a URL value as the widget's type; ValueError when it is out of range."""
+    """Return a URL value as the widget's type; ValueError saying what is allowed otherwise."""
     if isinstance(default, bool):
         if raw.lower() not in ("true", "false", "1", "0"):
-            raise ValueError
+            raise ValueError("expected true or false")
         return raw.lower() in ("true", "1")
     if isinstance(default, int):
-        value = int(raw)
+        expected = f"expected a whole number from {allowed[0]} to {allowed[1]}"
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(expected) from None
         if not allowed[0] <= value <= allowed[1]:
-            raise ValueError
+            raise ValueError(expected)
         return value
     if raw not in allowed:
-        raise ValueError
+        raise ValueError(f"expected one of {', '.join(allowed)}")
     return raw
 
 
@@ -78,8 +82,8 @@ def load_settings() -> list[str]:
             raw = st.query_params[qkey]
             try:
                 value = _parse_setting(raw, default, allowed)
-            except ValueError:
-                warnings.append(f"Ignored `{qkey}={raw}` from the link (not a valid value).")
+            except ValueError as err:
+                warnings.append(f"Ignored `{qkey}={raw}` from the link ({err}).")
         st.session_state.setdefault(wkey, value)
     return warnings
 

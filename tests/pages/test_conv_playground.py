@@ -172,11 +172,16 @@ def test_invalid_settings_show_a_message_not_an_exception(query, message):
 
 
 def test_link_settings_are_loaded_and_bad_ones_ignored():
-    at = _run(h=10, sw=3, bias="false", pm="nonsense", kh="x")
+    at = _run(h=10, sw=3, bias="false", pm="nonsense", kh="x", dh=9)
     assert not at.exception
     assert _output(at) == _torch_shape(h=10, kernel_size=3, stride=(1, 3))
     warnings = " ".join(w.value for w in at.warning)
-    assert "pm=nonsense" in warnings and "kh=x" in warnings
+    # each ignored value says what the link should have held
+    assert "`kh=x` from the link (expected a whole number from 0 to 31)" in warnings
+    assert "`dh=9` from the link (expected a whole number from 1 to 6)" in warnings
+    assert "`pm=nonsense` from the link (expected one of zeros, reflect, replicate, circular)" in (
+        warnings
+    )
     assert at.checkbox(key="conv.bias").value is False
 
 
