@@ -18,9 +18,10 @@ GUIDE = [
     (
         "app_pages/conv_playground.py",
         "Convolution Playground",
-        "Kernel size, stride, padding and dilation, live: output sizes with the formula in your numbers, "
-        "the footprint stepping over the grid, receptive fields, and filters applied to real images and "
-        "weather fields.",
+        "Kernel size, stride, padding, dilation, channels and groups, live, for ordinary and transposed "
+        "layers: output sizes with the formula in your numbers, parameters and multiply-adds, the "
+        "footprint stepping over the grid, receptive fields, filters applied to real images and weather "
+        "fields, and 1-D convolution written out term by term.",
     ),
     (
         "app_pages/model_inspector.py",
@@ -41,7 +42,8 @@ GUIDE = [
     (
         "app_pages/embeddings.py",
         "Embeddings (t-SNE)",
-        "Watch the classes separate layer by layer, with a GPU t-SNE and quality measures for each map.",
+        "Watch the classes separate layer by layer: t-SNE (on the GPU when there is one) or PCA, with "
+        "quality measures for each map.",
     ),
     (
         "app_pages/vit_attention.py",

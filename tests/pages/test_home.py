@@ -1,5 +1,6 @@
 """The router and its default page, Home, run as the app runs them: through app.py."""
 
+import re
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -27,3 +28,18 @@ def test_device_picker_choice_reaches_the_pages():
     at.sidebar.selectbox(key="app.device").set_value("cpu").run()
     assert not at.exception
     assert "CPU" in at.markdown[0].value
+
+
+def test_home_links_to_every_other_page_by_its_sidebar_title():
+    root = Path(APP).parent
+    titles = dict(
+        re.findall(
+            r'st\.Page\(\s*"app_pages/(\w+)\.py",\s*title="([^"]+)"', (root / "app.py").read_text()
+        )
+    )
+    pages = {path.stem for path in (root / "app_pages").glob("*.py")} - {"home"}
+    assert pages <= set(titles)  # the pattern found every page app.py registers
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    links = {link.proto.page: link.proto.label for link in at.get("page_link")}
+    assert links == {page: titles[page] for page in pages}
+    assert all(link.proto.page_script_hash for link in at.get("page_link"))  # a registered page
