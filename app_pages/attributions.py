@@ -10,8 +10,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-import ui
-from ui.inside_cnns import count_slider, input_picker, model_picker
+from ui.inside_cnns import LoadedModel, count_slider, input_picker, model_picker
 from vizlib import attribution
 from vizlib.filters import conv_layer_names
 from vizlib.plots import plot_attribution_overlay, plot_top_predictions
@@ -43,12 +42,13 @@ def compute(
     method: str,
     options: tuple,
     _x: torch.Tensor,
+    _loaded: LoadedModel,
 ) -> dict:
     """Return attribution.attribute(...) for the input described by ``input_key`` (``_x``)."""
-    model, meta, lock = ui.cached_model(name, device)
-    with lock:  # Grad-CAM hooks the shared model; the other methods must not run through them
+    meta = _loaded.meta
+    with _loaded.lock:  # Grad-CAM hooks the shared model; the other methods must not run through
         return attribution.attribute(
-            model,
+            _loaded.model,
             _x,
             target,
             method,
@@ -60,11 +60,12 @@ def compute(
 
 
 @st.cache_data(max_entries=16, ttl=600, show_spinner="Timing the model for the time estimates…")
-def pass_times(name: str, device: str, shape: tuple, _x: torch.Tensor) -> attribution.PassTimes:
+def pass_times(
+    name: str, device: str, shape: tuple, _x: torch.Tensor, _loaded: LoadedModel
+) -> attribution.PassTimes:
     """Seconds of warm forward passes of the model at the input's shape (1 and 4 images)."""
-    model, _, lock = ui.cached_model(name, device)
-    with lock:
-        return attribution.pass_seconds(model, _x, device=device)
+    with _loaded.lock:
+        return attribution.pass_seconds(_loaded.model, _x, device=device)
 
 
 loaded = model_picker(P)
@@ -192,7 +193,9 @@ def estimates_from(times: attribution.PassTimes) -> dict[str, float]:
 estimates = estimates_from(attribution.PassTimes(forward_s, 2 * forward_s, 2))
 times = None
 if any(estimates[m] > SLOW_SECONDS for m in methods):
-    times = pass_times(loaded.name, loaded.device, tuple(chosen.tensor.shape), chosen.tensor)
+    times = pass_times(
+        loaded.name, loaded.device, tuple(chosen.tensor.shape), chosen.tensor, loaded
+    )
     estimates = estimates_from(times)
 slow = [m for m in methods if estimates[m] > SLOW_SECONDS]
 run_slow = False
@@ -244,6 +247,7 @@ for i, method in enumerate(methods):
                 method,
                 options[method],
                 chosen.tensor,
+                loaded,
             )
         except (ValueError, RuntimeError) as err:
             errors[method] = str(err)
@@ -317,7 +321,7 @@ def show_heatmaps(results: dict[str, dict], errors: dict[str, str], methods: lis
             st.download_button(
                 "Heatmap (CSV)",
                 pd.DataFrame(res["heatmap"]).to_csv(index=False).encode(),
-                file_name=f"{loaded.name}_{method}_class{target}.csv",
+                file_name=f"{loaded.stem}_{method}_class{target}.csv",
                 mime="text/csv",
                 key=f"{P}.csv.{method}",
             )
@@ -335,7 +339,7 @@ if results:
     st.download_button(
         "Download all heatmaps (NPZ, signed, H×W each)",
         buf.getvalue(),
-        file_name=f"{loaded.name}_attributions_class{target}.npz",
+        file_name=f"{loaded.stem}_attributions_class{target}.npz",
         key=f"{P}.npz",
     )
     if "integrated_gradients" in results:

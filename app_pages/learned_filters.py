@@ -7,8 +7,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-import ui
-from ui.inside_cnns import count_slider, dataset_for, input_picker, model_picker
+from ui.inside_cnns import LoadedModel, count_slider, dataset_for, input_picker, model_picker
 from vizlib import filters
 from vizlib.data import denormalize
 from vizlib.plots import (
@@ -28,19 +27,20 @@ st.caption(
 
 
 @st.cache_data(max_entries=8, show_spinner="Building the untrained model…")
-def untrained_filters(name: str, device: str, layer: str) -> torch.Tensor:
+def untrained_filters(name: str, device: str, layer: str, _loaded: LoadedModel) -> torch.Tensor:
     """Return the layer's weights (out, in, kh, kw) at the random initialisation training began from."""
-    _, meta, _ = ui.cached_model(name, device)
-    return filters.conv_filters(filters.untrained_model(meta), layer)
+    return filters.conv_filters(filters.untrained_model(_loaded.meta), layer)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def dataset_scores(name: str, device: str, layer: str, reduce: str) -> torch.Tensor:
+def dataset_scores(
+    name: str, device: str, layer: str, reduce: str, _loaded: LoadedModel
+) -> torch.Tensor:
     """Return (N, C) channel scores of the model's test set, from one pass."""
-    model, meta, lock = ui.cached_model(name, device)
+    meta = _loaded.meta
     images, _, _ = dataset_for(meta["dataset"], tuple(meta["input_size"][1:]))
-    with lock:
-        return filters.channel_scores(model, images, layer, reduce=reduce, device=device)
+    with _loaded.lock:
+        return filters.channel_scores(_loaded.model, images, layer, reduce=reduce, device=device)
 
 
 def filter_tiles(weights: torch.Tensor, *, shared: bool) -> np.ndarray:
@@ -61,7 +61,7 @@ if loaded is None:
 model, meta = loaded.model, loaded.meta
 convs = filters.conv_layer_names(model)
 if not convs:
-    st.warning(f"{loaded.name} has no Conv2d layer, so it has no filters to show.")
+    st.warning(f"{meta['name']} has no Conv2d layer, so it has no filters to show.")
     st.stop()
 
 c1, c2 = st.columns([2, 1])
@@ -126,13 +126,13 @@ with tab_filters:
     st.download_button(
         "Download the weights (NPY, out×in×kh×kw)",
         to_npy_bytes(weights),
-        file_name=f"{loaded.name}_{layer}_weights.npy",
+        file_name=f"{loaded.stem}_{layer}_weights.npy",
         key=f"{P}.download_weights",
     )
 
 with tab_train:
     try:
-        before = untrained_filters(loaded.name, loaded.device, layer)
+        before = untrained_filters(loaded.name, loaded.device, layer, loaded)
     except (ValueError, KeyError, RuntimeError) as err:
         st.error(f"Could not rebuild the untrained model: {err}")
     else:
@@ -180,7 +180,7 @@ with tab_hist:
     )
     try:
         before_counts, before_edges = filters.weight_histogram(
-            untrained_filters(loaded.name, loaded.device, layer), bins=bins
+            untrained_filters(loaded.name, loaded.device, layer, loaded), bins=bins
         )
         h2.plotly_chart(
             plot_weight_histogram(before_counts, before_edges, title=f"{layer}: at initialisation"),
@@ -213,7 +213,7 @@ with tab_maps:
             i2.download_button(
                 "Download the feature maps (NPY, C×H×W)",
                 to_npy_bytes(maps_np),
-                file_name=f"{loaded.name}_{layer}_feature_maps.npy",
+                file_name=f"{loaded.stem}_{layer}_feature_maps.npy",
                 key=f"{P}.download_maps",
             )
 
@@ -236,7 +236,7 @@ with tab_top:
             "Images", min(4, len(images)), min(36, len(images)), 16, key=f"{P}.top_k", where=t3
         )
         with st.spinner(f"One pass over {len(images)} test images…", show_time=True):
-            scores = dataset_scores(loaded.name, loaded.device, layer, reduce)
+            scores = dataset_scores(loaded.name, loaded.device, layer, reduce, loaded)
         idx, vals = filters.top_activating(scores, int(channel), k=k)
         shown = denormalize(images[idx], meta["mean"], meta["std"]).numpy()  # (k, C, H, W)
         st.plotly_chart(
@@ -261,7 +261,7 @@ with tab_top:
                     f"{reduce}_activation": [float(v) for v in vals],
                 }
             ).to_csv(index=False),
-            file_name=f"{loaded.name}_{layer}_channel{int(channel)}_top{k}.csv",
+            file_name=f"{loaded.stem}_{layer}_channel{int(channel)}_top{k}.csv",
             mime="text/csv",
             key=f"{P}.download_top",
         )

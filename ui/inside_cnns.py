@@ -1,5 +1,12 @@
-"""Streamlit helpers shared by the Filters & Feature Maps and Attributions pages: the model picker,
-the input picker (dataset sample, sample image, upload) and cached dataset loading."""
+"""Streamlit helpers shared by the Filters & Feature Maps and Attributions pages: the model picker
+(zoo or uploaded weights), the input picker (dataset sample, sample image, upload) and cached
+dataset loading.
+
+Zoo models come from the shared ``ui.cached_model``; uploaded weights from a small
+``st.cache_resource`` keyed on the file's SHA-256. Both are shared: never mutated, hooks only
+under their lock. Cached computations take the ``LoadedModel`` as an unhashed argument, keyed
+on its ``name`` and ``device``.
+"""
 
 from __future__ import annotations
 
@@ -32,15 +39,24 @@ __all__ = [
 ]
 
 SOURCES = ("Dataset sample", "Sample image", "Upload an image")
+UPLOAD = "Upload weights…"
+UPLOAD_PREFIX = "upload:"
 
 
 @dataclass
 class LoadedModel:
-    name: str
+    name: str  # a zoo name, or "upload:<architecture>:<sha256>" for uploaded weights
     model: torch.nn.Module
     meta: dict
     lock: threading.Lock
     device: str
+
+    @property
+    def stem(self) -> str:
+        """A file-name-safe label for downloads (``upload_<architecture>`` for uploads)."""
+        if self.name.startswith(UPLOAD_PREFIX):
+            return "upload_" + self.name.split(":")[1]
+        return self.name
 
 
 @dataclass
@@ -52,19 +68,67 @@ class ChosenInput:
     upload: bytes | None = None
 
 
+@st.cache_resource(max_entries=2, show_spinner="Checking and loading the uploaded weights…")
+def _uploaded_model(
+    digest: str, architecture: str, device: str, _data: bytes | None
+) -> tuple[torch.nn.Module, dict, threading.Lock]:
+    if _data is None:
+        raise ValueError("The uploaded weights are no longer cached; upload the file again.")
+    model, meta = zoo.load_uploaded(_data, architecture)
+    return model.to(device).eval().requires_grad_(False), meta, threading.Lock()
+
+
+def _upload_picker(prefix: str, device: str) -> LoadedModel | None:
+    cols = st.columns([1, 2])
+    architecture = cols[0].selectbox(
+        "Architecture of the weights",
+        zoo.upload_architectures(),
+        key=f"{prefix}.upload_arch",
+        help="The state_dict must match this architecture key by key and shape by shape.",
+    )
+    file = cols[1].file_uploader(
+        "Weights (.safetensors, or a .pt/.pth state_dict)",
+        type=["safetensors", "pt", "pth"],
+        key=f"{prefix}.upload_weights",
+        help="Pickled files are read with torch.load(weights_only=True): anything but tensors "
+        "is refused.",
+    )
+    if file is None:
+        st.info("Upload a state_dict to look inside your own model, or pick a shipped one.")
+        return None
+    data = file.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        model, meta, lock = _uploaded_model(digest, architecture, device, data)
+    except ValueError as err:
+        cols[1].error(f"Could not use {file.name!r}: {err}")
+        return None
+    return LoadedModel(f"{UPLOAD_PREFIX}{architecture}:{digest}", model, meta, lock, device)
+
+
 def model_picker(prefix: str, *, label: str = "Model") -> LoadedModel | None:
-    """Draw the model selectbox (its choice shared in the URL as ``?model=``) and load the model."""
+    """Draw the model selectbox (its choice shared in the URL as ``?model=``) and load the model.
+
+    The last option takes uploaded weights for one of the zoo's architectures (``?model=upload``).
+    """
     names = zoo.list_models()
+    options = [*names, UPLOAD]
+    linked = st.query_params.get("model")
     name = st.selectbox(
         label,
-        names,
-        index=ui.linked_index("model", names),
+        options,
+        index=len(names)
+        if linked == "upload"
+        else ui.linked_index("model", names, accepted=("upload",)),
         key=f"{prefix}.model",
-        help="Shipped checkpoints trained on the bundled digits, and torchvision architectures "
-        "(ImageNet weights when they are in the torch hub cache).",
+        help="Shipped checkpoints trained on the bundled digits, torchvision architectures "
+        "(ImageNet weights when they are in the torch hub cache), or your own weights.",
     )
-    st.query_params["model"] = name
     device = str(ui.current_device())
+    if name == UPLOAD:
+        st.query_params["model"] = "upload"
+        return _upload_picker(prefix, device)
+    st.query_params["model"] = name
     loaded = ui.load_shared_model(name, device)
     if loaded is None:
         return None

@@ -242,3 +242,25 @@ def test_the_shared_model_is_left_as_found_even_when_passes_fail(monkeypatch):
     assert not any(p.requires_grad for p in shared.parameters())
     after = shared.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "weights or buffers changed"
+
+
+def test_uploaded_weights_are_explained():
+    """Weights whose head always says 7 (bias 50 on class 7): the page predicts and explains 7
+    with the uploaded model, and every method runs on it."""
+    from tests.pages.test_learned_filters import lenet_upload
+
+    def always_seven(state):
+        state["fc2.bias"][7] = 50.0
+
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    app.query_params["model"] = "upload"
+    at = app.run()
+    assert not at.exception and not _errors(at)
+    at.selectbox(key="attr.upload_arch").set_value("lenet_digits")
+    uploader = next(u for u in at.get("file_uploader") if u.proto.id.endswith("upload_weights"))
+    uploader.upload("seven.safetensors", lenet_upload(always_seven), "application/octet-stream")
+    at.run()
+    assert not at.exception and not _errors(at)
+    assert "Explaining class **7** (index 7)" in at.markdown[0].value
+    assert len(at.get("plotly_chart")) == 5
+    assert "attr.npz" in {d.key for d in at.get("download_button")}

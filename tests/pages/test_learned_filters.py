@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -75,8 +77,6 @@ ONE_CHANNEL = "resnet_one_channel"
 
 def one_channel_zoo(monkeypatch) -> None:
     """Add to the zoo a SmallResNet whose stem conv has ONE output channel (widths 1, 2)."""
-    import json
-
     from vizlib import zoo
 
     real_list, real_load = zoo.list_models, zoo.load_model
@@ -100,8 +100,11 @@ def one_channel_zoo(monkeypatch) -> None:
 
 def test_a_one_channel_layer_and_a_one_image_set_need_no_slider(monkeypatch):
     """st.slider refuses min == max: one feature map, or a one-image dataset, must not raise."""
+    import streamlit as st
+
     import ui.inside_cnns
 
+    st.cache_data.clear()  # channel scores cached by another test came from the full test set
     one_channel_zoo(monkeypatch)
     real_dataset = ui.inside_cnns.dataset_for
 
@@ -145,3 +148,55 @@ def test_count_slider_clamps_and_skips_a_single_option():
     assert at.session_state["values"] == [1, 8, 16]
     assert [s.key for s in at.slider] == ["t.clamped", "t.plain"]
     assert at.caption[0].value == "Window: 1 px (the only possible value)"
+
+
+def lenet_upload(edit) -> bytes:
+    """The shipped lenet_digits weights, changed by ``edit(state)``, as .safetensors bytes."""
+    from safetensors.torch import load_file, save
+
+    from vizlib import zoo
+
+    state = load_file(str(zoo.CHECKPOINT_DIR / "lenet_digits.safetensors"))
+    edit(state)
+    return save(state)
+
+
+def test_uploaded_weights_show_their_own_filters_and_bad_files_are_refused(tmp_path):
+    def double_filter_0(state):
+        state["conv1.weight"][0] *= 2
+
+    data = lenet_upload(double_filter_0)
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    app.query_params["model"] = "upload"
+    at = app.run()
+    assert not at.exception and not _errors(at)
+    assert at.selectbox(key="filters.model").value == "Upload weights…"
+    assert any("Upload a state_dict" in i.value for i in at.info)
+    at.selectbox(key="filters.upload_arch").set_value("lenet_digits")
+    at.get("file_uploader")[0].upload("mine.safetensors", data, "application/octet-stream").run()
+    assert not at.exception and not _errors(at)
+    assert "32 filters of 1×5×5" in at.markdown[0].value
+    from safetensors.torch import load
+
+    norm = float(load(data)["conv1.weight"][0].norm())
+    grid = next(c for c in at.get("plotly_chart") if "conv1: 32 filters" in str(c.proto))
+    hover = json.loads(grid.proto.spec)["data"][0]["hovertext"]
+    assert hover[0][0] == f"filter 0<br>L2 norm {norm:.4g}"  # the uploaded weights, not ours
+    assert at.query_params["model"] == "upload"
+
+    evil = tmp_path / "evil.pt"
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"conv1.weight": Evil()}, evil)
+    at.get("file_uploader")[0].upload("evil.pt", evil.read_bytes(), "application/octet-stream")
+    at.run()
+    assert not at.exception and not marker.exists()
+    assert any("Could not use 'evil.pt': Refused" in e for e in _errors(at))
+    at.selectbox(key="filters.upload_arch").set_value("resnet_digits")
+    at.get("file_uploader")[0].upload("mine.safetensors", data, "application/octet-stream").run()
+    assert not at.exception
+    assert any("do not fit the resnet_digits architecture" in e for e in _errors(at))
