@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import streamlit as st
 import torch
 
+import ui
 from ui.vit import ModelChoice, count_slider, get_model, image_sources, load_images, pick_vit
 from vizlib import attention
 from vizlib.plots.export import to_npy_bytes
@@ -29,13 +32,33 @@ def _images_key(meta: dict) -> tuple:
 
 @st.cache_data(max_entries=16, show_spinner=False)
 def distance_table(choice: ModelChoice, source: str, n: int, renormalize: bool) -> np.ndarray:
-    """Mean attention distance (layers, heads) in pixels over the first n images."""
+    """Mean attention distance (layers, heads) in pixels over the first n images.
+
+    A progress bar follows the batches (vit_b_16 takes seconds per image on a CPU). It is made
+    here, not outside, because cached functions may only draw on elements of their own; it is
+    emptied at the end, so a cache hit replays nothing visible.
+    """
     model, meta, lock = get_model(choice)
     images, _, _ = load_images(source, *_images_key(meta), n)
-    with lock:  # hooks go on the shared model
-        dist = attention.mean_attention_distance_over(
-            model, images, renormalize=renormalize, batch_size=32, device=choice.device
-        )
+    bar = st.progress(0.0, text=f"Running {n} images through {meta['name']}…")
+    started = time.perf_counter()
+
+    def tick(done: int, total: int) -> None:
+        eta = ui.time_left(time.perf_counter() - started, done, total)
+        bar.progress(done / total, text=f"Attention distances: {done}/{total} images{eta}")
+
+    try:
+        with lock:  # hooks go on the shared model
+            dist = attention.mean_attention_distance_over(
+                model,
+                images,
+                renormalize=renormalize,
+                batch_size=8 if choice.device == "cpu" else 32,  # CPU: finer progress, same speed
+                device=choice.device,
+                callback=tick,
+            )
+    finally:
+        bar.empty()
     return dist.numpy()
 
 
@@ -89,12 +112,11 @@ renormalize = c2.toggle(
     help="Off: weights as they come (the class token's share is simply left out, as in the Keras "
     "'probing ViTs' example). On: each query's weights over the patches rescaled to sum to 1.",
 )
-with st.spinner(f"Running {n_images} images through {meta['name']}…", show_time=True):
-    try:
-        dist = distance_table(choice, source, int(n_images), bool(renormalize))
-    except (ValueError, RuntimeError) as err:  # e.g. out of GPU memory
-        st.error(f"Could not compute the attention distances: {err}")
-        dist = None
+try:
+    dist = distance_table(choice, source, int(n_images), bool(renormalize))
+except (ValueError, RuntimeError) as err:  # e.g. out of GPU memory
+    st.error(f"Could not compute the attention distances: {err}")
+    dist = None
 if dist is not None:
     baseline = attention.uniform_attention_distance(geo.grid_size, geo.patch_size)
     st.plotly_chart(

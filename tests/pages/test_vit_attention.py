@@ -212,3 +212,18 @@ def test_on_disk_dataset_is_offered_and_renormalised_for_the_model(monkeypatch):
     expected = (pixels[:3] - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
     assert torch.allclose(images, expected, atol=1e-4)
     uv.load_images.clear()
+
+
+def test_distance_progress_bar_is_gone_after_the_run_and_on_a_cache_hit(tiny_vit_zoo):
+    """The bar lives inside the cached function (Streamlit forbids drawing on outer elements
+    there) and is emptied at the end: neither the run nor the replayed cache hit leaves one."""
+    import streamlit as st
+
+    st.cache_data.clear()  # the first run computes
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = TINY
+    _run(at)
+    assert not at.get("progress")
+    _run(at)  # the same arguments: a cache hit replays the bar's messages
+    assert not at.get("progress")
+    assert any(c.key == "vit_attention.distance_chart" for c in at.get("plotly_chart"))
