@@ -98,6 +98,17 @@ with tab_filters:
         ),
         key=f"{P}.grid",
     )
+    shown = weights if in_ch in (1, 3) else weights.mean(dim=1)  # what the tiles draw
+    scale = (
+        f"one scale for the layer, {float(shown.min()):.3g} to {float(shown.max()):.3g}"
+        if shared
+        else "each filter stretched to its own range"
+    )
+    st.caption(
+        ("Red, green, blue = input channels 0, 1, 2, each dark" if in_ch == 3 else "Black")
+        + f" at the lowest weight and {'bright' if in_ch == 3 else 'white'} at the highest "
+        f"({scale}). Hover a filter for its L2 norm."
+    )
     if in_ch > 1:
         st.subheader("One filter, slice by slice")
         f1, f2 = st.columns([1, 2])

@@ -145,3 +145,20 @@ def test_mosaic_places_tiles_row_by_row():
     assert index[0, 3] == 1 and index[2, 2] == -1 and grid[2, 2] == -1
     fig = plot_image_grid(np.ones((3, 3, 4, 4)) * 0.5, hover=["a", "b", "c"])
     assert fig.data[0].hovertext[0][0] == "a"
+
+
+def test_feature_map_colours_per_map_or_in_shared_activation_units():
+    from vizlib.plots.filters import plot_feature_maps
+
+    maps = np.stack([np.full((2, 2), 1.0), np.arange(4.0).reshape(2, 2) * 10])  # (2, 2, 2)
+    separate = plot_feature_maps(maps, cols=2).data[0]
+    assert (separate.zmin, separate.zmax) == (0.0, 1.0)
+    np.testing.assert_allclose(separate.z[:, 3:], [[0.0, 1 / 3], [2 / 3, 1.0]])
+    assert "scaled per map" in separate.colorbar.title.text
+    shared = plot_feature_maps(maps, cols=2, shared_scale=True).data[0]
+    # one range in raw units: the colourbar reads activations, not 0 to 1
+    assert (shared.zmin, shared.zmax) == (0.0, 30.0)
+    np.testing.assert_allclose(shared.z[:, 3:], [[0.0, 10.0], [20.0, 30.0]])
+    np.testing.assert_allclose(shared.z[:, :2], 1.0)
+    assert shared.colorbar.title.text == "activation"
+    np.testing.assert_allclose(shared.customdata[:, 3:], maps[1])

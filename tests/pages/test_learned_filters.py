@@ -200,3 +200,17 @@ def test_uploaded_weights_show_their_own_filters_and_bad_files_are_refused(tmp_p
     at.get("file_uploader")[0].upload("mine.safetensors", data, "application/octet-stream").run()
     assert not at.exception
     assert any("do not fit the resnet_digits architecture" in e for e in _errors(at))
+
+
+def test_the_filter_grid_says_what_black_and_white_are(at):
+    from vizlib import zoo
+    from vizlib.filters import conv_filters
+
+    model, _ = zoo.load_model("lenet_digits")
+    weights = conv_filters(model, "conv1")
+    captions = " | ".join(c.value for c in at.caption)
+    assert "Black at the lowest weight and white at the highest (each filter stretched" in captions
+    at.toggle(key="filters.shared").set_value(True).run()
+    captions = " | ".join(c.value for c in at.caption)
+    low, high = float(weights.min()), float(weights.max())
+    assert f"one scale for the layer, {low:.3g} to {high:.3g}" in captions

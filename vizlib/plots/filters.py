@@ -87,21 +87,26 @@ def plot_feature_maps(
 ) -> go.Figure:
     """Return a grid of activation maps (C, H, W) as one heatmap; hover gives channel and raw value.
 
-    Each map is min-max scaled on its own (or all on one scale with ``shared_scale``) so the
-    colour shows where in the image a channel responds; the raw activation is in the hover.
+    Each map is min-max scaled on its own, so the colour shows where in the image a channel
+    responds (colourbar 0 to 1, each map's own minimum to maximum); with ``shared_scale`` all
+    maps share one colour range in raw activation units, so strengths compare, and the
+    colourbar shows those values.
     """
     maps = np.asarray(maps, dtype=np.float32)
     if maps.ndim != 3:
         raise ValueError(f"maps must be (C, H, W), got {maps.shape}")
+    raw, index = mosaic(maps, cols=cols, pad_value=np.nan)
     if shared_scale:
-        lo, hi = maps.min(), maps.max()
+        grid, zmin, zmax = raw, float(maps.min()), float(maps.max())
+        zmax = zmax if zmax > zmin else zmin + 1.0
+        colorbar_title = "activation"
     else:
         lo = maps.min(axis=(1, 2), keepdims=True)
         hi = maps.max(axis=(1, 2), keepdims=True)
-    span = np.where(hi > lo, hi - lo, 1.0)
-    scaled = (maps - lo) / span  # (C, H, W) in [0, 1]
-    grid, index = mosaic(scaled, cols=cols, pad_value=np.nan)
-    raw, _ = mosaic(maps, cols=cols, pad_value=np.nan)
+        span = np.where(hi > lo, hi - lo, 1.0)
+        grid, _ = mosaic((maps - lo) / span, cols=cols, pad_value=np.nan)  # each map in [0, 1]
+        zmin, zmax = 0.0, 1.0
+        colorbar_title = "activation,<br>scaled per map<br>(0 min, 1 max)"
     names = np.asarray(
         list(channel_labels)
         if channel_labels is not None
@@ -114,10 +119,10 @@ def plot_feature_maps(
             customdata=raw,
             text=text,
             colorscale="Viridis",
-            zmin=0.0,
-            zmax=1.0,
+            zmin=zmin,
+            zmax=zmax,
             hovertemplate="%{text}<br>activation %{customdata:.4g}<extra></extra>",
-            colorbar=dict(title="scaled<br>activation"),
+            colorbar=dict(title=colorbar_title),
             hoverongaps=False,
         )
     )
