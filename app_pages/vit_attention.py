@@ -179,6 +179,7 @@ def attention_maps_panel() -> None:
             cls_map,
             title="Class token → patches",
             cols=1,
+            colorbar_title="attention weight",
         ),
         key="vit_attention.cls_chart",
     )
@@ -189,12 +190,14 @@ def attention_maps_panel() -> None:
             marker=(q_row, q_col),
             title=f"Patch ({q_row}, {q_col}) → patches",
             cols=1,
+            colorbar_title="attention weight",
         ),
         key="vit_attention.query_chart",
     )
     st.caption(
         f"Layer {layer}, {_head_label(head)}; image {index} ({captions_all[int(index)]}). "
-        "Bright = high attention, scaled per map; "
+        "Bright = high attention; each map spans its own range (colour bars, in weights that "
+        "sum to 1 over all tokens); "
         "the cyan square is the query patch."
     )
     st.download_button(
@@ -261,6 +264,7 @@ def rollout_panel() -> None:
             masks,
             titles=[captions_all[i] for i in indices],
             title=f"Rollout of the class token ({fusion} over heads, discard {discard:.2f})",
+            colorbar_title="rollout, per image",
         ),
         key="vit_attention.rollout_chart",
     )

@@ -227,3 +227,22 @@ def test_distance_progress_bar_is_gone_after_the_run_and_on_a_cache_hit(tiny_vit
     _run(at)  # the same arguments: a cache hit replays the bar's messages
     assert not at.get("progress")
     assert any(c.key == "vit_attention.distance_chart" for c in at.get("plotly_chart"))
+
+
+def test_attention_maps_carry_colour_bars_in_attention_weights(tiny_vit_zoo):
+    """The class-token map's colour bar spans that map's own weights; rollout's says per image."""
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = TINY
+    _run(at)
+    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    bar = next(t for t in charts["vit_attention.cls_chart"]["data"] if t["type"] == "scatter")
+    assert bar["marker"]["colorbar"]["title"]["text"] == "attention weight"
+    from vizlib.data import load_dataset
+
+    images, _, _ = load_dataset("digits", split="test", input_size=(32, 32))
+    maps = attention.attention_maps(_tiny_model(), images[:1], device="cpu")
+    weights = attention.cls_attention(maps, (8, 8), layer=1, head="mean")  # last layer
+    assert bar["marker"]["cmin"] == pytest.approx(weights.min().item(), rel=1e-5)
+    assert bar["marker"]["cmax"] == pytest.approx(weights.max().item(), rel=1e-5)
+    roll = next(t for t in charts["vit_attention.rollout_chart"]["data"] if t["type"] == "scatter")
+    assert roll["marker"]["colorbar"]["ticktext"] == ["min", "max"]

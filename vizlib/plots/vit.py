@@ -112,12 +112,14 @@ def plot_attention_overlays(
     marker: tuple[int, int] | None = None,
     title: str | None = None,
     cols: int = 4,
+    colorbar_title: str | None = None,
 ) -> go.Figure:
     """Return a row-wrapped grid of images with attention maps overlaid.
 
     ``images`` (B, C, H, W) in [0, 1]; ``maps`` (B, gh, gw), each scaled by its own range (the
     colour shows where attention is relatively high, bright = high). ``marker`` (row, col)
-    outlines one patch (the query patch) on every panel.
+    outlines one patch (the query patch) on every panel. ``colorbar_title`` adds a colour bar:
+    in the map's own values for one map, from "min" to "max" of each map for several.
     """
     imgs = _np(images)
     heat = _np(maps)
@@ -152,8 +154,35 @@ def plot_attention_overlays(
                 row=r + 1,
                 col=c + 1,
             )
-    fig.update_xaxes(showticklabels=False, showgrid=False)
-    fig.update_yaxes(showticklabels=False, showgrid=False)
+    if colorbar_title is not None:
+        bar = {"title": {"text": colorbar_title, "side": "right"}, "thickness": 14}
+        if n == 1:
+            lo, hi = float(np.nanmin(heat[0])), float(np.nanmax(heat[0]))
+        else:  # each panel has its own scale: only the ends mean the same everywhere
+            lo, hi = 0.0, 1.0
+            bar.update(tickvals=[0, 1], ticktext=["min", "max"])
+        # an empty trace that only carries the overlay's colour scale
+        fig.add_trace(
+            go.Scatter(
+                x=[None],
+                y=[None],
+                mode="markers",
+                showlegend=False,
+                hoverinfo="skip",
+                marker={
+                    "colorscale": _OVERLAY_SCALE,
+                    "cmin": lo,
+                    "cmax": hi if hi > lo else lo + 1e-12,
+                    "color": [lo],
+                    "showscale": True,
+                    "colorbar": bar,
+                },
+            ),
+            row=1,
+            col=1,
+        )
+    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_layout(
         title={"text": title, "font": {"size": 14}} if title else None,
         height=max(260, 240 * rows + 60),
