@@ -28,3 +28,32 @@ def test_attributions_page(page, app_url):
     assert page.get_by_text("convergence delta").count() >= 1
     assert page.locator(".js-plotly-plot").count() == 5
     screenshot(page, "attributions")
+
+
+def test_attribution_download_holds_the_shown_heatmaps(page, app_url):
+    """The NPZ download has one signed H×W map per method and the input; its saliency equals
+    vizlib's own computation for the predicted class of the same test image."""
+    import numpy as np
+
+    from vizlib import attribution, zoo
+    from vizlib.data import load_dataset
+
+    open_page(page, app_url, "attributions")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download all heatmaps (NPZ, signed, H×W each)").click()
+    assert download.value.suggested_filename == "lenet_digits_attributions_class2.npz"
+    saved = np.load(download.value.path())
+    assert sorted(saved.files) == [
+        "gradcam",
+        "image",
+        "integrated_gradients",
+        "occlusion",
+        "saliency",
+    ]
+    assert all(saved[m].shape == (28, 28) for m in saved.files if m != "image")
+    model, meta = zoo.load_model("lenet_digits")
+    images, _, _ = load_dataset("digits", "test", input_size=(28, 28))
+    top = attribution.top_predictions(model, images[0])
+    assert top[0]["class"] == 2
+    expected = attribution.attribute(model.requires_grad_(False), images[0], 2, "saliency")
+    np.testing.assert_allclose(saved["saliency"], expected["heatmap"], rtol=1e-5, atol=1e-6)
