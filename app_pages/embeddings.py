@@ -13,6 +13,7 @@ import torch
 
 import ui
 from ui.embeddings import read_table
+from ui.scatter import linked_scatter
 from vizlib import embedding, zoo
 from vizlib.data import (
     available_datasets,
@@ -23,7 +24,7 @@ from vizlib.data import (
     native_size,
     to_model_input,
 )
-from vizlib.plots import plot_embeddings
+from vizlib.plots import plot_embeddings, scatter_payload
 
 P = "tsne"  # widget-key prefix of this page
 DRAW_MAX = 20000
@@ -388,14 +389,28 @@ n = len(next(iter(maps.values())))
 if n > DRAW_MAX:
     st.info(f"{n:,} points: {DRAW_MAX:,} random ones are drawn; metrics and the CSV use all.")
 axis = "PC" if method == "PCA" else method
-fig = plot_embeddings(maps, shown["labels"], class_names=shown["class_names"], max_points=DRAW_MAX,
-                      axis_label=axis)  # fmt: skip
-event = st.plotly_chart(fig, on_select="rerun", selection_mode="points", key=f"{P}.chart")
-
-points = event.selection.points if event and event.selection else []
-if points and shown["images"] is not None:
-    chosen = int(points[0]["customdata"])
-    layer = list(maps)[points[0].get("curve_number", 0) // max(1, len(fig.data) // len(maps))]
+chosen, layer = None, None
+if shown["images"] is not None:
+    # the linked scatter: hover shows each point's image, ringed in every layer's map
+    run_id = str(abs(hash(st.session_state.get(f"{P}.last"))))
+    cached = st.session_state.get(f"{P}.payload")
+    if cached is None or cached[0] != run_id:
+        with st.spinner("Preparing the maps and their thumbnails…"):
+            payload = scatter_payload(maps, shown["labels"], class_names=shown["class_names"],
+                                      images=shown["images"], max_points=DRAW_MAX, axis_label=axis)  # fmt: skip
+        cached = (run_id, {**payload, "run": run_id})
+        st.session_state[f"{P}.payload"] = cached
+    picked = linked_scatter(cached[1], key=f"{P}.scatter")
+    if picked and picked.get("run") == run_id and picked.get("layer") in maps:
+        chosen, layer = int(picked["index"]), picked["layer"]
+else:
+    fig = plot_embeddings(maps, shown["labels"], class_names=shown["class_names"],
+                          max_points=DRAW_MAX, axis_label=axis)  # fmt: skip
+    event = st.plotly_chart(fig, on_select="rerun", selection_mode="points", key=f"{P}.chart")
+    points = event.selection.points if event and event.selection else []
+    if points:
+        chosen = int(points[0]["customdata"])
+if chosen is not None and 0 <= chosen < n and shown["images"] is not None:
     coords = maps[layer]
     near = np.argsort(((coords - coords[chosen]) ** 2).sum(1))[1:9]
     c_big, c_strip = st.columns([1, 3])
@@ -407,8 +422,8 @@ if points and shown["images"] is not None:
     cols = c_strip.columns(8)
     for col, j in zip(cols, near, strict=True):
         col.image(sharp(shown["images"][j]), caption=f"#{j}", width=64, clamp=True)
-elif points:
-    st.caption(f"Selected point index {int(points[0]['customdata'])}.")
+elif chosen is not None:
+    st.caption(f"Selected point index {chosen}.")
 else:
     st.caption("Click a point to see its image and its nearest neighbours in the map.")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -28,11 +29,37 @@ def test_small_embedding_then_stop(page, app_url):
     page.wait_for_selector('[data-testid="stDataFrame"]', timeout=120_000)
     wait_until_idle(page)
     assert not error_boxes(page)
-    assert page.locator(".js-plotly-plot").count() == 1
+    maps = page.locator(".emb-root")
+    assert maps.get_attribute("data-ready") == "300"  # all 300 points drawn
+    # one panel per layer: lenet_digits' defaults are input, relu2 and relu3
+    assert page.locator("canvas.emb-over").count() == 3
     screenshot(page, "embeddings")
-    plot = page.locator(".js-plotly-plot").first
-    plot.scroll_into_view_if_needed()
-    plot.screenshot(path=str(SCREENSHOTS / "embeddings_maps.png"))
+
+    # Hovering a point shows its image and index; clicking it shows it below with neighbours.
+    panel = page.locator("canvas.emb-over").last
+    panel.scroll_into_view_if_needed()
+    box = panel.bounding_box()
+    tip = page.locator(".emb-tip")
+    spots = (
+        (x, y) for y in range(8, int(box["height"]), 8) for x in range(8, int(box["width"]), 8)
+    )
+    for x, y in spots:
+        page.mouse.move(box["x"] + x, box["y"] + y)
+        if tip.is_visible():
+            break
+    assert tip.is_visible(), "no point found under the cursor"
+    assert re.match(r"index \d+ · label \d · ", tip.inner_text())
+    thumb = tip.locator("canvas")
+    assert thumb.is_visible()  # a thumbnail was drawn from the sprite sheet
+    index = int(re.search(r"index (\d+)", tip.inner_text()).group(1))
+    page.mouse.down()  # before any screenshot: taking one scrolls the page under the mouse
+    page.mouse.up()
+    page.wait_for_selector("text=Its 8 nearest neighbours in the", timeout=60_000)
+    wait_until_idle(page)
+    captions = page.locator('[data-testid="stImageCaption"]').all_inner_texts()
+    assert any(c.startswith(f"index {index}, label") for c in captions), captions
+    maps.screenshot(path=str(SCREENSHOTS / "embeddings_maps.png"))
+    assert not error_boxes(page)
 
     # A long run, then Stop: the script is interrupted at its next progress update.
     _set_number(page, "Iterations", 5000)

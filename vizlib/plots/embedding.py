@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import io
+import math
+
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ["plot_embeddings", "subsample_for_drawing"]
+__all__ = [
+    "PALETTE",
+    "plot_embeddings",
+    "scatter_payload",
+    "subsample_for_drawing",
+    "thumbnail_sprite",
+]
 
-_PALETTE = [
+PALETTE = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 ]  # fmt: skip
@@ -69,7 +79,7 @@ def plot_embeddings(
                     x=coords[idx, 0],
                     y=coords[idx, 1],
                     mode="markers",
-                    marker={"size": marker_size, "color": _PALETTE[int(cls) % len(_PALETTE)]},
+                    marker={"size": marker_size, "color": PALETTE[int(cls) % len(PALETTE)]},
                     name=label_text,
                     legendgroup=label_text,
                     showlegend=c == 1,
@@ -92,3 +102,117 @@ def plot_embeddings(
         dragmode="pan",
     )
     return fig
+
+
+def thumbnail_sprite(images: np.ndarray, *, side: int = 32) -> tuple[bytes, str, int, int]:
+    """Return (image bytes, MIME type, thumbnail side in pixels, columns) of a sprite sheet.
+
+    ``images`` (M, h, w) grey or (M, h, w, 3) colour in [0, 1]; each is scaled (nearest for
+    small ones, antialiased for big ones) to fit ``side`` x ``side`` and the thumbnails are
+    tiled row by row, ``columns`` per row: thumbnail k sits at (k % columns, k // columns) x
+    side. Grey sheets are PNG; colour sheets JPEG (quality 85), many times smaller for photos.
+    """
+    from PIL import Image
+
+    arr = np.clip(np.nan_to_num(np.asarray(images, dtype=np.float32)), 0.0, 1.0)
+    if arr.ndim not in (3, 4) or len(arr) == 0 or (arr.ndim == 4 and arr.shape[-1] != 3):
+        raise ValueError(f"images must be (M, h, w) or (M, h, w, 3), got {arr.shape}")
+    m, h, w = arr.shape[:3]
+    t = max(1, min(side, max(h, w)))  # never enlarge: the browser scales thumbnails up
+    if max(h, w) > t:  # shrink all at once (antialiased), keeping the aspect ratio
+        import torch
+        import torch.nn.functional as F
+
+        size = (max(1, round(h * t / max(h, w))), max(1, round(w * t / max(h, w))))
+        x = torch.from_numpy(arr.reshape(m, h, w, -1)).permute(0, 3, 1, 2)  # (M, C, h, w)
+        x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+        small = x.permute(0, 2, 3, 1).clamp(0, 1).numpy()  # (M, h', w', C)
+        arr = small[..., 0] if arr.ndim == 3 else small
+        h, w = size
+    cols = max(1, math.ceil(math.sqrt(m)))
+    rows = math.ceil(m / cols)
+    mode = "L" if arr.ndim == 3 else "RGB"
+    tiles = np.zeros((rows * cols, t, t, *arr.shape[3:]), dtype=np.uint8)
+    top, left = (t - h) // 2, (t - w) // 2  # centred in its tile
+    tiles[:m, top : top + h, left : left + w] = np.round(arr * 255).astype(np.uint8)
+    grid = tiles.reshape(rows, cols, t, t, *arr.shape[3:]).swapaxes(1, 2)  # (rows, t, cols, t, .)
+    sheet = Image.fromarray(grid.reshape(rows * t, cols * t, *arr.shape[3:]), mode)
+    buffer = io.BytesIO()
+    if mode == "L":
+        sheet.save(buffer, format="PNG", optimize=True)
+        return buffer.getvalue(), "image/png", t, cols
+    sheet.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue(), "image/jpeg", t, cols
+
+
+def scatter_payload(
+    maps: dict[str, np.ndarray],
+    labels: np.ndarray | None = None,
+    *,
+    class_names: list[str] | None = None,
+    images: np.ndarray | None = None,
+    max_points: int = 20000,
+    max_thumbnails: int = 5000,
+    thumbnail_side: int = 32,
+    axis_label: str = "t-SNE",
+    seed: int = 0,
+) -> dict:
+    """Return the JSON-ready data of the embeddings page's linked scatter (layers side by side).
+
+    ``maps`` {layer: (N, 2)}, ``labels`` (N,) ints or None, ``images`` (N, h, w[, 3]) in [0, 1]
+    or None. Keys: ``index`` (M,) the drawn points' indices into the data (a seeded subset when
+    N > ``max_points``), ``label`` (M,) their class numbers, ``classes`` [{"id", "name",
+    "colour"}], ``layers`` [{"name", "x", "y"}] (coordinates rounded to 5 significant digits),
+    ``axis``, and, with images, ``sprite`` (a data URL), ``thumb`` (side, px), ``columns`` and
+    ``thumb_slot`` (M,): the drawn point's place in the sprite, -1 when it has no thumbnail
+    (at most ``max_thumbnails``, a seeded subset of the drawn points, keep the sheet small).
+    """
+    if not maps:
+        raise ValueError("Give at least one map to plot.")
+    n = len(next(iter(maps.values())))
+    for name, coords in maps.items():
+        if np.asarray(coords).shape != (n, 2):
+            raise ValueError(f"map {name!r} must be (N, 2) with N = {n}, got {np.shape(coords)}.")
+    keep = subsample_for_drawing(n, max_points, seed=seed)  # (M,)
+    lab = np.zeros(n, dtype=int) if labels is None else np.asarray(labels).astype(int).reshape(-1)
+    if len(lab) != n:
+        raise ValueError(f"labels have {len(lab)} entries but there are {n} points.")
+    classes = []
+    for cls in np.unique(lab[keep]).tolist():
+        if labels is None:
+            name = "all points"
+        elif class_names and 0 <= cls < len(class_names):
+            name = str(class_names[cls])
+        else:
+            name = str(cls)
+        classes.append({"id": int(cls), "name": name, "colour": PALETTE[cls % len(PALETTE)]})
+    payload = {
+        "index": keep.tolist(),
+        "label": lab[keep].tolist(),
+        "classes": classes,
+        "layers": [
+            {
+                "name": str(name),
+                "x": [float(f"{v:.5g}") for v in np.asarray(coords, dtype=np.float64)[keep, 0]],
+                "y": [float(f"{v:.5g}") for v in np.asarray(coords, dtype=np.float64)[keep, 1]],
+            }
+            for name, coords in maps.items()
+        ],
+        "axis": axis_label,
+        "has_labels": labels is not None,
+    }
+    if images is not None:
+        if len(images) != n:
+            raise ValueError(f"images have {len(images)} entries but there are {n} points.")
+        order = np.random.default_rng(seed).permutation(len(keep))[:max_thumbnails]
+        slots = np.full(len(keep), -1, dtype=int)
+        slots[np.sort(order)] = np.arange(len(order))
+        with_thumbs = keep[np.sort(order)]  # (T,) data indices, in sprite order
+        data, mime, side, cols = thumbnail_sprite(images[with_thumbs], side=thumbnail_side)
+        payload.update(
+            sprite=f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}",
+            thumb=side,
+            columns=cols,
+            thumb_slot=slots.tolist(),
+        )
+    return payload

@@ -1,0 +1,91 @@
+"""vizlib.plots.embedding: the linked scatter's data and its thumbnail sprite sheet."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vizlib.plots import plot_embeddings, scatter_payload, subsample_for_drawing, thumbnail_sprite
+
+
+def _sheet(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def test_sprite_places_each_thumbnail_at_its_slot():
+    rng = np.random.default_rng(0)
+    grey = rng.random((5, 8, 8)).astype(np.float32)
+    data, mime, side, cols = thumbnail_sprite(grey, side=32)
+    assert (mime, side, cols) == ("image/png", 8, 3)  # small images are never enlarged
+    sheet = _sheet(data)
+    assert sheet.shape == (16, 24)  # 2 rows x 3 columns of 8 px
+    for k in range(5):
+        r, c = divmod(k, cols)
+        tile = sheet[r * 8 : (r + 1) * 8, c * 8 : (c + 1) * 8]
+        np.testing.assert_allclose(tile / 255.0, grey[k], atol=0.5 / 255 + 1e-6)
+
+
+def test_big_colour_images_shrink_to_the_side_keeping_their_aspect():
+    img = np.zeros((2, 64, 32, 3), np.float32)
+    img[:, :, :, 0] = 1.0  # red
+    data, mime, side, cols = thumbnail_sprite(img, side=16)
+    assert (mime, side, cols) == ("image/jpeg", 16, 2)
+    sheet = _sheet(data).astype(int)
+    tile = sheet[:16, :16]
+    assert tile[:, 4:12, 0].mean() > 200 and tile[:, 4:12, 1:].mean() < 40  # red, 8 px wide
+    assert tile[:, :3].mean() < 30 and tile[:, 13:].mean() < 30  # centred, black bars beside
+    with pytest.raises(ValueError, match="images must be"):
+        thumbnail_sprite(np.zeros((2, 8, 8, 2)))
+
+
+def test_payload_subsamples_labels_layers_and_thumbnails_consistently():
+    rng = np.random.default_rng(1)
+    n = 300
+    maps = {"a": rng.normal(size=(n, 2)), "b": rng.normal(size=(n, 2)) * 100}
+    labels = rng.integers(0, 3, n)
+    images = rng.random((n, 6, 6)).astype(np.float32)
+    p = scatter_payload(
+        maps, labels, class_names=["zero", "one", "two"], images=images, max_points=200,
+        max_thumbnails=50,
+    )  # fmt: skip
+    json.dumps(p)  # what the component receives
+    keep = subsample_for_drawing(n, 200)
+    assert p["index"] == keep.tolist() and p["label"] == labels[keep].tolist()
+    assert [c["name"] for c in p["classes"]] == ["zero", "one", "two"]
+    for layer, (name, coords) in zip(p["layers"], maps.items(), strict=True):
+        assert layer["name"] == name
+        np.testing.assert_allclose(layer["x"], coords[keep, 0], rtol=1e-4)
+        np.testing.assert_allclose(layer["y"], coords[keep, 1], rtol=1e-4)
+    slots = np.array(p["thumb_slot"])
+    assert (slots >= 0).sum() == 50 and sorted(slots[slots >= 0].tolist()) == list(range(50))
+    header, b64 = p["sprite"].split(",", 1)
+    assert header == "data:image/png;base64"
+    sheet = _sheet(base64.b64decode(b64))
+    for i in np.flatnonzero(slots >= 0)[:10]:  # each slot holds its own point's image
+        r, c = divmod(int(slots[i]), p["columns"])
+        tile = sheet[r * 6 : (r + 1) * 6, c * 6 : (c + 1) * 6] / 255.0
+        np.testing.assert_allclose(tile, images[p["index"][i]], atol=0.5 / 255 + 1e-6)
+
+
+def test_payload_without_labels_or_images_and_bad_shapes():
+    p = scatter_payload({"only": np.zeros((4, 2))})
+    assert p["classes"] == [{"id": 0, "name": "all points", "colour": p["classes"][0]["colour"]}]
+    assert "sprite" not in p and p["has_labels"] is False
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        scatter_payload({"a": np.zeros((4, 2)), "b": np.zeros((5, 2))})
+    with pytest.raises(ValueError, match="labels"):
+        scatter_payload({"a": np.zeros((4, 2))}, np.zeros(3))
+    with pytest.raises(ValueError, match="images"):
+        scatter_payload({"a": np.zeros((4, 2))}, images=np.zeros((3, 2, 2)))
+
+
+def test_plotly_figure_keeps_indices_for_clicks():
+    maps = {"a": np.arange(10.0).reshape(5, 2)}
+    fig = plot_embeddings(maps, np.array([0, 1, 0, 1, 1]))
+    got = sorted(int(i) for trace in fig.data for i in trace.customdata)
+    assert got == [0, 1, 2, 3, 4]
