@@ -5,11 +5,17 @@ beside the entry point as a legacy multipage app, and a first visit straight to 
 runs that page without this router (no sidebar, no wide layout).
 """
 
+from pathlib import Path
+
 import streamlit as st
 
 import ui
 
-st.set_page_config(page_title="CNN & ViT Visualiser", page_icon=":material/blur_on:", layout="wide")
+st.set_page_config(
+    page_title="CNN & ViT Visualiser",
+    page_icon=str(Path(__file__).parent / "assets" / "favicon.png"),
+    layout="wide",
+)
 
 PAGES = {
     "": [st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True)],

@@ -41,3 +41,24 @@ def test_home_lists_pages_and_device(page, app_url):
     assert page.get_by_text("Models that ship with the app").count() == 1
     assert error_boxes(page) == []
     screenshot(page, "home")
+
+
+def test_every_page_loads_with_nothing_fetched_from_outside(page, app_url):
+    # Offline on a fresh machine: no page may fetch from the internet (fonts, icons, CDNs).
+    from urllib.parse import urlparse
+
+    outside = []
+    page.on(
+        "request",
+        lambda request: (
+            outside.append(request.url)
+            if urlparse(request.url).hostname not in ("127.0.0.1", "localhost", None)
+            and not request.url.startswith("data:")
+            else None
+        ),
+    )
+    for path in ("", "conv_playground", "model_inspector", "learned_filters", "attributions",
+                 "embeddings", "vit_attention", "position_embeddings"):  # fmt: skip
+        open_page(page, app_url, path)
+        assert error_boxes(page) == [], path
+    assert outside == []
