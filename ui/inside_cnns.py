@@ -169,15 +169,14 @@ def _display(x: torch.Tensor, meta: dict) -> np.ndarray:
 def input_picker(prefix: str, meta: dict) -> ChosenInput | None:
     """Draw the input controls and return the chosen input prepared for the model, or None."""
     size = tuple(int(v) for v in meta["input_size"][1:])
-    source = st.radio("Input", SOURCES, key=f"{prefix}.source", horizontal=True)
+    try:
+        images, labels, classes = dataset_for(meta["dataset"], size)
+        sources = SOURCES
+    except ValueError as err:  # e.g. ImageNet, never on disk: offer only what works
+        sources = SOURCES[1:]
+        st.caption(f"No {meta['dataset']} test images to pick from: {err}")
+    source = st.radio("Input", sources, key=f"{prefix}.source", horizontal=True)
     if source == "Dataset sample":
-        try:
-            images, labels, classes = dataset_for(meta["dataset"], size)
-        except ValueError as err:
-            st.info(
-                f"No {meta['dataset']} dataset on disk ({err}) Pick a sample image or upload one."
-            )
-            return None
         index = st.number_input(
             f"Test image index (0–{len(images) - 1})",
             min_value=0,

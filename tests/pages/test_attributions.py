@@ -264,3 +264,23 @@ def test_uploaded_weights_are_explained():
     assert "Explaining class **7** (index 7)" in at.markdown[0].value
     assert len(at.get("plotly_chart")) == 5
     assert "attr.npz" in {d.key for d in at.get("download_button")}
+
+
+def test_a_model_without_test_images_starts_on_a_sample_image(tmp_path, monkeypatch):
+    """ImageNet models have no dataset on disk: the input picker offers (and starts on) the
+    sample images instead of stopping at a message, also after switching from a digits model."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # random alexnet, no weights needed
+    app = AppTest.from_file(PAGE, default_timeout=180)
+    app.query_params["model"] = "lenet_digits"
+    app.session_state["attr.methods"] = ["saliency"]
+    at = app.run()
+    assert at.radio(key="attr.source").value == "Dataset sample"
+    at.selectbox(key="attr.model").set_value("alexnet").run()
+    assert not at.exception and not _errors(at)
+    assert at.radio(key="attr.source").options == ["Sample image", "Upload an image"]
+    assert at.radio(key="attr.source").value == "Sample image"
+    assert any("No imagenet test images to pick from" in c for c in _captions(at).split(" | "))
+    assert len(at.get("plotly_chart")) == 2  # top-5 and saliency
+    at.selectbox(key="attr.model").set_value("lenet_digits").run()
+    assert not at.exception and not _errors(at)
+    assert "Dataset sample" in at.radio(key="attr.source").options
