@@ -134,14 +134,15 @@ def pass_seconds(
     *,
     batch: int = 4,
     budget_s: float = 0.25,
+    min_repeats: int = 2,
     max_repeats: int = 10,
     device=None,
 ) -> PassTimes:
     """Return the seconds of a warm forward pass of one image and of ``batch`` copies of it.
 
-    image: (C, H, W) or (1, C, H, W). After a warm-up pass, each is the fastest of up to
-    ``max_repeats`` passes (no more once ``budget_s`` is spent), so a busy machine inflates it
-    little. Both sizes matter: a tiny model's pass is mostly fixed overhead, so batching steps
+    image: (C, H, W) or (1, C, H, W). After a warm-up pass, each is the fastest of
+    ``min_repeats`` to ``max_repeats`` passes (no more once ``budget_s`` is spent), so a busy
+    machine inflates it little. Both sizes matter: a tiny model's pass is mostly fixed overhead, so batching steps
     or windows costs little more than one pass; a big model's grows with every image.
     """
     if batch < 2:
@@ -151,7 +152,9 @@ def pass_seconds(
 
     def fastest(inputs: torch.Tensor) -> float:
         timings: list[float] = []
-        while len(timings) < max(1, max_repeats) and sum(timings) < budget_s:
+        while len(timings) < max(1, min_repeats) or (
+            len(timings) < max_repeats and sum(timings) < budget_s
+        ):
             started = time.perf_counter()
             model(inputs)
             if on.type == "cuda":
