@@ -217,7 +217,9 @@ with tab_maps:
                 plot_feature_maps(
                     maps_np[:limit],
                     shared_scale=shared,
-                    title=f"{layer}: {len(maps_np)} maps of {maps_np.shape[1]}×{maps_np.shape[2]}",
+                    title=f"{layer}: "
+                    + (f"channels 0–{limit - 1} of " if limit < len(maps_np) else "")
+                    + f"{len(maps_np)} maps of {maps_np.shape[1]}×{maps_np.shape[2]}",
                 ),
                 key=f"{P}.maps",
             )

@@ -214,3 +214,11 @@ def test_the_filter_grid_says_what_black_and_white_are(at):
     captions = " | ".join(c.value for c in at.caption)
     low, high = float(weights.min()), float(weights.max())
     assert f"one scale for the layer, {low:.3g} to {high:.3g}" in captions
+
+
+def test_feature_map_title_says_which_maps_are_shown(at):
+    at.selectbox(key="filters.layer").set_value("conv2").run()
+    at.slider(key="filters.n_maps").set_value(10).run()
+    maps = next(c for c in at.get("plotly_chart") if c.proto.id.endswith("filters.maps"))
+    title = json.loads(maps.proto.spec)["layout"]["title"]["text"]
+    assert title == "conv2: channels 0–9 of 64 maps of 4×4"
