@@ -57,20 +57,21 @@ def plot_attention_distance(
         )
     )
     if baseline is not None:
-        fig.add_hline(
-            y=baseline,
-            line_dash="dash",
-            line_color="grey",
-            annotation_text=f"uniform attention: {baseline:.1f} px",
-            annotation_position="bottom right",
-        )
+        fig.add_hline(y=baseline, line_dash="dash", line_color="grey")
+        # labelled beside the plot: the late layers' heads approach the line, so a label on
+        # the plot would sit on their dots
+        fig.add_annotation(
+            x=1.0, xref="paper", xanchor="left", y=baseline, yref="y", showarrow=False,
+            text=f"uniform attention<br>{baseline:.1f} px", align="left",
+            font={"color": "grey"},
+        )  # fmt: skip
     fig.update_layout(
         title=title
         or "Mean attention distance per head (analogous to receptive field size in CNNs)",
         xaxis={"title": "network depth (layer)", "dtick": 1},
         yaxis={"title": "mean attention distance (pixels)", "rangemode": "tozero"},
         height=420,
-        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+        margin={"l": 60, "r": 130 if baseline is not None else 20, "t": 60, "b": 50},
     )
     return fig
 
