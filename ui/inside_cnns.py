@@ -70,10 +70,9 @@ class ChosenInput:
 
 @st.cache_resource(max_entries=2, show_spinner="Checking and loading the uploaded weights…")
 def _uploaded_model(
-    digest: str, architecture: str, device: str, _data: bytes | None
+    digest: str, architecture: str, device: str, _data: bytes
 ) -> tuple[torch.nn.Module, dict, threading.Lock]:
-    if _data is None:
-        raise ValueError("The uploaded weights are no longer cached; upload the file again.")
+    """Return (model, meta, lock) of uploaded weights, shared per (file SHA-256, architecture)."""
     model, meta = zoo.load_uploaded(_data, architecture)
     return model.to(device).eval().requires_grad_(False), meta, threading.Lock()
 
