@@ -69,8 +69,9 @@ layer = c1.selectbox("Conv layer", convs, key=f"{P}.layer")
 shared = c2.toggle(
     "One shared colour scale",
     key=f"{P}.shared",
-    help="Off: each filter is stretched to its own range (shapes are visible). On: one range for "
-    "the whole layer (strengths compare).",
+    help="Off: each filter, and each feature map, is stretched to its own range (shapes are "
+    "visible). On: one range for the whole layer (strengths compare); the feature maps' "
+    "colourbar then reads raw activations.",
 )
 weights = filters.conv_filters(model, layer)  # (out, in, kh, kw)
 out_ch, in_ch, kh, kw = weights.shape
