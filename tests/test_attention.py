@@ -13,6 +13,7 @@ from vizlib.attention import (
     attention_maps,
     attention_rollout,
     cls_attention,
+    fuse_heads,
     mean_attention_distance,
     mean_attention_distance_over,
     patch_distances,
@@ -214,6 +215,23 @@ def test_rollout_discard_keeps_class_token_entry_and_fusions():
     assert row[0].item() == 0.0 and row[3].item() == 0.0
     with pytest.raises(ValueError):
         attention_rollout([attn], discard_ratio=1.0)
+
+
+@pytest.mark.parametrize("fusion", ["mean", "max", "min"])
+def test_rollout_of_fused_heads_equals_rollout_of_all_heads(fusion):
+    # the page keeps the fused maps (heads times smaller) and rolls them out per discard ratio
+    gen = torch.Generator().manual_seed(5)
+    maps = [torch.softmax(torch.randn(2, 4, 10, 10, generator=gen), dim=-1) for _ in range(3)]
+    fused = fuse_heads(maps, fusion)
+    assert fused.shape == (3, 2, 1, 10, 10)
+    for discard in (0.0, 0.3):
+        kw = {"discard_ratio": discard, "grid_hw": (3, 3)}
+        torch.testing.assert_close(
+            attention_rollout(fused, head_fusion=fusion, **kw),
+            attention_rollout(maps, head_fusion=fusion, **kw),
+        )
+    with pytest.raises(ValueError, match="head_fusion"):
+        fuse_heads(maps, "median")
 
 
 def test_cls_and_query_maps():

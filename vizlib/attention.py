@@ -25,6 +25,7 @@ __all__ = [
     "attention_maps",
     "attention_rollout",
     "cls_attention",
+    "fuse_heads",
     "mean_attention_distance",
     "mean_attention_distance_over",
     "patch_distances",
@@ -403,6 +404,23 @@ def _fuse_heads(attn: torch.Tensor, head: HeadChoice) -> torch.Tensor:
     if not 0 <= head < attn.shape[1]:
         raise ValueError(f"head {head} out of range 0..{attn.shape[1] - 1}")
     return attn[:, head]
+
+
+def fuse_heads(
+    attentions: Sequence[torch.Tensor] | torch.Tensor, head_fusion: Literal["mean", "max", "min"]
+) -> torch.Tensor:
+    """Return every layer's attention with the heads fused, (L, B, 1, T, T).
+
+    ``attentions``: list of (B, heads, T, T) or (L, B, heads, T, T). Rollout of the result
+    (any ``head_fusion``: one head is its own mean, max and min) equals rollout of the input
+    with ``head_fusion``; it is ``heads`` times smaller to keep.
+    """
+    layers = (
+        list(attentions.unbind(0)) if isinstance(attentions, torch.Tensor) else list(attentions)
+    )
+    if head_fusion not in ("mean", "max", "min"):
+        raise ValueError(f"head_fusion must be 'mean', 'max' or 'min', got {head_fusion!r}")
+    return torch.stack([_fuse_heads(a, head_fusion)[:, None] for a in layers])
 
 
 def _to_grid(rows: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:

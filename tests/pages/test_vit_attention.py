@@ -116,9 +116,23 @@ def test_attention_page_computes_distances_maps_and_rollout(tiny_vit_zoo):
     at.selectbox(key="vit_attention.fusion").set_value("max")
     at.slider(key="vit_attention.discard").set_value(0.5)
     at.slider(key="vit_attention.count").set_value(2)
+    at.number_input(key="vit_attention.rollout_first").set_value(3)
     _run(at)
     assert any("Patch (0, 4)" in str(c.proto) for c in at.get("plotly_chart"))
     assert any("max over heads, discard 0.50" in str(c.proto) for c in at.get("plotly_chart"))
+
+    # "From image" 3 shows images 3 and 4; from 4, images 4 and 5: image 4's overlay moves
+    def rollout_panels() -> list:
+        chart = next(c for c in at.get("plotly_chart") if c.key == "vit_attention.rollout_chart")
+        images = [t for t in json.loads(chart.proto.spec)["data"] if t["type"] == "image"]
+        return [json.dumps(t.get("z", t.get("source"))) for t in images]
+
+    from_3 = rollout_panels()
+    at.number_input(key="vit_attention.rollout_first").set_value(4)
+    _run(at)
+    from_4 = rollout_panels()
+    assert len(from_3) == len(from_4) == 2
+    assert from_3[1] == from_4[0] and from_3[0] != from_4[0]
     import ui
 
     shared, _, _ = ui.cached_model(TINY, "cpu")  # the very model the page used
