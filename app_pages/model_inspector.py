@@ -40,12 +40,14 @@ def block_counts() -> list[dict]:
 
 
 def load_upload(data: bytes, architecture: str):
-    """Model and metadata from uploaded bytes, kept in this session only (never shared)."""
+    """Model, metadata and layer table of uploaded bytes, kept in this session only (never
+    shared), so that a rerun (a toggle) does not repeat the forward pass."""
     key = (hashlib.sha256(data).hexdigest(), architecture)
     cache = st.session_state.setdefault("inspector.upload_cache", {})
     if key not in cache:
         cache.clear()  # one upload at a time per session
-        cache[key] = zoo.load_uploaded(data, architecture)
+        model, meta = zoo.load_uploaded(data, architecture)
+        cache[key] = (model, meta, summary.layer_table(model, meta["input_size"]))
     return cache[key]
 
 
@@ -101,8 +103,7 @@ else:
     else:
         try:
             with st.spinner("Checking and loading the weights…", show_time=True):
-                model, meta = load_upload(upload.getvalue(), architecture)
-                rows = summary.layer_table(model, meta["input_size"])
+                model, meta, rows = load_upload(upload.getvalue(), architecture)
             st.success(f"Loaded {upload.name} into {architecture}: every key and shape matched.")
         except ValueError as err:
             col_file.error(str(err))

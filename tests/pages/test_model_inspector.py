@@ -148,3 +148,26 @@ def test_upload_link_opens_the_uploader_without_a_warning():
     assert not at.exception and not at.error
     assert at.radio(key="inspector.source").index == 1
     assert not any("Ignored" in w.value for w in at.warning)
+
+
+def test_an_upload_is_run_through_once_not_on_every_rerun(monkeypatch):
+    """Toggling the log axes reruns the page; the uploaded model's layer table is kept for the
+    session instead of repeating the forward pass (seconds for a vgg16-sized upload)."""
+    from vizlib import summary
+    from vizlib.models import LeNetLike
+
+    calls = []
+    real = summary.layer_table
+    monkeypatch.setattr(summary, "layer_table", lambda *a, **k: calls.append(1) or real(*a, **k))
+    at = _run()
+    at.radio(key="inspector.source").set_value("Upload weights").run()
+    at.selectbox(key="inspector.upload_arch").select("lenet_digits").run()
+    state = save_safetensors(LeNetLike().state_dict())
+    at.file_uploader(key="inspector.upload").set_value(
+        ("w.safetensors", state, "application/octet-stream")
+    ).run()
+    calls.clear()
+    at.toggle(key="inspector.log").set_value(True).run()
+    assert not at.exception and not at.error
+    assert _metrics(at)["Multiply-adds per sample"] == "1,333,200"
+    assert calls == []
