@@ -46,7 +46,7 @@ def compute(
 ) -> dict:
     """Return attribution.attribute(...) for the input described by ``input_key`` (``_x``)."""
     meta = _loaded.meta
-    with _loaded.lock:  # Grad-CAM hooks the shared model; the other methods must not run through
+    with _loaded.lock:  # Grad-CAM hooks the shared model: no other pass may run through them
         return attribution.attribute(
             _loaded.model,
             _x,
