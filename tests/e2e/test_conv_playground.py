@@ -1,4 +1,5 @@
-"""The Convolution Playground in a real browser: moving the stride changes the output size."""
+"""The Convolution Playground in a real browser: the stride moves the output size, uploads give a
+message or the filtered grid, and a copied link reopens the same settings in a fresh tab."""
 
 import re
 
@@ -66,3 +67,40 @@ def test_uploads_show_a_message_or_the_filtered_grid(page, app_url, tmp_path):
     result.wait_for()
     page.locator('[data-testid="stFileUploader"]').scroll_into_view_if_needed()
     screenshot(page, "conv_playground_upload")
+
+
+def test_a_copied_link_opens_the_same_settings_in_a_fresh_tab(page, app_url, browser):
+    open_page(page, app_url, "conv_playground")
+
+    def then_link_has(part: str) -> None:
+        page.wait_for_url(lambda url: part in url)
+        wait_until_idle(page)
+
+    for label, key, value in (("Input height H", "h", 20), ("Kernel width K_w", "kw", 5)):
+        box = page.locator('[data-testid="stNumberInput"]').filter(has_text=label).locator("input")
+        box.fill(str(value))
+        box.press("Enter")
+        then_link_has(f"{key}={value}")
+    page.get_by_text("'same'").click()
+    then_link_has("pad=same")
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Padding mode").click()
+    page.keyboard.type("circular")
+    page.keyboard.press("Enter")
+    then_link_has("pm=circular")
+    page.get_by_text("Output: 1 × 20 × 7").first.wait_for()  # 'same' keeps 20 x 7
+    link = page.url
+
+    fresh = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()
+    fresh.set_default_timeout(60_000)
+    try:
+        fresh.goto(link)  # a new browser context: nothing shared but the link
+        wait_until_idle(fresh)
+        fresh.get_by_text("Output: 1 × 20 × 7").first.wait_for()
+        code = fresh.locator('[data-testid="stCode"]').filter(has_text="layer = nn.Conv2d")
+        code.first.wait_for()
+        assert "padding='same', padding_mode='circular'" in code.first.inner_text()
+        height = fresh.locator('[data-testid="stNumberInput"]').filter(has_text="Input height H")
+        assert height.locator("input").input_value() == "20"
+        assert error_boxes(fresh) == []
+    finally:
+        fresh.context.close()
