@@ -10,7 +10,8 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from ui.inside_cnns import LoadedModel, count_slider, input_picker, model_picker
+from ui import count_slider
+from ui.inside_cnns import LoadedModel, input_picker, model_picker
 from vizlib import attribution
 from vizlib.filters import conv_layer_names
 from vizlib.plots import plot_attribution_overlay, plot_top_predictions

@@ -7,7 +7,8 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from ui.inside_cnns import LoadedModel, count_slider, dataset_for, input_picker, model_picker
+from ui import count_slider
+from ui.inside_cnns import LoadedModel, dataset_for, input_picker, model_picker
 from vizlib import filters
 from vizlib.data import denormalize
 from vizlib.plots import (

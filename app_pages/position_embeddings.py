@@ -8,7 +8,8 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from ui.vit import ModelChoice, count_slider, get_model, pick_vit
+from ui import count_slider
+from ui.vit import ModelChoice, get_model, pick_vit
 from vizlib import posembed
 from vizlib.plots.export import to_npy_bytes
 from vizlib.plots.vit import (
@@ -76,7 +77,6 @@ st.header("Patch-embedding filters")
 D, C, P, _ = posembed.vit_embeddings(model).patch_weight.shape
 rank = min(D, C * P * P)
 k = count_slider(
-    st,
     "Principal components",
     1,
     min(rank, 64),
@@ -109,8 +109,12 @@ st.download_button(
 def sinusoidal_panel() -> None:
     st.header("Sinusoidal encoding vs learned embedding")
     c1, c2 = st.columns(2)
-    n_pos = count_slider(c1, "Positions", 2, 512, gh * gw, key="position_embeddings.n_positions")
-    dim = count_slider(c2, "Dimensions", 2, 1024, learned.shape[1], key="position_embeddings.dim")
+    n_pos = count_slider(
+        "Positions", 2, 512, gh * gw, key="position_embeddings.n_positions", where=c1
+    )
+    dim = count_slider(
+        "Dimensions", 2, 1024, learned.shape[1], key="position_embeddings.dim", where=c2
+    )
     enc = posembed.sinusoidal_encoding(int(n_pos), int(dim))
     st.download_button(
         "Download the sinusoidal encoding (NPY, positions × dimensions)",

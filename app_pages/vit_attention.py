@@ -10,7 +10,8 @@ import streamlit as st
 import torch
 
 import ui
-from ui.vit import ModelChoice, count_slider, get_model, image_sources, load_images, pick_vit
+from ui import count_slider
+from ui.vit import ModelChoice, get_model, image_sources, load_images, pick_vit
 from vizlib import attention
 from vizlib.plots.export import to_npy_bytes
 from vizlib.plots.vit import plot_attention_distance, plot_attention_overlays
@@ -157,11 +158,15 @@ def attention_maps_panel() -> None:
     index = c1.number_input(
         "Image", 0, available - 1, 0, key="vit_attention.image", help="Index into the image set."
     )
-    layer = count_slider(c2, "Layer", 1, geo.num_layers, geo.num_layers, key="vit_attention.layer")
+    layer = count_slider(
+        "Layer", 1, geo.num_layers, geo.num_layers, key="vit_attention.layer", where=c2
+    )
     head = c3.selectbox("Head", head_options, format_func=_head_label, key="vit_attention.head")
     q1, q2 = st.columns(2)
-    q_row = count_slider(q1, "Query patch row", 0, gh - 1, gh // 2, key="vit_attention.q_row")
-    q_col = count_slider(q2, "Query patch column", 0, gw - 1, gw // 2, key="vit_attention.q_col")
+    q_row = count_slider("Query patch row", 0, gh - 1, gh // 2, key="vit_attention.q_row", where=q1)
+    q_col = count_slider(
+        "Query patch column", 0, gw - 1, gw // 2, key="vit_attention.q_col", where=q2
+    )
     with st.spinner("Computing attention…", show_time=True):
         try:
             maps = torch.from_numpy(image_attentions(choice, source, (int(index),)))
@@ -261,7 +266,7 @@ def rollout_panel() -> None:
         help="Fraction of the smallest fused weights set to zero in each layer (never the class "
         "token's own weight).",
     )
-    count = count_slider(c3, "Images", 1, min(8, available), 4, key="vit_attention.count")
+    count = count_slider("Images", 1, min(8, available), 4, key="vit_attention.count", where=c3)
     first = c4.number_input(
         "From image", 0, available - 1, 0, key="vit_attention.rollout_first",
         help="Index of the first image shown; the next ones follow (wrapping round).",

@@ -114,3 +114,36 @@ def time_left(elapsed: float, done: float, total: float) -> str:
         return ""
     left = elapsed / done * (total - done)
     return f", about {left:,.0f} s left" if left < 120 else f", about {left / 60:,.1f} min left"
+
+
+def count_slider(
+    label: str, low: int, high: int, value: int, *, key: str, where=st, unit: str = "", **kwargs
+) -> int:
+    """Return the value of an integer slider over [low, high] (``value`` clamped into it).
+
+    ``st.slider`` refuses ``low == high`` (a conv layer with one output channel, a one-image
+    set, a 1-pixel side), so then no slider is drawn: a caption states the only value.
+    """
+    high = max(int(high), int(low))
+    if high == low:
+        where.caption(f"{label}: {low}{unit} (the only possible value)")
+        return int(low)
+    return int(
+        where.slider(label, int(low), high, min(max(int(value), int(low)), high), key=key, **kwargs)
+    )
+
+
+@st.cache_resource(max_entries=3, show_spinner="Checking and loading the uploaded weights…")
+def uploaded_model(
+    digest: str, architecture: str, device: str, _data: bytes | None
+) -> tuple[torch.nn.Module, dict, threading.Lock]:
+    """Return (model, meta, lock) of uploaded weights for a zoo architecture, shared by every
+    session per (file SHA-256, architecture, device): frozen, in eval mode, used under the lock.
+
+    ``_data`` (not part of the cache key) None: only an already loaded model is returned, else
+    ``ValueError`` (pages that keep just the digest, e.g. inside cached computations).
+    """
+    if _data is None:
+        raise ValueError("The uploaded model is no longer cached; upload the file again.")
+    model, meta = vizlib.zoo.load_uploaded(_data, architecture)
+    return model.to(device).eval().requires_grad_(False), meta, threading.Lock()

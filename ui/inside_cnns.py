@@ -32,7 +32,6 @@ from vizlib.data import (
 __all__ = [
     "ChosenInput",
     "LoadedModel",
-    "count_slider",
     "dataset_for",
     "input_picker",
     "model_picker",
@@ -68,15 +67,6 @@ class ChosenInput:
     upload: bytes | None = None
 
 
-@st.cache_resource(max_entries=2, show_spinner="Checking and loading the uploaded weights…")
-def _uploaded_model(
-    digest: str, architecture: str, device: str, _data: bytes
-) -> tuple[torch.nn.Module, dict, threading.Lock]:
-    """Return (model, meta, lock) of uploaded weights, shared per (file SHA-256, architecture)."""
-    model, meta = zoo.load_uploaded(_data, architecture)
-    return model.to(device).eval().requires_grad_(False), meta, threading.Lock()
-
-
 def _upload_picker(prefix: str, device: str) -> LoadedModel | None:
     cols = st.columns([1, 2])
     architecture = cols[0].selectbox(
@@ -98,7 +88,7 @@ def _upload_picker(prefix: str, device: str) -> LoadedModel | None:
     data = file.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     try:
-        model, meta, lock = _uploaded_model(digest, architecture, device, data)
+        model, meta, lock = ui.uploaded_model(digest, architecture, device, data)
     except ValueError as err:
         cols[1].error(f"Could not use {file.name!r}: {err}")
         return None
@@ -140,23 +130,6 @@ def dataset_for(
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Return (images (N, C, H, W) normalised, labels (N,), class names) of a dataset at a size."""
     return load_dataset(dataset, split, input_size=input_size)
-
-
-def count_slider(
-    label: str, low: int, high: int, value: int, *, key: str, where=st, unit: str = "", **kwargs
-) -> int:
-    """Return the value of an integer slider over [low, high] (``value`` clamped into it).
-
-    ``st.slider`` refuses ``low == high`` (a conv layer with one output channel, a one-image
-    set, a 1-pixel side), so then no slider is drawn: a caption states the only value.
-    """
-    high = max(int(high), int(low))
-    if high == low:
-        where.caption(f"{label}: {low}{unit} (the only possible value)")
-        return int(low)
-    return int(
-        where.slider(label, int(low), high, min(max(int(value), int(low)), high), key=key, **kwargs)
-    )
 
 
 def _display(x: torch.Tensor, meta: dict) -> np.ndarray:

@@ -27,7 +27,6 @@ from vizlib.data import (
 
 __all__ = [
     "ModelChoice",
-    "count_slider",
     "get_model",
     "image_sources",
     "load_images",
@@ -52,21 +51,10 @@ def vit_model_names() -> list[str]:
     return zoo.list_models(family="vit")
 
 
-@st.cache_resource(max_entries=2, show_spinner="Reading the uploaded weights…")
-def _uploaded_model(
-    digest: str, architecture: str, device: str, _data: bytes | None
-) -> tuple[torch.nn.Module, dict, threading.Lock]:
-    if _data is None:
-        raise ValueError("The uploaded model is no longer cached; upload the file again.")
-    model, meta = zoo.load_uploaded(_data, architecture)
-    model = model.to(device).eval().requires_grad_(False)
-    return model, meta, threading.Lock()
-
-
 def get_model(choice: ModelChoice) -> tuple[torch.nn.Module, dict, threading.Lock]:
     """Return (shared model, meta, lock) for a choice made by ``pick_vit``."""
     if choice.key.startswith("upload:"):
-        return _uploaded_model(choice.key[7:], choice.architecture, choice.device, None)
+        return ui.uploaded_model(choice.key[7:], choice.architecture, choice.device, None)
     return ui.cached_model(choice.key, choice.device)
 
 
@@ -98,7 +86,7 @@ def pick_vit(prefix: str) -> tuple[ModelChoice, torch.nn.Module, dict, threading
         data = file.getvalue()
         digest = hashlib.sha256(data).hexdigest()
         try:
-            model, meta, lock = _uploaded_model(digest, arch, device, data)
+            model, meta, lock = ui.uploaded_model(digest, arch, device, data)
         except ValueError as err:
             cols[1].error(str(err))
             return None
@@ -108,20 +96,6 @@ def pick_vit(prefix: str) -> tuple[ModelChoice, torch.nn.Module, dict, threading
     if loaded is None:
         return None
     return ModelChoice(name, name, device), *loaded
-
-
-def count_slider(container, label: str, lo: int, hi: int, value: int, *, key: str, **kwargs) -> int:
-    """Draw an integer slider from ``lo`` to ``hi``; return its value.
-
-    Streamlit refuses a slider whose ends are equal (a 1-layer or 1-head model, a 1 x 1 patch
-    grid, a single image): then the one possible value is stated in a caption instead.
-    ``value`` is clipped into the range.
-    """
-    if hi <= lo:
-        container.caption(f"{label}: {lo} (the only one)")
-        return lo
-    value = min(max(value, lo), hi)
-    return int(container.slider(label, lo, hi, value, key=key, **kwargs))
 
 
 _ON_DISK_CHANNELS = {"mnist": 1, "fashion_mnist": 1, "cifar10": 3}

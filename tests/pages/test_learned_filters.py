@@ -135,7 +135,7 @@ def test_count_slider_clamps_and_skips_a_single_option():
     def page():
         import streamlit as st
 
-        from ui.inside_cnns import count_slider
+        from ui import count_slider
 
         st.session_state["values"] = [
             count_slider("Window", 1, 1, 4, key="t.one", unit=" px"),
