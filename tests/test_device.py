@@ -36,9 +36,20 @@ def test_available_devices_end_with_cpu_and_resolve():
     assert devices[-1] == "cpu"
     for name in devices:
         assert vdev.resolve_device(name).type in {"cpu", "cuda", "mps"}
-    assert "CPU" in vdev.describe_device("cpu")
+    assert "CPU" in vdev.vdev.describe_device("cpu")
 
 
 @pytest.mark.gpu
 def test_gpu_is_described_by_name():
     assert torch.cuda.get_device_name(0) in vdev.describe_device("cuda:0")
+
+
+def test_cpu_description_counts_threads_in_words():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert vdev.describe_device("cpu") == "CPU (1 thread)"
+        torch.set_num_threads(2)
+        assert vdev.describe_device("cpu") == "CPU (2 threads)"
+    finally:
+        torch.set_num_threads(before)

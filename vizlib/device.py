@@ -72,4 +72,5 @@ def describe_device(device: str | torch.device | None = None) -> str:
         return f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"
     if dev.type == "mps":
         return "Apple GPU (MPS)"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    return f"CPU ({n} thread{'' if n == 1 else 's'})"
