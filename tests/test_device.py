@@ -36,7 +36,7 @@ def test_available_devices_end_with_cpu_and_resolve():
     assert devices[-1] == "cpu"
     for name in devices:
         assert vdev.resolve_device(name).type in {"cpu", "cuda", "mps"}
-    assert "CPU" in vdev.vdev.describe_device("cpu")
+    assert "CPU" in vdev.describe_device("cpu")
 
 
 @pytest.mark.gpu
