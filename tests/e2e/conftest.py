@@ -146,3 +146,14 @@ def screenshot(page, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def plotly_charts(page, at_least: int, timeout_s: float = 60) -> int:
+    """Return how many plotly charts the page shows, waiting until there are ``at_least``:
+    plotly mounts its charts after the script run has ended, so one count can come too early."""
+    page.wait_for_function(
+        "n => document.querySelectorAll('.js-plotly-plot').length >= n",
+        arg=at_least,
+        timeout=timeout_s * 1000,
+    )
+    return page.locator(".js-plotly-plot").count()

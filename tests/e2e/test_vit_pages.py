@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import error_boxes, open_page, screenshot, wait_until_idle
+from tests.e2e.conftest import error_boxes, open_page, plotly_charts, screenshot, wait_until_idle
 
 
 def _smallest_vit() -> str:
@@ -23,7 +23,7 @@ def test_vit_attention_page(page, app_url):
     assert error_boxes(page) == []
     for header in ("Mean attention distance", "Attention maps", "Attention rollout"):
         assert page.get_by_role("heading", name=header).count() == 1
-    assert page.locator(".js-plotly-plot").count() >= 4
+    assert plotly_charts(page, 4) >= 4
     assert page.get_by_text("uniform attention").count() >= 1
     screenshot(page, "vit_attention")
     # the app scrolls inside its own container: bring the lower panels into view one by one
@@ -45,7 +45,7 @@ def test_position_embeddings_page(page, app_url):
         "Sinusoidal encoding vs learned embedding",
     ):
         assert page.get_by_role("heading", name=header).count() == 1
-    assert page.locator(".js-plotly-plot").count() >= 6
+    assert plotly_charts(page, 6) >= 6
     screenshot(page, "position_embeddings")
     page.get_by_role("heading", name="Patch-embedding filters").scroll_into_view_if_needed()
     screenshot(page, "position_embeddings_filters")
