@@ -80,8 +80,17 @@ def test_read_png_and_jpeg():
     np.testing.assert_allclose(out, gray / 255)
     rgba = np.zeros((4, 5, 4), dtype=np.uint8)
     rgba[..., 0] = 255
+    rgba[0, :, 3] = 255  # row 0 opaque red, row 1 half transparent, the rest transparent
+    rgba[1, :, 3] = 128
     out = samples.read_image_upload(_png(rgba))
-    assert out.shape == (4, 5, 3) and out[..., 0].min() == 1.0
+    assert out.shape == (4, 5, 3)
+    np.testing.assert_allclose(out[0], [[1.0, 0.0, 0.0]] * 5)
+    np.testing.assert_allclose(out[1], [[1.0, 127 / 255, 127 / 255]] * 5, atol=1 / 255)
+    np.testing.assert_allclose(out[2:], 1.0)  # laid on white, whatever colour was hidden
+    la = np.stack([np.zeros((3, 3), np.uint8), np.full((3, 3), 0, np.uint8)], axis=-1)
+    assert (
+        samples.read_image_upload(_png(la)).tolist() == np.ones((3, 3)).tolist()
+    )  # grey stays grey
     jpeg = samples.read_image_upload(_png(np.full((8, 8, 3), 128, np.uint8), format="JPEG"))
     assert jpeg.shape == (8, 8, 3) and abs(jpeg.mean() - 128 / 255) < 0.02
 
@@ -110,7 +119,7 @@ def test_corrupt_images_are_refused(data, message):
 
 def test_huge_image_refused_before_decoding():
     # 1-bit PNGs are tiny on disk but huge when decoded: refused from the header alone.
-    for side, message in ((6_000, "36,000,000 pixels"), (14_000, "too large to decode")):
+    for side, message in ((6_000, "36,000,000 pixels"), (14_000, "decoded safely")):
         buffer = io.BytesIO()
         Image.new("1", (side, side)).save(buffer, format="PNG")
         assert len(buffer.getvalue()) < 1_000_000

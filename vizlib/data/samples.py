@@ -167,7 +167,8 @@ def read_image_upload(data: bytes, *, max_pixels: int = MAX_UPLOAD_PIXELS) -> np
     """Return an uploaded PNG/JPEG as float64 in [0, 1]: (H, W) grey or (H, W, 3) colour.
 
     Checks the pixel count from the header BEFORE decoding (decompression-bomb guard), applies
-    the EXIF orientation, and drops alpha. Raises ``ValueError`` with a readable message for
+    the EXIF orientation, and lays transparent images on white (their hidden colours are
+    arbitrary). Raises ``ValueError`` with a readable message for
     empty, huge, corrupt or unsupported files.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
@@ -187,10 +188,10 @@ def read_image_upload(data: bytes, *, max_pixels: int = MAX_UPLOAD_PIXELS) -> np
                 raise ValueError(f"Only PNG and JPEG images are accepted (this is {image.format}).")
             image = ImageOps.exif_transpose(image)
             image.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ValueError(
-            f"The image is too large to decode safely ({err}); at most {max_pixels:,} pixels "
-            "are accepted. Shrink it first."
+            "The image declares more pixels than can be decoded safely (a decompression bomb, "
+            f"or simply a huge image); at most {max_pixels:,} pixels are accepted. Shrink it first."
         ) from None
     except UnidentifiedImageError:
         raise ValueError(
@@ -202,9 +203,20 @@ def read_image_upload(data: bytes, *, max_pixels: int = MAX_UPLOAD_PIXELS) -> np
         arr = np.asarray(image, dtype=float)
         peak = 65535.0 if image.mode.startswith("I;16") else max(float(arr.max()), 1.0)
         return np.clip(arr / peak, 0.0, 1.0)
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        # transparent pixels hold arbitrary colours: show them as a white page would
+        grey = image.mode in ("LA", "L") or (image.mode == "P" and _palette_is_grey(image))
+        image = Image.alpha_composite(
+            Image.new("RGBA", image.size, (255, 255, 255, 255)), image.convert("RGBA")
+        ).convert("L" if grey else "RGB")
     if image.mode not in ("L", "RGB"):
-        image = image.convert("L" if image.mode in ("1", "LA") else "RGB")
+        image = image.convert("L" if image.mode == "1" else "RGB")
     return _to_unit_float(np.asarray(image))
+
+
+def _palette_is_grey(image) -> bool:
+    palette = np.asarray(image.getpalette() or [], dtype=int).reshape(-1, 3)
+    return bool(len(palette)) and bool((palette == palette[:, :1]).all())
 
 
 def _check_grid(arr: np.ndarray, what: str) -> np.ndarray:
