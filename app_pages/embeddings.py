@@ -428,19 +428,25 @@ else:
     st.caption("Click a point to see its image and its nearest neighbours in the map.")
 
 if shown["features"] is not None:
-    rows = []
-    for name, coords in maps.items():
-        key = (st.session_state.get(f"{P}.last"), name)
-        m = layer_scores(key, shown["features"][name], coords, shown["labels"])
-        rows.append({"layer": name, "features": shown["features"][name].shape[1],
-                     "k-NN acc. original (5-NN, 25 % held out)": m["knn_original"],
-                     "k-NN acc. 2-D map": m["knn_map"],
-                     "linear probe acc. (logistic regression)": m["linear_probe"],
-                     "trustworthiness (k=10)": m["trustworthiness"]})  # fmt: skip
     st.subheader("Per-layer metrics")
+    rows = []
+    with st.spinner("Scoring each layer: k-NN, linear probe, trustworthiness…", show_time=True):
+        for name, coords in maps.items():
+            key = (st.session_state.get(f"{P}.last"), name)
+            m = layer_scores(key, shown["features"][name], coords, shown["labels"])
+            rows.append({"layer": name, "features": shown["features"][name].shape[1],
+                         "k-NN acc. original (5-NN, 25 % held out)": m["knn_original"],
+                         "k-NN acc. 2-D map": m["knn_map"],
+                         "linear probe acc. (logistic regression)": m["linear_probe"],
+                         "trustworthiness (k=10)": m["trustworthiness"]})  # fmt: skip
     st.dataframe(pd.DataFrame(rows), hide_index=True,
                  column_config={c: st.column_config.NumberColumn(format="%.3f")
                                 for c in rows[0] if c not in ("layer", "features")})  # fmt: skip
+    used = f"a random {m['points']:,} of the {n:,} points" if m["points"] < n else "all points"
+    st.caption(
+        f"Accuracies on {used} (75 % to fit, 25 % to score); trustworthiness on a random "
+        f"{min(n, 2000):,}, as it costs N²."
+    )
 
 frames = []
 for name, coords in maps.items():

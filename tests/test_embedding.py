@@ -308,6 +308,22 @@ def test_layer_features_and_metrics(tiny_vit):
     assert 0.5 < m["trustworthiness"] <= 1.0
     noise = E.layer_metrics(rng.normal(size=(100, 5)), rng.normal(size=(100, 2)), labels)
     assert noise["knn_map"] < 0.8
+    assert m["points"] == noise["points"] == 100
+
+
+def test_layer_metrics_score_a_random_subset_of_many_points():
+    from sklearn.datasets import make_blobs
+
+    X, y = make_blobs(3000, n_features=8, centers=4, cluster_std=4.0, random_state=0)
+    coords = X[:, :2]
+    full = E.layer_metrics(X, coords, y, max_points=None)
+    part = E.layer_metrics(X, coords, y, max_points=1000)
+    assert full["points"] == 3000 and part["points"] == 1000
+    for key in ("knn_original", "knn_map", "linear_probe"):
+        assert abs(part[key] - full[key]) < 0.05, key  # an estimate of the same accuracy
+    assert part != E.layer_metrics(X, coords, y, max_points=1000, seed=3)  # a different subset
+    with pytest.raises(ValueError, match="labels"):
+        E.layer_metrics(X, coords, y[:-1])
 
 
 @pytest.mark.slow
