@@ -387,7 +387,7 @@ if shown is None:
 maps = shown["maps"]
 n = len(next(iter(maps.values())))
 if n > DRAW_MAX:
-    st.info(f"{n:,} points: {DRAW_MAX:,} random ones are drawn; metrics and the CSV use all.")
+    st.info(f"{n:,} points: {DRAW_MAX:,} random ones are drawn; the CSV holds all of them.")
 axis = "PC" if method == "PCA" else method
 chosen, layer = None, None
 if shown["images"] is not None:

@@ -8,6 +8,7 @@ const PANEL_HEIGHT = 380;
 const RADIUS = 2.2;
 const HIT_PX = 7;
 const TIP_SIDE = 112;
+const BLOCK = 512; // points per interleaved drawing block
 
 export default function (component) {
   const { data, parentElement, setStateValue } = component;
@@ -160,15 +161,25 @@ export default function (component) {
       if (!p.grid.has(key)) p.grid.set(key, []);
       p.grid.get(key).push(i);
     }
+    // Classes are drawn in interleaved blocks of points, not one class after another, so that
+    // where classes overlap no class is always on top (the points' order is the data's own).
     ctx.globalAlpha = 0.8;
-    for (const [lab, ids] of byClass) {
-      ctx.fillStyle = colour[lab] || "#888";
-      ctx.beginPath();
-      for (const i of ids) {
-        ctx.moveTo(p.px[i] + RADIUS, p.py[i]);
-        ctx.arc(p.px[i], p.py[i], RADIUS, 0, 2 * Math.PI);
+    const next = new Map(); // per class: its first point not drawn yet (ids ascend)
+    for (const lab of byClass.keys()) next.set(lab, 0);
+    for (let end = BLOCK; end < n + BLOCK; end += BLOCK) {
+      for (const [lab, ids] of byClass) {
+        let k = next.get(lab);
+        if (k >= ids.length || ids[k] >= end) continue;
+        ctx.fillStyle = colour[lab] || "#888";
+        ctx.beginPath();
+        for (; k < ids.length && ids[k] < end; k++) {
+          const i = ids[k];
+          ctx.moveTo(p.px[i] + RADIUS, p.py[i]);
+          ctx.arc(p.px[i], p.py[i], RADIUS, 0, 2 * Math.PI);
+        }
+        ctx.fill();
+        next.set(lab, k);
       }
-      ctx.fill();
     }
     ctx.globalAlpha = 1;
   }
