@@ -147,3 +147,38 @@ def uploaded_model(
         raise ValueError("The uploaded model is no longer cached; upload the file again.")
     model, meta = vizlib.zoo.load_uploaded(_data, architecture)
     return model.to(device).eval().requires_grad_(False), meta, threading.Lock()
+
+
+def upload_picker(
+    prefix: str, architectures: list[str], device: str, *, prompt: str
+) -> tuple[str, str, torch.nn.Module, dict, threading.Lock] | None:
+    """Draw the architecture picker and the weights uploader (keys ``<prefix>.upload_arch`` and
+    ``<prefix>.upload_weights``); return (architecture, SHA-256, model, meta, lock) of the shared
+    model (``uploaded_model``), or None with ``prompt`` or the refusal shown."""
+    import hashlib
+
+    cols = st.columns([1, 2])
+    architecture = cols[0].selectbox(
+        "Architecture of the weights",
+        architectures,
+        key=f"{prefix}.upload_arch",
+        help="The state_dict must match this architecture key by key and shape by shape.",
+    )
+    file = cols[1].file_uploader(
+        "Weights (.safetensors, or a .pt/.pth state_dict)",
+        type=["safetensors", "pt", "pth"],
+        key=f"{prefix}.upload_weights",
+        help="Pickled files are read with torch.load(weights_only=True): anything but tensors "
+        "is refused.",
+    )
+    if file is None:
+        st.info(prompt)
+        return None
+    data = file.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        model, meta, lock = uploaded_model(digest, architecture, device, data)
+    except ValueError as err:
+        cols[1].error(f"Could not use {file.name!r}: {err}")
+        return None
+    return architecture, digest, model, meta, lock

@@ -68,30 +68,13 @@ class ChosenInput:
 
 
 def _upload_picker(prefix: str, device: str) -> LoadedModel | None:
-    cols = st.columns([1, 2])
-    architecture = cols[0].selectbox(
-        "Architecture of the weights",
-        zoo.upload_architectures(),
-        key=f"{prefix}.upload_arch",
-        help="The state_dict must match this architecture key by key and shape by shape.",
-    )
-    file = cols[1].file_uploader(
-        "Weights (.safetensors, or a .pt/.pth state_dict)",
-        type=["safetensors", "pt", "pth"],
-        key=f"{prefix}.upload_weights",
-        help="Pickled files are read with torch.load(weights_only=True): anything but tensors "
-        "is refused.",
-    )
-    if file is None:
-        st.info("Upload a state_dict to look inside your own model, or pick a shipped one.")
+    picked = ui.upload_picker(
+        prefix, zoo.upload_architectures(), device,
+        prompt="Upload a state_dict to look inside your own model, or pick a shipped one.",
+    )  # fmt: skip
+    if picked is None:
         return None
-    data = file.getvalue()
-    digest = hashlib.sha256(data).hexdigest()
-    try:
-        model, meta, lock = ui.uploaded_model(digest, architecture, device, data)
-    except ValueError as err:
-        cols[1].error(f"Could not use {file.name!r}: {err}")
-        return None
+    architecture, digest, model, meta, lock = picked
     return LoadedModel(f"{UPLOAD_PREFIX}{architecture}:{digest}", model, meta, lock, device)
 
 

@@ -6,7 +6,6 @@ for uploaded weights, from a small ``st.cache_resource`` keyed on the file's SHA
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import dataclass
 
@@ -73,23 +72,12 @@ def pick_vit(prefix: str) -> tuple[ModelChoice, torch.nn.Module, dict, threading
     if name != UPLOAD:
         st.query_params["model"] = name
     if name == UPLOAD:
-        cols = st.columns([1, 2])
-        arch = cols[0].selectbox("Architecture of the weights", names, key=f"{prefix}.upload_arch")
-        file = cols[1].file_uploader(
-            "State dict (.safetensors, .pt or .pth)",
-            type=["safetensors", "pt", "pth"],
-            key=f"{prefix}.upload",
+        picked = ui.upload_picker(
+            prefix, names, device, prompt="Upload a state dict to inspect your own ViT."
         )
-        if file is None:
-            st.info("Upload a state dict to inspect your own ViT.")
+        if picked is None:
             return None
-        data = file.getvalue()
-        digest = hashlib.sha256(data).hexdigest()
-        try:
-            model, meta, lock = ui.uploaded_model(digest, arch, device, data)
-        except ValueError as err:
-            cols[1].error(str(err))
-            return None
+        arch, digest, model, meta, lock = picked
         choice = ModelChoice(f"upload:{digest}", arch, device)
         return choice, model, meta, lock
     loaded = ui.load_shared_model(name, device)

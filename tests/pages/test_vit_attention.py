@@ -187,13 +187,13 @@ def test_upload_path(tiny_vit_zoo):
     at.selectbox(key="vit_attention.model").set_value("Upload weights…")
     _run(at)
     assert any("Upload a state dict" in i.value for i in at.info)
-    at.file_uploader(key="vit_attention.upload").upload("bad.pt", b"not a state dict")
+    at.file_uploader(key="vit_attention.upload_weights").upload("bad.pt", b"not a state dict")
     at.run()
     assert not at.exception
     assert at.error and "Refused" in at.error[0].value
     buf = io.BytesIO()
     torch.save(_tiny_model().state_dict(), buf)
-    at.file_uploader(key="vit_attention.upload").upload("good.pt", buf.getvalue())
+    at.file_uploader(key="vit_attention.upload_weights").upload("good.pt", buf.getvalue())
     _run(at)
     assert [h.value for h in at.header][0] == "Mean attention distance"
 
