@@ -46,7 +46,7 @@ except ImportError:
 MAX_PIXEL_BYTES = 2 * 2**30  # the chosen images at the size they are kept in (float32)
 
 
-@st.cache_data(max_entries=4, show_spinner="Loading the dataset…")
+@st.cache_data(max_entries=2, show_spinner="Loading the dataset…")
 def dataset_points(
     dataset: str, model_hw: tuple[int, int], n_points: int, seed: int
 ) -> tuple[torch.Tensor, np.ndarray, list[str], np.ndarray, int]:

@@ -275,6 +275,20 @@ def test_pca_matches_sklearn():
     np.testing.assert_allclose(r2, ref2.explained_variance_ratio_, rtol=1e-3)
 
 
+def test_pca_of_big_inputs_runs_in_float32_and_leaves_the_input_alone(monkeypatch):
+    X = load_digits().data.astype(np.float32)
+    before = X.copy()
+    monkeypatch.setattr(E, "PCA_FLOAT64_MAX", 1000)  # the digits count as big here
+    coords, ratio = E.pca(X, 3, device="cpu")
+    ref = PCA(3).fit(X.astype(np.float64))
+    np.testing.assert_allclose(ratio, ref.explained_variance_ratio_, rtol=1e-3)
+    ref_coords = ref.transform(X)
+    for j in range(3):  # up to sign
+        sign = np.sign(coords[:, j] @ ref_coords[:, j])
+        np.testing.assert_allclose(sign * coords[:, j], ref_coords[:, j], atol=2e-3)
+    np.testing.assert_array_equal(X, before)  # centred on a copy, not in the caller's array
+
+
 def test_layer_features_and_metrics(tiny_vit):
     lenet = nn.Sequential()
     lenet.add_module("conv1", nn.Conv2d(1, 4, 3))
