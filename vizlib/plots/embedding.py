@@ -31,6 +31,24 @@ def subsample_for_drawing(n: int, max_points: int, *, seed: int = 0) -> np.ndarr
     return np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
 
 
+def _map_size(maps: dict[str, np.ndarray]) -> int:
+    """Return N, the points every map (N, 2) holds; ValueError for none or unequal maps."""
+    if not maps:
+        raise ValueError("Give at least one map to plot.")
+    n = len(next(iter(maps.values())))
+    for name, coords in maps.items():
+        if np.asarray(coords).shape != (n, 2):
+            raise ValueError(f"map {name!r} must be (N, 2) with N = {n}, got {np.shape(coords)}.")
+    return n
+
+
+def _class_name(cls: int, labels, class_names: list[str] | None) -> str:
+    """Return the legend text of class number ``cls`` ("all points" when there are no labels)."""
+    if labels is None:
+        return "all points"
+    return str(class_names[cls]) if class_names and 0 <= cls < len(class_names) else str(cls)
+
+
 def plot_embeddings(
     maps: dict[str, np.ndarray],
     labels: np.ndarray | None = None,
@@ -48,13 +66,8 @@ def plot_embeddings(
     (``st.plotly_chart(on_select=...)``) can show the image. One figure keeps the page at a
     single WebGL context. Above ``max_points`` a seeded random subset is drawn.
     """
-    if not maps:
-        raise ValueError("Give at least one map to plot.")
     names = list(maps)
-    n = len(next(iter(maps.values())))
-    for name, coords in maps.items():
-        if np.asarray(coords).shape != (n, 2):
-            raise ValueError(f"map {name!r} must be (N, 2) with N = {n}, got {np.shape(coords)}.")
+    n = _map_size(maps)
     keep = subsample_for_drawing(n, max_points)
     lab = np.zeros(n, dtype=int) if labels is None else np.asarray(labels).astype(int)
     classes = np.unique(lab[keep])
@@ -69,11 +82,7 @@ def plot_embeddings(
         coords = np.asarray(maps[name], dtype=np.float32)
         for cls in classes:
             idx = keep[lab[keep] == cls]
-            label_text = (
-                "all points"
-                if labels is None
-                else (class_names[cls] if class_names and 0 <= cls < len(class_names) else str(cls))
-            )
+            label_text = _class_name(int(cls), labels, class_names)
             fig.add_trace(
                 go.Scattergl(
                     x=coords[idx, 0],
@@ -167,24 +176,14 @@ def scatter_payload(
     ``thumb_slot`` (M,): the drawn point's place in the sprite, -1 when it has no thumbnail
     (at most ``max_thumbnails``, a seeded subset of the drawn points, keep the sheet small).
     """
-    if not maps:
-        raise ValueError("Give at least one map to plot.")
-    n = len(next(iter(maps.values())))
-    for name, coords in maps.items():
-        if np.asarray(coords).shape != (n, 2):
-            raise ValueError(f"map {name!r} must be (N, 2) with N = {n}, got {np.shape(coords)}.")
+    n = _map_size(maps)
     keep = subsample_for_drawing(n, max_points, seed=seed)  # (M,)
     lab = np.zeros(n, dtype=int) if labels is None else np.asarray(labels).astype(int).reshape(-1)
     if len(lab) != n:
         raise ValueError(f"labels have {len(lab)} entries but there are {n} points.")
     classes = []
     for cls in np.unique(lab[keep]).tolist():
-        if labels is None:
-            name = "all points"
-        elif class_names and 0 <= cls < len(class_names):
-            name = str(class_names[cls])
-        else:
-            name = str(cls)
+        name = _class_name(cls, labels, class_names)
         classes.append({"id": int(cls), "name": name, "colour": PALETTE[cls % len(PALETTE)]})
     payload = {
         "index": keep.tolist(),
