@@ -52,8 +52,8 @@ _DEFAULT_SIZE = {
     "cifar10": (32, 32),
     "imagefolder": (224, 224),
 }
-# the size the files hold (image folders vary: None)
-_NATIVE_SIZE = {"digits": (8, 8), "mnist": (28, 28), "fashion_mnist": (28, 28), "cifar10": (32, 32)}
+# the size the files hold: the default but for the digits (image folders vary: none)
+_NATIVE_SIZE = {**{k: v for k, v in _DEFAULT_SIZE.items() if k != "imagefolder"}, "digits": (8, 8)}
 _FASHION_CLASSES = [
     "T-shirt/top",
     "Trouser",
