@@ -5,6 +5,7 @@ Computation stays in ``vizlib``; this package only holds what needs Streamlit.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 
 import streamlit as st
@@ -155,8 +156,6 @@ def upload_picker(
     """Draw the architecture picker and the weights uploader (keys ``<prefix>.upload_arch`` and
     ``<prefix>.upload_weights``); return (architecture, SHA-256, model, meta, lock) of the shared
     model (``uploaded_model``), or None with ``prompt`` or the refusal shown."""
-    import hashlib
-
     cols = st.columns([1, 2])
     architecture = cols[0].selectbox(
         "Architecture of the weights",
