@@ -49,6 +49,11 @@ def _class_name(cls: int, labels, class_names: list[str] | None) -> str:
     return str(class_names[cls]) if class_names and 0 <= cls < len(class_names) else str(cls)
 
 
+def _rounded(values: np.ndarray) -> list[float]:
+    """Return ``values`` as floats of 5 significant digits (the JSON stays small)."""
+    return [float(f"{v:.5g}") for v in values]
+
+
 def plot_embeddings(
     maps: dict[str, np.ndarray],
     labels: np.ndarray | None = None,
@@ -190,12 +195,10 @@ def scatter_payload(
         "label": lab[keep].tolist(),
         "classes": classes,
         "layers": [
-            {
-                "name": str(name),
-                "x": [float(f"{v:.5g}") for v in np.asarray(coords, dtype=np.float64)[keep, 0]],
-                "y": [float(f"{v:.5g}") for v in np.asarray(coords, dtype=np.float64)[keep, 1]],
-            }
-            for name, coords in maps.items()
+            {"name": str(name), "x": _rounded(coords[keep, 0]), "y": _rounded(coords[keep, 1])}
+            for name, coords in (
+                (name, np.asarray(c, dtype=np.float64)) for name, c in maps.items()
+            )
         ],
         "axis": axis_label,
         "has_labels": labels is not None,
