@@ -1,7 +1,7 @@
 """Benchmark vizlib's t-SNE against scikit-learn (and openTSNE when installed); prints one table.
 
 Usage: ``python bench/tsne.py [--sizes 1797 5000] [--device cpu|cuda] [--dims 50] [--threads N]
-[--repeats 3]``. N = 1797 is the digits data set (64 raw dims); other sizes are a 10-cluster
+[--repeats 3] [--vizlib-only]``. N = 1797 is the digits data set (64 raw dims); other sizes are a 10-cluster
 Gaussian mixture in ``--dims`` dimensions. The implementations run in turn, ``--repeats`` rounds
 (interleaved, so a load change on a shared machine hits them alike), and each one's median time
 is reported; the load average before and after is printed with the table. Trustworthiness
@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--skip-sklearn-above", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per method")
+    parser.add_argument("--vizlib-only", action="store_true", help="skip scikit-learn, openTSNE")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -80,11 +81,11 @@ def main() -> None:
         if dev.type == "cuda":  # warm up CUDA, cuFFT and the allocator outside the timing
             tsne(X[:2000], n_iter=30, device=dev, method=args.method)
         runs = {"vizlib": lambda X=X: tsne(X, device=dev, method=args.method)}
-        if n <= args.skip_sklearn_above:
+        if n <= args.skip_sklearn_above and not args.vizlib_only:
             from sklearn.manifold import TSNE
 
             runs["sklearn"] = lambda X=X: TSNE(random_state=0).fit_transform(X)
-        if openTSNE is not None:
+        if openTSNE is not None and not args.vizlib_only:
             runs["openTSNE"] = lambda X=X: np.asarray(openTSNE.TSNE(random_state=0).fit(X))
         times: dict[str, list[float]] = {name: [] for name in runs}
         maps: dict[str, np.ndarray] = {}
