@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import netCDF4
 import numpy as np
@@ -182,9 +183,12 @@ def test_read_npy_never_unpickles():
         samples.read_npy_upload(buf.getvalue())
 
 
-def _netcdf(tmp_path, *, with_grid: bool) -> bytes:
-    path = tmp_path / "field.nc"
-    with netCDF4.Dataset(path, "w") as ds:
+NETCDF_FORMATS = ("NETCDF4", "NETCDF3_CLASSIC", "NETCDF3_64BIT_OFFSET", "NETCDF3_64BIT_DATA")
+
+
+def _netcdf(tmp_path, *, with_grid: bool, format: str = "NETCDF4") -> bytes:
+    path = tmp_path / f"field_{format}.nc"
+    with netCDF4.Dataset(path, "w", format=format) as ds:
         ds.createDimension("time", 2)
         ds.createDimension("lat", 3)
         ds.createDimension("lon", 4)
@@ -197,22 +201,75 @@ def _netcdf(tmp_path, *, with_grid: bool) -> bytes:
             t[:] = np.arange(24, dtype=np.float32).reshape(2, 3, 4) + 270
             t[0, 0, 0] = np.ma.masked
             sst = ds.createVariable("sst", "f8", ("lat", "lon"))
-            sst[:] = np.ones((3, 4))
+            sst[:] = np.arange(12, dtype=float).reshape(3, 4) / 7  # not exact in float32
     return path.read_bytes()
 
 
-def test_netcdf_lists_grids_and_reads_first_slice(tmp_path):
-    data = _netcdf(tmp_path, with_grid=True)
+@pytest.mark.parametrize("format", NETCDF_FORMATS)
+def test_netcdf_lists_grids_and_reads_first_slice(tmp_path, format):
+    data = _netcdf(tmp_path, with_grid=True, format=format)
     names = samples.netcdf_variables(data)
     assert list(names) == ["t2m", "sst"]
     assert "2 m temperature" in names["t2m"] and "[K]" in names["t2m"]
     grid = samples.read_netcdf_upload(data, "t2m")
     expected = np.arange(12, dtype=float).reshape(3, 4) + 270
     expected[0, 0] = expected.ravel()[1:].mean()  # the masked cell is filled with the mean
-    np.testing.assert_allclose(grid, expected)
-    np.testing.assert_array_equal(samples.read_netcdf_upload(data, "sst"), np.ones((3, 4)))
+    np.testing.assert_array_equal(grid, expected)
+    np.testing.assert_array_equal(
+        samples.read_netcdf_upload(data, "sst"), np.arange(12, dtype=float).reshape(3, 4) / 7
+    )
     with pytest.raises(ValueError, match="not a 2-D grid"):
         samples.read_netcdf_upload(data, "lat")
+
+
+@pytest.mark.parametrize("format", NETCDF_FORMATS)
+def test_truncated_netcdf_says_it_is_damaged(tmp_path, format):
+    data = _netcdf(tmp_path, with_grid=True, format=format)
+    signature = 8 if format == "NETCDF4" else 4  # HDF5's 8-byte signature, or "CDF" + version
+    # Every cut of the small classic files (about 500 bytes); every 13th byte of the HDF5 one.
+    cuts = [*range(signature, len(data), 1 if format != "NETCDF4" else 13), len(data) - 1]
+    header_read = 0
+    for cut in cuts:
+        damaged = data[:cut]
+        try:  # does netCDF-C itself still read the header (and so list the grids)?
+            with netCDF4.Dataset("cut.nc", memory=damaged) as ds:
+                listed = {"t2m", "sst"} <= set(ds.variables)
+        except (OSError, RuntimeError, ValueError):
+            listed = False
+        header_read += listed
+        for read in (samples.netcdf_variables, samples.read_netcdf_upload):
+            # only ValueError may come out: anything else would be a traceback on the page
+            with pytest.raises(ValueError) as err:
+                read(damaged)
+            message = str(err.value)
+            assert "damaged or truncated" in message, (cut, message)
+            assert "no numeric variable" not in message, (cut, message)
+            if listed:  # the header is intact: the message names the variable cut short
+                assert re.search(r"variable '(lat|t2m|sst)' could not be read \(", message)
+    if format != "NETCDF4":  # HDF5 notices a short file when opening; classic files later
+        assert header_read >= 4 * 24 + 8 * 12  # at least every cut inside t2m's and sst's data
+
+
+def test_netcdf_with_a_damaged_data_block(tmp_path):
+    # Fletcher-32 checksums let HDF5 notice one flipped byte inside the variable's data.
+    path = tmp_path / "flipped.nc"
+    values = np.arange(12, dtype=np.float32).reshape(3, 4) + 0.5
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("time", None)  # unlimited and left empty
+        ds.createDimension("lat", 3)
+        ds.createDimension("lon", 4)
+        sst = ds.createVariable("sst", "f4", ("lat", "lon"), fletcher32=True, chunksizes=(3, 4))
+        sst[:] = values
+        ds.createVariable("empty", "f4", ("time", "lat", "lon"))  # no slice to read: not listed
+    data = bytearray(path.read_bytes())
+    assert list(samples.netcdf_variables(bytes(data))) == ["sst"]
+    np.testing.assert_array_equal(samples.read_netcdf_upload(bytes(data)), values)
+    start = bytes(data).find(values.tobytes())
+    assert start > 0
+    data[start + 5] ^= 0xFF
+    for read in (samples.netcdf_variables, samples.read_netcdf_upload):
+        with pytest.raises(ValueError, match="damaged or truncated: variable 'sst' could not be"):
+            read(bytes(data))
 
 
 def test_netcdf_without_a_grid_and_corrupt(tmp_path):
@@ -221,8 +278,18 @@ def test_netcdf_without_a_grid_and_corrupt(tmp_path):
         samples.netcdf_variables(data)
     with pytest.raises(ValueError, match="no numeric variable"):
         samples.read_netcdf_upload(data)
-    with pytest.raises(ValueError, match="could not be read as NetCDF"):
+    with pytest.raises(ValueError, match="could not be read as NetCDF.*damaged or truncated"):
         samples.read_netcdf_upload(b"CDF\x01" + b"\x00" * 20)
+    with pytest.raises(ValueError, match=r"could not be read as NetCDF \(") as err:
+        samples.read_netcdf_upload(_png(np.zeros((4, 4), np.uint8)))  # a PNG named .nc
+    assert "damaged" not in str(err.value)
+
+
+def test_netcdf_grid_too_large_is_refused(tmp_path, monkeypatch):
+    data = _netcdf(tmp_path, with_grid=True)
+    monkeypatch.setattr(samples, "MAX_UPLOAD_PIXELS", 11)
+    with pytest.raises(ValueError, match="3×4 = 12 cells; at most 11"):
+        samples.read_netcdf_upload(data, "sst")
 
 
 def test_limit_size_and_grayscale():

@@ -307,6 +307,19 @@ def read_table_upload(
     return arr
 
 
+# The first bytes of NetCDF classic (CDF1), 64-bit offset (CDF2), 64-bit data (CDF5) and
+# NetCDF-4 (an HDF5 file) files.
+_NETCDF_SIGNATURES = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
+# What netCDF4 raises when the bytes behind a variable are missing or corrupt: netCDF-C status
+# codes arrive as RuntimeError or OSError, a bad decode as ValueError.
+_NETCDF_READ_ERRORS = (RuntimeError, OSError, ValueError, IndexError, TypeError)
+
+
+def _netcdf_reason(err: Exception) -> str:
+    # netCDF4 names the file it was given ("upload.nc", made up here): keep netCDF-C's words only
+    return getattr(err, "strerror", None) or str(err)
+
+
 def _open_netcdf(data: bytes):
     import netCDF4
 
@@ -314,7 +327,23 @@ def _open_netcdf(data: bytes):
     try:
         return netCDF4.Dataset("upload.nc", mode="r", memory=bytes(data))
     except (OSError, RuntimeError, ValueError) as err:
-        raise ValueError(f"The file could not be read as NetCDF ({err}).") from None
+        if bytes(data[:8]).startswith(_NETCDF_SIGNATURES):
+            raise ValueError(
+                "The file could not be read as NetCDF: it starts like a NetCDF file but looks "
+                f"damaged or truncated ({_netcdf_reason(err)})."
+            ) from None
+        raise ValueError(f"The file could not be read as NetCDF ({_netcdf_reason(err)}).") from None
+
+
+def _read_netcdf(name: str, var, index: tuple):
+    """Return ``var[index]``; ``ValueError`` saying the file is damaged if its bytes are not there."""
+    try:
+        return var[index]
+    except _NETCDF_READ_ERRORS as err:
+        raise ValueError(
+            f"The NetCDF file looks damaged or truncated: variable {name!r} could not be read "
+            f"({_netcdf_reason(err)})."
+        ) from None
 
 
 def _is_grid_variable(var) -> bool:
@@ -322,18 +351,23 @@ def _is_grid_variable(var) -> bool:
         numeric = np.issubdtype(np.dtype(var.dtype), np.number)
     except TypeError:
         numeric = False
-    return numeric and var.ndim >= 2 and var.shape[-1] >= 2 and var.shape[-2] >= 2
+    # every dimension non-empty: a 3-D variable along an empty unlimited dimension has no slice
+    return numeric and var.ndim >= 2 and min(var.shape) >= 1 and min(var.shape[-2:]) >= 2
 
 
 def netcdf_variables(data: bytes) -> dict[str, str]:
     """Return the NetCDF variables that hold a 2-D grid, name -> description (dims, shape, units).
 
-    Variables with more than two dimensions qualify (their first slice is read). Raises
-    ``ValueError`` for a corrupt file or one without any such variable.
+    Variables with more than two dimensions qualify (their first slice is read). Each variable's
+    last value is read, as that lies furthest into the file: a file cut short or with a damaged
+    data block raises ``ValueError`` saying so, as do a file that is not NetCDF and one
+    without any grid variable.
     """
     with _open_netcdf(data) as ds:
         out = {}
         for name, var in ds.variables.items():
+            if var.ndim and var.size:
+                _read_netcdf(name, var, (-1,) * var.ndim)
             if not _is_grid_variable(var):
                 continue
             long_name = getattr(var, "long_name", "") or getattr(var, "standard_name", "")
@@ -359,7 +393,9 @@ def read_netcdf_upload(data: bytes, variable: str | None = None) -> np.ndarray:
     ``variable`` defaults to the first grid variable ``netcdf_variables`` lists; for 3-D and
     higher variables the first index of each leading dimension is taken. Missing values
     (``_FillValue`` / masked) are filled with the mean of the valid cells; an all-missing grid
-    raises ``ValueError``, as do NaN/inf left after that.
+    raises ``ValueError``, as do NaN/inf left after that, a damaged or truncated file and a
+    grid of more than ``MAX_UPLOAD_PIXELS`` cells (refused before reading: compressed data
+    could expand far beyond the upload's size).
     """
     names = netcdf_variables(data)
     if variable is None:
@@ -370,8 +406,16 @@ def read_netcdf_upload(data: bytes, variable: str | None = None) -> np.ndarray:
         )
     with _open_netcdf(data) as ds:
         var = ds.variables[variable]
+        rows, cols = var.shape[-2:]
+        if rows * cols > MAX_UPLOAD_PIXELS:
+            raise ValueError(
+                f"NetCDF variable {variable!r} is {rows}×{cols} = {rows * cols:,} cells; at most "
+                f"{MAX_UPLOAD_PIXELS:,} are accepted."
+            )
         index = (0,) * (var.ndim - 2) + (slice(None), slice(None))
-        values = np.ma.masked_invalid(np.ma.asarray(var[index]).astype(float))
+        values = np.ma.masked_invalid(
+            np.ma.asarray(_read_netcdf(variable, var, index)).astype(float)
+        )
     if values.count() == 0:
         raise ValueError(f"Variable {variable!r} holds only missing values in its first 2-D slice.")
     grid = values.filled(float(values.mean()))
