@@ -13,10 +13,12 @@ from vizlib.data import (
     dataset_normalization,
     dataset_size,
     denormalize,
+    keeps_uint8,
     load_dataset,
     load_dataset_for_model,
     native_size,
     prepare_image,
+    to_display_images,
     to_model_input,
 )
 from vizlib.data.datasets import DIGITS_MEAN, DIGITS_STD
@@ -201,3 +203,157 @@ def test_image_folder_subset_reads_only_the_chosen_files(tmp_path):
     assert y.tolist() == [1, 0] and x.shape == (2, 3, 6, 6)
     with pytest.raises(ValueError, match="Could not read the image .*2.png"):
         load_dataset(name, input_size=(6, 6), indices=[5])
+
+
+def test_mnist_kept_as_uint8_is_the_files_bytes_and_feeds_the_model_unchanged(fake_mnist):
+    from functools import partial
+
+    from vizlib.embedding import embedding_layers, layer_features
+    from vizlib.models.lenet import LeNetLike
+
+    raw, raw_labels = fake_mnist["train"]
+    pick = [40, 3, 17, 0, 49]
+    x8, y, _ = load_dataset("mnist", "train", indices=pick, keep_uint8=True)
+    assert x8.dtype == torch.uint8 and x8.shape == (5, 1, 28, 28)
+    np.testing.assert_array_equal(x8[:, 0].numpy(), raw[pick])
+    assert y.tolist() == raw_labels[pick].tolist()
+
+    # the model's input: an independent normalisation of the raw bytes (float64, then exact)
+    meta = {"input_size": [1, 28, 28], "mean": [0.1307], "std": [0.3081]}
+    fed = to_model_input(x8, "mnist", meta)
+    np.testing.assert_allclose(fed[:, 0].numpy(), (raw[pick] / 255.0 - 0.1307) / 0.3081, atol=1e-6)
+    by_hand = (torch.from_numpy(raw[pick]).float()[:, None] / 255.0 - 0.1307) / 0.3081
+    assert torch.equal(fed, by_hand)
+    torch.manual_seed(0)
+    model = LeNetLike().eval()
+    layers = embedding_layers(model)
+    feats = layer_features(
+        model, x8, layers, batch_size=2, transform=partial(to_model_input, name="mnist", meta=meta)
+    )
+    expected = layer_features(model, by_hand, layers, batch_size=2)
+    for name in layers:
+        np.testing.assert_array_equal(feats[name], expected[name], err_msg=name)
+
+    # and as the float32 normalised images fed it before, up to float rounding
+    rgb = {"input_size": [3, 32, 32], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    x32, _, _ = load_dataset("mnist", "train", indices=pick)
+    assert x32.dtype == torch.float32
+    for m in (meta, rgb):
+        old = to_model_input(x32, "mnist", m)
+        torch.testing.assert_close(to_model_input(x8, "mnist", m), old, atol=1e-6, rtol=0)
+
+
+def test_display_images_are_uint8_and_a_view_of_uint8_data(fake_mnist):
+    raw = fake_mnist["test"][0]
+    x8, _, _ = load_dataset("mnist", "test", indices=[2, 7], keep_uint8=True)
+    shown = to_display_images(x8, "mnist")
+    assert shown.dtype == np.uint8 and shown.shape == (2, 28, 28)
+    assert np.shares_memory(shown, x8.numpy())  # no copy
+    np.testing.assert_array_equal(shown, raw[[2, 7]])
+    # float32 normalised images are rounded back to the same bytes
+    x32, _, _ = load_dataset("mnist", "test", indices=[2, 7])
+    np.testing.assert_array_equal(to_display_images(x32, "mnist"), raw[[2, 7]])
+    digits, _, _ = load_dataset("digits", "test", input_size=(8, 8), indices=[0])
+    sixteenths = _first_test_digit()[0]  # 0..16
+    np.testing.assert_array_equal(
+        to_display_images(digits, "digits")[0], np.round(sixteenths * 255 / 16).astype(np.uint8)
+    )
+    colour = torch.zeros(1, 3, 4, 5, dtype=torch.uint8)
+    colour[:, 1] = 200
+    shown = to_display_images(colour, "cifar10")
+    assert shown.shape == (1, 4, 5, 3) and shown[0, 0, 0].tolist() == [0, 200, 0]
+    with pytest.raises(ValueError, match="images must be"):
+        to_display_images(torch.zeros(2, 28, 28), "mnist")
+
+
+def _first_test_digit() -> np.ndarray:
+    """The first test-split digit as scikit-learn stores it (8x8, values 0..16)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from vizlib.data.datasets import DIGITS_SPLIT_SEED, DIGITS_TEST_FRACTION
+
+    digits = load_digits()
+    _, test_idx = train_test_split(
+        np.arange(len(digits.target)), test_size=DIGITS_TEST_FRACTION,
+        random_state=DIGITS_SPLIT_SEED, stratify=digits.target,
+    )  # fmt: skip
+    return digits.images[test_idx[:1]]
+
+
+def test_which_datasets_stay_uint8():
+    assert keeps_uint8("mnist") and keeps_uint8("fashion_mnist") and keeps_uint8("cifar10")
+    assert keeps_uint8("mnist", (28, 28)) and not keeps_uint8("mnist", (32, 32))
+    assert not keeps_uint8("digits") and not keeps_uint8("imagefolder:/tmp")
+    # resized or sixteenths: float32 normalised even when asked to keep uint8
+    x, _, _ = load_dataset("digits", "test", indices=[0], keep_uint8=True)
+    assert x.dtype == torch.float32
+
+
+def test_mnist_is_counted_from_its_headers_and_subset_as_torchvision_reads_it(
+    fake_mnist, tmp_path, monkeypatch
+):
+    from torchvision import datasets
+
+    # the subset the Embeddings page takes for a seed: sorted indices into train + test
+    pick = np.sort(np.random.default_rng(3).permutation(70)[:25])
+    expected = {
+        split: datasets.MNIST(str(tmp_path), train=split == "train").data.numpy()
+        for split in ("train", "test")
+    }
+
+    class Refused:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("the files were decoded by torchvision")
+
+    monkeypatch.setattr(datasets, "MNIST", Refused)
+    sizes = [dataset_size("mnist", "train"), dataset_size("mnist", "test")]
+    assert sizes == [50, 20]
+    train, _, _ = load_dataset("mnist", "train", indices=pick[pick < 50], keep_uint8=True)
+    test, _, _ = load_dataset("mnist", "test", indices=pick[pick >= 50] - 50, keep_uint8=True)
+    np.testing.assert_array_equal(
+        torch.cat([train, test])[:, 0].numpy(),
+        np.concatenate([expected["train"], expected["test"]])[pick],
+    )
+    first, _, _ = load_dataset("mnist", "test", max_samples=4, keep_uint8=True)
+    np.testing.assert_array_equal(first[:, 0].numpy(), expected["test"][:4])
+    first[:] = 0  # the caller's own copy: the next load is unchanged
+    again, _, _ = load_dataset("mnist", "test", max_samples=4, keep_uint8=True)
+    np.testing.assert_array_equal(again[:, 0].numpy(), expected["test"][:4])
+
+
+def test_other_mnist_files_are_left_to_torchvision_and_counted_once_per_file_state(
+    tmp_path, monkeypatch
+):
+    from vizlib.data import datasets as module
+
+    # torchvision reads legacy processed/*.pt files in preference to the raw ones (50 and 20)
+    write_fake_mnist(tmp_path)
+    processed = tmp_path / "MNIST" / "processed"
+    processed.mkdir()
+    for file, n in (("training.pt", 12), ("test.pt", 5)):
+        data = torch.randint(0, 256, (n, 28, 28), dtype=torch.uint8)
+        torch.save((data, torch.randint(0, 10, (n,))), processed / file)
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
+    reads = []
+    read = module._torchvision_arrays
+    monkeypatch.setattr(module, "_torchvision_arrays", lambda *a: reads.append(a[2]) or read(*a))
+    assert dataset_size("mnist", "train") == 12 and dataset_size("mnist", "test") == 5
+    assert dataset_size("mnist", "train") == 12 and reads == ["train", "test"]  # reused
+    x, _, _ = load_dataset("mnist", "test", indices=[4, 1], keep_uint8=True)
+    saved = torch.load(processed / "test.pt", weights_only=True)[0]
+    assert torch.equal(x[:, 0], saved[[4, 1]])
+    data = torch.randint(0, 256, (7, 28, 28), dtype=torch.uint8)
+    torch.save((data, torch.randint(0, 10, (7,))), processed / "test.pt")  # the files change
+    assert dataset_size("mnist", "test") == 7
+
+    # a truncated raw file is not trusted from its header: torchvision refuses it clearly
+    write_fake_mnist(tmp_path / "broken")
+    labels = tmp_path / "broken" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    labels.write_bytes(labels.read_bytes()[:-3])
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path / "broken"))
+    assert dataset_size("mnist", "train") == 50
+    with pytest.raises(ValueError, match="could not be read"):
+        dataset_size("mnist", "test")
+    with pytest.raises(ValueError, match="could not be read"):
+        load_dataset("mnist", "test", indices=[0])

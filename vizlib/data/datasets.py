@@ -7,6 +7,7 @@ the folder named by the ``VIZLIB_DATA`` environment variable (or the ``root`` ar
 
 from __future__ import annotations
 
+import math
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -22,10 +23,12 @@ __all__ = [
     "dataset_normalization",
     "dataset_size",
     "denormalize",
+    "keeps_uint8",
     "load_dataset",
     "load_dataset_for_model",
     "native_size",
     "prepare_image",
+    "to_display_images",
     "to_model_input",
 ]
 
@@ -167,6 +170,7 @@ def load_dataset(
     root: str | os.PathLike | None = None,
     max_samples: int | None = None,
     indices: np.ndarray | list[int] | None = None,
+    keep_uint8: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Return (images (N, C, H, W) float32 normalised, labels (N,) int64, class names).
 
@@ -176,6 +180,9 @@ def load_dataset(
     image folder has one split, the same for both). ``max_samples`` keeps the first N samples of
     the on-disk datasets (the digits are small); ``indices`` keeps those samples of the split, in
     that order, before anything is resized (a subset of a big set at a big size stays small).
+    With ``keep_uint8`` and ``keeps_uint8(name, size)`` true, the images are instead the files'
+    own bytes, uint8 pixel values 0..255 (a quarter of the memory, nothing rounded), which
+    ``to_model_input`` and ``to_display_images`` take as they are.
     Raises ``ValueError`` for unknown names or datasets that are not on disk; nothing is downloaded.
     """
     if split not in ("train", "test"):
@@ -200,8 +207,21 @@ def load_dataset(
         images, labels, class_names = _load_torchvision(
             key, name, split, size, root=root, max_samples=max_samples, indices=indices
         )
-    images = _resize(images, size)  # (N, C, H, W) in [0, 1]
-    return _normalize(images, mean, std).contiguous(), labels, class_names
+        if keep_uint8 and keeps_uint8(name, size):
+            return images, labels, class_names  # (N, C, H, W) uint8, as on disk
+    images = _resize(images.float() / 255.0 if images.dtype == torch.uint8 else images, size)
+    return _normalize(images, mean, std).contiguous(), labels, class_names  # (N, C, H, W)
+
+
+def keeps_uint8(name: str, input_size: int | tuple[int, ...] | None = None) -> bool:
+    """Return whether ``load_dataset(name, input_size=..., keep_uint8=True)`` gives uint8 pixels.
+
+    True for MNIST, FashionMNIST and CIFAR10 at their native size (no size: the native one),
+    whose files hold uint8 pixels; the digits (sixteenths), image folders and any resized set
+    stay float32, as uint8 would round them.
+    """
+    native = _NATIVE_SIZE.get(name) if name != "digits" else None
+    return native is not None and _size(input_size, native) == native
 
 
 def _load_torchvision(
@@ -233,13 +253,24 @@ def _load_torchvision(
             raise ValueError(f"{name!r}: no images were selected.")
         return torch.stack(images), torch.tensor(labels, dtype=torch.int64), list(ds.classes)
 
+    raw = _mnist_raw_files(key, split, root)
+    if raw is not None:  # read only the chosen images from the file, not all of them
+        (image_file, labels_file), shape = raw
+        n = shape[0] if max_samples is None else min(shape[0], max_samples)
+        pick = _check_indices(indices, n)  # all n when None
+        all_labels = np.fromfile(labels_file, dtype=np.uint8, offset=_idx_offset(1))  # (N,)
+        pixels = np.memmap(image_file, np.uint8, "r", offset=_idx_offset(3), shape=shape)
+        data = torch.from_numpy(np.asarray(pixels[pick]))[:, None]  # (n, 1, 28, 28), a copy
+        del pixels  # closes the map
+        labels = torch.from_numpy(all_labels[pick].astype(np.int64))
+        return data, labels, _mnist_classes(key)
     data, labels, class_names = _torchvision_arrays(key, name, split, root)
     if max_samples is not None:
         data, labels = data[:max_samples], labels[:max_samples]
     if indices is not None:
         pick = torch.from_numpy(_check_indices(indices, len(labels)))
         data, labels = data[pick], labels[pick]
-    return data.float() / 255.0, labels, class_names
+    return data, labels, class_names  # (N, C, H, W) uint8
 
 
 def _image_folder(name: str):
@@ -274,13 +305,83 @@ def _torchvision_arrays(
             labels = torch.tensor(ds.targets, dtype=torch.int64)
             return data, labels, list(_CIFAR_CLASSES)
         ds = cls(str(base), train=split == "train", download=False)
-    except (RuntimeError, FileNotFoundError, OSError) as err:
+    except (RuntimeError, FileNotFoundError, OSError, AssertionError, TypeError) as err:
+        # torchvision asserts and raises TypeError on files of the wrong format
         raise ValueError(
-            f"Dataset {name!r} was not found under {base} ({err}). Nothing is downloaded at run "
-            "time: put the files there first, or use 'digits'."
+            f"Dataset {name!r} was not found under {base}, or could not be read ({err}). Nothing "
+            "is downloaded at run time: put the files there first, or use 'digits'."
         ) from err
-    class_names = [str(i) for i in range(10)] if key == "mnist" else list(_FASHION_CLASSES)
-    return ds.data[:, None], ds.targets.to(torch.int64), class_names  # (N, 1, 28, 28) uint8
+    return ds.data[:, None], ds.targets.to(torch.int64), _mnist_classes(key)  # (N, 1, 28, 28)
+
+
+def _mnist_classes(key: str) -> list[str]:
+    return [str(i) for i in range(10)] if key == "mnist" else list(_FASHION_CLASSES)
+
+
+_MNIST_FOLDER = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}  # torchvision's class names
+
+
+def _idx_offset(ndim: int) -> int:
+    """Return the bytes before the data of an IDX file with ``ndim`` dimensions."""
+    return 4 + 4 * ndim
+
+
+def _idx_shape(path: Path, ndim: int) -> tuple[int, ...] | None:
+    """Return the shape declared by the header of an IDX file of ``ndim``-D unsigned bytes, or
+    None when the file is missing, of another kind, or not exactly header + data long."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(_idx_offset(ndim))
+        length = path.stat().st_size
+    except OSError:
+        return None
+    if len(header) != _idx_offset(ndim) or header[:4] != bytes([0, 0, 0x08, ndim]):
+        return None
+    shape = tuple(int.from_bytes(header[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return shape if length == _idx_offset(ndim) + math.prod(shape) else None
+
+
+def _mnist_raw_files(
+    key: str, split: str, root: str | os.PathLike | None
+) -> tuple[tuple[Path, Path], tuple[int, int, int]] | None:
+    """Return ((images file, labels file), images shape (N, H, W)) of an MNIST-format split that
+    torchvision would read from its raw IDX files, checked from their headers alone; None when
+    torchvision would do anything else (other dataset, legacy ``processed/*.pt`` files, files
+    missing or malformed): the caller then lets torchvision read (or refuse) it."""
+    base = _data_root(root)
+    if key not in _MNIST_FOLDER or base is None:
+        return None
+    folder = base / _MNIST_FOLDER[key]
+    if all((folder / "processed" / f).is_file() for f in ("training.pt", "test.pt")):
+        return None  # torchvision prefers these
+    prefix = "train" if split == "train" else "t10k"
+    images, labels = (
+        folder / "raw" / f"{prefix}-images-idx3-ubyte",
+        folder / "raw" / f"{prefix}-labels-idx1-ubyte",
+    )
+    shape, label_shape = _idx_shape(images, 3), _idx_shape(labels, 1)
+    if shape is None or label_shape is None or label_shape[0] != shape[0] or shape[0] == 0:
+        return None
+    return (images, labels), shape
+
+
+def _files_signature(folder: Path) -> tuple:
+    """Return (name, size, mtime in ns) of every file under ``folder``: changes when they do."""
+    entries = []
+    try:
+        for f in sorted(folder.rglob("*")):
+            if f.is_file():
+                stat = f.stat()
+                entries.append((str(f.relative_to(folder)), stat.st_size, stat.st_mtime_ns))
+    except OSError:
+        return ()  # unreadable: torchvision's read will say why
+    return tuple(entries)
+
+
+@lru_cache(maxsize=16)
+def _counted(key: str, name: str, split: str, base: str, signature: tuple) -> int:
+    """Return the samples torchvision reads for a split (a full read: cached per file state)."""
+    return len(_torchvision_arrays(key, name, split, base)[1])
 
 
 def _check_indices(indices, n: int) -> np.ndarray:
@@ -294,7 +395,11 @@ def _check_indices(indices, n: int) -> np.ndarray:
 
 
 def dataset_size(name: str, split: str = "train", *, root: str | os.PathLike | None = None) -> int:
-    """Return how many samples ``load_dataset(name, split)`` holds (an image folder: all its files)."""
+    """Return how many samples ``load_dataset(name, split)`` holds (an image folder: all its files).
+
+    MNIST and FashionMNIST are counted from their file headers; other on-disk sets are read
+    once per state of their files (name, size, modification time), then the count is reused.
+    """
     key = "imagefolder" if name.startswith("imagefolder:") else name
     if key == "digits":
         return len(_digits_split(split)[1])
@@ -302,7 +407,14 @@ def dataset_size(name: str, split: str = "train", *, root: str | os.PathLike | N
         return len(_image_folder(name))
     if key not in _NORMALIZATION:
         raise ValueError(f"Unknown dataset {name!r}")
-    return len(_torchvision_arrays(key, name, split, root)[1])
+    raw = _mnist_raw_files(key, split, root)
+    if raw is not None:
+        return raw[1][0]  # from the file headers: nothing decoded
+    base = _data_root(root)
+    if base is None:
+        return len(_torchvision_arrays(key, name, split, root)[1])  # raises the clear error
+    folder = base / {**_MNIST_FOLDER, "cifar10": "cifar-10-batches-py"}[key]
+    return _counted(key, name, split, str(base), _files_signature(folder))
 
 
 def native_size(name: str) -> tuple[int, int] | None:
@@ -372,18 +484,41 @@ def _to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
 
 
 def to_model_input(images: torch.Tensor, name: str, meta: dict) -> torch.Tensor:
-    """Return ``images`` of dataset ``name`` (N, C0, h, w), as ``load_dataset`` normalises them,
-    prepared for the model described by ``meta``: (N, C, H, W) at its input size and channels
-    (as ``prepare_image`` does), normalised with ``meta["mean"]``/``meta["std"]``.
+    """Return ``images`` of dataset ``name`` (N, C0, h, w) as ``load_dataset`` gives them (float32
+    normalised, or uint8 pixels 0..255 with ``keep_uint8``) prepared for the model described
+    by ``meta``: (N, C, H, W) float32 at its input size and channels (as ``prepare_image``
+    does), normalised with ``meta["mean"]``/``meta["std"]``.
 
     Batch by batch, this lets a big subset stay at the dataset's own small size until it is fed
-    to a model with a big input (70,000 MNIST digits are 220 MB at 28x28, 42 GB at 3x224x224).
+    to a model with a big input (70,000 MNIST digits are 55 MB as uint8 at 28x28, 42 GB as
+    float32 at 3x224x224).
     """
     channels, height, width = (int(v) for v in meta["input_size"])
-    pixels = denormalize(images, *dataset_normalization(name))  # (N, C0, h, w) in [0, 1]
+    images = torch.as_tensor(images)
+    if images.dtype == torch.uint8:
+        pixels = images.float() / 255.0  # (N, C0, h, w) in [0, 1], as load_dataset scales them
+    else:
+        pixels = denormalize(images, *dataset_normalization(name))  # (N, C0, h, w) in [0, 1]
     pixels = _to_channels(pixels, channels)  # (N, C, h, w)
     pixels = _resize(pixels.contiguous(), (height, width))  # (N, C, H, W), values stay in [0, 1]
     return _normalize(pixels, list(meta["mean"]), list(meta["std"])).contiguous()
+
+
+def to_display_images(images: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
+    """Return ``images`` of dataset ``name`` (N, C, h, w), as ``load_dataset`` gives them, as
+    uint8 pixels 0..255 to show: (N, h, w) grey or (N, h, w, 3) colour.
+
+    uint8 images (``keep_uint8``) come back as a view, no copy; float32 normalised ones are
+    taken back to pixels and rounded.
+    """
+    images = torch.as_tensor(images)
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images must be (N, 1 or 3, h, w), got {tuple(images.shape)}")
+    if images.dtype != torch.uint8:
+        pixels = denormalize(images, *dataset_normalization(name))  # (N, C, h, w) in [0, 1]
+        images = pixels.mul_(255.0).round_().to(torch.uint8)
+    shown = images.permute(0, 2, 3, 1).numpy()  # (N, h, w, C)
+    return shown[..., 0] if shown.shape[-1] == 1 else shown
 
 
 def load_dataset_for_model(
