@@ -19,9 +19,10 @@ from vizlib.data import (
     available_datasets,
     dataset_normalization,
     dataset_size,
-    denormalize,
+    keeps_uint8,
     load_dataset,
     native_size,
+    to_display_images,
     to_model_input,
 )
 from vizlib.plots import plot_embeddings, scatter_payload
@@ -43,18 +44,22 @@ except ImportError:
     METHODS = ["t-SNE", "PCA"]
 
 
-MAX_PIXEL_BYTES = 2 * 2**30  # the chosen images at the size they are kept in (float32)
+# The chosen images as they are kept: uint8 pixels where the files hold them at their own size
+# (MNIST, FashionMNIST, CIFAR10: 1 byte per value, the display images are a view of them), else
+# float32 normalised plus a uint8 copy to display (5 bytes per value).
+MAX_PIXEL_BYTES = 2 * 2**30
 
 
 @st.cache_data(max_entries=2, show_spinner="Loading the dataset…")
 def dataset_points(
     dataset: str, model_hw: tuple[int, int], n_points: int, seed: int
-) -> tuple[torch.Tensor, np.ndarray, list[str], np.ndarray, int]:
-    """Return (images (N, C0, h, w) as load_dataset normalises them, labels (N,), class names,
-    display images in [0, 1], points available) for a seeded random subset of train + test.
+) -> tuple[torch.Tensor, np.ndarray, list[str], int]:
+    """Return (images (N, C0, h, w) as load_dataset gives them with keep_uint8, labels (N,),
+    class names, points available) for a seeded random subset of train + test.
 
     The subset is chosen before anything is loaded or resized and stays at the dataset's own
-    size (an image folder: the model's); ``vizlib.data.to_model_input`` prepares each batch.
+    size (an image folder: the model's); ``vizlib.data.to_model_input`` prepares each batch and
+    ``vizlib.data.to_display_images`` gives the images to show (no copy for uint8 ones).
     """
     splits = ("train",) if dataset.startswith("imagefolder:") else ("train", "test")  # one split
     sizes = [dataset_size(dataset, split) for split in splits]
@@ -62,7 +67,7 @@ def dataset_points(
     pick = np.sort(np.random.default_rng(seed).permutation(available)[:n_points])
     hw = native_size(dataset) or model_hw
     channels = len(dataset_normalization(dataset)[0])
-    need = len(pick) * channels * hw[0] * hw[1] * 4
+    need = len(pick) * channels * hw[0] * hw[1] * (1 if keeps_uint8(dataset, hw) else 4 + 1)
     if need > MAX_PIXEL_BYTES:
         fit = int(len(pick) * MAX_PIXEL_BYTES / need)
         raise ValueError(
@@ -72,18 +77,17 @@ def dataset_points(
     parts, offset = [], 0
     for split, size in zip(splits, sizes, strict=True):
         chosen = pick[(pick >= offset) & (pick < offset + size)] - offset
-        parts.append(load_dataset(dataset, split, input_size=hw, indices=chosen))
+        parts.append(load_dataset(dataset, split, input_size=hw, indices=chosen, keep_uint8=True))
         offset += size
     images = torch.cat([part[0] for part in parts])  # (N, C0, h, w)
     labels = torch.cat([part[1] for part in parts])
-    shown = denormalize(images, *dataset_normalization(dataset)).permute(0, 2, 3, 1).numpy()
-    shown = shown[..., 0] if shown.shape[-1] == 1 else shown  # (N, h, w[, 3]) in [0, 1]
-    return images, labels.numpy(), parts[0][2], shown, available
+    return images, labels.numpy(), parts[0][2], available
 
 
 def model_features(bar, model_name: str, device: str, dataset: str, n_points: int,
                    layers: tuple[str, ...], seed: int) -> tuple:  # fmt: skip
-    """Return ({layer: (N, F)}, labels, class names, display images); progress on ``bar``.
+    """Return ({layer: (N, F)}, labels, class names, display images (N, h, w[, 3]) uint8);
+    progress on ``bar``.
 
     Features stay in this session (several MB each) under their small key, so changing only
     the t-SNE settings reuses them.
@@ -93,7 +97,7 @@ def model_features(bar, model_name: str, device: str, dataset: str, n_points: in
     if key in cache:
         return cache[key]
     model, meta, lock = ui.cached_model(model_name, device)
-    images, labels, class_names, shown, available = dataset_points(
+    images, labels, class_names, available = dataset_points(
         dataset, tuple(meta["input_size"][1:]), n_points, seed
     )
     if available < n_points:
@@ -113,7 +117,7 @@ def model_features(bar, model_name: str, device: str, dataset: str, n_points: in
             transform=functools.partial(to_model_input, name=dataset, meta=meta),
         )  # fmt: skip
     cache.clear()
-    cache[key] = (feats, labels, class_names, shown)
+    cache[key] = (feats, labels, class_names, to_display_images(images, dataset))
     return cache[key]
 
 
@@ -415,13 +419,11 @@ if chosen is not None and 0 <= chosen < n and shown["images"] is not None:
     near = np.argsort(((coords - coords[chosen]) ** 2).sum(1))[1:9]
     c_big, c_strip = st.columns([1, 3])
     lab_txt = "" if shown["labels"] is None else f", label {shown['labels'][chosen]}"
-    c_big.image(
-        sharp(shown["images"][chosen]), caption=f"index {chosen}{lab_txt}", width=200, clamp=True
-    )
+    c_big.image(sharp(shown["images"][chosen]), caption=f"index {chosen}{lab_txt}", width=200)
     c_strip.caption(f"Its 8 nearest neighbours in the {layer} map")
     cols = c_strip.columns(8)
     for col, j in zip(cols, near, strict=True):
-        col.image(sharp(shown["images"][j]), caption=f"#{j}", width=64, clamp=True)
+        col.image(sharp(shown["images"][j]), caption=f"#{j}", width=64)
 elif chosen is not None:
     st.caption(f"Selected point index {chosen}.")
 else:

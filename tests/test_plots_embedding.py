@@ -43,6 +43,24 @@ def test_big_colour_images_shrink_to_the_side_keeping_their_aspect():
         thumbnail_sprite(np.zeros((2, 8, 8, 2)))
 
 
+def test_uint8_images_make_the_sprite_that_their_pixels_in_0_1_make():
+    rng = np.random.default_rng(2)
+    grey = rng.integers(0, 256, (7, 28, 28), dtype=np.uint8)  # MNIST as the page keeps it
+    data, mime, side, cols = thumbnail_sprite(grey, side=32)
+    assert (mime, side, cols) == ("image/png", 28, 3)
+    assert data == thumbnail_sprite(grey / 255.0, side=32)[0]  # the same PNG, byte for byte
+    sheet = _sheet(data)
+    np.testing.assert_array_equal(sheet[28:56, 28:56], grey[4])  # the bytes themselves
+    # shrunk: resampled from the same values in [0, 1] as the float images
+    colour = rng.integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
+    small = _sheet(thumbnail_sprite(colour, side=16)[0])
+    np.testing.assert_array_equal(small, _sheet(thumbnail_sprite(colour / 255.0, side=16)[0]))
+    # a view with strides (the page's colour images are (N, C, h, w) seen as (N, h, w, C))
+    chw = np.ascontiguousarray(colour.transpose(0, 3, 1, 2))
+    view = chw.transpose(0, 2, 3, 1)
+    assert thumbnail_sprite(view, side=16)[0] == thumbnail_sprite(colour, side=16)[0]
+
+
 def test_payload_subsamples_labels_layers_and_thumbnails_consistently():
     rng = np.random.default_rng(1)
     n = 300

@@ -130,9 +130,13 @@ def test_time_left_extrapolates_the_rate():
 def test_a_dataset_on_disk_feeds_a_model_with_a_bigger_input(tmp_path, monkeypatch):
     # MNIST's 28x28 digits into vit_digits (32x32): the subset is kept at 28x28 and each batch
     # is prepared for the model; the display images are the digits themselves.
-    from tests.conftest import write_fake_mnist
+    import numpy as np
+    import torch
 
-    write_fake_mnist(tmp_path, n_train=40, n_test=20)
+    from tests.conftest import write_fake_mnist
+    from vizlib import zoo
+
+    arrays = write_fake_mnist(tmp_path, n_train=40, n_test=20)
     monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
     at = _app()
     at.selectbox(key="tsne.model").set_value("vit_digits").run()
@@ -148,3 +152,15 @@ def test_a_dataset_on_disk_feeds_a_model_with_a_bigger_input(tmp_path, monkeypat
     assert table["features"].iloc[0] == 32 * 32  # the input layer: the model's own input size
     feats, labels, _, shown = next(iter(at.session_state["tsne.features"].values()))
     assert len(labels) == 60 and shown.shape == (60, 28, 28)
+    # 100 points of 60: all of them, train then test; shown as the files' own bytes
+    assert shown.dtype == np.uint8
+    np.testing.assert_array_equal(shown, np.concatenate([arrays["train"][0], arrays["test"][0]]))
+    np.testing.assert_array_equal(labels, np.concatenate([arrays["train"][1], arrays["test"][1]]))
+    # the input layer is the model's input: the bytes normalised for vit_digits, resized 28 -> 32
+    pixels = torch.from_numpy(shown).float()[:, None] / 255.0  # (60, 1, 28, 28) in [0, 1]
+    resized = torch.nn.functional.interpolate(
+        pixels, size=(32, 32), mode="bilinear", antialias=True, align_corners=False
+    )
+    meta = zoo.checkpoint_metadata("vit_digits")
+    expected = ((resized - meta["mean"][0]) / meta["std"][0]).reshape(60, -1).numpy()
+    np.testing.assert_allclose(feats["input"], expected, atol=1e-5)

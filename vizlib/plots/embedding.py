@@ -121,16 +121,21 @@ def plot_embeddings(
 def thumbnail_sprite(images: np.ndarray, *, side: int = 32) -> tuple[bytes, str, int, int]:
     """Return (image bytes, MIME type, thumbnail side in pixels, columns) of a sprite sheet.
 
-    ``images`` (M, h, w) grey or (M, h, w, 3) colour in [0, 1]; each is scaled (nearest for
-    small ones, antialiased for big ones) to fit ``side`` x ``side`` and the thumbnails are
-    tiled row by row, ``columns`` per row: thumbnail k sits at (k % columns, k // columns) x
-    side. Grey sheets are PNG; colour sheets JPEG (quality 85), many times smaller for photos.
+    ``images`` (M, h, w) grey or (M, h, w, 3) colour, uint8 pixels 0..255 (used as they are)
+    or floats in [0, 1]; each is scaled (nearest for small ones, antialiased for big ones) to
+    fit ``side`` x ``side`` and the thumbnails are tiled row by row, ``columns`` per row:
+    thumbnail k sits at (k % columns, k // columns) x side. Grey sheets are PNG; colour sheets
+    JPEG (quality 85), many times smaller for photos.
     """
     from PIL import Image
 
-    arr = np.clip(np.nan_to_num(np.asarray(images, dtype=np.float32)), 0.0, 1.0)
+    arr = np.asarray(images)
     if arr.ndim not in (3, 4) or len(arr) == 0 or (arr.ndim == 4 and arr.shape[-1] != 3):
         raise ValueError(f"images must be (M, h, w) or (M, h, w, 3), got {arr.shape}")
+    if arr.dtype == np.uint8:
+        unit = None  # floats in [0, 1] only if they must be resampled
+    else:
+        unit = np.clip(np.nan_to_num(arr.astype(np.float32)), 0.0, 1.0)
     m, h, w = arr.shape[:3]
     t = max(1, min(side, max(h, w)))  # never enlarge: the browser scales thumbnails up
     if max(h, w) > t:  # shrink all at once (antialiased), keeping the aspect ratio
@@ -138,17 +143,19 @@ def thumbnail_sprite(images: np.ndarray, *, side: int = 32) -> tuple[bytes, str,
         import torch.nn.functional as F
 
         size = (max(1, round(h * t / max(h, w))), max(1, round(w * t / max(h, w))))
-        x = torch.from_numpy(arr.reshape(m, h, w, -1)).permute(0, 3, 1, 2)  # (M, C, h, w)
+        unit = arr.astype(np.float32) / 255.0 if unit is None else unit
+        x = torch.from_numpy(unit.reshape(m, h, w, -1)).permute(0, 3, 1, 2)  # (M, C, h, w)
         x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
         small = x.permute(0, 2, 3, 1).clamp(0, 1).numpy()  # (M, h', w', C)
-        arr = small[..., 0] if arr.ndim == 3 else small
+        unit = small[..., 0] if arr.ndim == 3 else small
         h, w = size
+    pixels = arr if unit is None else np.round(unit * 255).astype(np.uint8)  # (M, h, w[, 3])
     cols = max(1, math.ceil(math.sqrt(m)))
     rows = math.ceil(m / cols)
     mode = "L" if arr.ndim == 3 else "RGB"
     tiles = np.zeros((rows * cols, t, t, *arr.shape[3:]), dtype=np.uint8)
     top, left = (t - h) // 2, (t - w) // 2  # centred in its tile
-    tiles[:m, top : top + h, left : left + w] = np.round(arr * 255).astype(np.uint8)
+    tiles[:m, top : top + h, left : left + w] = pixels
     grid = tiles.reshape(rows, cols, t, t, *arr.shape[3:]).swapaxes(1, 2)  # (rows, t, cols, t, .)
     sheet = Image.fromarray(grid.reshape(rows * t, cols * t, *arr.shape[3:]), mode)
     buffer = io.BytesIO()
@@ -173,11 +180,12 @@ def scatter_payload(
 ) -> dict:
     """Return the JSON-ready data of the embeddings page's linked scatter (layers side by side).
 
-    ``maps`` {layer: (N, 2)}, ``labels`` (N,) ints or None, ``images`` (N, h, w[, 3]) in [0, 1]
-    or None. Keys: ``index`` (M,) the drawn points' indices into the data (a seeded subset when
-    N > ``max_points``), ``label`` (M,) their class numbers, ``classes`` [{"id", "name",
-    "colour"}], ``layers`` [{"name", "x", "y"}] (coordinates rounded to 5 significant digits),
-    ``axis``, and, with images, ``sprite`` (a data URL), ``thumb`` (side, px), ``columns`` and
+    ``maps`` {layer: (N, 2)}, ``labels`` (N,) ints or None, ``images`` (N, h, w[, 3]) uint8
+    0..255 or floats in [0, 1] (as ``thumbnail_sprite`` takes them), or None. Keys: ``index``
+    (M,) the drawn points' indices into the data (a seeded subset when N > ``max_points``),
+    ``label`` (M,) their class numbers, ``classes`` [{"id", "name", "colour"}], ``layers``
+    [{"name", "x", "y"}] (coordinates rounded to 5 significant digits), ``axis``, and, with
+    images, ``sprite`` (a data URL), ``thumb`` (side, px), ``columns`` and
     ``thumb_slot`` (M,): the drawn point's place in the sprite, -1 when it has no thumbnail
     (at most ``max_thumbnails``, a seeded subset of the drawn points, keep the sheet small).
     """
