@@ -22,7 +22,8 @@ MAX_SIDE = 256  # real-data inputs are shrunk to at most this many cells a side
 MODES = ("Convolution", "Transposed convolution")
 PAD_KINDS = ("numbers", "same", "valid")
 
-# Shareable settings: query key -> (widget key, default, allowed values or (min, max)).
+# Shareable settings: query key -> (widget key, default, allowed values, (min, max) for whole
+# numbers, (min, max, step) for decimals, or a parser of the link's text).
 SETTINGS: dict[str, tuple[str, object, object]] = {
     "mode": (P + "mode", MODES[0], MODES),
     "h": (P + "h", 7, (0, 64)),
@@ -45,13 +46,77 @@ SETTINGS: dict[str, tuple[str, object, object]] = {
     "bias": (P + "bias", True, (False, True)),
 }
 
+SOURCES = ("sample", "digit", "field", "upload")
+KERNELS = (*kernels.kernel_names(), "custom")
+SIZED_KERNELS = ("mean", "gaussian", "identity")  # the presets with a size slider
+DEFAULT_CUSTOM = "0,-1,0;-1,4,-1;0,-1,0"  # custom kernel in link form: rows split by ";"
+
+
+def parse_custom_text(text: str) -> str:
+    """Return a custom kernel's link text ("0,-1,0;-1,4,-1;0,-1,0") tidied; ValueError if bad."""
+    rows = [row.split(",") for row in text.split(";")]
+    if len({len(row) for row in rows}) != 1:
+        raise ValueError("expected rows of equally many numbers, like 0,-1,0;-1,4,-1;0,-1,0")
+    try:
+        kernels.parse_custom_kernel(rows)
+    except ValueError as err:
+        raise ValueError(f"expected rows of numbers like 0,-1,0;-1,4,-1;0,-1,0: {err}") from None
+    return ";".join(",".join(cell.strip() for cell in row) for row in rows)
+
+
+# The real-data section's settings, keys namespaced by "data.". An uploaded file cannot travel
+# in a link, so "upload" is not a source a link may name.
+DATA_SETTINGS: dict[str, tuple[str, object, object]] = {
+    "data.src": (P + "source", "sample", SOURCES[:3]),
+    "data.img": (P + "sample", "camera", tuple(samples.sample_image_names())),
+    "data.gray": (P + "gray", True, (False, True)),
+    "data.digit": (P + "digit", 0, (0, 1796)),
+    "data.field": (P + "field", "typhoon", tuple(samples.SYNTHETIC_FIELDS)),
+    "data.noise": (P + "noise", 1.0, (0.0, 10.0, 0.5)),
+    "data.seed": (P + "seed", 0, (0, 10_000)),
+    "data.kernel": (P + "kernel", "gaussian", KERNELS),
+    "data.ksize": (P + "ksize", 5, (1, kernels.MAX_KERNEL_SIZE)),
+    "data.sigma": (P + "sigma", 1.0, (0.2, 5.0, 0.1)),
+    "data.custom": (P + "custom_text", DEFAULT_CUSTOM, parse_custom_text),
+}
+
+
+def data_link_keys(source: str, kernel: str) -> set[str]:
+    """Return the DATA_SETTINGS keys that shape what the section shows for this source and kernel."""
+    keys = {
+        "sample": {"data.src", "data.img", "data.gray"},
+        "digit": {"data.src", "data.digit"},
+        "field": {"data.src", "data.field", "data.noise", "data.seed"},
+        "upload": set(),  # the file cannot travel in the link, so neither does the choice
+    }[source] | {"data.kernel"}
+    if kernel in SIZED_KERNELS:
+        keys.add("data.ksize")
+    if kernel == "gaussian":
+        keys.add("data.sigma")
+    if kernel == "custom":
+        keys.add("data.custom")
+    return keys
+
 
 def _parse_setting(raw: str, default: object, allowed: object) -> object:
     """Return a URL value as the widget's type; ValueError saying what is allowed otherwise."""
+    if callable(allowed):
+        return allowed(raw)
     if isinstance(default, bool):
         if raw.lower() not in ("true", "false", "1", "0"):
             raise ValueError("expected true or false")
         return raw.lower() in ("true", "1")
+    if isinstance(default, float):
+        low, high, step = allowed
+        expected = f"expected a number from {low:g} to {high:g} in steps of {step:g}"
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(expected) from None
+        steps = (value - low) / step
+        if not (low <= value <= high and abs(steps - round(steps)) < 1e-6):  # NaN fails too
+            raise ValueError(expected)
+        return round(low + round(steps) * step, 10)  # on the slider's grid
     if isinstance(default, int):
         expected = f"expected a whole number from {allowed[0]} to {allowed[1]}"
         try:
@@ -66,19 +131,27 @@ def _parse_setting(raw: str, default: object, allowed: object) -> object:
     return raw
 
 
-def load_settings() -> list[str]:
-    """Give every setting widget its value before it is drawn; return warnings for bad links.
+def _link_text(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"  # 0.30000000000000004 from a slider reads 0.3
+    return str(value)
 
-    First visit in a session: the URL's values (a shared link). Later: the widget's own state,
-    or, after visiting another page (Streamlit then drops widget state), the last values used.
+
+def load_settings(table: dict, *, from_link: bool) -> list[str]:
+    """Give every setting widget in ``table`` its value before it is drawn; return warnings for
+    bad link values.
+
+    With ``from_link`` (a session's first visit) the URL's values, a shared link. Otherwise the
+    widget's own state or, where Streamlit dropped it (another page visited, the widget hidden
+    for a while), the last value used.
     """
-    first = not st.session_state.get(P + "loaded")
-    st.session_state[P + "loaded"] = True
     saved = st.session_state.get(P + "saved", {})
     warnings = []
-    for qkey, (wkey, default, allowed) in SETTINGS.items():
+    for qkey, (wkey, default, allowed) in table.items():
         value = saved.get(wkey, default)
-        if first and qkey in st.query_params:
+        if from_link and qkey in st.query_params:
             raw = st.query_params[qkey]
             try:
                 value = _parse_setting(raw, default, allowed)
@@ -88,18 +161,24 @@ def load_settings() -> list[str]:
     return warnings
 
 
-def save_settings() -> None:
-    """Remember the settings and write them into the URL so the link reopens on them."""
+def save_settings(table: dict, *, shown: set[str] | None = None) -> None:
+    """Remember the settings of ``table`` and write them into the URL so the link reopens on
+    them: those that differ from their default and, if given, are in ``shown``.
+
+    The URL's values of the page's other table are kept; keys the page does not know are dropped.
+    """
+    saved = dict(st.session_state.get(P + "saved", {}))
     current = {}
-    saved = {}
-    for qkey, (wkey, default, _) in SETTINGS.items():
+    for qkey, (wkey, default, _) in table.items():
         value = st.session_state.get(wkey, default)
         saved[wkey] = value
-        if value != default:
-            current[qkey] = str(value).lower() if isinstance(value, bool) else str(value)
+        if _link_text(value) != _link_text(default) and (shown is None or qkey in shown):
+            current[qkey] = _link_text(value)
     st.session_state[P + "saved"] = saved
-    if dict(st.query_params) != current:
-        st.query_params.from_dict(current)
+    others = (SETTINGS.keys() | DATA_SETTINGS.keys()) - table.keys()
+    link = {key: value for key, value in st.query_params.items() if key in others} | current
+    if dict(st.query_params) != link:
+        st.query_params.from_dict(link)
 
 
 def show_problem(problems: dict[str, str], *keys: str) -> None:
@@ -122,10 +201,13 @@ def fmt(n: int) -> str:
 st.title("Convolution Playground")
 st.caption(
     "Change any setting on the left; every number on the right is recomputed, and the link in "
-    "the address bar keeps the settings so you can share them. Sizes are in cells (pixels)."
+    "the address bar keeps the settings (and the data and kernel chosen under 'Apply to real "
+    "data') so you can share them. Sizes are in cells (pixels)."
 )
-for warning in load_settings():
-    st.warning(warning)
+first_visit = not st.session_state.get(P + "loaded")
+st.session_state[P + "loaded"] = True
+for warning in load_settings(SETTINGS | DATA_SETTINGS, from_link=first_visit):
+    st.warning(warning, icon=":material/link_off:")
 device = ui.current_device()
 
 controls, results = st.columns([1, 2.3], gap="large")
@@ -208,7 +290,7 @@ with controls:
     )
     slot_groups = st.empty()
     bias = st.checkbox("Bias", key=P + "bias")
-save_settings()
+save_settings(SETTINGS)
 
 padding: int | tuple[int, int] | str = (ph, pw) if pad_kind == "numbers" else pad_kind
 settings = {
@@ -618,7 +700,7 @@ def choose_input(max_side: int) -> tuple[np.ndarray, str, str, tuple[int, int]] 
     showing a message. Larger inputs are shrunk to at most max_side a side."""
     source = st.selectbox(
         "Input",
-        ("sample", "digit", "field", "upload"),
+        SOURCES,
         format_func={
             "sample": "Photo (scikit-image samples)",
             "digit": "Handwritten digit (scikit-learn digits, 8×8)",
@@ -634,9 +716,9 @@ def choose_input(max_side: int) -> tuple[np.ndarray, str, str, tuple[int, int]] 
             "Sample image", samples.sample_image_names(), key=P + "sample",
             format_func=lambda n: samples.SAMPLE_IMAGES[n],
         )  # fmt: skip
-        gray = st.checkbox("Convert to grey", True, key=P + "gray")
+        gray = st.checkbox("Convert to grey", key=P + "gray")
     elif source == "digit":
-        choice = str(st.number_input("Digit index (0–1796)", 0, 1796, 0, key=P + "digit"))
+        choice = str(st.number_input("Digit index (0–1796)", 0, 1796, key=P + "digit"))
     elif source == "field":
         choice = st.selectbox(
             "Field", list(samples.SYNTHETIC_FIELDS), key=P + "field",
@@ -644,14 +726,18 @@ def choose_input(max_side: int) -> tuple[np.ndarray, str, str, tuple[int, int]] 
         )  # fmt: skip
         c1, c2 = st.columns(2)
         unit = "K" if choice == "typhoon" else "°C"
-        noise = c1.slider(f"Noise (std, {unit})", 0.0, 10.0, 1.0, 0.5, key=P + "noise")
-        seed = c2.number_input("Noise seed", 0, 10_000, 0, key=P + "seed")
+        noise = c1.slider(f"Noise (std, {unit})", 0.0, 10.0, step=0.5, key=P + "noise")
+        seed = c2.number_input("Noise seed", 0, 10_000, key=P + "seed")
     else:
         upload = st.file_uploader(
             "Upload a grid", type=["png", "jpg", "jpeg", "npy", "nc", "nc4"], key=P + "upload",
             help="Images up to 25 megapixels; .npy: a 2-D numeric array without NaN; NetCDF: a "
             "file with a 2-D (or higher) numeric variable. Up to 50 MiB.",
         )  # fmt: skip
+        st.caption(
+            "An uploaded file is not part of the page's link: whoever opens the link sees the "
+            "default photo, with the kernel and layer settings chosen here.",
+        )
         if upload is None:
             st.info("Choose a file to filter it.")
             return None
@@ -682,20 +768,21 @@ def choose_input(max_side: int) -> tuple[np.ndarray, str, str, tuple[int, int]] 
 
 def choose_kernel() -> tuple[np.ndarray, str] | None:
     """Draw the kernel picker; return (kernel (K_h, K_w), name) or None after a message."""
-    names = [*kernels.kernel_names(), "custom"]
     name = st.selectbox(
-        "Kernel",
-        names,
-        index=names.index("gaussian"),
-        key=P + "kernel",
-        format_func=lambda n: n.replace("_", " "),
+        "Kernel", KERNELS, key=P + "kernel", format_func=lambda n: n.replace("_", " ")
     )
     if name == "custom":
-        default = pd.DataFrame([["0", "-1", "0"], ["-1", "4", "-1"], ["0", "-1", "0"]])
-        default.columns = [str(c) for c in default.columns]
+        if P + "custom" not in st.session_state:
+            # A fresh table (first time, or its state dropped while another kernel was shown)
+            # starts from the last valid custom kernel, or the link's.
+            st.session_state[P + "custom_start"] = st.session_state[P + "custom_text"]
+        start = pd.DataFrame(
+            [row.split(",") for row in st.session_state[P + "custom_start"].split(";")]
+        )
+        start.columns = [str(c) for c in start.columns]
         table = st.data_editor(
-            default, num_rows="dynamic", key=P + "custom", width="stretch",
-            column_config={c: st.column_config.TextColumn(c) for c in default.columns},
+            start, num_rows="dynamic", key=P + "custom", width="stretch",
+            column_config={c: st.column_config.TextColumn(c) for c in start.columns},
         )  # fmt: skip
         st.caption("Type numbers; add or delete rows with the table's controls (at most 15×15).")
         try:
@@ -703,15 +790,16 @@ def choose_kernel() -> tuple[np.ndarray, str] | None:
         except ValueError as err:
             st.error(str(err), icon=":material/error:")
             return None
+        st.session_state[P + "custom_text"] = ";".join(
+            ",".join(str(cell).strip() for cell in row) for row in table.to_numpy()
+        )
         explanation = "Custom kernel."
     else:
         size, sigma = 3, 1.0
-        if name in ("mean", "gaussian", "identity"):
-            size = st.slider(
-                "Kernel size (cells)", 1, 15, 5 if name == "gaussian" else 3, key=P + "ksize"
-            )
+        if name in SIZED_KERNELS:
+            size = st.slider("Kernel size (cells)", 1, kernels.MAX_KERNEL_SIZE, key=P + "ksize")
         if name == "gaussian":
-            sigma = st.slider("Sigma (pixels)", 0.2, 5.0, 1.0, 0.1, key=P + "sigma")
+            sigma = st.slider("Sigma (pixels)", 0.2, 5.0, step=0.1, key=P + "sigma")
         kernel = kernels.get_kernel(name, size=size, sigma=sigma)
         explanation = kernels.describe_kernel(name)
     if kernels.is_zero_sum(kernel):
@@ -734,11 +822,17 @@ def real_data_panel() -> None:
     # A transposed convolution enlarges its input about S times: start smaller so the result
     # stays a figure a browser can draw.
     max_side = max(16, MAX_SIDE // max(sh, sw)) if transposed else MAX_SIDE
+    # This panel reruns on its own: restore what Streamlit dropped of hidden widgets' state.
+    load_settings(DATA_SETTINGS, from_link=False)
     c1, c2 = st.columns(2)
     with c1:
         picked = choose_input(max_side)
     with c2:
         picked_kernel = choose_kernel()
+    save_settings(
+        DATA_SETTINGS,
+        shown=data_link_keys(st.session_state[P + "source"], st.session_state[P + "kernel"]),
+    )
     if picked is None or picked_kernel is None:
         return
     image, units, label, original = picked

@@ -3,9 +3,11 @@ a message at the control and never an exception, and the URL carries the setting
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
@@ -270,3 +272,256 @@ def test_real_data_follows_the_transposed_layer_and_says_when_it_shrinks():
         for c in at.caption
     )
     assert not _errors(at)
+
+
+# --- The real-data section in the link -------------------------------------------------------
+
+RANGE_RE = re.compile(
+    r"^(.+?): (\d+)×(\d+)(?: \(shrunk[^)]*\))? → (\d+)×(\d+); output range (\S+) to (\S+) "
+)
+
+
+def _data_result(at: AppTest) -> tuple:
+    """Return (label, input (H, W), output (H, W), output min, output max) from the caption."""
+    for caption in at.caption:
+        found = RANGE_RE.search(caption.value)
+        if found:
+            label, h, w, ho, wo, low, high = found.groups()
+            return label, (int(h), int(w)), (int(ho), int(wo)), float(low), float(high)
+    raise AssertionError("no real-data result caption")
+
+
+def _link_warnings(at: AppTest) -> list[str]:
+    return [w.value for w in at.warning if "from the link" in w.value]
+
+
+def _correlate(image, kernel) -> np.ndarray:
+    """torch's own 'valid' cross-correlation in float64, (H, W) * (K_h, K_w)."""
+    x = torch.as_tensor(np.asarray(image, dtype=float))[None, None]
+    k = torch.as_tensor(np.asarray(kernel, dtype=float))[None, None]
+    return torch.nn.functional.conv2d(x, k)[0, 0].numpy()
+
+
+def test_a_link_opens_the_real_data_section_on_its_field_and_kernel():
+    from vizlib.data import samples
+
+    at = _run(
+        **{
+            "h": 10,
+            "data.src": "field",
+            "data.field": "front",
+            "data.noise": "2.5",
+            "data.seed": 7,
+            "data.kernel": "gaussian",
+            "data.ksize": 7,
+            "data.sigma": "2.3",
+        }
+    )
+    assert not at.exception and not _errors(at) and not _link_warnings(at)
+    assert at.selectbox(key="conv.source").value == "field"
+    assert at.selectbox(key="conv.field").value == "front"
+    assert at.slider(key="conv.noise").value == 2.5
+    assert at.number_input(key="conv.seed").value == 7
+    assert at.selectbox(key="conv.kernel").value == "gaussian"
+    assert at.slider(key="conv.ksize").value == 7
+    assert at.slider(key="conv.sigma").value == pytest.approx(2.3)
+    assert at.number_input(key="conv.h").value == 10
+    # the filtered field is the one the link names: a 7×7 Gaussian (sigma 2.3) worked out here
+    r = np.arange(7) - 3.0
+    g = np.exp(-(r**2) / (2 * 2.3**2))
+    expected = _correlate(
+        samples.synthetic_field("front", size=128, noise=2.5, seed=7), np.outer(g, g) / g.sum() ** 2
+    )
+    label, in_hw, out_hw, low, high = _data_result(at)
+    assert (label, in_hw, out_hw) == ("front", (128, 128), (122, 122))
+    assert low == pytest.approx(expected.min(), rel=1e-3)
+    assert high == pytest.approx(expected.max(), rel=1e-3)
+
+
+def test_a_link_opens_a_digit_with_a_custom_kernel_and_a_colour_photo():
+    from sklearn.datasets import load_digits
+
+    at = _run(
+        **{
+            "data.src": "digit",
+            "data.digit": 42,
+            "data.kernel": "custom",
+            "data.custom": "1, 2;3,-4",
+        }
+    )
+    assert not at.exception and not _errors(at) and not _link_warnings(at)
+    assert at.number_input(key="conv.digit").value == 42
+    assert at.selectbox(key="conv.kernel").value == "custom"
+    expected = _correlate(load_digits().images[42] / 16, [[1, 2], [3, -4]])
+    label, in_hw, out_hw, low, high = _data_result(at)
+    assert (label, in_hw, out_hw) == ("42", (8, 8), (7, 7))
+    assert (low, high) == (
+        pytest.approx(expected.min(), rel=1e-3),
+        pytest.approx(expected.max(), rel=1e-3),
+    )
+    assert at.query_params["data.custom"] == "1,2;3,-4"  # tidied, same kernel
+
+    at = _run(**{"data.img": "chelsea", "data.gray": "false", "data.kernel": "sobel_x"})
+    assert not at.exception and not _errors(at) and not _link_warnings(at)
+    assert at.selectbox(key="conv.sample").value == "chelsea"
+    assert at.checkbox(key="conv.gray").value is False
+    assert at.selectbox(key="conv.kernel").value == "sobel_x"
+    assert _data_result(at)[:3] == ("chelsea", (170, 256), (168, 254))  # 300×451 shrunk to 256
+
+
+def test_changing_the_real_data_widgets_rewrites_the_link():
+    at = _run(h=10)
+    assert dict(at.query_params) == {"h": "10"}  # defaults stay out of the link
+    at.selectbox(key="conv.source").set_value("field").run()
+    at.selectbox(key="conv.field").set_value("front")
+    at.slider(key="conv.noise").set_value(0.0)
+    at.number_input(key="conv.seed").set_value(3).run()
+    at.selectbox(key="conv.kernel").set_value("sobel_y").run()
+    assert not at.exception and not _errors(at)
+    assert dict(at.query_params) == {
+        "h": "10",
+        "data.src": "field",
+        "data.field": "front",
+        "data.noise": "0",
+        "data.seed": "3",
+        "data.kernel": "sobel_y",
+    }
+    at.selectbox(key="conv.kernel").set_value("mean").run()
+    at.slider(key="conv.ksize").set_value(3).run()
+    assert at.query_params["data.kernel"] == "mean" and at.query_params["data.ksize"] == "3"
+    at.slider(key="conv.sh").set_value(2).run()  # a layer setting keeps the data settings
+    assert at.query_params["sh"] == "2" and at.query_params["data.ksize"] == "3"
+    at.selectbox(key="conv.source").set_value("digit").run()
+    at.number_input(key="conv.digit").set_value(5).run()
+    link = dict(at.query_params)
+    assert link == {
+        "h": "10",
+        "sh": "2",
+        "data.src": "digit",
+        "data.digit": "5",
+        "data.kernel": "mean",
+        "data.ksize": "3",
+    }
+    # the link reopens the same result in a new session
+    again = _run(**link)
+    assert not again.exception and not _link_warnings(again)
+    assert _data_result(again) == _data_result(at)
+    assert _output(again) == _output(at)
+    assert _data_result(at)[:3] == ("5", (8, 8), (3, 6))  # mean 3×3 at stride 2×1
+
+
+def test_a_hidden_setting_is_kept_while_another_kernel_is_shown():
+    at = _run(**{"data.sigma": "2.3"})
+    at.selectbox(key="conv.kernel").set_value("laplacian").run()
+    assert "data.sigma" not in at.query_params  # not shown, so not in the link
+    at.selectbox(key="conv.kernel").set_value("gaussian").run()
+    assert at.slider(key="conv.sigma").value == pytest.approx(2.3)
+    assert at.query_params["data.sigma"] == "2.3"
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "expected"),
+    [
+        ("data.src", "upload", "expected one of sample, digit, field"),
+        ("data.img", "lena", "expected one of camera, astronaut"),
+        ("data.gray", "maybe", "expected true or false"),
+        ("data.digit", "5000", "expected a whole number from 0 to 1796"),
+        ("data.field", "hurricane", "expected one of typhoon, front"),
+        ("data.noise", "abc", "expected a number from 0 to 10 in steps of 0.5"),
+        ("data.noise", "0.3", "expected a number from 0 to 10 in steps of 0.5"),
+        ("data.seed", "-1", "expected a whole number from 0 to 10000"),
+        ("data.kernel", "blur", "expected one of identity, mean, gaussian"),
+        ("data.ksize", "99", "expected a whole number from 1 to 15"),
+        ("data.sigma", "nan", "expected a number from 0.2 to 5 in steps of 0.1"),
+        ("data.sigma", "9", "expected a number from 0.2 to 5 in steps of 0.1"),
+        ("data.custom", "1,x;2,3", "'x' at row 1, column 2, which is not a number"),
+        ("data.custom", "1,2;3", "expected rows of equally many numbers"),
+        ("data.custom", ";".join(["1"] * 16), "at most 15×15"),
+    ],
+)
+def test_a_bad_real_data_link_value_falls_back_with_a_warning(key, raw, expected):
+    at = _run(**{key: raw, "data.kernel": "custom"} if key == "data.custom" else {key: raw})
+    assert not at.exception and not _errors(at)
+    warnings = _link_warnings(at)
+    assert len(warnings) == 1 and f"Ignored `{key}={raw}` from the link" in warnings[0]
+    assert expected in warnings[0], warnings[0]
+    wkey, default = {
+        "data.src": ("conv.source", "sample"),
+        "data.img": ("conv.sample", "camera"),
+        "data.gray": ("conv.gray", True),
+        "data.digit": ("conv.digit", 0),
+        "data.field": ("conv.field", "typhoon"),
+        "data.noise": ("conv.noise", 1.0),
+        "data.seed": ("conv.seed", 0),
+        "data.kernel": ("conv.kernel", "gaussian"),
+        "data.ksize": ("conv.ksize", 5),
+        "data.sigma": ("conv.sigma", 1.0),
+        "data.custom": ("conv.custom_text", "0,-1,0;-1,4,-1;0,-1,0"),
+    }[key]
+    assert at.session_state[wkey] == default
+    assert at.query_params.get(key) != raw  # the bad value has left the link
+    if key == "data.custom":  # the default 3×3 custom kernel is applied instead
+        assert _data_result(at)[1:3] == ((256, 256), (254, 254))
+
+
+def test_an_upload_stays_out_of_the_link(tmp_path):
+    at = _run(**{"data.src": "field", "data.kernel": "laplacian"})
+    at.selectbox(key="conv.source").set_value("upload").run()
+    assert dict(at.query_params) == {"data.kernel": "laplacian"}
+    assert any("uploaded file is not part of the page's link" in c.value for c in at.caption)
+    buffer = io.BytesIO()
+    grid = np.arange(30.0).reshape(5, 6) ** 2
+    np.save(buffer, grid)
+    at.file_uploader(key="conv.upload").set_value(
+        ("grid.npy", buffer.getvalue(), "application/octet-stream")
+    ).run()
+    assert not at.exception and not _errors(at)
+    expected = _correlate(grid, [[0, 1, 0], [1, -4, 1], [0, 1, 0]])
+    label, in_hw, out_hw, low, high = _data_result(at)
+    assert label.startswith("grid.npy") and (in_hw, out_hw) == ((5, 6), (3, 4))
+    assert (low, high) == (pytest.approx(expected.min()), pytest.approx(expected.max()))
+    assert dict(at.query_params) == {"data.kernel": "laplacian"}
+    # whoever opens that link gets the default photo with the same kernel
+    again = _run(**dict(at.query_params))
+    assert again.selectbox(key="conv.source").value == "sample"
+    assert _data_result(again)[0] == "camera"
+    assert again.selectbox(key="conv.kernel").value == "laplacian"
+
+
+def _netcdf_bytes(tmp_path, fmt: str) -> bytes:
+    import netCDF4
+
+    path = tmp_path / f"sst_{fmt}.nc"
+    with netCDF4.Dataset(path, "w", format=fmt) as ds:
+        ds.createDimension("lat", 30)
+        ds.createDimension("lon", 40)
+        sst = ds.createVariable("sst", "f4", ("lat", "lon"))
+        sst.units = "K"
+        sst[:] = 280 + np.arange(1200, dtype=np.float32).reshape(30, 40) / 100
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "message"),
+    [
+        (
+            "NETCDF3_CLASSIC",
+            "The NetCDF file looks damaged or truncated: variable 'sst' could not be read",
+        ),
+        ("NETCDF4", "starts like a NetCDF file but looks damaged or truncated"),
+    ],
+)
+def test_a_truncated_netcdf_upload_says_it_is_damaged(tmp_path, fmt, message):
+    data = _netcdf_bytes(tmp_path, fmt)
+    at = _run(**{"data.src": "field"})
+    at.selectbox(key="conv.source").set_value("upload").run()
+    uploader = at.file_uploader(key="conv.upload")
+    uploader.set_value(("sst.nc", data[: len(data) - 100], "application/x-netcdf")).run()
+    assert not at.exception
+    errors = _errors(at)
+    assert len(errors) == 1 and message in errors[0], errors
+    assert _output(at) == (1, 5, 5)  # the rest of the page keeps working
+    at.file_uploader(key="conv.upload").set_value(("sst.nc", data, "application/x-netcdf")).run()
+    assert not at.exception and not _errors(at)
+    label, in_hw, out_hw, _, _ = _data_result(at)
+    assert label.startswith("sst.nc") and (in_hw, out_hw) == ((30, 40), (26, 36))
