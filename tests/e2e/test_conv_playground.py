@@ -40,12 +40,14 @@ def test_uploads_show_a_message_or_the_filtered_grid(page, app_url, tmp_path):
     bad = tmp_path / "bad.npy"
     np.save(bad, np.array([[1.0, np.nan], [2.0, 3.0]]))
     good = tmp_path / "sst.nc"
-    with netCDF4.Dataset(good, "w") as ds:
+    with netCDF4.Dataset(good, "w", format="NETCDF3_CLASSIC") as ds:
         ds.createDimension("lat", 30)
         ds.createDimension("lon", 40)
         sst = ds.createVariable("sst", "f4", ("lat", "lon"))
         sst.units = "K"
         sst[:] = 280 + np.linspace(0, 10, 40)[None, :] * np.ones((30, 1))
+    cut = tmp_path / "cut.nc"  # the header intact, the data cut short
+    cut.write_bytes(good.read_bytes()[:-1000])
 
     open_page(page, app_url, "conv_playground")
     source = page.locator('[data-testid="stSelectbox"]').filter(has_text="Input").first
@@ -59,6 +61,14 @@ def test_uploads_show_a_message_or_the_filtered_grid(page, app_url, tmp_path):
     wait_until_idle(page)
     assert any("1 NaN" in box for box in error_boxes(page))
     assert _output_shape(page) == (1, 5, 5)  # the rest of the page keeps working
+    page.get_by_text("An uploaded file is not part of the page's link").wait_for()
+    assert "data.src" not in page.url
+    dropzone.set_input_files(str(cut))
+    wait_until_idle(page)
+    assert any(
+        "The NetCDF file looks damaged or truncated: variable 'sst' could not be read" in box
+        for box in error_boxes(page)
+    ), error_boxes(page)
     dropzone.set_input_files(str(good))
     wait_until_idle(page)
     assert error_boxes(page) == []
@@ -102,5 +112,59 @@ def test_a_copied_link_opens_the_same_settings_in_a_fresh_tab(page, app_url, bro
         height = fresh.locator('[data-testid="stNumberInput"]').filter(has_text="Input height H")
         assert height.locator("input").input_value() == "20"
         assert error_boxes(fresh) == []
+    finally:
+        fresh.context.close()
+
+
+def _pick(page, label: str, option: str) -> None:
+    """Choose ``option`` in the selectbox whose label starts with ``label``."""
+    box = page.locator('[data-testid="stSelectbox"]').filter(
+        has=page.locator('[data-testid="stWidgetLabel"]', has_text=re.compile(f"^{label}"))
+    )
+    box.scroll_into_view_if_needed()
+    box.click()
+    page.keyboard.type(option)
+    page.keyboard.press("Enter")
+
+
+def test_a_link_carries_the_real_data_choices(page, app_url, browser):
+    query = "data.src=field&data.field=front&data.noise=0&data.sigma=2.3"
+    open_page(page, app_url, f"conv_playground?{query}")
+    result = re.compile(r"^front: 128×128 → (\d+)×(\d+); output range")
+    page.get_by_text(result).first.wait_for()  # the link's field, not the default photo
+    assert "124×124" in page.get_by_text(result).first.inner_text()  # 5×5 Gaussian
+    # The panel reruns on its own (a fragment): its link keys must follow all the same.
+    _pick(page, "Kernel", "laplacian")
+    page.wait_for_url(lambda url: "data.kernel=laplacian" in url)
+    wait_until_idle(page)
+    assert "data.sigma" not in page.url and "data.src=field" in page.url
+    page.get_by_text(re.compile(r"^front: 128×128 → 126×126")).first.wait_for()
+    _pick(page, "Kernel", "gaussian")  # sigma was hidden meanwhile: it comes back at 2.3
+    page.wait_for_url(lambda url: "data.sigma=2.3" in url and "data.kernel" not in url)
+    _pick(page, "Kernel", "sobel")  # sobel x, the first match
+    page.wait_for_url(lambda url: "data.kernel=sobel_x" in url)
+    wait_until_idle(page)
+    stride = page.locator('[data-testid="stSlider"]').filter(has_text="Stride S_h")
+    stride.get_by_role("slider").focus()
+    stride.get_by_role("slider").press("ArrowRight")  # a layer setting: a full rerun
+    page.wait_for_url(lambda url: "sh=2" in url and "data.kernel=sobel_x" in url)
+    wait_until_idle(page)
+    page.get_by_text(re.compile(r"^front: 128×128 → 63×126")).first.wait_for()
+    link = page.url
+
+    fresh = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()
+    fresh.set_default_timeout(60_000)
+    try:
+        fresh.goto(link)
+        wait_until_idle(fresh)
+        fresh.get_by_text(re.compile(r"^front: 128×128 → 63×126")).first.wait_for()
+        assert fresh.get_by_text("Sobel x: zero-sum").count() > 0
+        assert error_boxes(fresh) == []
+        assert (
+            fresh.locator('[data-testid="stAlertContentWarning"]')
+            .filter(has_text="from the link")
+            .count()
+            == 0
+        )
     finally:
         fresh.context.close()
