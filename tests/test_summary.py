@@ -35,6 +35,9 @@ def test_lenet_rows_and_totals():
     assert by_name["flatten"]["output_shape"] == [1, 256]
     assert [r["name"] for r in rows][:3] == ["conv1", "pool1", "relu1"]
     assert table_totals(rows) == {"params": 105_506, "macs": 1_333_200}
+    # the same pass records receptive fields (tests/test_receptive.py checks them in depth)
+    assert (by_name["conv2"]["receptive_field"], by_name["conv2"]["jump"]) == ((19, 19), (3, 3))
+    assert by_name["fc1"]["receptive_field"] == "whole image"
 
 
 def _flop_counter_macs(model: nn.Module, shape: tuple[int, ...], **kwargs) -> int:

@@ -25,6 +25,7 @@ _SUBMODULES = (
     "models",
     "plots",
     "posembed",
+    "receptive",
     "summary",
     "train",
     "zoo",

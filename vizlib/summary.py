@@ -14,6 +14,12 @@ Multiply-add (MAC) convention, per sample (the forward pass runs on a batch of o
 - Bias additions, normalisation, activations, pooling, softmax, dropout and residual additions
   count 0: they are not multiply-adds of weights (the usual convention; LeNet's 1,333,200).
 
+Receptive fields (``vizlib.receptive``, recorded in the same forward pass) for image inputs
+(C, H, W): ``receptive_field`` (H, W) in input pixels, "whole image" or "unknown", ``jump`` (H,
+W) in input pixels between neighbouring units, ``rf_start`` the first input pixel (row, column)
+seen by unit (0, 0); None where they do not apply (token inputs, layers never called, outputs not
+computed from the image). A module called more than once reports its last call, like its shape.
+
 Rows are the leaf modules in call order, plus ``nn.MultiheadAttention`` as one leaf, plus any
 module holding parameters of its own (a ViT's class token and position embedding: listed under
 that module with its *own* parameters only). Shared parameters are counted once. Modules that
@@ -22,6 +28,7 @@ the forward pass never calls are listed last with ``output_shape`` None and 0 MA
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Sequence
@@ -32,6 +39,7 @@ from torch import nn
 
 from ._hooks import forward_hooks
 from .device import resolve_device
+from .receptive import ReceptiveFieldTracer, field_columns
 
 __all__ = [
     "batch_matmul_timing",
@@ -110,11 +118,13 @@ def layer_table(
     *,
     device: str | torch.device | None = None,
 ) -> list[dict[str, Any]]:
-    """Return one dict per layer: name, type, output_shape (list, batch of 1), params, macs.
+    """Return one dict per layer: name, type, output_shape (list, batch of 1), params, macs,
+    receptive_field, jump, rf_start.
 
     ``input_shape`` excludes the batch: (C, H, W) for images, (T, D) for token sequences
     (``nn.MultiheadAttention`` gets it as query, key and value). MACs are per sample, see the
-    module docstring for the convention. The forward pass runs on ``device`` (default: where
+    module docstring for the convention; receptive fields are given for a (C, H, W)
+    ``input_shape`` only, in input pixels (see the module docstring). The forward pass runs on ``device`` (default: where
     the model's parameters are) under ``torch.enable_grad`` on an input that requires grad, so
     that torch's fused transformer fast paths, which skip the per-layer modules, are not taken;
     no parameter, buffer or mode of ``model`` is changed, and every hook is removed on exit
@@ -149,6 +159,7 @@ def layer_table(
             "output_shape": None,
             "params": params,
             "macs": 0,
+            **field_columns(None),
         }
 
     def make_hook(name: str):
@@ -157,6 +168,8 @@ def layer_table(
             row = rows[name]
             row["output_shape"] = list(out.shape) if out is not None else None
             row["macs"] += _macs(module, inputs, out)
+            if tracer is not None:
+                row.update(field_columns(tracer.field(out)))
             if name not in order:
                 order.append(name)
 
@@ -167,12 +180,14 @@ def layer_table(
     else:
         x_shape = (1, *shape)
     x = torch.zeros(x_shape, device=dev, dtype=dtype or torch.float32, requires_grad=True)
+    is_image = len(shape) == 3 and not isinstance(model, nn.MultiheadAttention)
+    tracer = ReceptiveFieldTracer(x) if is_image else None
     was_training = model.training
     try:
         if was_training:
             model.eval()
         hooks = ((m, make_hook(n)) for n, (m, _) in row_modules.items())
-        with forward_hooks(hooks), torch.enable_grad():
+        with forward_hooks(hooks), torch.enable_grad(), tracer or contextlib.nullcontext():
             if isinstance(model, nn.MultiheadAttention):
                 model(x, x, x)
             else:
