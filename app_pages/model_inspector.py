@@ -1,23 +1,22 @@
-"""Model Inspector: per-layer shapes, parameters and multiply-adds of a shipped, torchvision or
-uploaded model; transformer building blocks; why batching matters."""
+"""Model Inspector: per-layer shapes, parameters, multiply-adds and receptive fields of a shipped,
+torchvision or uploaded model; transformer building blocks; why batching matters."""
 
 from __future__ import annotations
-
-import hashlib
 
 import pandas as pd
 import streamlit as st
 import torch
 
 import ui
-from vizlib import summary, zoo
+from vizlib import receptive, summary, zoo
 from vizlib.data import available_datasets
-from vizlib.plots.models import plot_batch_timing, plot_layer_costs
+from vizlib.plots.models import plot_batch_timing, plot_layer_costs, plot_receptive_fields
 
 st.title("Model Inspector")
 st.caption(
     "Open a network layer by layer: every output shape, parameter count and multiply-add below "
-    "comes from a real forward pass of one sample through the model, recorded with hooks."
+    "comes from a real forward pass of one sample through the model, recorded with hooks; "
+    "the receptive fields are followed through the same pass, op by op."
 )
 
 device = str(ui.current_device())
@@ -39,16 +38,13 @@ def block_counts() -> list[dict]:
     return summary.transformer_block_counts()
 
 
-def load_upload(data: bytes, architecture: str):
-    """Model, metadata and layer table of uploaded bytes, kept in this session only (never
-    shared), so that a rerun (a toggle) does not repeat the forward pass."""
-    key = (hashlib.sha256(data).hexdigest(), architecture)
-    cache = st.session_state.setdefault("inspector.upload_cache", {})
-    if key not in cache:
-        cache.clear()  # one upload at a time per session
-        model, meta = zoo.load_uploaded(data, architecture)
-        cache[key] = (model, meta, summary.layer_table(model, meta["input_size"]))
-    return cache[key]
+@st.cache_data(max_entries=8, show_spinner=False)
+def upload_layer_rows(digest: str, architecture: str, device: str) -> list[dict]:
+    """Layer table of uploaded weights (the shared ``ui.uploaded_model``), computed once per
+    (file SHA-256, architecture, device), so that a rerun (a toggle) repeats no forward pass."""
+    model, meta, lock = ui.uploaded_model(digest, architecture, device, None)
+    with lock:  # layer_table registers hooks on the shared model
+        return summary.layer_table(model, meta["input_size"])
 
 
 # ---- model choice -------------------------------------------------------------------------
@@ -83,30 +79,20 @@ if source == SOURCE_ZOO:
         st.error(f"The GPU ran out of memory loading {name}; pick the CPU in the sidebar.")
 else:
     st.query_params["model"] = "upload"
-    col_file, col_arch = st.columns([2, 1])
-    upload_limit_mb = int(st.get_option("server.maxUploadSize"))
-    architecture = col_arch.selectbox(
-        "Architecture of the weights",
+    picked = ui.upload_picker(
+        "inspector",
         zoo.upload_architectures(),
-        key="inspector.upload_arch",
-        help="The uploaded state_dict must match this architecture key by key and shape by shape.",
+        device,
+        prompt="Upload a weights file to inspect it, or switch to a shipped model.",
     )
-    upload = col_file.file_uploader(
-        "Weights (.safetensors, or a .pt/.pth state_dict)",
-        type=["safetensors", "pt", "pth"],
-        key="inspector.upload",
-        help="Pickled files are read with torch.load(weights_only=True): anything but tensors "
-        f"is refused. Limit {min(zoo.MAX_UPLOAD_BYTES // 2**20, upload_limit_mb)} MB.",
-    )
-    if upload is None:
-        st.info("Upload a weights file to inspect it, or switch to a shipped model.")
-    else:
+    if picked is not None:
+        architecture, digest, model, meta, _lock = picked
+        st.success(f"Loaded the weights into {architecture}: every key and shape matched.")
         try:
-            with st.spinner("Checking and loading the weights…", show_time=True):
-                model, meta, rows = load_upload(upload.getvalue(), architecture)
-            st.success(f"Loaded {upload.name} into {architecture}: every key and shape matched.")
-        except ValueError as err:
-            col_file.error(str(err))
+            with st.spinner("Running the upload once to record its layers…", show_time=True):
+                rows = upload_layer_rows(digest, architecture, device)
+        except (ValueError, RuntimeError) as err:
+            st.error(f"Could not run the uploaded model: {err}")
 
 if meta is not None and meta.get("notice"):
     st.warning(meta["notice"], icon=":material/warning:")
@@ -155,6 +141,7 @@ if meta is not None and rows is not None:
         "attention products (QK^T and AV); biases, norms, activations and pooling count zero. "
         "Output shapes include a batch of 1."
     )
+    field = receptive.field_text
     table = pd.DataFrame(
         {
             "layer": [r["name"] for r in rows],
@@ -165,6 +152,9 @@ if meta is not None and rows is not None:
             ],
             "parameters": [r["params"] for r in rows],
             "multiply-adds": [r["macs"] for r in rows],
+            "Receptive field (px)": [field(r["receptive_field"]) for r in rows],
+            "Jump (px)": [field(r["jump"]) for r in rows],
+            "Field start (px)": [field(r["rf_start"]) for r in rows],
         }
     )
     st.dataframe(
@@ -175,8 +165,41 @@ if meta is not None and rows is not None:
         column_config={
             "parameters": st.column_config.NumberColumn(format="localized"),
             "multiply-adds": st.column_config.NumberColumn(format="localized"),
+            "Receptive field (px)": st.column_config.TextColumn(
+                help="Height x width of the input patch each unit of this layer sees, in input "
+                "pixels (padding included)."
+            ),
+            "Jump (px)": st.column_config.TextColumn(
+                help="Distance in input pixels between neighbouring units of this layer: the "
+                "product of the strides so far."
+            ),
+            "Field start (px)": st.column_config.TextColumn(
+                help="Row x column of the first input pixel seen by unit (0, 0); negative: the "
+                "field begins in the zero padding."
+            ),
         },
     )
+    image_hw = tuple(int(v) for v in meta["input_size"][1:])
+    st.caption(
+        "**Receptive field** R x R: each unit of this layer sees an R x R patch of the input "
+        "image. **Jump** J: neighbouring units of this layer are J pixels apart in the input. "
+        "Padding shifts a field, it never changes R; where branches merge (a residual addition) "
+        "the field is the union of theirs. After global pooling, a linear layer on flattened "
+        "maps, or attention, every unit sees the whole image. *unknown*: a layer the analysis "
+        "cannot follow, and every layer after it; *—*: not computed from the image (the jump: "
+        "the maps were flattened). A module used more than once (torchvision's ReLU in each "
+        "block) shows its last use."
+    )
+    larger = receptive.larger_than_input(rows, image_hw)
+    if larger:
+        first = next(r for r in rows if r["name"] == larger[0])
+        st.info(
+            f"{len(larger)} layers see more than the {image_hw[0]} x {image_hw[1]} input, "
+            f"starting with {larger[0]} ({field(first['receptive_field'])} px). That is "
+            "correct: the field counts the zero padding around the image, which units near the "
+            "border see; only the part inside the image carries pixels.",
+            icon=":material/info:",
+        )
     st.download_button(
         "Download the layer table (CSV)",
         table.to_csv(index=False).encode(),
@@ -186,6 +209,8 @@ if meta is not None and rows is not None:
     )
     log_x = st.toggle("Logarithmic axes", key="inspector.log", value=False)
     st.plotly_chart(plot_layer_costs(rows, log_x=log_x), key="inspector.costs")
+    if any(isinstance(r["receptive_field"], tuple) for r in rows):
+        st.plotly_chart(plot_receptive_fields(rows, image_hw), key="inspector.fields")
 
     with st.expander("print(model): torch's own description"):
         st.code(str(model), language="text")

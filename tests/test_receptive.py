@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vizlib.models import LeNetLike, SmallResNet
+from vizlib.plots.models import plot_receptive_fields
 from vizlib.receptive import ReceptiveFieldTracer, field_text, larger_than_input
 from vizlib.summary import layer_table
 
@@ -426,3 +427,17 @@ def test_text_and_larger_than_input():
         {"name": "d", "receptive_field": None},
     ]
     assert larger_than_input(rows, (28, 28)) == ["b"]
+
+
+def test_plot_receptive_fields_draws_the_table_numbers():
+    rows = layer_table(LeNetLike().eval(), (1, 28, 28))
+    fig = plot_receptive_fields(rows, (28, 28))
+    (trace,) = fig.data  # square fields: one line
+    assert list(trace.y) == [5, 7, 7, 19, 22, 22, 22]  # conv1 ... flatten; fc layers: whole
+    assert fig.layout.shapes[0].y0 == 28  # the input height
+    assert "whole image from fc1" in fig.layout.annotations[-1].text
+    wide = [{**r, "receptive_field": (r["receptive_field"][0], 1)} for r in rows[:2]]
+    assert [t.name for t in plot_receptive_fields(wide, (28, 28)).data] == [
+        "field height",
+        "field width",
+    ]

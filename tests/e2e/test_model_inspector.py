@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import error_boxes, open_page, screenshot, wait_until_idle
+from tests.e2e.conftest import (
+    error_boxes,
+    open_page,
+    plotly_charts,
+    screenshot,
+    wait_until_idle,
+)
 
 
 @pytest.mark.e2e
@@ -16,6 +22,9 @@ def test_model_inspector_renders(page, app_url):
     page.get_by_text("1,333,200", exact=True).first.wait_for(timeout=60_000)
     wait_until_idle(page)
     assert error_boxes(page) == []
+    # the receptive-field column: its caption, and the growth chart beside the costs chart
+    page.get_by_text("each unit of this layer sees an R x R patch").wait_for()
+    assert plotly_charts(page, at_least=2) >= 2
     screenshot(page, "model_inspector_top")
     page.get_by_role("button", name="Time it").click()
     page.get_by_text("Speed-up on cpu").wait_for(timeout=120_000)

@@ -45,6 +45,51 @@ def test_lenet_totals_table_and_transformer_counts():
     assert "bundled" in _table(at, "status").set_index("dataset").loc["digits", "status"]
 
 
+def test_lenet_receptive_fields_in_the_layer_table():
+    at = _run()
+    assert not at.exception and not at.error
+    layers = _table(at, "Receptive field (px)").set_index("layer")
+    # by hand: conv 5; pool 3: 5 + 2 = 7, jump 3; conv 5: 7 + 4*3 = 19; pool 2: 22, jump 6
+    fields = layers["Receptive field (px)"]
+    assert [fields[n] for n in ("conv1", "pool1", "conv2", "pool2")] == [
+        "5 x 5",
+        "7 x 7",
+        "19 x 19",
+        "22 x 22",
+    ]
+    assert layers.loc["pool2", "Jump (px)"] == "6 x 6"
+    assert layers.loc["conv1", "Field start (px)"] == "0 x 0"
+    assert layers.loc["flatten", "Jump (px)"] == "—"  # flattened: no neighbours any more
+    assert (fields[["fc1", "relu3", "fc2"]] == "whole image").all()
+    assert any("each unit of this layer sees an R x R patch" in c.value for c in at.caption)
+    assert not any("see more than" in i.value for i in at.info)  # 22 px < 28 px
+    assert len(at.get("plotly_chart")) == 2  # costs and receptive fields
+
+
+def test_residual_and_vit_fields_and_a_field_larger_than_the_input(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    at = _run()
+    at.selectbox(key="inspector.model").select("resnet_digits").run()
+    layers = _table(at, "Receptive field (px)").set_index("layer")
+    # block 0: two 3x3 convs after the 3x3 stem; the identity shortcut (3 x 3) merges as union
+    assert layers.loc["layers.0.relu2", "Receptive field (px)"] == "7 x 7"
+    assert layers.loc["layers.2.relu2", "Jump (px)"] == "4 x 4"
+    assert layers.loc["pool", "Receptive field (px)"] == "whole image"
+
+    at.selectbox(key="inspector.model").select("vit_digits").run()
+    layers = _table(at, "Receptive field (px)").set_index("layer")
+    assert layers.loc["patch_embed", "Receptive field (px)"] == "4 x 4"
+    assert layers.loc["patch_embed", "Jump (px)"] == "4 x 4"
+    assert layers.loc["blocks.0.attn", "Receptive field (px)"] == "whole image"
+
+    at.selectbox(key="inspector.model").select("resnet18").run()
+    assert not at.exception and not at.error
+    layers = _table(at, "Receptive field (px)").set_index("layer")
+    assert layers.loc["layer4.1.conv2", "Receptive field (px)"] == "435 x 435"
+    notes = [i.value for i in at.info if "see more than" in i.value]
+    assert len(notes) == 1 and "224 x 224 input" in notes[0] and "padding" in notes[0]
+
+
 def test_batching_demo_button():
     at = _run()
     at.number_input(key="inspector.n").set_value(100)
@@ -87,21 +132,23 @@ def test_uploads_good_bad_and_malicious(tmp_path):
     assert not at.exception
     at.selectbox(key="inspector.upload_arch").select("lenet_digits").run()
     state = LeNetLike().state_dict()
-    at.file_uploader(key="inspector.upload").set_value(
+    at.file_uploader(key="inspector.upload_weights").set_value(
         ("w.safetensors", save_safetensors(state), "application/octet-stream")
     ).run()
     assert not at.exception and not at.error
     assert _metrics(at)["Parameters"] == "105,506"
+    layers = _table(at, "Receptive field (px)").set_index("layer")
+    assert layers.loc["conv2", "Receptive field (px)"] == "19 x 19"
 
     del state["fc2.bias"]
-    at.file_uploader(key="inspector.upload").set_value(
+    at.file_uploader(key="inspector.upload_weights").set_value(
         ("w.pt", _pt_bytes(state), "application/octet-stream")
     ).run()
     assert not at.exception
     assert "missing keys (1): fc2.bias" in at.error[0].value
 
     marker = tmp_path / "pwned"
-    at.file_uploader(key="inspector.upload").set_value(
+    at.file_uploader(key="inspector.upload_weights").set_value(
         ("evil.pt", _pt_bytes({"x": _Evil(str(marker))}), "application/octet-stream")
     ).run()
     assert not at.exception
@@ -163,11 +210,14 @@ def test_an_upload_is_run_through_once_not_on_every_rerun(monkeypatch):
     at.radio(key="inspector.source").set_value("Upload weights").run()
     at.selectbox(key="inspector.upload_arch").select("lenet_digits").run()
     state = save_safetensors(LeNetLike().state_dict())
-    at.file_uploader(key="inspector.upload").set_value(
+    at.file_uploader(key="inspector.upload_weights").set_value(
         ("w.safetensors", state, "application/octet-stream")
     ).run()
+    assert calls == [1]
     calls.clear()
     at.toggle(key="inspector.log").set_value(True).run()
     assert not at.exception and not at.error
     assert _metrics(at)["Multiply-adds per sample"] == "1,333,200"
     assert calls == []
+    # the shared upload cache (ui.uploaded_model), not a copy of the model in this session
+    assert "inspector.upload_cache" not in at.session_state

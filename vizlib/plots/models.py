@@ -1,4 +1,5 @@
-"""Figures for the models pages: per-layer parameters and multiply-adds, batching timings."""
+"""Figures for the models pages: per-layer parameters and multiply-adds, receptive fields,
+batching timings."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ["plot_batch_timing", "plot_layer_costs"]
+__all__ = ["plot_batch_timing", "plot_layer_costs", "plot_receptive_fields"]
 
 
 def plot_layer_costs(rows: list[dict[str, Any]], *, log_x: bool = False) -> go.Figure:
@@ -56,6 +57,60 @@ def plot_layer_costs(rows: list[dict[str, Any]], *, log_x: bool = False) -> go.F
     fig.update_layout(
         height=max(320, 22 * len(shown) + 140),
         showlegend=False,
+        margin={"l": 10, "r": 10, "t": 40, "b": 40},
+    )
+    return fig
+
+
+def plot_receptive_fields(rows: list[dict[str, Any]], image_size: tuple[int, int]) -> go.Figure:
+    """Return the receptive field of each layer in call order (pixels), with the input size.
+
+    ``rows`` from ``vizlib.summary.layer_table``: layers with a field in pixels are plotted
+    (height, and width too where any differs); the first layer whose units see the whole
+    image is marked; ``image_size`` (H, W) in pixels draws a dashed line at the input height.
+    """
+    shown = [r for r in rows if isinstance(r.get("receptive_field"), tuple)]
+    labels = [f"{r['name']} ({r['type']})" for r in shown]
+    fig = go.Figure()
+    axes = ("height", "width")
+    both = any(r["receptive_field"][0] != r["receptive_field"][1] for r in shown)
+    for axis in range(2 if both else 1):
+        fig.add_trace(
+            go.Scatter(
+                x=labels,
+                y=[r["receptive_field"][axis] for r in shown],
+                customdata=[
+                    "flattened" if r["jump"] is None else f"{r['jump'][axis]} px" for r in shown
+                ],
+                mode="lines+markers",
+                name=f"field {axes[axis]}" if both else "field",
+                hovertemplate="%{x}<br>%{y} px, jump %{customdata}<extra></extra>",
+            )
+        )
+    fig.add_hline(
+        y=image_size[0],
+        line_dash="dash",
+        line_color="gray",
+        annotation_text=f"input height {image_size[0]} px",
+        annotation_position="top left",
+    )
+    whole = next((r for r in rows if r.get("receptive_field") == "whole image"), None)
+    if whole is not None:
+        fig.add_annotation(
+            text=f"whole image from {whole['name']} on",
+            xref="paper",
+            yref="paper",
+            x=1,
+            y=1.08,
+            showarrow=False,
+            xanchor="right",
+        )
+    fig.update_layout(
+        title={"text": "Receptive field growth", "font": {"size": 15}},
+        height=400,
+        xaxis={"title": "layer (in call order)", "tickangle": -45},
+        yaxis={"title": "receptive field (input pixels)", "rangemode": "tozero"},
+        showlegend=both,
         margin={"l": 10, "r": 10, "t": 40, "b": 40},
     )
     return fig
