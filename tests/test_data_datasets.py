@@ -357,3 +357,232 @@ def test_other_mnist_files_are_left_to_torchvision_and_counted_once_per_file_sta
         dataset_size("mnist", "test")
     with pytest.raises(ValueError, match="could not be read"):
         load_dataset("mnist", "test", indices=[0])
+
+
+# ----------------------------------------------------------------------------- image folders
+FRUIT = ("apples", "bananas", "cherries")
+
+
+def write_image_folder(folder, n_per_class: int = 3) -> dict[str, list]:
+    """Write a small ImageFolder tree under ``folder``: one sub-folder per class of ``FRUIT``,
+    ``n_per_class`` images each of varied sizes and formats (RGB PNG, JPEG, an RGBA PNG, a
+    greyscale PNG one folder deeper), plus a text file torchvision skips; return
+    {class: [file paths in torchvision's order]}."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    rng = np.random.default_rng(0)
+    colours = {"apples": (200, 30, 30), "bananas": (230, 210, 40), "cherries": (90, 0, 40)}
+    files: dict[str, list] = {}
+    for k, name in enumerate(FRUIT):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "README.txt").write_text("not an image")
+        for i in range(n_per_class):
+            h, w = 12 + 5 * i + k, 30 - 3 * i  # varied sizes
+            base = np.clip(
+                np.array(colours[name]) + rng.integers(-20, 21, (h, w, 3)), 0, 255
+            ).astype(np.uint8)
+            if name == "bananas" and i == 0:  # transparent on the left half
+                alpha = np.full((h, w, 1), 255, np.uint8)
+                alpha[:, : w // 2] = 0
+                path = folder / name / f"{i:02d}.png"
+                Image.fromarray(np.concatenate([base, alpha], axis=2), "RGBA").save(path)
+            elif name == "cherries" and i == 0:  # grey, one folder deeper
+                (folder / name / "deep").mkdir()
+                path = folder / name / "deep" / "grey.png"
+                Image.fromarray(base.mean(axis=2).astype(np.uint8), "L").save(path)
+            elif i % 2:
+                path = folder / name / f"{i:02d}.jpg"
+                Image.fromarray(base).save(path, quality=95)
+            else:
+                path = folder / name / f"{i:02d}.png"
+                Image.fromarray(base).save(path)
+            files.setdefault(name, []).append(str(path))
+    # torchvision's order: walks sorted by folder, files sorted by name within each
+    return {
+        name: sorted(paths, key=lambda p: (str(Path(p).parent), p)) for name, paths in files.items()
+    }
+
+
+def test_image_extensions_are_torchvisions():
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    from vizlib.data import IMAGE_EXTENSIONS
+
+    assert IMAGE_EXTENSIONS == IMG_EXTENSIONS
+
+
+def test_image_folders_under_the_data_root_are_listed_with_their_classes(tmp_path, monkeypatch):
+    from vizlib.data import find_image_folders
+
+    write_image_folder(tmp_path / "fruit")
+    write_fake_mnist(tmp_path, n_train=5, n_test=5)  # MNIST/raw: another data set, not classes
+    (tmp_path / "notes" / "week1").mkdir(parents=True)  # sub-folders without images: not listed
+    (tmp_path / "notes" / "week1" / "slides.txt").write_text("x")
+    half = tmp_path / "half"  # one class with images, one without: listed as not usable
+    (half / "full").mkdir(parents=True)
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(half / "full" / "a.png")
+    (half / "empty").mkdir()
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
+
+    listed = available_datasets()
+    fruit = f"imagefolder:{tmp_path / 'fruit'}"
+    assert listed[fruit] == f"on disk at {tmp_path / 'fruit'}: 3 classes"
+    assert listed[f"imagefolder:{half}"].startswith("not usable")
+    assert "'empty'" in listed[f"imagefolder:{half}"]
+    assert not any("notes" in name or "MNIST" in name for name in listed)
+    assert listed["mnist"].startswith("on disk")
+    assert "imagefolder:<path>" in listed  # any other folder, by its path
+    found = find_image_folders()
+    assert [f.name for f in found] == [fruit] and found[0].classes == FRUIT
+    # the data root itself is no image folder while it holds other data sets
+    assert find_image_folders(tmp_path / "fruit")[0].path == tmp_path / "fruit"
+    monkeypatch.delenv("VIZLIB_DATA")
+    assert not any(name.startswith("imagefolder:/") for name in available_datasets())
+
+
+def test_listing_opens_no_image(tmp_path, monkeypatch):
+    """Listing reads directory entries only: with PIL unable to open anything it still works."""
+    import PIL.Image
+
+    from vizlib.data import find_image_folders
+
+    write_image_folder(tmp_path / "fruit")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an image was opened to list the folders")
+
+    monkeypatch.setattr(PIL.Image, "open", refuse)
+    assert [f.classes for f in find_image_folders(tmp_path)] == [FRUIT]
+
+
+def test_image_folder_loads_as_torchvision_lists_it(tmp_path):
+    from PIL import ImageOps
+    from torchvision.datasets import ImageFolder
+
+    files = write_image_folder(tmp_path)
+    name = f"imagefolder:{tmp_path}"
+    reference = ImageFolder(str(tmp_path))  # independent: torchvision's own listing
+    assert dataset_size(name) == len(reference) == 9  # the README.txt files are skipped
+    x, y, classes = load_dataset(name, input_size=(20, 24))
+    assert classes == list(FRUIT) == reference.classes
+    assert y.tolist() == reference.targets == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert [p for p, _ in reference.samples] == [p for c in FRUIT for p in files[c]]
+    assert x.shape == (9, 3, 20, 24) and x.dtype == torch.float32
+    pixels = denormalize(x, *dataset_normalization(name))  # (9, 3, 20, 24) in [0, 1]
+
+    def expected(path: str) -> torch.Tensor:
+        rgb = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"), np.float32)
+        t = torch.from_numpy(rgb / 255.0).permute(2, 0, 1)[None]
+        return torch.nn.functional.interpolate(
+            t, size=(20, 24), mode="bilinear", antialias=True, align_corners=False
+        )[0]
+
+    torch.testing.assert_close(pixels[0], expected(files["apples"][0]), atol=1e-5, rtol=0)
+    # the grey PNG (last: its sub-folder is walked after the class folder's own files): three
+    # equal channels, its own grey values
+    assert files["cherries"][-1].endswith("deep/grey.png")
+    grey = pixels[8]
+    torch.testing.assert_close(grey[0], grey[1])
+    torch.testing.assert_close(grey[0], grey[2])
+    torch.testing.assert_close(grey, expected(files["cherries"][-1]), atol=1e-5, rtol=0)
+    # the RGBA PNG: its transparent left half is white, the opaque right half its colours
+    rgba = np.asarray(Image.open(files["bananas"][0]), np.float32) / 255.0  # (h, w, 4)
+    on_white = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])
+    t = torch.from_numpy(on_white).permute(2, 0, 1)[None]
+    want = torch.nn.functional.interpolate(
+        t, size=(20, 24), mode="bilinear", antialias=True, align_corners=False
+    )[0]
+    torch.testing.assert_close(pixels[3], want, atol=1e-5, rtol=0)
+    assert float(pixels[3, :, :, :10].min()) > 0.99  # white, not the hidden colours
+    # a subset reads those files only, in the order asked
+    xs, ys, _ = load_dataset(name, input_size=(20, 24), indices=[8, 3])
+    assert ys.tolist() == [2, 1]
+    torch.testing.assert_close(xs, x[[8, 3]])
+
+
+def test_image_folder_jpeg_is_decoded_at_a_reduced_scale_and_turned_upright(tmp_path):
+    # A big photo for a small input: decoded at 1/8 scale, within a few grey levels of a full
+    # decode resized the same way.
+    (tmp_path / "big").mkdir()
+    yy, xx = np.mgrid[0:600, 0:800]
+    photo = np.stack([xx * 255 // 800, yy * 255 // 600, (xx + yy) % 256], axis=2).astype(np.uint8)
+    Image.fromarray(photo).save(tmp_path / "big" / "photo.jpg", quality=95)
+    x, _, _ = load_dataset(f"imagefolder:{tmp_path}", input_size=(30, 40))
+    pixels = denormalize(x, *dataset_normalization("imagefolder:x"))[0]
+    full = torch.from_numpy(np.asarray(Image.open(tmp_path / "big" / "photo.jpg"), np.float32))
+    full = torch.nn.functional.interpolate(
+        full.permute(2, 0, 1)[None] / 255.0, size=(30, 40), mode="bilinear", antialias=True
+    )[0]
+    assert float((pixels - full).abs().mean()) < 0.02
+
+    # EXIF orientation 6: the stored image is shown turned 90 degrees clockwise, so its black
+    # left half comes out on top
+    (tmp_path / "big" / "photo.jpg").unlink()
+    sideways = np.zeros((20, 40, 3), np.uint8)
+    sideways[:, 20:] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(sideways).save(tmp_path / "big" / "turned.jpg", exif=exif, quality=95)
+    x, _, _ = load_dataset(f"imagefolder:{tmp_path}", input_size=(40, 20))
+    upright = denormalize(x, *dataset_normalization("imagefolder:x"))[0].mean(0)  # (40, 20)
+    assert float(upright[:15].mean()) < 0.1 and float(upright[25:].mean()) > 0.9
+
+
+def test_bad_image_folders_are_explained(tmp_path):
+    from vizlib.data import check_image_folder
+
+    def message(path) -> str:
+        with pytest.raises(ValueError) as err:
+            check_image_folder(path)
+        return str(err.value)
+
+    assert "No path given" in message("  ")
+    assert "does not exist" in message(tmp_path / "nope")
+    (tmp_path / "file.png").write_bytes(b"x")
+    assert "is a file" in message(tmp_path / "file.png")
+    (tmp_path / "empty").mkdir()
+    assert "has no sub-folders" in message(tmp_path / "empty")
+    flat = tmp_path / "flat"  # images but no class folders: the user picked a class folder
+    flat.mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(flat / "a.png")
+    assert "holds images but no class sub-folders" in message(flat)
+    gap = tmp_path / "gap"
+    write_image_folder(gap)
+    (gap / "dates").mkdir()
+    (gap / "dates" / "list.txt").write_text("no images here")
+    text = message(gap)
+    assert "'dates'" in text and "no image files" in text
+    assert "'dates'" in str(pytest.raises(ValueError, load_dataset, f"imagefolder:{gap}").value)
+    # a file named like an image that is not one: the probe opens the first image of each class
+    bad = tmp_path / "bad"
+    write_image_folder(bad)
+    for path in (bad / "apples").glob("*.png"):
+        path.write_bytes(b"not a png")
+    assert "could not be opened as an image" in message(bad)
+    # without the probe (listing) it passes; loading it names the file
+    assert check_image_folder(bad, probe=False).classes == FRUIT
+    with pytest.raises(ValueError, match=r"Could not read the image .*apples.*00\.png"):
+        load_dataset(f"imagefolder:{bad}", input_size=8, indices=[0])
+    info = check_image_folder(bad / ".." / "bad", probe=False)  # ".." is resolved
+    assert info.path == bad and info.name == f"imagefolder:{bad}"
+
+
+def test_a_class_folder_is_read_only_so_far_for_an_image(tmp_path):
+    """Looking for a class's first image stops after 2,000 entries: a class folder with none
+    among them is reported so, and the whole folder is not walked."""
+    from vizlib.data import check_image_folder
+
+    write_image_folder(tmp_path)
+    crowded = tmp_path / "durians"
+    crowded.mkdir()
+    for i in range(2_100):
+        (crowded / f"{i}.txt").touch()
+    with pytest.raises(ValueError, match="'durians'.*first 2,000 entries"):
+        check_image_folder(tmp_path)
+
+
+def test_the_data_root_itself_is_an_image_folder_when_it_holds_classes(tmp_path, monkeypatch):
+    write_image_folder(tmp_path)
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
+    assert available_datasets()[f"imagefolder:{tmp_path}"].endswith(": 3 classes")

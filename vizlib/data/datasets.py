@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,10 +20,14 @@ import torch.nn.functional as F
 __all__ = [
     "DIGITS_MEAN",
     "DIGITS_STD",
+    "IMAGE_EXTENSIONS",
+    "ImageFolderInfo",
     "available_datasets",
+    "check_image_folder",
     "dataset_normalization",
     "dataset_size",
     "denormalize",
+    "find_image_folders",
     "keeps_uint8",
     "load_dataset",
     "load_dataset_for_model",
@@ -158,7 +163,15 @@ def available_datasets(root: str | os.PathLike | None = None) -> dict[str, str]:
             status[name] = f"on disk at {base.joinpath(*parts)}"
         else:
             status[name] = f"not found under {base} (expected {Path(*parts)})"
-    status["imagefolder:<path>"] = "any folder of class sub-folders of images, read in place"
+    for folder, found in _scan_image_folders(base):
+        if isinstance(found, ImageFolderInfo):
+            status[found.name] = f"on disk at {found.path}: {len(found.classes)} classes"
+        else:
+            status[f"imagefolder:{folder}"] = f"not usable: {found}"
+    status["imagefolder:<path>"] = (
+        "any other folder of class sub-folders of images (e.g. cats/1.jpg, dogs/2.png), "
+        "read in place: give its path"
+    )
     return status
 
 
@@ -235,23 +248,14 @@ def _load_torchvision(
     indices: np.ndarray | list[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     if key == "imagefolder":
-        from PIL import Image
-
-        ds = _image_folder(name)
-        n = len(ds) if max_samples is None else min(len(ds), max_samples)
-        pick = range(n) if indices is None else _check_indices(indices, len(ds)).tolist()
-        images, labels = [], []
-        for i in pick:
-            try:
-                img, label = ds[i]
-            except (OSError, ValueError, Image.DecompressionBombError) as err:  # PIL
-                raise ValueError(f"Could not read the image {ds.samples[i][0]}: {err}") from err
-            arr = torch.from_numpy(np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0)
-            images.append(_resize(arr.permute(2, 0, 1)[None], size)[0])  # (3, H, W)
-            labels.append(label)
+        classes, samples = _folder_listing(name)
+        n = len(samples) if max_samples is None else min(len(samples), max_samples)
+        pick = range(n) if indices is None else _check_indices(indices, len(samples)).tolist()
+        images = [_read_folder_image(samples[i][0], size) for i in pick]  # each (3, H, W)
         if not images:
             raise ValueError(f"{name!r}: no images were selected.")
-        return torch.stack(images), torch.tensor(labels, dtype=torch.int64), list(ds.classes)
+        labels = torch.tensor([samples[i][1] for i in pick], dtype=torch.int64)
+        return torch.stack(images), labels, list(classes)
 
     raw = _mnist_raw_files(key, split, root)
     if raw is not None:  # read only the chosen images from the file, not all of them
@@ -273,16 +277,299 @@ def _load_torchvision(
     return data, labels, class_names  # (N, C, H, W) uint8
 
 
-def _image_folder(name: str):
-    from torchvision import datasets
+# --------------------------------------------------------------------------- image folders
+# torchvision's IMG_EXTENSIONS, copied so that listing folders imports no torchvision (a test
+# checks that they agree): ImageFolder takes exactly these files, by name, case-insensitively.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+# folders of the data root in torchvision's layout that hold the other datasets, not images
+_OTHER_DATASET_FOLDERS = frozenset({"MNIST", "FashionMNIST", "cifar-10-batches-py"})
+_MAX_ROOT_FOLDERS = 256  # sub-folders of the data root looked at, in name order
+_MAX_FOLDER_ENTRIES = 20_000  # entries of an image folder read to find its class folders
+_MAX_CLASS_ENTRIES = 2_000  # entries of one class folder read while looking for an image
+_SCAN_BUDGET = 100_000  # directory entries read by one listing of the data root, at most
+_PROBED_CLASSES = 16  # classes whose first image check_image_folder opens (header only)
 
-    folder = Path(name.split(":", 1)[1]).expanduser()
-    if not folder.is_dir():
-        raise ValueError(f"Image folder {str(folder)!r} does not exist or is not a folder.")
+
+@dataclass(frozen=True)
+class ImageFolderInfo:
+    """A folder of class sub-folders of images, as checked on disk (no image decoded).
+
+    ``path`` is absolute; ``classes`` are the sub-folder names in the order torchvision's
+    ``ImageFolder`` numbers them (label ``i`` is ``classes[i]``).
+    """
+
+    path: Path
+    classes: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """The dataset name that ``load_dataset`` takes: ``"imagefolder:<absolute path>"``."""
+        return f"imagefolder:{self.path}"
+
+
+class _Budget:
+    """Directory entries that one listing may still read (shared by all its folders)."""
+
+    def __init__(self, entries: int) -> None:
+        self.left = entries
+
+    def take(self) -> bool:
+        self.left -= 1
+        return self.left >= 0
+
+
+def _is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
     try:
-        return datasets.ImageFolder(str(folder))
-    except (FileNotFoundError, RuntimeError) as err:
-        raise ValueError(f"Could not read {str(folder)!r} as an image folder: {err}") from err
+        return entry.is_dir()  # follows links, as torchvision's walk does
+    except OSError:
+        return False
+
+
+def _first_image(folder: str, budget: _Budget, *, deep: bool = True) -> str | None:
+    """Return an image file in ``folder`` (or below it with ``deep``, breadth first), or None
+    when none is met before ``_MAX_CLASS_ENTRIES`` entries (or the shared ``budget``) are read.
+    Stops at the first one: a class folder of 100,000 photos costs one directory read."""
+    pending, read = [folder], 0
+    while pending:
+        subfolders = []
+        try:
+            with os.scandir(pending.pop(0)) as entries:
+                for entry in entries:
+                    read += 1
+                    if read > _MAX_CLASS_ENTRIES or not budget.take():
+                        return None
+                    if _is_dir(entry):
+                        subfolders.append(entry.path)
+                    elif _is_image_name(entry.name):
+                        return entry.path
+        except OSError:
+            continue  # unreadable: torchvision's walk skips it too
+        if deep:
+            pending.extend(sorted(subfolders))
+    return None
+
+
+def _names(names: list[str], most: int = 5) -> str:
+    shown = ", ".join(repr(n) for n in names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _class_folders(folder: Path, budget: _Budget) -> list[str]:
+    """Return the sorted class folder names of ``folder``; ``ValueError`` saying why when it has
+    none (pointing at a folder of images rather than at their parent is the usual slip)."""
+    classes, images = [], 0
+    try:
+        with os.scandir(folder) as entries:
+            for read, entry in enumerate(entries, 1):
+                if read > _MAX_FOLDER_ENTRIES or not budget.take():
+                    raise ValueError(
+                        f"{folder} holds more than {_MAX_FOLDER_ENTRIES:,} entries: an image "
+                        "folder holds one sub-folder per class, not the images themselves."
+                    )
+                if _is_dir(entry):
+                    classes.append(entry.name)
+                elif _is_image_name(entry.name):
+                    images += 1
+    except OSError as err:
+        raise ValueError(f"{folder} could not be read ({err.strerror or err}).") from err
+    layout = "one sub-folder per class, each holding that class's images (cats/1.jpg, dogs/2.png)"
+    if not classes and images:
+        raise ValueError(
+            f"{folder} holds images but no class sub-folders. An image folder has {layout}: "
+            "give the folder above it, or sort the images into class sub-folders."
+        )
+    if not classes:
+        raise ValueError(f"{folder} has no sub-folders. An image folder has {layout}.")
+    return sorted(classes)
+
+
+def _examine(folder: Path, budget: _Budget) -> tuple[list[str], dict[str, str | None]]:
+    """Return (class names, class -> first image found or None); ``ValueError`` without classes."""
+    classes = _class_folders(folder, budget)
+    return classes, {c: _first_image(str(folder / c), budget) for c in classes}
+
+
+def _without_images(folder: Path, firsts: dict[str, str | None]) -> str:
+    """Return the message for class folders in which no image was found."""
+    empty = [c for c, first in firsts.items() if first is None]
+    return (
+        f"{folder}: the class folder(s) {_names(empty)} hold no image files "
+        f"({', '.join(IMAGE_EXTENSIONS)}; none within the first {_MAX_CLASS_ENTRIES:,} entries). "
+        "Every sub-folder is a class, so each needs at least one image: fill or remove them."
+    )
+
+
+def check_image_folder(path: str | os.PathLike, *, probe: bool = True) -> ImageFolderInfo:
+    """Return the classes of the image folder at ``path`` (a torchvision ``ImageFolder`` tree:
+    one sub-folder per class, image files inside it at any depth).
+
+    The work is bounded: each class folder is read until its first image file. With ``probe``
+    the first image of up to 16 classes is opened (its header only, nothing decoded), which
+    catches files that are not images. ``ValueError`` with a message to show says what is
+    wrong: no path, missing, a file, unreadable, no class sub-folders, classes with no images,
+    an image that cannot be opened. A relative path is taken from the working directory.
+    """
+    text = os.fspath(path).strip()
+    if not text:
+        raise ValueError("No path given: type the path of a folder with one sub-folder per class.")
+    folder = Path(os.path.abspath(os.path.expanduser(text)))
+    if not folder.exists():
+        raise ValueError(f"{folder} does not exist (no file or folder there).")
+    if not folder.is_dir():
+        raise ValueError(
+            f"{folder} is a file. Give the folder that holds one sub-folder per class."
+        )
+    classes, firsts = _examine(folder, _Budget(_SCAN_BUDGET))
+    if any(first is None for first in firsts.values()):
+        raise ValueError(_without_images(folder, firsts))
+    if probe:
+        from PIL import Image
+
+        for first in list(firsts.values())[:_PROBED_CLASSES]:
+            try:
+                with Image.open(first):
+                    pass
+            except (OSError, ValueError, Image.DecompressionBombError) as err:
+                raise ValueError(
+                    f"{first} could not be opened as an image ({err}). Remove it from the folder "
+                    "or replace it."
+                ) from err
+    return ImageFolderInfo(folder, tuple(classes))
+
+
+def _scan_image_folders(base: Path | None) -> list[tuple[Path, ImageFolderInfo | str]]:
+    """Return (folder, info or why it is not usable) for the image folders under ``base``.
+
+    ``base`` itself is the one image folder when each of its sub-folders holds image files
+    directly (``VIZLIB_DATA`` pointed straight at a folder of classes) and it holds no other
+    data set. Otherwise its direct sub-folders are looked at (not hidden ones, nor those of
+    MNIST, FashionMNIST and CIFAR-10): each read until the first image of each of its classes,
+    ``_SCAN_BUDGET`` directory entries in all, nothing opened. A sub-folder whose classes hold
+    images only in part is reported with the reason; one with no image at all is not an image
+    folder and is left out.
+    """
+    if base is None or not base.is_dir():
+        return []
+    budget = _Budget(_SCAN_BUDGET)
+    folders, data_root = [], False
+    try:
+        with os.scandir(base) as entries:
+            for read, entry in enumerate(entries, 1):
+                if read > _MAX_FOLDER_ENTRIES:
+                    break
+                data_root |= entry.name in _OTHER_DATASET_FOLDERS
+                if _is_dir(entry):
+                    folders.append(entry.name)
+    except OSError:
+        return []
+    root = Path(os.path.abspath(base))
+    if folders and not data_root:  # torchvision takes every sub-folder, hidden ones too
+        firsts = [_first_image(str(root / f), budget, deep=False) for f in folders]
+        if all(firsts):
+            return [(root, ImageFolderInfo(root, tuple(sorted(folders))))]
+    found: list[tuple[Path, ImageFolderInfo | str]] = []
+    candidates = [f for f in folders if not f.startswith(".") and f not in _OTHER_DATASET_FOLDERS]
+    stopped = f"not checked: the listing stops after {_SCAN_BUDGET:,} entries; give its path"
+    for sub in sorted(candidates)[:_MAX_ROOT_FOLDERS]:
+        folder = root / sub
+        if budget.left <= 0:
+            found.append((folder, stopped))
+            continue
+        try:
+            classes, firsts = _examine(folder, budget)
+        except ValueError:
+            classes, firsts = [], {}  # no class folders: not an image folder
+        if budget.left < 0:
+            found.append((folder, stopped))
+            continue
+        if not firsts:
+            continue
+        if all(first is None for first in firsts.values()):
+            continue  # no image in any class: not an image folder (a data set of other files)
+        if any(first is None for first in firsts.values()):
+            found.append((folder, _without_images(folder, firsts)))
+        else:
+            found.append((folder, ImageFolderInfo(folder, tuple(classes))))
+    return found
+
+
+def find_image_folders(root: str | os.PathLike | None = None) -> list[ImageFolderInfo]:
+    """Return the image folders found under the data root (``VIZLIB_DATA``, or ``root``).
+
+    Its direct sub-folders that are torchvision ``ImageFolder`` trees (not MNIST, FashionMNIST,
+    CIFAR-10's folders), or the root itself when it is one; a bounded scan, nothing decoded
+    (see ``check_image_folder``).
+    """
+    return [f for _, f in _scan_image_folders(_data_root(root)) if isinstance(f, ImageFolderInfo)]
+
+
+def _folder_signature(folder: Path, classes: tuple[str, ...]) -> tuple:
+    """Return the modification times (ns) of the folder and its class folders: adding or removing
+    an image in a class folder changes them (deeper changes do not)."""
+    try:
+        return (folder.stat().st_mtime_ns, *((folder / c).stat().st_mtime_ns for c in classes))
+    except OSError:
+        return ()
+
+
+@lru_cache(maxsize=2)
+def _listed(folder: str, classes: tuple[str, ...], signature: tuple) -> tuple[tuple, tuple]:
+    """Return (classes, samples ((path, label), ...)) as torchvision's ImageFolder lists them."""
+    from torchvision.datasets.folder import make_dataset
+
+    try:
+        samples = make_dataset(
+            folder, {c: i for i, c in enumerate(classes)}, extensions=IMAGE_EXTENSIONS
+        )
+    except (FileNotFoundError, OSError) as err:
+        raise ValueError(f"Could not list {folder} as an image folder: {err}") from err
+    return classes, tuple(samples)
+
+
+def _folder_listing(name: str) -> tuple[tuple[str, ...], tuple[tuple[str, int], ...]]:
+    """Return (class names, samples (path, label)) of ``imagefolder:<path>``: every image file
+    in torchvision's order, listed once per state of the class folders (a big tree takes
+    seconds to walk), nothing decoded."""
+    info = check_image_folder(name.split(":", 1)[1], probe=False)
+    return _listed(str(info.path), info.classes, _folder_signature(info.path, info.classes))
+
+
+def _read_folder_image(path: str, size: tuple[int, int]) -> torch.Tensor:
+    """Return the image file at ``path`` as (3, H, W) float32 pixels in [0, 1], resized
+    (bilinear, antialiased) to ``size`` = (H, W).
+
+    EXIF orientation is applied, transparent pixels are laid on white (their hidden colours are
+    arbitrary), grey and 16-bit images become RGB. A JPEG is decoded at the smallest scale
+    (1/2, 1/4, 1/8) still at least ``size``: a 24-megapixel photo for a 224x224 model costs a
+    fraction of a full decode. ``ValueError`` naming the file when it cannot be read.
+    """
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as image:
+            if image.format == "JPEG":
+                side = max(size)  # both sides, whatever the EXIF rotation
+                image.draft(None, (side, side))
+            image = ImageOps.exif_transpose(image)
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(image, dtype=np.float32)
+                peak = 65535.0 if image.mode.startswith("I;16") else max(float(arr.max()), 1.0)
+                arr = np.repeat(np.clip(arr / peak, 0, 1)[..., None], 3, axis=2)
+            else:
+                if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                    white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+                    image = Image.alpha_composite(white, image.convert("RGBA"))
+                arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0  # (h, w, 3)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise ValueError(
+            f"Could not read the image {path} ({err}). Remove it from the folder or replace it."
+        ) from err
+    pixels = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None]  # (1, 3, h, w)
+    return _resize(pixels, size)[0]  # (3, H, W)
 
 
 def _torchvision_arrays(
@@ -404,7 +691,7 @@ def dataset_size(name: str, split: str = "train", *, root: str | os.PathLike | N
     if key == "digits":
         return len(_digits_split(split)[1])
     if key == "imagefolder":
-        return len(_image_folder(name))
+        return len(_folder_listing(name)[1])
     if key not in _NORMALIZATION:
         raise ValueError(f"Unknown dataset {name!r}")
     raw = _mnist_raw_files(key, split, root)
