@@ -150,6 +150,12 @@ def uploaded_model(
     return model.to(device).eval().requires_grad_(False), meta, threading.Lock()
 
 
+def _upload_limit_mb() -> int:
+    """Return the largest weights upload accepted, in MB: the server's cap or vizlib's, if lower."""
+    server_mb = int(st.get_option("server.maxUploadSize"))
+    return min(server_mb, vizlib.zoo.MAX_UPLOAD_BYTES // 2**20)
+
+
 def upload_picker(
     prefix: str, architectures: list[str], device: str, *, prompt: str
 ) -> tuple[str, str, torch.nn.Module, dict, threading.Lock] | None:
@@ -168,7 +174,7 @@ def upload_picker(
         type=["safetensors", "pt", "pth"],
         key=f"{prefix}.upload_weights",
         help="Pickled files are read with torch.load(weights_only=True): anything but tensors "
-        "is refused.",
+        f"is refused. At most {_upload_limit_mb()} MB.",
     )
     if file is None:
         st.info(prompt)
@@ -179,5 +185,10 @@ def upload_picker(
         model, meta, lock = uploaded_model(digest, architecture, device, data)
     except ValueError as err:
         cols[1].error(f"Could not use {file.name!r}: {err}")
+        return None
+    except torch.OutOfMemoryError:
+        cols[1].error(
+            f"The {device} ran out of memory loading {file.name!r}; pick the CPU in the sidebar."
+        )
         return None
     return architecture, digest, model, meta, lock

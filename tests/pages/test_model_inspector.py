@@ -221,3 +221,26 @@ def test_an_upload_is_run_through_once_not_on_every_rerun(monkeypatch):
     assert calls == []
     # the shared upload cache (ui.uploaded_model), not a copy of the model in this session
     assert "inspector.upload_cache" not in at.session_state
+
+
+def test_upload_running_out_of_gpu_memory_is_a_message(monkeypatch):
+    """An out-of-memory error while loading uploaded weights is reported beside the uploader,
+    with the way out, instead of a traceback; the uploader states its size limit."""
+    from vizlib import zoo
+    from vizlib.models import LeNetLike
+
+    def out_of_memory(*_args, **_kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(zoo, "load_uploaded", out_of_memory)
+    at = _run()
+    at.radio(key="inspector.source").set_value("Upload weights").run()
+    at.selectbox(key="inspector.upload_arch").select("lenet_digits").run()
+    torch.manual_seed(1234)  # weights of their own: not a file an earlier test cached
+    state = save_safetensors(LeNetLike().state_dict())
+    at.file_uploader(key="inspector.upload_weights").set_value(
+        ("big.safetensors", state, "application/octet-stream")
+    ).run()
+    assert not at.exception
+    assert "ran out of memory loading 'big.safetensors'" in at.error[0].value
+    assert "At most 600 MB" in at.file_uploader(key="inspector.upload_weights").help
