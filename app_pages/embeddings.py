@@ -101,7 +101,7 @@ def model_features(bar, model_name: str, device: str, dataset: str, n_points: in
         dataset, tuple(meta["input_size"][1:]), n_points, seed
     )
     if available < n_points:
-        st.info(f"{dataset} has {available:,} images: using all of them.")
+        st.info(f"{ui.dataset_label(dataset)} has {available:,} images: using all of them.")
 
     started = time.perf_counter()
 
@@ -177,20 +177,27 @@ if source == "Model layers":
     st.query_params["model"] = model_name  # shareable link
     datasets = available_datasets()
     usable = [d for d, status in datasets.items() if not status.startswith("not") and "<" not in d]
-    dataset = c2.selectbox(
+    picked = c2.selectbox(
         "Dataset",
-        usable,
+        [*usable, ui.OTHER_IMAGE_FOLDER],
+        format_func=ui.dataset_label,
         key=f"{P}.dataset",
         help="\n".join(f"- {d}: {s}" for d, s in datasets.items()),
     )
     n_points = c3.number_input(
         "Points", 50, 70000, 1000, step=250, key=f"{P}.points", help="Random subset of train+test."
     )
+    dataset = ui.image_folder_choice(picked, P)  # None: a typed path that is no image folder
     device = str(ui.current_device())
     loaded = ui.load_shared_model(model_name, device)
     if loaded is None:
         st.stop()
     model, meta, _lock = loaded
+    if dataset is not None and dataset.startswith("imagefolder:"):
+        st.caption(
+            f"{ui.folder_channels_note(int(meta['input_size'][0]))} The labels are the names of "
+            "its sub-folders; Points are drawn at random from all its images (one split)."
+        )
     # Extraction is one forward pass per point: minutes for vgg16 / vit_b_16 on a CPU.
     try:
         extract_s = seconds_per_image(model_name, device) * int(n_points)
@@ -303,6 +310,9 @@ def _compute() -> dict | None:
     bar = st.progress(0.0, text="Starting…")
     started = time.perf_counter()
     if source == "Model layers":
+        if data_key[2] is None:
+            st.error("Give the path of an image folder that can be read (see above) first.")
+            return None
         if not layers:
             st.error("Choose at least one layer.")
             return None
@@ -419,6 +429,9 @@ if chosen is not None and 0 <= chosen < n and shown["images"] is not None:
     near = np.argsort(((coords - coords[chosen]) ** 2).sum(1))[1:9]
     c_big, c_strip = st.columns([1, 3])
     lab_txt = "" if shown["labels"] is None else f", label {shown['labels'][chosen]}"
+    names = shown["class_names"]
+    if lab_txt and names and names[shown["labels"][chosen]] != str(shown["labels"][chosen]):
+        lab_txt += f" ({names[shown['labels'][chosen]]})"  # e.g. an image folder's sub-folder
     c_big.image(sharp(shown["images"][chosen]), caption=f"index {chosen}{lab_txt}", width=200)
     c_strip.caption(f"Its 8 nearest neighbours in the {layer} map")
     cols = c_strip.columns(8)

@@ -192,3 +192,57 @@ def upload_picker(
         )
         return None
     return architecture, digest, model, meta, lock
+
+
+OTHER_IMAGE_FOLDER = "Other image folder…"
+
+
+def dataset_label(name: str) -> str:
+    """Return how a dataset name reads in a picker: an image folder by its folder's name and
+    path (``"pets — image folder, /data/pets"``), any other name as it is."""
+    if name.startswith("imagefolder:"):
+        from pathlib import Path
+
+        path = name.split(":", 1)[1]
+        return f"{Path(path).name or path} — image folder, {path}"
+    return name
+
+
+def image_folder_choice(choice: str, prefix: str, *, where=st) -> str | None:
+    """Return the dataset name picked as ``choice``: itself, or for ``OTHER_IMAGE_FOLDER`` the
+    folder typed in a text input (key ``<prefix>.folder_path``) once
+    ``vizlib.data.check_image_folder`` accepts it; else None with the reason shown at ``where``.
+    """
+    if choice != OTHER_IMAGE_FOLDER:
+        return choice
+    from vizlib.data import check_image_folder
+
+    path = where.text_input(
+        "Image folder path",
+        key=f"{prefix}.folder_path",
+        placeholder="/data/my_photos",
+        help="A folder on the machine running this app with one sub-folder per class, each "
+        "holding that class's images (cats/1.jpg, dogs/2.png), as torchvision's ImageFolder "
+        "reads it. The images are read in place; the class names are the sub-folder names.",
+    )
+    if not path.strip():
+        where.info("Type the path of an image folder.")
+        return None
+    try:
+        info = check_image_folder(path)
+    except ValueError as err:
+        where.error(str(err))
+        return None
+    shown = ", ".join(info.classes[:8]) + (", …" if len(info.classes) > 8 else "")
+    where.caption(f"{len(info.classes)} classes: {shown}")
+    return info.name
+
+
+def folder_channels_note(channels: int) -> str:
+    """Return the sentence saying how an image folder's images reach a model of ``channels``."""
+    if channels == 1:
+        return (
+            "Folder images are read as RGB and converted to grey (ITU-R 601 luma) for this "
+            "1-channel model, then resized to its input."
+        )
+    return "Folder images are read as RGB and resized to the model's input."

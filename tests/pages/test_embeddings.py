@@ -164,3 +164,76 @@ def test_a_dataset_on_disk_feeds_a_model_with_a_bigger_input(tmp_path, monkeypat
     meta = zoo.checkpoint_metadata("vit_digits")
     expected = ((resized - meta["mean"][0]) / meta["std"][0]).reshape(60, -1).numpy()
     np.testing.assert_allclose(feats["input"], expected, atol=1e-5)
+
+
+def test_an_image_folder_on_disk_is_mapped_with_its_class_names(tmp_path, monkeypatch):
+    """A folder of class sub-folders under VIZLIB_DATA is offered by name; its photos reach a
+    1-channel digits model as grey (ITU-R 601 luma), and the legend names the sub-folders."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from tests.test_data_datasets import FRUIT, write_image_folder
+    from vizlib import zoo
+
+    files = write_image_folder(tmp_path / "fruit", n_per_class=8)
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
+    at = _app()
+    name = f"imagefolder:{tmp_path / 'fruit'}"
+    label = f"fruit — image folder, {tmp_path / 'fruit'}"  # the option as the picker shows it
+    assert label in at.selectbox(key="tsne.dataset").options
+    at.selectbox(key="tsne.dataset").set_value(name).run()
+    assert any("converted to grey (ITU-R 601 luma)" in c.value for c in at.caption)
+    at.number_input(key="tsne.points").set_value(100)
+    at.radio(key="tsne.method").set_value("PCA")
+    at.button(key="tsne.run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert any("has 24 images" in i.value for i in at.info)
+    payload = at.session_state["tsne.payload"][1]
+    assert [c["name"] for c in payload["classes"]] == list(FRUIT)
+    feats, labels, class_names, shown = next(iter(at.session_state["tsne.features"].values()))
+    assert class_names == list(FRUIT) and labels.tolist() == [0] * 8 + [1] * 8 + [2] * 8
+    assert shown.shape == (24, 28, 28, 3) and shown.dtype == np.uint8
+    assert len(at.dataframe[0].value) == len(feats)  # one row of metrics per layer
+    # the input layer, independently: the first apple read by PIL, resized, grey, normalised
+    meta = zoo.checkpoint_metadata("lenet_digits")
+    rgb = np.asarray(Image.open(files["apples"][0]).convert("RGB"), np.float32) / 255.0
+    t = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+    t = torch.nn.functional.interpolate(
+        t, size=(28, 28), mode="bilinear", antialias=True, align_corners=False
+    )
+    grey = (t * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1)
+    expected = ((grey - meta["mean"][0]) / meta["std"][0]).reshape(-1).numpy()
+    np.testing.assert_allclose(feats["input"][0], expected, atol=1e-4)
+
+
+def test_a_typed_image_folder_path_is_checked(tmp_path):
+    from tests.test_data_datasets import FRUIT, write_image_folder
+
+    at = _app()
+    at.selectbox(key="tsne.dataset").set_value("Other image folder…").run()
+    assert not at.exception
+    assert any("Type the path" in i.value for i in at.info)
+    at.text_input(key="tsne.folder_path").set_value(str(tmp_path / "nowhere")).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        f"{tmp_path / 'nowhere'} does not exist (no file or folder there)."
+    ]
+    at.button(key="tsne.run").click().run()  # Compute with no usable folder: said, not raised
+    assert not at.exception
+    assert any("Give the path of an image folder" in e.value for e in at.error)
+
+    write_image_folder(tmp_path / "fruit", n_per_class=6)
+    (tmp_path / "fruit" / "dates").mkdir()
+    at.text_input(key="tsne.folder_path").set_value(str(tmp_path / "fruit")).run()
+    assert not at.exception
+    assert any("'dates'" in e.value and "no image files" in e.value for e in at.error)
+    (tmp_path / "fruit" / "dates").rmdir()
+    at.text_input(key="tsne.folder_path").set_value(f" {tmp_path / 'fruit'} ").run()
+    assert not at.exception and not at.error
+    assert any(c.value == f"3 classes: {', '.join(FRUIT)}" for c in at.caption)
+    at.radio(key="tsne.method").set_value("PCA")
+    at.button(key="tsne.run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert [c["name"] for c in at.session_state["tsne.payload"][1]["classes"]] == list(FRUIT)
