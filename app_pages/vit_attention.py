@@ -11,7 +11,7 @@ import torch
 
 import ui
 from ui import count_slider
-from ui.vit import ModelChoice, get_model, image_sources, load_images, pick_vit
+from ui.vit import ModelChoice, get_model, load_images, pick_images, pick_vit
 from vizlib import attention
 from vizlib.plots.export import to_npy_bytes
 from vizlib.plots.vit import plot_attention_distance, plot_attention_overlays
@@ -81,9 +81,9 @@ if picked is None:
 choice, model, meta, _lock = picked
 geo = attention.vit_geometry(model)
 gh, gw = geo.grid_size
-source = st.selectbox(
-    "Images", image_sources(meta), key="vit_attention.source", help="Images available offline."
-)
+source = pick_images("vit_attention", meta)
+if source is None:
+    st.stop()
 try:
     _, display_all, captions_all = load_images(source, *_images_key(meta))
 except ValueError as err:

@@ -246,3 +246,24 @@ def folder_channels_note(channels: int) -> str:
             "1-channel model, then resized to its input."
         )
     return "Folder images are read as RGB and resized to the model's input."
+
+
+FOLDER_IMAGE_BYTES = 256 * 2**20  # float32 images one folder subset may take on a page
+
+
+def folder_subset(name: str, input_size: tuple[int, ...], *, most: int) -> tuple[list[int], int]:
+    """Return (indices of a seeded random subset of the image folder ``name``, in random order
+    so that any first N mix the classes; its number of images).
+
+    At most ``most`` images, and no more than fit in ``FOLDER_IMAGE_BYTES`` as float32 at
+    ``input_size`` (C, H, W): 445 at 3x224x224. ``ValueError`` when the folder cannot be listed.
+    """
+    import numpy as np
+
+    from vizlib.data import dataset_size
+
+    channels, height, width = (int(v) for v in input_size)
+    fit = max(1, FOLDER_IMAGE_BYTES // (4 * channels * height * width))
+    total = dataset_size(name)
+    pick = np.random.default_rng(0).permutation(total)[: min(most, fit)]
+    return pick.tolist(), total

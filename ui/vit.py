@@ -29,6 +29,7 @@ __all__ = [
     "get_model",
     "image_sources",
     "load_images",
+    "pick_images",
     "pick_vit",
     "vit_model_names",
 ]
@@ -96,14 +97,47 @@ def image_sources(meta: dict) -> list[str]:
     """Return the image sets available offline for a model.
 
     Its own dataset (digits) or scikit-image's sample photos, plus test splits of the datasets
-    already on disk under ``VIZLIB_DATA`` that have the model's number of channels.
+    already on disk under ``VIZLIB_DATA`` that have the model's number of channels, and the
+    image folders found there (``imagefolder:<path>``; converted to the model's channels).
     """
     channels = int(meta["input_size"][0])
     sources = [_DIGITS] if meta.get("dataset") == "digits" else [_SAMPLES]
+    folders = []
     for name, status in available_datasets().items():
         if _ON_DISK_CHANNELS.get(name) == channels and status.startswith("on disk"):
             sources.append(f"{name} (test split, on disk)")
-    return sources
+        elif name.startswith("imagefolder:") and status.startswith("on disk"):
+            folders.append(name)
+    return [*sources, *folders]
+
+
+def pick_images(prefix: str, meta: dict) -> str | None:
+    """Draw the image-set picker (key ``<prefix>.source``): ``image_sources`` plus "Other image
+    folder…" with its path input; return the source for ``load_images``, or None with the
+    reason shown."""
+    choice = st.selectbox(
+        "Images",
+        [*image_sources(meta), ui.OTHER_IMAGE_FOLDER],
+        format_func=ui.dataset_label,
+        key=f"{prefix}.source",
+        help="Images available offline: sample photos or digits, test splits of the datasets "
+        "under VIZLIB_DATA, image folders there, or any image folder by its path.",
+    )
+    source = ui.image_folder_choice(choice, prefix)
+    if source is not None and source.startswith("imagefolder:"):
+        try:
+            pick, total = ui.folder_subset(
+                source, tuple(meta["input_size"]), most=_MAX_DATASET_IMAGES
+            )
+        except ValueError as err:
+            st.error(str(err))
+            return None
+        kept = "all of" if len(pick) == total else f"a random {len(pick):,} (seed 0) of"
+        st.caption(
+            f"{ui.folder_channels_note(int(meta['input_size'][0]))} Using {kept} its {total:,} "
+            "images; captions give each image's class (its sub-folder) and index in the folder."
+        )
+    return source
 
 
 @st.cache_data(max_entries=8, show_spinner="Loading images…")
@@ -111,11 +145,22 @@ def load_images(
     source: str, input_size: tuple[int, int, int], mean: tuple, std: tuple, n: int | None = None
 ) -> tuple[torch.Tensor, np.ndarray, list[str]]:
     """Return (images (N, C, H, W) normalised with the model's mean/std, display images
-    (N, C, H, W) in [0, 1], captions). ``n`` keeps the first n."""
+    (N, C, H, W) in [0, 1], captions). ``n`` keeps the first n.
+
+    An image folder (``imagefolder:<path>``) gives ``ui.folder_subset``'s random subset (only
+    those files are read), converted to the model's channels; the others their first 1,024.
+    """
+    if n is not None:  # the first n of the whole set, itself cached: no file is read twice
+        images, display, captions = load_images(source, input_size, mean, std)
+        return images[:n].contiguous(), display[:n], captions[:n]
     meta = {"input_size": list(input_size), "mean": list(mean), "std": list(std)}
     if source == _SAMPLES:
         captions = sample_image_names()
         images = torch.cat([prepare_image(load_sample_image(s), meta) for s in captions])
+    elif source.startswith("imagefolder:"):
+        pick, _ = ui.folder_subset(source, input_size, most=_MAX_DATASET_IMAGES)
+        images, labels, classes = load_dataset_for_model(source, meta, indices=pick)
+        captions = [f"{classes[int(y)]} #{i}" for y, i in zip(labels, pick, strict=True)]
     else:
         name = "digits" if source == _DIGITS else source.split(" ", 1)[0]
         images, labels, classes = load_dataset_for_model(
@@ -123,6 +168,4 @@ def load_images(
         )
         captions = [f"{name} {classes[int(y)]}" for y in labels]
     display = denormalize(images, list(mean), list(std))  # (N, C, H, W) in [0, 1]
-    if n is not None:
-        images, display, captions = images[:n], display[:n], captions[:n]
     return images.contiguous(), display.numpy(), captions

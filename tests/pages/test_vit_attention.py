@@ -260,3 +260,69 @@ def test_attention_maps_carry_colour_bars_in_attention_weights(tiny_vit_zoo):
     assert bar["marker"]["cmax"] == pytest.approx(weights.max().item(), rel=1e-5)
     roll = next(t for t in charts["vit_attention.rollout_chart"]["data"] if t["type"] == "scatter")
     assert roll["marker"]["colorbar"]["ticktext"] == ["min", "max"]
+
+
+def test_an_image_folder_feeds_the_attention_page(tiny_vit_zoo, tmp_path, monkeypatch):
+    """A folder under VIZLIB_DATA is offered to the 1-channel ViT, converted to grey; captions
+    name each image's class (its sub-folder); the distances are the library's on those images."""
+    from PIL import Image
+
+    import ui.vit as uv
+    from tests.test_data_datasets import FRUIT, write_image_folder
+
+    files = write_image_folder(tmp_path / "fruit", n_per_class=4)
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path / "fruit"))  # the data root is the folder
+    name = f"imagefolder:{tmp_path / 'fruit'}"
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = TINY
+    _run(at)
+    options = at.selectbox(key="vit_attention.source").options  # as the picker shows them
+    assert f"fruit — image folder, {tmp_path / 'fruit'}" in options
+    at.selectbox(key="vit_attention.source").set_value(name)
+    _run(at)
+    captions = " | ".join(c.value for c in at.caption)
+    assert "converted to grey (ITU-R 601 luma)" in captions and "all of its 12 images" in captions
+    assert at.number_input(key="vit_attention.n_images").max == 12
+    assert any(f"({cls} #" in captions for cls in FRUIT)  # the attention maps' caption
+
+    meta = json.loads((zoo.CHECKPOINT_DIR / f"{TINY}.json").read_text())
+    key = (tuple(meta["input_size"]), tuple(meta["mean"]), tuple(meta["std"]))
+    images, display, labels = uv.load_images(name, *key)
+    assert len(images) == 12 and sorted(labels) == sorted(
+        f"{cls} #{i}" for i, cls in enumerate(c for c in FRUIT for _ in range(4))
+    )
+    # one image by hand: its file read by PIL, resized to 32x32, ITU-R 601 grey
+    k = next(j for j, lab in enumerate(labels) if lab == "apples #0")
+    rgb = np.asarray(Image.open(files["apples"][0]).convert("RGB"), np.float32) / 255.0
+    t = torch.nn.functional.interpolate(
+        torch.from_numpy(rgb).permute(2, 0, 1)[None], size=(32, 32), mode="bilinear",
+        antialias=True, align_corners=False,
+    )  # fmt: skip
+    grey = (t * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1)  # (1, 32, 32)
+    np.testing.assert_allclose(display[k], grey.numpy(), atol=1e-5)
+    # the chart: the library's distances over those 12 images (the default: all of them)
+    chart = next(c for c in at.get("plotly_chart") if "mean attention distance" in str(c.proto))
+    y = json.loads(chart.proto.spec)["data"][0]["y"]
+    if isinstance(y, dict):  # plotly's typed-array encoding
+        y = np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"])
+    expected = attention.mean_attention_distance_over(_tiny_model(), images, device="cpu")
+    np.testing.assert_allclose(
+        np.sort(np.asarray(y, dtype=float)), np.sort(expected.numpy().ravel()), rtol=1e-4
+    )
+
+
+def test_a_typed_image_folder_path_that_is_no_image_folder_is_explained(tiny_vit_zoo, tmp_path):
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = TINY
+    _run(at)
+    at.selectbox(key="vit_attention.source").set_value("Other image folder…").run()
+    assert not at.exception and any("Type the path" in i.value for i in at.info)
+    (tmp_path / "photo.png").write_bytes(b"x")
+    at.text_input(key="vit_attention.folder_path").set_value(str(tmp_path)).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        f"{tmp_path} holds images but no class sub-folders. An image folder has one sub-folder "
+        "per class, each holding that class's images (cats/1.jpg, dogs/2.png): give the folder "
+        "above it, or sort the images into class sub-folders."
+    ]
+    assert not at.header  # nothing computed on no images
