@@ -8,7 +8,7 @@ import streamlit as st
 import torch
 
 from ui import count_slider
-from ui.inside_cnns import LoadedModel, dataset_for, input_picker, model_picker
+from ui.inside_cnns import LoadedModel, image_set, image_set_picker, input_picker, model_picker
 from vizlib import filters
 from vizlib.data import denormalize
 from vizlib.plots import (
@@ -35,11 +35,10 @@ def untrained_filters(name: str, device: str, layer: str, _loaded: LoadedModel) 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def dataset_scores(
-    name: str, device: str, layer: str, reduce: str, _loaded: LoadedModel
+    name: str, device: str, layer: str, reduce: str, images_from: str, _loaded: LoadedModel
 ) -> torch.Tensor:
-    """Return (N, C) channel scores of the model's test set, from one pass."""
-    meta = _loaded.meta
-    images, _, _ = dataset_for(meta["dataset"], tuple(meta["input_size"][1:]))
+    """Return (N, C) channel scores of the image set ``images_from`` (``image_set``), one pass."""
+    images = image_set(images_from, _loaded.meta)[0]
     with _loaded.lock:
         return filters.channel_scores(_loaded.model, images, layer, reduce=reduce, device=device)
 
@@ -233,11 +232,14 @@ with tab_maps:
             )
 
 with tab_top:
+    images_from = image_set_picker(f"{P}.top", meta)
     try:
-        images, labels, classes = dataset_for(meta["dataset"], tuple(meta["input_size"][1:]))
+        images, labels, classes, ids = image_set(images_from, meta) if images_from else (None,) * 4
     except ValueError as err:
-        st.info(f"Top-activating images need the model's dataset on disk: {err}")
-    else:
+        st.error(str(err))
+        images = None
+    if images is not None:
+        what = "image" if images_from.startswith("imagefolder:") else "test image"
         t1, t2, t3 = st.columns(3)
         channel = t1.number_input(f"Channel (0–{out_ch - 1})", 0, out_ch - 1, 0, key=f"{P}.channel")
         reduce = t2.radio(
@@ -250,28 +252,28 @@ with tab_top:
         k = count_slider(
             "Images", min(4, len(images)), min(36, len(images)), 16, key=f"{P}.top_k", where=t3
         )
-        with st.spinner(f"One pass over {len(images)} test images…", show_time=True):
-            scores = dataset_scores(loaded.name, loaded.device, layer, reduce, loaded)
+        with st.spinner(f"One pass over {len(images)} {what}s…", show_time=True):
+            scores = dataset_scores(loaded.name, loaded.device, layer, reduce, images_from, loaded)
         idx, vals = filters.top_activating(scores, int(channel), k=k)
         shown = denormalize(images[idx], meta["mean"], meta["std"]).numpy()  # (k, C, H, W)
         st.plotly_chart(
             plot_image_grid(
                 shown,
                 hover=[
-                    f"test image {i}<br>class {classes[int(labels[i])]}<br>score {v:.4g}"
+                    f"{what} {ids[int(i)]}<br>class {classes[int(labels[i])]}<br>score {v:.4g}"
                     for i, v in zip(idx, vals, strict=True)
                 ],
-                title=f"Test images that drive channel {int(channel)} of {layer} most "
+                title=f"{what.capitalize()}s that drive channel {int(channel)} of {layer} most "
                 f"({reduce} activation)",
                 max_px=520,
             ),
             key=f"{P}.top",
         )
         st.download_button(
-            "Download the ranking (CSV: test image index, class, score)",
+            f"Download the ranking (CSV: {what} index, class, score)",
             pd.DataFrame(
                 {
-                    "test_image_index": [int(i) for i in idx],
+                    f"{what.replace(' ', '_')}_index": [ids[int(i)] for i in idx],
                     "class": [classes[int(labels[int(i)])] for i in idx],
                     f"{reduce}_activation": [float(v) for v in vals],
                 }

@@ -404,6 +404,22 @@ def write_image_folder(folder, n_per_class: int = 3) -> dict[str, list]:
     }
 
 
+def pixels_by_hand(path, size: tuple[int, int], *, grey: bool = False) -> torch.Tensor:
+    """Return an image file as a page should feed it, computed without vizlib: PIL's pixels
+    (transparency laid on white) in [0, 1], resized by torch (bilinear, antialiased) to ``size``
+    = (H, W): (3, H, W), or with ``grey`` the ITU-R 601 luma (1, H, W)."""
+    image = Image.open(path)
+    rgba = np.asarray(image.convert("RGBA"), np.float32) / 255.0  # (h, w, 4)
+    rgb = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])
+    t = torch.nn.functional.interpolate(
+        torch.from_numpy(rgb).permute(2, 0, 1)[None], size=size, mode="bilinear",
+        antialias=True, align_corners=False,
+    )[0]  # fmt: skip
+    if grey:
+        return (t * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0, keepdim=True)
+    return t
+
+
 def test_image_extensions_are_torchvisions():
     from torchvision.datasets.folder import IMG_EXTENSIONS
 

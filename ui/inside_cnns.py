@@ -1,6 +1,6 @@
 """Streamlit helpers shared by the Filters & Feature Maps and Attributions pages: the model picker
-(zoo or uploaded weights), the input picker (dataset sample, sample image, upload) and cached
-dataset loading.
+(zoo or uploaded weights), the input picker (dataset sample, image folder, sample image, upload),
+the image-set picker (test split or image folder) and cached dataset loading.
 
 Zoo models come from the shared ``ui.cached_model``; uploaded weights from a small
 ``st.cache_resource`` keyed on the file's SHA-256. Both are shared: never mutated, hooks only
@@ -21,8 +21,11 @@ import torch
 import ui
 from vizlib import zoo
 from vizlib.data import (
+    available_datasets,
+    dataset_size,
     denormalize,
     load_dataset,
+    load_dataset_for_model,
     load_sample_image,
     prepare_image,
     read_image_upload,
@@ -33,11 +36,14 @@ __all__ = [
     "ChosenInput",
     "LoadedModel",
     "dataset_for",
+    "image_set",
+    "image_set_picker",
     "input_picker",
     "model_picker",
 ]
 
-SOURCES = ("Dataset sample", "Sample image", "Upload an image")
+SOURCES = ("Dataset sample", "Image folder", "Sample image", "Upload an image")
+MAX_FOLDER_SET = 256  # images of a folder that one pass ranks (Top-activating images)
 UPLOAD = "Upload weights…"
 UPLOAD_PREFIX = "upload:"
 
@@ -115,6 +121,108 @@ def dataset_for(
     return load_dataset(dataset, split, input_size=input_size)
 
 
+def _meta_key(meta: dict) -> tuple[tuple[int, ...], tuple[float, ...], tuple[float, ...]]:
+    """Return (input size (C, H, W), mean, std): what prepares images for a model, hashable."""
+    return (
+        tuple(int(v) for v in meta["input_size"]),
+        tuple(float(v) for v in meta["mean"]),
+        tuple(float(v) for v in meta["std"]),
+    )
+
+
+@st.cache_data(max_entries=16, show_spinner="Reading the image…")
+def folder_image(
+    name: str, index: int, input_size: tuple, mean: tuple, std: tuple
+) -> tuple[torch.Tensor, int, list[str]]:
+    """Return (image (1, C, H, W) prepared for the model, its label, class names): one file of
+    the image folder ``name`` read, converted to the model's channels, size and normalisation."""
+    meta = {"input_size": list(input_size), "mean": list(mean), "std": list(std)}
+    x, labels, classes = load_dataset_for_model(name, meta, indices=[index])
+    return x, int(labels[0]), classes
+
+
+@st.cache_data(max_entries=4, show_spinner="Reading the image folder…")
+def folder_set(
+    name: str, input_size: tuple, mean: tuple, std: tuple
+) -> tuple[torch.Tensor, torch.Tensor, list[str], list[int], int]:
+    """Return (images (N, C, H, W) prepared for the model, labels (N,), class names, each image's
+    index in the folder, the folder's size) of ``ui.folder_subset``: a seeded random
+    ``MAX_FOLDER_SET`` at most, only those files read."""
+    meta = {"input_size": list(input_size), "mean": list(mean), "std": list(std)}
+    pick, total = ui.folder_subset(name, input_size, most=MAX_FOLDER_SET)
+    images, labels, classes = load_dataset_for_model(name, meta, indices=pick)
+    return images, labels, classes, pick, total
+
+
+def image_folders() -> list[str]:
+    """Return the names (``imagefolder:<path>``) of the image folders found under VIZLIB_DATA."""
+    return [
+        name
+        for name, status in available_datasets().items()
+        if name.startswith("imagefolder:") and status.startswith("on disk")
+    ]
+
+
+def _folder_picker(prefix: str, label: str) -> str | None:
+    choice = st.selectbox(
+        label,
+        [*image_folders(), ui.OTHER_IMAGE_FOLDER],
+        format_func=ui.dataset_label,
+        key=f"{prefix}.folder",
+        help="The image folders found under VIZLIB_DATA, or any other by its path.",
+    )
+    return ui.image_folder_choice(choice, prefix)
+
+
+def image_set_picker(prefix: str, meta: dict) -> str | None:
+    """Draw the picker of a set of images (key ``<prefix>.images``): the model's test split when
+    on disk, the image folders found, or any folder by its path. Return the set for
+    ``image_set`` (a dataset name or ``imagefolder:<path>``), or None with the reason shown."""
+    options = [*image_folders(), ui.OTHER_IMAGE_FOLDER]
+    try:
+        dataset_for(meta["dataset"], tuple(int(v) for v in meta["input_size"][1:]))
+        options.insert(0, meta["dataset"])
+        index = 0
+    except ValueError as err:  # e.g. ImageNet, never on disk
+        st.info(
+            f"Top-activating images need the model's dataset on disk ({err}) or an image folder."
+        )
+        index = None  # nothing chosen: a pass over a folder waits for the user to ask for it
+    choice = st.selectbox(
+        "Images",
+        options,
+        index=index,
+        placeholder="Choose an image folder",
+        format_func=lambda o: f"{o} (test split)" if o == meta["dataset"] else ui.dataset_label(o),
+        key=f"{prefix}.images",
+        help="Images to rank: the model's test split, an image folder found under VIZLIB_DATA "
+        f"(a random {MAX_FOLDER_SET} of its images at most), or any image folder by its path.",
+    )
+    source = None if choice is None else ui.image_folder_choice(choice, prefix)
+    if source is not None and source.startswith("imagefolder:"):
+        try:
+            pick, total = ui.folder_subset(source, tuple(meta["input_size"]), most=MAX_FOLDER_SET)
+        except ValueError as err:
+            st.error(str(err))
+            return None
+        kept = "all" if len(pick) == total else f"a random {len(pick):,} (seed 0)"
+        st.caption(
+            f"Ranking {kept} of its {total:,} images. "
+            + ui.folder_channels_note(int(meta["input_size"][0]))
+        )
+    return source
+
+
+def image_set(source: str, meta: dict) -> tuple[torch.Tensor, torch.Tensor, list[str], list[int]]:
+    """Return (images (N, C, H, W) normalised for the model, labels (N,), class names, each
+    image's index in its source) of a set chosen with ``image_set_picker``."""
+    if source.startswith("imagefolder:"):
+        images, labels, classes, ids, _ = folder_set(source, *_meta_key(meta))
+        return images, labels, classes, ids
+    images, labels, classes = dataset_for(source, tuple(int(v) for v in meta["input_size"][1:]))
+    return images, labels, classes, list(range(len(images)))
+
+
 def _display(x: torch.Tensor, meta: dict) -> np.ndarray:
     img = denormalize(x[0], meta["mean"], meta["std"])  # (C, H, W) in [0, 1]
     img = img.permute(1, 2, 0).numpy()  # (H, W, C)
@@ -130,7 +238,15 @@ def input_picker(prefix: str, meta: dict) -> ChosenInput | None:
     except ValueError as err:  # e.g. ImageNet, never on disk: offer only what works
         sources = SOURCES[1:]
         st.caption(f"No {meta['dataset']} test images to pick from: {err}")
-    source = st.radio("Input", sources, key=f"{prefix}.source", horizontal=True)
+    source = st.radio(
+        "Input",
+        sources,
+        index=sources.index("Dataset sample" if "Dataset sample" in sources else "Sample image"),
+        key=f"{prefix}.source",
+        horizontal=True,
+        help="Image folder: one found under VIZLIB_DATA, or any folder of class sub-folders "
+        "of images by its path.",
+    )
     if source == "Dataset sample":
         index = st.number_input(
             f"Test image index (0–{len(images) - 1})",
@@ -143,6 +259,8 @@ def input_picker(prefix: str, meta: dict) -> ChosenInput | None:
         x = images[int(index)][None]  # (1, C, H, W)
         label = f"{meta['dataset']} test image {int(index)} (true class {classes[int(labels[int(index)])]})"
         return ChosenInput(x, _display(x, meta), label, ("dataset", meta["dataset"], int(index)))
+    if source == "Image folder":
+        return _folder_input(prefix, meta)
     if source == "Sample image":
         name = st.selectbox("Sample image", sample_image_names(), key=f"{prefix}.sample")
         x = prepare_image(load_sample_image(name), meta)
@@ -163,3 +281,34 @@ def input_picker(prefix: str, meta: dict) -> ChosenInput | None:
         return None
     digest = hashlib.sha256(data).hexdigest()[:16]
     return ChosenInput(x, _display(x, meta), f"upload {upload.name!r}", ("upload", digest), data)
+
+
+def _folder_input(prefix: str, meta: dict) -> ChosenInput | None:
+    """Draw the image-folder input (folder, then an image by its index: only that file is read)."""
+    name = _folder_picker(prefix, "Image folder")
+    if name is None:
+        return None
+    try:
+        total = dataset_size(name)  # lists the files, opens none
+    except ValueError as err:
+        st.error(str(err))
+        return None
+    index = st.number_input(
+        f"Image index in the folder (0–{total - 1})",
+        min_value=0,
+        max_value=total - 1,
+        value=0,
+        step=1,
+        key=f"{prefix}.folder_index",
+        help="Images are numbered as torchvision's ImageFolder lists them: class by class, "
+        "files by name.",
+    )
+    try:
+        x, label, classes = folder_image(name, int(index), *_meta_key(meta))
+    except ValueError as err:
+        st.error(str(err))
+        return None
+    st.caption(ui.folder_channels_note(int(meta["input_size"][0])))
+    folder = ui.dataset_label(name).split(" — ", 1)[0]
+    text = f"{folder} image {int(index)} of {total} (class {classes[label]})"
+    return ChosenInput(x, _display(x, meta), text, ("folder", name, int(index)))

@@ -277,10 +277,47 @@ def test_a_model_without_test_images_starts_on_a_sample_image(tmp_path, monkeypa
     assert at.radio(key="attr.source").value == "Dataset sample"
     at.selectbox(key="attr.model").set_value("alexnet").run()
     assert not at.exception and not _errors(at)
-    assert at.radio(key="attr.source").options == ["Sample image", "Upload an image"]
+    assert at.radio(key="attr.source").options == [
+        "Image folder",
+        "Sample image",
+        "Upload an image",
+    ]
     assert at.radio(key="attr.source").value == "Sample image"
     assert any("No imagenet test images to pick from" in c for c in _captions(at).split(" | "))
     assert len(at.get("plotly_chart")) == 2  # top-5 and saliency
     at.selectbox(key="attr.model").set_value("lenet_digits").run()
     assert not at.exception and not _errors(at)
     assert "Dataset sample" in at.radio(key="attr.source").options
+
+
+def test_an_image_from_a_folder_is_explained(tmp_path, monkeypatch):
+    """An image folder's photo (an RGBA PNG: transparency on white) reaches lenet_digits as
+    grey; the class explained is the model's own prediction on the file read by hand."""
+    from tests.test_data_datasets import pixels_by_hand, write_image_folder
+    from vizlib import zoo
+
+    files = write_image_folder(tmp_path / "fruit")
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    app.query_params["model"] = "lenet_digits"
+    app.session_state["attr.methods"] = ["saliency"]
+    at = app.run()
+    at.radio(key="attr.source").set_value("Image folder").run()
+    at.number_input(key="attr.folder_index").set_value(3).run()
+    assert not at.exception and not _errors(at)
+    shown = [img.caption for im in at.get("image") for img in im.proto.imgs]
+    assert shown == ["fruit image 3 of 9 (class bananas)"]
+    assert "converted to grey" in _captions(at)
+
+    model, meta = zoo.load_model("lenet_digits")
+    x = pixels_by_hand(files["bananas"][0], (28, 28), grey=True)[None]  # the RGBA one
+    with torch.no_grad():
+        predicted = int(model((x - meta["mean"][0]) / meta["std"][0]).argmax())
+    assert f"Explaining class **{predicted}** (index {predicted})" in at.markdown[0].value
+    assert len(at.get("plotly_chart")) == 2  # top-5 and saliency
+
+    at.selectbox(key="attr.folder").set_value("Other image folder…").run()
+    assert not at.exception and any("Type the path" in i.value for i in at.info)
+    at.text_input(key="attr.folder_path").set_value(str(tmp_path / "missing")).run()
+    assert not at.exception
+    assert _errors(at) == [f"{tmp_path / 'missing'} does not exist (no file or folder there)."]

@@ -222,3 +222,72 @@ def test_feature_map_title_says_which_maps_are_shown(at):
     maps = next(c for c in at.get("plotly_chart") if c.proto.id.endswith("filters.maps"))
     title = json.loads(maps.proto.spec)["layout"]["title"]["text"]
     assert title == "conv2: channels 0–9 of 64 maps of 4×4"
+
+
+def test_an_image_folder_feeds_the_feature_maps_and_the_top_activating_images(
+    tmp_path, monkeypatch
+):
+    """Folder photos reach lenet_digits as grey; the ranking over the folder is the one torch's
+    own conv1 gives on the files read by hand, named by folder index and sub-folder."""
+    import re
+
+    import streamlit as st
+
+    from tests.test_data_datasets import FRUIT, pixels_by_hand, write_image_folder
+    from vizlib import zoo
+
+    st.cache_data.clear()
+    files = write_image_folder(tmp_path / "fruit")
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    app.query_params["model"] = "lenet_digits"
+    at = app.run()
+    assert "Image folder" in at.radio(key="filters.source").options
+    at.radio(key="filters.source").set_value("Image folder").run()
+    at.number_input(key="filters.folder_index").set_value(4).run()
+    assert not at.exception and not _errors(at)
+    captions = " | ".join(c.value for c in at.caption)
+    assert "converted to grey (ITU-R 601 luma)" in captions
+    shown = [img.caption for im in at.get("image") for img in im.proto.imgs]
+    assert shown == ["fruit image 4 of 9 (class bananas)"]
+
+    name = f"imagefolder:{tmp_path / 'fruit'}"
+    at.selectbox(key="filters.top.images").set_value(name).run()
+    assert not at.exception and not _errors(at)
+    assert any("Ranking all of its 9 images" in c.value for c in at.caption)
+    chart = next(c for c in at.get("plotly_chart") if c.key == "filters.top")
+    spec = chart.proto.spec.replace("\\u003c", "<").replace("\\u003e", ">")  # JSON escapes
+    hover = re.findall(r"image (\d+)<br>class (\w+)<br>score ([-\d.e+]+)", spec)
+    ranked = list(dict.fromkeys(hover))  # each tile repeats its text for every pixel
+    assert len(ranked) == 9  # all of them: the Images control tops out at the set's size
+
+    model, meta = zoo.load_model("lenet_digits")
+    paths = [p for c in FRUIT for p in files[c]]  # torchvision's order = folder index
+    x = torch.stack([pixels_by_hand(p, (28, 28), grey=True) for p in paths])  # (9, 1, 28, 28)
+    x = (x - meta["mean"][0]) / meta["std"][0]
+    with torch.no_grad():
+        score = model.conv1(x).mean(dim=(2, 3))[:, 0]  # channel 0, mean over positions
+    order = torch.argsort(-score, stable=True).tolist()
+    assert [int(i) for i, _, _ in ranked] == order
+    assert [c for _, c, _ in ranked] == [FRUIT[i // 3] for i in order]
+    torch.testing.assert_close(
+        torch.tensor([float(s) for _, _, s in ranked]), score[order], rtol=1e-3, atol=1e-6
+    )
+
+
+def test_a_bad_image_folder_path_on_the_filters_page_is_explained(tmp_path):
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    app.query_params["model"] = "lenet_digits"
+    at = app.run()
+    at.selectbox(key="filters.top.images").set_value("Other image folder…").run()
+    (tmp_path / "notes.txt").write_text("x")
+    at.text_input(key="filters.top.folder_path").set_value(str(tmp_path / "notes.txt")).run()
+    assert not at.exception
+    assert _errors(at) == [
+        f"{tmp_path / 'notes.txt'} is a file. Give the folder that holds one sub-folder per class."
+    ]
+    at.radio(key="filters.source").set_value("Image folder").run()  # the input picker's own
+    at.selectbox(key="filters.folder").set_value("Other image folder…").run()
+    at.text_input(key="filters.folder_path").set_value(str(tmp_path)).run()
+    assert not at.exception
+    assert any(f"{tmp_path} has no sub-folders" in e for e in _errors(at))
