@@ -101,7 +101,8 @@ def model_features(bar, model_name: str, device: str, dataset: str, n_points: in
         dataset, tuple(meta["input_size"][1:]), n_points, seed
     )
     if available < n_points:
-        st.info(f"{ui.dataset_label(dataset)} has {available:,} images: using all of them.")
+        what = dataset.replace("imagefolder:", "The image folder ", 1)
+        st.info(f"{what} has {available:,} images: using all of them.")
 
     started = time.perf_counter()
 

@@ -76,3 +76,47 @@ def test_small_embedding_then_stop(page, app_url):
     wait_until_idle(page)
     assert time.monotonic() - started < 30
     assert not error_boxes(page)
+
+
+def _pick(page, label: str, option: str) -> None:
+    """Choose ``option`` in the selectbox labelled ``label`` (typing filters its options)."""
+    box = page.locator('[data-testid="stSelectbox"]').filter(
+        has=page.locator('[data-testid="stWidgetLabel"]', has_text=re.compile(f"^{label}$"))
+    )
+    box.click()
+    page.keyboard.type(option)
+    page.keyboard.press("Enter")
+    wait_until_idle(page)
+
+
+def _type_path(page, path) -> None:
+    box = page.get_by_label("Image folder path", exact=True)
+    box.fill(str(path))
+    box.press("Enter")
+    wait_until_idle(page)
+
+
+def test_an_image_folder_typed_by_its_path_is_mapped(page, app_url, tmp_path):
+    """'Other image folder…': a wrong path gets its message, no traceback; a real folder of
+    class sub-folders is mapped, its sub-folder names in the legend."""
+    from tests.test_data_datasets import FRUIT, write_image_folder
+
+    write_image_folder(tmp_path / "fruit", n_per_class=8)
+    open_page(page, app_url, "embeddings")
+    _pick(page, "Dataset", "Other image folder")
+    _type_path(page, tmp_path / "nope")
+    assert error_boxes(page) == [f"{tmp_path / 'nope'} does not exist (no file or folder there)."]
+    _type_path(page, tmp_path / "fruit")
+    assert not error_boxes(page)
+    page.get_by_text(f"3 classes: {', '.join(FRUIT)}").wait_for()
+    page.get_by_test_id("stRadio").filter(has_text="Method").get_by_text("PCA", exact=True).click()
+    wait_until_idle(page)
+    page.get_by_role("button", name="Compute", exact=True).click()
+    page.wait_for_selector('[data-testid="stDataFrame"]', timeout=120_000)
+    wait_until_idle(page)
+    assert not error_boxes(page)
+    assert page.get_by_text("has 24 images: using all of them").count() == 1
+    assert page.locator(".emb-root").get_attribute("data-ready") == "24"
+    legend = page.locator(".emb-legend-item").all_inner_texts()
+    assert [t.strip() for t in legend] == list(FRUIT)
+    screenshot(page, "embeddings_image_folder")
