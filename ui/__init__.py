@@ -267,3 +267,16 @@ def folder_subset(name: str, input_size: tuple[int, ...], *, most: int) -> tuple
     total = dataset_size(name)
     pick = np.random.default_rng(0).permutation(total)[: min(most, fit)]
     return pick.tolist(), total
+
+
+def folder_subset_note(name: str, input_size: tuple[int, ...], *, most: int) -> str | None:
+    """Return the caption saying how many of image folder ``name``'s images a page uses
+    (``folder_subset``) and how they reach a model of ``input_size`` (C, H, W); None with the
+    reason shown when the folder cannot be listed."""
+    try:
+        pick, total = folder_subset(name, input_size, most=most)
+    except ValueError as err:
+        st.error(str(err))
+        return None
+    kept = "all" if len(pick) == total else f"a random {len(pick):,} (seed 0)"
+    return f"Using {kept} of its {total:,} images. {folder_channels_note(int(input_size[0]))}"

@@ -200,16 +200,10 @@ def image_set_picker(prefix: str, meta: dict) -> str | None:
     )
     source = None if choice is None else ui.image_folder_choice(choice, prefix)
     if source is not None and source.startswith("imagefolder:"):
-        try:
-            pick, total = ui.folder_subset(source, tuple(meta["input_size"]), most=MAX_FOLDER_SET)
-        except ValueError as err:
-            st.error(str(err))
+        note = ui.folder_subset_note(source, tuple(meta["input_size"]), most=MAX_FOLDER_SET)
+        if note is None:
             return None
-        kept = "all" if len(pick) == total else f"a random {len(pick):,} (seed 0)"
-        st.caption(
-            f"Ranking {kept} of its {total:,} images. "
-            + ui.folder_channels_note(int(meta["input_size"][0]))
-        )
+        st.caption(note)
     return source
 
 

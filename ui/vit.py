@@ -125,18 +125,10 @@ def pick_images(prefix: str, meta: dict) -> str | None:
     )
     source = ui.image_folder_choice(choice, prefix)
     if source is not None and source.startswith("imagefolder:"):
-        try:
-            pick, total = ui.folder_subset(
-                source, tuple(meta["input_size"]), most=_MAX_DATASET_IMAGES
-            )
-        except ValueError as err:
-            st.error(str(err))
+        note = ui.folder_subset_note(source, tuple(meta["input_size"]), most=_MAX_DATASET_IMAGES)
+        if note is None:
             return None
-        kept = "all of" if len(pick) == total else f"a random {len(pick):,} (seed 0) of"
-        st.caption(
-            f"{ui.folder_channels_note(int(meta['input_size'][0]))} Using {kept} its {total:,} "
-            "images; captions give each image's class (its sub-folder) and index in the folder."
-        )
+        st.caption(f"{note} Captions give each image's class (its sub-folder) and folder index.")
     return source
 
 

@@ -170,10 +170,8 @@ def test_an_image_folder_on_disk_is_mapped_with_its_class_names(tmp_path, monkey
     """A folder of class sub-folders under VIZLIB_DATA is offered by name; its photos reach a
     1-channel digits model as grey (ITU-R 601 luma), and the legend names the sub-folders."""
     import numpy as np
-    import torch
-    from PIL import Image
 
-    from tests.test_data_datasets import FRUIT, write_image_folder
+    from tests.test_data_datasets import FRUIT, pixels_by_hand, write_image_folder
     from vizlib import zoo
 
     files = write_image_folder(tmp_path / "fruit", n_per_class=8)
@@ -198,12 +196,7 @@ def test_an_image_folder_on_disk_is_mapped_with_its_class_names(tmp_path, monkey
     assert len(at.dataframe[0].value) == len(feats)  # one row of metrics per layer
     # the input layer, independently: the first apple read by PIL, resized, grey, normalised
     meta = zoo.checkpoint_metadata("lenet_digits")
-    rgb = np.asarray(Image.open(files["apples"][0]).convert("RGB"), np.float32) / 255.0
-    t = torch.from_numpy(rgb).permute(2, 0, 1)[None]
-    t = torch.nn.functional.interpolate(
-        t, size=(28, 28), mode="bilinear", antialias=True, align_corners=False
-    )
-    grey = (t * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1)
+    grey = pixels_by_hand(files["apples"][0], (28, 28), grey=True)
     expected = ((grey - meta["mean"][0]) / meta["std"][0]).reshape(-1).numpy()
     np.testing.assert_allclose(feats["input"][0], expected, atol=1e-4)
 

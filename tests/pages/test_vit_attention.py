@@ -265,10 +265,8 @@ def test_attention_maps_carry_colour_bars_in_attention_weights(tiny_vit_zoo):
 def test_an_image_folder_feeds_the_attention_page(tiny_vit_zoo, tmp_path, monkeypatch):
     """A folder under VIZLIB_DATA is offered to the 1-channel ViT, converted to grey; captions
     name each image's class (its sub-folder); the distances are the library's on those images."""
-    from PIL import Image
-
     import ui.vit as uv
-    from tests.test_data_datasets import FRUIT, write_image_folder
+    from tests.test_data_datasets import FRUIT, pixels_by_hand, write_image_folder
 
     files = write_image_folder(tmp_path / "fruit", n_per_class=4)
     monkeypatch.setenv("VIZLIB_DATA", str(tmp_path / "fruit"))  # the data root is the folder
@@ -293,12 +291,7 @@ def test_an_image_folder_feeds_the_attention_page(tiny_vit_zoo, tmp_path, monkey
     )
     # one image by hand: its file read by PIL, resized to 32x32, ITU-R 601 grey
     k = next(j for j, lab in enumerate(labels) if lab == "apples #0")
-    rgb = np.asarray(Image.open(files["apples"][0]).convert("RGB"), np.float32) / 255.0
-    t = torch.nn.functional.interpolate(
-        torch.from_numpy(rgb).permute(2, 0, 1)[None], size=(32, 32), mode="bilinear",
-        antialias=True, align_corners=False,
-    )  # fmt: skip
-    grey = (t * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1)  # (1, 32, 32)
+    grey = pixels_by_hand(files["apples"][0], (32, 32), grey=True)  # (1, 32, 32)
     np.testing.assert_allclose(display[k], grey.numpy(), atol=1e-5)
     # the chart: the library's distances over those 12 images (the default: all of them)
     chart = next(c for c in at.get("plotly_chart") if "mean attention distance" in str(c.proto))
