@@ -11,7 +11,16 @@ import torch
 
 import ui
 from ui import count_slider
-from ui.vit import ModelChoice, get_model, load_images, pick_images, pick_vit
+from ui.vit import (
+    ImageSource,
+    ModelChoice,
+    UploadedImages,
+    get_model,
+    input_key,
+    load_images,
+    pick_images,
+    pick_vit,
+)
 from vizlib import attention
 from vizlib.plots.export import to_npy_bytes
 from vizlib.plots.vit import plot_attention_distance, plot_attention_overlays
@@ -23,16 +32,10 @@ st.caption(
 )
 
 
-def _images_key(meta: dict) -> tuple:
-    return (
-        tuple(int(v) for v in meta["input_size"]),
-        tuple(float(v) for v in meta["mean"]),
-        tuple(float(v) for v in meta["std"]),
-    )
-
-
 @st.cache_data(max_entries=16, show_spinner=False)
-def distance_table(choice: ModelChoice, source: str, n: int, renormalize: bool) -> np.ndarray:
+def distance_table(
+    choice: ModelChoice, source: ImageSource, n: int, renormalize: bool
+) -> np.ndarray:
     """Mean attention distance (layers, heads) in pixels over the first n images.
 
     A progress bar follows the batches (vit_b_16 takes seconds per image on a CPU). It is made
@@ -40,7 +43,7 @@ def distance_table(choice: ModelChoice, source: str, n: int, renormalize: bool) 
     emptied at the end, so a cache hit replays nothing visible.
     """
     model, meta, lock = get_model(choice)
-    images, _, _ = load_images(source, *_images_key(meta), n)
+    images, _, _ = load_images(source, *input_key(meta), n)
     bar = st.progress(0.0, text=f"Running {n} images through {meta['name']}…")
     started = time.perf_counter()
 
@@ -64,10 +67,12 @@ def distance_table(choice: ModelChoice, source: str, n: int, renormalize: bool) 
 
 
 @st.cache_data(max_entries=6, show_spinner=False)
-def image_attentions(choice: ModelChoice, source: str, indices: tuple[int, ...]) -> np.ndarray:
+def image_attentions(
+    choice: ModelChoice, source: ImageSource, indices: tuple[int, ...]
+) -> np.ndarray:
     """Attention weights of the chosen images, (layers, B, heads, T, T)."""
     model, meta, lock = get_model(choice)
-    images, _, _ = load_images(source, *_images_key(meta))
+    images, _, _ = load_images(source, *input_key(meta))
     with lock:
         maps = attention.attention_maps(
             model, images[list(indices)], batch_size=8, device=choice.device
@@ -85,7 +90,7 @@ source = pick_images("vit_attention", meta)
 if source is None:
     st.stop()
 try:
-    _, display_all, captions_all = load_images(source, *_images_key(meta))
+    _, display_all, captions_all = load_images(source, *input_key(meta))
 except ValueError as err:
     st.error(str(err))
     st.stop()
@@ -118,6 +123,12 @@ try:
 except (ValueError, RuntimeError) as err:  # e.g. out of GPU memory
     st.error(f"Could not compute the attention distances: {err}")
     dist = None
+if dist is not None and isinstance(source, UploadedImages):
+    st.caption(
+        f"Averaged over {int(n_images)} uploaded image(s) only: a small sample. The paper's "
+        "Figure 7 averages over many images, so read differences between heads here as "
+        "indications, not measurements."
+    )
 if dist is not None:
     baseline = attention.uniform_attention_distance(geo.grid_size, geo.patch_size)
     st.plotly_chart(
@@ -221,7 +232,7 @@ attention_maps_panel()
 # --- Attention rollout -------------------------------------------------------------------------
 @st.cache_data(max_entries=8, show_spinner=False)
 def fused_attention(
-    choice: ModelChoice, source: str, indices: tuple[int, ...], fusion: str
+    choice: ModelChoice, source: ImageSource, indices: tuple[int, ...], fusion: str
 ) -> np.ndarray:
     """Every layer's attention of the chosen images, heads fused: (L, B, 1, T, T) float32.
 
@@ -229,7 +240,7 @@ def fused_attention(
     fused are 7 MB), so moving the discard ratio needs no forward pass.
     """
     model, meta, lock = get_model(choice)
-    images, _, _ = load_images(source, *_images_key(meta))
+    images, _, _ = load_images(source, *input_key(meta))
     with lock:
         maps = attention.attention_maps(
             model, images[list(indices)], batch_size=8, device=choice.device
@@ -238,7 +249,7 @@ def fused_attention(
 
 
 def rollout(
-    choice: ModelChoice, source: str, indices: tuple[int, ...], fusion: str, discard: float
+    choice: ModelChoice, source: ImageSource, indices: tuple[int, ...], fusion: str, discard: float
 ) -> np.ndarray:
     """Class-token rollout (B, gh, gw) of the chosen images, max 1 each."""
     fused = torch.from_numpy(fused_attention(choice, source, indices, fusion))

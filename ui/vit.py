@@ -1,11 +1,14 @@
 """Streamlit glue for the ViT pages: pick a ViT (zoo or upload), load matching images.
 
 Models come from the shared ``ui.cached_model`` (never mutated; hooks only under its lock) or,
-for uploaded weights, from a small ``st.cache_resource`` keyed on the file's SHA-256.
+for uploaded weights, from a small ``st.cache_resource`` keyed on the file's SHA-256. Uploaded
+images are decoded once per (file SHA-256, model input) by ``prepared_upload``; the image set
+they form (``UploadedImages``) holds only their digests and names, so it can key caches.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass
 
@@ -21,16 +24,24 @@ from vizlib.data import (
     load_dataset_for_model,
     load_sample_image,
     prepare_image,
+    read_image_upload,
     sample_image_names,
+    samples,
 )
 
 __all__ = [
+    "MAX_UPLOADED_IMAGES",
+    "UPLOAD_IMAGES",
+    "ImageSource",
     "ModelChoice",
+    "UploadedImages",
     "get_model",
     "image_sources",
+    "input_key",
     "load_images",
     "pick_images",
     "pick_vit",
+    "prepared_upload",
     "vit_model_names",
 ]
 
@@ -111,18 +122,129 @@ def image_sources(meta: dict) -> list[str]:
     return [*sources, *folders]
 
 
-def pick_images(prefix: str, meta: dict) -> str | None:
-    """Draw the image-set picker (key ``<prefix>.source``): ``image_sources`` plus "Other image
-    folder…" with its path input; return the source for ``load_images``, or None with the
-    reason shown."""
+def input_key(meta: dict) -> tuple[tuple[int, int, int], tuple[float, ...], tuple[float, ...]]:
+    """Return (input size (C, H, W), mean, std) of a model's metadata: what prepares images for
+    it, hashable (the arguments of ``load_images`` after the source)."""
+    channels, height, width = (int(v) for v in meta["input_size"])
+    return (
+        (channels, height, width),
+        tuple(float(v) for v in meta["mean"]),
+        tuple(float(v) for v in meta["std"]),
+    )
+
+
+@dataclass(frozen=True)
+class UploadedImages:
+    """Uploaded images as an image source: each file's SHA-256 (hex) and name, in upload order.
+
+    Small and hashable, so cached computations are keyed on it; the pixels come from
+    ``prepared_upload``'s cache under the same digests.
+    """
+
+    digests: tuple[str, ...]
+    names: tuple[str, ...]
+
+
+ImageSource = str | UploadedImages
+UPLOAD_IMAGES = "Upload images…"
+MAX_UPLOADED_IMAGES = 32  # one upload's images kept prepared: 19 MB at 3x224x224 float32
+
+
+@st.cache_data(max_entries=4 * MAX_UPLOADED_IMAGES, show_spinner="Reading the image…")
+def prepared_upload(
+    digest: str,
+    input_size: tuple[int, int, int],
+    mean: tuple,
+    std: tuple,
+    _data: bytes | None,
+) -> tuple[torch.Tensor | None, str | None]:
+    """Return (image (1, C, H, W) prepared for the model, None), or (None, why it is refused).
+
+    Keyed on the file's SHA-256 ``digest`` and the model's input, never on the bytes or a
+    tensor: a rerun does not decode the file again, and a refusal is remembered as well. The file is read
+    by ``vizlib.data.read_image_upload`` (decompression-bomb guard, EXIF rotation, transparency
+    on white) and converted, resized and normalised by ``prepare_image``, as the other sources
+    are. ``_data`` (not part of the key) None: only an already prepared image is returned, else
+    ``ValueError``.
+    """
+    if _data is None:
+        raise ValueError("The uploaded images are no longer cached; upload them again.")
+    meta = {"input_size": list(input_size), "mean": list(mean), "std": list(std)}
+    try:
+        return prepare_image(read_image_upload(_data), meta), None
+    except ValueError as err:
+        return None, str(err)
+
+
+def upload_note(input_size: tuple[int, int, int]) -> str:
+    """Return the sentence saying how uploaded images reach a model of ``input_size`` (C, H, W)."""
+    channels, height, width = input_size
+    colour = (
+        "converted to grey (ITU-R 601 luma) for this 1-channel model, "
+        if channels == 1
+        else "read as RGB (grey images repeated to three channels), "
+    )
+    return (
+        f"Uploaded images are {colour}stretched to {height}×{width} pixels (the aspect ratio is "
+        "not kept) and normalised with the model's mean and standard deviation; EXIF rotation is "
+        "applied and transparent areas count as white."
+    )
+
+
+def _pick_uploads(prefix: str, meta: dict) -> UploadedImages | None:
+    """Draw the images uploader (key ``<prefix>.upload_images``); return the usable files, each
+    refused one named in an ``st.error``, or None with the reason shown."""
+    files = st.file_uploader(
+        "Images (PNG or JPEG)",
+        type=["png", "jpg", "jpeg"],  # what read_image_upload accepts
+        accept_multiple_files=True,
+        key=f"{prefix}.upload_images",
+        help=f"One or several of your own images, at most {MAX_UPLOADED_IMAGES}: a photo, a "
+        f"slide's figure. Each at most {samples.MAX_UPLOAD_BYTES // 2**20} MiB and "
+        f"{samples.MAX_UPLOAD_PIXELS:,} pixels; captions give their file names.",
+    )
+    if not files:
+        st.info("Upload one or more PNG or JPEG images to see where the model looks.")
+        return None
+    if len(files) > MAX_UPLOADED_IMAGES:
+        st.warning(
+            f"{len(files)} files uploaded; the first {MAX_UPLOADED_IMAGES} are used "
+            f"(from {files[0].name!r} to {files[MAX_UPLOADED_IMAGES - 1].name!r})."
+        )
+        files = files[:MAX_UPLOADED_IMAGES]
+    key = input_key(meta)
+    digests, names = [], []
+    for file in files:
+        data = file.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        _, refused = prepared_upload(digest, *key, data)
+        if refused is None:
+            digests.append(digest)
+            names.append(file.name)
+        else:
+            st.error(f"Could not use {file.name!r}: {refused}")
+    if not digests:
+        st.info("None of the uploaded files could be used; upload PNG or JPEG images.")
+        return None
+    st.caption(upload_note(key[0]))
+    return UploadedImages(tuple(digests), tuple(names))
+
+
+def pick_images(prefix: str, meta: dict) -> ImageSource | None:
+    """Draw the image-set picker (key ``<prefix>.source``): ``image_sources``, "Other image
+    folder…" with its path input and "Upload images…" with its uploader; return the source for
+    ``load_images``, or None with the reason shown."""
     choice = st.selectbox(
         "Images",
-        [*image_sources(meta), ui.OTHER_IMAGE_FOLDER],
+        [*image_sources(meta), ui.OTHER_IMAGE_FOLDER, UPLOAD_IMAGES],
         format_func=ui.dataset_label,
         key=f"{prefix}.source",
         help="Images available offline: sample photos or digits, test splits of the datasets "
-        "under VIZLIB_DATA, image folders there, or any image folder by its path.",
+        "under VIZLIB_DATA, image folders there, any image folder by its path, or your own "
+        "PNG/JPEG images.",
     )
+    if choice == UPLOAD_IMAGES:
+        return _pick_uploads(prefix, meta)
     source = ui.image_folder_choice(choice, prefix)
     if source is not None and source.startswith("imagefolder:"):
         note = ui.folder_subset_note(source, tuple(meta["input_size"]), most=_MAX_DATASET_IMAGES)
@@ -134,19 +256,31 @@ def pick_images(prefix: str, meta: dict) -> str | None:
 
 @st.cache_data(max_entries=8, show_spinner="Loading images…")
 def load_images(
-    source: str, input_size: tuple[int, int, int], mean: tuple, std: tuple, n: int | None = None
+    source: ImageSource,
+    input_size: tuple[int, int, int],
+    mean: tuple,
+    std: tuple,
+    n: int | None = None,
 ) -> tuple[torch.Tensor, np.ndarray, list[str]]:
     """Return (images (N, C, H, W) normalised with the model's mean/std, display images
     (N, C, H, W) in [0, 1], captions). ``n`` keeps the first n.
 
     An image folder (``imagefolder:<path>``) gives ``ui.folder_subset``'s random subset (only
-    those files are read), converted to the model's channels; the others their first 1,024.
+    those files are read), converted to the model's channels; uploaded images
+    (``UploadedImages``) come from ``prepared_upload``, captioned with their file names; the
+    others are their first 1,024.
     """
     if n is not None:  # the first n of the whole set, itself cached: no file is read twice
         images, display, captions = load_images(source, input_size, mean, std)
         return images[:n].contiguous(), display[:n], captions[:n]
     meta = {"input_size": list(input_size), "mean": list(mean), "std": list(std)}
-    if source == _SAMPLES:
+    if isinstance(source, UploadedImages):
+        prepared = [prepared_upload(d, input_size, mean, std, None) for d in source.digests]
+        if any(image is None for image, _ in prepared):  # pick_images keeps only good files
+            raise ValueError("An uploaded image could not be read; upload the images again.")
+        images = torch.cat([image for image, _ in prepared])  # (N, C, H, W)
+        captions = list(source.names)
+    elif source == _SAMPLES:
         captions = sample_image_names()
         images = torch.cat([prepare_image(load_sample_image(s), meta) for s in captions])
     elif source.startswith("imagefolder:"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 
@@ -319,3 +320,229 @@ def test_a_typed_image_folder_path_that_is_no_image_folder_is_explained(tiny_vit
         "above it, or sort the images into class sub-folders."
     ]
     assert not at.header  # nothing computed on no images
+
+
+# --- uploaded images ----------------------------------------------------------------------------
+DIGITS_VIT = "vit_digits"  # the shipped checkpoint: 1 channel, 32x32, 8x8 patches of 4 px, 4 layers
+
+
+def _photo_png(path, sample: str, size: tuple[int, int]) -> bytes:
+    """Write scikit-image's sample photo ``sample`` resized by PIL to ``size`` (W, H) as a PNG
+    at ``path``; return the file's bytes."""
+    import skimage.data
+    from PIL import Image
+
+    Image.fromarray(getattr(skimage.data, sample)()).resize(size, Image.BILINEAR).save(path)
+    return path.read_bytes()
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels and holds none (a bomb's header)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def downloads(monkeypatch) -> dict[str, bytes]:
+    """The bytes of every download button of the runs that follow, by file name."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    seen: dict[str, bytes] = {}
+    add = MediaFileManager.add
+
+    def recording_add(self, data, mimetype, coordinates, file_name=None, **kwargs):
+        if file_name is not None:
+            seen[file_name] = data
+        return add(self, data, mimetype, coordinates, file_name, **kwargs)
+
+    monkeypatch.setattr(MediaFileManager, "add", recording_add)
+    return seen
+
+
+def _upload_page(files: list[tuple[str, bytes]]) -> AppTest:
+    """The page on vit_digits with ``files`` (name, bytes) uploaded as its images."""
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = DIGITS_VIT
+    _run(at)
+    at.selectbox(key="vit_attention.source").set_value("Upload images…")
+    at.run()
+    assert not at.exception and not at.header  # nothing computed before an upload
+    assert any("Upload one or more PNG or JPEG" in i.value for i in at.info)
+    uploader = at.file_uploader(key="vit_attention.upload_images")
+    assert uploader.accept_multiple_files and set(uploader.allowed_type) >= {".png", ".jpg"}
+    uploader.set_value([(name, data, "image/png") for name, data in files])
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _digits_input_by_hand(paths) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (pixels (N, 1, 32, 32) in [0, 1], the same normalised with vit_digits' mean/std) of
+    image files, prepared without vizlib: PIL, torch's resize, ITU-R 601 luma, (x - m) / s."""
+    from tests.test_data_datasets import pixels_by_hand
+
+    meta = json.loads((zoo.CHECKPOINT_DIR / f"{DIGITS_VIT}.json").read_text())
+    pixels = torch.stack([pixels_by_hand(p, (32, 32), grey=True) for p in paths])
+    return pixels, (pixels - meta["mean"][0]) / meta["std"][0]
+
+
+def _chart(at: AppTest, key: str) -> dict:
+    return json.loads(next(c for c in at.get("plotly_chart") if c.key == key).proto.spec)
+
+
+def _array(value) -> np.ndarray:
+    """A plotly trace's array: a list, or plotly's typed-array encoding (base64, dtype, shape)."""
+    if not isinstance(value, dict):
+        return np.asarray(value)
+    flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+    shape = [int(n) for n in str(value.get("shape", len(flat))).split(",")]
+    return flat.reshape(shape)
+
+
+def _distances_shown(at: AppTest) -> np.ndarray:
+    y = _chart(at, "vit_attention.distance_chart")["data"][0]["y"]
+    return np.sort(_array(y).astype(float))
+
+
+def test_uploaded_photos_feed_maps_rollout_and_distances(tmp_path, downloads):
+    """Two PNGs uploaded for vit_digits: every section uses them, captioned by file name, and
+    every value shown is vizlib.attention's on the same files prepared by hand."""
+    import ui.vit as uv
+    from vizlib.plots.vit import overlay_rgb
+
+    uv.prepared_upload.clear()
+    paths = [tmp_path / "chelsea the cat.png", tmp_path / "coffee.png"]
+    files = [
+        (paths[0].name, _photo_png(paths[0], "chelsea", (90, 60))),  # wide: stretched to 32x32
+        (paths[1].name, _photo_png(paths[1], "coffee", (40, 48))),
+    ]
+    at = _upload_page(files)
+    assert not at.error, [e.value for e in at.error]
+    assert [h.value for h in at.header] == [
+        "Mean attention distance",
+        "Attention maps",
+        "Attention rollout",
+    ]
+    captions = " | ".join(c.value for c in at.caption)
+    assert "converted to grey (ITU-R 601 luma) for this 1-channel model" in captions
+    assert "stretched to 32×32 pixels" in captions
+    assert "2 images available" in captions
+    assert "Averaged over 2 uploaded image(s) only: a small sample" in captions
+    assert "image 0 (chelsea the cat.png)" in captions  # the attention maps' caption
+    assert at.number_input(key="vit_attention.n_images").max == 2
+    rollout_chart = _chart(at, "vit_attention.rollout_chart")
+    titles = [a["text"] for a in rollout_chart["layout"]["annotations"]]
+    assert titles == ["chelsea the cat.png", "coffee.png"]
+
+    # the preparation, by hand: PIL pixels, resized, grey, normalised
+    pixels, x = _digits_input_by_hand(paths)
+    source = uv.UploadedImages(
+        tuple(hashlib.sha256(data).hexdigest() for _, data in files), tuple(n for n, _ in files)
+    )
+    images, display, names = uv.load_images(source, *uv.input_key(json.loads(
+        (zoo.CHECKPOINT_DIR / f"{DIGITS_VIT}.json").read_text()
+    )))  # fmt: skip
+    assert names == ["chelsea the cat.png", "coffee.png"]
+    np.testing.assert_allclose(images.numpy(), x.numpy(), atol=1e-5)
+
+    # the values shown: vizlib.attention on the hand-prepared images, with a fresh model
+    model, _ = zoo.load_model(DIGITS_VIT, device="cpu")
+    maps = attention.attention_maps(model, x, device="cpu")
+    kw = {"layer": 3, "head": "mean"}  # the defaults: last of 4 layers, mean over heads
+    cls_map = attention.cls_attention(maps, (8, 8), **kw)  # (2, 8, 8)
+    query_map = attention.query_attention(maps, (8, 8), (4, 4), **kw)
+    shown_maps = np.load(io.BytesIO(downloads["attention_maps_vit_digits_image0_layer4.npy"]))
+    np.testing.assert_allclose(shown_maps[0], cls_map[0].numpy(), rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(shown_maps[1], query_map[0].numpy(), rtol=1e-4, atol=1e-7)
+    bar = next(t for t in _chart(at, "vit_attention.cls_chart")["data"] if t["type"] == "scatter")
+    assert bar["marker"]["cmin"] == pytest.approx(cls_map[0].min().item(), rel=1e-4)
+    assert bar["marker"]["cmax"] == pytest.approx(cls_map[0].max().item(), rel=1e-4)
+    rolled = attention.attention_rollout(maps, head_fusion="mean", grid_hw=(8, 8))  # (2, 8, 8)
+    shown_rollout = np.load(io.BytesIO(downloads["attention_rollout_vit_digits.npy"]))
+    np.testing.assert_allclose(shown_rollout, rolled.numpy(), rtol=1e-4, atol=1e-7)
+    # the panels show the photos themselves under the masks (uint8: one level for rounding)
+    panels = [t for t in rollout_chart["data"] if t["type"] == "image"]
+    for k, panel in enumerate(panels):
+        expected = overlay_rgb(pixels[k].numpy(), rolled[k].numpy()).astype(int)
+        np.testing.assert_allclose(_array(panel["z"]), expected, atol=1)
+    distances = attention.mean_attention_distance_over(model, x, device="cpu")
+    np.testing.assert_allclose(_distances_shown(at), np.sort(distances.numpy().ravel()), rtol=1e-4)
+
+
+def test_bad_uploads_are_named_and_the_good_one_is_still_used(tmp_path):
+    """A corrupt file, a non-image, a decompression bomb and a too-large image beside a good
+    photo: one error naming each, no traceback, and the page runs on the good photo alone."""
+    good = _photo_png(tmp_path / "cat.png", "chelsea", (45, 30))
+    at = _upload_page(
+        [
+            ("broken.png", good[: len(good) // 2]),  # cut off half-way
+            ("cat.png", good),
+            ("notes.png", b"these are lecture notes, not an image"),
+            ("bomb.png", _png_header(100_000, 100_000)),  # 10^10 pixels declared
+            ("poster.png", _png_header(6_000, 5_000)),  # 30 million pixels: over the limit
+        ]
+    )
+    errors = [e.value for e in at.error]
+    assert len(errors) == 4, errors
+    for name, why in [
+        ("broken.png", "could not be read"),
+        ("notes.png", "could not be read as a PNG or JPEG"),
+        ("bomb.png", "decompression bomb"),
+        ("poster.png", "6000×5000 = 30,000,000 pixels"),
+    ]:
+        assert any(e.startswith(f"Could not use {name!r}") and why in e for e in errors), name
+    assert [h.value for h in at.header][0] == "Mean attention distance"
+    captions = " | ".join(c.value for c in at.caption)
+    assert "1 images available" in captions and "image 0 (cat.png)" in captions
+    assert "Averaged over 1 uploaded image(s)" in captions
+    titles = [a["text"] for a in _chart(at, "vit_attention.rollout_chart")["layout"]["annotations"]]
+    assert titles[0] == "cat.png"
+
+
+def test_only_bad_uploads_compute_nothing(tmp_path):
+    at = _upload_page([("notes.png", b"not an image")])
+    assert [e.value for e in at.error] == [
+        "Could not use 'notes.png': The file could not be read as a PNG or JPEG image: it is "
+        "another format or damaged."
+    ]
+    assert any("None of the uploaded files could be used" in i.value for i in at.info)
+    assert not at.header
+
+
+def test_uploads_are_decoded_once_and_reruns_reuse_them(tmp_path, monkeypatch):
+    """Uploaded bytes are keyed by their SHA-256: reruns (a control moved, the page rerun) and
+    a refused file decode nothing again; a new file decodes only itself."""
+    import ui.vit as uv
+
+    uv.prepared_upload.clear()
+    read = uv.read_image_upload
+    decoded: list[int] = []
+
+    def counting_read(data, **kwargs):
+        decoded.append(len(data))
+        return read(data, **kwargs)
+
+    monkeypatch.setattr(uv, "read_image_upload", counting_read)
+    cat = _photo_png(tmp_path / "cat.png", "chelsea", (45, 30))
+    at = _upload_page([("cat.png", cat), ("notes.png", b"not an image")])
+    assert len(decoded) == 2
+    at.slider(key="vit_attention.discard").set_value(0.5)
+    at.run()
+    at.number_input(key="vit_attention.image").set_value(0)
+    at.run()
+    assert not at.exception and len(decoded) == 2
+    coffee = _photo_png(tmp_path / "coffee.png", "coffee", (40, 48))
+    files = [("cat.png", cat, "image/png"), ("notes.png", b"not an image", "image/png")]
+    at.file_uploader(key="vit_attention.upload_images").set_value(
+        [*files, ("coffee.png", coffee, "image/png")]
+    )
+    at.run()
+    assert not at.exception and len(decoded) == 3
+    assert "2 images available" in " | ".join(c.value for c in at.caption)
