@@ -279,6 +279,7 @@ def test_pca_of_big_inputs_runs_in_float32_and_leaves_the_input_alone(monkeypatc
     X = load_digits().data.astype(np.float32)
     before = X.copy()
     monkeypatch.setattr(E, "PCA_FLOAT64_MAX", 1000)  # the digits count as big here
+    monkeypatch.setattr(E, "_NORM_BLOCK_VALUES", 640)  # total variance over 180 blocks of 10 rows
     coords, ratio = E.pca(X, 3, device="cpu")
     ref = PCA(3).fit(X.astype(np.float64))
     np.testing.assert_allclose(ratio, ref.explained_variance_ratio_, rtol=1e-3)

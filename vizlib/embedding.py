@@ -49,6 +49,7 @@ MIN_GAIN = 0.01
 AUTO_EXACT_MAX_CPU = 500
 AUTO_EXACT_MAX_CUDA = 4000
 PCA_FLOAT64_MAX = 2**24  # values (N x D) up to which the CPU's PCA runs in float64
+_NORM_BLOCK_VALUES = 2**22  # PCA's total variance is summed in float64 over blocks this size
 SINGLE_THREAD_MAX = 20000  # CPU t-SNE up to this size runs on one intra-op thread (see tsne)
 
 
@@ -531,7 +532,12 @@ def pca(
     dtype = torch.float64 if dev.type == "cpu" and n * d <= PCA_FLOAT64_MAX else torch.float32
     Xc = torch.from_numpy(arr).to(dev, dtype, copy=True)  # (N, D), centred in place below
     Xc -= Xc.mean(dim=0)
-    total = torch.linalg.vector_norm(Xc, dtype=torch.float64) ** 2 / (n - 1)  # no (N, D) temporary
+    # Total variance in float64 over row blocks of ~4M values: a float64 norm of the whole
+    # matrix would first make a float64 copy of it (+1.6 GB at 70,000 x 3,136).
+    rows = max(1, _NORM_BLOCK_VALUES // d)
+    total = sum(
+        torch.linalg.vector_norm(block, dtype=torch.float64) ** 2 for block in Xc.split(rows)
+    ) / (n - 1)
     if min(n, d) <= 1000 or k > min(n, d) // 4:
         _u, s, vh = torch.linalg.svd(Xc, full_matrices=False)  # vh (r, D)
         s, vh = s[:k], vh[:k]
@@ -819,25 +825,28 @@ def layer_features(
         raise ValueError("Choose at least one layer.")
     cls = _is_vit(model) if cls_token is None else cls_token
     hooked = [name for name in layers if name != INPUT_LAYER]
-    parts: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
     n = images.shape[0]
+    # Each layer's (N, F) array is allocated once its first batch gives F and filled batch by
+    # batch: concatenating a list of batches would hold every layer twice at the end.
+    out: dict[str, torch.Tensor] = {}
     for start in range(0, n, batch_size):
         batch = images[start : start + batch_size]
         if transform is not None:
             batch = transform(batch)  # (B, C, H, W) as the model expects
-        if INPUT_LAYER in parts:
-            parts[INPUT_LAYER].append(
-                _flatten_features(batch, cls_token=False, max_features=max_features)
-            )
+        flat: dict[str, torch.Tensor] = {}
+        if INPUT_LAYER in layers:
+            flat[INPUT_LAYER] = _flatten_features(batch, cls_token=False, max_features=max_features)
         if hooked:
             outs = activations(model, batch, hooked, batch_size=batch_size, device=device)
             for name in hooked:
-                parts[name].append(
-                    _flatten_features(outs[name], cls_token=cls, max_features=max_features)
-                )
+                flat[name] = _flatten_features(outs[name], cls_token=cls, max_features=max_features)
+        for name, values in flat.items():  # values (B, F)
+            if name not in out:
+                out[name] = torch.empty(n, values.shape[1], dtype=values.dtype)
+            out[name][start : start + len(values)] = values
         if progress is not None:
             progress(min(n, start + batch_size), n)
-    return {name: torch.cat(chunks).numpy() for name, chunks in parts.items()}
+    return {name: out[name].numpy() for name in layers}
 
 
 # ----------------------------------------------------------------------------- metrics
