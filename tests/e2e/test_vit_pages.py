@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.e2e.conftest import error_boxes, open_page, plotly_charts, screenshot, wait_until_idle
@@ -31,6 +33,41 @@ def test_vit_attention_page(page, app_url):
     screenshot(page, "vit_attention_maps")
     page.get_by_role("heading", name="Attention rollout").scroll_into_view_if_needed()
     screenshot(page, "vit_attention_rollout")
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_vit_attention_on_uploaded_photos(page, app_url, tmp_path):
+    """'Upload images…': two PNG photos sent through the browser's file input are used by every
+    section, captioned by their file names, with no error box."""
+    import skimage.data
+    from PIL import Image
+
+    paths = []
+    for name, size in (("chelsea", (90, 60)), ("coffee", (40, 48))):
+        path = tmp_path / f"{name}.png"
+        Image.fromarray(getattr(skimage.data, name)()).resize(size).save(path)
+        paths.append(str(path))
+    open_page(page, app_url, f"vit_attention?model={_smallest_vit()}")
+    wait_until_idle(page, timeout_s=240)
+    box = page.locator('[data-testid="stSelectbox"]').filter(
+        has=page.locator('[data-testid="stWidgetLabel"]', has_text=re.compile("^Images$"))
+    )
+    box.click()
+    page.keyboard.type("Upload images")  # the selectbox filters its options as you type
+    page.keyboard.press("Enter")
+    wait_until_idle(page)
+    page.get_by_text("Upload one or more PNG or JPEG images").wait_for()
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(paths)
+    wait_until_idle(page, timeout_s=240)
+    assert error_boxes(page) == []
+    page.get_by_text("2 images available").first.wait_for()
+    assert plotly_charts(page, 4) >= 4  # distances, two attention maps, rollout
+    rollout = page.locator(".js-plotly-plot").filter(has_text="Rollout of the class token")
+    for name in ("chelsea.png", "coffee.png"):  # the panels' titles are the file names
+        assert rollout.get_by_text(name).count() == 1
+    page.get_by_role("heading", name="Attention rollout").scroll_into_view_if_needed()
+    screenshot(page, "vit_attention_uploads")
 
 
 @pytest.mark.e2e
