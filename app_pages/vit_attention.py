@@ -97,7 +97,8 @@ except ValueError as err:
 available = len(captions_all)
 st.caption(
     f"{meta['name']}: {geo.num_layers} layers × {geo.num_heads} heads, {gh}×{gw} patches of "
-    f"{geo.patch_size} px, {geo.num_prefix_tokens} prefix token(s); {available} images available."
+    f"{geo.patch_size} px, {geo.num_prefix_tokens} prefix token(s); {available} image"
+    f"{'' if available == 1 else 's'} available."
 )
 
 # --- Mean attention distance -------------------------------------------------------------------

@@ -500,7 +500,7 @@ def test_bad_uploads_are_named_and_the_good_one_is_still_used(tmp_path):
         assert any(e.startswith(f"Could not use {name!r}") and why in e for e in errors), name
     assert [h.value for h in at.header][0] == "Mean attention distance"
     captions = " | ".join(c.value for c in at.caption)
-    assert "1 images available" in captions and "image 0 (cat.png)" in captions
+    assert "1 image available" in captions and "image 0 (cat.png)" in captions
     assert "Averaged over 1 uploaded image(s)" in captions
     titles = [a["text"] for a in _chart(at, "vit_attention.rollout_chart")["layout"]["annotations"]]
     assert titles[0] == "cat.png"
