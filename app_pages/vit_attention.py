@@ -16,7 +16,6 @@ from ui.vit import (
     ModelChoice,
     UploadedImages,
     get_model,
-    input_key,
     load_images,
     pick_images,
     pick_vit,
@@ -43,7 +42,7 @@ def distance_table(
     emptied at the end, so a cache hit replays nothing visible.
     """
     model, meta, lock = get_model(choice)
-    images, _, _ = load_images(source, *input_key(meta), n)
+    images, _, _ = load_images(source, *ui.preparation_key(meta), n)
     bar = st.progress(0.0, text=f"Running {n} images through {meta['name']}…")
     started = time.perf_counter()
 
@@ -72,7 +71,7 @@ def image_attentions(
 ) -> np.ndarray:
     """Attention weights of the chosen images, (layers, B, heads, T, T)."""
     model, meta, lock = get_model(choice)
-    images, _, _ = load_images(source, *input_key(meta))
+    images, _, _ = load_images(source, *ui.preparation_key(meta))
     with lock:
         maps = attention.attention_maps(
             model, images[list(indices)], batch_size=8, device=choice.device
@@ -90,7 +89,7 @@ source = pick_images("vit_attention", meta)
 if source is None:
     st.stop()
 try:
-    _, display_all, captions_all = load_images(source, *input_key(meta))
+    _, display_all, captions_all = load_images(source, *ui.preparation_key(meta))
 except ValueError as err:
     st.error(str(err))
     st.stop()
@@ -241,7 +240,7 @@ def fused_attention(
     fused are 7 MB), so moving the discard ratio needs no forward pass.
     """
     model, meta, lock = get_model(choice)
-    images, _, _ = load_images(source, *input_key(meta))
+    images, _, _ = load_images(source, *ui.preparation_key(meta))
     with lock:
         maps = attention.attention_maps(
             model, images[list(indices)], batch_size=8, device=choice.device

@@ -280,3 +280,16 @@ def folder_subset_note(name: str, input_size: tuple[int, ...], *, most: int) -> 
         return None
     kept = "all" if len(pick) == total else f"a random {len(pick):,} (seed 0)"
     return f"Using {kept} of its {total:,} images. {folder_channels_note(int(input_size[0]))}"
+
+
+def preparation_key(
+    meta: dict,
+) -> tuple[tuple[int, int, int], tuple[float, ...], tuple[float, ...]]:
+    """Return (input size (C, H, W), mean, std) of a model's metadata: what prepares images for
+    it, hashable, so cached image loaders can take it as arguments."""
+    channels, height, width = (int(v) for v in meta["input_size"])
+    return (
+        (channels, height, width),
+        tuple(float(v) for v in meta["mean"]),
+        tuple(float(v) for v in meta["std"]),
+    )

@@ -121,15 +121,6 @@ def dataset_for(
     return load_dataset(dataset, split, input_size=input_size)
 
 
-def _meta_key(meta: dict) -> tuple[tuple[int, ...], tuple[float, ...], tuple[float, ...]]:
-    """Return (input size (C, H, W), mean, std): what prepares images for a model, hashable."""
-    return (
-        tuple(int(v) for v in meta["input_size"]),
-        tuple(float(v) for v in meta["mean"]),
-        tuple(float(v) for v in meta["std"]),
-    )
-
-
 @st.cache_data(max_entries=16, show_spinner="Reading the image…")
 def folder_image(
     name: str, index: int, input_size: tuple, mean: tuple, std: tuple
@@ -211,7 +202,7 @@ def image_set(source: str, meta: dict) -> tuple[torch.Tensor, torch.Tensor, list
     """Return (images (N, C, H, W) normalised for the model, labels (N,), class names, each
     image's index in its source) of a set chosen with ``image_set_picker``."""
     if source.startswith("imagefolder:"):
-        images, labels, classes, ids, _ = folder_set(source, *_meta_key(meta))
+        images, labels, classes, ids, _ = folder_set(source, *ui.preparation_key(meta))
         return images, labels, classes, ids
     images, labels, classes = dataset_for(source, tuple(int(v) for v in meta["input_size"][1:]))
     return images, labels, classes, list(range(len(images)))
@@ -298,7 +289,7 @@ def _folder_input(prefix: str, meta: dict) -> ChosenInput | None:
         "files by name.",
     )
     try:
-        x, label, classes = folder_image(name, int(index), *_meta_key(meta))
+        x, label, classes = folder_image(name, int(index), *ui.preparation_key(meta))
     except ValueError as err:
         st.error(str(err))
         return None

@@ -37,7 +37,6 @@ __all__ = [
     "UploadedImages",
     "get_model",
     "image_sources",
-    "input_key",
     "load_images",
     "pick_images",
     "pick_vit",
@@ -122,17 +121,6 @@ def image_sources(meta: dict) -> list[str]:
     return [*sources, *folders]
 
 
-def input_key(meta: dict) -> tuple[tuple[int, int, int], tuple[float, ...], tuple[float, ...]]:
-    """Return (input size (C, H, W), mean, std) of a model's metadata: what prepares images for
-    it, hashable (the arguments of ``load_images`` after the source)."""
-    channels, height, width = (int(v) for v in meta["input_size"])
-    return (
-        (channels, height, width),
-        tuple(float(v) for v in meta["mean"]),
-        tuple(float(v) for v in meta["std"]),
-    )
-
-
 @dataclass(frozen=True)
 class UploadedImages:
     """Uploaded images as an image source: each file's SHA-256 (hex) and name, in upload order.
@@ -212,7 +200,7 @@ def _pick_uploads(prefix: str, meta: dict) -> UploadedImages | None:
             f"(from {files[0].name!r} to {files[MAX_UPLOADED_IMAGES - 1].name!r})."
         )
         files = files[:MAX_UPLOADED_IMAGES]
-    key = input_key(meta)
+    key = ui.preparation_key(meta)
     digests, names = [], []
     for file in files:
         data = file.getvalue()

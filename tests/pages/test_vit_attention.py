@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
+import ui
 from vizlib import attention, zoo
 from vizlib.models import ViT
 
@@ -446,7 +447,7 @@ def test_uploaded_photos_feed_maps_rollout_and_distances(tmp_path, downloads):
     source = uv.UploadedImages(
         tuple(hashlib.sha256(data).hexdigest() for _, data in files), tuple(n for n, _ in files)
     )
-    images, display, names = uv.load_images(source, *uv.input_key(json.loads(
+    images, display, names = uv.load_images(source, *ui.preparation_key(json.loads(
         (zoo.CHECKPOINT_DIR / f"{DIGITS_VIT}.json").read_text()
     )))  # fmt: skip
     assert names == ["chelsea the cat.png", "coffee.png"]
