@@ -370,3 +370,17 @@ def test_cuda_matches_cpu_quality_and_is_deterministic():
     assert knn(gpu_a) >= knn(cpu) - 0.02
     coords, ratio = E.pca(X, 2, device="cuda")
     np.testing.assert_allclose(ratio, E.pca(X, 2, device="cpu")[1], rtol=1e-3)
+
+
+def test_pca_dims_is_tsne_of_the_principal_components():
+    X = load_digits().data[:300]  # (300, 64)
+    kwargs = {"n_iter": 120, "seed": 3, "device": "cpu"}
+    reduced = E.tsne(X, pca_dims=20, **kwargs)
+    by_hand = E.tsne(E.pca(X, 20, device="cpu", seed=3)[0], **kwargs)
+    np.testing.assert_array_equal(reduced, by_hand)
+    # no wider than asked: the features are used as they are
+    np.testing.assert_array_equal(E.tsne(X, pca_dims=64, **kwargs), E.tsne(X, **kwargs))
+    assert not np.array_equal(reduced, E.tsne(X, **kwargs))
+    for bad in (1, 0, 2.5, "50"):
+        with pytest.raises(ValueError, match="pca_dims"):
+            E.tsne(X, pca_dims=bad, **kwargs)

@@ -583,6 +583,7 @@ def tsne(
     callback: Callable[[int, float], bool | None] | None = None,
     callback_every: int = 25,
     num_threads: int | None = None,
+    pca_dims: int | None = None,
 ) -> np.ndarray:
     """Return the t-SNE map (N, n_components) float32 of features ``X`` (N, D).
 
@@ -605,6 +606,12 @@ def tsne(
     iterations at 5,000 points, 5.4 s on 1 thread, 48 s on 2; re-measured after the gradient
     was sped up, 150 iterations beside two nice-19 test processes: 2.3 s on 1, 15 s on 2).
 
+    ``pca_dims``: first project ``X`` onto its top ``pca_dims`` principal components (``pca``,
+    same device and seed) when it has more columns than that; the usual practice for wide
+    features (50 is common): it drops noise dimensions, and the neighbour search, whose cost is
+    N^2 x D, gets D / pca_dims times cheaper (measured on a 2-core CPU, 10,000 x 3,136: the
+    affinities took 12.9 s, PCA to 50 then the affinities 1.8 s).
+
     Same ``seed``, inputs and device give the identical map (no atomic reductions are used).
     Raises ``ValueError`` for NaN/inf, non-2-D input, fewer than 4 points or perplexity >= N - 1.
     """
@@ -626,6 +633,13 @@ def tsne(
         raise ValueError(
             f'learning_rate must be "auto" or a positive number, got {learning_rate!r}.'
         )
+    if pca_dims is not None:
+        if not (isinstance(pca_dims, int) and pca_dims >= n_components):
+            raise ValueError(
+                f"pca_dims must be an integer >= n_components ({n_components}), got {pca_dims!r}."
+            )
+        if arr.shape[1] > pca_dims and n > pca_dims:
+            arr = pca(arr, pca_dims, device=dev, seed=seed)[0]  # (N, pca_dims)
     resolved = _resolve_method(method, n, n_components, dev)
     if num_threads is None:
         num_threads = 1 if dev.type == "cpu" and n <= SINGLE_THREAD_MAX else None

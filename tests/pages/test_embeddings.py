@@ -230,3 +230,24 @@ def test_a_typed_image_folder_path_is_checked(tmp_path):
     at.button(key="tsne.run").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert [c["name"] for c in at.session_state["tsne.payload"][1]["classes"]] == list(FRUIT)
+
+
+def test_tsne_reduces_to_50_principal_components_unless_unticked(monkeypatch):
+    from vizlib import embedding
+
+    seen = []
+    real = embedding.tsne
+    monkeypatch.setattr(
+        embedding, "tsne", lambda X, **kw: seen.append((X.shape, kw["pca_dims"])) or real(X, **kw)
+    )
+    at = _app()
+    at.number_input(key="tsne.points").set_value(120)
+    at.number_input(key="tsne.iters").set_value(60)
+    at.button(key="tsne.run").click().run()
+    assert not at.exception and not at.error
+    assert seen and all(dims == 50 for _shape, dims in seen)
+    seen.clear()
+    at.checkbox(key="tsne.pca_first").uncheck()
+    at.button(key="tsne.run").click().run()
+    assert not at.exception and not at.error
+    assert seen and all(dims is None for _shape, dims in seen)
