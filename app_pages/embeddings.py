@@ -181,7 +181,7 @@ if source == "Model layers":
     usable = [d for d, status in datasets.items() if not status.startswith("not") and "<" not in d]
     picked = c2.selectbox(
         "Dataset",
-        [*usable, ui.OTHER_IMAGE_FOLDER],
+        [*usable, *ui.typed_folder_options()],
         format_func=ui.dataset_label,
         key=f"{P}.dataset",
         help="\n".join(f"- {d}: {s}" for d, s in datasets.items()),

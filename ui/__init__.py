@@ -6,6 +6,7 @@ Computation stays in ``vizlib``; this package only holds what needs Streamlit.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 
 import streamlit as st
@@ -195,6 +196,15 @@ def upload_picker(
 
 
 OTHER_IMAGE_FOLDER = "Other image folder…"
+# VIZLIB_TYPED_FOLDERS=0 hides "Other image folder…": on a server shared with a class, a typed
+# path would let any visitor read the images of any folder the server can read.
+TYPED_FOLDERS_ENV = "VIZLIB_TYPED_FOLDERS"
+
+
+def typed_folder_options() -> list[str]:
+    """Return ``[OTHER_IMAGE_FOLDER]``, or ``[]`` where ``VIZLIB_TYPED_FOLDERS=0`` forbids paths
+    typed by visitors (then only the folders found under ``VIZLIB_DATA`` are offered)."""
+    return [] if os.environ.get(TYPED_FOLDERS_ENV, "1").strip() == "0" else [OTHER_IMAGE_FOLDER]
 
 
 def dataset_label(name: str) -> str:
@@ -213,6 +223,9 @@ def image_folder_choice(choice: str, prefix: str, *, where=st) -> str | None:
     folder typed in a text input (key ``<prefix>.folder_path``) once
     ``vizlib.data.check_image_folder`` accepts it; else None with the reason shown at ``where``.
     """
+    if choice is None:  # an empty picker: no folder found and typed paths switched off
+        where.info("No image folder was found under VIZLIB_DATA.")
+        return None
     if choice != OTHER_IMAGE_FOLDER:
         return choice
     from vizlib.data import check_image_folder

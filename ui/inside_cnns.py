@@ -157,7 +157,7 @@ def image_folders() -> list[str]:
 def _folder_picker(prefix: str, label: str) -> str | None:
     choice = st.selectbox(
         label,
-        [*image_folders(), ui.OTHER_IMAGE_FOLDER],
+        [*image_folders(), *ui.typed_folder_options()],
         format_func=ui.dataset_label,
         key=f"{prefix}.folder",
         help="The image folders found under VIZLIB_DATA, or any other by its path.",
@@ -169,7 +169,7 @@ def image_set_picker(prefix: str, meta: dict) -> str | None:
     """Draw the picker of a set of images (key ``<prefix>.images``): the model's test split when
     on disk, the image folders found, or any folder by its path. Return the set for
     ``image_set`` (a dataset name or ``imagefolder:<path>``), or None with the reason shown."""
-    options = [*image_folders(), ui.OTHER_IMAGE_FOLDER]
+    options = [*image_folders(), *ui.typed_folder_options()]
     try:
         dataset_for(meta["dataset"], tuple(int(v) for v in meta["input_size"][1:]))
         options.insert(0, meta["dataset"])

@@ -224,7 +224,7 @@ def pick_images(prefix: str, meta: dict) -> ImageSource | None:
     ``load_images``, or None with the reason shown."""
     choice = st.selectbox(
         "Images",
-        [*image_sources(meta), ui.OTHER_IMAGE_FOLDER, UPLOAD_IMAGES],
+        [*image_sources(meta), *ui.typed_folder_options(), UPLOAD_IMAGES],
         format_func=ui.dataset_label,
         key=f"{prefix}.source",
         help="Images available offline: sample photos or digits, test splits of the datasets "

@@ -251,3 +251,10 @@ def test_tsne_reduces_to_50_principal_components_unless_unticked(monkeypatch):
     at.button(key="tsne.run").click().run()
     assert not at.exception and not at.error
     assert seen and all(dims is None for _shape, dims in seen)
+
+
+def test_no_typed_folder_path_when_switched_off(monkeypatch):
+    monkeypatch.setenv("VIZLIB_TYPED_FOLDERS", "0")
+    at = _app()
+    assert "Other image folder…" not in at.selectbox(key="tsne.dataset").options
+    assert "digits" in at.selectbox(key="tsne.dataset").options

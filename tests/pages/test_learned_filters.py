@@ -291,3 +291,19 @@ def test_a_bad_image_folder_path_on_the_filters_page_is_explained(tmp_path):
     at.text_input(key="filters.folder_path").set_value(str(tmp_path)).run()
     assert not at.exception
     assert any(f"{tmp_path} has no sub-folders" in e for e in _errors(at))
+
+
+def test_typed_folder_paths_can_be_switched_off_for_a_shared_server(tmp_path, monkeypatch):
+    """VIZLIB_TYPED_FOLDERS=0: no path box anywhere, only the folders under VIZLIB_DATA; with
+    none there, the folder picker says so instead of failing."""
+    monkeypatch.setenv("VIZLIB_TYPED_FOLDERS", "0")
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))  # an empty data folder
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    app.query_params["model"] = "lenet_digits"
+    at = app.run()
+    assert not at.exception
+    assert "Other image folder…" not in at.selectbox(key="filters.top.images").options
+    at.radio(key="filters.source").set_value("Image folder").run()
+    assert not at.exception
+    assert at.selectbox(key="filters.folder").options == []
+    assert any("No image folder was found under VIZLIB_DATA" in i.value for i in at.info)
