@@ -90,11 +90,11 @@ class _SparseP:
     n: int
     # The pairs i < j once (P is symmetric), precomputed for the attraction: row-sorted, with
     # row pointers, and the permutation that sorts them by column, with column pointers.
-    up_rows: torch.Tensor = field(init=False)  # (E/2,) int64
-    up_cols: torch.Tensor = field(init=False)  # (E/2,) int64
+    up_rows: torch.Tensor = field(init=False)  # (E/2,) int32 (int64 from 2^31 pairs)
+    up_cols: torch.Tensor = field(init=False)  # (E/2,) int32 (int64 from 2^31 pairs)
     up_vals: torch.Tensor = field(init=False)  # (E/2,) float32
     up_ptr: torch.Tensor = field(init=False)  # (N + 1,) int64
-    by_col: torch.Tensor = field(init=False)  # (E/2,) int64
+    by_col: torch.Tensor = field(init=False)  # (E/2,) int32 (int64 from 2^31 pairs)
     col_ptr: torch.Tensor = field(init=False)  # (N + 1,) int64
 
     def __post_init__(self) -> None:
@@ -105,6 +105,10 @@ class _SparseP:
         self.up_ptr = torch.searchsorted(self.up_rows, nodes)
         self.by_col = self.up_cols.argsort(stable=True)
         self.col_ptr = torch.searchsorted(self.up_cols[self.by_col].contiguous(), nodes)
+        if self.up_rows.numel() < 2**31:  # int32 gather indices: the attraction's index_select
+            # reads half the index bytes (2-core CPU, 1.6M pairs: 1.8 ms instead of 2.8 ms)
+            self.up_rows, self.up_cols = self.up_rows.int(), self.up_cols.int()
+            self.by_col = self.by_col.int()
 
 
 def _memory_budget(device: torch.device) -> int:
