@@ -304,7 +304,9 @@ def show_heatmaps(results: dict[str, dict], errors: dict[str, str], methods: lis
                 ),
                 key=f"{P}.fig.{method}",
             )
-            facts = [f"{res['seconds']:.2f} s on {res['device']}"]
+            took = res["seconds"]  # a small model takes milliseconds: "0.00 s" would say nothing
+            took_text = f"{took:.2f} s" if took >= 1 else f"{max(took * 1000, 1):.0f} ms"
+            facts = [f"{took_text} on {res['device']}"]
             if method == "integrated_gradients":
                 rel = abs(res["delta"]) / max(abs(res["gap"]), 1e-12)
                 facts.append(

@@ -321,3 +321,28 @@ def test_an_image_from_a_folder_is_explained(tmp_path, monkeypatch):
     at.text_input(key="attr.folder_path").set_value(str(tmp_path / "missing")).run()
     assert not at.exception
     assert _errors(at) == [f"{tmp_path / 'missing'} does not exist (no file or folder there)."]
+
+
+def test_run_times_below_a_second_read_in_milliseconds(monkeypatch):
+    """A 4 ms run reads "4 ms on cpu", not "0.00 s"; 2.5 s keeps seconds."""
+    import streamlit as st
+
+    from vizlib import attribution
+
+    real = attribution.attribute
+
+    def timed(*args, **kwargs):
+        res = real(*args, **kwargs)
+        res["seconds"] = 2.5 if res["method"] == "occlusion" else 0.004
+        return res
+
+    st.cache_data.clear()  # results cached by earlier tests would skip the patched call
+    monkeypatch.setattr(attribution, "attribute", timed)
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    app.query_params["model"] = "lenet_digits"
+    app.run()
+    captions = _captions(app)
+    assert not app.exception
+    assert captions.count("4 ms on cpu") == 3 and "2.50 s on cpu" in captions
+    assert "0.00 s" not in captions
+    st.cache_data.clear()
