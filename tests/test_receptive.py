@@ -441,3 +441,18 @@ def test_plot_receptive_fields_draws_the_table_numbers():
         "field height",
         "field width",
     ]
+
+
+def test_plot_receptive_fields_puts_shortcut_layers_off_the_line():
+    """In call order a residual block's shortcut comes after its convolutions with the smaller
+    field of the block's input: a marker of its own, so the main line never drops."""
+    rows = layer_table(SmallResNet().eval(), (1, 28, 28))
+    fig = plot_receptive_fields(rows, (28, 28))
+    main, branch = fig.data
+    assert list(main.y) == sorted(main.y)  # the main path only grows
+    assert branch.mode == "markers" and "shortcut" in branch.name
+    assert branch.x and all("shortcut" in x for x in branch.x)
+    fields = {f"{r['name']} ({r['type']})": r["receptive_field"][0] for r in rows
+              if isinstance(r.get("receptive_field"), tuple)}  # fmt: skip
+    assert dict(zip(branch.x, branch.y, strict=True)) == {x: fields[x] for x in branch.x}
+    assert list(fig.layout.xaxis.categoryarray) == list(fields)  # still in call order

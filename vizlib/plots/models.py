@@ -66,27 +66,44 @@ def plot_receptive_fields(rows: list[dict[str, Any]], image_size: tuple[int, int
     """Return the receptive field of each layer in call order (pixels), with the input size.
 
     ``rows`` from ``vizlib.summary.layer_table``: layers with a field in pixels are plotted
-    (height, and width too where any differs); the first layer whose units see the whole
-    image is marked; ``image_size`` (H, W) in pixels draws a dashed line at the input height.
+    (height, and width too where any differs). The line follows the main path; a layer whose
+    field is smaller than one met before it (a residual shortcut, called after the block's
+    convolutions) is a grey marker off the line, so the line never seems to shrink. The first
+    layer whose units see the whole image is marked; ``image_size`` (H, W) in pixels draws a
+    dashed line at the input height.
     """
     shown = [r for r in rows if isinstance(r.get("receptive_field"), tuple)]
     labels = [f"{r['name']} ({r['type']})" for r in shown]
+    largest, branch = [0, 0], []
+    for r in shown:
+        field = r["receptive_field"]
+        branch.append(any(f < m for f, m in zip(field, largest, strict=True)))
+        largest = [max(f, m) for f, m in zip(field, largest, strict=True)]
     fig = go.Figure()
     axes = ("height", "width")
     both = any(r["receptive_field"][0] != r["receptive_field"][1] for r in shown)
     for axis in range(2 if both else 1):
-        fig.add_trace(
-            go.Scatter(
-                x=labels,
-                y=[r["receptive_field"][axis] for r in shown],
-                customdata=[
-                    "flattened" if r["jump"] is None else f"{r['jump'][axis]} px" for r in shown
-                ],
-                mode="lines+markers",
-                name=f"field {axes[axis]}" if both else "field",
-                hovertemplate="%{x}<br>%{y} px, jump %{customdata}<extra></extra>",
+        for on_branch in (False, True):
+            part = [i for i, b in enumerate(branch) if b == on_branch]
+            if on_branch and not part:
+                continue
+            name = f"field {axes[axis]}" if both else "field"
+            fig.add_trace(
+                go.Scatter(
+                    x=[labels[i] for i in part],
+                    y=[shown[i]["receptive_field"][axis] for i in part],
+                    customdata=[
+                        "flattened" if shown[i]["jump"] is None else f"{shown[i]['jump'][axis]} px"
+                        for i in part
+                    ],
+                    mode="markers" if on_branch else "lines+markers",
+                    marker={"color": "gray", "symbol": "circle-open", "size": 9}
+                    if on_branch
+                    else None,
+                    name=f"{name}, branch (e.g. a shortcut; merged later)" if on_branch else name,
+                    hovertemplate="%{x}<br>%{y} px, jump %{customdata}<extra></extra>",
+                )
             )
-        )
     fig.add_hline(
         y=image_size[0],
         line_dash="dash",
@@ -108,9 +125,14 @@ def plot_receptive_fields(rows: list[dict[str, Any]], image_size: tuple[int, int
     fig.update_layout(
         title={"text": "Receptive field growth", "font": {"size": 15}},
         height=400,
-        xaxis={"title": "layer (in call order)", "tickangle": -45},
+        xaxis={
+            "title": "layer (in call order)",
+            "tickangle": -45,
+            "categoryorder": "array",  # call order, though branch layers are a trace of their own
+            "categoryarray": labels,
+        },
         yaxis={"title": "receptive field (input pixels)", "rangemode": "tozero"},
-        showlegend=both,
+        showlegend=both or any(branch),
         margin={"l": 10, "r": 10, "t": 40, "b": 40},
     )
     return fig
