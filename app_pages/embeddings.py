@@ -337,6 +337,13 @@ def _compute() -> dict | None:
         return None
     maps: dict[str, np.ndarray] = {}
     n_layers = len(features)
+    n_points = len(next(iter(features.values())))  # every layer holds the same points
+    perp = min(float(perplexity), (n_points - 2) / 3)  # 3 x perplexity neighbours must exist
+    if method == "t-SNE" and perp < float(perplexity):
+        st.warning(
+            f"Perplexity lowered to {perp:.1f} for {n_points} points: t-SNE uses 3 x perplexity "
+            "neighbours of each point, so it must stay below (points - 2) / 3."
+        )
     for i, (name, X) in enumerate(features.items()):
         base, share = 0.1 + 0.9 * i / n_layers, 0.9 / n_layers
         first: dict[str, float] = {}  # this layer's first callback: the rate is timed from there
@@ -360,9 +367,6 @@ def _compute() -> dict | None:
 
                 maps[name] = umap.UMAP(random_state=int(seed)).fit_transform(X).astype(np.float32)
             else:
-                perp = min(float(perplexity), (len(X) - 2) / 3)
-                if perp < float(perplexity):
-                    st.warning(f"{name}: perplexity lowered to {perp:.1f} for {len(X)} points.")
                 maps[name] = embedding.tsne(
                     X, perplexity=perp, n_iter=int(n_iter), early_exaggeration=float(exaggeration),
                     learning_rate=params[2], seed=int(seed), device=ui.current_device(),
@@ -469,10 +473,8 @@ if shown["features"] is not None:
                  column_config={c: st.column_config.NumberColumn(format="%.3f")
                                 for c in rows[0] if c not in ("layer", "features")})  # fmt: skip
     used = f"a random {m['points']:,} of the {n:,} points" if m["points"] < n else "all points"
-    st.caption(
-        f"Accuracies on {used} (75 % to fit, 25 % to score); trustworthiness on a random "
-        f"{min(n, 2000):,}, as it costs N²."
-    )
+    trust = f"a random {2000:,}, as it costs N²" if n > 2000 else "all points"
+    st.caption(f"Accuracies on {used} (75 % to fit, 25 % to score); trustworthiness on {trust}.")
 
 frames = []
 for name, coords in maps.items():

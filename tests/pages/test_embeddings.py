@@ -258,3 +258,16 @@ def test_no_typed_folder_path_when_switched_off(monkeypatch):
     at = _app()
     assert "Other image folder…" not in at.selectbox(key="tsne.dataset").options
     assert "digits" in at.selectbox(key="tsne.dataset").options
+
+
+def test_few_points_lower_the_perplexity_once_and_are_all_scored():
+    at = _app()
+    at.number_input(key="tsne.points").set_value(50)
+    at.number_input(key="tsne.iters").set_value(60)
+    at.button(key="tsne.run").click().run()
+    assert not at.exception and not at.error
+    lowered = [w.value for w in at.warning if "Perplexity lowered" in w.value]
+    assert lowered == ["Perplexity lowered to 16.0 for 50 points: t-SNE uses 3 x perplexity "
+                       "neighbours of each point, so it must stay below (points - 2) / 3."]  # fmt: skip
+    assert len(at.multiselect(key="tsne.layers").value) > 1  # one warning for several layers
+    assert any("trustworthiness on all points" in c.value for c in at.caption)
