@@ -296,4 +296,10 @@ def _folder_input(prefix: str, meta: dict) -> ChosenInput | None:
     st.caption(ui.folder_channels_note(int(meta["input_size"][0])))
     folder = ui.dataset_label(name).split(" — ", 1)[0]
     text = f"{folder} image {int(index)} of {total} (class {classes[label]})"
+    known = meta.get("class_names") or []
+    if classes[label] not in known:
+        st.caption(
+            f"'{classes[label]}' is the name of this image's sub-folder, not one of the model's "
+            f"{len(known) or 'own'} classes: the model can only answer with its own classes."
+        )
     return ChosenInput(x, _display(x, meta), text, ("folder", name, int(index)))

@@ -308,6 +308,9 @@ def test_an_image_from_a_folder_is_explained(tmp_path, monkeypatch):
     shown = [img.caption for im in at.get("image") for img in im.proto.imgs]
     assert shown == ["fruit image 3 of 9 (class bananas)"]
     assert "converted to grey" in _captions(at)
+    assert "'bananas' is the name of this image's sub-folder, not one of the model's 10" in (
+        _captions(at)
+    )
 
     model, meta = zoo.load_model("lenet_digits")
     x = pixels_by_hand(files["bananas"][0], (28, 28), grey=True)[None]  # the RGBA one
