@@ -384,3 +384,53 @@ def test_pca_dims_is_tsne_of_the_principal_components():
     for bad in (1, 0, 2.5, "50"):
         with pytest.raises(ValueError, match="pca_dims"):
             E.tsne(X, pca_dims=bad, **kwargs)
+
+
+def _threads_seen_around(monkeypatch, per_thread: bool) -> dict[str, int]:
+    """Run E._torch_threads(1) in two overlapping worker threads; return the thread counts seen."""
+    import threading
+
+    monkeypatch.setattr(E, "_threads_per_thread", lambda: per_thread)
+    start = torch.get_num_threads()
+    seen: dict[str, int] = {}
+    inside, leave_a = threading.Barrier(3), threading.Event()
+
+    def run(name: str, leave: threading.Event | None) -> None:
+        torch.set_num_threads(3)  # each worker's own setting, whatever the machine's cores
+        with E._torch_threads(1):
+            seen[f"{name} inside"] = torch.get_num_threads()
+            inside.wait()
+            if leave is not None:
+                leave.wait()
+        seen[f"{name} after"] = torch.get_num_threads()
+
+    a = threading.Thread(target=run, args=("a", leave_a))
+    b = threading.Thread(target=run, args=("b", None))
+    a.start(), b.start()
+    inside.wait()  # both runs inside at once
+    seen["main during"] = torch.get_num_threads()
+    b.join()  # b leaves first, while a is still inside
+    leave_a.set()
+    a.join()
+    seen["main after"] = torch.get_num_threads()
+    torch.set_num_threads(start)
+    return {**seen, "start": start}
+
+
+@pytest.mark.skipif(not E._threads_per_thread(), reason="torch's thread count is process-wide here")
+def test_one_thread_tsne_leaves_other_threads_alone():
+    """OpenMP backend: the t-SNE run's one thread is its own; the app's other sessions keep
+    theirs, and each run's thread is restored even when runs overlap."""
+    with pytest.MonkeyPatch.context() as mp:
+        seen = _threads_seen_around(mp, per_thread=True)
+    assert seen["a inside"] == seen["b inside"] == 1
+    assert seen["main during"] == seen["main after"] == seen["start"]
+    assert seen["a after"] == seen["b after"] == 3  # b left first and still got its own back
+
+
+def test_process_wide_thread_setting_is_restored_when_the_last_run_leaves(monkeypatch):
+    """A backend whose setting is process-wide (simulated by treating it so): overlapping runs
+    share one saved value, restored once the last run leaves."""
+    seen = _threads_seen_around(monkeypatch, per_thread=False)
+    assert seen["a inside"] == seen["b inside"] == 1
+    assert seen["a after"] == 3  # the last run to leave restored the saved value

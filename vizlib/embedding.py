@@ -16,6 +16,7 @@ Every reduction is ordered (sorted segment sums, matmuls, FFTs, gathers; no atom
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -660,11 +661,21 @@ _THREADS_STATE = {"users": 0, "saved": 0}
 def _torch_threads(num_threads: int | None):
     """Run the block with ``num_threads`` intra-op threads (None: unchanged), then restore.
 
-    The setting is process-wide: concurrent runs (several app sessions) share one saved value,
+    With ATen's OpenMP backend (PyTorch's Linux and macOS wheels) the setting belongs to the
+    calling thread: other threads (other app sessions) keep theirs, and each run restores its
+    own. With a backend whose setting is process-wide, concurrent runs share one saved value,
     restored when the last of them leaves, so overlapping runs cannot leave it changed.
     """
     if num_threads is None:
         yield
+        return
+    if _threads_per_thread():
+        saved = torch.get_num_threads()
+        torch.set_num_threads(max(1, int(num_threads)))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(saved)
         return
     with _THREADS_LOCK:
         if _THREADS_STATE["users"] == 0:
@@ -678,6 +689,12 @@ def _torch_threads(num_threads: int | None):
             _THREADS_STATE["users"] -= 1
             if _THREADS_STATE["users"] == 0:
                 torch.set_num_threads(_THREADS_STATE["saved"])
+
+
+@functools.cache
+def _threads_per_thread() -> bool:
+    """Return whether torch's intra-op thread count is per calling thread (OpenMP backend)."""
+    return "ATen parallel backend: OpenMP" in torch.__config__.parallel_info()
 
 
 def _optimise(
