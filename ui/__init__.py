@@ -306,3 +306,21 @@ def preparation_key(
         tuple(float(v) for v in meta["mean"]),
         tuple(float(v) for v in meta["std"]),
     )
+
+
+def preparation_meta(input_size: tuple, mean: tuple, std: tuple) -> dict:
+    """Return the metadata dict that ``preparation_key``'s (input size, mean, std) came from, as
+    the image loaders of ``vizlib.data`` take it."""
+    return {"input_size": list(input_size), "mean": list(mean), "std": list(std)}
+
+
+def image_folders(status: dict[str, str] | None = None) -> list[str]:
+    """Return the names (``imagefolder:<path>``) of the usable image folders found under
+    VIZLIB_DATA, from ``status`` (``vizlib.data.available_datasets()``, read when None)."""
+    if status is None:
+        from vizlib.data import available_datasets
+
+        status = available_datasets()
+    return [
+        n for n, s in status.items() if n.startswith("imagefolder:") and s.startswith("on disk")
+    ]

@@ -21,7 +21,6 @@ import torch
 import ui
 from vizlib import zoo
 from vizlib.data import (
-    available_datasets,
     dataset_size,
     denormalize,
     load_dataset,
@@ -127,7 +126,7 @@ def folder_image(
 ) -> tuple[torch.Tensor, int, list[str]]:
     """Return (image (1, C, H, W) prepared for the model, its label, class names): one file of
     the image folder ``name`` read, converted to the model's channels, size and normalisation."""
-    meta = {"input_size": list(input_size), "mean": list(mean), "std": list(std)}
+    meta = ui.preparation_meta(input_size, mean, std)
     x, labels, classes = load_dataset_for_model(name, meta, indices=[index])
     return x, int(labels[0]), classes
 
@@ -139,25 +138,16 @@ def folder_set(
     """Return (images (N, C, H, W) prepared for the model, labels (N,), class names, each image's
     index in the folder, the folder's size) of ``ui.folder_subset``: a seeded random
     ``MAX_FOLDER_SET`` at most, only those files read."""
-    meta = {"input_size": list(input_size), "mean": list(mean), "std": list(std)}
+    meta = ui.preparation_meta(input_size, mean, std)
     pick, total = ui.folder_subset(name, input_size, most=MAX_FOLDER_SET)
     images, labels, classes = load_dataset_for_model(name, meta, indices=pick)
     return images, labels, classes, pick, total
 
 
-def image_folders() -> list[str]:
-    """Return the names (``imagefolder:<path>``) of the image folders found under VIZLIB_DATA."""
-    return [
-        name
-        for name, status in available_datasets().items()
-        if name.startswith("imagefolder:") and status.startswith("on disk")
-    ]
-
-
 def _folder_picker(prefix: str, label: str) -> str | None:
     choice = st.selectbox(
         label,
-        [*image_folders(), *ui.typed_folder_options()],
+        [*ui.image_folders(), *ui.typed_folder_options()],
         format_func=ui.dataset_label,
         key=f"{prefix}.folder",
         help="The image folders found under VIZLIB_DATA, or any other by its path.",
@@ -169,7 +159,7 @@ def image_set_picker(prefix: str, meta: dict) -> str | None:
     """Draw the picker of a set of images (key ``<prefix>.images``): the model's test split when
     on disk, the image folders found, or any folder by its path. Return the set for
     ``image_set`` (a dataset name or ``imagefolder:<path>``), or None with the reason shown."""
-    options = [*image_folders(), *ui.typed_folder_options()]
+    options = [*ui.image_folders(), *ui.typed_folder_options()]
     try:
         dataset_for(meta["dataset"], tuple(int(v) for v in meta["input_size"][1:]))
         options.insert(0, meta["dataset"])

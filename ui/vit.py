@@ -112,13 +112,11 @@ def image_sources(meta: dict) -> list[str]:
     """
     channels = int(meta["input_size"][0])
     sources = [_DIGITS] if meta.get("dataset") == "digits" else [_SAMPLES]
-    folders = []
-    for name, status in available_datasets().items():
-        if _ON_DISK_CHANNELS.get(name) == channels and status.startswith("on disk"):
+    status = available_datasets()
+    for name, state in status.items():
+        if _ON_DISK_CHANNELS.get(name) == channels and state.startswith("on disk"):
             sources.append(f"{name} (test split, on disk)")
-        elif name.startswith("imagefolder:") and status.startswith("on disk"):
-            folders.append(name)
-    return [*sources, *folders]
+    return [*sources, *ui.image_folders(status)]
 
 
 @dataclass(frozen=True)
@@ -157,7 +155,7 @@ def prepared_upload(
     """
     if _data is None:
         raise ValueError("The uploaded images are no longer cached; upload them again.")
-    meta = {"input_size": list(input_size), "mean": list(mean), "std": list(std)}
+    meta = ui.preparation_meta(input_size, mean, std)
     try:
         return prepare_image(read_image_upload(_data), meta), None
     except ValueError as err:
@@ -261,7 +259,7 @@ def load_images(
     if n is not None:  # the first n of the whole set, itself cached: no file is read twice
         images, display, captions = load_images(source, input_size, mean, std)
         return images[:n].contiguous(), display[:n], captions[:n]
-    meta = {"input_size": list(input_size), "mean": list(mean), "std": list(std)}
+    meta = ui.preparation_meta(input_size, mean, std)
     if isinstance(source, UploadedImages):
         prepared = [prepared_upload(d, input_size, mean, std, None) for d in source.digests]
         if any(image is None for image, _ in prepared):  # pick_images keeps only good files
