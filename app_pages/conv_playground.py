@@ -520,8 +520,11 @@ def animation_panel(out_hw: tuple[int, int]) -> None:
             + ": pick the position below, or use a smaller input / larger stride to get ▶ Play."
         )
     c1, c2, c3 = st.columns(3)
-    row = c1.number_input(f"Start at {what}: row", 0, grid[0] - 1, 0, key=P + "pos_r")
-    col = c2.number_input(f"Start at {what}: column", 0, grid[1] - 1, 0, key=P + "pos_c")
+    # With ▶ Play the numbers are where the animation starts; without it they are the position.
+    start = "Start at " if animate else ""
+    label = (start + what).capitalize()
+    row = c1.number_input(f"{label}: row", 0, grid[0] - 1, 0, key=P + "pos_r")
+    col = c2.number_input(f"{label}: column", 0, grid[1] - 1, 0, key=P + "pos_c")
     small = max(h, w) <= 12 and not transposed
     numbers = c3.checkbox(
         "Show numbers",
@@ -547,9 +550,14 @@ def animation_panel(out_hw: tuple[int, int]) -> None:
             "landing outside the grid are cropped by the padding P."
         )
     else:
-        st.caption(
+        how = (
             "Press ▶ Play to step the kernel over every output position, or drag the slider. "
-            "Dark cells: the kernel's taps; dotted box: its effective extent."
+            if animate
+            else "Type the output position above to move the kernel. "
+        )
+        st.caption(
+            how
+            + "Dark cells: the kernel's taps; dotted box: its effective extent."
             + (" One input and one output channel are shown." if cin > 1 or cout > 1 else "")
         )
 

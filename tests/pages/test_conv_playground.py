@@ -254,6 +254,26 @@ def test_animation_numbers_use_the_padding_mode():
     assert spec["data"][1]["text"][0][0] == str(sum(windows))  # output (0, 0) = its window
 
 
+def test_without_play_the_animation_text_does_not_offer_play():
+    """Over MAX_ANIMATION_FRAMES positions there is no ▶ Play and no slider: the caption and the
+    position inputs must not speak of them (the caption said 'Press ▶ Play ... drag the slider')."""
+    import json
+
+    at = _run(h=64, w=64)  # 62 x 62 = 3,844 output positions
+    assert not at.exception and not _errors(at)
+    assert any("too many to animate" in i.value for i in at.info)
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert not spec["layout"].get("sliders") and not spec["layout"].get("updatemenus")
+    captions = [c.value for c in at.caption]
+    assert not any("Press ▶ Play" in c for c in captions)
+    assert any(c.startswith("Type the output position above") for c in captions)
+    assert at.number_input(key="conv.pos_r").label == "Output position: row"
+    at = _run()  # 5 x 5 positions: animated
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith("Press ▶ Play") for c in captions)
+    assert at.number_input(key="conv.pos_r").label == "Start at output position: row"
+
+
 def test_real_data_follows_the_transposed_layer_and_says_when_it_shrinks():
     at = _run()
     assert any("camera: 256×256 (shrunk from 512×512" in c.value for c in at.caption)
