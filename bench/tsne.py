@@ -11,6 +11,7 @@ is reported; the load average before and after is printed with the table. Trustw
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import statistics
 import sys
@@ -64,9 +65,14 @@ def main() -> None:
     parser.add_argument("--skip-sklearn-above", type=int, default=20000)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per method")
     parser.add_argument("--vizlib-only", action="store_true", help="skip scikit-learn, openTSNE")
+    parser.add_argument("--no-eager", action="store_true",
+                        help="on a GPU, skip the run without CUDA graphs")  # fmt: skip
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    # vizlib's t-SNE logs how many steps replayed as CUDA graphs (or why capture failed)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    logging.getLogger("vizlib.embedding").setLevel(logging.INFO)
     dev = resolve_device(args.device)
 
     try:
@@ -81,6 +87,10 @@ def main() -> None:
         if dev.type == "cuda":  # warm up CUDA, cuFFT and the allocator outside the timing
             tsne(X[:2000], n_iter=30, device=dev, method=args.method)
         runs = {"vizlib": lambda X=X: tsne(X, device=dev, method=args.method)}
+        if dev.type == "cuda" and not args.no_eager:  # the same steps, kernels launched one by one
+            runs["vizlib eager"] = lambda X=X: tsne(
+                X, device=dev, method=args.method, cuda_graphs=False
+            )
         if n <= args.skip_sklearn_above and not args.vizlib_only:
             from sklearn.manifold import TSNE
 
@@ -98,15 +108,19 @@ def main() -> None:
         for name in runs:
             row[f"{name} s"] = statistics.median(times[name])
             row[f"{name} trust"] = trust(X, maps[name])
-            if name != "vizlib":
+            if name not in ("vizlib", "vizlib eager"):
                 row[f"{name}/vizlib"] = row[f"{name} s"] / row["vizlib s"]
         rows.append(row)
         print(f"done N={n}: " + ", ".join(f"{k} {[round(t, 2) for t in v]}" for k, v in times.items()),
               file=sys.stderr, flush=True)  # fmt: skip
 
-    cols = ["N", "dims", "data", "vizlib s", "sklearn s", "openTSNE s", "sklearn/vizlib",
+    cols = ["N", "dims", "data", "vizlib s", "vizlib eager s", "sklearn s", "openTSNE s", "sklearn/vizlib",
             "openTSNE/vizlib", "vizlib trust", "sklearn trust", "openTSNE trust"]  # fmt: skip
     cols = [c for c in cols if any(c in r for r in rows)]
+    if any("vizlib eager s" in r for r in rows):
+        cols.insert(cols.index("vizlib eager s") + 1, "eager/vizlib")
+        for r in rows:
+            r["eager/vizlib"] = r["vizlib eager s"] / r["vizlib s"]
     load = ", ".join(f"{a:.2f}" for a in load_before)
     load_after = ", ".join(f"{a:.2f}" for a in os.getloadavg())
     print(f"device: {describe_device(dev)}; torch threads {torch.get_num_threads()}; "

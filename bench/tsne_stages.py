@@ -5,7 +5,9 @@ Usage: ``python bench/tsne_stages.py [--sizes 10000 70000] [--device cpu|cuda] [
 seconds for the sparse affinities P (kNN + perplexity calibration + symmetrisation), for the PCA
 start, and the median milliseconds of one optimiser step (gradient + update, synchronised) with
 the exact and the FFT repulsion, over ``--steps`` steps on a map of the spread t-SNE reaches
-(the FFT grid's size follows the map's span). "1,000 steps" extrapolates P + PCA + 1,000 steps,
+(the FFT grid's size follows the map's span); on a GPU also of the optimiser's own steps, which
+replay as CUDA graphs ("graphed step"). "1,000 steps" extrapolates P + PCA + 1,000 steps (of the
+graphed kind on a GPU),
 the end-to-end time of a default run without its callbacks. Read it beside ``bench/tsne.py``: if
 a step costs far more than its arithmetic, the step is bound by kernel launches and host syncs.
 """
@@ -56,6 +58,23 @@ def step_ms(Y: torch.Tensor, P, method: str, steps: int) -> float:
     return 1000 * statistics.median(times[3:])
 
 
+def optimiser_step_ms(Y: torch.Tensor, P, method: str, steps: int, graphs: bool) -> float:
+    """Median milliseconds of one step of vizlib's optimiser (``E._Optimiser``), synchronised.
+
+    With ``graphs`` on a GPU each step is a CUDA graph replay after its shape's first step; the
+    first 5 steps (captures) are left out of the median.
+    """
+    n = Y.shape[0]
+    opt = E._Optimiser(Y.clone(), P, method, max(n / 48.0, 50.0), cuda_graphs=graphs)
+    times = []
+    for _ in range(steps + 5):
+        seconds, _out = _seconds(lambda: opt.step(1.0, 0.8), Y.device)
+        times.append(seconds)
+    if opt.graph_error:
+        print(f"N={n} {method}: CUDA graph capture failed: {opt.graph_error}", file=sys.stderr)
+    return 1000 * statistics.median(times[5:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10000, 70000])
@@ -82,9 +101,14 @@ def main() -> None:
             for method in ("exact", "fft"):
                 if method == "exact" and n > exact_max:
                     row["exact step ms"] = row["exact 1,000 steps s"] = "skipped"
+                    if dev.type == "cuda":
+                        row["exact graphed step ms"] = "skipped"
                     continue
                 ms = step_ms(Y, P, method, args.steps)
                 row[f"{method} step ms"] = ms
+                if dev.type == "cuda":  # the optimiser as tsne runs it: steps as CUDA graphs
+                    ms = optimiser_step_ms(Y, P, method, args.steps, graphs=True)
+                    row[f"{method} graphed step ms"] = ms
                 row[f"{method} 1,000 steps s"] = p_s + pca_s + ms  # 1,000 x ms / 1,000
         rows.append(row)
         print(f"done N={n}", file=sys.stderr, flush=True)

@@ -117,6 +117,26 @@ def test_fft_repulsion_within_bound_of_exact():
     rep_sf, Z_sf = E._repulsive_fft(small)
     assert float(Z_sf) == pytest.approx(float(Z_s), rel=1e-3)
     assert float((rep_sf - rep_s).norm() / rep_s.norm()) < 0.01
+    # the static grids (CUDA graphs): more, equally small boxes, so the same bounds hold
+    for Ys, rep_ref, Z_ref in ((Y, rep, Z), (small, rep_s, Z_s)):
+        rep_st, Z_st = E._repulsive_fft(Ys, static=True)
+        assert float(Z_st) == pytest.approx(float(Z_ref), rel=1e-2)
+        assert float((rep_st - rep_ref).norm() / rep_ref.norm()) < 0.05
+
+
+def test_static_grids_take_few_sizes():
+    sizes = {nb: E._static_boxes(nb, 3) for nb in range(20, 683)}
+    assert sorted(set(sizes.values())) == [21, 32, 42, 64, 85, 128, 170, 256, 341, 512, 682]
+    for nb, static in sizes.items():
+        assert nb <= static <= 1.5 * nb + 1  # never fewer boxes; at most 1.5x per axis more
+        assert E._static_boxes(static, 3) == static  # a ladder size maps to itself
+    # the grid's FFT is the 2^a or 3 x 2^a the ladder was cut for (or a 5-smooth one below it)
+    assert E._fft_size(2 * 128 * 3 - 1) == 768 and E._fft_size(2 * 341 * 3 - 1) == 2048
+    box, nb = E._fft_grid(100.0, static=True)
+    assert (box, nb) == (1.0, 128)
+    for span in np.geomspace(1e-4, 19.9, 200):  # fresh maps: 21 boxes of 2^(k/8) ~ span / 20
+        box, nb = E._fft_grid(span, static=True)
+        assert nb == 21 and span / 21 <= box <= min(span / 19, 1.0)
 
 
 def test_lagrange_weights_interpolate():
@@ -185,6 +205,7 @@ def test_cuda_reduction_paths_run_on_the_cpu(blobs, monkeypatch, method):
         return True
 
     monkeypatch.setattr(E, "_ordered_reductions", ordered)
+    monkeypatch.setattr(E, "_static_grids", lambda device: True)  # CUDA graphs' grid sizes
     a = E.tsne(X, perplexity=10, n_iter=300, method=method, device="cpu")
     b = E.tsne(X, perplexity=10, n_iter=300, method=method, device="cpu")
     assert calls and set(calls) == {"cpu"}
@@ -200,6 +221,87 @@ def test_cuda_reduction_paths_run_on_the_cpu(blobs, monkeypatch, method):
     grad_cpu, kl_cpu = E.tsne_gradient(a, P, exaggeration=12.0, method=method)
     np.testing.assert_allclose(grad_ordered.numpy(), grad_cpu.numpy(), rtol=1e-4, atol=1e-7)
     assert kl_ordered == pytest.approx(kl_cpu, rel=1e-6)
+
+
+@pytest.mark.parametrize("method", ["exact", "fft"])
+def test_optimiser_steps_follow_sklearns_update_rule(blobs, method):
+    # scikit-learn's _gradient_descent, in float64 numpy, from tsne_gradient's gradients
+    X, _ = blobs
+    P = E._joint_p(torch.from_numpy(X), 10.0)
+    P_coo = E.joint_probabilities(X, perplexity=10)
+    start = np.random.default_rng(1).normal(size=(len(X), 2)) * 3
+    lr = 40.0
+    opt = E._Optimiser(torch.from_numpy(start).float(), P, method, lr)
+    Y, update, gains = start.copy(), np.zeros_like(start), np.ones_like(start)
+    for it in range(6):
+        if it == 4:
+            opt.restart()
+            update, gains = np.zeros_like(update), np.ones_like(gains)
+        exaggeration, momentum = (12.0, 0.5) if it < 4 else (1.0, 0.8)
+        opt.step(exaggeration, momentum)
+        grad, _kl = E.tsne_gradient(Y, P_coo, exaggeration=exaggeration, method=method)
+        grad = grad.double().numpy()
+        inc = update * grad < 0.0
+        gains[inc] += 0.2
+        gains[~inc] *= 0.8
+        np.clip(gains, E.MIN_GAIN, np.inf, out=gains)
+        update = momentum * update - lr * (grad * gains)
+        Y = Y + update
+        np.testing.assert_allclose(opt.Y.double().numpy(), Y, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(opt.gains.double().numpy(), gains, rtol=1e-5)
+
+
+class _RecordedStep:
+    """A CPU stand-in for a captured CUDA graph: what a replay does is the captured call again,
+    with the tensors it was captured with, writing its results into the captured outputs."""
+
+    def __init__(self, opt, run):
+        state = (opt.Y, opt.update, opt.gains, opt._span)
+        saved = [t.clone() for t in state]
+        self.run, self.outputs = run, run()  # a capture records; it must not move the map
+        for t, s in zip(state, saved, strict=True):
+            t.copy_(s)
+
+    def replay(self):
+        Z, (qu, _vals, _mult) = self.run()
+        self.outputs[0].copy_(Z)
+        self.outputs[1][0].copy_(qu)
+
+
+@pytest.mark.parametrize("method", ["exact", "fft"])
+def test_graph_bookkeeping_replays_the_eager_steps(blobs, monkeypatch, method):
+    # The CUDA path's keys, fixed grid tensors (refilled in place when the box changes) and
+    # captured outputs, with a CPU stand-in for the graphs: the map must be the eager one.
+    X, _ = blobs
+    monkeypatch.setattr(E, "_ordered_reductions", lambda device: True)
+    monkeypatch.setattr(E, "_static_grids", lambda device: True)
+    P = E._joint_p(torch.from_numpy(X), 10.0)
+    start = torch.randn(len(X), 2, generator=torch.Generator().manual_seed(0)) * 1e-4
+    maps, kls = {}, {}
+    for graphs in (True, False):
+        opt = E._Optimiser(start.clone(), P, method, lr=50.0)
+        if graphs:
+            opt.cuda_graphs = True
+            monkeypatch.setattr(opt, "_warm_up", lambda run: run())
+            monkeypatch.setattr(opt, "_capture", lambda run, opt=opt: _capture_stand_in(opt, run))
+        kls[graphs] = []
+        for it in range(300):
+            if it == E.EXPLORATION_ITERS:
+                opt.restart()
+            exploring = it < E.EXPLORATION_ITERS
+            Z, edges = opt.step(12.0 if exploring else 1.0, 0.5 if exploring else 0.8)
+            kls[graphs].append(E._kl(P, edges, Z))
+        maps[graphs] = opt.Y.numpy()
+        if graphs:
+            assert opt.graph_error is None and opt.replays == 300 - len(opt._graphs)
+            assert 2 <= len(opt._graphs) <= (2 if method == "exact" else 8)
+    np.testing.assert_array_equal(maps[True], maps[False])
+    assert kls[True] == kls[False]
+
+
+def _capture_stand_in(opt, run):
+    step = _RecordedStep(opt, run)
+    return step, step.outputs
 
 
 def test_tsne_is_deterministic_and_callback_stops(blobs):
@@ -370,6 +472,35 @@ def test_cuda_matches_cpu_quality_and_is_deterministic():
     assert knn(gpu_a) >= knn(cpu) - 0.02
     coords, ratio = E.pca(X, 2, device="cuda")
     np.testing.assert_allclose(ratio, E.pca(X, 2, device="cpu")[1], rtol=1e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", ["exact", "fft"])
+def test_cuda_graph_replays_equal_eager_steps(method):
+    # Every step after a shape's first is a graph replay, and it moves the map exactly as
+    # launching the same kernels one by one does (stale grid inputs or outputs would not).
+    X = load_digits().data.astype(np.float32)
+    P = E._joint_p(torch.from_numpy(X).cuda(), 30.0)
+    start = torch.randn(len(X), 2, generator=torch.Generator().manual_seed(0)) * 1e-4
+    runs = {}
+    for graphs in (True, False):
+        opt = E._Optimiser(start.cuda(), P, method, lr=150.0, cuda_graphs=graphs)
+        kls = []
+        for it in range(400):
+            if it == E.EXPLORATION_ITERS:
+                opt.restart()
+            exploring = it < E.EXPLORATION_ITERS
+            Z, edges = opt.step(12.0 if exploring else 1.0, 0.5 if exploring else 0.8)
+            if it % 50 == 49:
+                kls.append(E._kl(P, edges, Z))
+        runs[graphs] = (opt, opt.Y.cpu().numpy(), kls)
+    opt, graphed, kl_graphed = runs[True]
+    assert opt.graph_error is None
+    assert len(opt._graphs) >= 2 and opt.replays == 400 - len(opt._graphs)
+    eager = runs[False][1]
+    span = float(np.ptp(eager, axis=0).max())
+    np.testing.assert_allclose(graphed, eager, rtol=0, atol=1e-4 * span)
+    np.testing.assert_allclose(kl_graphed, runs[False][2], rtol=1e-5)
 
 
 def test_pca_dims_is_tsne_of_the_principal_components():

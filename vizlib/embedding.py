@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 import threading
 from collections.abc import Callable, Sequence
@@ -45,12 +46,14 @@ MIN_GAIN = 0.01
 # Up to these sizes "auto" uses the exact repulsion. CPU: one iteration of each measured on 2
 # cores (1 thread) crosses at about 450 points (700: exact 6.3 ms, fft 2.8 ms; 400: 2.1 vs
 # 2.4 ms). GPU (not measured here): the exact pass costs 2.6 ms at 10,000 points on an H100
-# (../shared/notes, chunked PyTorch) and grows as N^2, while an FFT iteration is bound by its
-# ~70 kernel launches (~0.4 ms), so they cross at about 4,000 points.
+# (../shared/notes, chunked PyTorch) and grows as N^2, while an FFT iteration (~100 small
+# kernels, replayed as one CUDA graph) costs a few tenths of a millisecond below ~100,000
+# points, so they cross at about 4,000 points; bench/gpu_check.sh measures the crossover.
 AUTO_EXACT_MAX_CPU = 500
 AUTO_EXACT_MAX_CUDA = 4000
 PCA_FLOAT64_MAX = 2**24  # values (N x D) up to which the CPU's PCA runs in float64
 _NORM_BLOCK_VALUES = 2**22  # PCA's total variance is summed in float64 over blocks this size
+FFT_NODES = 3  # interpolation nodes per box and axis (FIt-SNE's and openTSNE's default)
 SINGLE_THREAD_MAX = 20000  # CPU t-SNE up to this size runs on one intra-op thread (see tsne)
 
 
@@ -267,8 +270,9 @@ def _segment_sum(
     csum = torch.zeros(
         values.shape[0] + 1, *values.shape[1:], dtype=torch.float64, device=values.device
     )
-    torch.cumsum(values.double(), dim=0, out=csum[1:])
-    return (csum[row_ptr[1:]] - csum[row_ptr[:-1]]).to(values.dtype)
+    torch.cumsum(values, dim=0, dtype=torch.float64, out=csum[1:])
+    ends = csum.index_select(0, row_ptr)  # (S + 1, ...) running totals at the boundaries
+    return (ends[1:] - ends[:-1]).to(values.dtype)
 
 
 def _attractive(
@@ -277,11 +281,20 @@ def _attractive(
     """Return sum_j p_ij q^u_ij (y_i - y_j) (N, d) and (q^u per pair, p per pair, multiplicity 2).
 
     Each symmetric pair i < j is visited once (E/2 of them) and its force added to row i and
-    subtracted from row j; one coordinate at a time, because gathering 1-D arrays is ~4x
-    faster on the CPU than gathering (E, d) rows. Both sides are summed by ``_segment_sum``
-    over precomputed sorted segments (``prefix_sums`` picks its path), ordered on every
-    device, so runs are deterministic.
+    subtracted from row j. Both sides are summed by ``_segment_sum`` over precomputed sorted
+    segments (``prefix_sums`` picks its path), ordered on every device, so runs are
+    deterministic. On the CPU one coordinate at a time, because gathering 1-D arrays is ~4x
+    faster there than gathering (E, d) rows; on the prefix-sum path (GPUs) all coordinates at
+    once, in half the kernels, since a GPU step costs about a launch per kernel.
     """
+    ordered = prefix_sums if prefix_sums is not None else _ordered_reductions(Y.device)
+    if ordered:
+        diff = Y.index_select(0, P.up_rows) - Y.index_select(0, P.up_cols)  # (E/2, d)
+        qu = diff.square().sum(dim=1).add_(1.0).reciprocal_()  # (E/2,) Student-t kernel
+        f = diff.mul_((P.up_vals * qu)[:, None])  # (E/2, d) force of j on i; i's on j is -f
+        on_rows = _segment_sum(f, P.up_ptr, prefix_sums=True)  # (N, d)
+        on_cols = _segment_sum(f.index_select(0, P.by_col), P.col_ptr, prefix_sums=True)
+        return on_rows - on_cols, (qu, P.up_vals, 2.0)
     Yt = Y.T.contiguous()  # (d, N)
     diffs = [yc.index_select(0, P.up_rows) - yc.index_select(0, P.up_cols) for yc in Yt]
     qu = diffs[0] * diffs[0]  # (E/2,)
@@ -292,19 +305,22 @@ def _attractive(
     out = []
     for dc in diffs:
         f = dc.mul_(pq)  # (E/2,) force of j on i along this axis; i's on j is -f
-        on_rows = _segment_sum(f, P.up_ptr, prefix_sums=prefix_sums)  # (N,)
-        on_cols = _segment_sum(f.index_select(0, P.by_col), P.col_ptr, prefix_sums=prefix_sums)
+        on_rows = _segment_sum(f, P.up_ptr, prefix_sums=False)  # (N,)
+        on_cols = _segment_sum(f.index_select(0, P.by_col), P.col_ptr, prefix_sums=False)
         out.append(on_rows - on_cols)
     return torch.stack(out, dim=1), (qu, P.up_vals, 2.0)
 
 
-def _repulsive_exact(Y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _repulsive_exact(
+    Y: torch.Tensor, *, chunk: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Return sum_j (q^u_ij)^2 (y_i - y_j) (N, d) and Z = sum_{i != j} q^u_ij (float64 scalar).
 
-    All pairs, in row chunks sized to the device's free memory (never an N x N matrix).
+    All pairs, in row chunks of ``chunk`` rows (default: sized to the device's free memory),
+    never an N x N matrix.
     """
     n, dims = Y.shape
-    chunk = _chunk_rows(n, Y.device)
+    chunk = chunk or _chunk_rows(n, Y.device)
     rep = torch.empty_like(Y)
     Z = torch.zeros((), dtype=torch.float64, device=Y.device)
     for start in range(0, n, chunk):
@@ -402,38 +418,114 @@ def _kernel_spectra(
     return _KERNEL_CACHE[key]
 
 
+def _static_boxes(nb: int, p: int) -> int:
+    """Return the most boxes per axis (>= ``nb``) whose grid of ``p`` nodes per box fits the
+    smallest FFT of 2^a or 3 x 2^a points that holds ``nb`` boxes.
+
+    A static grid changes size a dozen times in a whole run (21, 32, 42, 64, 85, 128, ... boxes
+    for 3 nodes), so a GPU can replay each size's step as a CUDA graph; the boxes beyond the
+    points' span hold no charge and leave the forces unchanged.
+    """
+    need = 2 * nb * p - 1  # a linear convolution of nb p nodes needs an FFT this long
+    m = 1 << max(0, (need - 1).bit_length())
+    if m % 4 == 0 and m * 3 // 4 >= need:
+        m = m * 3 // 4
+    return ((m + 1) // 2) // p
+
+
+def _fft_grid(
+    span: float,
+    *,
+    n_interp: int = FFT_NODES,
+    min_intervals: int = 20,
+    interval_width: float = 1.0,
+    static: bool = False,
+) -> tuple[float, int]:
+    """Return (box side, boxes per axis) of the FFT grid for a map ``span`` wide (its units).
+
+    At least ``min_intervals`` boxes, each at most ``interval_width`` wide (openTSNE's
+    defaults); maps narrower than ``min_intervals`` boxes of that width (early iterations) get
+    finer boxes, their sides rounded down to a power 2^(k/8) so that the kernels' spectra are
+    reused from one iteration to the next. ``static``: more boxes, from ``_static_boxes``
+    (small maps: box sides rounded up instead, to fill its first size, 21 for 3 nodes, not 32).
+    """
+    box = interval_width
+    if span / min_intervals < interval_width and not static:
+        box = 2.0 ** (math.floor(math.log2(span / min_intervals) * _FINE_STEPS) / _FINE_STEPS)
+    elif span / min_intervals < interval_width:  # the ladder's first size must still hold it
+        first = _static_boxes(min_intervals, n_interp)
+        box = 2.0 ** (math.ceil(math.log2(span / first) * _FINE_STEPS) / _FINE_STEPS)
+        box = min(box, interval_width)
+    nb = max(min_intervals, math.ceil(span / box))
+    return box, (_static_boxes(nb, n_interp) if static else nb)
+
+
+def _map_span(Y: torch.Tensor) -> torch.Tensor:
+    """Return the side of the smallest square around the map's points (0-d tensor, Y's units)."""
+    return (Y.amax(dim=0) - Y.amin(dim=0)).amax()
+
+
 def _repulsive_fft(
     Y: torch.Tensor,
     *,
-    n_interp: int = 3,
+    n_interp: int = FFT_NODES,
     min_intervals: int = 20,
     interval_width: float = 1.0,
     ordered: bool | None = None,
+    static: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return the FFT-interpolated approximation of ``_repulsive_exact`` for 2-D ``Y`` (N, 2).
 
-    The square around the points is cut into nb x nb boxes (nb >= ``min_intervals``, box side
-    <= ``interval_width``), each with ``n_interp`` x ``n_interp`` equispaced nodes (FIt-SNE's
-    layout). A unit charge per point is spread to the nodes with Lagrange weights, convolved by
-    FFT with K = (1 + r^2)^-1 (for Z) and with d K^2 (the repulsive force, since
-    sum_j K_ij^2 (y_i - y_j) is a convolution with that kernel), then interpolated back to the
-    points: one forward and two inverse FFTs per iteration (Z comes from the charges' spectrum
-    by Parseval). Error: the interpolation error
-    of the kernels over one node spacing h = box / n_interp; with openTSNE's defaults (3 nodes,
-    box side <= 1) the forces are within a few percent of the exact ones and Z within 1 %
-    (bounds checked in the tests), which leaves the maps' quality unchanged. Small maps' box
-    sides are rounded down to a power 2^(k/8) (never coarser than asked) so that the kernels'
-    spectra are reused from one iteration to the next. ``ordered``: spread the charges with an
-    ordered segment sum instead of ``index_add_`` (default: ``_ordered_reductions``).
+    The square around the points is cut into nb x nb boxes (``_fft_grid``: nb >=
+    ``min_intervals``, box side <= ``interval_width``), each with ``n_interp`` x ``n_interp``
+    equispaced nodes (FIt-SNE's layout); ``_repulsive_on_grid`` does the sums. Error: the
+    interpolation error of the kernels over one node spacing h = box / n_interp; with
+    openTSNE's defaults (3 nodes, box side <= 1) the forces are within a few percent of the
+    exact ones and Z within 1 % (bounds checked in the tests), which leaves the maps' quality
+    unchanged. ``ordered``: spread the charges with an ordered segment sum instead of
+    ``index_add_`` (default: ``_ordered_reductions``); ``static``: see ``_fft_grid``.
+    """
+    span = _padded_span(float(_map_span(Y)))
+    box, nb = _fft_grid(
+        span, n_interp=n_interp, min_intervals=min_intervals, interval_width=interval_width,
+        static=static,
+    )  # fmt: skip
+    spectra, z_weights = _kernel_spectra(
+        _fft_size(2 * nb * n_interp - 1), box / n_interp, Y.dtype, Y.device
+    )
+    return _repulsive_on_grid(Y, nb, box, spectra, z_weights, n_interp=n_interp, ordered=ordered)
+
+
+def _padded_span(span: float) -> float:
+    return span * (1 + 1e-5) + 1e-12  # the points on the far edges stay inside the last box
+
+
+def _repulsive_on_grid(
+    Y: torch.Tensor,
+    nb: int,
+    box: float | torch.Tensor,
+    spectra: torch.Tensor,
+    z_weights: torch.Tensor,
+    *,
+    n_interp: int = FFT_NODES,
+    ordered: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the FFT-interpolated repulsion (N, 2) and Z (float64 0-d) on an nb x nb grid.
+
+    ``box``: the boxes' side (a float, or a 0-d tensor on Y's device so that a CUDA graph can
+    replay the step with another one); ``spectra``, ``z_weights``: ``_kernel_spectra`` for
+    node spacing box / ``n_interp``. The grid is centred on the points and must cover them
+    (nb x box >= their span). A unit charge per point is spread to the nodes with Lagrange
+    weights, convolved by FFT with K = (1 + r^2)^-1 (for Z) and with d K^2 (the repulsive
+    force, since sum_j K_ij^2 (y_i - y_j) is a convolution with that kernel), then
+    interpolated back to the points: one forward and two inverse FFTs per iteration (Z comes
+    from the charges' spectrum by Parseval). No host synchronisation: a CUDA graph can hold it.
     """
     n = Y.shape[0]
     p = n_interp
-    lo, hi = Y.min(dim=0).values, Y.max(dim=0).values
-    span = float((hi - lo).max()) * (1 + 1e-5) + 1e-12
-    box = interval_width
-    if span / min_intervals < interval_width:
-        box = 2.0 ** (math.floor(math.log2(span / min_intervals) * _FINE_STEPS) / _FINE_STEPS)
-    nb = max(min_intervals, math.ceil(span / box))
+    # One arithmetic for a float box and a graph's tensor one: float32, as Y.
+    box = torch.as_tensor(box, dtype=Y.dtype, device=Y.device)  # ()
+    lo, hi = Y.amin(dim=0), Y.amax(dim=0)  # (2,)
     t = (Y - (lo + hi) / 2 + nb * box / 2) / box  # (N, 2) in [0, nb)
     b = t.floor().clamp_(0, nb - 1).long()  # (N, 2) box index per axis
     w = _lagrange_weights(t - b, p)  # (N, 2, p)
@@ -452,8 +544,7 @@ def _repulsive_fft(
     g = nb * p  # nodes per axis
     grid = per_box.reshape(nb, nb, p, p).permute(0, 2, 1, 3).reshape(g, g)  # (g, g) charges
 
-    m = _fft_size(2 * g - 1)  # circular convolution of size m >= 2g - 1 is a linear one
-    spectra, z_weights = _kernel_spectra(m, box / p, Y.dtype, Y.device)  # (2, m//2+1, m)
+    m = spectra.shape[-1]  # circular convolution of size m >= 2g - 1 is a linear one
     # 2-D FFTs one axis at a time, each along contiguous memory, skipping the zero padding
     # and the unused output rows: only g of the m rows carry charge or are needed back.
     cols_hat = torch.fft.rfft(grid, n=m, dim=1)  # (g, m//2+1) rows x column frequencies
@@ -474,12 +565,23 @@ def _repulsive_fft(
 
 
 def _gradient(
-    Y: torch.Tensor, P: _SparseP, exaggeration: float, method: str
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Return the KL gradient (N, d), Z and the edge terms for ``_kl``; exaggeration multiplies P."""
+    Y: torch.Tensor,
+    P: _SparseP,
+    exaggeration: float,
+    method: str,
+    *,
+    repulsion: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor, float]]:
+    """Return the KL gradient (N, d), Z and the edge terms for ``_kl``; exaggeration multiplies P.
+
+    ``repulsion(Y) -> (forces, Z)`` replaces the default of ``method`` (the optimiser passes
+    one with its chunk size or its fixed FFT grid).
+    """
     attr, edges = _attractive(Y, P)
-    rep, Z = _repulsive_fft(Y) if method == "fft" else _repulsive_exact(Y)
-    grad = 4.0 * (exaggeration * attr - rep / Z.to(Y.dtype))
+    if repulsion is None:
+        repulsion = _repulsive_fft if method == "fft" else _repulsive_exact
+    rep, Z = repulsion(Y)
+    grad = attr.mul_(exaggeration).sub_(rep / Z.to(Y.dtype)).mul_(4.0)
     return grad, Z, edges
 
 
@@ -589,6 +691,7 @@ def tsne(
     callback_every: int = 25,
     num_threads: int | None = None,
     pca_dims: int | None = None,
+    cuda_graphs: bool = True,
 ) -> np.ndarray:
     """Return the t-SNE map (N, n_components) float32 of features ``X`` (N, D).
 
@@ -616,6 +719,10 @@ def tsne(
     features (50 is common): it drops noise dimensions, and the neighbour search, whose cost is
     N^2 x D, gets D / pca_dims times cheaper (measured on a 2-core CPU, 10,000 x 3,136: the
     affinities took 12.9 s, PCA to 50 then the affinities 1.8 s).
+
+    ``cuda_graphs``: on a GPU, replay each optimiser step as a CUDA graph (one launch instead
+    of ~100 small kernels; the FFT grid then takes one of a few fixed sizes); False launches
+    the kernels one by one, for comparison. No effect on a CPU.
 
     Same ``seed``, inputs and device give the identical map (no atomic reductions are used).
     Raises ``ValueError`` for NaN/inf, non-2-D input, fewer than 4 points or perplexity >= N - 1.
@@ -650,7 +757,7 @@ def tsne(
         num_threads = 1 if dev.type == "cpu" and n <= SINGLE_THREAD_MAX else None
     with _torch_threads(num_threads):
         return _optimise(arr, n_components, perplexity, n_iter, early_exaggeration, lr, init, seed,
-                         resolved, dev, callback, callback_every)  # fmt: skip
+                         resolved, dev, callback, callback_every, cuda_graphs)  # fmt: skip
 
 
 _THREADS_LOCK = threading.Lock()
@@ -697,6 +804,140 @@ def _threads_per_thread() -> bool:
     return "ATen parallel backend: OpenMP" in torch.__config__.parallel_info()
 
 
+_log = logging.getLogger(__name__)
+
+
+def _static_grids(device: torch.device) -> bool:
+    """Return whether FFT grids come from ``_static_boxes`` on ``device`` (CUDA graphs need
+    repeating shapes). Off on the CPU, where the larger grids only cost time; tests patch it."""
+    return device.type == "cuda"
+
+
+class _Optimiser:
+    """t-SNE's gradient descent, scikit-learn's recipe: the map ``Y`` (N, d), its last update
+    and its per-coordinate gains, all on Y's device and changed in place by ``step``.
+
+    On CUDA each step (gradient and update, ~100 small kernels) is captured once per shape as
+    a CUDA graph and replayed, so a step costs one launch instead of a hundred; shapes repeat
+    because the FFT grid comes from ``_static_boxes``. The first step of each shape runs
+    eagerly (a real step, and the capture's warm-up). If a capture fails, the run goes on
+    launching kernels one by one (same arithmetic) and says why in the log.
+    """
+
+    def __init__(
+        self, Y: torch.Tensor, P: _SparseP, method: str, lr: float, *, cuda_graphs: bool = True
+    ) -> None:
+        self.Y, self.P, self.method, self.lr = Y, P, method, lr
+        self.update = torch.zeros_like(Y)  # (N, d)
+        self.gains = torch.ones_like(Y)  # (N, d)
+        cuda = Y.device.type == "cuda"
+        self.cuda_graphs = cuda_graphs and cuda
+        self.static = _static_grids(Y.device)
+        self.ordered = _ordered_reductions(Y.device)
+        self.chunk = _chunk_rows(Y.shape[0], Y.device) if method == "exact" else 0
+        # The map's span, written by each step for the next one's grid: page-locked on CUDA so
+        # that the copy can sit in a graph and the host reads it after one synchronisation.
+        self._span = torch.zeros((), dtype=Y.dtype, pin_memory=cuda)
+        self._span[()] = _map_span(Y).item() if method == "fft" else 0.0
+        self._grids: dict[int, list] = {}  # nb -> [box (0-d), spectra, Z weights, (m, h) loaded]
+        self._graphs: dict[tuple, tuple] = {}  # step shape -> (CUDAGraph, its outputs)
+        self.graph_error: str | None = None
+        self.replays = 0
+
+    def restart(self) -> None:
+        """Forget the momentum and the gains (scikit-learn does when exaggeration ends)."""
+        self.update.zero_()
+        self.gains.fill_(1.0)
+
+    def step(
+        self, exaggeration: float, momentum: float
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, float]]:
+        """Move the map one step; return Z and the edge terms of the map it started from."""
+        key: tuple = (exaggeration, momentum)
+        repulsion = functools.partial(_repulsive_exact, chunk=self.chunk)
+        if self.method == "fft":
+            if self.Y.device.type == "cuda":
+                torch.cuda.current_stream(self.Y.device).synchronize()  # the span's copy
+            box, nb = _fft_grid(_padded_span(float(self._span)), static=self.static)
+            key += (nb,)
+            box_arg, spectra, z_weights = self._grid(nb, box)
+            repulsion = functools.partial(
+                _repulsive_on_grid, nb=nb, box=box_arg, spectra=spectra, z_weights=z_weights,
+                ordered=self.ordered,
+            )  # fmt: skip
+        run = functools.partial(self._step, exaggeration, momentum, repulsion)
+        return self._replay(key, run) if self.cuda_graphs else run()
+
+    def _grid(self, nb: int, box: float) -> tuple:
+        """Return (box, spectra, Z weights) for the grid; fixed tensors per nb under graphs."""
+        m = _fft_size(2 * nb * FFT_NODES - 1)
+        spectra, z_weights = _kernel_spectra(m, box / FFT_NODES, self.Y.dtype, self.Y.device)
+        if not self.cuda_graphs:
+            return box, spectra, z_weights
+        slot = self._grids.get(nb)
+        if slot is None:
+            box_t = torch.full((), box, dtype=self.Y.dtype, device=self.Y.device)
+            slot = self._grids[nb] = [box_t, spectra.clone(), z_weights.clone(), (m, box)]
+        elif slot[3] != (m, box):  # the graph reads these tensors: refill them in place
+            slot[0].fill_(box)
+            slot[1].copy_(spectra)
+            slot[2].copy_(z_weights)
+            slot[3] = (m, box)
+        return tuple(slot[:3])
+
+    def _step(self, exaggeration: float, momentum: float, repulsion) -> tuple:
+        grad, Z, edges = _gradient(self.Y, self.P, exaggeration, self.method, repulsion=repulsion)
+        inc = (self.update * grad) < 0
+        torch.where(inc, self.gains + 0.2, self.gains * 0.8, out=self.gains).clamp_(min=MIN_GAIN)
+        self.update.mul_(momentum).sub_(grad.mul_(self.gains).mul_(self.lr))
+        self.Y.add_(self.update)
+        if self.method == "fft":
+            self._span.copy_(_map_span(self.Y), non_blocking=True)
+        return Z, edges
+
+    def _replay(self, key: tuple, run: Callable[[], tuple]) -> tuple:
+        entry = self._graphs.get(key)
+        if entry is not None:
+            entry[0].replay()
+            self.replays += 1
+            return entry[1]
+        out = self._warm_up(run)
+        if self.graph_error is None:
+            try:
+                self._graphs[key] = self._capture(run)
+            except Exception as err:  # an op that cannot be captured: launch kernels instead
+                self.graph_error = f"{type(err).__name__}: {err}"
+                _log.warning("t-SNE: CUDA graph capture failed (%s); steps run eagerly.", err)
+        return out
+
+    def _warm_up(self, run: Callable[[], tuple]) -> tuple:
+        """Run a new shape's first step eagerly on a side stream, as a capture's warm-up must
+        (it creates the cuFFT plans, cuBLAS handles and vizlib's caches the step uses)."""
+        device = self.Y.device
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            out = run()
+        torch.cuda.current_stream(device).wait_stream(side)
+        return out
+
+    def _capture(self, run: Callable[[], tuple]) -> tuple:
+        """Return (CUDAGraph of one step, the outputs its replays overwrite); the map is unchanged."""
+        graph = torch.cuda.CUDAGraph()
+        # thread_local: other sessions' threads may use the GPU meanwhile
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
+            captured = run()  # recorded, not run
+        return graph, captured
+
+    def log_summary(self, steps: int) -> None:
+        if self.cuda_graphs:
+            _log.info(
+                "t-SNE: %d steps, %d CUDA graphs, %d replayed%s",
+                steps, len(self._graphs), self.replays,
+                f"; capture failed: {self.graph_error}" if self.graph_error else "",
+            )  # fmt: skip
+
+
 def _optimise(
     arr: np.ndarray,
     n_components: int,
@@ -710,6 +951,7 @@ def _optimise(
     dev: torch.device,
     callback: Callable[[int, float], bool | None] | None,
     callback_every: int,
+    cuda_graphs: bool = True,
 ) -> np.ndarray:
     """Run t-SNE's affinities and gradient descent (arguments checked by ``tsne``)."""
     n = arr.shape[0]
@@ -734,25 +976,19 @@ def _optimise(
                 raise ValueError(f"init array must be finite with shape ({n}, {n_components}).")
             Y = torch.from_numpy(Y0.copy()).to(dev)
 
-        update = torch.zeros_like(Y)
-        gains = torch.ones_like(Y)
+        opt = _Optimiser(Y, P, resolved, lr, cuda_graphs=cuda_graphs)
         for it in range(n_iter):
             if it == EXPLORATION_ITERS:  # scikit-learn restarts the optimiser here
-                update.zero_()
-                gains.fill_(1.0)
+                opt.restart()
             exploring = it < EXPLORATION_ITERS
-            momentum = 0.5 if exploring else 0.8
-            grad, Z, edges = _gradient(Y, P, early_exaggeration if exploring else 1.0, resolved)
-            inc = (update * grad) < 0
-            gains = torch.where(inc, gains + 0.2, gains * 0.8).clamp_(min=MIN_GAIN)
-            update = momentum * update - lr * (grad * gains)
-            Y = Y + update
+            Z, edges = opt.step(early_exaggeration if exploring else 1.0, 0.5 if exploring else 0.8)
             done = it + 1
             if callback is not None and (done % callback_every == 0 or done == n_iter):
                 # KL of the map this step started from: reuses the gradient pass's q^u and Z.
                 if callback(done, _kl(P, edges, Z)) is False:
                     break
-        return Y.cpu().numpy()
+        opt.log_summary(done)
+        return opt.Y.cpu().numpy()
 
 
 # ----------------------------------------------------------------------------- layer features
