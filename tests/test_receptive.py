@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vizlib import zoo
 from vizlib.models import LeNetLike, SmallResNet
 from vizlib.plots.models import plot_receptive_fields
 from vizlib.receptive import ReceptiveFieldTracer, field_text, larger_than_input
@@ -46,13 +47,20 @@ def _positive_copy(model: nn.Module) -> nn.Module:
 
 
 def _supports(
-    model: nn.Module, shape: tuple[int, ...], names: list[str], *, positive: bool = True
+    model: nn.Module,
+    shape: tuple[int, ...],
+    names: list[str],
+    *,
+    positive: bool = True,
+    token: int | None = None,
 ) -> dict[str, tuple[tuple[int, int], ...]]:
     """Return, per module name, the input rows and columns (first, last) with a nonzero gradient
     of the centre unit of that module's output (its last call), as ((top, bottom), (left, right)).
 
-    4-D outputs (B, C, h, w): the unit at (h // 2, w // 2), all channels; other outputs: the
-    middle element. ``positive=False`` keeps the model's own (random) weights, in float64.
+    4-D outputs (B, C, h, w): the unit at (h // 2, w // 2), all channels; 3-D token outputs
+    (B, T, D) with ``token`` given: feature 0 of that token (one feature: the sum over features
+    of a LayerNorm output is constant); other outputs: the middle element. ``positive=False``
+    keeps the model's own weights, in float64, on a random input.
     """
     clone = _positive_copy(model) if positive else copy.deepcopy(model).double().eval()
     modules = dict(clone.named_modules())
@@ -80,6 +88,8 @@ def _supports(
         out = outputs[name]
         if out.ndim == 4:
             unit = out[0, :, out.shape[2] // 2, out.shape[3] // 2].sum()
+        elif out.ndim == 3 and token is not None:
+            unit = out[0, token, 0]
         else:
             unit = out.flatten()[out.numel() // 2]
         (grad,) = torch.autograd.grad(unit, x, retain_graph=True)
@@ -101,8 +111,19 @@ def _expected_support(row: dict, out_hw: tuple[int, int], image_hw: tuple[int, i
     return tuple(spans)
 
 
-def _check_against_oracle(model: nn.Module, shape: tuple[int, int, int]) -> dict[str, dict]:
-    """Compare every row of ``layer_table`` with the gradient support; return the rows by name."""
+def _check_against_oracle(
+    model: nn.Module,
+    shape: tuple[int, int, int],
+    *,
+    positive: bool = True,
+    tokens: tuple[tuple[int, int], int] | None = None,
+) -> dict[str, dict]:
+    """Compare every row of ``layer_table`` with the gradient support; return the rows by name.
+
+    ``tokens`` = ((gh, gw), prefix) for a transformer: 3-D outputs (B, T, D) hold ``prefix``
+    tokens, then a gh x gw grid row-major; the token at the grid's centre is checked.
+    ``positive`` as in ``_supports``.
+    """
     rows = {r["name"]: r for r in layer_table(model.eval(), shape)}
     checked = [
         n
@@ -112,7 +133,11 @@ def _check_against_oracle(model: nn.Module, shape: tuple[int, int, int]) -> dict
         and (r["receptive_field"] == "whole image" or r["jump"] is not None)
     ]
     assert checked, "nothing to compare"
-    supports = _supports(model, shape, checked)
+    token = None
+    if tokens is not None:
+        (gh, gw), prefix = tokens
+        token = prefix + gh // 2 * gw + gw // 2
+    supports = _supports(model, shape, checked, positive=positive, token=token)
     image = shape[1:]
     fitted = 0
     for name in checked:
@@ -120,11 +145,14 @@ def _check_against_oracle(model: nn.Module, shape: tuple[int, int, int]) -> dict
         if row["receptive_field"] == "whole image":
             assert supports[name] == ((0, image[0] - 1), (0, image[1] - 1)), name
             continue
-        expected = _expected_support(row, tuple(row["output_shape"][2:]), image)
+        if len(row["output_shape"]) == 3:
+            assert tokens is not None, name
+            out_hw = tokens[0]
+        else:
+            out_hw = tuple(row["output_shape"][2:])
+        expected = _expected_support(row, out_hw, image)
         assert supports[name] == expected, (name, row)
-        first = [
-            row["rf_start"][a] + row["output_shape"][2 + a] // 2 * row["jump"][a] for a in (0, 1)
-        ]
+        first = [row["rf_start"][a] + out_hw[a] // 2 * row["jump"][a] for a in (0, 1)]
         if all(
             f >= 0 and f + s <= n
             for f, s, n in zip(first, row["receptive_field"], image, strict=True)
@@ -323,6 +351,208 @@ def test_vit_token_before_attention_sees_its_patch(tiny_vit):
     assert (int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])) == (8, 11, 12, 15)
 
 
+# ---- attention written out op by op --------------------------------------------------------
+
+
+class _ChannelProduct(nn.Module):
+    """A Linear along channels written as a product with a weight: ``@`` or einsum."""
+
+    def __init__(self, dim: int, *, einsum: bool) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(dim, dim) / dim**0.5)
+        self.einsum = einsum
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.einsum:
+            return torch.einsum("btd,de->bte", x, self.weight)  # (B, T, D)
+        return x @ self.weight  # (B, T, D)
+
+
+class _HandAttention(nn.Module):
+    """Multi-head attention as timm and vit-pytorch write it: scores, softmax, values."""
+
+    def __init__(self, dim: int, heads: int, *, einsum: bool) -> None:
+        super().__init__()
+        self.heads, self.einsum = heads, einsum
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.scores = nn.Identity()  # names the scores q k^T for the layer table
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).chunk(3, dim=-1)  # each (B, T, D)
+        q, k, v = (t.view(B, T, self.heads, -1).transpose(1, 2) for t in (q, k, v))  # (B, h, T, d)
+        if self.einsum:
+            scores = torch.einsum("bhid,bhjd->bhij", q, k)  # (B, h, T, T)
+        else:
+            scores = q @ k.transpose(-2, -1)  # (B, h, T, T)
+        attn = self.scores(scores * q.shape[-1] ** -0.5).softmax(dim=-1)
+        if self.einsum:
+            out = torch.einsum("bhij,bhjd->bhid", attn, v)  # (B, h, T, d)
+        else:
+            out = attn @ v  # (B, h, T, d)
+        return self.proj(out.transpose(1, 2).reshape(B, T, D))
+
+
+class _HandBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, *, einsum: bool) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = _HandAttention(dim, heads, einsum=einsum)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class _HandViT(nn.Module):
+    """A hand-written ViT: conv patches, optional class token, position embedding, a product
+    with a weight along channels, blocks with explicit attention, a head on the class token
+    (or the mean token)."""
+
+    def __init__(
+        self, *, kernel=4, stride=4, grid=4, cls=True, einsum=False, dim=16, depth=2
+    ) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.patch_embed = nn.Conv2d(1, dim, kernel, stride)
+        self.cls_token = nn.Parameter(torch.randn(1, 1, dim)) if cls else None
+        self.pos_embed = nn.Parameter(torch.randn(1, grid * grid + cls, dim) * 0.1)
+        self.mix = _ChannelProduct(dim, einsum=einsum)
+        self.blocks = nn.Sequential(*(_HandBlock(dim, 2, einsum=einsum) for _ in range(depth)))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, N, D)
+        if self.cls_token is not None:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)  # (B, T, D)
+        x = self.norm(self.blocks(self.mix(x + self.pos_embed)))
+        return self.head(x[:, 0] if self.cls_token is not None else x.mean(1))  # (B, 10)
+
+
+@pytest.mark.parametrize(
+    ("einsum", "cls"),
+    [(False, True), (True, True), (False, False)],
+    ids=["matmul", "einsum", "mean"],
+)
+def test_hand_written_vit_explicit_attention_matches_the_oracle(einsum, cls):
+    model = _HandViT(einsum=einsum, cls=cls).eval()
+    rows = _check_against_oracle(model, (1, 16, 16), positive=False, tokens=((4, 4), int(cls)))
+    # before the first attention a token sees its 4 x 4 patch, through the product with the
+    # weight along channels too; the scores q k^T pair two tokens: no single field
+    for name in ("mix", "blocks.0.norm1", "blocks.0.attn.qkv"):
+        assert (rows[name]["receptive_field"], rows[name]["jump"]) == ((4, 4), (4, 4)), name
+    assert rows["blocks.0.attn.scores"]["receptive_field"] == "unknown"
+    after = [n for n in rows if n.startswith(("blocks.0.attn.proj", "blocks.1", "norm", "head"))]
+    assert len(after) > 8
+    assert all(rows[n]["receptive_field"] == "whole image" for n in after)  # blocks.1's scores too
+
+
+def test_attention_over_tokens_that_miss_pixels_is_never_the_whole_image():
+    """3 x 3 patches every 4 pixels never see row or column 15: after attention each token sees
+    pixels 0..14 only, so "whole image" would be wrong; the tracer says unknown."""
+    model = _HandViT(kernel=3, depth=1).eval()
+    rows = {r["name"]: r for r in layer_table(model, (1, 16, 16))}
+    assert rows["blocks.0.norm1"]["receptive_field"] == (3, 3)
+    assert rows["blocks.0.norm1"]["jump"] == (4, 4)
+    after = [n for n in rows if n.startswith(("blocks.0.attn.proj", "blocks.0.mlp", "head"))]
+    assert after and all(rows[n]["receptive_field"] == "unknown" for n in after)
+    supports = _supports(model, (1, 16, 16), ["head"], positive=False)
+    assert supports["head"] == ((0, 14), (0, 14))
+
+
+def _bmm_softmax_over_queries(q, k, v):
+    B, T, D = q.shape  # one head, batched as (B * heads, T, d) the way bmm code does it
+    scores = torch.bmm(q, k.transpose(1, 2)).view(B, 1, T, T)  # (B, 1, T, T)
+    mask = torch.zeros(T, T, dtype=torch.bool)
+    attn = scores.masked_fill(mask, float("-inf")).softmax(dim=-2).view(B, T, T)
+    return torch.bmm(attn, v)  # (B, T, D)
+
+
+def _einsum_ellipsis(q, k, v):
+    attn = torch.einsum("...id,...jd->...ij", q, k).softmax(-1)  # (B, T, T)
+    return torch.einsum("...ij,...jd->...id", attn, v)  # (B, T, D)
+
+
+def _linear_attention(q, k, v):
+    context = k.softmax(dim=1).transpose(1, 2) @ v  # (B, D, D): sums over every token
+    return q @ context  # (B, T, D)
+
+
+class _TokenMixer(nn.Module):
+    """Conv patches as tokens (B, 16, 8), then one attention style; output (B, T, D)."""
+
+    def __init__(self, attend) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.attend = attend
+        self.patches = nn.Conv2d(1, 8, 4, 4)
+        self.qkv = nn.Linear(8, 24)
+        self.out = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.patches(x).flatten(2).transpose(1, 2)  # (B, 16, 8)
+        return self.out(self.attend(*self.qkv(tokens).chunk(3, dim=-1)))
+
+
+@pytest.mark.parametrize(
+    "attend",
+    [_bmm_softmax_over_queries, _einsum_ellipsis, _linear_attention],
+    ids=["bmm-softmax-over-queries", "einsum-ellipsis", "linear-attention"],
+)
+def test_other_attention_styles_see_the_whole_image(attend):
+    rows = _check_against_oracle(
+        _TokenMixer(attend), (1, 16, 16), positive=False, tokens=((4, 4), 0)
+    )
+    assert rows["qkv"]["receptive_field"] == (4, 4)
+    assert rows["out"]["receptive_field"] == "whole image"
+
+
+def test_einsum_it_does_not_follow_is_unknown():
+    x = torch.randn(1, 1, 8, 8)
+    with ReceptiveFieldTracer(x) as tracer:
+        tokens = F.conv2d(x, torch.ones(3, 1, 2, 2), stride=2).flatten(2)  # (1, 3, 16)
+        square = tokens.transpose(1, 2) @ tokens  # (1, 16, 16): scores, a pair of fields
+        diagonal = torch.einsum("bii->bi", square)  # token i with itself
+        implicit = torch.einsum("bct,cd", tokens, torch.ones(3, 3))  # no "->"
+    assert not tracer.field(square).known
+    assert not tracer.field(diagonal).known
+    assert not tracer.field(implicit).known
+
+
+class _ExplicitViT(nn.Module):
+    """Runs our ViT on its explicit attention path (``return_attention=True``)."""
+
+    def __init__(self, vit: nn.Module) -> None:
+        super().__init__()
+        self.vit = vit
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vit(x, return_attention=True)[0]
+
+
+def test_shipped_vit_explicit_attention_matches_fused_and_the_oracle():
+    model, meta = zoo.load_model("vit_digits", device="cpu")
+    shape = tuple(meta["input_size"])
+    fused = {r["name"]: r for r in layer_table(model, shape)}
+    explicit = _check_against_oracle(
+        _ExplicitViT(model), shape, positive=False, tokens=(tuple(meta["grid_size"]), 1)
+    )
+    assert "unknown" not in [r["receptive_field"] for r in explicit.values()]
+    for name, row in fused.items():  # the same field on both paths
+        if row["output_shape"] is not None and name != "(model)":
+            assert explicit[f"vit.{name}"]["receptive_field"] == row["receptive_field"], name
+    patch = meta["patch_size"]
+    assert explicit["vit.blocks.0.attn.qkv"]["receptive_field"] == (patch, patch)
+    assert fused["blocks.0.attn.attend"]["output_shape"] is None  # fused: softmax not called
+    attend = [n for n in explicit if n.endswith("attn.attend")]
+    assert len(attend) == meta["config"]["depth"]
+    assert all(explicit[n]["receptive_field"] == "whole image" for n in attend)
+
+
 # ---- what it refuses to guess -------------------------------------------------------------
 
 
@@ -354,12 +584,13 @@ def test_unknown_layer_gives_unknown_for_it_and_after_never_a_number():
     assert all(r["jump"] is None for r in rows[2:])
 
 
-def test_explicit_attention_scores_are_unknown_not_a_number(tiny_vit):
+def test_explicit_attention_scores_are_unknown_then_the_softmax_sees_the_whole_image(tiny_vit):
     x = torch.zeros(1, 1, 16, 16)
     with ReceptiveFieldTracer(x) as tracer:
         logits, attentions = tiny_vit(x, return_attention=True)
-    assert not tracer.field(attentions[0]).known  # q @ k^T pairs two tokens: no single field
-    assert not tracer.field(logits).known
+    # softmax(q k^T) over the keys: entry (i, j) depends on query i and on every key
+    assert tracer.field(attentions[0]).whole_image
+    assert tracer.field(logits).whole_image
 
 
 def test_global_pool_over_part_of_the_image_is_a_number_not_whole():
@@ -456,3 +687,23 @@ def test_plot_receptive_fields_puts_shortcut_layers_off_the_line():
               if isinstance(r.get("receptive_field"), tuple)}  # fmt: skip
     assert dict(zip(branch.x, branch.y, strict=True)) == {x: fields[x] for x in branch.x}
     assert list(fig.layout.xaxis.categoryarray) == list(fields)  # still in call order
+
+
+def test_plot_receptive_fields_shows_height_and_width_of_asymmetric_fields():
+    """A (3, 1) kernel with stride (2, 1) and a (1, 3) pool, on a 24 x 20 input: the height and
+    width lines carry the table's numbers (modules a, b, c), the hover the whole field and jump, in pixels."""
+    rows = layer_table(_Dilated(F.avg_pool2d), (1, 24, 20))
+    fig = plot_receptive_fields(rows, (24, 20))
+    height, width = fig.data
+    assert (height.name, width.name) == ("field height", "field width")
+    fields = [r["receptive_field"] for r in rows]
+    assert list(height.y) == [f[0] for f in fields] == [5, 7, 7]
+    assert list(width.y) == [f[1] for f in fields] == [5, 5, 7]
+    assert [c[0] for c in width.customdata] == ["5 x 5 px", "7 x 5 px", "7 x 7 px"]
+    assert [c[1] for c in height.customdata] == ["1 x 1 px", "2 x 1 px", "2 x 2 px"]
+    assert "height %{y} px" in height.hovertemplate and "width %{y} px" in width.hovertemplate
+    assert fig.layout.yaxis.title.text == "receptive field (input pixels)"
+    lines = {s.y0: s.line.dash for s in fig.layout.shapes}
+    assert lines == {24: "dash", 20: "dot"}  # input height and width
+    texts = [a.text for a in fig.layout.annotations]
+    assert "input height 24 px" in texts and "input width 20 px" in texts

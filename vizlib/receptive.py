@@ -25,9 +25,13 @@ know taints its outputs as unknown, and everything computed from them: never a w
 
 Ops that mix every position (a Linear on flattened maps, global pooling, attention, statistics
 over the map) give a field spanning all units; when that covers the whole input it is reported
-as the whole image. Attention computed explicitly (``softmax(q @ k^T) @ v`` as separate ops) is
-reported unknown: the scores ``q @ k^T`` pair two tokens and have no single field; the fused
-``scaled_dot_product_attention`` and ``nn.MultiheadAttention`` are understood.
+as the whole image. Attention is understood fused (``scaled_dot_product_attention``,
+``nn.MultiheadAttention``) and written out as separate ops (``softmax(q @ k^T) @ v`` with
+``matmul``, ``bmm`` or ``einsum``): a product that sums over the positions of an operand mixes
+them all; one that keeps the positions of both operands (the scores ``q @ k^T``, entry (i, j)
+pairing query token i with key token j) is followed as a pair of fields, reported unknown (no
+single box per unit) until a softmax over the keys or the product with the values mixes every
+key. A product with a weight (a Linear along channels) keeps the field.
 """
 
 from __future__ import annotations
@@ -60,7 +64,9 @@ class ReceptiveField:
     ``size``, ``jump`` and ``start`` in input pixels (see the module docstring); ``jump`` is None
     once the maps were flattened (neighbouring values are no longer neighbouring positions).
     ``whole_image``: every unit sees the whole input; ``known`` False: the tracer met an op it
-    cannot analyse on the way. In both cases ``size``, ``jump`` and ``start`` are None.
+    cannot analyse on the way, or each unit pairs two fields (attention scores before the
+    softmax: query token i with key token j). In both cases ``size``, ``jump`` and ``start``
+    are None.
     """
 
     size: tuple[int, ...] | None = None
@@ -137,7 +143,43 @@ class _Local:
     prefix: int = 0
 
 
-_Tag = _Local | str  # or WHOLE_IMAGE / UNKNOWN
+@dataclass(frozen=True)
+class _Pairs:
+    """Field of a tensor that pairs two sets of positions, e.g. attention scores ``q @ k^T``.
+
+    Unit (..., i, ..., j, ...) sees the field of position i of ``first`` together with that of
+    position j of ``second``; each side is a ``_Local`` whose ``dims`` index this tensor, the two
+    sides' dims disjoint.
+    """
+
+    first: _Local
+    second: _Local
+
+    @property
+    def sides(self) -> tuple[_Local, _Local]:
+        return (self.first, self.second)
+
+
+_Tag = _Local | _Pairs | str  # or WHOLE_IMAGE / UNKNOWN
+
+
+def _pair(a: _Local, b: _Local) -> _Pairs:
+    """The pairing of two fields, sides in the order of their dims (scores and their transpose
+    merge side by side)."""
+    return _Pairs(*sorted((a, b), key=lambda side: side.dims))
+
+
+def _sides(tag: _Local | _Pairs) -> tuple[_Local, ...]:
+    return tag.sides if isinstance(tag, _Pairs) else (tag,)
+
+
+def _remap(tag: _Tag, new_dim: Any) -> _Tag:
+    """The same field with every position dim d moved to ``new_dim(d)``."""
+    if isinstance(tag, _Pairs):
+        return _pair(*(_remap(side, new_dim) for side in tag.sides))
+    if isinstance(tag, _Local):
+        return replace(tag, dims=tuple(new_dim(d) for d in tag.dims))
+    return tag
 
 
 def _union(tags: list[_Tag]) -> _Tag:
@@ -146,6 +188,12 @@ def _union(tags: list[_Tag]) -> _Tag:
         return UNKNOWN
     if WHOLE_IMAGE in tags:
         return WHOLE_IMAGE
+    pairs = [t for t in tags if isinstance(t, _Pairs)]
+    if pairs:  # each side with the same side of the others, at the same dims
+        if len(pairs) != len(tags):
+            return UNKNOWN
+        merged = [_union([p.sides[i] for p in pairs]) for i in (0, 1)]
+        return UNKNOWN if UNKNOWN in merged else _pair(*merged)
     first = tags[0]
     for other in tags[1:]:
         same_layout = (other.dims, other.layout, other.grid, other.prefix, len(other.axes)) == (
@@ -263,7 +311,7 @@ class ReceptiveFieldTracer(TorchFunctionMode):
         tag = self._get(tensor) if isinstance(tensor, torch.Tensor) else None
         if tag is None:
             return None
-        if tag == UNKNOWN:
+        if tag == UNKNOWN or isinstance(tag, _Pairs):  # a pair of fields: no single box
             return ReceptiveField(known=False)
         if tag == WHOLE_IMAGE:
             return ReceptiveField(whole_image=True)
@@ -325,6 +373,8 @@ class ReceptiveFieldTracer(TorchFunctionMode):
         if any(tag == UNKNOWN for _, tag in tagged):
             return [UNKNOWN] * len(outputs)
         single = outputs[0]
+        if any(isinstance(tag, _Pairs) for _, tag in tagged):
+            return self._pairs_rule(name, args, kwargs, tagged, outputs)
         if name in _POINTWISE or name == "property:data":
             return [self._pointwise(tagged, single)] * len(outputs)
         if name == "batch_norm":
@@ -342,8 +392,8 @@ class ReceptiveFieldTracer(TorchFunctionMode):
             return [self._adaptive(int(m[2]), args[0], single)] * len(outputs)
         if name == "linear":
             return [self._linear(args, kwargs, single)]
-        if name in ("matmul", "mm", "bmm"):
-            return [self._matmul(args, single)]
+        if name in ("matmul", "mm", "bmm", "rmatmul", "einsum"):
+            return [self._product(name, args, single)]
         if name in _ATTENTION:
             return self._attention(name, args, kwargs, outputs)
         if name in _RESHAPES:
@@ -364,6 +414,42 @@ class ReceptiveFieldTracer(TorchFunctionMode):
             return self._reduce(name, args, kwargs, tagged, outputs)
         return None
 
+    def _pairs_rule(
+        self, name: str, args: tuple, kwargs: dict, tagged: list, outputs: list
+    ) -> list[_Tag] | None:
+        """Ops on paired fields (attention scores): only those that keep or end the pairing."""
+        single = outputs[0]
+        if name in _POINTWISE or name == "property:data":
+            return [self._pointwise(tagged, single)] * len(outputs)
+        if name in ("softmax", "log_softmax"):
+            x = args[0] if args else kwargs["input"]
+            dim = _norm_dim(int(_bind(args, kwargs, ("input", "dim"))["dim"]), x.ndim)
+            tag = self._tag_of(x)
+            if not isinstance(tag, _Pairs):
+                return None  # the pairs came in through another argument: not followed
+            touched = [side for side in tag.sides if dim in side.dims]
+            if not touched:
+                return [self._pointwise(tagged, single)]
+            if touched[0].dims != (dim,):
+                return [UNKNOWN]  # along one axis of a grid only
+            # each unit now depends on every position of that side (every key)
+            return [WHOLE_IMAGE if self._covers(self._hull(touched[0])) else UNKNOWN]
+        if name in ("permute", "transpose", "swapaxes", "swapdims"):
+            return [self._permute(name, args, kwargs, single)]
+        if name in ("matmul", "mm", "bmm", "rmatmul", "einsum"):
+            return [self._product(name, args, single)]
+        if name in _RESHAPES:
+            x = args[0]
+            groups = _regroup(tuple(x.shape), tuple(single.shape))
+            if groups is None or len(tagged) != 1:
+                return None
+            moved = {g[0][0]: g[1][0] for g in groups if len(g[0]) == len(g[1]) == 1}
+            dims = [d for side in _sides(tagged[0][1]) for d in side.dims]
+            if any(d not in moved for d in dims):
+                return None  # a position dim merged or split: not followed
+            return [_remap(tagged[0][1], moved.__getitem__)]
+        return None
+
     def _tag_of(self, t: Any) -> _Tag | None:
         return self._get(t) if isinstance(t, torch.Tensor) else None
 
@@ -371,13 +457,14 @@ class ReceptiveFieldTracer(TorchFunctionMode):
         """Elementwise ops with broadcasting: the union of the operands' fields."""
         aligned = []
         for t, tag in tagged:
-            if not isinstance(tag, _Local):
+            if isinstance(tag, str):
                 aligned.append(tag)
                 continue
             shift = out.ndim - t.ndim
-            if shift < 0 or any(t.shape[d] != out.shape[d + shift] for d in tag.dims):
+            dims = [d for side in _sides(tag) for d in side.dims]
+            if shift < 0 or any(t.shape[d] != out.shape[d + shift] for d in dims):
                 return UNKNOWN  # a map broadcast over positions: fields differ per unit
-            aligned.append(replace(tag, dims=tuple(d + shift for d in tag.dims)))
+            aligned.append(_remap(tag, lambda d, shift=shift: d + shift))
         return _union(aligned)
 
     def _covers(self, axes: tuple[_Axis, ...]) -> bool:
@@ -515,13 +602,67 @@ class ReceptiveFieldTracer(TorchFunctionMode):
             return UNKNOWN  # mixes one spatial axis only
         return self._collapse(tag, (out.ndim - 1,), "mixed")
 
-    def _matmul(self, args: tuple, out: torch.Tensor) -> _Tag:
-        a, b = args[0], args[1]
-        tag_a, tag_b = self._tag_of(a), self._tag_of(b)
-        if tag_a is not None and tag_b is not None:
-            return UNKNOWN  # e.g. attention scores q @ k^T: each entry pairs two positions
-        if a.ndim < 2 or b.ndim < 2:
+    def _product(self, name: str, args: tuple, out: torch.Tensor) -> _Tag:
+        """matmul, mm, bmm, einsum: which dims of each operand reach which dims of ``out``."""
+        if name == "einsum":
+            operands = _einsum_dims(args, out.ndim)
+        else:
+            a, b = (args[1], args[0]) if name == "rmatmul" else (args[0], args[1])
+            operands = _matmul_dims(a, b, out.ndim)
+        if operands is None:
             return UNKNOWN
+        tagged = [(t, self._tag_of(t)) for t, _ in operands]
+        if name != "einsum" and sum(tag is not None for _, tag in tagged) == 1:
+            if not any(isinstance(tag, _Pairs) for _, tag in tagged):
+                return self._matmul(a, b, out)  # with a weight: may keep a number
+        return self._contract(operands, out)
+
+    def _contract(self, operands: list[tuple[Any, list[int | None]]], out: torch.Tensor) -> _Tag:
+        """A sum of products: operand dim d goes to ``out`` dim ``dims[d]``, or is summed (None).
+
+        Every output unit multiplies units of every operand. An operand whose positions are
+        summed gives each output unit all of its positions (whole image when they cover it);
+        positions kept by two operands at different dims pair them (attention scores).
+        """
+        kept: list[_Local] = []
+        mixed: list[_Local] = []
+        for t, dims in operands:
+            tag = self._tag_of(t)
+            if tag is None:
+                continue
+            if isinstance(tag, str):
+                return tag  # WHOLE_IMAGE (UNKNOWN never reaches a rule): in every output unit
+            for side in _sides(tag):
+                to = [dims[d] for d in side.dims]
+                if to and all(o is None for o in to):
+                    mixed.append(side)
+                elif any(o is None for o in to):
+                    return UNKNOWN  # summed along one axis of a grid only
+                elif any(t.shape[d] != out.shape[o] for d, o in zip(side.dims, to, strict=True)):
+                    return UNKNOWN  # one position broadcast along an output dim
+                else:
+                    kept.append(replace(side, dims=tuple(to)))
+        if any(self._covers(self._hull(side)) for side in mixed):
+            return WHOLE_IMAGE
+        if mixed:
+            return UNKNOWN  # part of the image, paired with other fields: not followed
+        groups: list[list[_Local]] = []
+        for side in kept:  # positions at the same dims meet unit by unit: their union
+            same = [g for g in groups if g[0].dims == side.dims]
+            if same:
+                same[0].append(side)
+            elif any(set(g[0].dims) & set(side.dims) for g in groups):
+                return UNKNOWN
+            else:
+                groups.append([side])
+        merged = [_union(g) for g in groups]
+        if UNKNOWN in merged or not 1 <= len(merged) <= 2:
+            return UNKNOWN
+        return merged[0] if len(merged) == 1 else _pair(*merged)
+
+    def _matmul(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> _Tag:
+        """One operand from the image, the other a weight."""
+        tag_a, tag_b = self._tag_of(a), self._tag_of(b)
         if tag_a is not None:
             if a.ndim - 1 in tag_a.dims:
                 return self._linear((a, b), {}, out)
@@ -597,7 +738,7 @@ class ReceptiveFieldTracer(TorchFunctionMode):
             d0, d1 = _norm_dim(int(p["dim0"]), x.ndim), _norm_dim(int(p["dim1"]), x.ndim)
             perm = list(range(x.ndim))
             perm[d0], perm[d1] = d1, d0
-        return replace(tag, dims=tuple(perm.index(d) for d in tag.dims))
+        return _remap(tag, perm.index)
 
     def _cat(self, name: str, args: tuple, kwargs: dict, out: torch.Tensor) -> _Tag:
         p = _bind(args, kwargs, ("tensors", "dim"))
@@ -714,6 +855,56 @@ class ReceptiveFieldTracer(TorchFunctionMode):
         if keep and tag.layout == "grid":
             return [self._collapse(tag, tag.dims, "grid")] * len(outputs)
         return [self._collapse(tag, (), "mixed")] * len(outputs)
+
+
+def _matmul_dims(
+    a: torch.Tensor, b: torch.Tensor, out_ndim: int
+) -> list[tuple[torch.Tensor, list[int | None]]] | None:
+    """``a @ b`` as ``_contract`` operands: (..., n, k) @ (..., k, m) -> (..., n, m)."""
+    if a.ndim < 2 or b.ndim < 2:
+        return None  # a vector operand: not followed
+    batch = out_ndim - 2
+    dims_a = [batch - (a.ndim - 2) + i for i in range(a.ndim - 2)] + [out_ndim - 2, None]
+    dims_b = [batch - (b.ndim - 2) + i for i in range(b.ndim - 2)] + [None, out_ndim - 1]
+    return [(a, dims_a), (b, dims_b)]
+
+
+def _einsum_dims(args: tuple, out_ndim: int) -> list[tuple[Any, list[int | None]]] | None:
+    """``torch.einsum(equation, *operands)`` as ``_contract`` operands; None where the
+    equation is not followed (no explicit output, a letter repeated within one operand)."""
+    equation, operands = args[0], list(args[1:])
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = list(operands[0])
+    if not isinstance(equation, str) or equation.count("->") != 1:
+        return None
+    lhs, rhs = equation.replace(" ", "").split("->")
+    terms = lhs.split(",")
+    if len(terms) != len(operands):
+        return None
+    ellipsis = out_ndim - len(rhs.replace("...", ""))  # dims the output's "..." stands for
+
+    def labels(term: str, ndim: int) -> list[Any] | None:
+        if term.count("...") > 1:
+            return None
+        head, _, tail = term.partition("...")
+        n = ndim - len(head) - len(tail) if "..." in term else 0
+        if n < 0 or n > ellipsis:
+            return None
+        return [*head, *(("...", ellipsis - n + i) for i in range(n)), *tail]  # right-aligned
+
+    out_labels = labels(rhs, out_ndim)
+    if out_labels is None or len(set(out_labels)) != len(out_labels):
+        return None
+    where = {label: i for i, label in enumerate(out_labels)}
+    result = []
+    for term, t in zip(terms, operands, strict=True):
+        if not isinstance(t, torch.Tensor):
+            return None
+        lab = labels(term, t.ndim)
+        if lab is None or len(lab) != t.ndim or len(set(lab)) != len(lab):
+            return None  # a diagonal (a letter twice in one operand): not followed
+        result.append((t, [where.get(label) for label in lab]))
+    return result
 
 
 def _regroup(a: tuple[int, ...], b: tuple[int, ...]) -> list[tuple[list[int], list[int]]] | None:

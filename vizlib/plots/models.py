@@ -8,6 +8,8 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from vizlib.receptive import field_text
+
 __all__ = ["plot_batch_timing", "plot_layer_costs", "plot_receptive_fields"]
 
 
@@ -66,11 +68,13 @@ def plot_receptive_fields(rows: list[dict[str, Any]], image_size: tuple[int, int
     """Return the receptive field of each layer in call order (pixels), with the input size.
 
     ``rows`` from ``vizlib.summary.layer_table``: layers with a field in pixels are plotted
-    (height, and width too where any differs). The line follows the main path; a layer whose
-    field is smaller than one met before it (a residual shortcut, called after the block's
-    convolutions) is a grey marker off the line, so the line never seems to shrink. The first
-    layer whose units see the whole image is marked; ``image_size`` (H, W) in pixels draws a
-    dashed line at the input height.
+    (height, and width as a line of its own where any differs, e.g. after a (3, 1) kernel or a
+    (2, 1) stride); the hover gives the whole field, height x width, and the jump. The line
+    follows the main path; a layer whose field is smaller than one met before it (a residual
+    shortcut, called after the block's convolutions) is a grey marker off the line, so the line
+    never seems to shrink. The first layer whose units see the whole image is marked;
+    ``image_size`` (H, W) in pixels draws a dashed line at the input height (and a dotted one
+    at its width where that differs).
     """
     shown = [r for r in rows if isinstance(r.get("receptive_field"), tuple)]
     labels = [f"{r['name']} ({r['type']})" for r in shown]
@@ -93,7 +97,12 @@ def plot_receptive_fields(rows: list[dict[str, Any]], image_size: tuple[int, int
                     x=[labels[i] for i in part],
                     y=[shown[i]["receptive_field"][axis] for i in part],
                     customdata=[
-                        "flattened" if shown[i]["jump"] is None else f"{shown[i]['jump'][axis]} px"
+                        [
+                            f"{field_text(shown[i]['receptive_field'])} px",
+                            "none (flattened)"
+                            if shown[i]["jump"] is None
+                            else f"{field_text(shown[i]['jump'])} px",
+                        ]
                         for i in part
                     ],
                     mode="markers" if on_branch else "lines+markers",
@@ -101,7 +110,11 @@ def plot_receptive_fields(rows: list[dict[str, Any]], image_size: tuple[int, int
                     if on_branch
                     else None,
                     name=f"{name}, branch (e.g. a shortcut; merged later)" if on_branch else name,
-                    hovertemplate="%{x}<br>%{y} px, jump %{customdata}<extra></extra>",
+                    hovertemplate=(
+                        f"%{{x}}<br>{axes[axis] if both else 'field'} %{{y}} px"
+                        "<br>field %{customdata[0]} (height x width)"
+                        "<br>jump %{customdata[1]}<extra></extra>"
+                    ),
                 )
             )
     fig.add_hline(
@@ -111,6 +124,14 @@ def plot_receptive_fields(rows: list[dict[str, Any]], image_size: tuple[int, int
         annotation_text=f"input height {image_size[0]} px",
         annotation_position="top left",
     )
+    if image_size[1] != image_size[0]:
+        fig.add_hline(
+            y=image_size[1],
+            line_dash="dot",
+            line_color="gray",
+            annotation_text=f"input width {image_size[1]} px",
+            annotation_position="bottom left",
+        )
     whole = next((r for r in rows if r.get("receptive_field") == "whole image"), None)
     if whole is not None:
         fig.add_annotation(
