@@ -500,6 +500,13 @@ def _padded_span(span: float) -> float:
     return span * (1 + 1e-5) + 1e-12  # the points on the far edges stay inside the last box
 
 
+@functools.lru_cache(maxsize=16)
+def _node_offsets(p: int, g: int, device: torch.device) -> torch.Tensor:
+    """Return the flat offsets (p p,) int32 of a box's p x p nodes from its first, rows g long."""
+    a = torch.arange(p, dtype=torch.int32)
+    return (a[:, None] * g + a[None, :]).reshape(-1).to(device)
+
+
 def _repulsive_on_grid(
     Y: torch.Tensor,
     nb: int,
@@ -527,10 +534,13 @@ def _repulsive_on_grid(
     box = torch.as_tensor(box, dtype=Y.dtype, device=Y.device)  # ()
     lo, hi = Y.amin(dim=0), Y.amax(dim=0)  # (2,)
     t = (Y - (lo + hi) / 2 + nb * box / 2) / box  # (N, 2) in [0, nb)
-    b = t.floor().clamp_(0, nb - 1).long()  # (N, 2) box index per axis
+    b = t.floor().clamp_(0, nb - 1)  # (N, 2) box index per axis
     w = _lagrange_weights(t - b, p)  # (N, 2, p)
     w2 = (w[:, 0, :, None] * w[:, 1, None, :]).reshape(n, p * p)  # (N, p p) node weights
 
+    # int32 indices: nb^2 and the g^2 nodes are far below 2^31, and a GPU sorts 32-bit keys
+    # in half the radix passes of 64-bit ones
+    b = b.int()
     box_id = b[:, 0] * nb + b[:, 1]  # (N,)
     if not (ordered if ordered is not None else _ordered_reductions(Y.device)):
         # sequential index_add_ is deterministic on the CPU
@@ -538,7 +548,8 @@ def _repulsive_on_grid(
     else:  # ordered segment sum over points sorted by box: no atomics
         order = box_id.argsort(stable=True)
         ptr = torch.searchsorted(
-            box_id[order].contiguous(), torch.arange(nb * nb + 1, device=Y.device)
+            box_id[order].contiguous(),
+            torch.arange(nb * nb + 1, dtype=torch.int32, device=Y.device),
         )
         per_box = _segment_sum(w2.index_select(0, order), ptr, prefix_sums=True)  # (nb^2, p p)
     g = nb * p  # nodes per axis
@@ -556,9 +567,8 @@ def _repulsive_on_grid(
     pot = torch.fft.irfft(rows.transpose(1, 2).contiguous(), n=m, dim=2)  # (2, g, m)
     pot = pot[:, :, :g].contiguous()  # (2, g, g) force potentials at the nodes
 
-    ix = b[:, 0:1] * p + torch.arange(p, device=Y.device)  # (N, p)
-    iy = b[:, 1:2] * p + torch.arange(p, device=Y.device)  # (N, p)
-    flat = (ix[:, :, None] * g + iy[:, None, :]).reshape(-1)  # (N p p,) node of each weight
+    corner = b[:, 0] * (p * g) + b[:, 1] * p  # (N,) each point's box's first node
+    flat = (corner[:, None] + _node_offsets(p, g, Y.device)).reshape(-1)  # (N p p,) weights' nodes
     at_nodes = pot.reshape(2, g * g).index_select(1, flat).reshape(2, n, p * p)  # (2, N, p p)
     phi = (at_nodes * w2).sum(dim=2)  # (2, N)
     return phi.T.contiguous(), Z
