@@ -840,15 +840,13 @@ class _Optimiser:
         self.Y, self.P, self.method, self.lr = Y, P, method, lr
         self.update = torch.zeros_like(Y)  # (N, d)
         self.gains = torch.ones_like(Y)  # (N, d)
-        cuda = Y.device.type == "cuda"
-        self.cuda_graphs = cuda_graphs and cuda
+        self.cuda_graphs = cuda_graphs and Y.device.type == "cuda"
         self.static = _static_grids(Y.device)
         self.ordered = _ordered_reductions(Y.device)
         self.chunk = _chunk_rows(Y.shape[0], Y.device) if method == "exact" else 0
-        # The map's span, written by each step for the next one's grid: page-locked on CUDA so
-        # that the copy can sit in a graph and the host reads it after one synchronisation.
-        self._span = torch.zeros((), dtype=Y.dtype, pin_memory=cuda)
-        self._span[()] = _map_span(Y).item() if method == "fft" else 0.0
+        # The map's span (0-d, on the device), computed by each step for the next one's grid;
+        # the host reads it once per step (a graph cannot hold the copy to the host).
+        self._span = _map_span(Y) if method == "fft" else None
         self._grids: dict[int, list] = {}  # nb -> [box (0-d), spectra, Z weights, (m, h) loaded]
         self._graphs: dict[tuple, tuple] = {}  # step shape -> (CUDAGraph, its outputs)
         self.graph_error: str | None = None
@@ -866,8 +864,6 @@ class _Optimiser:
         key: tuple = (exaggeration, momentum)
         repulsion = functools.partial(_repulsive_exact, chunk=self.chunk)
         if self.method == "fft":
-            if self.Y.device.type == "cuda":
-                torch.cuda.current_stream(self.Y.device).synchronize()  # the span's copy
             box, nb = _fft_grid(_padded_span(float(self._span)), static=self.static)
             key += (nb,)
             box_arg, spectra, z_weights = self._grid(nb, box)
@@ -876,7 +872,8 @@ class _Optimiser:
                 ordered=self.ordered,
             )  # fmt: skip
         run = functools.partial(self._step, exaggeration, momentum, repulsion)
-        return self._replay(key, run) if self.cuda_graphs else run()
+        Z, edges, self._span = self._replay(key, run) if self.cuda_graphs else run()
+        return Z, edges
 
     def _grid(self, nb: int, box: float) -> tuple:
         """Return (box, spectra, Z weights) for the grid; fixed tensors per nb under graphs."""
@@ -901,9 +898,7 @@ class _Optimiser:
         torch.where(inc, self.gains + 0.2, self.gains * 0.8, out=self.gains).clamp_(min=MIN_GAIN)
         self.update.mul_(momentum).sub_(grad.mul_(self.gains).mul_(self.lr))
         self.Y.add_(self.update)
-        if self.method == "fft":
-            self._span.copy_(_map_span(self.Y), non_blocking=True)
-        return Z, edges
+        return Z, edges, (_map_span(self.Y) if self.method == "fft" else None)
 
     def _replay(self, key: tuple, run: Callable[[], tuple]) -> tuple:
         entry = self._graphs.get(key)
