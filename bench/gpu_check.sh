@@ -11,7 +11,8 @@
 # Steps, each logged under $OUT (or artifacts/gpu_check) as it finishes, so that a run stopped at
 # its time limit still returns what it measured: the GPU tests, the ViT benchmark (128 images),
 # the t-SNE benchmark (10,000 and 70,000 x 50, scikit-learn and openTSNE beside it where they
-# run), where its time goes (bench/tsne_stages.py), then the exact-vs-FFT crossover that sets AUTO_EXACT_MAX_CUDA in vizlib.embedding.
+# run, and vizlib without CUDA graphs, "vizlib eager"; its log says how many steps replayed as
+# graphs, or why a capture failed), where its time goes (bench/tsne_stages.py), then the exact-vs-FFT crossover that sets AUTO_EXACT_MAX_CUDA in vizlib.embedding.
 # Takes about 6-8 minutes on one H100 (most of it scikit-learn at 10,000 points).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -51,7 +52,7 @@ step bench-tsne-small "$py" bench/tsne.py --device "$dev" --sizes "${sizes[0]}"
 step bench-tsne-large "$py" bench/tsne.py --device "$dev" --sizes "${sizes[1]}" --repeats 2
 step tsne-stages "$py" bench/tsne_stages.py --device "$dev" --sizes "${sizes[0]}" "${sizes[1]}"
 step tsne-crossover-exact "$py" bench/tsne.py --device "$dev" --method exact \
-  --sizes "${sizes[@]:2}" --vizlib-only --repeats 2
+  --sizes "${sizes[@]:2}" --vizlib-only --no-eager --repeats 2
 step tsne-crossover-fft "$py" bench/tsne.py --device "$dev" --method fft \
-  --sizes "${sizes[@]:2}" --vizlib-only --repeats 2
+  --sizes "${sizes[@]:2}" --vizlib-only --no-eager --repeats 2
 cat "$out/steps.txt"
