@@ -301,6 +301,30 @@ def test_graph_bookkeeping_replays_the_eager_steps(blobs, monkeypatch, method):
     assert kls[True] == kls[False]
 
 
+def test_a_failed_capture_leaves_the_steps_eager(blobs, monkeypatch, caplog):
+    X, _ = blobs
+    P = E._joint_p(torch.from_numpy(X), 10.0)
+    start = torch.randn(len(X), 2, generator=torch.Generator().manual_seed(0))
+    eager = E._Optimiser(start.clone(), P, "fft", lr=50.0)
+    opt = E._Optimiser(start.clone(), P, "fft", lr=50.0)
+    opt.cuda_graphs = True
+    calls = []
+    monkeypatch.setattr(opt, "_warm_up", lambda run: calls.append("warm-up") or run())
+
+    def refuse(run):
+        calls.append("capture")
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(opt, "_capture", refuse)
+    with caplog.at_level("WARNING", logger="vizlib.embedding"):
+        for _ in range(20):
+            eager.step(12.0, 0.5)
+            opt.step(12.0, 0.5)
+    assert calls == ["warm-up", "capture"]  # one try, then kernels launched one by one
+    assert "not permitted" in opt.graph_error and "capture failed" in caplog.text
+    np.testing.assert_array_equal(opt.Y.numpy(), eager.Y.numpy())
+
+
 def _capture_stand_in(opt, run):
     step = _RecordedStep(opt, run)
     return step, step.outputs

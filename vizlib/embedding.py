@@ -872,7 +872,8 @@ class _Optimiser:
                 ordered=self.ordered,
             )  # fmt: skip
         run = functools.partial(self._step, exaggeration, momentum, repulsion)
-        Z, edges, self._span = self._replay(key, run) if self.cuda_graphs else run()
+        graphs = self.cuda_graphs and self.graph_error is None  # after a failed capture: eager
+        Z, edges, self._span = self._replay(key, run) if graphs else run()
         return Z, edges
 
     def _grid(self, nb: int, box: float) -> tuple:
@@ -907,12 +908,11 @@ class _Optimiser:
             self.replays += 1
             return entry[1]
         out = self._warm_up(run)
-        if self.graph_error is None:
-            try:
-                self._graphs[key] = self._capture(run)
-            except Exception as err:  # an op that cannot be captured: launch kernels instead
-                self.graph_error = f"{type(err).__name__}: {err}"
-                _log.warning("t-SNE: CUDA graph capture failed (%s); steps run eagerly.", err)
+        try:
+            self._graphs[key] = self._capture(run)
+        except Exception as err:  # an op that cannot be captured: launch kernels instead
+            self.graph_error = f"{type(err).__name__}: {err}"
+            _log.warning("t-SNE: CUDA graph capture failed (%s); steps run eagerly.", err)
         return out
 
     def _warm_up(self, run: Callable[[], tuple]) -> tuple:
