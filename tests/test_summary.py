@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from tests.test_device import MetaAsGPU, allow_meta
+from vizlib import summary
 from vizlib.models import LeNetLike, SmallResNet
 from vizlib.summary import (
     batch_matmul_timing,
@@ -134,3 +136,29 @@ def test_batch_matmul_timing_small():
 def test_batch_matmul_timing_gpu():
     result = batch_matmul_timing(n_samples=100, device="cuda")
     assert result["device"].startswith("cuda") and result["max_abs_diff"] < 1e-2
+
+
+def _resnet() -> nn.Module:
+    torch.manual_seed(0)
+    return SmallResNet().eval()
+
+
+def test_layer_table_runs_on_the_models_device(monkeypatch):
+    """The meta device as a GPU: the input is made on the model's device, no operation mixes
+    devices, nothing is read back on the host; shapes, counts and fields need no data."""
+    allow_meta(monkeypatch, summary)
+    model = _resnet().to("meta")
+    with MetaAsGPU() as mode:
+        rows = layer_table(model, (1, 28, 28), device="meta")
+    assert rows == layer_table(_resnet(), (1, 28, 28))
+    assert "conv2d" in mode.device_ops and mode.host_reads == 0
+
+
+@pytest.mark.gpu
+def test_layer_table_of_a_gpu_model_matches_the_cpu():
+    gpu = _resnet().to("cuda")  # parameters on "cuda:0"; device="cuda" names the same GPU
+    expected = layer_table(_resnet(), (1, 28, 28))
+    assert layer_table(gpu, (1, 28, 28), device="cuda") == expected
+    assert layer_table(gpu, (1, 28, 28)) == expected
+    with pytest.raises(ValueError, match="not on the requested cpu"):
+        layer_table(gpu, (1, 28, 28), device="cpu")

@@ -39,6 +39,7 @@ from torch import nn
 
 from ._hooks import forward_hooks
 from .device import resolve_device
+from .features import _same_device
 from .receptive import ReceptiveFieldTracer, field_columns
 
 __all__ = [
@@ -136,8 +137,10 @@ def layer_table(
         reference = next(iter(model.buffers()), None)
     model_device = reference.device if reference is not None else torch.device("cpu")
     dev = resolve_device(device) if device is not None else model_device
-    if reference is not None and dev != model_device:
+    # _same_device, not ==: device="cuda" names the model's "cuda:0" when that GPU is current
+    if reference is not None and not _same_device(dev, model_device):
         raise ValueError(f"the model is on {model_device}, not on the requested {dev}")
+    dev = model_device if reference is not None else dev
     shape = tuple(int(s) for s in input_shape)
     if not shape or min(shape) < 1:
         raise ValueError(f"input_shape must be positive sizes without the batch, got {shape}")
