@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
+import numpy as np
 import pytest
 import torch
 from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
+from tests.test_device import MetaAsGPU, exact_float32
 from vizlib import attribution
 from vizlib.attribution import attribute, make_baseline, top_predictions
 from vizlib.models import LeNetLike
@@ -173,14 +177,71 @@ def test_attributions_on_the_gpu_match_the_cpu(image):
     gpu = LeNetLike().eval().requires_grad_(False).to("cuda")
     gpu.load_state_dict(cpu.state_dict())
     for method in ("saliency", "integrated_gradients", "gradcam", "occlusion"):
-        a = attribute(cpu, image, 3, method, mean=MEAN, std=STD)
-        b = attribute(gpu, image, 3, method, mean=MEAN, std=STD, device="cuda")
-        assert b["device"].startswith("cuda")
+        a = attribute(cpu, image, 3, method, mean=MEAN, std=STD, baseline="noise")
+        with exact_float32():
+            b = attribute(
+                gpu, image, 3, method, mean=MEAN, std=STD, baseline="noise", device="cuda"
+            )
+        assert b["device"].startswith("cuda") and b["notice"] is None
+        assert np.abs(a["heatmap"]).max() > 0
         torch.testing.assert_close(
-            torch.from_numpy(b["heatmap"]), torch.from_numpy(a["heatmap"]), rtol=1e-3, atol=1e-4
+            torch.from_numpy(b["heatmap"]), torch.from_numpy(a["heatmap"]), rtol=1e-4, atol=1e-6
         )
+        if method == "integrated_gradients":
+            assert b["delta"] == pytest.approx(a["delta"], abs=1e-5)
+    top_cpu, top_gpu = top_predictions(cpu, image), top_predictions(gpu, image, device="cuda")
+    assert [t["class"] for t in top_gpu] == [t["class"] for t in top_cpu]
     with pytest.raises(ValueError, match="never moved"):
         attribute(cpu, image, 3, "saliency", device="cuda")
+
+
+@pytest.mark.parametrize("method", attribution.METHODS)
+def test_attributions_run_on_the_models_device(method, image):
+    """The meta device as a GPU: Captum's passes run on the model's device (an operation mixing
+    devices raises), baselines included, and the results come back as CPU arrays."""
+    torch.manual_seed(0)
+    model = LeNetLike().eval().requires_grad_(False).to("meta")
+    with MetaAsGPU() as mode:
+        res = attribute(model, image, 3, method, mean=MEAN, std=STD, n_steps=8, baseline="noise")
+        top = top_predictions(model, image)
+    assert res["device"] == "meta" and res["notice"] is None
+    assert res["heatmap"].shape == (28, 28) and isinstance(res["attribution"], np.ndarray)
+    assert len(top) == 5 and "conv2d" in mode.device_ops
+    assert mode.host_reads == (1 if method == "integrated_gradients" else 0)  # IG's delta
+
+
+class _TooBigForTheGPU(LeNetLike):
+    """Runs out of device memory in every gradient pass on the device (meta), not on the CPU."""
+
+    def forward(self, x):
+        if x.is_meta and torch.is_grad_enabled():
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return super().forward(x)
+
+
+def test_out_of_gpu_memory_falls_back_to_a_cpu_copy_made_off_the_gpu(image):
+    """The CPU copy must not be made on the GPU, which has just run out of memory (deepcopy
+    would clone every tensor where it is): only views and copies to the CPU touch the device."""
+    torch.manual_seed(0)
+    cpu = _TooBigForTheGPU().eval().requires_grad_(False)
+    model = copy.deepcopy(cpu).to("meta")
+    with MetaAsGPU():
+        res = attribute(model, image, 3, "saliency")
+    assert res["device"] == "cpu" and "computed on the CPU" in res["notice"]
+    assert res["heatmap"].shape == (28, 28)
+    assert all(p.is_meta for p in model.parameters())  # the shared model did not move
+    with MetaAsGPU() as mode:
+        attribution._cpu_copy(model)
+    assert set(mode.device_ops) <= {"__get__", "detach", "to"}
+    # the copy holds the model's values in storage of its own, without the model's hooks
+    handle = cpu.conv1.register_forward_hook(lambda *args: None)
+    try:
+        clone = attribution._cpu_copy(cpu)
+    finally:
+        handle.remove()
+    assert all(len(m._forward_hooks) == 0 for m in clone.modules())
+    for a, b in zip(clone.state_dict().values(), cpu.state_dict().values(), strict=True):
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()
 
 
 def test_pass_seconds_times_warm_passes_at_two_batch_sizes(lenet, image):

@@ -241,8 +241,15 @@ def make_baseline(
 
 def _cpu_copy(model: nn.Module) -> nn.Module:
     # A private CPU copy for the out-of-memory fallback: the shared model must not move. Hooks
-    # another thread may have registered are dropped from the copy.
-    clone = copy.deepcopy(model).to("cpu")
+    # another thread may have registered are dropped from the copy. Parameters and buffers are
+    # copied straight to the CPU (the memo hands deepcopy the copies): deepcopy itself would
+    # first clone each one on the GPU, which has just run out of memory.
+    memo: dict[int, object] = {}
+    for p in model.parameters():
+        memo[id(p)] = nn.Parameter(p.detach().to("cpu", copy=True), requires_grad=p.requires_grad)
+    for b in model.buffers():
+        memo[id(b)] = b.detach().to("cpu", copy=True)
+    clone = copy.deepcopy(model, memo).to("cpu")
     for module in clone.modules():
         module._forward_hooks.clear()
         module._forward_pre_hooks.clear()
@@ -377,6 +384,8 @@ def attribute(
     while True:
         try:
             attr, delta = _run(runner, x, target, method, opts)
+            if model_device(runner).type == "cuda":
+                torch.cuda.synchronize(model_device(runner))  # "seconds" must include the work
             break
         except Exception as err:
             if not _is_oom(err):
