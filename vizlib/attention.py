@@ -19,6 +19,7 @@ from torch import nn
 
 from ._hooks import forward_hooks
 from .device import resolve_device
+from .features import _same_device, model_device
 
 __all__ = [
     "ViTGeometry",
@@ -234,10 +235,11 @@ def _forward_with_attention(
 
 
 def _check_model_device(model: nn.Module, device: torch.device) -> None:
-    param = next(model.parameters(), None)
-    if param is not None and param.device.type != device.type:
+    # by index too: "cuda" (the current GPU) matches "cuda:0" only when GPU 0 is the current one
+    on = model_device(model)
+    if not _same_device(on, device):
         raise ValueError(
-            f"The model is on {param.device} but device={device} was asked for; load the model on "
+            f"The model is on {on} but device={device} was asked for; load the model on "
             "that device (the shared model is never moved)."
         )
 
@@ -525,7 +527,7 @@ def attention_rollout(
     eye = torch.eye(T, dtype=torch.float64, device=layers[0].device)
     result = eye.expand(B, T, T).clone()  # (B, T, T)
     for attn in layers:
-        fused = _fuse_heads(attn.to(torch.float64), head_fusion)  # (B, T, T)
+        fused = _fuse_heads(attn.to(eye.device, torch.float64), head_fusion)  # (B, T, T)
         if discard_ratio > 0:
             flat = fused.reshape(B, T * T).clone()
             k = int(T * T * discard_ratio)
