@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.test_device import MetaAsGPU, exact_float32
 from vizlib.features import activations, layer_names, model_device, recording
 
 
@@ -164,8 +165,26 @@ def test_two_threads_sharing_one_model_get_their_own_results(model):
 def test_activations_of_a_gpu_model_come_back_on_the_cpu(model):
     gpu = _tiny_cnn().to("cuda").requires_grad_(False)
     x = torch.randn(5, 1, 8, 8)
-    out = activations(gpu, x, ["0", "6"], device="cuda")
-    assert out["0"].device.type == "cpu"
-    torch.testing.assert_close(out["6"], gpu.cpu()(x), rtol=1e-4, atol=1e-5)
+    with exact_float32():
+        out = activations(gpu, x, ["0", "6"], batch_size=2, device="cuda")
+    assert out["0"].device.type == "cpu" and out["6"].device.type == "cpu"
+    with torch.no_grad():
+        torch.testing.assert_close(out["0"], model[0](x), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(out["6"], model(x), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="never moved"):
         activations(model, x, "0", device="cuda")
+
+
+def test_activations_run_on_the_models_device():
+    """The meta device as a GPU: images go to the model's device, nothing there is read on the
+    host, every recorded output comes back to the CPU with its shape."""
+    gpu = _tiny_cnn().requires_grad_(False).to("meta")
+    with MetaAsGPU() as mode:
+        out = activations(gpu, torch.randn(5, 1, 8, 8), ["0", "3", "6"], batch_size=2)
+    assert {name: tuple(t.shape) for name, t in out.items()} == {
+        "0": (5, 4, 8, 8),
+        "3": (5, 6, 2, 2),
+        "6": (5, 5),
+    }
+    assert all(t.device.type == "cpu" for t in out.values())
+    assert "conv2d" in mode.device_ops and mode.host_reads == 0

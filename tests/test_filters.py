@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tests.test_device import MetaAsGPU
 from vizlib.filters import (
     channel_scores,
     conv_filters,
@@ -162,3 +163,23 @@ def test_feature_map_colours_per_map_or_in_shared_activation_units():
     np.testing.assert_allclose(shared.z[:, :2], 1.0)
     assert shared.colorbar.title.text == "activation"
     np.testing.assert_allclose(shared.customdata[:, 3:], maps[1])
+
+
+def test_filters_and_scores_of_a_model_on_the_gpu_come_back_to_the_cpu():
+    """The meta device as a GPU: weights, maps and scores come back to the CPU (numpy needs
+    them there), scores given on the device included; nothing is read on the device."""
+    torch.manual_seed(0)
+    gpu = LeNetLike().eval().requires_grad_(False).to("meta")
+    images = torch.randn(5, 1, 28, 28)
+    with MetaAsGPU() as mode:
+        weights = conv_filters(gpu, "conv2")
+        counts, edges = weight_histogram(conv_filters(gpu, "conv1"), bins=4)
+        maps = feature_maps(gpu, images[0], "conv1")
+        scores = channel_scores(gpu, images, "conv2", batch_size=2)
+        order, values = top_activating(scores.to("meta"), 3, k=2)
+    assert weights.device.type == "cpu" and weights.shape == (64, 32, 5, 5)
+    assert counts.sum() == 32 * 25 and edges.shape == (5,)
+    assert maps.device.type == "cpu" and maps.shape == (32, 24, 24)
+    assert scores.device.type == "cpu" and scores.shape == (5, 64)
+    assert order.shape == values.shape == (2,)
+    assert "conv2d" in mode.device_ops and mode.host_reads == 0

@@ -9,6 +9,7 @@ import pytest
 import torch
 from sklearn.decomposition import PCA
 
+from tests.test_device import MetaAsGPU
 from vizlib.posembed import (
     patch_embedding_components,
     position_similarity,
@@ -105,3 +106,16 @@ def test_vit_embeddings_from_a_timm_shaped_model():
         3,
         3,
     )
+
+
+def test_embeddings_of_a_model_on_the_gpu_come_back_to_the_cpu(tiny_vit):
+    """The meta device as a GPU: the embeddings are copied to the CPU, the probes run on them."""
+    model = tiny_vit.to("meta")
+    with MetaAsGPU() as mode:
+        emb = vit_embeddings(model)
+        sim = position_similarity(emb.pos_embed, emb.grid_size, emb.num_prefix_tokens)
+        comps, ratios = patch_embedding_components(emb.patch_weight, k=3)
+    assert emb.pos_embed.device.type == emb.patch_weight.device.type == "cpu"
+    assert emb.pos_embed.shape == (17, 32) and emb.patch_weight.shape == (32, 1, 4, 4)
+    assert sim.shape == (4, 4, 4, 4) and comps.shape == (3, 1, 4, 4) and ratios.shape == (3,)
+    assert mode.host_reads == 0

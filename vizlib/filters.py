@@ -172,6 +172,6 @@ def top_activating(
     """
     if not 0 <= channel < scores.shape[1]:
         raise ValueError(f"channel must be in [0, {scores.shape[1] - 1}], got {channel}.")
-    column = scores[:, channel].to(torch.float64).numpy()
+    column = scores[:, channel].to("cpu", torch.float64).numpy()
     order = np.argsort(-column, kind="stable")[: max(1, min(k, column.size))]
     return order, column[order]
