@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.test_device import MetaAsGPU, allow_meta, exact_float32
 from vizlib import conv
 
 torch.set_num_threads(1)
@@ -446,11 +448,31 @@ def test_parse_sequence():
 def test_apply_kernel_on_cuda_matches_cpu():
     gen = torch.Generator().manual_seed(2)
     image, kernel = torch.randn(3, 40, 30, generator=gen), torch.randn(5, 3, generator=gen)
-    for mode in conv.PADDING_MODES:
-        cpu = conv.apply_kernel(image, kernel, 2, (2, 1), (1, 2), mode, device="cpu")
-        gpu = conv.apply_kernel(image, kernel, 2, (2, 1), (1, 2), mode, device="cuda")
-        assert gpu.device.type == "cpu"  # results come back to the CPU for plotting
-        torch.testing.assert_close(gpu, cpu, atol=1e-4, rtol=1e-4)
+    with exact_float32():  # one channel goes to cuDNN, which would round to TF32
+        for channels, mode in itertools.product((image, image[0]), conv.PADDING_MODES):
+            cpu = conv.apply_kernel(channels, kernel, 2, (2, 1), (1, 2), mode, device="cpu")
+            gpu = conv.apply_kernel(channels, kernel, 2, (2, 1), (1, 2), mode, device="cuda")
+            assert gpu.device.type == "cpu"  # results come back to the CPU for plotting
+            torch.testing.assert_close(gpu, cpu, atol=1e-5, rtol=1e-5)
+        options = {"transposed": True, "output_padding": 1}
+        cpu = conv.apply_kernel(image, kernel, 2, 1, 1, device="cpu", **options)
+        gpu = conv.apply_kernel(image, kernel, 2, 1, 1, device="cuda", **options)
+        torch.testing.assert_close(gpu, cpu, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_apply_kernel_runs_on_the_device(transposed, monkeypatch):
+    """The meta device as a GPU: image and kernel cross once, are checked before they do (no
+    read back from the device), and the result comes back to the CPU with torch's shape."""
+    allow_meta(monkeypatch, conv)
+    image = np.random.default_rng(0).random((3, 20, 15))
+    args = (np.ones((4, 3)), 2, 1, 2)
+    with MetaAsGPU() as mode:
+        out = conv.apply_kernel(image, *args, transposed=transposed, device="meta")
+    assert out.device.type == "cpu" and out.dtype == torch.float32
+    assert out.shape == conv.apply_kernel(image, *args, transposed=transposed).shape
+    assert ("conv_transpose2d" if transposed else "conv2d") in mode.device_ops
+    assert mode.host_reads == 0
 
 
 @pytest.mark.skipif(

@@ -490,10 +490,12 @@ def apply_kernel(
         raise ValueError(f"The kernel must be a non-empty 2-D matrix; got shape {tuple(k.shape)}.")
     if transposed and padding_mode != "zeros":
         raise ValueError("A transposed convolution only supports zero padding.")
-    x = x.to(dev, torch.float32)
-    k = k.to(dev, torch.float32)
+    x = x.to(dtype=torch.float32)
+    k = k.to(dtype=torch.float32)
+    # checked where the data is (the CPU for the app's images), before it goes to the device
     if not torch.isfinite(x).all() or not torch.isfinite(k).all():
         raise ValueError("The image and the kernel must not contain NaN or infinite values.")
+    x, k = x.to(dev), k.to(dev)
     squeeze = x.ndim == 2
     x = x[None] if squeeze else x  # (C, H, W)
     c, h, w = x.shape
