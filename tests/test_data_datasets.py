@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import os
+import pickle
+import pickletools
+import struct
+
 import numpy as np
 import pytest
 import torch
@@ -602,3 +608,290 @@ def test_the_data_root_itself_is_an_image_folder_when_it_holds_classes(tmp_path,
     write_image_folder(tmp_path)
     monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
     assert available_datasets()[f"imagefolder:{tmp_path}"].endswith(": 3 classes")
+
+
+# ----------------------------------------------------------------------------------- CIFAR-10
+CIFAR_CLASSES = [
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+]  # fmt: skip
+CIFAR_BATCHES = [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]
+
+
+class _Python2Pickler(pickle._Pickler):
+    """Pickles as Python 2's cPickle wrote CIFAR-10's files (protocol 2): text and bytes as Python
+    2 ``str`` (SHORT_BINSTRING / BINSTRING, read back as bytes with ``encoding="bytes"``), numpy's
+    booleans as the ints Python 2's numpy gave, and numpy's ``_reconstruct`` under numpy 1's
+    module name. (Python 3's protocol 2 would write bytes through ``_codecs.encode`` instead.)"""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_py2_str(self, obj):
+        data = obj.encode("ascii") if isinstance(obj, str) else obj
+        if len(data) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
+        self.memoize(obj)
+
+    def save_py2_bool(self, obj):
+        self.write(pickle.BININT1 + bytes([int(obj)]))
+
+    dispatch[bytes] = save_py2_str
+    dispatch[str] = save_py2_str
+    dispatch[bool] = save_py2_bool
+
+
+def python2_pickle(obj) -> bytes:
+    buf = io.BytesIO()
+    _Python2Pickler(buf, protocol=2).dump(obj)
+    numpy2, numpy1 = b"cnumpy._core.multiarray\n_reconstruct\n", b"cnumpy.core.multiarray\n"
+    return buf.getvalue().replace(numpy2, numpy1 + b"_reconstruct\n")
+
+
+def _as_text_keys(obj):
+    """The same dict as Python 3 would write it: str keys and str names."""
+    if isinstance(obj, dict):
+        return {k.decode(): _as_text_keys(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [v.decode() if isinstance(v, bytes) else v for v in obj]
+    return obj.decode() if isinstance(obj, bytes) else obj
+
+
+def write_cifar_file(path, obj, *, python2: bool = True) -> None:
+    blob = python2_pickle(obj) if python2 else pickle.dumps(_as_text_keys(obj), protocol=4)
+    path.write_bytes(blob)
+
+
+def cifar_batch(data: np.ndarray, labels: list[int], name: str) -> dict:
+    return {
+        b"batch_label": f"{name} of CIFAR-10 (fake)".encode(),
+        b"labels": labels,
+        b"data": data,
+        b"filenames": [f"{name}_{i:05d}.png".encode() for i in range(len(labels))],
+    }
+
+
+def write_fake_cifar(root, sizes=(3, 4, 2, 5, 1, 6), *, python2: bool = True) -> dict:
+    """Write a small CIFAR-10 (random pixels and labels, batches of ``sizes``: five train, one
+    test) under ``root`` as the python version's files are written; return {split: (pixels
+    (N, 3072) uint8, labels (N,))}."""
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    rows = {"train": ([], []), "test": ([], [])}
+    for file, n in zip(CIFAR_BATCHES, sizes, strict=True):
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, n).tolist()
+        write_cifar_file(folder / file, cifar_batch(data, labels, file), python2=python2)
+        split = rows["test" if file == "test_batch" else "train"]
+        split[0].append(data)
+        split[1].extend(labels)
+    meta = {
+        b"num_cases_per_batch": 10000,
+        b"label_names": [c.encode() for c in CIFAR_CLASSES],
+        b"num_vis": 3072,
+    }
+    write_cifar_file(folder / "batches.meta", meta, python2=python2)
+    return {split: (np.concatenate(d), np.array(y)) for split, (d, y) in rows.items()}
+
+
+@pytest.fixture
+def cifar_module(monkeypatch):
+    """vizlib.data.datasets with an empty CIFAR-10 cache and each batch file's reads counted."""
+    from vizlib.data import datasets as module
+
+    module._read_cifar_split.cache_clear()
+    reads: list[str] = []
+    read = module._load_cifar_batch
+    monkeypatch.setattr(module, "_load_cifar_batch", lambda p: reads.append(p.name) or read(p))
+    module.reads = reads
+    yield module
+    module._read_cifar_split.cache_clear()
+    del module.reads
+
+
+def test_fake_cifar_files_are_written_as_the_real_ones(tmp_path):
+    write_fake_cifar(tmp_path)
+    blob = (tmp_path / "cifar-10-batches-py" / "data_batch_1").read_bytes()
+    ops = [(op.name, arg) for op, arg, _ in pickletools.genops(blob)]
+    assert blob[:2] == b"\x80\x02"  # protocol 2
+    assert {arg for name, arg in ops if name == "GLOBAL"} == {
+        "numpy.core.multiarray _reconstruct", "numpy ndarray", "numpy dtype",
+    }  # fmt: skip
+    texts = {name for name, _ in ops if "STRING" in name or "UNICODE" in name or "BYTES" in name}
+    assert texts == {"SHORT_BINSTRING", "BINSTRING"}  # Python 2 str, as cPickle wrote them
+
+
+@pytest.mark.parametrize("python2", [True, False], ids=["python2-pickles", "python3-pickles"])
+def test_cifar_is_read_as_torchvision_reads_it_without_pickle_load(
+    tmp_path, monkeypatch, cifar_module, python2
+):
+    import torchvision.datasets.cifar as tv_cifar
+    from torchvision import datasets
+
+    rows = write_fake_cifar(tmp_path, python2=python2)
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
+    # the reference: torchvision's own reader (its checksums are those of the real files)
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)
+    expected = {}
+    for split in ("train", "test"):
+        ds = datasets.CIFAR10(str(tmp_path), train=split == "train")
+        expected[split] = (ds.data.transpose(0, 3, 1, 2), ds.targets, ds.classes)  # NCHW
+
+    class Refused:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("torchvision read CIFAR-10")
+
+    def no_pickle_load(*args, **kwargs):
+        raise AssertionError("pickle.load was called")
+
+    monkeypatch.setattr(datasets, "CIFAR10", Refused)
+    monkeypatch.setattr(pickle, "load", no_pickle_load)
+    monkeypatch.setattr(pickle, "loads", no_pickle_load)
+    for split in ("train", "test"):
+        x, y, names = load_dataset("cifar10", split, keep_uint8=True)
+        ref_x, ref_y, ref_names = expected[split]
+        assert x.dtype == torch.uint8 and x.shape == (len(ref_y), 3, 32, 32)
+        np.testing.assert_array_equal(x.numpy(), ref_x)
+        assert y.dtype == torch.int64 and y.tolist() == ref_y == rows[split][1].tolist()
+        assert names == ref_names == CIFAR_CLASSES
+    # by hand: a row is the red, then green, then blue plane, each row by row
+    x, _, _ = load_dataset("cifar10", "train", indices=[7], keep_uint8=True)
+    row = rows["train"][0][7]
+    assert int(x[0, 1, 2, 5]) == row[1024 + 2 * 32 + 5] and int(x[0, 2, 31, 0]) == row[2048 + 992]
+    # subsets and the float path
+    x, y, _ = load_dataset("cifar10", "train", indices=[14, 0, 3], keep_uint8=True)
+    np.testing.assert_array_equal(x.numpy(), expected["train"][0][[14, 0, 3]])
+    assert y.tolist() == [expected["train"][1][i] for i in (14, 0, 3)]
+    x, y, _ = load_dataset("cifar10", "test", max_samples=4)
+    mean, std = dataset_normalization("cifar10")
+    ref = (expected["test"][0][:4] / 255.0 - np.reshape(mean, (3, 1, 1))) / np.reshape(
+        std, (3, 1, 1)
+    )
+    np.testing.assert_allclose(x.numpy(), ref, atol=1e-6)
+    assert x.dtype == torch.float32 and y.tolist() == expected["test"][1][:4]
+    x, _, _ = load_dataset("cifar10", "test", indices=[1])
+    x[:] = 0  # the caller's own copy: the cached pixels are unchanged
+    again, _, _ = load_dataset("cifar10", "test", indices=[1], keep_uint8=True)
+    np.testing.assert_array_equal(again.numpy(), expected["test"][0][[1]])
+
+
+def test_cifar_is_counted_and_loaded_with_each_file_read_once(tmp_path, monkeypatch, cifar_module):
+    write_fake_cifar(tmp_path)
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
+    assert dataset_size("cifar10", "train") == 15 and dataset_size("cifar10", "test") == 6
+    # the Embeddings page's order: count both splits, then load a subset of each
+    load_dataset("cifar10", "train", indices=[0, 9], keep_uint8=True)
+    load_dataset("cifar10", "test", indices=[5], keep_uint8=True)
+    load_dataset("cifar10", "test", input_size=16)
+    assert dataset_size("cifar10", "train") == 15
+    assert sorted(cifar_module.reads) == sorted(CIFAR_BATCHES)  # each file once
+    # a file that changes is read again, with its split
+    folder = tmp_path / "cifar-10-batches-py"
+    data = np.full((2, 3072), 7, dtype=np.uint8)
+    write_cifar_file(folder / "test_batch", cifar_batch(data, [3, 4], "test_batch"))
+    assert dataset_size("cifar10", "test") == 2
+    x, y, _ = load_dataset("cifar10", "test", keep_uint8=True)
+    assert y.tolist() == [3, 4] and bool((x == 7).all())
+    assert sorted(cifar_module.reads) == sorted([*CIFAR_BATCHES, "test_batch"])
+
+
+def test_cifar_class_names_come_from_batches_meta(tmp_path, monkeypatch, cifar_module):
+    write_fake_cifar(tmp_path)
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
+    meta = tmp_path / "cifar-10-batches-py" / "batches.meta"
+    names = [f"class {i}" for i in range(10)]
+    write_cifar_file(meta, {b"label_names": [n.encode() for n in names]})
+    assert load_dataset("cifar10", "test", indices=[0])[2] == names
+    meta.unlink()  # the known names when it is missing
+    assert load_dataset("cifar10", "test", indices=[0])[2] == CIFAR_CLASSES
+    write_cifar_file(meta, {b"label_names": [b"cat", b"dog"]})
+    with pytest.raises(ValueError, match="batches.meta: it lists no 10 class names"):
+        load_dataset("cifar10", "test", indices=[0])
+
+
+def _pwned_by_system(marker):
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    return Payload(), "posix.system" if os.name == "posix" else "nt.system"
+
+
+def _pwned_by_eval(marker):
+    class Payload:
+        def __reduce__(self):
+            return (eval, (f"open({str(marker)!r}, 'w').close()",))
+
+    return Payload(), "(__builtin__|builtins).eval"  # Python 2's name in protocol 2
+
+
+@pytest.mark.parametrize("payload", [_pwned_by_system, _pwned_by_eval], ids=["system", "eval"])
+@pytest.mark.parametrize("file", ["data_batch_3", "test_batch", "batches.meta"])
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_a_malicious_cifar_pickle_is_refused_and_never_run(
+    tmp_path, monkeypatch, cifar_module, payload, file, protocol
+):
+    write_fake_cifar(tmp_path / "data")
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path / "data"))
+    marker = tmp_path / "pwned"
+    evil, target = payload(marker)
+    path = tmp_path / "data" / "cifar-10-batches-py" / file
+    key = b"label_names" if file == "batches.meta" else b"labels"
+    batch = {key: evil, b"data": np.zeros((1, 3072), np.uint8)}
+    blob = python2_pickle(batch) if protocol == 2 else pickle.dumps(batch, protocol=protocol)
+    path.write_bytes(blob)
+    split = "test" if file == "test_batch" else "train"
+    message = rf"{path} is not a CIFAR-10 (batch|batches\.meta): it asks to load {target}"
+    with pytest.raises(ValueError, match=message):
+        dataset_size("cifar10", split)
+    with pytest.raises(ValueError, match="nothing in it was run"):
+        load_dataset("cifar10", split, indices=[0])
+    assert not marker.exists()
+    # the payload is live: a plain unpickling runs it
+    pickle.loads(blob, encoding="bytes")
+    assert marker.exists()
+
+
+def _bad_batches() -> dict[str, bytes]:
+    good = python2_pickle(cifar_batch(np.zeros((4, 3072), np.uint8), [0, 1, 2, 9], "b"))
+    cases = {
+        "truncated": (good[: len(good) // 2], "could not be unpickled: pickle data was truncated"),
+        "empty": (b"", "could not be unpickled: the file ends too early"),
+        "not a pickle": (b"\x89PNG\r\n\x1a\n not a batch", "could not be unpickled"),
+        "a list": (python2_pickle([1, 2]), "it holds a list, not a dict"),
+        "no labels": (python2_pickle({b"data": np.zeros((1, 3072), np.uint8)}), "no 'labels'"),
+    }
+    wrong = {
+        "wrong shape": (np.zeros((4, 1024), np.uint8), [0] * 4, r"uint8 of shape \(4, 1024\)"),
+        "floats": (np.zeros((4, 3072), np.float32), [0] * 4, "float32 of shape"),
+        "objects": (np.array([[1, "x"]] * 4, dtype=object), [0] * 4, "object of shape"),
+        "label 10": (np.zeros((4, 3072), np.uint8), [0, 1, 10, 2], "not all class numbers 0 to 9"),
+        "3 labels": (np.zeros((4, 3072), np.uint8), [0, 1, 2], "are 3 labels, not a list of 4"),
+    }
+    for case, (data, labels, why) in wrong.items():
+        cases[case] = (python2_pickle(cifar_batch(data, labels, "b")), why)
+    return cases
+
+
+@pytest.mark.parametrize("case", list(_bad_batches()))
+def test_a_broken_cifar_batch_is_a_clear_value_error(tmp_path, monkeypatch, cifar_module, case):
+    blob, why = _bad_batches()[case]
+    write_fake_cifar(tmp_path)
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    path.write_bytes(blob)
+    with pytest.raises(ValueError, match=rf"{path} is not a CIFAR-10 batch\b.*{why}"):
+        dataset_size("cifar10", "train")
+    with pytest.raises(ValueError, match="cifar-10-python.tar.gz"):
+        load_dataset("cifar10", "train", indices=[0])
+    assert dataset_size("cifar10", "test") == 6  # the other split is unaffected
+
+
+def test_a_missing_cifar_batch_is_named(tmp_path, monkeypatch, cifar_module):
+    write_fake_cifar(tmp_path)
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
+    (tmp_path / "cifar-10-batches-py" / "data_batch_4").unlink()
+    with pytest.raises(ValueError, match="not found under .* has no file data_batch_4"):
+        load_dataset("cifar10", "train")
+    assert dataset_size("cifar10", "test") == 6

@@ -2,13 +2,16 @@
 
 Nothing is downloaded here. ``"digits"`` (scikit-learn's bundled 8x8 digits) always works offline;
 MNIST, FashionMNIST, CIFAR10 and ImageFolder trees are read only when their files already sit under
-the folder named by the ``VIZLIB_DATA`` environment variable (or the ``root`` argument).
+the folder named by the ``VIZLIB_DATA`` environment variable (or the ``root`` argument). CIFAR-10's
+pickled batches are read by a restricted unpickler that builds numpy arrays and nothing else.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import pickle
+import stat
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -268,6 +271,16 @@ def _load_torchvision(
         del pixels  # closes the map
         labels = torch.from_numpy(all_labels[pick].astype(np.int64))
         return data, labels, _mnist_classes(key)
+    if key == "cifar10":
+        data, labels, class_names = _cifar_split(name, split, root)  # cached, read-only
+        n = len(labels) if max_samples is None else min(len(labels), max_samples)
+        if indices is None:
+            data, labels = data[:n].copy(), labels[:n].copy()
+        else:
+            pick = _check_indices(indices, n)
+            data, labels = data[pick], labels[pick]  # copies
+        images = torch.from_numpy(data.reshape(-1, 3, 32, 32))  # (n, 3, 32, 32) uint8
+        return images, torch.from_numpy(labels), list(class_names)
     data, labels, class_names = _torchvision_arrays(key, name, split, root)
     if max_samples is not None:
         data, labels = data[:max_samples], labels[:max_samples]
@@ -572,25 +585,27 @@ def _read_folder_image(path: str, size: tuple[int, int]) -> torch.Tensor:
     return _resize(pixels, size)[0]  # (3, H, W)
 
 
-def _torchvision_arrays(
-    key: str, name: str, split: str, root: str | os.PathLike | None
-) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Return (uint8 images (N, C, H, W), labels (N,) int64, class names) of an on-disk set."""
-    from torchvision import datasets
-
+def _require_root(name: str, root: str | os.PathLike | None) -> Path:
+    """Return the data root; ``ValueError`` saying how to set it when there is none."""
     base = _data_root(root)
     if base is None:
         raise ValueError(
             f"Dataset {name!r} is not bundled: set {DATA_ENV_VAR} to a folder that already holds "
             "it (nothing is downloaded), or use 'digits'."
         )
-    cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}.get(key)
+    return base
+
+
+def _torchvision_arrays(
+    key: str, name: str, split: str, root: str | os.PathLike | None
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Return (uint8 images (N, 1, 28, 28), labels (N,) int64, class names) of MNIST or
+    FashionMNIST on disk, as torchvision reads them."""
+    from torchvision import datasets
+
+    base = _require_root(name, root)
+    cls = {"mnist": datasets.MNIST, "fashion_mnist": datasets.FashionMNIST}[key]
     try:
-        if key == "cifar10":
-            ds = datasets.CIFAR10(str(base), train=split == "train", download=False)
-            data = torch.from_numpy(np.asarray(ds.data)).permute(0, 3, 1, 2)  # (N, 3, 32, 32) uint8
-            labels = torch.tensor(ds.targets, dtype=torch.int64)
-            return data, labels, list(_CIFAR_CLASSES)
         ds = cls(str(base), train=split == "train", download=False)
     except (RuntimeError, FileNotFoundError, OSError, AssertionError, TypeError) as err:
         # torchvision asserts and raises TypeError on files of the wrong format
@@ -599,6 +614,167 @@ def _torchvision_arrays(
             "is downloaded at run time: put the files there first, or use 'digits'."
         ) from err
     return ds.data[:, None], ds.targets.to(torch.int64), _mnist_classes(key)  # (N, 1, 28, 28)
+
+
+# ------------------------------------------------------------------------------------- CIFAR-10
+# The python version of CIFAR-10: Python 2 pickles (protocol 2) of dicts with bytes keys, one per
+# batch of images, read in this order as torchvision's CIFAR10 reads them.
+_CIFAR_FOLDER = "cifar-10-batches-py"
+_CIFAR_BATCHES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)}
+_CIFAR_META = "batches.meta"
+_CIFAR_PIXELS = 3 * 32 * 32  # one image: a row of 1024 red, 1024 green, 1024 blue bytes
+# Everything a CIFAR-10 pickle may name: numpy's array reconstruction (under its numpy 1 and
+# numpy 2 module names; the batches were written by numpy 1) and the two classes it builds. A
+# pickle that names anything else (os.system, builtins.eval, ...) is refused before it is looked up.
+_RECONSTRUCT = np.empty(0).__reduce__()[0]  # numpy's _reconstruct, wherever this numpy keeps it
+_CIFAR_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+_REPLACE_CIFAR = (
+    "Replace the folder with the one unpacked from the python version of CIFAR-10 "
+    "(cifar-10-python.tar.gz)."
+)
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A pickle named a global that a CIFAR-10 batch never needs."""
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that can build numpy arrays, dicts, lists, numbers and strings, and no other
+    object: ``find_class`` is the only way a pickle reaches code, and it answers from a fixed
+    table of four names."""
+
+    def find_class(self, module: str, name: str):
+        try:
+            return _CIFAR_GLOBALS[(module, name)]
+        except KeyError:
+            raise _RefusedGlobal(f"{module}.{name}") from None
+
+
+def _unpickle_cifar(path: Path, what: str):
+    """Return the object pickled in ``path`` with ``_CifarUnpickler`` (bytes keys, as the official
+    loader reads them); ``ValueError`` naming the file when it cannot be read or is no such pickle."""
+    try:
+        with open(path, "rb") as f:
+            return _CifarUnpickler(f, encoding="bytes").load()
+    except _RefusedGlobal as err:
+        raise ValueError(
+            f"{path} is not a CIFAR-10 {what}: it asks to load {err}, which CIFAR-10's files "
+            f"never do, so it was refused and nothing in it was run. {_REPLACE_CIFAR}"
+        ) from None
+    except OSError as err:
+        raise ValueError(f"{path} could not be read ({err.strerror or err}).") from err
+    except Exception as err:  # any failure of an untrusted pickle means "not a batch"
+        ended = isinstance(err, EOFError)  # truncated or empty
+        detail = "the file ends too early" if ended else (str(err) or type(err).__name__)
+        raise ValueError(
+            f"{path} is not a CIFAR-10 {what} (it could not be unpickled: {detail}). "
+            f"{_REPLACE_CIFAR}"
+        ) from None
+
+
+def _entry(obj: dict, key: str):
+    """Return ``obj[key]`` under its bytes key (Python 2's pickles) or its str key, or None."""
+    return obj.get(key.encode(), obj.get(key))
+
+
+def _load_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Return (pixels (n, 3072) uint8, labels (n,) int64) of one CIFAR-10 batch file.
+
+    Each row holds one 32x32 image as its red, green and blue planes; labels lie in 0..9.
+    ``ValueError`` naming the file when it is not such a batch (wrong shapes or types,
+    truncated, not a pickle, or a pickle that names anything but numpy's arrays).
+    """
+    batch = _unpickle_cifar(path, "batch")
+
+    def refuse(why: str):
+        return ValueError(f"{path} is not a CIFAR-10 batch: {why}. {_REPLACE_CIFAR}")
+
+    if not isinstance(batch, dict):
+        raise refuse(f"it holds a {type(batch).__name__}, not a dict")
+    data, labels = _entry(batch, "data"), _entry(batch, "labels")
+    if data is None or labels is None:
+        raise refuse("it has no 'data' or no 'labels'")
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != _CIFAR_PIXELS
+        or data.shape[0] == 0
+    ):
+        shape = getattr(data, "shape", None)
+        found = f"{getattr(data, 'dtype', type(data).__name__)} of shape {shape}"
+        raise refuse(f"its 'data' is {found}, not uint8 pixels of shape (n, {_CIFAR_PIXELS})")
+    if not isinstance(labels, list) or len(labels) != len(data):
+        found = f"{len(labels)} labels" if isinstance(labels, list) else type(labels).__name__
+        raise refuse(f"its 'labels' are {found}, not a list of {len(data)} class numbers")
+    if not all(type(v) is int and 0 <= v < len(_CIFAR_CLASSES) for v in labels):
+        raise refuse("its 'labels' are not all class numbers 0 to 9")
+    return np.ascontiguousarray(data), np.array(labels, dtype=np.int64)
+
+
+def _load_cifar_meta(path: Path) -> tuple[str, ...]:
+    """Return the 10 class names that CIFAR-10's ``batches.meta`` at ``path`` lists."""
+    meta = _unpickle_cifar(path, "batches.meta")
+    names = _entry(meta, "label_names") if isinstance(meta, dict) else None
+    if (
+        not isinstance(names, list)
+        or len(names) != len(_CIFAR_CLASSES)
+        or not all(isinstance(n, bytes | str) and n for n in names)
+    ):
+        raise ValueError(
+            f"{path} is not CIFAR-10's batches.meta: it lists no 10 class names under "
+            f"'label_names'. {_REPLACE_CIFAR}"
+        )
+    return tuple(n.decode("latin-1") if isinstance(n, bytes) else n for n in names)
+
+
+def _file_state(path: Path) -> tuple[str, int, int] | None:
+    """Return (path, size, modification time in ns) of a regular file, None when there is none."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (str(path), info.st_size, info.st_mtime_ns) if stat.S_ISREG(info.st_mode) else None
+
+
+@lru_cache(maxsize=2)
+def _read_cifar_split(
+    batches: tuple[tuple[str, int, int], ...], meta: tuple[str, int, int] | None
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Return (pixels (N, 3072) uint8, labels (N,) int64, class names) of the batch files in order,
+    read once per state of the files (the key): both splits stay cached, 184 MB in all."""
+    read = [_load_cifar_batch(Path(path)) for path, _size, _mtime in batches]
+    data = np.concatenate([pixels for pixels, _ in read])  # (N, 3072)
+    labels = np.concatenate([numbers for _, numbers in read])  # (N,)
+    data.flags.writeable = False  # cached: callers take copies
+    labels.flags.writeable = False
+    names = _load_cifar_meta(Path(meta[0])) if meta is not None else tuple(_CIFAR_CLASSES)
+    return data, labels, names
+
+
+def _cifar_split(
+    name: str, split: str, root: str | os.PathLike | None
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """Return (pixels (N, 3072) uint8, labels (N,) int64, class names) of a CIFAR-10 split on
+    disk, read-only: the batches in torchvision's order, each image a row of its red, green and
+    blue planes. Class names come from ``batches.meta`` (the known ones when it is missing)."""
+    base = _require_root(name, root)
+    folder = base / _CIFAR_FOLDER
+    files = [folder / f for f in _CIFAR_BATCHES[split]]
+    states = tuple(_file_state(f) for f in files)
+    missing = [f.name for f, state in zip(files, states, strict=True) if state is None]
+    if missing:
+        raise ValueError(
+            f"Dataset {name!r} was not found under {base}: {folder} has no file "
+            f"{', '.join(missing)}. Nothing is downloaded at run time: put the python version of "
+            "CIFAR-10 there first, or use 'digits'."
+        )
+    return _read_cifar_split(states, _file_state(folder / _CIFAR_META))
 
 
 def _mnist_classes(key: str) -> list[str]:
@@ -684,8 +860,9 @@ def _check_indices(indices, n: int) -> np.ndarray:
 def dataset_size(name: str, split: str = "train", *, root: str | os.PathLike | None = None) -> int:
     """Return how many samples ``load_dataset(name, split)`` holds (an image folder: all its files).
 
-    MNIST and FashionMNIST are counted from their file headers; other on-disk sets are read
-    once per state of their files (name, size, modification time), then the count is reused.
+    MNIST and FashionMNIST are counted from their file headers; CIFAR-10 and MNIST files that
+    torchvision reads in another form are read once per state of their files (name, size,
+    modification time), then reused (CIFAR-10's images too, by ``load_dataset``).
     """
     key = "imagefolder" if name.startswith("imagefolder:") else name
     if key == "digits":
@@ -697,11 +874,12 @@ def dataset_size(name: str, split: str = "train", *, root: str | os.PathLike | N
     raw = _mnist_raw_files(key, split, root)
     if raw is not None:
         return raw[1][0]  # from the file headers: nothing decoded
+    if key == "cifar10":
+        return len(_cifar_split(name, split, root)[1])  # read once, kept for load_dataset
     base = _data_root(root)
     if base is None:
         return len(_torchvision_arrays(key, name, split, root)[1])  # raises the clear error
-    folder = base / {**_MNIST_FOLDER, "cifar10": "cifar-10-batches-py"}[key]
-    return _counted(key, name, split, str(base), _files_signature(folder))
+    return _counted(key, name, split, str(base), _files_signature(base / _MNIST_FOLDER[key]))
 
 
 def native_size(name: str) -> tuple[int, int] | None:
