@@ -7,7 +7,6 @@ import copy
 import numpy as np
 import pytest
 import torch
-from captum.attr import LayerAttribution, LayerGradCam
 from torch import nn
 
 from tests.test_device import MetaAsGPU, exact_float32
@@ -81,6 +80,10 @@ def test_black_baseline_is_normalised_zero(image):
 
 
 def test_gradcam_equals_captums_layergradcam(lenet, image):
+    # imported here: a missing captum fails the tests that need it, not this file's collection
+    # (which would stop a `pytest -m gpu` run over several files before any test ran)
+    from captum.attr import LayerAttribution, LayerGradCam
+
     res = attribute(lenet, image, 2, "gradcam", layer="conv2")
     x = image[None].clone().requires_grad_(True)
     ref = LayerGradCam(lenet, lenet.conv2).attribute(x, target=2)  # (1, 1, 4, 4)
