@@ -42,16 +42,19 @@ def _timed(fn, device: torch.device, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _forward_need_weights(model, x: torch.Tensor) -> torch.Tensor:
-    """torchvision's ViT forward, but each attention returns its per-head weights (discarded)."""
+def _forward_need_weights(model, x: torch.Tensor, keep: list | None = None) -> torch.Tensor:
+    """torchvision's ViT forward, but each attention returns its per-head weights (discarded,
+    or appended to ``keep``)."""
     tokens = model._process_input(x)
     tokens = torch.cat([model.class_token.expand(x.shape[0], -1, -1), tokens], dim=1)
     tokens = tokens + model.encoder.pos_embedding
     for block in model.encoder.layers:
         h = block.ln_1(tokens)
-        y, _weights = block.self_attention(
+        y, weights = block.self_attention(
             h, h, h, need_weights=True, average_attn_weights=False
         )  # weights (B, heads, T, T)
+        if keep is not None:
+            keep.append(weights)
         tokens = tokens + y
         tokens = tokens + block.mlp(block.ln_2(tokens))
     return model.heads(model.encoder.ln(tokens)[:, 0])
@@ -112,6 +115,13 @@ def main() -> None:
     _sync(device)
     distance_check = mean_attention_distance_over(model, images[:2], device=device)
     assert distance_check.shape == (12, 12) and torch.isfinite(distance_check).all()
+    # the capture beside torch's own per-head weights, on this device
+    ours: list[torch.Tensor] = []
+    theirs: list[torch.Tensor] = []
+    with torch.inference_mode():
+        _forward_with_attention(model, on_device[:2], lambda i, a: ours.append(a))
+        _forward_need_weights(model, on_device[:2], theirs)
+    weight_error = max(float((a - b).abs().max()) for a, b in zip(ours, theirs, strict=True))
     if on_gpu:
         torch.cuda.reset_peak_memory_stats(device)
     # round-robin repeats, so a busy (shared) machine slows every step alike
@@ -131,6 +141,7 @@ def main() -> None:
             f"{torch.backends.cudnn.allow_tf32}; peak GPU memory "
             f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
         )
+    print(f"captured weights vs torch's need_weights=True: max |difference| {weight_error:.1e}")
     print(f"{'step':<55} {'seconds':>9} {'vs need_weights':>16} {'vs plain':>9}")
     for name, secs in rows:
         print(
