@@ -21,6 +21,7 @@ import torch
 import ui
 from vizlib import zoo
 from vizlib.data import (
+    available_datasets,
     dataset_size,
     denormalize,
     load_dataset,
@@ -212,7 +213,13 @@ def input_picker(prefix: str, meta: dict) -> ChosenInput | None:
         sources = SOURCES
     except ValueError as err:  # e.g. ImageNet, never on disk: offer only what works
         sources = SOURCES[1:]
-        st.caption(f"No {meta['dataset']} test images to pick from: {err}")
+        if meta["dataset"] in available_datasets():  # known, but not on this machine
+            st.caption(f"No {meta['dataset']} test images to pick from: {err}")
+        else:  # vizlib's "Unknown dataset ...; choose from ..." is no help to a visitor
+            st.caption(
+                f"The {meta['dataset']} test images do not ship with the app and are not "
+                "downloaded: pick a sample image, an image folder or your own image instead."
+            )
     source = st.radio(
         "Input",
         sources,
