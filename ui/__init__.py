@@ -251,6 +251,21 @@ def image_folder_choice(choice: str, prefix: str, *, where=st) -> str | None:
     return info.name
 
 
+def preparation_note(input_size: tuple[int, int, int], what: str = "Uploaded images") -> str:
+    """Return the sentence saying how ``what`` (images read from a file, any size and colour)
+    reach a model of ``input_size`` (C, H, W): ``vizlib.data.prepare_image``'s conversion."""
+    channels, height, width = (int(v) for v in input_size)
+    colour = (
+        "converted to grey (ITU-R 601 luma) for this 1-channel model, "
+        if channels == 1
+        else "read as RGB (grey images repeated to three channels), "
+    )
+    return (
+        f"{what} {colour}stretched to {height}×{width} pixels (the aspect ratio is "
+        "not kept) and normalised with the model's mean and standard deviation."
+    )
+
+
 def folder_channels_note(channels: int) -> str:
     """Return the sentence saying how an image folder's images reach a model of ``channels``."""
     if channels == 1:

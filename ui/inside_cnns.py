@@ -246,6 +246,7 @@ def input_picker(prefix: str, meta: dict) -> ChosenInput | None:
     if source == "Sample image":
         name = st.selectbox("Sample image", sample_image_names(), key=f"{prefix}.sample")
         x = prepare_image(load_sample_image(name), meta)
+        st.caption(ui.preparation_note(meta["input_size"], "Sample images are"))
         return ChosenInput(x, _display(x, meta), f"sample image {name!r}", ("sample", name))
     upload = st.file_uploader(
         "Image (PNG or JPEG)",
@@ -261,6 +262,7 @@ def input_picker(prefix: str, meta: dict) -> ChosenInput | None:
     except ValueError as err:
         st.error(f"Could not use {upload.name!r}: {err}")
         return None
+    st.caption(ui.preparation_note(meta["input_size"], "Uploaded images are"))
     digest = hashlib.sha256(data).hexdigest()[:16]
     return ChosenInput(x, _display(x, meta), f"upload {upload.name!r}", ("upload", digest), data)
 

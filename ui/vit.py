@@ -164,16 +164,9 @@ def prepared_upload(
 
 def upload_note(input_size: tuple[int, int, int]) -> str:
     """Return the sentence saying how uploaded images reach a model of ``input_size`` (C, H, W)."""
-    channels, height, width = input_size
-    colour = (
-        "converted to grey (ITU-R 601 luma) for this 1-channel model, "
-        if channels == 1
-        else "read as RGB (grey images repeated to three channels), "
-    )
     return (
-        f"Uploaded images are {colour}stretched to {height}×{width} pixels (the aspect ratio is "
-        "not kept) and normalised with the model's mean and standard deviation; EXIF rotation is "
-        "applied and transparent areas count as white."
+        ui.preparation_note(input_size, "Uploaded images are")
+        + " EXIF rotation is applied and transparent areas count as white."
     )
 
 

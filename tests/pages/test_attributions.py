@@ -59,6 +59,11 @@ def test_sample_image_input(at):
     at.selectbox(key="attr.sample").set_value("camera").run()
     assert not at.exception and not _errors(at)
     assert len(at.get("plotly_chart")) == 5
+    # the 512x512 photo reaches lenet as a 28x28 grey image: the page says so
+    assert (
+        "Sample images are converted to grey (ITU-R 601 luma) for this 1-channel model, "
+        "stretched to 28×28 pixels (the aspect ratio is not kept)" in _captions(at)
+    )
 
 
 def test_uploads_good_and_corrupt(at):
@@ -74,6 +79,7 @@ def test_uploads_good_and_corrupt(at):
     at.file_uploader(key="attr.upload").set_value(("diag.png", buf.getvalue(), "image/png")).run()
     assert not at.exception and not _errors(at)
     assert len(at.get("plotly_chart")) == 5
+    assert "Uploaded images are converted to grey (ITU-R 601 luma)" in _captions(at)
     at.file_uploader(key="attr.upload").set_value(("bad.png", b"not a png", "image/png")).run()
     assert not at.exception
     assert "Could not use 'bad.png'" in _errors(at)[0]
@@ -287,6 +293,9 @@ def test_a_model_without_test_images_starts_on_a_sample_image(tmp_path, monkeypa
     # Not vizlib's "Unknown dataset 'imagenet'; choose from digits, ..." (no choice a visitor has)
     assert "The imagenet test images do not ship with the app" in captions
     assert "Unknown dataset" not in captions and "choose from" not in captions
+    # what the sample image became for the model
+    assert "Sample images are read as RGB (grey images repeated to three channels)" in captions
+    assert "stretched to 224×224 pixels (the aspect ratio is not kept)" in captions
     assert len(at.get("plotly_chart")) == 2  # top-5 and saliency
     at.selectbox(key="attr.model").set_value("lenet_digits").run()
     assert not at.exception and not _errors(at)
