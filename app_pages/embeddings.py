@@ -239,6 +239,13 @@ elif source == "Uploaded features":
                     st.error(
                         f"Labels: need one column with {len(arr)} rows, got shape {lab.shape}."
                     )
+                elif lab is not None and (lab % 1 != 0).any():
+                    # astype(int) would truncate 2.5 to 2 and colour the point as class 2
+                    row = int(np.flatnonzero(lab[:, 0] % 1 != 0)[0])
+                    st.error(
+                        f"Labels: need whole numbers (class indices), got {lab[row, 0]:g} in "
+                        f"row {row}; the points are drawn without labels."
+                    )
                 elif lab is not None:
                     labels = lab[:, 0].astype(int)
                     data_key += (up_lab.file_id,)

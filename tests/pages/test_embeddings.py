@@ -271,3 +271,27 @@ def test_few_points_lower_the_perplexity_once_and_are_all_scored():
                        "neighbours of each point, so it must stay below (points - 2) / 3."]  # fmt: skip
     assert len(at.multiselect(key="tsne.layers").value) > 1  # one warning for several layers
     assert any("trustworthiness on all points" in c.value for c in at.caption)
+
+
+def test_fractional_labels_are_refused_not_truncated():
+    """Labels 0.5, 1.5, 2.5 were cast to int (0, 1, 2) and drawn as classes without a word."""
+    import io
+
+    import numpy as np
+
+    at = _app()
+    at.radio(key="tsne.source").set_value("Uploaded features").run()
+    features = io.BytesIO()
+    np.save(features, np.random.default_rng(0).normal(size=(60, 5)))
+    at.file_uploader(key="tsne.feat").set_value(("f.npy", features.getvalue(), "")).run()
+    labels = np.arange(60) % 3 + 0.5
+    text = "\n".join(f"{v}" for v in labels).encode()
+    at.file_uploader(key="tsne.lab").set_value(("labels.csv", text, "text/csv")).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "Labels: need whole numbers (class indices), got 0.5 in row 0; the points are drawn "
+        "without labels."
+    ]
+    whole = "\n".join(f"{v:.0f}" for v in labels - 0.5).encode()  # 0, 1, 2 as "0", "1", "2"
+    at.file_uploader(key="tsne.lab").set_value(("labels.csv", whole, "text/csv")).run()
+    assert not at.exception and not at.error
