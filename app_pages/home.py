@@ -14,54 +14,67 @@ st.markdown(
     f"on **{vizlib.describe_device(ui.current_device())}**."
 )
 
-GUIDE = [
-    (
-        "app_pages/conv_playground.py",
-        "Convolution Playground",
-        "Kernel size, stride, padding, dilation, channels and groups, live, for ordinary and transposed "
-        "layers: output sizes with the formula in your numbers, parameters and multiply-adds, the "
-        "footprint stepping over the grid, receptive fields, filters applied to real images and weather "
-        "fields, and 1-D convolution written out term by term.",
-    ),
-    (
-        "app_pages/model_inspector.py",
-        "Model Inspector",
-        "Layer by layer: output shapes, parameters and multiply-adds from a real forward pass.",
-    ),
-    (
-        "app_pages/learned_filters.py",
-        "Filters & Feature Maps",
-        "What the network learned: first-layer filters, before and after training, activation maps and "
-        "the images that excite a channel most.",
-    ),
-    (
-        "app_pages/attributions.py",
-        "Attributions",
-        "Why it decided: Saliency, Integrated Gradients, Grad-CAM and Occlusion (Captum), side by side.",
-    ),
-    (
-        "app_pages/embeddings.py",
-        "Embeddings (t-SNE)",
-        "Watch the classes separate layer by layer: t-SNE (on the GPU when there is one) or PCA, with "
-        "quality measures for each map.",
-    ),
-    (
-        "app_pages/vit_attention.py",
-        "ViT Attention",
-        "Mean attention distance per head and layer, attention maps and rollout (ViT paper, Fig. 6 and 7).",
-    ),
-    (
-        "app_pages/position_embeddings.py",
-        "Position Embeddings",
-        "Learned position-embedding similarity, patch-embedding filters, and the sinusoidal encoding.",
-    ),
-]
+# The pages by the sidebar's sections, in its order, so the cards read as the sidebar does.
+GUIDE = {
+    "Convolutions": [
+        (
+            "app_pages/conv_playground.py",
+            "Convolution Playground",
+            "Kernel size, stride, padding, dilation, channels and groups, live, for ordinary and transposed "
+            "layers: output sizes with the formula in your numbers, parameters and multiply-adds, the "
+            "footprint stepping over the grid, receptive fields, filters applied to real images and weather "
+            "fields, and 1-D convolution written out term by term.",
+        ),
+    ],
+    "Inside CNNs": [
+        (
+            "app_pages/model_inspector.py",
+            "Model Inspector",
+            "Layer by layer: output shapes, parameters and multiply-adds from a real forward pass.",
+        ),
+        (
+            "app_pages/learned_filters.py",
+            "Filters & Feature Maps",
+            "What the network learned: first-layer filters, before and after training, activation maps and "
+            "the images that excite a channel most.",
+        ),
+        (
+            "app_pages/attributions.py",
+            "Attributions",
+            "Why it decided: Saliency, Integrated Gradients, Grad-CAM and Occlusion (Captum), side by side.",
+        ),
+        (
+            "app_pages/embeddings.py",
+            "Embeddings (t-SNE)",
+            "Watch the classes separate layer by layer: t-SNE (on the GPU when there is one) or PCA, with "
+            "quality measures for each map.",
+        ),
+    ],
+    "Vision Transformers": [
+        (
+            "app_pages/vit_attention.py",
+            "ViT Attention",
+            "Mean attention distance per head and layer, attention maps and rollout (ViT paper, Fig. 6 and 7).",
+        ),
+        (
+            "app_pages/position_embeddings.py",
+            "Position Embeddings",
+            "Learned position-embedding similarity, patch-embedding filters, and the sinusoidal encoding.",
+        ),
+    ],
+}
 
-columns = st.columns(2)
-for i, (path, title, blurb) in enumerate(GUIDE):
-    with columns[i % 2].container(border=True):
-        st.page_link(path, label=title, icon=":material/arrow_forward:")
-        st.caption(blurb)
+for section, guide in GUIDE.items():
+    st.markdown(f"**{section}**")
+    # One row of two cards at a time: cards side by side start level, and the reading order
+    # (left to right, then down) is the sidebar's.
+    for first in range(0, len(guide), 2):
+        for column, (path, title, blurb) in zip(
+            st.columns(2), guide[first : first + 2], strict=False
+        ):
+            with column.container(border=True):
+                st.page_link(path, label=title, icon=":material/arrow_forward:")
+                st.caption(blurb)
 
 st.subheader("Models that ship with the app")
 rows = []

@@ -43,3 +43,19 @@ def test_home_links_to_every_other_page_by_its_sidebar_title():
     links = {link.proto.page: link.proto.label for link in at.get("page_link")}
     assert links == {page: titles[page] for page in pages}
     assert all(link.proto.page_script_hash for link in at.get("page_link"))  # a registered page
+
+
+def test_home_cards_follow_the_sidebar_sections_and_order():
+    """The cards were filled into two columns alternately, so the left column read Convolution
+    Playground, Filters, Embeddings, Position Embeddings: a ViT page under the CNN ones, and
+    Model Inspector out of its place. They now go section by section, row by row."""
+    root = Path(APP).parent
+    source = (root / "app.py").read_text()
+    sections = re.findall(r'^    "([^"]*)": \[', source, flags=re.MULTILINE)
+    pages = re.findall(r'st\.Page\(\s*"app_pages/(\w+)\.py"', source)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    # element-tree order is reading order: row by row, left column first
+    assert [link.proto.page for link in at.get("page_link")] == [p for p in pages if p != "home"]
+    shown = [md.value.strip("*") for md in at.markdown]
+    named = [s for s in sections if s]  # Home's own section has no name
+    assert [s for s in shown if s in named] == named
