@@ -193,8 +193,8 @@ def train(
     for epoch in bar:
         model.train()
         order = torch.randperm(len(x_train), generator=generator)
-        running = 0.0
-        for i in range(0, len(order), batch_size):
+        running = torch.zeros((), dtype=torch.float64, device=dev)  # summed on the device: no
+        for i in range(0, len(order), batch_size):  # read back (a GPU sync) per step
             idx = order[i : i + batch_size]
             x = augment(x_train[idx], background=background, generator=generator).to(dev)
             loss = loss_fn(model(x), y_train[idx].to(dev))
@@ -202,8 +202,8 @@ def train(
             loss.backward()
             optimizer.step()
             schedule.step()
-            running += float(loss.detach()) * len(idx)
-        postfix = {"loss": f"{running / len(x_train):.3f}"}
+            running += loss.detach() * len(idx)
+        postfix = {"loss": f"{float(running) / len(x_train):.3f}"}
         if (epoch + 1) % 10 == 0 or epoch + 1 == epochs:
             postfix["test_acc"] = f"{evaluate(model, x_test, y_test):.4f}"
         bar.set_postfix(postfix)
