@@ -365,6 +365,7 @@ def _lagrange_weights(u: torch.Tensor, p: int) -> torch.Tensor:
     return torch.stack(powers[:p], dim=-1) @ C  # (..., p)
 
 
+@functools.lru_cache(maxsize=256)  # called once per optimiser step: keep the host's share small
 def _fft_size(m: int) -> int:
     """Return the smallest 2^a 3^b 5^c >= m (sizes the FFT handles fastest)."""
     best = 1 << max(0, (m - 1).bit_length())
