@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from vizlib.plots import plot_attention_distance
+from vizlib.plots import plot_attention_distance, plot_patch_components
 
 
 def test_distance_plot_has_one_dot_per_head_and_the_baseline_beside_the_plot():
@@ -20,3 +21,35 @@ def test_distance_plot_has_one_dot_per_head_and_the_baseline_beside_the_plot():
     assert label.xref == "paper" and label.x >= 1.0 and label.xanchor == "left"
     assert "116.5 px" in label.text
     assert plot_attention_distance(d).layout.annotations == ()
+
+
+def _row_gaps_px(fig) -> list[float]:
+    """Pixels between each tile title (its text starts at its subplot's top) and the bottom of
+    the subplot above it: the room the title has, the same at any window width (the heights are
+    fixed and an image never leaves its subplot)."""
+    plot_px = fig.layout.height - fig.layout.margin.t - fig.layout.margin.b
+    bottoms = sorted({ax.domain[0] for name, ax in fig.layout.to_plotly_json().items()
+                      if name.startswith("yaxis") for ax in [fig.layout[name]]})  # fmt: skip
+    gaps = []
+    for note in fig.layout.annotations:
+        above = [b for b in bottoms if b > note.y + 1e-9]
+        if above:
+            gaps.append((min(above) - note.y) * plot_px)
+    return gaps
+
+
+@pytest.mark.parametrize("k", [3, 16, 28, 64])
+def test_component_titles_clear_the_row_above(k):
+    rng = np.random.default_rng(0)
+    fig = plot_patch_components(rng.normal(size=(k, 3, 16, 16)), np.full(k, 1 / k))
+    assert len(fig.layout.annotations) == k
+    font = max(note.font.size for note in fig.layout.annotations)
+    gaps = _row_gaps_px(fig)
+    assert len(gaps) == k - min(k, 7)  # every title below the first row
+    # a line of text is ~1.3 x its font size: twice the font leaves clear space
+    assert all(gap >= 2 * font for gap in gaps), (min(gaps), font)
+    # no tick marks below a row reaching into the titles under it
+    for name in fig.layout.to_plotly_json():
+        if name.startswith(("xaxis", "yaxis")):
+            axis = fig.layout[name]
+            assert axis.visible is False or axis.ticks == ""

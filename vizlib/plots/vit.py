@@ -267,6 +267,11 @@ def _component_rgb(component: np.ndarray) -> np.ndarray:
     return (rgb * 255).round().astype(np.uint8)
 
 
+_TILE_PX = 110  # height of one principal-component tile (pixels)
+_TILE_TITLE_PX = 11  # font size of a tile's title
+_TILE_GAP_PX = 28  # between rows: the next row's title (~1.4 x font) and clear space
+
+
 def plot_patch_components(
     components, ratios, *, cols: int = 7, title: str | None = None
 ) -> go.Figure:
@@ -274,29 +279,36 @@ def plot_patch_components(
 
     ``components`` (k, C, P, P): RGB when C == 3 (channels scaled together), grey otherwise;
     each scaled by its own min and max. ``ratios`` (k,) explained-variance ratios.
+
+    Rows are laid out in pixels, not fractions of the figure: each tile's title sits in a
+    ``_TILE_GAP_PX`` gap above its row, and an image never leaves its subplot, so the titles
+    clear the row above at any width of the window.
     """
     comps = _np(components)
     var = _np(ratios).astype(float)
     k = comps.shape[0]
     cols = max(1, min(cols, k))
     rows = math.ceil(k / cols)
+    plot_px = rows * _TILE_PX + (rows - 1) * _TILE_GAP_PX  # the plotting area's height
     fig = make_subplots(
         rows=rows,
         cols=cols,
         subplot_titles=[f"PC {i + 1}: {100 * var[i]:.1f}%" for i in range(k)],
         horizontal_spacing=0.015,
-        vertical_spacing=0.12 / max(rows, 1),
+        vertical_spacing=_TILE_GAP_PX / plot_px if rows > 1 else 0.0,
     )
     for i in range(k):
         r, c = divmod(i, cols)
         fig.add_trace(go.Image(z=_component_rgb(comps[i]), hoverinfo="skip"), row=r + 1, col=c + 1)
-    fig.update_xaxes(showticklabels=False, showgrid=False)
-    fig.update_yaxes(showticklabels=False, showgrid=False)
-    fig.update_annotations(font_size=10)
+    # no axes at all: tick marks under a row would reach into the next row's titles
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_annotations(font_size=_TILE_TITLE_PX)
+    margin = {"l": 10, "r": 10, "t": 70, "b": 10}
     fig.update_layout(
         title=title or "Principal components of the patch-embedding filters (% of variance)",
-        height=max(220, 130 * rows + 80),
-        margin={"l": 10, "r": 10, "t": 70, "b": 10},
+        height=plot_px + margin["t"] + margin["b"],
+        margin=margin,
     )
     return fig
 
