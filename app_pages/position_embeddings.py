@@ -9,7 +9,7 @@ import streamlit as st
 import torch
 
 from ui import count_slider
-from ui.vit import ModelChoice, get_model, pick_vit
+from ui.vit import PATCH_NUMBERING, ModelChoice, get_model, pick_vit
 from vizlib import posembed
 from vizlib.plots.export import to_npy_bytes
 from vizlib.plots.vit import (
@@ -60,7 +60,8 @@ st.header("Position embedding similarity")
 st.plotly_chart(plot_position_similarity(sim), key="position_embeddings.similarity_chart")
 st.caption(
     f"Tile (row r, column c) shows the cosine similarity between the learned position embedding "
-    f"of patch (r, c) and those of all {gh}×{gw} patches, on one colour scale from −1 to 1. "
+    f"of patch (r, c) and those of all {gh}×{gw} patches, on one colour scale from −1 to 1; "
+    f"each {PATCH_NUMBERING}, as on the ViT Attention page and in the download. "
     "A trained ViT learns 2-D structure: nearby patches, and patches in the same row or column, "
     "get similar embeddings."
 )

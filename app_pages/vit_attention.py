@@ -12,6 +12,7 @@ import torch
 import ui
 from ui import count_slider
 from ui.vit import (
+    PATCH_NUMBERING,
     ImageSource,
     ModelChoice,
     UploadedImages,
@@ -174,9 +175,23 @@ def attention_maps_panel() -> None:
     )
     head = c3.selectbox("Head", head_options, format_func=_head_label, key="vit_attention.head")
     q1, q2 = st.columns(2)
-    q_row = count_slider("Query patch row", 0, gh - 1, gh // 2, key="vit_attention.q_row", where=q1)
+    q_row = count_slider(
+        "Query patch row",
+        0,
+        gh - 1,
+        gh // 2,
+        key="vit_attention.q_row",
+        where=q1,
+        help=f"Rows counted from 0 at the top ({gh} rows of patches).",
+    )
     q_col = count_slider(
-        "Query patch column", 0, gw - 1, gw // 2, key="vit_attention.q_col", where=q2
+        "Query patch column",
+        0,
+        gw - 1,
+        gw // 2,
+        key="vit_attention.q_col",
+        where=q2,
+        help=f"Columns counted from 0 at the left ({gw} columns of patches).",
     )
     with st.spinner("Computing attention…", show_time=True):
         try:
@@ -196,6 +211,7 @@ def attention_maps_panel() -> None:
             title="Class token → patches",
             cols=1,
             colorbar_title="attention weight",
+            value_name="attention weight",
         ),
         key="vit_attention.cls_chart",
     )
@@ -204,9 +220,10 @@ def attention_maps_panel() -> None:
             image,
             query_map,
             marker=(q_row, q_col),
-            title=f"Patch ({q_row}, {q_col}) → patches",
+            title=f"Patch (row {q_row}, column {q_col}) → patches",
             cols=1,
             colorbar_title="attention weight",
+            value_name="attention weight",
         ),
         key="vit_attention.query_chart",
     )
@@ -214,7 +231,8 @@ def attention_maps_panel() -> None:
         f"Layer {layer}, {_head_label(head)}; image {index} ({captions_all[int(index)]}). "
         "Bright = high attention; each map spans its own range (colour bars, in weights that "
         "sum to 1 over all tokens); "
-        "the cyan square is the query patch."
+        f"the cyan square is the query patch. Each {PATCH_NUMBERING}; hover a patch for its "
+        "row, column and weight."
     )
     st.download_button(
         "Download both maps (NPY, 2 × patch rows × patch columns: class token, query patch)",
@@ -296,6 +314,7 @@ def rollout_panel() -> None:
             titles=[captions_all[i] for i in indices],
             title=f"Rollout of the class token ({fusion} over heads, discard {discard:.2f})",
             colorbar_title="rollout, per image",
+            value_name="rollout (max 1)",
         ),
         key="vit_attention.rollout_chart",
     )

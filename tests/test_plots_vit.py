@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vizlib.plots import plot_attention_distance, plot_patch_components
+from vizlib.plots import (
+    plot_attention_distance,
+    plot_attention_overlays,
+    plot_patch_components,
+    plot_position_similarity,
+)
 
 
 def test_distance_plot_has_one_dot_per_head_and_the_baseline_beside_the_plot():
@@ -53,3 +58,35 @@ def test_component_titles_clear_the_row_above(k):
         if name.startswith(("xaxis", "yaxis")):
             axis = fig.layout[name]
             assert axis.visible is False or axis.ticks == ""
+
+
+def test_similarity_grid_counts_patches_from_0_at_the_top_left():
+    """Ticks and hovers number patches as the array indexes them (and the ViT Attention page)."""
+    rng = np.random.default_rng(1)
+    sim = rng.uniform(-1, 1, size=(2, 3, 2, 3))  # (gh, gw, gh, gw)
+    fig = plot_position_similarity(sim)
+    assert list(fig.layout.xaxis.ticktext) == ["0", "1", "2"]
+    assert list(fig.layout.yaxis.ticktext) == ["0", "1"]
+    (heat,) = fig.data
+    z, custom = np.asarray(heat.z, dtype=float), np.asarray(heat.customdata)
+    # the cell of tile (1, 2) against key patch (0, 1): row 1 * (2 + gap) + 0, column 2 * 4 + 1
+    assert list(custom[3, 9]) == [1, 2, 0, 1]
+    assert z[3, 9] == sim[1, 2, 0, 1]
+    assert list(custom[0, 0]) == [0, 0, 0, 0]
+    assert "column %{customdata[1]}" in heat.hovertemplate
+
+
+def test_attention_overlay_hover_gives_each_patch_and_its_value():
+    rng = np.random.default_rng(2)
+    images = rng.uniform(size=(2, 3, 8, 12))  # (B, C, H, W): patches of 4 px, a 2x3 grid
+    maps = rng.uniform(size=(2, 2, 3))  # (B, gh, gw)
+    fig = plot_attention_overlays(images, maps, value_name="attention weight")
+    layers = [t for t in fig.data if t.type == "heatmap"]
+    assert len(layers) == 2 and all(t.opacity == 0 and t.showscale is False for t in layers)
+    for layer, heat in zip(layers, maps, strict=True):
+        np.testing.assert_array_equal(np.asarray(layer.z), heat)
+        # patch (r, c) is centred on pixel (4r + 1.5, 4c + 1.5) of the image it lies over
+        assert (layer.x0, layer.dx, layer.y0, layer.dy) == (1.5, 4.0, 1.5, 4.0)
+        custom = np.asarray(layer.customdata)
+        assert list(custom[1, 2]) == [1, 2]  # (row, column) from 0
+        assert "attention weight" in layer.hovertemplate

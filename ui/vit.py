@@ -31,6 +31,7 @@ from vizlib.data import (
 
 __all__ = [
     "MAX_UPLOADED_IMAGES",
+    "PATCH_NUMBERING",
     "UPLOAD_IMAGES",
     "ImageSource",
     "ModelChoice",
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 UPLOAD = "Upload weights…"
+# how both ViT pages name a patch, in their captions, titles and hovers (as the arrays index it)
+PATCH_NUMBERING = "patch (row r, column c), counted from 0 at the top left"
 
 
 @dataclass(frozen=True)

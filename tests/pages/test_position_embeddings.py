@@ -57,6 +57,9 @@ def test_position_page_on_tiny_vit(tiny_vit_zoo):  # noqa: F811
     assert mosaic.shape == (8 * 9 - 1, 8 * 9 - 1)
     np.testing.assert_allclose(mosaic[:8, :8], sim[0, 0], atol=1e-6)
     assert np.isnan(mosaic[8]).all()  # the gap row between tile rows
+    # patches counted from 0 at the top left, as on the ViT Attention page
+    assert charts[0]["layout"]["xaxis"]["ticktext"][0] == "0"
+    assert any("counted from 0 at the top left" in c.value for c in at.caption)
     at.slider(key="position_embeddings.k").set_value(5)
     at.slider(key="position_embeddings.n_positions").set_value(40)
     at.slider(key="position_embeddings.dim").set_value(17)

@@ -120,7 +120,9 @@ def test_attention_page_computes_distances_maps_and_rollout(tiny_vit_zoo):
     at.slider(key="vit_attention.count").set_value(2)
     at.number_input(key="vit_attention.rollout_first").set_value(3)
     _run(at)
-    assert any("Patch (0, 4)" in str(c.proto) for c in at.get("plotly_chart"))
+    # patches counted from 0 at the top left, as on the Position Embeddings page
+    assert any("Patch (row 0, column 4)" in str(c.proto) for c in at.get("plotly_chart"))
+    assert any("counted from 0 at the top left" in c.value for c in at.caption)
     assert any("max over heads, discard 0.50" in str(c.proto) for c in at.get("plotly_chart"))
 
     # "From image" 3 shows images 3 and 4; from 4, images 4 and 5: image 4's overlay moves

@@ -114,13 +114,15 @@ def plot_attention_overlays(
     title: str | None = None,
     cols: int = 4,
     colorbar_title: str | None = None,
+    value_name: str = "value",
 ) -> go.Figure:
     """Return a row-wrapped grid of images with attention maps overlaid.
 
     ``images`` (B, C, H, W) in [0, 1]; ``maps`` (B, gh, gw), each scaled by its own range (the
     colour shows where attention is relatively high, bright = high). ``marker`` (row, col)
     outlines one patch (the query patch) on every panel. ``colorbar_title`` adds a colour bar:
-    in the map's own values for one map, from "min" to "max" of each map for several.
+    in the map's own values for one map, from "min" to "max" of each map for several. Hovering
+    a patch gives its row and column (counted from 0 at the top left) and its ``value_name``.
     """
     imgs = _np(images)
     heat = _np(maps)
@@ -140,6 +142,24 @@ def plot_attention_overlays(
         r, c = divmod(i, cols)
         fig.add_trace(
             go.Image(z=overlay_rgb(imgs[i], heat[i], alpha=alpha), hoverinfo="skip"),
+            row=r + 1,
+            col=c + 1,
+        )
+        # an invisible patch-resolution layer on top: hover reads the patch and its value
+        pr_idx, pc_idx = np.indices((gh, gw))
+        fig.add_trace(
+            go.Heatmap(
+                z=heat[i],
+                x0=w / gw / 2 - 0.5,
+                dx=w / gw,
+                y0=h / gh / 2 - 0.5,
+                dy=h / gh,
+                opacity=0,
+                showscale=False,
+                customdata=np.stack([pr_idx, pc_idx], axis=-1),
+                hovertemplate="patch (row %{customdata[0]}, column %{customdata[1]})<br>"
+                f"{value_name} %{{z:.4g}}<extra></extra>",
+            ),
             row=r + 1,
             col=c + 1,
         )
@@ -206,7 +226,8 @@ def plot_position_similarity(similarity, *, title: str | None = None) -> go.Figu
     """Return the grid of tiles of position-embedding cosine similarity (one heatmap).
 
     ``similarity`` (gh, gw, gh, gw): tile (r, c) shows the similarity of patch (r, c)'s embedding
-    to every patch's; one shared colour scale from -1 to 1.
+    to every patch's; one shared colour scale from -1 to 1. Patches are numbered from 0 at the top
+    left, as the array's indices and the ViT Attention page count them.
     """
     sim = _np(similarity).astype(float)
     gh, gw = sim.shape[:2]
@@ -216,7 +237,7 @@ def plot_position_similarity(similarity, *, title: str | None = None) -> go.Figu
     rr, cc = np.indices(z.shape)
     tr, kr = rr // (gh + gap), rr % (gh + gap)
     tc, kc = cc // (gw + gap), cc % (gw + gap)
-    custom = np.stack([tr + 1, tc + 1, kr + 1, kc + 1], axis=-1)
+    custom = np.stack([tr, tc, kr, kc], axis=-1)
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -224,9 +245,9 @@ def plot_position_similarity(similarity, *, title: str | None = None) -> go.Figu
             zmax=1,
             colorscale="Viridis",
             customdata=custom,
-            hovertemplate="patch (row %{customdata[0]}, col %{customdata[1]}) vs "
-            "(row %{customdata[2]}, col %{customdata[3]})<br>cosine similarity %{z:.3f}"
-            "<extra></extra>",
+            hovertemplate="patch (row %{customdata[0]}, column %{customdata[1]}) vs "
+            "patch (row %{customdata[2]}, column %{customdata[3]})<br>"
+            "cosine similarity %{z:.3f}<extra></extra>",
             colorbar={"title": "cosine<br>similarity"},
             hoverongaps=False,
         )
@@ -234,17 +255,17 @@ def plot_position_similarity(similarity, *, title: str | None = None) -> go.Figu
     tick_r = [r * (gh + gap) + (gh - 1) / 2 for r in range(gh)]
     tick_c = [c * (gw + gap) + (gw - 1) / 2 for c in range(gw)]
     fig.update_xaxes(
-        title="input patch column",
+        title="patch column (from 0 at the left)",
         tickvals=tick_c,
-        ticktext=[str(c + 1) for c in range(gw)],
+        ticktext=[str(c) for c in range(gw)],
         showgrid=False,
         scaleanchor="y",
         constrain="domain",
     )
     fig.update_yaxes(
-        title="input patch row",
+        title="patch row (from 0 at the top)",
         tickvals=tick_r,
-        ticktext=[str(r + 1) for r in range(gh)],
+        ticktext=[str(r) for r in range(gh)],
         autorange="reversed",
         showgrid=False,
         constrain="domain",
