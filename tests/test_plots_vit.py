@@ -90,3 +90,24 @@ def test_attention_overlay_hover_gives_each_patch_and_its_value():
         custom = np.asarray(layer.customdata)
         assert list(custom[1, 2]) == [1, 2]  # (row, column) from 0
         assert "attention weight" in layer.hovertemplate
+
+
+# Streamlit's chart theme replaces these literal strings anywhere in a figure's JSON with its own
+# categorical colours (streamlit/static/.../PlotlyChart*.js): Inferno's dark end, "#000004",
+# reached the browser as light pink at the bottom of the overlays' colour bar.
+_STREAMLIT_PLACEHOLDERS = [f"#{i:06d}" for i in range(1, 11)]
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_overlay_colour_bar_survives_streamlits_theme(n):
+    rng = np.random.default_rng(3)
+    fig = plot_attention_overlays(
+        rng.uniform(size=(n, 3, 8, 8)), rng.uniform(size=(n, 2, 2)), colorbar_title="weight"
+    )
+    spec = fig.to_json().lower()
+    assert not [p for p in _STREAMLIT_PLACEHOLDERS if p in spec]
+    (bar,) = [t for t in fig.data if t.type == "scatter"]
+    scale = bar.marker.colorscale
+    # the same opaque colours as the overlay's colour map, dark to light
+    assert scale[0][1] == "rgb(0, 0, 4)" and scale[-1][1] == "rgb(252, 255, 164)"
+    assert all(colour.startswith("rgb(") for _, colour in scale)

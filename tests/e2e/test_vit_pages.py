@@ -31,6 +31,14 @@ def test_vit_attention_page(page, app_url):
     # the app scrolls inside its own container: bring the lower panels into view one by one
     page.get_by_role("heading", name="Attention maps").scroll_into_view_if_needed()
     screenshot(page, "vit_attention_maps")
+    # the colour bar reaches the browser in Inferno's own opaque colours, dark end first
+    # (Streamlit's theme used to turn Inferno's "#000004" into its light pink)
+    cls_chart = page.locator(".js-plotly-plot").filter(has_text="Class token").first
+    stops = cls_chart.evaluate(
+        "e => Array.from(e.querySelectorAll('linearGradient stop'))"
+        ".map(s => [s.getAttribute('stop-color'), s.getAttribute('stop-opacity')])"
+    )
+    assert stops[0] == ["rgb(0, 0, 4)", "1"] and stops[-1] == ["rgb(252, 255, 164)", "1"]
     page.get_by_role("heading", name="Attention rollout").scroll_into_view_if_needed()
     screenshot(page, "vit_attention_rollout")
 
