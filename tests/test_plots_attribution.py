@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from plotly.colors import get_colorscale, hex_to_rgb, unlabel_rgb
 
-from vizlib.plots import plot_attribution_overlay
+from vizlib.plots import plot_attribution_overlay, plot_top_predictions
 
 # Streamlit's chart theme replaces these literal strings anywhere in a figure's JSON with its
 # own theme colours (streamlit/elements/lib/streamlit_plotly_theme.py).
@@ -35,3 +35,25 @@ def test_overlay_colours_survive_streamlit_and_the_colour_bar_is_opaque(signed, 
     assert all(c.startswith("rgb(") for _, c in overlay.colorscale)  # no alpha anywhere
     if not signed:
         assert overlay.colorscale[0][1] == "rgb(0, 0, 4)"  # black, not Streamlit's pink
+
+
+def test_every_prediction_bar_is_labelled_and_tiny_ones_read_below_a_tenth():
+    """A bar narrower than a pixel (1e-9) got no label from plotly, and 4e-5 read "0.0%"."""
+    labels = ["seven", "one", "two", "nine", "four"]
+    probs = [0.99953, 0.0004, 0.0001, 4e-5, 1e-9]
+    fig = plot_top_predictions(labels, probs, title="Top-5")
+    (bars,) = fig.data
+    assert list(bars.x) == probs and list(bars.y) == labels
+    notes = fig.layout.annotations
+    assert [(n.y, n.x) for n in notes] == list(zip(labels, probs, strict=True))
+    assert [n.text for n in notes] == [">99.9%", "<0.1%", "<0.1%", "<0.1%", "<0.1%"]
+    assert all(not n.showarrow for n in notes)
+    # the long bar holds its label inside its end, the short ones have it after theirs
+    assert [(n.xanchor, n.xshift) for n in notes] == [("right", -4)] + [("left", 4)] * 4
+
+
+def test_prediction_labels_round_to_a_tenth_of_a_percent():
+    fig = plot_top_predictions(["a", "b", "c", "d"], [0.5, 0.3, 0.1996, 0.0005])
+    assert [n.text for n in fig.layout.annotations] == ["50.0%", "30.0%", "20.0%", "0.1%"]
+    assert [n.xanchor for n in fig.layout.annotations] == ["left"] * 4
+    assert plot_top_predictions(["a"], [1.0]).layout.annotations[0].text == "100.0%"

@@ -77,25 +77,54 @@ def plot_attribution_overlay(
     return fig
 
 
+def _percent(p: float) -> str:
+    """Return a probability as a percentage to 0.1 %, "<0.1%" and ">99.9%" at the ends, which
+    would otherwise read "0.0%" (ruled out) or "100.0%" (certain)."""
+    if p < 0.0005:
+        return "<0.1%"
+    if p >= 0.9995 and p < 1:
+        return ">99.9%"
+    return f"{p:.1%}"
+
+
+# Bars at least this long hold their label inside, at their end; shorter ones have it after.
+_INSIDE_FROM = 0.75
+
+
 def plot_top_predictions(
     labels: list[str], probabilities: list[float], *, title: str = ""
 ) -> go.Figure:
-    """Return a horizontal bar chart of class probabilities (in [0, 1]), best at the top."""
+    """Return a horizontal bar chart of class probabilities (in [0, 1]), best at the top.
+
+    Every bar is labelled: the labels are annotations, because plotly draws no text on a bar
+    that is narrower than a pixel (a probability of 1e-9), and shrinks text inside a long bar.
+    """
+    probabilities = [float(p) for p in probabilities]
     fig = go.Figure(
         go.Bar(
-            x=list(probabilities),
+            x=probabilities,
             y=list(labels),
             orientation="h",
-            text=[f"{p:.1%}" for p in probabilities],
-            textposition="auto",
-            hovertemplate="%{y}: %{x:.2%}<extra></extra>",
+            customdata=[_percent(p) for p in probabilities],
+            hovertemplate="%{y}: %{customdata} (%{x:.3g})<extra></extra>",
         )
     )
+    for label, p in zip(labels, probabilities, strict=True):
+        inside = p >= _INSIDE_FROM
+        fig.add_annotation(
+            x=p,
+            y=label,
+            text=_percent(p),
+            showarrow=False,
+            xanchor="right" if inside else "left",
+            xshift=-4 if inside else 4,
+            font=dict(color="white") if inside else None,
+        )
     fig.update_layout(
         title=title,
-        xaxis=dict(title="softmax probability", range=[0, 1], tickformat=".0%"),
+        xaxis=dict(title="softmax probability", range=[0, 1], dtick=0.2, tickformat=".0%"),
         yaxis=dict(autorange="reversed", type="category"),
         height=60 + 32 * len(labels),
-        margin=dict(l=10, r=10, t=40, b=10),
+        margin=dict(l=10, r=20, t=40, b=10),  # r: room for the "100%" tick
     )
     return fig
