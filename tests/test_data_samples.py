@@ -183,6 +183,43 @@ def test_read_npy_never_unpickles():
         samples.read_npy_upload(buf.getvalue())
 
 
+def _damaged_npy() -> dict[str, bytes]:
+    """A good .npy of a 3x4 float64 grid, damaged four ways."""
+    good = _npy(np.arange(12.0).reshape(3, 4))
+    end = good.index(b"\n") + 1  # the header's end
+    header = good[10:end].decode("latin1")
+    unknown = header.replace("'<f8'", "'<zz'").encode("latin1")
+    return {
+        "version": b"\x93NUMPY" + bytes([32, 103]) + good[8:],  # (32, 103): 'g' and ' '
+        "values": good[:-10],
+        "header": good[:20],
+        "type": good[:10] + unknown + good[end:],
+    }
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("version", "its header gives format version 32.103"),
+        ("values", "it holds 86 of the 96 bytes of values its header announces"),
+        ("header", "ends before its header and values are complete"),
+        ("type", r"its header \(the array's type and shape\) cannot be read"),
+    ],
+)
+def test_a_damaged_npy_is_explained_without_numpys_wording(damage, reason):
+    data = _damaged_npy()[damage]
+    for read in (samples.read_npy_upload, lambda d: samples.read_table_upload(d, "f.npy")):
+        with pytest.raises(ValueError) as info:
+            read(data)
+        message = str(info.value)
+        assert message.startswith("The file is not a valid .npy file: ")
+        assert re.search(reason, message)
+        assert "numpy.save" in message and "version 1.0, 2.0 or 3.0" in message  # what is expected
+        # none of NumPy's internal wording
+        for numpy_words in ("we only support", "EOF:", "descr", "Cannot parse", "Could not read"):
+            assert numpy_words not in message
+
+
 NETCDF_FORMATS = ("NETCDF4", "NETCDF3_CLASSIC", "NETCDF3_64BIT_OFFSET", "NETCDF3_64BIT_DATA")
 
 

@@ -8,6 +8,7 @@ Images come back as float numpy arrays; photos in [0, 1], fields in their physic
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 import numpy as np
@@ -269,12 +270,35 @@ def _load_npy(data: bytes) -> np.ndarray:
                 "The .npy file holds Python objects, which would need unpickling; "
                 "save a plain numeric array instead."
             ) from None
-        raise ValueError(f"The file is not a valid .npy array ({err}).") from None
+        raise ValueError(_npy_problem(str(err))) from None
     except (OSError, EOFError) as err:
-        raise ValueError(f"The file is not a valid .npy array ({err}).") from None
+        raise ValueError(_npy_problem(str(err))) from None
     if not isinstance(arr, np.ndarray):
         raise ValueError("The file is not a single .npy array (an .npz archive?).")
     return arr
+
+
+def _npy_problem(numpy_message: str) -> str:
+    """Return the sentence for a .npy file NumPy refused, in place of NumPy's own wording
+    (e.g. "we only support format version (1,0), (2,0), and (3,0), not (32, 103)")."""
+    expected = (
+        "Expected what numpy.save writes: a NumPy header (format version 1.0, 2.0 or 3.0, the "
+        "array's type and shape), then its values."
+    )
+    version = re.search(r"not \((\d+), ?(\d+)\)", numpy_message)
+    data = re.search(r"reading array data, expected (\d+) bytes got (\d+)", numpy_message)
+    if "format version" in numpy_message and version:
+        reason = f"its header gives format version {version[1]}.{version[2]}"
+    elif data:
+        reason = (
+            f"it holds {int(data[2]):,} of the {int(data[1]):,} bytes of values its header "
+            "announces (cut short?)"
+        )
+    elif "EOF" in numpy_message or "reshape" in numpy_message:
+        reason = "it ends before its header and values are complete (cut short?)"
+    else:  # unparsable header, missing keys, unknown type
+        reason = "its header (the array's type and shape) cannot be read"
+    return f"The file is not a valid .npy file: {reason}. {expected}"
 
 
 def read_table_upload(
@@ -288,10 +312,10 @@ def read_table_upload(
     import pandas as pd  # only here: the other readers do without it
 
     _check_bytes(data, "table", max_bytes)
+    # a .npy file's own problems are said as they are, not inside "Could not read ... as numbers"
+    arr = _load_npy(data) if filename.lower().endswith(".npy") else None
     try:
-        if filename.lower().endswith(".npy"):
-            arr = _load_npy(data)
-        else:
+        if arr is None:
             arr = pd.read_csv(io.BytesIO(bytes(data)), header=None).to_numpy()
             if arr.size and not np.issubdtype(arr.dtype, np.number):  # a header row
                 arr = pd.read_csv(io.BytesIO(bytes(data))).to_numpy()
