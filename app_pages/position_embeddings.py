@@ -27,12 +27,29 @@ st.caption(
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def similarity(choice: ModelChoice) -> tuple[np.ndarray, np.ndarray]:
-    """(gh, gw, gh, gw) cosine similarities and the patch position embeddings (N, D)."""
+def similarity(choice: ModelChoice) -> tuple[np.ndarray, np.ndarray, int]:
+    """(gh, gw, gh, gw) cosine similarities, every token's position embedding (T, D), prefix
+    tokens first, and the number of prefix tokens."""
     model, _, _ = get_model(choice)
     emb = posembed.vit_embeddings(model)
     sim = posembed.position_similarity(emb.pos_embed, emb.grid_size, emb.num_prefix_tokens)
-    return sim.numpy(), emb.pos_embed[emb.num_prefix_tokens :].numpy()
+    return sim.numpy(), emb.pos_embed.numpy(), emb.num_prefix_tokens
+
+
+def embeddings_table(pos: np.ndarray, n_prefix: int, gw: int) -> pd.DataFrame:
+    """The (T, D) position embeddings as a table: one row per token, which token it is, then
+    one column per dimension."""
+    patches = np.arange(len(pos) - n_prefix)
+    prefix = ["class token"] if n_prefix == 1 else [f"prefix token {i}" for i in range(n_prefix)]
+    head = pd.DataFrame(
+        {
+            "token": prefix + [f"patch {i}" for i in patches],
+            "patch_row": [None] * n_prefix + list(patches // gw),
+            "patch_column": [None] * n_prefix + list(patches % gw),
+        }
+    ).astype({"patch_row": "Int64", "patch_column": "Int64"})
+    values = pd.DataFrame(pos, columns=[f"dim_{d}" for d in range(pos.shape[1])])
+    return pd.concat([head, values], axis=1)
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -49,11 +66,13 @@ if picked is None:
     st.stop()
 choice, model, meta, _lock = picked
 try:
-    sim, learned = similarity(choice)
+    sim, pos_all, n_prefix = similarity(choice)
 except (TypeError, ValueError) as err:
     st.error(f"This model's embeddings cannot be shown: {err}")
     st.stop()
 gh, gw = sim.shape[:2]
+learned = pos_all[n_prefix:]  # (N, D) the patches' rows
+stem = meta["name"].replace(" ", "_")
 
 # --- Position-embedding similarity -------------------------------------------------------------
 st.header("Position embedding similarity")
@@ -65,11 +84,41 @@ st.caption(
     "A trained ViT learns 2-D structure: nearby patches, and patches in the same row or column, "
     "get similar embeddings."
 )
-st.download_button(
-    "Download the similarities (NPY, shape gh × gw × gh × gw)",
+T, D = pos_all.shape
+tokens = (
+    f"the class token first, then the {gh * gw} patches row by row"
+    if n_prefix == 1
+    else f"{n_prefix} prefix tokens first, then the {gh * gw} patches row by row"
+    if n_prefix
+    else f"the {gh * gw} patches row by row"
+)
+st.markdown(
+    f"**Downloads**: the learned position embeddings ({T} tokens × {D} dimensions: {tokens}) "
+    f"and these similarities ({gh} × {gw} × {gh} × {gw}: patch row, column, row, column)."
+)
+d1, d2, d3 = st.columns(3)
+d1.download_button(
+    "Embeddings (NPY)",
+    to_npy_bytes(pos_all, dtype=np.float32),
+    file_name=f"position_embeddings_{stem}.npy",
+    key="position_embeddings.download_embeddings",
+    help="The model's learned position embedding, one row per token (T × D, float32).",
+)
+d2.download_button(
+    "Embeddings (CSV)",
+    embeddings_table(pos_all, n_prefix, gw).to_csv(index=False),
+    file_name=f"position_embeddings_{stem}.csv",
+    mime="text/csv",
+    key="position_embeddings.download_embeddings_csv",
+    help="One row per token: which token (patch row and column counted from 0), then its "
+    f"{D} values.",
+)
+d3.download_button(
+    "Similarities (NPY)",
     to_npy_bytes(sim),
-    file_name=f"position_similarity_{meta['name']}.npy".replace(" ", "_"),
+    file_name=f"position_similarity_{stem}.npy",
     key="position_embeddings.download_similarity",
+    help="[r, c, r2, c2]: cosine similarity of patch (r, c)'s embedding to patch (r2, c2)'s.",
 )
 
 # --- Patch-embedding filters -------------------------------------------------------------------
@@ -92,16 +141,28 @@ channels = "RGB" if comps.shape[1] == 3 else "grey"
 st.caption(
     f"Each tile is one principal component of the {meta['name']} patch-embedding weights, shown "
     f"as a {comps.shape[2]}×{comps.shape[3]} {channels} image (scaled to its own range), with the "
-    f"share of variance it explains; together they explain {100 * ratios.sum():.1f}%."
+    f"share of variance it explains; together they explain {100 * ratios.sum():.1f}%. "
+    f"Downloads: the components ({len(comps)} × {C} × {P} × {P}, unit vectors, not scaled) and "
+    "their explained-variance ratios."
 )
-st.download_button(
-    "Download the explained variance (CSV)",
+p1, p2, _ = st.columns(3)
+p1.download_button(
+    "Components (NPY)",
+    to_npy_bytes(comps, dtype=np.float32),
+    file_name=f"patch_embedding_components_{stem}.npy",
+    key="position_embeddings.download_components",
+    help="The principal components as unit vectors reshaped to C × P × P, as they come from the "
+    "PCA (not scaled for display), component 1 first.",
+)
+p2.download_button(
+    "Explained variance (CSV)",
     pd.DataFrame(
         {"component": np.arange(1, len(ratios) + 1), "explained_variance_ratio": ratios}
     ).to_csv(index=False),
-    file_name=f"patch_embedding_pca_{meta['name']}.csv".replace(" ", "_"),
+    file_name=f"patch_embedding_pca_{stem}.csv",
     mime="text/csv",
     key="position_embeddings.download_pca",
+    help="Share of the filters' variance each component explains, component 1 first.",
 )
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -13,10 +15,11 @@ from tests.pages.test_vit_attention import (  # noqa: F401
     SINGLE,
     TINY,
     _tiny_model,
+    downloads,
     single_vit_zoo,
     tiny_vit_zoo,
 )
-from vizlib.posembed import position_similarity
+from vizlib.posembed import patch_embedding_components, position_similarity
 
 PAGE = "../../app_pages/position_embeddings.py"
 
@@ -66,7 +69,8 @@ def test_position_page_on_tiny_vit(tiny_vit_zoo):  # noqa: F811
     _run(at)
     assert not at.info
     assert any("PC 5" in str(c.proto) for c in at.get("plotly_chart"))
-    assert len(at.get("download_button")) == 3  # similarities, PCA variance, sinusoidal
+    # embeddings (NPY, CSV), similarities, components, PCA variance, sinusoidal
+    assert len(at.get("download_button")) == 6
 
 
 def test_position_page_on_a_one_patch_model(single_vit_zoo):  # noqa: F811
@@ -95,7 +99,45 @@ def test_a_cnn_named_in_the_link_is_reported_and_a_vit_shown():
     assert any("Ignored `model=alexnet`" in w.value for w in at.warning)
     assert at.selectbox(key="position_embeddings.model").value == "vit_digits"
     assert {d.key for d in at.get("download_button")} == {
+        "position_embeddings.download_embeddings",
+        "position_embeddings.download_embeddings_csv",
         "position_embeddings.download_similarity",
+        "position_embeddings.download_components",
         "position_embeddings.download_pca",
         "position_embeddings.download_sinusoidal",
     }
+
+
+def test_downloads_hold_what_the_page_shows(tiny_vit_zoo, downloads):  # noqa: F811
+    """The learned (T, D) embeddings as NPY and CSV, the similarity grid, and the principal
+    components with their explained variance, each against the model's own tensors."""
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = TINY
+    _run(at)
+    at.slider(key="position_embeddings.k").set_value(5)
+    _run(at)
+    model = _tiny_model()
+    pos = model.pos_embed.detach().reshape(-1, 32).numpy()  # (1 + 8*8, 32): class token first
+
+    def npy(name: str) -> np.ndarray:
+        return np.load(io.BytesIO(downloads[name]), allow_pickle=False)
+
+    np.testing.assert_allclose(npy(f"position_embeddings_{TINY}.npy"), pos, rtol=1e-6)
+    table = pd.read_csv(io.BytesIO(downloads[f"position_embeddings_{TINY}.csv"]))
+    assert table.shape == (65, 3 + 32)
+    assert table["token"][0] == "class token" and pd.isna(table["patch_row"][0])
+    # token 1 + 8*2 + 3 is patch (row 2, column 3), counted from 0 at the top left
+    assert table.loc[20, ["token", "patch_row", "patch_column"]].tolist() == ["patch 19", 2, 3]
+    np.testing.assert_allclose(table.iloc[:, 3:].to_numpy(), pos, rtol=1e-5, atol=1e-7)
+
+    sim = position_similarity(model.pos_embed, (8, 8)).numpy()
+    np.testing.assert_allclose(npy(f"position_similarity_{TINY}.npy"), sim, atol=1e-6)
+
+    comps, ratios = patch_embedding_components(model.patch_embed.weight.detach(), k=5)
+    np.testing.assert_allclose(
+        npy(f"patch_embedding_components_{TINY}.npy"), comps.numpy(), atol=1e-5
+    )
+    assert npy(f"patch_embedding_components_{TINY}.npy").shape == (5, 1, 4, 4)
+    variance = pd.read_csv(io.BytesIO(downloads[f"patch_embedding_pca_{TINY}.csv"]))
+    assert variance["component"].tolist() == [1, 2, 3, 4, 5]
+    np.testing.assert_allclose(variance["explained_variance_ratio"], ratios.numpy(), rtol=1e-6)
