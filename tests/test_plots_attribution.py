@@ -45,7 +45,8 @@ def test_every_prediction_bar_is_labelled_and_tiny_ones_read_below_a_tenth():
     (bars,) = fig.data
     assert list(bars.x) == probs and list(bars.y) == labels
     notes = fig.layout.annotations
-    assert [(n.y, n.x) for n in notes] == list(zip(labels, probs, strict=True))
+    assert list(fig.layout.yaxis.categoryarray) == labels  # row i is labels[i]
+    assert [(n.y, n.x) for n in notes] == list(enumerate(probs))
     assert [n.text for n in notes] == [">99.9%", "<0.1%", "<0.1%", "<0.1%", "<0.1%"]
     assert all(not n.showarrow for n in notes)
     # the long bar holds its label inside its end, the short ones have it after theirs
@@ -57,3 +58,15 @@ def test_prediction_labels_round_to_a_tenth_of_a_percent():
     assert [n.text for n in fig.layout.annotations] == ["50.0%", "30.0%", "20.0%", "0.1%"]
     assert [n.xanchor for n in fig.layout.annotations] == ["left"] * 4
     assert plot_top_predictions(["a"], [1.0]).layout.annotations[0].text == "100.0%"
+
+
+def test_class_names_that_are_numbers_keep_their_labels_on_their_bars():
+    """Digit classes are named "2", "1", ...: an annotation placed at y="2" on a category axis
+    went to row 2 in the browser (plotly reads it as an index), so the labels sat on the wrong
+    bars. They are placed by row index, the bars' order fixed by the category array."""
+    labels, probs = ["2", "1", "8", "3", "7"], [0.9, 0.05, 0.03, 0.015, 0.005]
+    fig = plot_top_predictions(labels, probs)
+    assert fig.layout.yaxis.type == "category" and fig.layout.yaxis.categoryorder == "array"
+    assert list(fig.layout.yaxis.categoryarray) == labels
+    assert [n.y for n in fig.layout.annotations] == [0, 1, 2, 3, 4]
+    assert [n.text for n in fig.layout.annotations] == ["90.0%", "5.0%", "3.0%", "1.5%", "0.5%"]

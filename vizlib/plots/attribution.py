@@ -109,11 +109,11 @@ def plot_top_predictions(
             hovertemplate="%{y}: %{customdata} (%{x:.3g})<extra></extra>",
         )
     )
-    for label, p in zip(labels, probabilities, strict=True):
+    for row, p in enumerate(probabilities):
         inside = p >= _INSIDE_FROM
         fig.add_annotation(
             x=p,
-            y=label,
+            y=row,  # the row's index: plotly reads a label such as "2" as row 2, not as the name
             text=_percent(p),
             showarrow=False,
             xanchor="right" if inside else "left",
@@ -123,7 +123,9 @@ def plot_top_predictions(
     fig.update_layout(
         title=title,
         xaxis=dict(title="softmax probability", range=[0, 1], dtick=0.2, tickformat=".0%"),
-        yaxis=dict(autorange="reversed", type="category"),
+        yaxis=dict(
+            autorange="reversed", type="category", categoryorder="array", categoryarray=labels
+        ),
         height=60 + 32 * len(labels),
         margin=dict(l=10, r=20, t=40, b=10),  # r: room for the "100%" tick
     )
