@@ -12,6 +12,7 @@ from ui.inside_cnns import LoadedModel, image_set, image_set_picker, input_picke
 from vizlib import filters
 from vizlib.data import denormalize
 from vizlib.plots import (
+    plot_captioned_images,
     plot_feature_maps,
     plot_image_grid,
     plot_weight_histogram,
@@ -257,17 +258,26 @@ with tab_top:
         idx, vals = filters.top_activating(scores, int(channel), k=k)
         shown = denormalize(images[idx], meta["mean"], meta["std"]).numpy()  # (k, C, H, W)
         st.plotly_chart(
-            plot_image_grid(
+            plot_captioned_images(
                 shown,
+                [
+                    [f"class {classes[int(labels[i])]}", f"{reduce} {v:.4g}"]
+                    for i, v in zip(idx, vals, strict=True)
+                ],
                 hover=[
                     f"{what} {ids[int(i)]}<br>class {classes[int(labels[i])]}<br>score {v:.4g}"
                     for i, v in zip(idx, vals, strict=True)
                 ],
                 title=f"{what.capitalize()}s that drive channel {int(channel)} of {layer} most "
                 f"({reduce} activation)",
-                max_px=520,
             ),
             key=f"{P}.top",
+        )
+        st.caption(
+            f"Under each {what}: its true class, then its score: the {reduce} of channel "
+            f"{int(channel)}'s feature map over positions, in the layer's raw output units "
+            "(after the conv and its bias, before any activation function), highest first. "
+            f"Hover for the {what}'s index."
         )
         st.download_button(
             f"Download the ranking (CSV: {what} index, class, score)",

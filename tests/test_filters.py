@@ -148,6 +148,36 @@ def test_mosaic_places_tiles_row_by_row():
     assert fig.data[0].hovertext[0][0] == "a"
 
 
+def test_captioned_images_show_each_caption_under_its_own_image():
+    from vizlib.plots.filters import plot_captioned_images
+
+    rng = np.random.default_rng(0)
+    tiles = rng.uniform(size=(7, 1, 8, 8))  # 7 digits: 3 columns, 3 rows
+    captions = [[f"class {i}", f"mean {i / 10:.3g}"] for i in range(7)]
+    captions[6][0] = "a very long class name"
+    fig = plot_captioned_images(tiles, captions, hover=[f"image {i}" for i in range(7)], cols=3)
+    assert [t.type for t in fig.data] == ["image"] * 7
+    np.testing.assert_array_equal(fig.data[4].z[..., 0], np.round(tiles[4, 0] * 255))
+    assert fig.data[4].hovertemplate.startswith("image 4")
+    notes = fig.layout.annotations
+    assert [n.text for n in notes[:6]] == [f"class {i}<br>mean {i / 10:.3g}" for i in range(6)]
+    assert notes[6].text.startswith("a very long cla") and notes[6].text.split("<br>")[0][-1] == "…"
+    plot_px = fig.layout.height - fig.layout.margin.t - fig.layout.margin.b
+    for i, note in enumerate(notes):
+        r, c = divmod(i, 3)
+        axes = fig.get_subplot(r + 1, c + 1)
+        # centred under its own image, hanging from the bottom of its subplot
+        assert note.x == pytest.approx(sum(axes.xaxis.domain) / 2)
+        assert note.y == axes.yaxis.domain[0] and note.yanchor == "top"
+        # two lines of text fit before the next row starts (or inside the bottom margin)
+        room = fig.layout.margin.b if r == 2 else (
+            note.y - fig.get_subplot(r + 2, c + 1).yaxis.domain[1]
+        ) * plot_px  # fmt: skip
+        assert room >= 2 * 1.3 * note.font.size
+    with pytest.raises(ValueError, match="7 tiles need 7 captions"):
+        plot_captioned_images(tiles, captions[:6])
+
+
 def test_feature_map_colours_per_map_or_in_shared_activation_units():
     from vizlib.plots.filters import plot_feature_maps
 

@@ -273,6 +273,17 @@ def test_an_image_folder_feeds_the_feature_maps_and_the_top_activating_images(
     torch.testing.assert_close(
         torch.tensor([float(s) for _, _, s in ranked]), score[order], rtol=1e-3, atol=1e-6
     )
+    # under each image, without hovering: its class, then its score named by its reduction
+    notes = [a["text"].split("<br>") for a in json.loads(chart.proto.spec)["layout"]["annotations"]]
+    assert [cls for cls, _ in notes] == [f"class {FRUIT[i // 3]}" for i in order]
+    assert all(line.startswith("mean ") for _, line in notes)
+    torch.testing.assert_close(
+        torch.tensor([float(line.split()[1]) for _, line in notes]),
+        score[order],
+        rtol=2e-3,
+        atol=1e-6,
+    )
+    assert any("Under each image: its true class, then its score" in c.value for c in at.caption)
 
 
 def test_a_bad_image_folder_path_on_the_filters_page_is_explained(tmp_path):

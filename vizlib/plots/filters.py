@@ -7,8 +7,15 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
-__all__ = ["mosaic", "plot_feature_maps", "plot_image_grid", "plot_weight_histogram"]
+__all__ = [
+    "mosaic",
+    "plot_captioned_images",
+    "plot_feature_maps",
+    "plot_image_grid",
+    "plot_weight_histogram",
+]
 
 
 def mosaic(
@@ -74,6 +81,83 @@ def plot_image_grid(
         )
     )
     return _grid_layout(fig, grid.shape[:2], title=title, max_px=max_px)
+
+
+_CAPTION_FONT_PX = 10
+_CAPTION_LINE_PX = 14  # one caption line at that font, with its leading
+_CAPTION_CHARS = 16  # a caption line longer than this is cut (with …): a column's width
+
+
+def _short(line: str) -> str:
+    return line if len(line) <= _CAPTION_CHARS else line[: _CAPTION_CHARS - 1] + "…"
+
+
+def plot_captioned_images(
+    tiles: np.ndarray,
+    captions: Sequence[Sequence[str]],
+    *,
+    hover: Sequence[str] | None = None,
+    cols: int | None = None,
+    title: str = "",
+    tile_px: int = 100,
+) -> go.Figure:
+    """Return a grid of small images, each with a short caption under it (e.g. class and score).
+
+    ``tiles`` (n, 1, h, w) grey or (n, 3, h, w) RGB, values in [0, 1]; ``captions[i]`` the
+    lines under tile i (each cut to ``_CAPTION_CHARS`` characters; ``hover[i]`` can say it all).
+    Rows are laid out in pixels: ``tile_px`` per image row and room for the caption lines under
+    it, so captions never reach the next row, whatever the window's width.
+    """
+    tiles = np.clip(np.asarray(tiles, dtype=np.float32), 0.0, 1.0)
+    if tiles.ndim != 4 or tiles.shape[1] not in (1, 3):
+        raise ValueError(f"tiles must be (n, 1 or 3, h, w), got {tiles.shape}")
+    n = len(tiles)
+    if len(captions) != n or (hover is not None and len(hover) != n):
+        raise ValueError(f"{n} tiles need {n} captions (and hovers), got {len(captions)}")
+    rgb = np.repeat(tiles, 3, axis=1) if tiles.shape[1] == 1 else tiles
+    cols = cols or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / cols)
+    lines = max((len(c) for c in captions), default=1)
+    caption_px = lines * _CAPTION_LINE_PX + 4
+    gap_px = caption_px + 8  # under a row: its captions, then clear space
+    plot_px = rows * tile_px + (rows - 1) * gap_px
+    fig = make_subplots(
+        rows=rows,
+        cols=cols,
+        horizontal_spacing=0.02,
+        vertical_spacing=gap_px / plot_px if rows > 1 else 0.0,
+    )
+    for i in range(n):
+        r, c = divmod(i, cols)
+        fig.add_trace(
+            go.Image(
+                z=(rgb[i].transpose(1, 2, 0) * 255).round().astype(np.uint8),
+                hovertemplate=(hover[i] if hover is not None else f"#{i}") + "<extra></extra>",
+            ),
+            row=r + 1,
+            col=c + 1,
+        )
+        axes = fig.get_subplot(r + 1, c + 1)
+        fig.add_annotation(
+            text="<br>".join(_short(line) for line in captions[i]),
+            x=sum(axes.xaxis.domain) / 2,
+            y=axes.yaxis.domain[0],
+            xref="paper",
+            yref="paper",
+            xanchor="center",
+            yanchor="top",
+            showarrow=False,
+            font={"size": _CAPTION_FONT_PX},
+        )
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    margin = {"l": 10, "r": 10, "t": 50 if title else 10, "b": caption_px}
+    fig.update_layout(
+        title=title or None,
+        height=plot_px + margin["t"] + margin["b"],
+        margin=margin,
+    )
+    return fig
 
 
 def plot_feature_maps(
