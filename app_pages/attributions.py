@@ -14,7 +14,11 @@ from ui import count_slider
 from ui.inside_cnns import LoadedModel, input_picker, model_picker
 from vizlib import attribution
 from vizlib.filters import conv_layer_names
-from vizlib.plots import plot_attribution_overlay, plot_top_predictions
+from vizlib.plots import (
+    plot_attribution_colorbar,
+    plot_attribution_overlay,
+    plot_top_predictions,
+)
 
 P = "attr"
 METHOD_TITLES = {
@@ -23,6 +27,10 @@ METHOD_TITLES = {
     "gradcam": "Grad-CAM",
     "occlusion": "Occlusion",
 }
+# Width of one method's tile (pixels). The tiles wrap: four to a row on a wide screen, two at
+# 1024 px with the sidebar open (564 px of page), one on a phone; each figure's height fits its
+# image, so no row has a blank band.
+TILE_PX = 240
 # Methods whose estimated time is above this wait for the "Run slow methods" toggle, so that a
 # big model on the CPU (vgg16, vit_b_16: minutes for IG and Occlusion) never hangs the page.
 SLOW_SECONDS = 20.0
@@ -283,8 +291,22 @@ def show_heatmaps(results: dict[str, dict], errors: dict[str, str], methods: lis
     shared_max = max((float(np.abs(h).max()) for h in shown.values()), default=1.0)
     if not methods:
         st.info("Pick at least one attribution method.")
-    for col, method in zip(st.columns(max(1, len(methods))), methods, strict=False):
-        with col:
+    shared = scale == "shared"
+    one_bar = shared and len(shown) > 1  # one colour bar above the maps, not one under each
+    if one_bar:
+        st.plotly_chart(
+            plot_attribution_colorbar(
+                shared_max,
+                signed=view == "signed",
+                title=f"{view} attribution, one scale for every map",
+                width=2 * TILE_PX,
+            ),
+            width="content",
+            key=f"{P}.colorbar",
+        )
+    tiles = st.container(horizontal=True, gap="small")
+    for method in methods:
+        with tiles.container(width=TILE_PX):
             if method in errors:
                 if method in slow and not run_slow:
                     st.info(f"{METHOD_TITLES[method]}: {errors[method]}")
@@ -298,10 +320,13 @@ def show_heatmaps(results: dict[str, dict], errors: dict[str, str], methods: lis
                     shown[method],
                     signed=view == "signed",
                     opacity=opacity,
-                    zmax=shared_max if scale == "shared" else None,
+                    zmax=shared_max if shared else None,
                     title=METHOD_TITLES[method],
                     colorbar_title=f"{view} attribution",
+                    showscale=not one_bar,
+                    width=TILE_PX,
                 ),
+                width="content",
                 key=f"{P}.fig.{method}",
             )
             took = res["seconds"]  # a small model takes milliseconds: "0.00 s" would say nothing

@@ -10,7 +10,11 @@ import pytest
 from plotly.colors import get_colorscale, hex_to_rgb, unlabel_rgb
 from plotly.utils import PlotlyJSONEncoder
 
-from vizlib.plots import plot_attribution_overlay, plot_top_predictions
+from vizlib.plots import (
+    plot_attribution_colorbar,
+    plot_attribution_overlay,
+    plot_top_predictions,
+)
 
 # Streamlit's chart theme replaces these literal strings anywhere in a figure's JSON with its
 # own theme colours (streamlit/elements/lib/streamlit_plotly_theme.py).
@@ -80,3 +84,39 @@ def test_class_names_that_are_numbers_keep_their_labels_on_their_bars():
     assert list(fig.layout.yaxis.categoryarray) == labels
     assert [n.y for n in fig.layout.annotations] == [0, 1, 2, 3, 4]
     assert [n.text for n in fig.layout.annotations] == ["90.0%", "5.0%", "3.0%", "1.5%", "0.5%"]
+
+
+@pytest.mark.parametrize("shape", [(28, 28), (16, 32), (40, 20)])
+@pytest.mark.parametrize("showscale", [True, False])
+def test_overlay_of_a_given_width_is_as_high_as_its_image_needs(shape, showscale):
+    """A fixed 380 px height left blank bands around a narrow figure's image; with a width the
+    plot area has the image's aspect ratio, so the image fills it. Without its colour bar (one
+    shared bar drawn elsewhere) the figure loses the bar's margin, not image height."""
+    image = np.zeros(shape)
+    fig = plot_attribution_overlay(image, image + 1.0, width=240, showscale=showscale)
+    lay, heat = fig.layout, fig.data[1]
+    area_w = lay.width - lay.margin.l - lay.margin.r
+    area_h = lay.height - lay.margin.t - lay.margin.b
+    assert lay.width == 240 and area_w == 230
+    assert area_h == round(area_w * shape[0] / shape[1])
+    assert heat.showscale is showscale
+    assert lay.margin.b >= 70 if showscale else lay.margin.b < 20
+    assert plot_attribution_overlay(image, image).layout.height == 380  # no width: as before
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_shared_colour_bar_is_the_scale_of_the_overlays_it_stands_for(signed):
+    heat = np.linspace(-0.5, 2.0, 64).reshape(8, 8)
+    overlay = plot_attribution_overlay(
+        np.zeros((8, 8)), heat, signed=signed, zmax=3.0, showscale=False
+    ).data[1]
+    fig = plot_attribution_colorbar(3.0, signed=signed, title="absolute attribution", width=480)
+    (trace,) = fig.data
+    marker = trace.marker
+    assert marker.showscale and (marker.cmin, marker.cmax) == (overlay.zmin, overlay.zmax)
+    assert (marker.cmin, marker.cmax) == ((-3.0, 3.0) if signed else (0.0, 3.0))
+    assert marker.colorscale == overlay.colorscale
+    assert marker.colorbar.title.text == "absolute attribution"
+    assert fig.layout.width == 480
+    assert list(trace.x) == [None]  # nothing drawn but the bar
+    assert _placeholders(fig) == []

@@ -28,6 +28,35 @@ def test_attributions_page(page, app_url):
     assert page.get_by_text("convergence delta").count() >= 1
     assert plotly_charts(page, 5) == 5  # the input and four methods
     screenshot(page, "attributions")
+    assert _overlay_rows(page) == [4]  # one row on a 1500 px window
+    # At 1024 px with the sidebar open they were four 124 px columns, titles and colour bars
+    # cut: now two to a row, each title and colour bar inside its own chart.
+    page.set_viewport_size({"width": 1024, "height": 768})
+    page.wait_for_timeout(500)
+    assert _overlay_rows(page) == [2, 2]
+    screenshot(page, "attributions_1024")
+
+
+def _overlay_rows(page) -> list[int]:
+    """Return how many overlay charts stand in each row, checking that every overlay's title
+    and colour bar lie inside its chart (the first chart is the top-5 bars)."""
+    boxes = page.evaluate(
+        """() => Array.from(document.querySelectorAll('.js-plotly-plot')).slice(1).map(g => {
+            const box = e => { const r = e.getBoundingClientRect();
+                               return [r.left, r.top, r.right, r.bottom]; };
+            return {chart: box(g), parts: Array.from(g.querySelectorAll('.gtitle, .colorbar'))
+                                                .map(box)};
+        })"""
+    )
+    assert len(boxes) == 4
+    for b in boxes:
+        left, top, right, bottom = b["chart"]
+        assert right - left >= 200
+        assert len(b["parts"]) == 2
+        for p_left, p_top, p_right, p_bottom in b["parts"]:
+            assert left <= p_left and p_right <= right and top <= p_top and p_bottom <= bottom
+    tops = [round(b["chart"][1]) for b in boxes]
+    return [tops.count(t) for t in sorted(set(tops))]
 
 
 def test_attribution_download_holds_the_shown_heatmaps(page, app_url):

@@ -54,6 +54,70 @@ def test_controls_change_what_is_computed(at):
     assert not at.exception
 
 
+def _overlay_tiles(at: AppTest) -> tuple:
+    """Return the block holding the overlays' tiles and, per method, (tile block, chart's figure
+    as a dict) in page order."""
+    import json
+
+    from streamlit.testing.v1.element_tree import Block
+
+    def tiles_of(block):
+        for child in block.children.values():
+            if isinstance(child, Block):
+                charts = [
+                    (tile, c)
+                    for tile in child.children.values()
+                    if isinstance(tile, Block)
+                    for c in tile.children.values()
+                    if str(getattr(c, "key", "")).startswith("attr.fig.")
+                ]
+                if charts:
+                    return child, charts
+                found = tiles_of(child)
+                if found:
+                    return found
+        return None
+
+    row, charts = tiles_of(at._tree.main)
+    return row, [(tile, json.loads(chart.proto.spec)) for tile, chart in charts]
+
+
+def test_overlays_are_fixed_width_tiles_that_wrap_and_fit_their_images(at):
+    """Four overlays side by side in equal columns were 124 px wide at a 1024 px window: titles
+    and colour bars cut, the image a strip in a 380 px high figure. The overlays are now tiles of
+    a fixed width in a row that wraps (four to a row on a wide screen, two at 1024 px), each
+    figure exactly as high as its image, title and colour bar need; a shared scale draws one
+    colour bar for all the maps instead of one under each."""
+    import json
+
+    from streamlit.proto.Block_pb2 import Block as BlockProto
+
+    row, tiles = _overlay_tiles(at)
+    flex = row.proto.flex_container
+    assert flex.direction == BlockProto.FlexContainer.Direction.HORIZONTAL and flex.wrap
+    assert len(tiles) == 4
+    for tile, fig in tiles:
+        lay, (_, heat) = fig["layout"], fig["data"]
+        assert tile.proto.width_config.pixel_width == lay["width"] == 240
+        m = lay["margin"]
+        # the 28 x 28 image fills the plot area: no blank band above, below or beside it
+        assert lay["height"] - m["t"] - m["b"] == lay["width"] - m["l"] - m["r"]
+        assert heat.get("showscale", True)
+    assert not [c for c in at.get("plotly_chart") if c.key == "attr.colorbar"]
+
+    at.radio(key="attr.scale").set_value("shared").run()
+    assert not at.exception and not _errors(at)
+    _, tiles = _overlay_tiles(at)
+    heats = [fig["data"][1] for _, fig in tiles]
+    assert all(h["showscale"] is False for h in heats)
+    assert len({h["zmax"] for h in heats}) == 1 and all(h["zmin"] == 0 for h in heats)
+    (bar,) = [c for c in at.get("plotly_chart") if c.key == "attr.colorbar"]
+    marker = json.loads(bar.proto.spec)["data"][0]["marker"]
+    assert marker["showscale"] and (marker["cmin"], marker["cmax"]) == (0, heats[0]["zmax"])
+    assert marker["colorscale"] == heats[0]["colorscale"]
+    assert len(at.get("plotly_chart")) == 6  # top-5, one colour bar, four overlays
+
+
 def test_sample_image_input(at):
     at.radio(key="attr.source").set_value("Sample image").run()
     at.selectbox(key="attr.sample").set_value("camera").run()

@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import get_colorscale, hex_to_rgb
 
-__all__ = ["plot_attribution_overlay", "plot_top_predictions"]
+__all__ = ["plot_attribution_colorbar", "plot_attribution_overlay", "plot_top_predictions"]
 
 
 def _rgb_colorscale(name: str) -> list[list]:
@@ -22,6 +22,33 @@ def _rgb_colorscale(name: str) -> list[list]:
     ]
 
 
+def _colour_range(signed: bool, top: float) -> dict:
+    """The colour scale and range of an overlay whose largest magnitude is ``top``."""
+    top = float(top) if top > 0 else 1.0
+    return dict(
+        colorscale=_rgb_colorscale("RdBu_r" if signed else "Inferno"),
+        cmin=-top if signed else 0.0,
+        cmax=top,
+    )
+
+
+def _colorbar(title: str) -> dict:
+    """A horizontal colour bar under the plot area: beside a narrow image it would squeeze it."""
+    return dict(
+        title=dict(text=title, side="top"),
+        orientation="h",
+        thickness=10,
+        y=-0.02,
+        yanchor="top",
+        len=0.9,
+    )
+
+
+# Margins of an overlay (pixels): the title above, the colour bar below. Plotly grows a bottom
+# margin under 75 px to fit the bar's title and ticks, which would shrink the image's height.
+_TOP, _SIDE, _BAR, _NO_BAR = 40, 5, 76, 8
+
+
 def plot_attribution_overlay(
     image: np.ndarray,
     heatmap: np.ndarray,
@@ -31,13 +58,18 @@ def plot_attribution_overlay(
     zmax: float | None = None,
     title: str = "",
     colorbar_title: str = "attribution",
+    showscale: bool = True,
+    width: int | None = None,
     height: int = 380,
 ) -> go.Figure:
     """Return the heatmap (H, W) drawn with ``opacity`` over the image (H, W) grey or (H, W, 3), in [0, 1].
 
     ``signed`` uses a diverging red/blue scale centred on 0, else a sequential one from 0.
     ``zmax`` fixes the top of the colour scale (to share one scale between figures); by default
-    it is this heatmap's own maximum magnitude.
+    it is this heatmap's own maximum magnitude. ``showscale=False`` leaves the colour bar out,
+    for figures that share one (``plot_attribution_colorbar`` with the same ``zmax``).
+    ``width`` (pixels) fixes the figure's width and makes its height fit the image exactly, with
+    no blank band above or beside it; without it the figure is ``height`` pixels high.
     """
     img = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
     if img.ndim == 2:
@@ -45,34 +77,59 @@ def plot_attribution_overlay(
     heat = np.asarray(heatmap, dtype=np.float32)
     if heat.shape != img.shape[:2]:
         raise ValueError(f"heatmap {heat.shape} and image {img.shape[:2]} differ in size")
-    top = float(zmax) if zmax is not None else float(np.abs(heat).max())
-    top = top if top > 0 else 1.0
+    scale = _colour_range(signed, float(zmax) if zmax is not None else float(np.abs(heat).max()))
+    bottom = _BAR if showscale else _NO_BAR
+    if width is not None:
+        box = width - 2 * _SIDE  # the image's width in pixels; its height keeps the aspect ratio
+        height = _TOP + round(box * heat.shape[0] / heat.shape[1]) + bottom
+    name = f"{title}<br>" if title else ""
     fig = go.Figure(go.Image(z=(img * 255).round().astype(np.uint8), hoverinfo="skip"))
     fig.add_trace(
         go.Heatmap(
             z=heat,
             opacity=float(opacity),
-            colorscale=_rgb_colorscale("RdBu_r" if signed else "Inferno"),
-            zmin=-top if signed else 0.0,
-            zmax=top,
-            # Below the image, so narrow side-by-side columns keep the image large.
-            colorbar=dict(
-                title=dict(text=colorbar_title, side="top"),
-                orientation="h",
-                thickness=10,
-                y=-0.02,
-                yanchor="top",
-                len=0.9,
-            ),
-            hovertemplate="x %{x}, y %{y}<br>attribution %{z:.4g}<extra></extra>",
+            colorscale=scale["colorscale"],
+            zmin=scale["cmin"],
+            zmax=scale["cmax"],
+            showscale=showscale,
+            colorbar=_colorbar(colorbar_title),
+            hovertemplate=f"{name}x %{{x}}, y %{{y}}<br>attribution %{{z:.4g}}<extra></extra>",
         )
     )
     fig.update_layout(
         title=title,
+        width=width,
         height=height,
-        margin=dict(l=5, r=5, t=40, b=60),
+        margin=dict(l=_SIDE, r=_SIDE, t=_TOP, b=bottom),
         xaxis=dict(visible=False, constrain="domain"),
         yaxis=dict(visible=False, scaleanchor="x", autorange="reversed", constrain="domain"),
+    )
+    return fig
+
+
+def plot_attribution_colorbar(
+    zmax: float, *, signed: bool = False, title: str = "attribution", width: int = 480
+) -> go.Figure:
+    """Return a figure that is only a colour bar: the one scale of overlays drawn with the same
+    ``zmax`` and ``signed`` and ``showscale=False``; ``width`` in pixels."""
+    scale = _colour_range(signed, zmax)
+    bar = _colorbar(title) | dict(y=0.0, yanchor="bottom", len=1.0)
+    fig = go.Figure(
+        go.Scatter(
+            x=[None],
+            y=[None],
+            mode="markers",
+            marker=dict(**scale, color=[scale["cmin"]], showscale=True, colorbar=bar),
+            hoverinfo="skip",
+            showlegend=False,
+        )
+    )
+    fig.update_layout(
+        width=width,
+        height=_BAR,
+        margin=dict(l=15, r=15, t=0, b=0),
+        xaxis=dict(visible=False),
+        yaxis=dict(visible=False),
     )
     return fig
 
