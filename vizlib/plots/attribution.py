@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.colors import get_colorscale, hex_to_rgb
+
+from ._colors import rgb_colorscale
 
 __all__ = ["plot_attribution_colorbar", "plot_attribution_overlay", "plot_top_predictions"]
-
-
-def _rgb_colorscale(name: str) -> list[list]:
-    """Return plotly's named colour scale as [position, "rgb(r, g, b)"] pairs, no hex codes.
-
-    Streamlit's chart theme replaces the literal strings "#000001" to "#000040" anywhere in a
-    figure's JSON with its own theme colours; Inferno starts at "#000004", so the lowest values
-    (the heatmap's and the colour bar's low end) reached the browser as Streamlit's light pink.
-    """
-    return [
-        [pos, "rgb({}, {}, {})".format(*hex_to_rgb(c)) if c.startswith("#") else c]
-        for pos, c in get_colorscale(name)
-    ]
 
 
 def _colour_range(signed: bool, top: float) -> dict:
     """The colour scale and range of an overlay whose largest magnitude is ``top``."""
     top = float(top) if top > 0 else 1.0
     return dict(
-        colorscale=_rgb_colorscale("RdBu_r" if signed else "Inferno"),
+        colorscale=rgb_colorscale("RdBu_r" if signed else "Inferno"),
         cmin=-top if signed else 0.0,
         cmax=top,
     )

@@ -9,8 +9,10 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from plotly.colors import get_colorscale, hex_to_rgb, sample_colorscale
+from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
+
+from ._colors import rgb_colorscale
 
 __all__ = [
     "overlay_rgb",
@@ -23,19 +25,6 @@ __all__ = [
 ]
 
 _OVERLAY_SCALE = "Inferno"
-
-
-def _rgb_colorscale(name: str) -> list[list]:
-    """Return plotly's named colour scale as [position, "rgb(r, g, b)"] pairs, no hex codes.
-
-    Streamlit's chart theme swaps the literal strings "#000001" to "#000010" in a figure's
-    JSON for its own categorical colours; Inferno starts at "#000004", so its dark end would
-    reach the browser as Streamlit's light pink.
-    """
-    return [
-        [pos, "rgb({}, {}, {})".format(*hex_to_rgb(c)) if c.startswith("#") else c]
-        for pos, c in get_colorscale(name)
-    ]
 
 
 def _np(x) -> np.ndarray:
@@ -204,7 +193,7 @@ def plot_attention_overlays(
                 showlegend=False,
                 hoverinfo="skip",
                 marker={
-                    "colorscale": _rgb_colorscale(_OVERLAY_SCALE),
+                    "colorscale": rgb_colorscale(_OVERLAY_SCALE),
                     "cmin": lo,
                     "cmax": hi if hi > lo else lo + 1e-12,
                     "color": [lo],
