@@ -92,6 +92,8 @@ def test_attention_overlay_hover_gives_each_patch_and_its_value():
         custom = np.asarray(layer.customdata)
         assert list(custom[1, 2]) == [1, 2]  # (row, column) from 0
         assert "attention weight" in layer.hovertemplate
+    for axis in (*fig.select_xaxes(), *fig.select_yaxes()):  # bare images: no ticks, no labels
+        assert axis.ticks == "" and axis.showticklabels is False
 
 
 # Streamlit's chart theme replaces these literal strings anywhere in a figure's JSON with its own

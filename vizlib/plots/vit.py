@@ -204,8 +204,9 @@ def plot_attention_overlays(
             row=1,
             col=1,
         )
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False)
+    # no tick marks either: Streamlit's theme draws them on the images' hidden axes
+    fig.update_xaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False)
+    fig.update_yaxes(showticklabels=False, ticks="", showgrid=False, zeroline=False)
     fig.update_layout(
         title={"text": title, "font": {"size": 14}} if title else None,
         height=max(260, 240 * rows + 60),
