@@ -76,15 +76,19 @@ def pick_vit(prefix: str) -> tuple[ModelChoice, torch.nn.Module, dict, threading
     names = vit_model_names()
     device = str(ui.current_device())
     options = [*names, UPLOAD]
+    # "?model=upload" opens the upload picker, as on the CNN pages (the file cannot travel)
+    linked_upload = st.query_params.get("model") == "upload"
     name = st.selectbox(
         "Vision Transformer",
         options,
-        index=ui.linked_index("model", options, reason="not a Vision Transformer here"),
+        index=len(names)
+        if linked_upload
+        else ui.linked_index("model", names, reason="not a Vision Transformer here"),
         key=f"{prefix}.model",
         help="Models from the zoo whose family is ViT, or your own weights for one of them.",
     )
-    if name != UPLOAD:
-        st.query_params["model"] = name
+    # the link names what is shown: a zoo model, or "upload" (never the last zoo model picked)
+    st.query_params["model"] = "upload" if name == UPLOAD else name
     if name == UPLOAD:
         picked = ui.upload_picker(
             prefix, names, device, prompt="Upload a state dict to inspect your own ViT."

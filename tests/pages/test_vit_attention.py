@@ -549,3 +549,24 @@ def test_uploads_are_decoded_once_and_reruns_reuse_them(tmp_path, monkeypatch):
     at.run()
     assert not at.exception and len(decoded) == 3
     assert "2 images available" in " | ".join(c.value for c in at.caption)
+
+
+def test_a_link_keeps_the_upload_choice(tiny_vit_zoo):
+    """Choosing "Upload weights…" writes ?model=upload, as the CNN pages do, and such a link
+    opens the upload picker without a warning; it used to keep the last zoo model's name (the
+    shared link showed that model) and to ignore ?model=upload with a warning."""
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = TINY
+    _run(at)
+    at.selectbox(key="vit_attention.model").set_value("Upload weights…")
+    _run(at)
+    assert at.query_params["model"] == "upload"
+    fresh = AppTest.from_file(PAGE, default_timeout=120)
+    fresh.query_params["model"] = "upload"
+    _run(fresh)
+    assert not fresh.exception and not fresh.warning
+    assert fresh.selectbox(key="vit_attention.model").value == "Upload weights…"
+    assert any("Upload a state dict" in i.value for i in fresh.info)
+    fresh.selectbox(key="vit_attention.model").set_value(TINY)
+    _run(fresh)
+    assert fresh.query_params["model"] == TINY
