@@ -203,7 +203,7 @@ if meta is not None and rows is not None:
     st.download_button(
         "Download the layer table (CSV)",
         table.to_csv(index=False).encode(),
-        file_name=f"{meta.get('name', 'model')}_layers.csv".replace(" ", "_"),
+        file_name=f"{ui.file_stem(meta.get('name') or 'model')}_layers.csv",
         mime="text/csv",
         key="inspector.download_csv",
     )

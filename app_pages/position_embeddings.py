@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from ui import count_slider
+from ui import count_slider, file_stem
 from ui.vit import PATCH_NUMBERING, ModelChoice, get_model, pick_vit
 from vizlib import posembed
 from vizlib.plots.export import to_npy_bytes
@@ -75,7 +75,7 @@ except (TypeError, ValueError) as err:
     st.stop()
 gh, gw = sim.shape[:2]
 learned = pos_all[n_prefix:]  # (N, D) the patches' rows
-stem = meta["name"].replace(" ", "_")
+stem = file_stem(meta["name"])
 
 # --- Position-embedding similarity -------------------------------------------------------------
 st.header("Position embedding similarity")

@@ -150,7 +150,7 @@ if dist is not None:
     st.download_button(
         "Download the layer × head table (CSV, pixels)",
         table.to_csv(float_format="%.3f"),
-        file_name=f"attention_distance_{meta['name']}.csv".replace(" ", "_"),
+        file_name=f"attention_distance_{ui.file_stem(meta['name'])}.csv",
         mime="text/csv",
         key="vit_attention.download",
     )
@@ -237,9 +237,7 @@ def attention_maps_panel() -> None:
     st.download_button(
         "Download both maps (NPY, 2 × patch rows × patch columns: class token, query patch)",
         to_npy_bytes(np.stack([np.asarray(cls_map), np.asarray(query_map)]).reshape(2, gh, gw)),
-        file_name=f"attention_maps_{meta['name']}_image{int(index)}_layer{layer}.npy".replace(
-            " ", "_"
-        ),
+        file_name=f"attention_maps_{ui.file_stem(meta['name'])}_image{int(index)}_layer{layer}.npy",
         key="vit_attention.download_maps",
     )
 
@@ -321,7 +319,7 @@ def rollout_panel() -> None:
     st.download_button(
         "Download the rollout masks (NPY, images × patch rows × patch columns)",
         to_npy_bytes(masks),
-        file_name=f"attention_rollout_{meta['name']}.npy".replace(" ", "_"),
+        file_name=f"attention_rollout_{ui.file_stem(meta['name'])}.npy",
         key="vit_attention.download_rollout",
     )
     st.caption(

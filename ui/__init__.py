@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 
 import streamlit as st
@@ -20,6 +21,7 @@ __all__ = [
     "DEVICE_KEY",
     "cached_model",
     "current_device",
+    "file_stem",
     "linked_index",
     "load_shared_model",
     "sidebar_device",
@@ -71,6 +73,13 @@ def cached_model(name: str, device: str) -> tuple[torch.nn.Module, dict, threadi
     model, meta = zoo.load_model(name, device=device)
     model.requires_grad_(False)
     return model, meta, threading.Lock()
+
+
+def file_stem(name: str) -> str:
+    """Return a model's name as it goes into download file names: runs of anything but letters,
+    digits, ``.``, ``-`` and ``_`` become one ``_`` ("upload (vit_digits)" -> "upload_vit_digits",
+    as the CNN pages name an upload's files)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
 
 
 def linked_index(

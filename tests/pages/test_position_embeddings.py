@@ -141,3 +141,23 @@ def test_downloads_hold_what_the_page_shows(tiny_vit_zoo, downloads):  # noqa: F
     variance = pd.read_csv(io.BytesIO(downloads[f"patch_embedding_pca_{TINY}.csv"]))
     assert variance["component"].tolist() == [1, 2, 3, 4, 5]
     np.testing.assert_allclose(variance["explained_variance_ratio"], ratios.numpy(), rtol=1e-6)
+
+
+def test_uploaded_weights_name_their_downloads_like_the_cnn_pages(tiny_vit_zoo, downloads):  # noqa: F811
+    """An upload's downloads are named upload_<architecture> (as on the CNN pages), not
+    'upload_(vit_tiny_test)' with parentheses from the model's display name; the files hold the
+    uploaded model's embeddings."""
+    import torch
+
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = "upload"
+    _run(at)
+    buf = io.BytesIO()
+    torch.save(_tiny_model().state_dict(), buf)
+    at.file_uploader(key="position_embeddings.upload_weights").upload("mine.pt", buf.getvalue())
+    _run(at)
+    stem = f"upload_{TINY}"
+    assert f"position_embeddings_{stem}.npy" in downloads, sorted(downloads)
+    assert not [name for name in downloads if "(" in name or " " in name], sorted(downloads)
+    pos = np.load(io.BytesIO(downloads[f"position_embeddings_{stem}.npy"]), allow_pickle=False)
+    np.testing.assert_allclose(pos, _tiny_model().pos_embed.detach()[0].numpy(), rtol=1e-6)
