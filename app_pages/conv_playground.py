@@ -335,30 +335,37 @@ def output_size_section() -> tuple[int, int] | None:
         ho, wo = conv.conv_transpose_output_shape(
             (h, w), (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oph, opw)
         )
-        st.latex(r"H_{out} = (H-1)S - 2P + D(K-1) + \text{output\_padding} + 1")
+        st.latex(
+            r"\begin{aligned}H_{out} &= (H-1)S - 2P + D(K-1)\\"
+            r"&\quad + \text{output\_padding} + 1\end{aligned}"
+        )
         for axis, n, k, s, p, d, op, out in (
             ("H", h, kh, sh, ph, dh, oph, ho),
             ("W", w, kw, sw, pw, dw, opw, wo),
         ):
+            # one step a line: on a 1024-pixel projector one line was cut before its result
             st.latex(
-                rf"{axis}_{{out}} = ({n}-1)\cdot{s} - 2\cdot{p} + {d}\cdot({k}-1) + {op} + 1 = {out}"
+                rf"\begin{{aligned}}{axis}_{{out}} &= ({n}-1)\cdot{s} - 2\cdot{p}\\"
+                rf"&\quad + {d}\cdot({k}-1) + {op} + 1\\&= {out}\end{{aligned}}"
             )
     else:
         (pt, pb), (pl, pr) = conv.padding_amounts(padding, (kh, kw), (sh, sw), (dh, dw))
         ho, wo = conv.conv_output_shape(**settings)
         st.latex(
             r"H_{out} = \left\lfloor \frac{H + 2P - D(K-1) - 1}{S} \right\rfloor + 1"
-            r"\quad(\text{same for } W)"
+            r"\\(\text{the same for } W)"
         )
         for axis, n, k, s, before, after, d, out in (
             ("H", h, kh, sh, pt, pb, dh, ho),
             ("W", w, kw, sw, pl, pr, dw, wo),
         ):
             pad = f"2\\cdot{before}" if before == after else f"({before}+{after})"
+            # one step a line: on a 1024-pixel projector one line was cut before its result
             st.latex(
-                rf"{axis}_{{out}} = \left\lfloor \frac{{{n} + {pad} - {d}\cdot({k}-1) - 1}}{{{s}}}"
-                rf"\right\rfloor + 1 = \left\lfloor \frac{{{n + before + after - d * (k - 1) - 1}}}"
-                rf"{{{s}}} \right\rfloor + 1 = {out}"
+                rf"\begin{{aligned}}{axis}_{{out}} &= \left\lfloor \frac{{{n} + {pad} - "
+                rf"{d}\cdot({k}-1) - 1}}{{{s}}}\right\rfloor + 1\\&= \left\lfloor \frac"
+                rf"{{{n + before + after - d * (k - 1) - 1}}}{{{s}}} \right\rfloor + 1 = {out}"
+                r"\end{aligned}"
             )
         if pad_kind == "same" and (pt != pb or pl != pr):
             st.caption(

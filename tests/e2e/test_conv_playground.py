@@ -168,3 +168,36 @@ def test_a_link_carries_the_real_data_choices(page, app_url, browser):
         )
     finally:
         fresh.context.close()
+
+
+# Right edge of each displayed formula's last glyph minus its box's right edge, in CSS pixels.
+_FORMULA_OVERHANG_JS = """() => Array.from(document.querySelectorAll('.katex-display')).map(e => {
+    const right = Math.max(...Array.from(e.querySelectorAll('.base'))
+        .map(b => b.getBoundingClientRect().right));
+    return right - e.getBoundingClientRect().right;
+})"""
+
+
+@pytest.mark.parametrize(
+    ("query", "output"),
+    [
+        ("", "Output: 1 × 5 × 5"),
+        ("?mode=Transposed+convolution&h=64&w=64&sh=8&oph=7", "Output: 1 × 514 × 66"),
+    ],
+)
+def test_output_size_formulas_fit_a_1024_pixel_projector(browser, app_url, query, output):
+    """At 1024x768 with the sidebar open the formulas' column is about 330 px wide: each
+    worked formula ran past it, its result ('= 5') cut. They now go one step a line."""
+    context = browser.new_context(viewport={"width": 1024, "height": 768})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        open_page(page, app_url, f"conv_playground{query}")
+        assert not error_boxes(page)
+        page.wait_for_selector(".katex-display")
+        overhangs = page.evaluate(_FORMULA_OVERHANG_JS)
+        assert len(overhangs) == 3, overhangs  # the general formula, then H_out and W_out
+        assert max(overhangs) <= 1, overhangs
+        assert page.get_by_text(output).count() == 1
+    finally:
+        context.close()
