@@ -94,7 +94,7 @@ else:
         except (ValueError, RuntimeError) as err:
             st.error(f"Could not run the uploaded model: {err}")
 
-if meta is not None and meta.get("notice"):
+if meta is not None and meta.get("notice") and meta.get("source") != "upload":  # the picker's
     st.warning(meta["notice"], icon=":material/warning:")
 
 # ---- metadata -----------------------------------------------------------------------------

@@ -170,6 +170,39 @@ def test_upload_rejects_nan_empty_corrupt_and_huge(lenet_state, lenet_arch, monk
         zoo.load_uploaded(save_safetensors(lenet_state), lenet_arch)
 
 
+def test_upload_refusals_say_why_in_plain_words(lenet_state, lenet_arch):
+    from vizlib.models import LeNetLike
+
+    whole = io.BytesIO()
+    torch.save(LeNetLike(), whole)  # a whole pickled module, not a state_dict
+    cases = {
+        whole.getvalue(): "pickled Python object (vizlib.models.lenet.LeNetLike)",
+        b"not a checkpoint at all" * 10: "not a PyTorch checkpoint",
+        _pt_bytes(lenet_state)[:5000]: "damaged or truncated",
+    }
+    for data, reason in cases.items():
+        with pytest.raises(ValueError) as err:
+            zoo.load_uploaded(data, lenet_arch)
+        message = str(err.value)
+        assert reason in message and "torch.save(model.state_dict(), path)" in message
+        # never torch's advice to load the file unsafely
+        assert "weights_only" not in message and "add_safe_globals" not in message
+
+
+@pytest.mark.parametrize("prefix", ["module.", "_orig_mod."])
+def test_upload_from_a_wrapped_model_loses_the_prefix(lenet_state, lenet_arch, prefix):
+    wrapped = {prefix + k: v for k, v in lenet_state.items()}  # nn.DataParallel / torch.compile
+    model, meta = zoo.load_uploaded(_pt_bytes(wrapped), lenet_arch)
+    torch.testing.assert_close(model.fc2.weight, lenet_state["fc2.weight"])
+    assert repr(prefix) in meta["notice"]
+    _, plain = zoo.load_uploaded(_pt_bytes(lenet_state), lenet_arch)
+    assert plain["notice"] is None
+    partly = dict(wrapped)
+    partly["fc2.bias"] = partly.pop(prefix + "fc2.bias")  # not every key: nothing is renamed
+    with pytest.raises(ValueError, match="missing keys"):
+        zoo.load_uploaded(_pt_bytes(partly), lenet_arch)
+
+
 def test_corrupt_cached_torchvision_weights_give_a_notice(empty_torch_home):
     path = zoo.torchvision_weights_path("resnet18")
     path.parent.mkdir(parents=True)

@@ -201,6 +201,8 @@ def upload_picker(
             f"The {device} ran out of memory loading {file.name!r}; pick the CPU in the sidebar."
         )
         return None
+    if meta.get("notice"):  # e.g. a DataParallel prefix that was removed from the names
+        cols[1].info(meta["notice"], icon=":material/info:")
     return architecture, digest, model, meta, lock
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -234,17 +235,45 @@ def _template(architecture: str) -> tuple[nn.Module, dict[str, Any]]:
     )
 
 
-def _unpickling_reason(err: Exception) -> str:
-    """Return the specific line of a ``weights_only`` load error, without torch's advice to
-    re-run with ``weights_only=False`` (which would be unsafe for an untrusted upload)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+def _unpickling_reason(err: Exception, data: bytes = b"") -> str:
+    """Return why torch's ``weights_only`` loader refused the file ``data``, in a user's words.
+
+    Never torch's advice to re-run with ``weights_only=False`` (unsafe for an untrusted upload).
+    """
+    text = str(err)
+    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if unsafe:
+        return (
+            f"it holds a pickled Python object ({unsafe.group(1)}), which could run code when "
+            "loaded: a whole model saved with torch.save(model) is such a file"
+        )
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     for line in lines:
-        if line.startswith(("Trying to load unsupported", "Unsupported")):
+        if line.startswith(("Trying to load unsupported", "Unsupported")) and "operand" not in line:
             return line[:300]
+    if data[:4] == b"PK\x03\x04":  # torch.save's zip format, which did not read
+        return "the file is damaged or truncated: its zip archive is incomplete or corrupt"
+    if data[:1] != b"\x80":  # neither a zip archive nor a pickle (protocol 2 and later)
+        return "it is not a PyTorch checkpoint (neither a zip archive nor a pickle of tensors)"
+    advice = ("Weights only load failed", "Please", "Check the", "(1)", "(2)", "Re-running")
     for line in lines:
-        if not line.startswith(("Weights only load failed", "Please file an issue", "Check the")):
+        if not line.startswith(advice) and "weights_only" not in line:
             return line[:300]
     return type(err).__name__
+
+
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel / DistributedDataParallel, compile
+
+
+def _strip_wrapper_prefix(state: dict, expected: dict) -> tuple[dict, str | None]:
+    """Return ``state`` without a wrapper's key prefix when every key has it and the model's
+    keys do not (weights saved from ``nn.DataParallel`` or ``torch.compile``), and the prefix."""
+    for prefix in _WRAPPER_PREFIXES:
+        if all(k.startswith(prefix) for k in state) and not any(
+            k.startswith(prefix) for k in expected
+        ):
+            return {k[len(prefix) :]: v for k, v in state.items()}, prefix
+    return state, None
 
 
 def _read_state_dict(file_bytes: bytes) -> dict[str, torch.Tensor]:
@@ -268,7 +297,7 @@ def _read_state_dict(file_bytes: bytes) -> dict[str, torch.Tensor]:
     except Exception as err:  # the restricted unpickler raises several types
         raise ValueError(
             "Refused: the file is not a plain state_dict of tensors that can be read safely "
-            f"({_unpickling_reason(err)}). Save the weights with "
+            f"({_unpickling_reason(err, file_bytes)}). Save the weights with "
             "torch.save(model.state_dict(), path) or as .safetensors."
         ) from None
     for wrapper in ("state_dict", "model_state_dict", "model"):
@@ -303,8 +332,8 @@ def load_uploaded(file_bytes: bytes, architecture: str) -> tuple[nn.Module, dict
             f"{MAX_UPLOAD_BYTES / 2**20:.0f} MiB."
         )
     model, meta = _template(architecture)
-    state = _read_state_dict(file_bytes)
     expected = model.state_dict()
+    state, prefix = _strip_wrapper_prefix(_read_state_dict(file_bytes), expected)
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     misshaped = [
@@ -333,7 +362,12 @@ def load_uploaded(file_bytes: bytes, architecture: str) -> tuple[nn.Module, dict
         name=f"upload ({architecture})",
         source="upload",
         pretrained=True,
-        notice=None,
+        notice=(
+            f"The weights' names began with {prefix!r} (saved from a wrapped model, e.g. "
+            "nn.DataParallel or torch.compile); it was removed to match the architecture."
+            if prefix
+            else None
+        ),
         test_accuracy=None,
     )
     return model.eval(), meta

@@ -161,6 +161,23 @@ def test_uploads_good_bad_and_malicious(tmp_path):
     ]
 
 
+def test_upload_from_data_parallel_loads_with_one_notice():
+    from vizlib.models import LeNetLike
+
+    at = _run()
+    at.radio(key="inspector.source").set_value("Upload weights").run()
+    at.selectbox(key="inspector.upload_arch").select("lenet_digits").run()
+    state = {"module." + k: v for k, v in LeNetLike().state_dict().items()}
+    at.file_uploader(key="inspector.upload_weights").set_value(
+        ("dp.pt", _pt_bytes(state), "application/octet-stream")
+    ).run()
+    assert not at.exception and not at.error
+    notes = [i.value for i in at.info if "'module.'" in i.value]
+    assert len(notes) == 1 and "removed" in notes[0]
+    assert not [w.value for w in at.warning if "'module.'" in w.value]  # said once, not twice
+    assert _metrics(at)["Parameters"] == "105,506"
+
+
 def test_vit_checkpoint_shows_attention_rows_and_training_metadata():
     from vizlib import zoo
     from vizlib.summary import count_parameters
