@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
+from ui import links
 from vizlib import conv, kernels
 from vizlib.data import samples
 from vizlib.plots import conv as conv_plots
@@ -98,89 +99,6 @@ def data_link_keys(source: str, kernel: str) -> set[str]:
     return keys
 
 
-def _parse_setting(raw: str, default: object, allowed: object) -> object:
-    """Return a URL value as the widget's type; ValueError saying what is allowed otherwise."""
-    if callable(allowed):
-        return allowed(raw)
-    if isinstance(default, bool):
-        if raw.lower() not in ("true", "false", "1", "0"):
-            raise ValueError("expected true or false")
-        return raw.lower() in ("true", "1")
-    if isinstance(default, float):
-        low, high, step = allowed
-        expected = f"expected a number from {low:g} to {high:g} in steps of {step:g}"
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError(expected) from None
-        steps = (value - low) / step
-        if not (low <= value <= high and abs(steps - round(steps)) < 1e-6):  # NaN fails too
-            raise ValueError(expected)
-        return round(low + round(steps) * step, 10)  # on the slider's grid
-    if isinstance(default, int):
-        expected = f"expected a whole number from {allowed[0]} to {allowed[1]}"
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError(expected) from None
-        if not allowed[0] <= value <= allowed[1]:
-            raise ValueError(expected)
-        return value
-    if raw not in allowed:
-        raise ValueError(f"expected one of {', '.join(allowed)}")
-    return raw
-
-
-def _link_text(value: object) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float):
-        return f"{value:g}"  # 0.30000000000000004 from a slider reads 0.3
-    return str(value)
-
-
-def load_settings(table: dict, *, from_link: bool) -> list[str]:
-    """Give every setting widget in ``table`` its value before it is drawn; return warnings for
-    bad link values.
-
-    With ``from_link`` (a session's first visit) the URL's values, a shared link. Otherwise the
-    widget's own state or, where Streamlit dropped it (another page visited, the widget hidden
-    for a while), the last value used.
-    """
-    saved = st.session_state.get(P + "saved", {})
-    warnings = []
-    for qkey, (wkey, default, allowed) in table.items():
-        value = saved.get(wkey, default)
-        if from_link and qkey in st.query_params:
-            raw = st.query_params[qkey]
-            try:
-                value = _parse_setting(raw, default, allowed)
-            except ValueError as err:
-                warnings.append(f"Ignored `{qkey}={raw}` from the link ({err}).")
-        st.session_state.setdefault(wkey, value)
-    return warnings
-
-
-def save_settings(table: dict, *, shown: set[str] | None = None) -> None:
-    """Remember the settings of ``table`` and write them into the URL so the link reopens on
-    them: those that differ from their default and, if given, are in ``shown``.
-
-    The URL's values of the page's other table are kept; keys the page does not know are dropped.
-    """
-    saved = dict(st.session_state.get(P + "saved", {}))
-    current = {}
-    for qkey, (wkey, default, _) in table.items():
-        value = st.session_state.get(wkey, default)
-        saved[wkey] = value
-        if _link_text(value) != _link_text(default) and (shown is None or qkey in shown):
-            current[qkey] = _link_text(value)
-    st.session_state[P + "saved"] = saved
-    others = (SETTINGS.keys() | DATA_SETTINGS.keys()) - table.keys()
-    link = {key: value for key, value in st.query_params.items() if key in others} | current
-    if dict(st.query_params) != link:
-        st.query_params.from_dict(link)
-
-
 def show_problem(problems: dict[str, str], *keys: str) -> None:
     for key in keys:
         if key in problems:
@@ -204,9 +122,9 @@ st.caption(
     "the address bar keeps the settings (and the data and kernel chosen under 'Apply to real "
     "data') so you can share them. Sizes are in cells (pixels)."
 )
-first_visit = not st.session_state.get(P + "loaded")
-st.session_state[P + "loaded"] = True
-for warning in load_settings(SETTINGS | DATA_SETTINGS, from_link=first_visit):
+LINK_KEYS = SETTINGS.keys() | DATA_SETTINGS.keys()
+first_visit = links.first_visit(P)
+for warning in links.load_settings(SETTINGS | DATA_SETTINGS, prefix=P, from_link=first_visit):
     st.warning(warning, icon=":material/link_off:")
 device = ui.current_device()
 
@@ -290,7 +208,7 @@ with controls:
     )
     slot_groups = st.empty()
     bias = st.checkbox("Bias", key=P + "bias")
-save_settings(SETTINGS)
+links.save_settings(SETTINGS, prefix=P, keep=LINK_KEYS)
 
 padding: int | tuple[int, int] | str = (ph, pw) if pad_kind == "numbers" else pad_kind
 settings = {
@@ -838,14 +756,16 @@ def real_data_panel() -> None:
     # stays a figure a browser can draw.
     max_side = max(16, MAX_SIDE // max(sh, sw)) if transposed else MAX_SIDE
     # This panel reruns on its own: restore what Streamlit dropped of hidden widgets' state.
-    load_settings(DATA_SETTINGS, from_link=False)
+    links.load_settings(DATA_SETTINGS, prefix=P, from_link=False)
     c1, c2 = st.columns(2)
     with c1:
         picked = choose_input(max_side)
     with c2:
         picked_kernel = choose_kernel()
-    save_settings(
+    links.save_settings(
         DATA_SETTINGS,
+        prefix=P,
+        keep=LINK_KEYS,
         shown=data_link_keys(st.session_state[P + "source"], st.session_state[P + "kernel"]),
     )
     if picked is None or picked_kernel is None:

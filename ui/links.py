@@ -1,0 +1,139 @@
+"""Shareable page settings in the URL: a copied link reopens a page in the same state.
+
+A page describes its shareable settings as a table, query key -> (widget key, default, allowed):
+``allowed`` is the allowed values (a tuple of strings), ``(min, max)`` for whole numbers,
+``(min, max, step)`` for decimals, ``(False, True)`` for a switch, or a parser of the link's text
+that returns the widget's value or raises ``ValueError`` saying what it expected.
+
+    first = links.first_visit("tsne.")
+    for warning in links.load_settings(TABLE, prefix="tsne.", from_link=first):
+        st.warning(warning)
+    ... draw the widgets (keys from TABLE, no ``value=`` needed) ...
+    links.save_settings(TABLE, prefix="tsne.", keep={"model"})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+
+import streamlit as st
+
+Setting = tuple[str, object, object]  # (widget key, default, allowed)
+Table = dict[str, Setting]  # query key -> setting
+
+
+def parse_setting(raw: str, default: object, allowed: object) -> object:
+    """Return a URL value as the widget's type; ValueError saying what is allowed otherwise."""
+    if callable(allowed):
+        return allowed(raw)
+    if isinstance(default, bool):
+        if raw.lower() not in ("true", "false", "1", "0"):
+            raise ValueError("expected true or false")
+        return raw.lower() in ("true", "1")
+    if isinstance(default, float):
+        low, high, step = allowed
+        expected = f"expected a number from {low:g} to {high:g} in steps of {step:g}"
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(expected) from None
+        steps = (value - low) / step
+        if not (low <= value <= high and abs(steps - round(steps)) < 1e-6):  # NaN fails too
+            raise ValueError(expected)
+        return round(low + round(steps) * step, 10)  # on the slider's grid
+    if isinstance(default, int):
+        expected = f"expected a whole number from {allowed[0]} to {allowed[1]}"
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(expected) from None
+        if not allowed[0] <= value <= allowed[1]:
+            raise ValueError(expected)
+        return value
+    if raw not in allowed:
+        raise ValueError(f"expected one of {', '.join(map(str, allowed))}")
+    return raw
+
+
+def link_text(value: object) -> str:
+    """Return a widget's value as the link writes it (true/false, 0.3, 12, a name)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"  # 0.30000000000000004 from a slider reads 0.3
+    return str(value)
+
+
+def choice_parser(
+    choices: Collection[object], *, description: str | None = None
+) -> Callable[[str], object]:
+    """Return a parser accepting the link text of any of ``choices`` (names or numbers) and
+    returning the choice itself, e.g. "2" -> 2 for a selectbox over ["mean", "max", 0, 1, 2]."""
+    by_text = {link_text(choice): choice for choice in choices}
+    expected = description or ", ".join(by_text)
+
+    def parse(raw: str) -> object:
+        if raw not in by_text:
+            raise ValueError(f"expected {expected}")
+        return by_text[raw]
+
+    return parse
+
+
+def first_visit(prefix: str) -> bool:
+    """Return True on a session's first run of the page namespaced ``prefix`` (then never again),
+    the run on which a link's values are loaded."""
+    first = not st.session_state.get(prefix + "loaded")
+    st.session_state[prefix + "loaded"] = True
+    return first
+
+
+def load_settings(table: Table, *, prefix: str, from_link: bool) -> list[str]:
+    """Give every setting widget in ``table`` its value before it is drawn; return warnings for
+    bad link values.
+
+    With ``from_link`` (a session's first visit) the URL's values, a shared link. Otherwise the
+    widget's own state or, where Streamlit dropped it (another page visited, the widget hidden
+    for a while), the last value used, if it is still allowed (a model with fewer layers may have
+    been chosen since), else the default.
+    """
+    saved = st.session_state.get(prefix + "saved", {})
+    warnings = []
+    for qkey, (wkey, default, allowed) in table.items():
+        value = default
+        if wkey in saved:
+            try:
+                value = parse_setting(link_text(saved[wkey]), default, allowed)
+            except ValueError:
+                value = default
+        if from_link and qkey in st.query_params:
+            raw = st.query_params[qkey]
+            try:
+                value = parse_setting(raw, default, allowed)
+            except ValueError as err:
+                warnings.append(f"Ignored `{qkey}={raw}` from the link ({err}).")
+        st.session_state.setdefault(wkey, value)
+    return warnings
+
+
+def save_settings(
+    table: Table, *, prefix: str, keep: Collection[str] = (), shown: set[str] | None = None
+) -> None:
+    """Remember the settings of ``table`` and write them into the URL so the link reopens on
+    them: those that differ from their default and, if given, are in ``shown``.
+
+    The URL's values of the keys in ``keep`` (the page's other tables, its model) that are not in
+    ``table`` are kept; keys the page does not know are dropped.
+    """
+    saved = dict(st.session_state.get(prefix + "saved", {}))
+    current = {}
+    for qkey, (wkey, default, _) in table.items():
+        value = st.session_state.get(wkey, default)
+        saved[wkey] = value
+        if link_text(value) != link_text(default) and (shown is None or qkey in shown):
+            current[qkey] = link_text(value)
+    st.session_state[prefix + "saved"] = saved
+    others = set(keep) - table.keys()
+    link = {key: value for key, value in st.query_params.items() if key in others} | current
+    if dict(st.query_params) != link:
+        st.query_params.from_dict(link)
