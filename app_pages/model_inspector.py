@@ -107,7 +107,9 @@ if meta is not None and rows is not None:
     c3.metric(
         f"Test accuracy ({meta.get('dataset')})",
         "n/a" if acc is None else f"{acc:.2%}",
-        help="Recorded when the checkpoint was trained; ImageNet top-1 for torchvision weights.",
+        help="Recorded when the checkpoint was trained; ImageNet top-1 for torchvision weights; "
+        "for uploaded weights of a digits model, measured on the digits test split on upload "
+        "(n/a where the app does not ship the test data).",
     )
     c4.metric("Input (C, H, W)", " x ".join(str(v) for v in meta["input_size"]))
     details = {

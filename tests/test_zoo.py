@@ -137,6 +137,15 @@ def test_upload_round_trip_safetensors_and_pt(lenet_state, lenet_arch):
         assert META_KEYS <= meta.keys() and meta["source"] == "upload"
         torch.testing.assert_close(model.fc2.weight, lenet_state["fc2.weight"])
         assert not model.training
+    assert meta["test_accuracy"] < 0.5  # untrained weights: about chance on 10 digits
+
+
+def test_an_upload_of_the_shipped_weights_scores_the_recorded_test_accuracy(lenet_arch):
+    shipped, recorded = zoo.load_model(lenet_arch)
+    upload = save_safetensors({k: v.contiguous() for k, v in shipped.state_dict().items()})
+    _, meta = zoo.load_uploaded(upload, lenet_arch)
+    assert meta["test_accuracy"] == pytest.approx(recorded["test_accuracy"], abs=1e-9)
+    assert meta["test_accuracy"] > 0.9
 
 
 def test_upload_lists_missing_unexpected_and_misshaped_keys(lenet_state, lenet_arch):

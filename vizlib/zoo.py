@@ -321,7 +321,8 @@ def load_uploaded(file_bytes: bytes, architecture: str) -> tuple[nn.Module, dict
     """Return (model in eval mode on the CPU, metadata) from uploaded weights for ``architecture``.
 
     ``file_bytes`` is a ``.safetensors`` file or a ``.pt``/``.pth`` state_dict; ``architecture``
-    is one of ``upload_architectures()``. Raises ``ValueError`` naming every missing, unexpected
+    is one of ``upload_architectures()``. ``meta["test_accuracy"]`` is measured on the test split
+    of the architecture's dataset when the app ships it (the digits), else None. Raises ``ValueError`` naming every missing, unexpected
     and mis-shaped key, for files over ``MAX_UPLOAD_BYTES``, non-finite weights, or unsafe pickles.
     """
     if not file_bytes:
@@ -358,6 +359,7 @@ def load_uploaded(file_bytes: bytes, architecture: str) -> tuple[nn.Module, dict
     if nonfinite:
         raise ValueError(f"The weights contain NaN or infinite values in: {_list(nonfinite)}.")
     model.load_state_dict(state)
+    model.eval()
     meta.update(
         name=f"upload ({architecture})",
         source="upload",
@@ -368,6 +370,21 @@ def load_uploaded(file_bytes: bytes, architecture: str) -> tuple[nn.Module, dict
             if prefix
             else None
         ),
-        test_accuracy=None,
+        test_accuracy=_bundled_test_accuracy(model, meta),
     )
-    return model.eval(), meta
+    return model, meta
+
+
+_BUNDLED_TEST_SETS = ("digits",)  # shipped with an installed package: measured on every upload
+
+
+def _bundled_test_accuracy(model: nn.Module, meta: dict) -> float | None:
+    """Return ``model``'s accuracy on the test split of its dataset when the app ships that
+    data (the digits: the split the shipped checkpoints were scored on), else None."""
+    if meta.get("dataset") not in _BUNDLED_TEST_SETS:
+        return None
+    from .data import load_dataset_for_model
+    from .train import evaluate
+
+    images, labels, _names = load_dataset_for_model(meta["dataset"], meta, "test")
+    return evaluate(model, images, labels)
