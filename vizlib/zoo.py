@@ -322,8 +322,9 @@ def load_uploaded(file_bytes: bytes, architecture: str) -> tuple[nn.Module, dict
 
     ``file_bytes`` is a ``.safetensors`` file or a ``.pt``/``.pth`` state_dict; ``architecture``
     is one of ``upload_architectures()``. ``meta["test_accuracy"]`` is measured on the test split
-    of the architecture's dataset when the app ships it (the digits), else None. Raises ``ValueError`` naming every missing, unexpected
-    and mis-shaped key, for files over ``MAX_UPLOAD_BYTES``, non-finite weights, or unsafe pickles.
+    of the architecture's dataset when the app ships it (the digits), else None. Raises
+    ``ValueError`` naming every missing, unexpected and mis-shaped key, for files over
+    ``MAX_UPLOAD_BYTES``, non-finite weights, or unsafe pickles.
     """
     if not file_bytes:
         raise ValueError("The uploaded file is empty.")
