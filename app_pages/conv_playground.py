@@ -99,6 +99,15 @@ def data_link_keys(source: str, kernel: str) -> set[str]:
     return keys
 
 
+def animation_settings(grid: tuple[int, int]) -> dict[str, tuple[str, object, object]]:
+    """Return the animation's link settings for a grid of (rows, columns) positions."""
+    return {
+        "anim.row": (P + "pos_r", 0, (0, grid[0] - 1)),
+        "anim.col": (P + "pos_c", 0, (0, grid[1] - 1)),
+        "anim.numbers": (P + "numbers", True, (False, True)),
+    }
+
+
 def show_problem(problems: dict[str, str], *keys: str) -> None:
     for key in keys:
         if key in problems:
@@ -122,7 +131,8 @@ st.caption(
     "the address bar keeps the settings (and the data and kernel chosen under 'Apply to real "
     "data') so you can share them. Sizes are in cells (pixels)."
 )
-LINK_KEYS = SETTINGS.keys() | DATA_SETTINGS.keys()
+# every key the page's link may hold (the animation's settings are added where it is drawn)
+LINK_KEYS = SETTINGS.keys() | DATA_SETTINGS.keys() | animation_settings((1, 1)).keys()
 first_visit = links.first_visit(P)
 for warning in links.load_settings(SETTINGS | DATA_SETTINGS, prefix=P, from_link=first_visit):
     st.warning(warning, icon=":material/link_off:")
@@ -444,21 +454,32 @@ def animation_panel(out_hw: tuple[int, int]) -> None:
             note
             + ": pick the position below, or use a smaller input / larger stride to get ▶ Play."
         )
+    # Its settings join the link; their ranges follow the grid, so they are read from the link
+    # the first time the panel is drawn, and a restored value must fit the grid of the moment.
+    table = animation_settings(grid)
+    for warning in links.load_settings(table, prefix=P, from_link=links.first_visit(P + "anim.")):
+        st.warning(warning, icon=":material/link_off:")
     c1, c2, c3 = st.columns(3)
     # With ▶ Play the numbers are where the animation starts; without it they are the position.
     start = "Start at " if animate else ""
     label = (start + what).capitalize()
-    row = c1.number_input(f"{label}: row", 0, grid[0] - 1, 0, key=P + "pos_r")
-    col = c2.number_input(f"{label}: column", 0, grid[1] - 1, 0, key=P + "pos_c")
+    row = c1.number_input(f"{label}: row", 0, grid[0] - 1, key=P + "pos_r")
+    col = c2.number_input(f"{label}: column", 0, grid[1] - 1, key=P + "pos_c")
     small = max(h, w) <= 12 and not transposed
-    numbers = c3.checkbox(
-        "Show numbers",
-        value=small,
-        disabled=not small,
-        key=P + "numbers",
-        help="Small integer inputs and a kernel of ones, so each output is the sum of its "
-        "window (computed with the chosen padding mode). Inputs up to 12×12.",
+    help_numbers = (
+        "Small integer inputs and a kernel of ones, so each output is the sum of its "
+        "window (computed with the chosen padding mode). Inputs up to 12×12, not in "
+        "transposed mode."
     )
+    if small:
+        numbers = c3.checkbox("Show numbers", key=P + "numbers", help=help_numbers)
+    else:
+        # No numbers can be shown: an unticked, disabled box of its own, so the choice made
+        # for small inputs is neither shown as ticked here nor lost.
+        numbers = c3.checkbox(
+            "Show numbers", False, key=P + "numbers_na", disabled=True, help=help_numbers
+        )
+    links.save_settings(table, prefix=P, keep=LINK_KEYS)
     args = ((h, w), (kh, kw), (sh, sw), padding, (dh, dw), padding_mode, (oph, opw))
     fig = animation_figure(
         args,
@@ -816,6 +837,7 @@ def real_data_panel() -> None:
         file_name=f"{stem}.png",
         mime="image/png",
         key=P + "dl_png",
+        on_click="ignore",  # no rerun: a second download is not cancelled by the first's
     )
     c2.download_button(
         "Download output (.npy, float32 values)",
@@ -823,6 +845,7 @@ def real_data_panel() -> None:
         file_name=f"{stem}.npy",
         mime="application/octet-stream",
         key=P + "dl_npy",
+        on_click="ignore",  # no rerun: a second download is not cancelled by the first's
     )
 
 

@@ -545,3 +545,87 @@ def test_a_truncated_netcdf_upload_says_it_is_damaged(tmp_path, fmt, message):
     assert not at.exception and not _errors(at)
     label, in_hw, out_hw, _, _ = _data_result(at)
     assert label.startswith("sst.nc") and (in_hw, out_hw) == ((30, 40), (26, 36))
+
+
+def _animation_spec(at: AppTest) -> dict:
+    import json
+
+    return json.loads(at.get("plotly_chart")[0].proto.spec)
+
+
+def _numbers_boxes(at: AppTest) -> list:
+    return [c for c in at.checkbox if c.label == "Show numbers"]
+
+
+def test_a_link_opens_the_animation_at_its_position_without_numbers():
+    at = _run(**{"anim.row": 2, "anim.col": 3, "anim.numbers": "false"})
+    assert not at.exception and not _errors(at) and not _link_warnings(at)
+    assert at.number_input(key="conv.pos_r").value == 2
+    assert at.number_input(key="conv.pos_c").value == 3
+    assert at.checkbox(key="conv.numbers").value is False
+    spec = _animation_spec(at)
+    assert spec["layout"]["sliders"][0]["active"] == 2 * 5 + 3  # row-major over the 5×5 output
+    assert "text" not in spec["data"][0] or not spec["data"][0]["text"]  # numbers off
+    assert dict(at.query_params) == {"anim.row": "2", "anim.col": "3", "anim.numbers": "false"}
+    with_numbers = _run(**{"anim.row": 2, "anim.col": 3})
+    assert _animation_spec(with_numbers)["data"][0]["text"]  # the default shows them
+
+
+def test_changing_the_animation_rewrites_the_link_and_a_layer_setting_keeps_it():
+    at = _run()
+    at.number_input(key="conv.pos_r").set_value(4)
+    at.checkbox(key="conv.numbers").uncheck().run()
+    assert not at.exception
+    assert dict(at.query_params) == {"anim.row": "4", "anim.numbers": "false"}
+    at.slider(key="conv.dh").set_value(2).run()  # 3×3 output now: row 4 no longer exists
+    assert not at.exception and not _errors(at)
+    assert at.query_params["dh"] == "2" and at.query_params["anim.numbers"] == "false"
+    again = _run(**dict(at.query_params))
+    assert not again.exception and not _link_warnings(again)
+    assert _animation_spec(again) == _animation_spec(at)
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "expected"),
+    [
+        ("anim.row", "5", "expected a whole number from 0 to 4"),  # 5×5 output: rows 0–4
+        ("anim.col", "x", "expected a whole number from 0 to 4"),
+        ("anim.numbers", "maybe", "expected true or false"),
+    ],
+)
+def test_a_bad_animation_link_value_falls_back_with_a_warning(key, raw, expected):
+    at = _run(**{key: raw})
+    assert not at.exception
+    assert _link_warnings(at) == [f"Ignored `{key}={raw}` from the link ({expected})."]
+    assert at.number_input(key="conv.pos_r").value == 0
+    assert at.number_input(key="conv.pos_c").value == 0
+    assert at.checkbox(key="conv.numbers").value is True
+    assert key not in at.query_params
+
+
+def test_show_numbers_is_unticked_and_disabled_where_no_numbers_can_be_shown():
+    at = _run()
+    (box,) = _numbers_boxes(at)
+    assert box.value is True and not box.disabled
+    at.radio(key="conv.mode").set_value("Transposed convolution").run()
+    assert not at.exception and not _errors(at)
+    (box,) = _numbers_boxes(at)
+    assert box.value is False and box.disabled  # it stayed ticked before
+    at.radio(key="conv.mode").set_value("Convolution").run()
+    (box,) = _numbers_boxes(at)
+    assert box.value is True and not box.disabled
+    box.uncheck().run()
+    at.number_input(key="conv.h").set_value(20).run()  # too large for numbers
+    (box,) = _numbers_boxes(at)
+    assert box.value is False and box.disabled
+    at.number_input(key="conv.h").set_value(7).run()
+    (box,) = _numbers_boxes(at)
+    assert box.value is False and not box.disabled  # the choice made is kept
+    assert at.query_params["anim.numbers"] == "false"
+
+
+def test_downloads_do_not_rerun_the_page(at):
+    buttons = at.get("download_button")
+    assert len(buttons) == 2
+    # on_click="ignore": the browser downloads without a rerun that would cancel a second click
+    assert all(b.proto.ignore_rerun for b in buttons)
