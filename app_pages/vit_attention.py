@@ -10,13 +10,15 @@ import streamlit as st
 import torch
 
 import ui
-from ui import count_slider
+from ui import count_slider, links
 from ui.vit import (
     PATCH_NUMBERING,
+    UPLOAD_IMAGES,
     ImageSource,
     ModelChoice,
     UploadedImages,
     get_model,
+    image_sources,
     load_images,
     pick_images,
     pick_vit,
@@ -24,6 +26,49 @@ from ui.vit import (
 from vizlib import attention
 from vizlib.plots.export import to_npy_bytes
 from vizlib.plots.vit import plot_attention_distance, plot_attention_overlays
+
+P = "vit_attention."  # widget-key namespace of this page
+FUSIONS = ("mean", "max", "min")
+
+
+def link_settings(geo: attention.ViTGeometry, available: int) -> dict[str, links.Table]:
+    """Return the page's shareable settings by section, query key -> (widget key, default,
+    allowed), for a model of geometry ``geo`` and a set of ``available`` images."""
+    gh, gw = geo.grid_size
+    heads = ["mean", "max", *range(geo.num_heads)]
+    last = available - 1
+    return {
+        "distance": {
+            "n": (P + "n_images", min(128, available), (1, available)),
+            "renorm": (P + "renormalize", False, (False, True)),
+        },
+        "maps": {
+            "image": (P + "image", 0, (0, last)),
+            "layer": (P + "layer", geo.num_layers, (1, geo.num_layers)),
+            "head": (
+                P + "head",
+                "mean",
+                links.choice_parser(heads, description=f"mean, max or a head 0 to {heads[-1]}"),
+            ),
+            "row": (P + "q_row", gh // 2, (0, gh - 1)),
+            "col": (P + "q_col", gw // 2, (0, gw - 1)),
+        },
+        "rollout": {
+            "fusion": (P + "fusion", "mean", FUSIONS),
+            "discard": (P + "discard", 0.0, (0.0, 0.95, 0.05)),
+            "count": (P + "count", min(4, available), (1, min(8, available))),
+            "first": (P + "rollout_first", 0, (0, last)),
+        },
+    }
+
+
+# every key the page's link may hold: the model (written by pick_vit), the image set, the rest
+LINK_KEYS = {"model", "images", "n", "renorm", "image", "layer", "head", "row", "col"} | {
+    "fusion",
+    "discard",
+    "count",
+    "first",
+}
 
 st.title("ViT Attention")
 st.caption(
@@ -86,7 +131,15 @@ if picked is None:
 choice, model, meta, _lock = picked
 geo = attention.vit_geometry(model)
 gh, gw = geo.grid_size
+# The image set's options follow the model; an upload or a typed folder opens its picker.
+image_options = (*image_sources(meta), *ui.typed_folder_options(), UPLOAD_IMAGES)
+images_table = {"images": (P + "source", image_options[0], links.choice_parser(image_options))}
+for warning in links.load_settings(
+    images_table, prefix=P, from_link=links.first_visit(P + "images.")
+):
+    st.warning(warning, icon=":material/link_off:")
 source = pick_images("vit_attention", meta)
+links.save_settings(images_table, prefix=P, keep=LINK_KEYS)
 if source is None:
     st.stop()
 try:
@@ -95,6 +148,13 @@ except ValueError as err:
     st.error(str(err))
     st.stop()
 available = len(captions_all)
+tables = link_settings(geo, available)
+for warning in links.load_settings(
+    tables["distance"] | tables["maps"] | tables["rollout"],
+    prefix=P,
+    from_link=links.first_visit(P),
+):
+    st.warning(warning, icon=":material/link_off:")
 st.caption(
     f"{meta['name']}: {geo.num_layers} layers × {geo.num_heads} heads, {gh}×{gw} patches of "
     f"{geo.patch_size} px, {geo.num_prefix_tokens} prefix token(s); {available} image"
@@ -108,17 +168,16 @@ n_images = c1.number_input(
     "Number of images",
     min_value=1,
     max_value=available,
-    value=min(128, available),
     key="vit_attention.n_images",
     help=f"The first N of the {available} available images (computed in batches on the device).",
 )
 renormalize = c2.toggle(
     "Renormalise patch weights",
-    value=False,
     key="vit_attention.renormalize",
     help="Off: weights as they come (the class token's share is simply left out, as in the Keras "
     "'probing ViTs' example). On: each query's weights over the patches rescaled to sum to 1.",
 )
+links.save_settings(tables["distance"], prefix=P, keep=LINK_KEYS)
 try:
     dist = distance_table(choice, source, int(n_images), bool(renormalize))
 except (ValueError, RuntimeError) as err:  # e.g. out of GPU memory
@@ -153,6 +212,7 @@ if dist is not None:
         file_name=f"attention_distance_{ui.file_stem(meta['name'])}.csv",
         mime="text/csv",
         key="vit_attention.download",
+        on_click="ignore",  # no rerun: a second download is not cancelled by the first's
     )
 
 head_options = ["mean", "max", *range(geo.num_heads)]
@@ -168,7 +228,7 @@ def attention_maps_panel() -> None:
     st.header("Attention maps")
     c1, c2, c3 = st.columns(3)
     index = c1.number_input(
-        "Image", 0, available - 1, 0, key="vit_attention.image", help="Index into the image set."
+        "Image", 0, available - 1, key="vit_attention.image", help="Index into the image set."
     )
     layer = count_slider(
         "Layer", 1, geo.num_layers, geo.num_layers, key="vit_attention.layer", where=c2
@@ -193,6 +253,7 @@ def attention_maps_panel() -> None:
         where=q2,
         help=f"Columns counted from 0 at the left ({gw} columns of patches).",
     )
+    links.save_settings(tables["maps"], prefix=P, keep=LINK_KEYS)
     with st.spinner("Computing attention…", show_time=True):
         try:
             maps = torch.from_numpy(image_attentions(choice, source, (int(index),)))
@@ -239,6 +300,7 @@ def attention_maps_panel() -> None:
         to_npy_bytes(np.stack([np.asarray(cls_map), np.asarray(query_map)]).reshape(2, gh, gw)),
         file_name=f"attention_maps_{ui.file_stem(meta['name'])}_image{int(index)}_layer{layer}.npy",
         key="vit_attention.download_maps",
+        on_click="ignore",  # no rerun: a second download is not cancelled by the first's
     )
 
 
@@ -282,13 +344,12 @@ def rollout(
 def rollout_panel() -> None:
     st.header("Attention rollout")
     c1, c2, c3, c4 = st.columns(4)
-    fusion = c1.selectbox("Head fusion", ["mean", "max", "min"], key="vit_attention.fusion")
+    fusion = c1.selectbox("Head fusion", FUSIONS, key="vit_attention.fusion")
     discard = c2.slider(
         "Discard ratio",
         0.0,
         0.95,
-        0.0,
-        0.05,
+        step=0.05,
         key="vit_attention.discard",
         help="Fraction of the smallest fused weights set to zero in each layer (never the class "
         "token's own weight).",
@@ -298,6 +359,7 @@ def rollout_panel() -> None:
         "From image", 0, available - 1, 0, key="vit_attention.rollout_first",
         help="Index of the first image shown; the next ones follow (wrapping round).",
     )  # fmt: skip
+    links.save_settings(tables["rollout"], prefix=P, keep=LINK_KEYS)
     indices = tuple((int(first) + k) % available for k in range(int(count)))
     with st.spinner("Rolling out attention…", show_time=True):
         try:
@@ -321,6 +383,7 @@ def rollout_panel() -> None:
         to_npy_bytes(masks),
         file_name=f"attention_rollout_{ui.file_stem(meta['name'])}.npy",
         key="vit_attention.download_rollout",
+        on_click="ignore",  # no rerun: a second download is not cancelled by the first's
     )
     st.caption(
         "Abnar & Zuidema (2020): per layer, fuse heads, add the identity for the residual path, "

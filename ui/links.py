@@ -94,26 +94,36 @@ def load_settings(table: Table, *, prefix: str, from_link: bool) -> list[str]:
 
     With ``from_link`` (a session's first visit) the URL's values, a shared link. Otherwise the
     widget's own state or, where Streamlit dropped it (another page visited, the widget hidden
-    for a while), the last value used, if it is still allowed (a model with fewer layers may have
-    been chosen since), else the default.
+    for a while), the last value used. A number outside its range, or a value its parser refuses
+    (ranges and options may follow a model or a grid chosen since), goes back to the default; a
+    tuple of allowed names is only what a link may name (a widget may offer "upload" too).
     """
     saved = st.session_state.get(prefix + "saved", {})
     warnings = []
     for qkey, (wkey, default, allowed) in table.items():
-        value = default
-        if wkey in saved:
-            try:
-                value = parse_setting(link_text(saved[wkey]), default, allowed)
-            except ValueError:
-                value = default
+        value = saved.get(wkey, default)
+        if not _allowed(value, default, allowed):
+            value = default
         if from_link and qkey in st.query_params:
             raw = st.query_params[qkey]
             try:
                 value = parse_setting(raw, default, allowed)
             except ValueError as err:
                 warnings.append(f"Ignored `{qkey}={raw}` from the link ({err}).")
+        if wkey in st.session_state and not _allowed(st.session_state[wkey], default, allowed):
+            st.session_state[wkey] = default
         st.session_state.setdefault(wkey, value)
     return warnings
+
+
+def _allowed(value: object, default: object, allowed: object) -> bool:
+    if not (callable(allowed) or isinstance(default, int | float)):
+        return True
+    try:
+        parse_setting(link_text(value), default, allowed)
+    except ValueError:
+        return False
+    return True
 
 
 def save_settings(

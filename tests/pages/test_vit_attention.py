@@ -570,3 +570,157 @@ def test_a_link_keeps_the_upload_choice(tiny_vit_zoo):
     fresh.selectbox(key="vit_attention.model").set_value(TINY)
     _run(fresh)
     assert fresh.query_params["model"] == TINY
+
+
+# every shareable setting away from its default (tiny ViT: 2 layers, 2 heads, 8x8 patches)
+LINK = {
+    "n": "10",
+    "renorm": "true",
+    "image": "3",
+    "layer": "1",
+    "head": "1",
+    "row": "2",
+    "col": "5",
+    "fusion": "max",
+    "discard": "0.25",
+    "count": "2",
+    "first": "5",
+}
+
+
+def _linked(query: dict) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _link_warnings(at: AppTest) -> list[str]:
+    return [w.value for w in at.warning if "from the link" in w.value]
+
+
+def _widgets(at: AppTest) -> dict:
+    return {
+        "n": at.number_input(key="vit_attention.n_images").value,
+        "renorm": at.toggle(key="vit_attention.renormalize").value,
+        "image": at.number_input(key="vit_attention.image").value,
+        "layer": at.slider(key="vit_attention.layer").value,
+        "head": at.selectbox(key="vit_attention.head").value,
+        "row": at.slider(key="vit_attention.q_row").value,
+        "col": at.slider(key="vit_attention.q_col").value,
+        "fusion": at.selectbox(key="vit_attention.fusion").value,
+        "discard": at.slider(key="vit_attention.discard").value,
+        "count": at.slider(key="vit_attention.count").value,
+        "first": at.number_input(key="vit_attention.rollout_first").value,
+    }
+
+
+DEFAULTS = {
+    "n": 128,
+    "renorm": False,
+    "image": 0,
+    "layer": 2,
+    "head": "mean",
+    "row": 4,
+    "col": 4,
+    "fusion": "mean",
+    "discard": 0.0,
+    "count": 4,
+    "first": 0,
+}
+
+
+def test_a_link_opens_the_page_on_its_settings(tiny_vit_zoo):
+    at = _linked({"model": TINY, **LINK})
+    assert not at.error and not _link_warnings(at)
+    assert _widgets(at) == {
+        "n": 10,
+        "renorm": True,
+        "image": 3,
+        "layer": 1,
+        "head": 1,
+        "row": 2,
+        "col": 5,
+        "fusion": "max",
+        "discard": 0.25,
+        "count": 2,
+        "first": 5,
+    }
+    captions = " | ".join(c.value for c in at.caption)
+    assert "Averaged" not in captions and "Layer 1, head 1; image 3" in captions
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert "Patch (row 2, column 5) → patches" in titles
+    assert "Rollout of the class token (max over heads, discard 0.25)" in titles
+    assert dict(at.query_params) == {"model": TINY, **LINK}  # the link stays as it came
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "expected"),
+    [
+        ("layer", "3", "expected a whole number from 1 to 2"),
+        ("head", "2", "expected mean, max or a head 0 to 1"),
+        ("row", "x", "expected a whole number from 0 to 7"),
+        ("discard", "0.33", "expected a number from 0 to 0.95 in steps of 0.05"),
+        ("fusion", "avg", "expected one of mean, max, min"),
+        ("image", "-1", "expected a whole number from 0 to"),
+        ("renorm", "maybe", "expected true or false"),
+        ("images", "nowhere", "expected digits (test split), "),
+    ],
+)
+def test_a_bad_link_value_gives_a_warning_and_the_default(tiny_vit_zoo, key, raw, expected):
+    at = _linked({"model": TINY, "layer": "1", key: raw})
+    assert not at.error
+    (warning,) = _link_warnings(at)
+    assert warning.startswith(f"Ignored `{key}={raw}` from the link ({expected}")
+    assert _widgets(at) == {**DEFAULTS, "layer": 1 if key != "layer" else 2}
+    assert at.selectbox(key="vit_attention.source").value == "digits (test split)"
+    assert key not in at.query_params and at.query_params["model"] == TINY
+
+
+def test_changing_the_widgets_writes_the_link_and_the_link_reopens_them(tiny_vit_zoo):
+    at = _linked({"model": TINY})
+    assert dict(at.query_params) == {"model": TINY}  # defaults stay out of the link
+    at.slider(key="vit_attention.layer").set_value(1)
+    at.selectbox(key="vit_attention.head").set_value("max")
+    at.slider(key="vit_attention.q_col").set_value(7)
+    at.slider(key="vit_attention.discard").set_value(0.5)
+    at.toggle(key="vit_attention.renormalize").set_value(True)
+    at.number_input(key="vit_attention.n_images").set_value(12).run()
+    assert not at.exception and not at.error
+    link = dict(at.query_params)
+    assert link == {
+        "model": TINY,
+        "layer": "1",
+        "head": "max",
+        "col": "7",
+        "discard": "0.5",
+        "renorm": "true",
+        "n": "12",
+    }
+    at.selectbox(key="vit_attention.fusion").set_value("min").run()  # a fragment's rerun
+    assert at.query_params["fusion"] == "min" and at.query_params["layer"] == "1"
+    again = _linked(dict(at.query_params))
+    assert not _link_warnings(again) and _widgets(again) == _widgets(at)
+
+
+def test_a_link_waits_for_the_uploaded_model(tiny_vit_zoo):
+    """?model=upload opens the picker; the other settings stay in the link until a model is
+    there to apply them to, and a bad one says so without a traceback."""
+    at = _linked({"model": "upload", "layer": "1", "head": "zzz"})
+    assert not at.warning and at.selectbox(key="vit_attention.model").value == "Upload weights…"
+    assert dict(at.query_params) == {"model": "upload", "layer": "1", "head": "zzz"}
+    at.selectbox(key="vit_attention.model").set_value(TINY).run()
+    assert not at.exception
+    assert _link_warnings(at) == [
+        "Ignored `head=zzz` from the link (expected mean, max or a head 0 to 1)."
+    ]
+    assert at.slider(key="vit_attention.layer").value == 1
+    assert dict(at.query_params) == {"model": TINY, "layer": "1"}
+
+
+def test_downloads_do_not_rerun_the_page(tiny_vit_zoo):
+    at = _linked({"model": TINY, "n": "4"})
+    buttons = at.get("download_button")
+    assert len(buttons) == 3 and all(b.proto.ignore_rerun for b in buttons)
