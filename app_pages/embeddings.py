@@ -12,9 +12,9 @@ import streamlit as st
 import torch
 
 import ui
-from ui.embeddings import read_table
+from ui.embeddings import ModelChoice, get_model, pick_model, read_table
 from ui.scatter import linked_scatter
-from vizlib import embedding, zoo
+from vizlib import embedding
 from vizlib.data import (
     available_datasets,
     dataset_normalization,
@@ -85,19 +85,19 @@ def dataset_points(
     return images, labels.numpy(), parts[0][2], available
 
 
-def model_features(bar, model_name: str, device: str, dataset: str, n_points: int,
+def model_features(bar, choice: ModelChoice, dataset: str, n_points: int,
                    layers: tuple[str, ...], seed: int) -> tuple:  # fmt: skip
     """Return ({layer: (N, F)}, labels, class names, display images (N, h, w[, 3]) uint8);
     progress on ``bar``.
 
-    Features stay in this session (several MB each) under their small key, so changing only
-    the t-SNE settings reuses them.
+    Features stay in this session (several MB each) under their small key (an upload by its
+    SHA-256), so changing only the t-SNE settings reuses them.
     """
     cache = st.session_state.setdefault(f"{P}.features", {})
-    key = (model_name, device, dataset, n_points, layers, seed)
+    key = (choice, dataset, n_points, layers, seed)
     if key in cache:
         return cache[key]
-    model, meta, lock = ui.cached_model(model_name, device)
+    model, meta, lock = get_model(choice)
     images, labels, class_names, available = dataset_points(
         dataset, tuple(meta["input_size"][1:]), n_points, seed
     )
@@ -115,7 +115,7 @@ def model_features(bar, model_name: str, device: str, dataset: str, n_points: in
 
     with lock:  # hooks go on the shared model
         feats = embedding.layer_features(
-            model, images, list(layers), device=device, progress=progress,
+            model, images, list(layers), device=choice.device, progress=progress,
             transform=functools.partial(to_model_input, name=dataset, meta=meta),
         )  # fmt: skip
     cache.clear()
@@ -124,12 +124,13 @@ def model_features(bar, model_name: str, device: str, dataset: str, n_points: in
 
 
 @st.cache_data(max_entries=16, show_spinner="Timing one forward pass…")
-def seconds_per_image(model_name: str, device: str) -> float:
+def seconds_per_image(choice: ModelChoice) -> float:
     """Return the seconds one forward pass of a batch of 2 takes, per image (for the estimate).
 
     The fastest of three timed passes: a single one can be inflated many times by a busy machine.
     """
-    model, meta, lock = ui.cached_model(model_name, device)
+    model, meta, lock = get_model(choice)
+    device = choice.device
     x = torch.zeros(2, *meta["input_size"], device=device)  # (2, C, H, W)
     timings = []
     with lock, torch.inference_mode():
@@ -169,14 +170,10 @@ class_names: list[str] | None = None
 images: np.ndarray | None = None
 coords_upload: pd.DataFrame | None = None
 data_key: tuple = ()
+stem = ""  # the model's name in download file names (ui.file_stem); none for uploaded tables
 
 if source == "Model layers":
     c1, c2, c3 = st.columns(3)
-    names = zoo.list_models()
-    model_name = c1.selectbox(
-        "Model", names, index=ui.linked_index("model", names), key=f"{P}.model"
-    )
-    st.query_params["model"] = model_name  # shareable link
     datasets = available_datasets()
     usable = [d for d, status in datasets.items() if not status.startswith("not") and "<" not in d]
     picked = c2.selectbox(
@@ -191,10 +188,12 @@ if source == "Model layers":
     )
     dataset = ui.image_folder_choice(picked, P)  # None: a typed path that is no image folder
     device = str(ui.current_device())
-    loaded = ui.load_shared_model(model_name, device)
+    # drawn after the other controls: a stop for a missing upload keeps their values
+    loaded = pick_model(P, device, where=c1)
     if loaded is None:
         st.stop()
-    model, meta, _lock = loaded
+    choice, model, meta, _lock = loaded
+    stem = ui.file_stem(meta["name"])  # "upload_lenet_digits" for uploaded weights
     if dataset is not None and dataset.startswith("imagefolder:"):
         st.caption(
             f"{ui.folder_channels_note(int(meta['input_size'][0]))} The labels are the names of "
@@ -202,13 +201,13 @@ if source == "Model layers":
         )
     # Extraction is one forward pass per point: minutes for vgg16 / vit_b_16 on a CPU.
     try:
-        extract_s = seconds_per_image(model_name, device) * int(n_points)
+        extract_s = seconds_per_image(choice) * int(n_points)
     except (RuntimeError, ValueError):
         extract_s = 0.0
     if extract_s > 30:
         c3.warning(
             f"Extracting features of {int(n_points):,} points takes about {extract_s:,.0f} s on "
-            f"{device} with {model_name}; fewer points are faster (Stop interrupts a run).",
+            f"{device} with {meta['name']}; fewer points are faster (Stop interrupts a run).",
             icon=":material/hourglass:",
         )
     candidates = embedding.embedding_layers(model)
@@ -221,7 +220,7 @@ if source == "Model layers":
         key=f"{P}.layers",
         help="input = raw pixels; conv blocks / encoder blocks (ViT: class token); the penultimate layer.",
     )
-    data_key = (model_name, device, dataset, int(n_points), tuple(layers))
+    data_key = (choice, dataset, int(n_points), tuple(layers))
 elif source == "Uploaded features":
     c1, c2 = st.columns(2)
     up = c1.file_uploader("Features (.npy or .csv, rows = points)", ["npy", "csv"], key=f"{P}.feat")
@@ -328,7 +327,7 @@ def _compute() -> dict | None:
     bar = st.progress(0.0, text="Starting…")
     started = time.perf_counter()
     if source == "Model layers":
-        if data_key[2] is None:
+        if dataset is None:
             st.error("Give the path of an image folder that can be read (see above) first.")
             return None
         if not layers:
@@ -387,7 +386,7 @@ def _compute() -> dict | None:
             return None
     bar.progress(1.0, text=f"Done in {time.perf_counter() - started:.1f} s")
     return {"maps": maps, "features": features, "labels": labels, "class_names": class_names,
-            "images": images}  # fmt: skip
+            "images": images, "stem": stem}  # fmt: skip
 
 
 if source != "Uploaded coordinates" and run and not stopped:
@@ -410,7 +409,7 @@ if source == "Uploaded coordinates" and coords_upload is not None:
         maps[str(name)] = part[["x", "y"]].to_numpy(np.float32)
     shown = {"maps": dict(list(maps.items())[:4]), "features": None, "images": None,
              "labels": first["label"].to_numpy(int) if "label" in df else None,
-             "class_names": None}  # fmt: skip
+             "class_names": None, "stem": ""}  # fmt: skip
 elif f"{P}.last" in st.session_state and st.session_state[f"{P}.last"] in results:
     shown = results[st.session_state[f"{P}.last"]]
     if st.session_state[f"{P}.last"] != run_key:
@@ -491,5 +490,6 @@ for name, coords in maps.items():
     if shown["labels"] is not None:
         frame["label"] = shown["labels"]
     frames.append(frame)
+csv_name = "_".join(filter(None, ["embedding_coordinates", shown["stem"]])) + ".csv"
 st.download_button("Download coordinates (CSV)", pd.concat(frames).to_csv(index=False),
-                   file_name="embedding_coordinates.csv", mime="text/csv", key=f"{P}.download")  # fmt: skip
+                   file_name=csv_name, mime="text/csv", key=f"{P}.download")  # fmt: skip

@@ -120,3 +120,62 @@ def test_an_image_folder_typed_by_its_path_is_mapped(page, app_url, tmp_path):
     legend = page.locator(".emb-legend-item").all_inner_texts()
     assert [t.strip() for t in legend] == list(FRUIT)
     screenshot(page, "embeddings_image_folder")
+
+
+def test_uploaded_weights_are_mapped_and_downloaded_by_their_name(page, app_url, tmp_path):
+    """``?model=upload`` opens the picker; a cut file gets the picker's message, no traceback;
+    the shipped lenet_digits weights uploaded give the zoo model's PCA maps, downloaded as
+    embedding_coordinates_upload_lenet_digits.csv."""
+    import numpy as np
+    import pandas as pd
+    from safetensors.torch import save
+
+    from vizlib import zoo
+
+    model, _ = zoo.load_model("lenet_digits")
+    data = save({k: v.contiguous() for k, v in model.state_dict().items()})
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    (tmp_path / "mine.safetensors").write_bytes(data)
+
+    open_page(page, app_url, "embeddings?model=upload")
+    assert not error_boxes(page)
+    page.get_by_text("see how your own model's layers separate the classes").wait_for()
+    assert page.locator('[data-testid="stAlertContentWarning"]').count() == 0
+    _pick(page, "Architecture of the weights", "lenet_digits")
+    dropzone = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    dropzone.set_input_files(str(tmp_path / "cut.safetensors"))
+    wait_until_idle(page)
+    (message,) = error_boxes(page)
+    assert message.startswith("Could not use 'cut.safetensors': ")
+    assert page.get_by_role("button", name="Compute", exact=True).count() == 0
+
+    dropzone.set_input_files(str(tmp_path / "mine.safetensors"))
+    wait_until_idle(page)
+    assert not error_boxes(page)
+    _set_number(page, "Points", 300)
+    page.get_by_test_id("stRadio").filter(has_text="Method").get_by_text("PCA", exact=True).click()
+    wait_until_idle(page)
+    page.get_by_role("button", name="Compute", exact=True).click()
+    page.wait_for_selector('[data-testid="stDataFrame"]', timeout=120_000)
+    wait_until_idle(page)
+    assert not error_boxes(page)
+    assert page.locator(".emb-root").get_attribute("data-ready") == "300"
+    screenshot(page, "embeddings_upload")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download coordinates (CSV)").click()
+    assert download.value.suggested_filename == "embedding_coordinates_upload_lenet_digits.csv"
+    table = pd.read_csv(download.value.path())
+
+    # the same map as lenet_digits picked from the zoo, every layer
+    _pick(page, "Model", "lenet_digits")
+    page.get_by_role("button", name="Compute", exact=True).click()
+    wait_until_idle(page)
+    assert not error_boxes(page)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download coordinates (CSV)").click()
+    assert download.value.suggested_filename == "embedding_coordinates_lenet_digits.csv"
+    shipped = pd.read_csv(download.value.path())
+    assert list(shipped["layer"].unique()) == list(table["layer"].unique())
+    assert len(shipped) == len(table) == 300 * table["layer"].nunique()
+    np.testing.assert_allclose(shipped[["x", "y"]], table[["x", "y"]], rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(shipped["label"], table["label"])

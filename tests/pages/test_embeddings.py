@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "embeddings.py")
@@ -295,3 +296,168 @@ def test_fractional_labels_are_refused_not_truncated():
     whole = "\n".join(f"{v:.0f}" for v in labels - 0.5).encode()  # 0, 1, 2 as "0", "1", "2"
     at.file_uploader(key="tsne.lab").set_value(("labels.csv", whole, "text/csv")).run()
     assert not at.exception and not at.error
+
+
+def _lenet_safetensors() -> bytes:
+    """The shipped lenet_digits weights, as vizlib.zoo.load_model gives them, in .safetensors."""
+    from safetensors.torch import save
+
+    from vizlib import zoo
+
+    model, _ = zoo.load_model("lenet_digits")
+    return save({k: v.contiguous() for k, v in model.state_dict().items()})
+
+
+def _upload_lenet(at: AppTest, name: str, data: bytes) -> None:
+    at.selectbox(key="tsne.model").set_value("Upload weights…").run()
+    assert not at.exception and not at.error
+    at.selectbox(key="tsne.upload_arch").set_value("lenet_digits")
+    at.file_uploader(key="tsne.upload_weights").set_value(
+        (name, data, "application/octet-stream")
+    ).run()
+    assert not at.exception, at.exception
+
+
+def _pca_result(at: AppTest) -> dict:
+    """Compute a PCA map of 200 points; return the page's stored result."""
+    at.number_input(key="tsne.points").set_value(200)
+    at.radio(key="tsne.method").set_value("PCA")
+    at.button(key="tsne.run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    (result,) = at.session_state["tsne.results"].values()
+    return result
+
+
+@pytest.fixture
+def downloads(monkeypatch) -> dict[str, bytes]:
+    """The bytes of every download button of the runs that follow, by file name."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    seen: dict[str, bytes] = {}
+    add = MediaFileManager.add
+
+    def recording_add(self, data, mimetype, coordinates, file_name=None, **kwargs):
+        if file_name is not None:
+            seen[file_name] = data
+        return add(self, data, mimetype, coordinates, file_name, **kwargs)
+
+    monkeypatch.setattr(MediaFileManager, "add", recording_add)
+    return seen
+
+
+def test_uploaded_weights_map_as_the_same_zoo_model(downloads):
+    """The shipped lenet_digits weights uploaded: the same layers, features, PCA coordinates and
+    scores as lenet_digits from the zoo; the download is named after the upload."""
+    import io
+
+    import numpy as np
+    import pandas as pd
+
+    at = _app()
+    assert at.selectbox(key="tsne.model").value == "lenet_digits"
+    zoo_layers = at.multiselect(key="tsne.layers").options
+    zoo_result = _pca_result(at)
+    zoo_scores = at.dataframe[0].value
+    assert set(downloads) == {"embedding_coordinates_lenet_digits.csv"}
+
+    at.selectbox(key="tsne.model").set_value("Upload weights…").run()
+    assert at.query_params["model"] == "upload"
+    assert any("your own model's layers" in i.value for i in at.info)
+    _upload_lenet(at, "mine.safetensors", _lenet_safetensors())
+    assert not at.error, [e.value for e in at.error]
+    assert at.multiselect(key="tsne.layers").options == zoo_layers
+    result = _pca_result(at)
+    assert list(result["maps"]) == list(zoo_result["maps"])
+    for name, coords in zoo_result["maps"].items():
+        np.testing.assert_allclose(result["maps"][name], coords, atol=1e-5)
+    np.testing.assert_array_equal(result["labels"], zoo_result["labels"])
+    pd.testing.assert_frame_equal(at.dataframe[0].value, zoo_scores)
+    # the features came from the uploaded model, keyed on its file's SHA-256
+    (key,) = at.session_state["tsne.features"]
+    assert key[0].key.startswith("upload:") and key[0].architecture == "lenet_digits"
+
+    table = pd.read_csv(io.BytesIO(downloads["embedding_coordinates_upload_lenet_digits.csv"]))
+    for name, coords in result["maps"].items():
+        rows = table[table["layer"] == name]
+        np.testing.assert_allclose(rows[["x", "y"]].to_numpy(), coords, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(rows["label"], result["labels"])
+
+
+def test_a_result_keeps_its_models_name_until_computed_again(downloads):
+    at = _app()
+    _pca_result(at)
+    _upload_lenet(at, "mine.safetensors", _lenet_safetensors())
+    assert any("press Compute to apply" in i.value for i in at.info)
+    downloads.clear()
+    at.run()
+    assert set(downloads) == {"embedding_coordinates_lenet_digits.csv"}  # still the zoo's map
+
+
+def test_the_estimate_times_the_uploaded_model(monkeypatch):
+    """seconds_per_image times the uploaded model itself, once per file (keyed on its digest)."""
+    import time
+
+    from safetensors.torch import load, save
+
+    from vizlib.models.lenet import LeNetLike
+
+    state = load(_lenet_safetensors())
+    state["conv1.bias"][0] += 1e-3  # a file of its own: no estimate of it is cached yet
+    data = save(state)
+    timed: list[int] = []
+    real = LeNetLike.forward
+
+    def slow_forward(self, x):
+        timed.append(id(self))
+        time.sleep(0.01)  # 5 ms per image: 70,000 points take about 350 s
+        return real(self, x)
+
+    monkeypatch.setattr(LeNetLike, "forward", slow_forward)
+    at = _app()
+    at.number_input(key="tsne.points").set_value(70000).run()
+    timed.clear()
+    _upload_lenet(at, "slow.safetensors", data)
+    assert not at.error, [e.value for e in at.error]
+    warnings = [w.value for w in at.warning if "Extracting features" in w.value]
+    assert len(warnings) == 1 and "70,000 points" in warnings[0]
+    assert "with upload (lenet_digits)" in warnings[0]
+    # one model: scored on the digits test split when loaded, then warm-up and 3 timed passes
+    assert len(set(timed)) == 1 and len(timed) >= 4
+    import ui
+
+    zoo_model = ui.cached_model("lenet_digits", str(ui.current_device()))[0]
+    assert timed[0] != id(zoo_model)
+    timed.clear()
+    at.run()
+    assert not timed  # the estimate is cached under the file's digest
+    assert any("with upload (lenet_digits)" in w.value for w in at.warning)
+
+
+def test_a_corrupt_upload_is_refused_and_a_link_opens_the_picker():
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    app.query_params["model"] = "upload"
+    at = app.run()
+    assert not at.exception and not at.error
+    assert not at.warning, [w.value for w in at.warning]  # "upload" is no unknown model
+    assert at.selectbox(key="tsne.model").value == "Upload weights…"
+    assert any("your own model's layers" in i.value for i in at.info)
+
+    data = _lenet_safetensors()
+    at.number_input(key="tsne.points").set_value(300)
+    at.selectbox(key="tsne.upload_arch").set_value("lenet_digits")
+    at.file_uploader(key="tsne.upload_weights").set_value(
+        ("broken.safetensors", data[: len(data) // 2], "application/octet-stream")
+    ).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and errors[0].startswith("Could not use 'broken.safetensors': ")
+    # the controls above keep their values; nothing needing a model is drawn
+    assert at.number_input(key="tsne.points").value == 300
+    assert not at.get("download_button") and not at.get("multiselect")
+    # a good file then works on the same page
+    at.file_uploader(key="tsne.upload_weights").set_value(
+        ("good.safetensors", data, "application/octet-stream")
+    ).run()
+    assert not at.exception and not at.error
+    assert at.multiselect(key="tsne.layers").options
