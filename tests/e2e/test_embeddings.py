@@ -96,6 +96,16 @@ def _type_path(page, path) -> None:
     wait_until_idle(page)
 
 
+def _compute_pca(page) -> None:
+    """Pick PCA, press Compute and wait for the scores table; no error may show."""
+    page.get_by_test_id("stRadio").filter(has_text="Method").get_by_text("PCA", exact=True).click()
+    wait_until_idle(page)
+    page.get_by_role("button", name="Compute", exact=True).click()
+    page.wait_for_selector('[data-testid="stDataFrame"]', timeout=120_000)
+    wait_until_idle(page)
+    assert not error_boxes(page)
+
+
 def test_an_image_folder_typed_by_its_path_is_mapped(page, app_url, tmp_path):
     """'Other image folder…': a wrong path gets its message, no traceback; a real folder of
     class sub-folders is mapped, its sub-folder names in the legend."""
@@ -109,12 +119,7 @@ def test_an_image_folder_typed_by_its_path_is_mapped(page, app_url, tmp_path):
     _type_path(page, tmp_path / "fruit")
     assert not error_boxes(page)
     page.get_by_text(f"3 classes: {', '.join(FRUIT)}").wait_for()
-    page.get_by_test_id("stRadio").filter(has_text="Method").get_by_text("PCA", exact=True).click()
-    wait_until_idle(page)
-    page.get_by_role("button", name="Compute", exact=True).click()
-    page.wait_for_selector('[data-testid="stDataFrame"]', timeout=120_000)
-    wait_until_idle(page)
-    assert not error_boxes(page)
+    _compute_pca(page)
     assert page.get_by_text("has 24 images: using all of them").count() == 1
     assert page.locator(".emb-root").get_attribute("data-ready") == "24"
     legend = page.locator(".emb-legend-item").all_inner_texts()
@@ -153,12 +158,7 @@ def test_uploaded_weights_are_mapped_and_downloaded_by_their_name(page, app_url,
     wait_until_idle(page)
     assert not error_boxes(page)
     _set_number(page, "Points", 300)
-    page.get_by_test_id("stRadio").filter(has_text="Method").get_by_text("PCA", exact=True).click()
-    wait_until_idle(page)
-    page.get_by_role("button", name="Compute", exact=True).click()
-    page.wait_for_selector('[data-testid="stDataFrame"]', timeout=120_000)
-    wait_until_idle(page)
-    assert not error_boxes(page)
+    _compute_pca(page)
     assert page.locator(".emb-root").get_attribute("data-ready") == "300"
     screenshot(page, "embeddings_upload")
     with page.expect_download() as download:
