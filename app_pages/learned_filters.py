@@ -7,10 +7,18 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from ui import count_slider
-from ui.inside_cnns import LoadedModel, image_set, image_set_picker, input_picker, model_picker
+from ui import count_slider, links
+from ui.inside_cnns import (
+    SOURCES,
+    LoadedModel,
+    dataset_for,
+    image_set,
+    image_set_picker,
+    input_picker,
+    model_picker,
+)
 from vizlib import filters
-from vizlib.data import denormalize
+from vizlib.data import denormalize, sample_image_names
 from vizlib.plots import (
     plot_captioned_images,
     plot_feature_maps,
@@ -20,6 +28,11 @@ from vizlib.plots import (
 )
 
 P = "filters"
+SLICE_MODES = ("Each input channel", "Mean over input channels")
+REDUCTIONS = ("mean", "max")
+# every key the page's link may hold: the model (written by model_picker) and the settings
+LINK_KEYS = {"model", "layer", "shared", "slices", "bins", "reduce", "filter", "maps", "channel"}
+LINK_KEYS |= {"input", "index", "sample", "k"}
 
 st.title("Filters & Feature Maps")
 st.caption(
@@ -51,6 +64,44 @@ def filter_tiles(weights: torch.Tensor, *, shared: bool) -> np.ndarray:
     return filters.normalize_filters(weights, shared=shared).numpy()
 
 
+def page_settings(convs: list[str], meta: dict) -> links.Table:
+    """Return the settings that do not depend on the layer: query key -> (widget key, default,
+    allowed) for a model with conv layers ``convs``."""
+    table = {
+        "layer": (f"{P}.layer", convs[0], links.choice_parser(convs)),
+        "shared": (f"{P}.shared", False, (False, True)),
+        "slices": (f"{P}.slice_mode", SLICE_MODES[0], SLICE_MODES),
+        "bins": (f"{P}.bins", 60, (10, 200)),
+        "reduce": (f"{P}.reduce", REDUCTIONS[0], REDUCTIONS),
+    }
+    # the feature maps' input, as input_picker offers it: the test split only where it is here
+    names = sample_image_names()
+    table["sample"] = (f"{P}.sample", names[0], tuple(names))
+    try:
+        size = tuple(int(v) for v in meta["input_size"][1:])
+        n_test = len(dataset_for(meta["dataset"], size)[0])
+    except ValueError:
+        n_test = 0
+    sources = SOURCES if n_test else SOURCES[1:]
+    table["input"] = (
+        f"{P}.source",
+        sources[0] if n_test else "Sample image",
+        links.choice_parser(sources),
+    )
+    if n_test:
+        table["index"] = (f"{P}.index", 0, (0, n_test - 1))
+    return table
+
+
+def layer_settings(out_ch: int) -> links.Table:
+    """Return the settings whose range is the layer's ``out_ch`` filters (channels)."""
+    return {
+        "filter": (f"{P}.filter_index", 0, (0, out_ch - 1)),
+        "maps": (f"{P}.n_maps", min(64, out_ch), (1, out_ch)),
+        "channel": (f"{P}.channel", 0, (0, out_ch - 1)),
+    }
+
+
 def norm_labels(weights: torch.Tensor, prefix: str = "filter") -> list[str]:
     norms = filters.filter_norms(weights).numpy()
     return [f"{prefix} {i}<br>L2 norm {n:.4g}" for i, n in enumerate(norms)]
@@ -65,6 +116,9 @@ if not convs:
     st.warning(f"{meta['name']} has no Conv2d layer, so it has no filters to show.")
     st.stop()
 
+settings = page_settings(convs, meta)
+for warning in links.load_settings(settings, prefix=f"{P}.", from_link=links.first_visit(f"{P}.")):
+    st.warning(warning, icon=":material/link_off:")
 c1, c2 = st.columns([2, 1])
 layer = c1.selectbox("Conv layer", convs, key=f"{P}.layer")
 shared = c2.toggle(
@@ -76,6 +130,11 @@ shared = c2.toggle(
 )
 weights = filters.conv_filters(model, layer)  # (out, in, kh, kw)
 out_ch, in_ch, kh, kw = weights.shape
+by_layer = layer_settings(out_ch)  # read from the link the first time a layer is known
+for warning in links.load_settings(
+    by_layer, prefix=f"{P}.", from_link=links.first_visit(f"{P}.layer.")
+):
+    st.warning(warning, icon=":material/link_off:")
 st.markdown(
     f"**{layer}**: {out_ch} filters of {in_ch}×{kh}×{kw} "
     f"({'RGB' if in_ch == 3 else 'grey' if in_ch == 1 else 'mean over input channels'} below)."
@@ -114,12 +173,10 @@ with tab_filters:
     if in_ch > 1:
         st.subheader("One filter, slice by slice")
         f1, f2 = st.columns([1, 2])
-        index = f1.number_input(
-            f"Filter (0–{out_ch - 1})", 0, out_ch - 1, 0, key=f"{P}.filter_index"
-        )
+        index = f1.number_input(f"Filter (0–{out_ch - 1})", 0, out_ch - 1, key=f"{P}.filter_index")
         mode = f2.radio(
             "Show",
-            ["Each input channel", "Mean over input channels"],
+            SLICE_MODES,
             key=f"{P}.slice_mode",
             horizontal=True,
         )
@@ -141,6 +198,7 @@ with tab_filters:
         to_npy_bytes(weights),
         file_name=f"{loaded.stem}_{layer}_weights.npy",
         key=f"{P}.download_weights",
+        on_click="ignore",  # no rerun: a second download is not cancelled by the first's
     )
 
 with tab_train:
@@ -182,7 +240,7 @@ with tab_train:
         )
 
 with tab_hist:
-    bins = st.slider("Bins", 10, 200, 60, key=f"{P}.bins")
+    bins = st.slider("Bins", 10, 200, key=f"{P}.bins")
     h1, h2 = st.columns(2)
     counts, edges = filters.weight_histogram(weights, bins=bins)
     h1.plotly_chart(
@@ -230,6 +288,7 @@ with tab_maps:
                 to_npy_bytes(maps_np),
                 file_name=f"{loaded.stem}_{layer}_feature_maps.npy",
                 key=f"{P}.download_maps",
+                on_click="ignore",  # no rerun: a second download is not cancelled by the first's
             )
 
 with tab_top:
@@ -242,17 +301,22 @@ with tab_top:
     if images is not None:
         what = "image" if images_from.startswith("imagefolder:") else "test image"
         t1, t2, t3 = st.columns(3)
-        channel = t1.number_input(f"Channel (0–{out_ch - 1})", 0, out_ch - 1, 0, key=f"{P}.channel")
+        channel = t1.number_input(f"Channel (0–{out_ch - 1})", 0, out_ch - 1, key=f"{P}.channel")
         reduce = t2.radio(
             "Score per image",
-            ["mean", "max"],
+            REDUCTIONS,
             key=f"{P}.reduce",
             horizontal=True,
             help="Mean or maximum of the channel's feature map over positions.",
         )
-        k = count_slider(
-            "Images", min(4, len(images)), min(36, len(images)), 16, key=f"{P}.top_k", where=t3
-        )
+        low, high = min(4, len(images)), min(36, len(images))
+        top_table = {"k": (f"{P}.top_k", min(max(16, low), high), (low, high))}
+        for warning in links.load_settings(
+            top_table, prefix=f"{P}.", from_link=links.first_visit(f"{P}.top.")
+        ):
+            st.warning(warning, icon=":material/link_off:")
+        k = count_slider("Images", low, high, 16, key=f"{P}.top_k", where=t3)
+        links.save_settings(top_table, prefix=f"{P}.", keep=LINK_KEYS)
         with st.spinner(f"One pass over {len(images)} {what}s…", show_time=True):
             scores = dataset_scores(loaded.name, loaded.device, layer, reduce, images_from, loaded)
         idx, vals = filters.top_activating(scores, int(channel), k=k)
@@ -291,4 +355,7 @@ with tab_top:
             file_name=f"{loaded.stem}_{layer}_channel{int(channel)}_top{k}.csv",
             mime="text/csv",
             key=f"{P}.download_top",
+            on_click="ignore",  # no rerun: a second download is not cancelled by the first's
         )
+
+links.save_settings(settings | by_layer, prefix=f"{P}.", keep=LINK_KEYS)

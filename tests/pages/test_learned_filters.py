@@ -318,3 +318,128 @@ def test_typed_folder_paths_can_be_switched_off_for_a_shared_server(tmp_path, mo
     assert not at.exception
     assert at.selectbox(key="filters.folder").options == []
     assert any("No image folder was found under VIZLIB_DATA" in i.value for i in at.info)
+
+
+# lenet_digits: conv1 (32 filters of 1×5×5), conv2 (64 of 32×5×5); digits test split on disk
+FILTERS_LINK = {
+    "layer": "conv2",
+    "shared": "true",
+    "slices": "Mean over input channels",
+    "bins": "20",
+    "reduce": "max",
+    "filter": "63",
+    "maps": "8",
+    "channel": "10",
+    "input": "Sample image",
+    "sample": "coins",
+    "k": "4",
+}
+
+
+def _linked(query: dict) -> AppTest:
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    app.query_params["model"] = "lenet_digits"
+    for key, value in query.items():
+        app.query_params[key] = value
+    at = app.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _link_warnings(at: AppTest) -> list[str]:
+    return [w.value for w in at.warning if "from the link" in w.value]
+
+
+def _settings(at: AppTest) -> dict:
+    return {
+        "layer": at.selectbox(key="filters.layer").value,
+        "shared": at.toggle(key="filters.shared").value,
+        "bins": at.slider(key="filters.bins").value,
+        "reduce": at.radio(key="filters.reduce").value,
+        "maps": at.slider(key="filters.n_maps").value,
+        "channel": at.number_input(key="filters.channel").value,
+        "input": at.radio(key="filters.source").value,
+        "k": at.slider(key="filters.top_k").value,
+    }
+
+
+def test_a_link_opens_the_page_on_its_settings():
+    at = _linked(FILTERS_LINK)
+    assert not _errors(at) and not _link_warnings(at)
+    assert _settings(at) == {
+        "layer": "conv2",
+        "shared": True,
+        "bins": 20,
+        "reduce": "max",
+        "maps": 8,
+        "channel": 10,
+        "input": "Sample image",
+        "k": 4,
+    }
+    assert at.radio(key="filters.slice_mode").value == "Mean over input channels"
+    assert at.number_input(key="filters.filter_index").value == 63
+    assert at.selectbox(key="filters.sample").value == "coins"
+    assert "64 filters of 32×5×5" in at.markdown[0].value
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert "Filter 63 of conv2: 1 slice(s) of 5×5" in titles
+    assert any(t.startswith("conv2: channels 0–7 of 64 maps") for t in titles)
+    assert any(t.startswith("Test images that drive channel 10 of conv2") for t in titles)
+    assert dict(at.query_params) == {"model": "lenet_digits", **FILTERS_LINK}
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "expected"),
+    [
+        ("layer", "conv9", "expected conv1, conv2"),
+        ("channel", "32", "expected a whole number from 0 to 31"),  # conv1 has 32 filters
+        ("bins", "5", "expected a whole number from 10 to 200"),
+        ("input", "Webcam", "expected Dataset sample, Image folder, Sample image, Upload an image"),
+        ("k", "x", "expected a whole number from 4 to 36"),
+        ("shared", "2", "expected true or false"),
+    ],
+)
+def test_a_bad_link_value_gives_a_warning_and_the_default(key, raw, expected):
+    at = _linked({"bins": "30", key: raw})
+    assert not _errors(at)
+    assert _link_warnings(at) == [f"Ignored `{key}={raw}` from the link ({expected})."]
+    assert _settings(at) == {
+        "layer": "conv1",
+        "shared": False,
+        "bins": 30 if key != "bins" else 60,
+        "reduce": "mean",
+        "maps": 32,
+        "channel": 0,
+        "input": "Dataset sample",
+        "k": 16,
+    }
+    assert key not in at.query_params and at.query_params["model"] == "lenet_digits"
+
+
+def test_changing_the_widgets_writes_the_link_and_a_new_layer_keeps_channels_in_range(at):
+    assert dict(at.query_params) == {"model": "lenet_digits"}  # defaults stay out of the link
+    at.number_input(key="filters.channel").set_value(31)
+    at.radio(key="filters.reduce").set_value("max")
+    at.slider(key="filters.top_k").set_value(9)
+    at.number_input(key="filters.index").set_value(7).run()
+    assert not at.exception and not _errors(at)
+    assert dict(at.query_params) == {
+        "model": "lenet_digits",
+        "channel": "31",
+        "reduce": "max",
+        "k": "9",
+        "index": "7",
+    }
+    again = _linked({k: v for k, v in at.query_params.items() if k != "model"})
+    assert not _link_warnings(again) and _settings(again) == _settings(at)
+    assert again.number_input(key="filters.index").value == 7
+    at.selectbox(key="filters.layer").set_value("conv2").run()
+    at.number_input(key="filters.channel").set_value(63).run()
+    assert at.query_params["channel"] == "63" and at.query_params["layer"] == "conv2"
+    at.selectbox(key="filters.layer").set_value("conv1").run()  # 32 filters: 63 is gone
+    assert not at.exception and not _errors(at)
+    assert at.number_input(key="filters.channel").value == 0 and "channel" not in at.query_params
+
+
+def test_downloads_do_not_rerun_the_page(at):
+    buttons = at.get("download_button")
+    assert len(buttons) == 3 and all(b.proto.ignore_rerun for b in buttons)
