@@ -63,12 +63,8 @@ def link_settings(geo: attention.ViTGeometry, available: int) -> dict[str, links
 
 
 # every key the page's link may hold: the model (written by pick_vit), the image set, the rest
-LINK_KEYS = {"model", "images", "n", "renorm", "image", "layer", "head", "row", "col"} | {
-    "fusion",
-    "discard",
-    "count",
-    "first",
-}
+LINK_KEYS = {"model", "images", "n", "renorm", "image", "layer", "head", "row", "col"}
+LINK_KEYS |= {"fusion", "discard", "count", "first"}
 
 st.title("ViT Attention")
 st.caption(
