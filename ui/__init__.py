@@ -9,6 +9,7 @@ import hashlib
 import os
 import re
 import threading
+from dataclasses import dataclass
 
 import streamlit as st
 import torch
@@ -19,9 +20,12 @@ DEVICE_KEY = "app.device"
 
 __all__ = [
     "DEVICE_KEY",
+    "UPLOAD",
+    "ModelChoice",
     "cached_model",
     "current_device",
     "file_stem",
+    "get_model",
     "linked_index",
     "load_shared_model",
     "sidebar_device",
@@ -158,6 +162,26 @@ def uploaded_model(
         raise ValueError("The uploaded model is no longer cached; upload the file again.")
     model, meta = vizlib.zoo.load_uploaded(_data, architecture)
     return model.to(device).eval().requires_grad_(False), meta, threading.Lock()
+
+
+UPLOAD = "Upload weights…"  # the model pickers' last option
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A hashable handle on the chosen model: ``key`` is a zoo name or "upload:<sha256>"."""
+
+    key: str
+    architecture: str
+    device: str
+
+
+def get_model(choice: ModelChoice) -> tuple[torch.nn.Module, dict, threading.Lock]:
+    """Return (shared model, meta, lock) of a picker's choice; ``ValueError`` when uploaded
+    weights are no longer cached (the page says to upload them again)."""
+    if choice.key.startswith("upload:"):
+        return uploaded_model(choice.key[7:], choice.architecture, choice.device, None)
+    return cached_model(choice.key, choice.device)
 
 
 def _upload_limit_mb() -> int:

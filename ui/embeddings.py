@@ -9,36 +9,17 @@ computations are keyed on a ``ModelChoice`` (small strings), never on the model 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
 import torch
 
 import ui
+from ui import UPLOAD, ModelChoice, get_model
 from vizlib import zoo
 from vizlib.data import read_table_upload
 
 __all__ = ["UPLOAD", "ModelChoice", "get_model", "pick_model", "read_table"]
-
-UPLOAD = "Upload weights…"
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """A hashable handle on the chosen model: ``key`` is a zoo name or "upload:<sha256>"."""
-
-    key: str
-    architecture: str
-    device: str
-
-
-def get_model(choice: ModelChoice) -> tuple[torch.nn.Module, dict, threading.Lock]:
-    """Return (shared model, meta, lock) of a choice made by ``pick_model``; ``ValueError`` when
-    uploaded weights are no longer cached (the page says to upload them again)."""
-    if choice.key.startswith("upload:"):
-        return ui.uploaded_model(choice.key[7:], choice.architecture, choice.device, None)
-    return ui.cached_model(choice.key, choice.device)
 
 
 def pick_model(

@@ -19,6 +19,7 @@ import streamlit as st
 import torch
 
 import ui
+from ui import UPLOAD
 from vizlib import zoo
 from vizlib.data import (
     available_datasets,
@@ -44,7 +45,6 @@ __all__ = [
 
 SOURCES = ("Dataset sample", "Image folder", "Sample image", "Upload an image")
 MAX_FOLDER_SET = 256  # images of a folder that one pass ranks (Top-activating images)
-UPLOAD = "Upload weights…"
 UPLOAD_PREFIX = "upload:"
 
 

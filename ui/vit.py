@@ -17,6 +17,7 @@ import streamlit as st
 import torch
 
 import ui
+from ui import UPLOAD, ModelChoice, get_model
 from vizlib import zoo
 from vizlib.data import (
     available_datasets,
@@ -45,30 +46,13 @@ __all__ = [
     "vit_model_names",
 ]
 
-UPLOAD = "Upload weights…"
 # how both ViT pages name a patch, in their captions, titles and hovers (as the arrays index it)
 PATCH_NUMBERING = "patch (row r, column c), counted from 0 at the top left"
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """A hashable handle on the chosen model: ``key`` is a zoo name or "upload:<sha256>"."""
-
-    key: str
-    architecture: str
-    device: str
 
 
 def vit_model_names() -> list[str]:
     """Return the zoo names whose family is "vit" (read from metadata, no weights loaded)."""
     return zoo.list_models(family="vit")
-
-
-def get_model(choice: ModelChoice) -> tuple[torch.nn.Module, dict, threading.Lock]:
-    """Return (shared model, meta, lock) for a choice made by ``pick_vit``."""
-    if choice.key.startswith("upload:"):
-        return ui.uploaded_model(choice.key[7:], choice.architecture, choice.device, None)
-    return ui.cached_model(choice.key, choice.device)
 
 
 def pick_vit(prefix: str) -> tuple[ModelChoice, torch.nn.Module, dict, threading.Lock] | None:
