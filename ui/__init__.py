@@ -139,13 +139,15 @@ def count_slider(
     ``st.slider`` refuses ``low == high`` (a conv layer with one output channel, a one-image
     set, a 1-pixel side), so then no slider is drawn: a caption states the only value.
     """
-    high = max(int(high), int(low))
+    low, high = int(low), max(int(high), int(low))
     if high == low:
         where.caption(f"{label}: {low}{unit} (the only possible value)")
-        return int(low)
-    return int(
-        where.slider(label, int(low), high, min(max(int(value), int(low)), high), key=key, **kwargs)
-    )
+        return low
+    if key in st.session_state:  # set by a link or an earlier run: it rules, kept in range
+        # (passing a default too would make Streamlit warn that both were given)
+        st.session_state[key] = min(max(int(st.session_state[key]), low), high)
+        return int(where.slider(label, low, high, key=key, **kwargs))
+    return int(where.slider(label, low, high, min(max(int(value), low), high), key=key, **kwargs))
 
 
 @st.cache_resource(max_entries=3, show_spinner="Checking and loading the uploaded weights…")
