@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "embeddings.py")
@@ -327,23 +326,6 @@ def _pca_result(at: AppTest) -> dict:
     assert not at.error, [e.value for e in at.error]
     (result,) = at.session_state["tsne.results"].values()
     return result
-
-
-@pytest.fixture
-def downloads(monkeypatch) -> dict[str, bytes]:
-    """The bytes of every download button of the runs that follow, by file name."""
-    from streamlit.runtime.media_file_manager import MediaFileManager
-
-    seen: dict[str, bytes] = {}
-    add = MediaFileManager.add
-
-    def recording_add(self, data, mimetype, coordinates, file_name=None, **kwargs):
-        if file_name is not None:
-            seen[file_name] = data
-        return add(self, data, mimetype, coordinates, file_name, **kwargs)
-
-    monkeypatch.setattr(MediaFileManager, "add", recording_add)
-    return seen
 
 
 def test_uploaded_weights_map_as_the_same_zoo_model(downloads):

@@ -352,23 +352,6 @@ def _png_header(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
 
-@pytest.fixture
-def downloads(monkeypatch) -> dict[str, bytes]:
-    """The bytes of every download button of the runs that follow, by file name."""
-    from streamlit.runtime.media_file_manager import MediaFileManager
-
-    seen: dict[str, bytes] = {}
-    add = MediaFileManager.add
-
-    def recording_add(self, data, mimetype, coordinates, file_name=None, **kwargs):
-        if file_name is not None:
-            seen[file_name] = data
-        return add(self, data, mimetype, coordinates, file_name, **kwargs)
-
-    monkeypatch.setattr(MediaFileManager, "add", recording_add)
-    return seen
-
-
 def _upload_page(files: list[tuple[str, bytes]]) -> AppTest:
     """The page on vit_digits with ``files`` (name, bytes) uploaded as its images."""
     at = AppTest.from_file(PAGE, default_timeout=120)
