@@ -15,7 +15,6 @@ from tests.pages.test_vit_attention import (  # noqa: F401
     SINGLE,
     TINY,
     _tiny_model,
-    downloads,
     single_vit_zoo,
     tiny_vit_zoo,
 )
