@@ -28,6 +28,8 @@ __all__ = [
     "get_model",
     "linked_index",
     "load_shared_model",
+    "model_select",
+    "pick_model",
     "sidebar_device",
 ]
 
@@ -230,6 +232,51 @@ def upload_picker(
     if meta.get("notice"):  # e.g. a DataParallel prefix that was removed from the names
         cols[1].info(meta["notice"], icon=":material/info:")
     return architecture, digest, model, meta, lock
+
+
+def model_select(
+    prefix: str, names: list[str], *, label: str, help: str, reason: str = "no such model", where=st
+) -> str:
+    """Draw the model selectbox (key ``<prefix>.model``: ``names``, then ``UPLOAD``) and return
+    the choice, shared in the URL as ``?model=<name>``, or ``?model=upload``, which opens the
+    upload picker (the file itself cannot travel in a link; never the last zoo model picked)."""
+    linked_upload = st.query_params.get("model") == "upload"
+    name = where.selectbox(
+        label,
+        [*names, UPLOAD],
+        index=len(names) if linked_upload else linked_index("model", names, reason=reason),
+        key=f"{prefix}.model",
+        help=help,
+    )
+    st.query_params["model"] = "upload" if name == UPLOAD else name
+    return name
+
+
+def pick_model(
+    prefix: str,
+    names: list[str],
+    device: str,
+    *,
+    label: str,
+    help: str,
+    prompt: str,
+    upload_architectures: list[str],
+    reason: str = "no such model",
+    where=st,
+) -> tuple[ModelChoice, torch.nn.Module, dict, threading.Lock] | None:
+    """Draw ``model_select`` and, for ``UPLOAD``, the uploader for ``upload_architectures``;
+    return (choice, shared model, meta, lock), or None with the prompt or the reason shown."""
+    name = model_select(prefix, names, label=label, help=help, reason=reason, where=where)
+    if name == UPLOAD:
+        picked = upload_picker(prefix, upload_architectures, device, prompt=prompt)
+        if picked is None:
+            return None
+        architecture, digest, model, meta, lock = picked
+        return ModelChoice(f"upload:{digest}", architecture, device), model, meta, lock
+    loaded = load_shared_model(name, device)
+    if loaded is None:
+        return None
+    return ModelChoice(name, name, device), *loaded
 
 
 OTHER_IMAGE_FOLDER = "Other image folder…"

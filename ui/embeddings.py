@@ -32,31 +32,15 @@ def pick_model(
     The choice is shared in the URL as ``?model=<name>``, or ``?model=upload``, which opens the
     upload picker (the file itself cannot travel in a link).
     """
-    names = zoo.list_models()
-    linked_upload = st.query_params.get("model") == "upload"
-    name = where.selectbox(
-        "Model",
-        [*names, UPLOAD],
-        index=len(names) if linked_upload else ui.linked_index("model", names),
-        key=f"{prefix}.model",
+    return ui.pick_model(
+        prefix, zoo.list_models(), device,
+        label="Model",
         help="Shipped checkpoints trained on the bundled digits, torchvision architectures "
         "(ImageNet weights when they are in the torch hub cache), or your own weights.",
-    )
-    # the link names what is shown: a zoo model, or "upload" (never the last zoo model picked)
-    st.query_params["model"] = "upload" if name == UPLOAD else name
-    if name == UPLOAD:
-        picked = ui.upload_picker(
-            prefix, zoo.upload_architectures(), device,
-            prompt="Upload a state_dict to see how your own model's layers separate the classes.",
-        )  # fmt: skip
-        if picked is None:
-            return None
-        architecture, digest, model, meta, lock = picked
-        return ModelChoice(f"upload:{digest}", architecture, device), model, meta, lock
-    loaded = ui.load_shared_model(name, device)
-    if loaded is None:
-        return None
-    return ModelChoice(name, name, device), *loaded
+        prompt="Upload a state_dict to see how your own model's layers separate the classes.",
+        upload_architectures=zoo.upload_architectures(),
+        where=where,
+    )  # fmt: skip
 
 
 def read_table(upload, what: str) -> np.ndarray | None:

@@ -89,24 +89,14 @@ def model_picker(prefix: str, *, label: str = "Model") -> LoadedModel | None:
 
     The last option takes uploaded weights for one of the zoo's architectures (``?model=upload``).
     """
-    names = zoo.list_models()
-    options = [*names, UPLOAD]
-    linked = st.query_params.get("model")
-    name = st.selectbox(
-        label,
-        options,
-        index=len(names)
-        if linked == "upload"
-        else ui.linked_index("model", names, accepted=("upload",)),
-        key=f"{prefix}.model",
+    name = ui.model_select(
+        prefix, zoo.list_models(), label=label,
         help="Shipped checkpoints trained on the bundled digits, torchvision architectures "
         "(ImageNet weights when they are in the torch hub cache), or your own weights.",
-    )
+    )  # fmt: skip
     device = str(ui.current_device())
     if name == UPLOAD:
-        st.query_params["model"] = "upload"
         return _upload_picker(prefix, device)
-    st.query_params["model"] = name
     loaded = ui.load_shared_model(name, device)
     if loaded is None:
         return None

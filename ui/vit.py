@@ -17,7 +17,7 @@ import streamlit as st
 import torch
 
 import ui
-from ui import UPLOAD, ModelChoice, get_model
+from ui import ModelChoice, get_model
 from vizlib import zoo
 from vizlib.data import (
     available_datasets,
@@ -58,34 +58,14 @@ def vit_model_names() -> list[str]:
 def pick_vit(prefix: str) -> tuple[ModelChoice, torch.nn.Module, dict, threading.Lock] | None:
     """Draw the model picker; return (choice, model, meta, lock), or None with a message shown."""
     names = vit_model_names()
-    device = str(ui.current_device())
-    options = [*names, UPLOAD]
-    # "?model=upload" opens the upload picker, as on the CNN pages (the file cannot travel)
-    linked_upload = st.query_params.get("model") == "upload"
-    name = st.selectbox(
-        "Vision Transformer",
-        options,
-        index=len(names)
-        if linked_upload
-        else ui.linked_index("model", names, reason="not a Vision Transformer here"),
-        key=f"{prefix}.model",
+    return ui.pick_model(
+        prefix, names, str(ui.current_device()),
+        label="Vision Transformer",
         help="Models from the zoo whose family is ViT, or your own weights for one of them.",
-    )
-    # the link names what is shown: a zoo model, or "upload" (never the last zoo model picked)
-    st.query_params["model"] = "upload" if name == UPLOAD else name
-    if name == UPLOAD:
-        picked = ui.upload_picker(
-            prefix, names, device, prompt="Upload a state dict to inspect your own ViT."
-        )
-        if picked is None:
-            return None
-        arch, digest, model, meta, lock = picked
-        choice = ModelChoice(f"upload:{digest}", arch, device)
-        return choice, model, meta, lock
-    loaded = ui.load_shared_model(name, device)
-    if loaded is None:
-        return None
-    return ModelChoice(name, name, device), *loaded
+        prompt="Upload a state dict to inspect your own ViT.",
+        upload_architectures=names,
+        reason="not a Vision Transformer here",
+    )  # fmt: skip
 
 
 _ON_DISK_CHANNELS = {"mnist": 1, "fashion_mnist": 1, "cifar10": 3}
