@@ -57,3 +57,18 @@ def test_link_text_round_trips():
     assert links.link_text(7) == "7"
     for value, default, allowed in [(0.35, 0.0, (0.0, 0.95, 0.05)), (False, True, (False, True))]:
         assert links.parse_setting(links.link_text(value), default, allowed) == value
+
+
+def test_multichoice_parser_returns_the_choices_in_link_order():
+    parse = links.multichoice_parser(["pixels", "conv1", "fc", 3])
+    assert parse("fc,pixels,3") == ["fc", "pixels", 3]
+    assert links.link_text(["fc", "pixels", 3]) == "fc,pixels,3"
+    assert links.parse_setting(links.link_text(["conv1"]), ["pixels"], parse) == ["conv1"]
+    with pytest.raises(ValueError, match="no 'conv9'; expected comma-separated choices of pixels"):
+        parse("pixels,conv9")
+    for raw in ("", "fc,fc"):
+        with pytest.raises(ValueError, match="expected at least one of pixels, conv1, fc, 3"):
+            parse(raw)
+    assert links.multichoice_parser(["a", "b"], least=0)("") == []
+    with pytest.raises(ValueError, match="at least 2 of a, b"):
+        links.multichoice_parser(["a", "b"], least=2)("a")

@@ -3,7 +3,9 @@
 A page describes its shareable settings as a table, query key -> (widget key, default, allowed):
 ``allowed`` is the allowed values (a tuple of strings), ``(min, max)`` for whole numbers,
 ``(min, max, step)`` for decimals, ``(False, True)`` for a switch, or a parser of the link's text
-that returns the widget's value or raises ``ValueError`` saying what it expected.
+that returns the widget's value or raises ``ValueError`` saying what it expected
+(``choice_parser`` for a selectbox over names or numbers, ``multichoice_parser`` for a
+multiselect, whose values the link writes comma-separated).
 
     first = links.first_visit("tsne.")
     for warning in links.load_settings(TABLE, prefix="tsne.", from_link=first):
@@ -61,6 +63,8 @@ def link_text(value: object) -> str:
         return str(value).lower()
     if isinstance(value, float):
         return f"{value:g}"  # 0.30000000000000004 from a slider reads 0.3
+    if isinstance(value, list | tuple):
+        return ",".join(link_text(item) for item in value)  # a multiselect's choices
     return str(value)
 
 
@@ -76,6 +80,28 @@ def choice_parser(
         if raw not in by_text:
             raise ValueError(f"expected {expected}")
         return by_text[raw]
+
+    return parse
+
+
+def multichoice_parser(
+    choices: Collection[object], *, least: int = 1, description: str | None = None
+) -> Callable[[str], list]:
+    """Return a parser of a multiselect's link text, comma-separated choices (names or numbers),
+    returning the list of choices in the link's order. It refuses an unknown name, a repeat, and
+    fewer than ``least`` choices, saying which choices there are."""
+    by_text = {link_text(choice): choice for choice in choices}
+    expected = description or ", ".join(by_text)
+    at_least = "at least one of" if least == 1 else f"at least {least} of"
+
+    def parse(raw: str) -> list:
+        names = [name for name in raw.split(",") if name] if raw else []
+        if len(names) < least or len(set(names)) < len(names):
+            raise ValueError(f"expected {at_least} {expected}, comma-separated, each once")
+        for name in names:
+            if name not in by_text:
+                raise ValueError(f"no {name!r}; expected comma-separated choices of {expected}")
+        return [by_text[name] for name in names]
 
     return parse
 

@@ -8,11 +8,9 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from tests.pages._shared import errors
+
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "attributions.py")
-
-
-def _errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
 
 
 @pytest.fixture
@@ -27,7 +25,7 @@ def _captions(at: AppTest) -> str:
 
 
 def test_default_explains_the_prediction_with_four_methods(at):
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert "Explaining class" in at.markdown[0].value
     # top-5 chart plus one overlay per method
     assert len(at.get("plotly_chart")) == 5
@@ -45,7 +43,7 @@ def test_controls_change_what_is_computed(at):
     at.selectbox(key="attr.ig_baseline").set_value("blurred").run()
     at.selectbox(key="attr.gc_layer").set_value("conv1").run()
     at.slider(key="attr.occ_window").set_value(7).run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert "layer conv1 (24×24 upsampled)" in _captions(at)
     at.multiselect(key="attr.methods").set_value(["saliency"]).run()
     assert len(at.get("plotly_chart")) == 2
@@ -106,7 +104,7 @@ def test_overlays_are_fixed_width_tiles_that_wrap_and_fit_their_images(at):
     assert not [c for c in at.get("plotly_chart") if c.key == "attr.colorbar"]
 
     at.radio(key="attr.scale").set_value("shared").run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     _, tiles = _overlay_tiles(at)
     heats = [fig["data"][1] for _, fig in tiles]
     assert all(h["showscale"] is False for h in heats)
@@ -121,7 +119,7 @@ def test_overlays_are_fixed_width_tiles_that_wrap_and_fit_their_images(at):
 def test_sample_image_input(at):
     at.radio(key="attr.source").set_value("Sample image").run()
     at.selectbox(key="attr.sample").set_value("camera").run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert len(at.get("plotly_chart")) == 5
     # the 512x512 photo reaches lenet as a 28x28 grey image: the page says so
     assert (
@@ -141,12 +139,12 @@ def test_uploads_good_and_corrupt(at):
     buf = io.BytesIO()
     Image.fromarray((np.eye(40) * 255).astype(np.uint8)).save(buf, format="PNG")
     at.file_uploader(key="attr.upload").set_value(("diag.png", buf.getvalue(), "image/png")).run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert len(at.get("plotly_chart")) == 5
     assert "Uploaded images are converted to grey (ITU-R 601 luma)" in _captions(at)
     at.file_uploader(key="attr.upload").set_value(("bad.png", b"not a png", "image/png")).run()
     assert not at.exception
-    assert "Could not use 'bad.png'" in _errors(at)[0]
+    assert "Could not use 'bad.png'" in errors(at)[0]
 
 
 def _slow_model(monkeypatch, single: float, four: float) -> AppTest:
@@ -179,7 +177,7 @@ def test_slow_methods_wait_for_the_switch(monkeypatch):
     """A model whose forward pass takes 0.5 s per image (vgg16/vit_b_16 on a CPU) does not start
     minutes of Integrated Gradients and Occlusion on its own: the page estimates and asks."""
     at = _slow_model(monkeypatch, single=0.5, four=2.0)  # 0.5 s per image
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     warning = " ".join(w.value for w in at.warning)
     # IG: 1 check + 3 x 50 images + 2 delta passes = 153 images; Occlusion: 2 + 169 = 171
     assert "Integrated Gradients about 76 s" in warning and "Occlusion about 86 s" in warning
@@ -188,7 +186,7 @@ def test_slow_methods_wait_for_the_switch(monkeypatch):
     assert "Integrated Gradients: skipped" in skipped and "Occlusion: skipped" in skipped
     assert len(at.get("plotly_chart")) == 3  # top-5, saliency, Grad-CAM
     at.toggle(key="attr.run_slow").set_value(True).run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert len(at.get("plotly_chart")) == 5
     assert "convergence delta" in _captions(at)
 
@@ -210,7 +208,7 @@ def test_a_fast_model_on_a_busy_machine_is_not_held_back(monkeypatch):
     at.slider(key="attr.ig_steps").set_value(256).run()
     at.slider(key="attr.occ_window").set_value(1).run()
     at.slider(key="attr.occ_stride").set_value(1).run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert not at.warning and not at.get("toggle")[1:]  # only "Explain the predicted class"
     assert any("784 occluded copies" in c for c in _captions(at).split(" | "))
     assert len(at.get("plotly_chart")) == 5
@@ -222,10 +220,10 @@ def test_occlusion_stride_past_the_window_is_explained_not_raised(at):
     at.slider(key="attr.occ_window").set_value(4).run()
     at.slider(key="attr.occ_stride").set_value(28).run()
     assert not at.exception
-    assert any("must not exceed the window" in e for e in _errors(at))
+    assert any("must not exceed the window" in e for e in errors(at))
     assert len(at.get("plotly_chart")) == 2  # top-5 and saliency still drawn
     at.slider(key="attr.occ_stride").set_value(4).run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert len(at.get("plotly_chart")) == 3
 
 
@@ -241,11 +239,11 @@ def test_upload_offers_only_what_the_reader_accepts(at):
     buf = io.BytesIO()
     Image.fromarray((np.arange(400).reshape(20, 20) % 256).astype(np.uint8)).save(buf, "PNG")
     uploader.upload("digit.png", buf.getvalue(), "image/png").run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert len(at.get("plotly_chart")) == 5
     at.get("file_uploader")[0].upload("broken.png", b"\x89PNG not really", "image/png").run()
     assert not at.exception
-    assert any("could not be read" in e for e in _errors(at))
+    assert any("could not be read" in e for e in errors(at))
 
 
 def test_vit_runs_and_explains_grad_cam_on_the_patch_embedding():
@@ -253,7 +251,7 @@ def test_vit_runs_and_explains_grad_cam_on_the_patch_embedding():
     app.query_params["model"] = "vit_digits"
     app.session_state["attr.methods"] = ["saliency", "gradcam"]
     app.run()
-    assert not app.exception and not _errors(app)
+    assert not app.exception and not errors(app)
     assert len(app.get("plotly_chart")) == 3
     assert "patch embedding" in _captions(app)
     assert "layer patch_embed (8×8 upsampled)" in _captions(app)
@@ -283,7 +281,7 @@ def test_the_shared_model_is_left_as_found_even_when_passes_fail(monkeypatch):
     at.query_params["model"] = ONE_CHANNEL
     at.run()
     assert not at.exception
-    failed = [e for e in _errors(at) if "head failed in a gradient pass" in e]
+    failed = [e for e in errors(at) if "head failed in a gradient pass" in e]
     assert [e.split(":")[0] for e in failed] == ["Saliency", "Integrated Gradients", "Grad-CAM"]
     assert len(at.get("plotly_chart")) == 2  # top-5 and Occlusion (no gradient)
     at.selectbox(key="attr.gc_layer").set_value("stem.0").run()
@@ -294,13 +292,13 @@ def test_the_shared_model_is_left_as_found_even_when_passes_fail(monkeypatch):
     filters_page.run()
     filters_page.radio(key="filters.source").set_value("Sample image").run()
     filters_page.selectbox(key="filters.layer").set_value("layers.1.conv2").run()
-    assert not filters_page.exception and not _errors(filters_page)
+    assert not filters_page.exception and not errors(filters_page)
 
     inspector = AppTest.from_file(str(pages / "model_inspector.py"), default_timeout=120)
     inspector.query_params["model"] = ONE_CHANNEL
     inspector.run()
     assert not inspector.exception
-    assert any("head failed" in e for e in _errors(inspector))
+    assert any("head failed" in e for e in errors(inspector))
 
     hooks = [
         name
@@ -325,12 +323,12 @@ def test_uploaded_weights_are_explained():
     app = AppTest.from_file(PAGE, default_timeout=120)
     app.query_params["model"] = "upload"
     at = app.run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     at.selectbox(key="attr.upload_arch").set_value("lenet_digits")
     uploader = next(u for u in at.get("file_uploader") if u.proto.id.endswith("upload_weights"))
     uploader.upload("seven.safetensors", lenet_upload(always_seven), "application/octet-stream")
     at.run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert "Explaining class **7** (index 7)" in at.markdown[0].value
     assert len(at.get("plotly_chart")) == 5
     assert "attr.npz" in {d.key for d in at.get("download_button")}
@@ -346,7 +344,7 @@ def test_a_model_without_test_images_starts_on_a_sample_image(tmp_path, monkeypa
     at = app.run()
     assert at.radio(key="attr.source").value == "Dataset sample"
     at.selectbox(key="attr.model").set_value("alexnet").run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert at.radio(key="attr.source").options == [
         "Image folder",
         "Sample image",
@@ -362,7 +360,7 @@ def test_a_model_without_test_images_starts_on_a_sample_image(tmp_path, monkeypa
     assert "stretched to 224×224 pixels (the aspect ratio is not kept)" in captions
     assert len(at.get("plotly_chart")) == 2  # top-5 and saliency
     at.selectbox(key="attr.model").set_value("lenet_digits").run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert "Dataset sample" in at.radio(key="attr.source").options
 
 
@@ -380,7 +378,7 @@ def test_an_image_from_a_folder_is_explained(tmp_path, monkeypatch):
     at = app.run()
     at.radio(key="attr.source").set_value("Image folder").run()
     at.number_input(key="attr.folder_index").set_value(3).run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     shown = [img.caption for im in at.get("image") for img in im.proto.imgs]
     assert shown == ["fruit image 3 of 9 (class bananas)"]
     assert "converted to grey" in _captions(at)
@@ -399,7 +397,7 @@ def test_an_image_from_a_folder_is_explained(tmp_path, monkeypatch):
     assert not at.exception and any("Type the path" in i.value for i in at.info)
     at.text_input(key="attr.folder_path").set_value(str(tmp_path / "missing")).run()
     assert not at.exception
-    assert _errors(at) == [f"{tmp_path / 'missing'} does not exist (no file or folder there)."]
+    assert errors(at) == [f"{tmp_path / 'missing'} does not exist (no file or folder there)."]
 
 
 def test_run_times_below_a_second_read_in_milliseconds(monkeypatch):

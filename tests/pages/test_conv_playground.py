@@ -12,6 +12,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from tests.pages._shared import errors, link_warnings
+
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "conv_playground.py")
 OUTPUT_RE = re.compile(r"\*\*Output: (\d+) × (\d+) × (\d+)\*\*")
 
@@ -36,10 +38,6 @@ def _texts(at: AppTest) -> str:
     return "\n".join(parts + [c.value for c in at.code])
 
 
-def _errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
-
-
 def _torch_shape(cin=1, cout=1, h=7, w=7, transposed=False, **kwargs) -> tuple[int, int, int]:
     layer_cls = torch.nn.ConvTranspose2d if transposed else torch.nn.Conv2d
     layer = layer_cls(cin, cout, device="meta", **kwargs)
@@ -52,7 +50,7 @@ def at() -> AppTest:
 
 
 def test_defaults_show_sizes_params_and_every_section(at):
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert _output(at) == (1, 5, 5)
     text = _texts(at)
     assert "really produces **(1, 1, 5, 5)**" in text
@@ -76,7 +74,7 @@ def test_worked_example_3x32x32(at):
     at.number_input(key="conv.pw").set_value(2)
     at.number_input(key="conv.cin").set_value(3)
     at.number_input(key="conv.cout").set_value(10).run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert _output(at) == (10, 32, 32)
     text = _texts(at)
     assert "= **760**" in text and "= **768,000**" in text
@@ -109,7 +107,7 @@ def test_each_geometry_control_changes_the_output():
             kwargs[arg] = value
         else:
             kwargs[arg][axis] = value
-        assert not at.exception and not _errors(at), key
+        assert not at.exception and not errors(at), key
         assert _output(at) == _torch_shape(**kwargs), key
         assert _output(at) != before, key  # every control moves the output size
         assert at.query_params[key] == str(value)
@@ -120,16 +118,16 @@ def test_padding_kind_mode_channels_groups_bias():
     at.radio(key="conv.pad").set_value("same").run()
     assert _output(at) == (10, 32, 32) and not at.exception
     at.selectbox(key="conv.pm").set_value("circular").run()
-    assert "padding_mode='circular'" in _texts(at) and not _errors(at)
+    assert "padding_mode='circular'" in _texts(at) and not errors(at)
     at.number_input(key="conv.cin").set_value(4)
     at.number_input(key="conv.cout").set_value(8)
     at.number_input(key="conv.g").set_value(4).run()
-    assert not _errors(at)
+    assert not errors(at)
     assert "= **208**" in _texts(at)  # (4/4)·5·5·8 + 8
     at.checkbox(key="conv.bias").set_value(False).run()
     assert "= **200**" in _texts(at) and "bias=False" in _texts(at)
     at.button[0].click().run()  # Depthwise
-    assert at.number_input(key="conv.g").value == 4 and not _errors(at)
+    assert at.number_input(key="conv.g").value == 4 and not errors(at)
     at.radio(key="conv.pad").set_value("valid").run()
     assert _output(at) == (8, 28, 28)
 
@@ -137,7 +135,7 @@ def test_padding_kind_mode_channels_groups_bias():
 def test_transposed_mode():
     at = _run(h=3, w=3, sh=2, sw=2, ph=1, pw=1)
     at.radio(key="conv.mode").set_value("Transposed convolution").run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert _output(at) == _torch_shape(
         h=3, w=3, transposed=True, kernel_size=3, stride=2, padding=1
     )  # (3-1)·2 - 2 + 2 + 1 = 5
@@ -149,7 +147,7 @@ def test_transposed_mode():
     )
     at.number_input(key="conv.opw").set_value(3).run()
     assert not at.exception
-    assert any("Output padding (width) must be smaller" in e for e in _errors(at))
+    assert any("Output padding (width) must be smaller" in e for e in errors(at))
 
 
 @pytest.mark.parametrize(
@@ -167,7 +165,7 @@ def test_transposed_mode():
 def test_invalid_settings_show_a_message_not_an_exception(query, message):
     at = _run(**query)
     assert not at.exception
-    assert any(message in e for e in _errors(at)), _errors(at)
+    assert any(message in e for e in errors(at)), errors(at)
     assert _output(at) is None
     assert "Fix the settings marked in red" in at.info[0].value
     assert "y = (7, 12, 17)" in _texts(at)  # the rest of the page keeps working
@@ -192,7 +190,7 @@ def test_real_data_sources_and_kernels():
     at.selectbox(key="conv.source").set_value("field").run()
     at.selectbox(key="conv.field").set_value("typhoon")
     at.slider(key="conv.noise").set_value(2.0).run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     result = [c.value for c in at.caption if "128×128 → 124×124" in c.value]
     # a smoothed temperature field is positive: drawn in grey, so no red/blue legend
     assert result and result[0].endswith(" K.") and "red/blue" not in result[0]
@@ -202,14 +200,14 @@ def test_real_data_sources_and_kernels():
     at.selectbox(key="conv.source").set_value("digit").run()
     at.number_input(key="conv.digit").set_value(7)
     at.selectbox(key="conv.kernel").set_value("laplacian").run()
-    assert any("8×8 → 6×6" in c.value for c in at.caption) and not _errors(at)
+    assert any("8×8 → 6×6" in c.value for c in at.caption) and not errors(at)
     at.selectbox(key="conv.kernel").set_value("gaussian").run()
     at.slider(key="conv.ksize").set_value(9).run()  # 9x9 kernel on 8x8 digit: no output
-    assert any("do not fit this input" in e for e in _errors(at)) and not at.exception
+    assert any("do not fit this input" in e for e in errors(at)) and not at.exception
     at.selectbox(key="conv.source").set_value("sample").run()
     at.selectbox(key="conv.sample").set_value("astronaut")
     at.checkbox(key="conv.gray").set_value(False).run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert len(at.get("download_button")) == 2
 
 
@@ -223,7 +221,7 @@ def test_one_d_examples_and_bad_sequence():
     assert "y = (0, 0, 0, 1, 1, 1, 1, 0, 0, 0)" in _texts(at)
     box = [t for t in at.text_input if t.key.startswith("conv.valid.b")][0]
     box.set_value("1, two").run()
-    assert any("entry 2 ('two') is not a number" in e for e in _errors(at))
+    assert any("entry 2 ('two') is not a number" in e for e in errors(at))
     assert not at.exception
 
 
@@ -245,7 +243,7 @@ def test_animation_numbers_use_the_padding_mode():
     import json
 
     at = _run(h=5, w=5, ph=1, pw=1, pm="reflect")
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     text = spec["data"][0]["text"]  # (7, 7) padded grid of numbers
     assert text[0] == text[2] and [row[0] for row in text] == [row[2] for row in text]
@@ -260,7 +258,7 @@ def test_without_play_the_animation_text_does_not_offer_play():
     import json
 
     at = _run(h=64, w=64)  # 62 x 62 = 3,844 output positions
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert any("too many to animate" in i.value for i in at.info)
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert not spec["layout"].get("sliders") and not spec["layout"].get("updatemenus")
@@ -279,7 +277,7 @@ def test_real_data_follows_the_transposed_layer_and_says_when_it_shrinks():
     assert any("camera: 256×256 (shrunk from 512×512" in c.value for c in at.caption)
     at = _run(mode="Transposed convolution", sh=2, sw=2)
     at.selectbox(key="conv.source").set_value("field").run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert any("Applies the transposed convolution" in c.value for c in at.caption)
     # (128 - 1)·2 + (5 - 1) + 1 = 259: the 5×5 Gaussian scattered at stride 2
     assert any("128×128 → 259×259" in c.value for c in at.caption)
@@ -291,7 +289,7 @@ def test_real_data_follows_the_transposed_layer_and_says_when_it_shrinks():
         "64×64 (shrunk from 512×512 to at most 64 cells a side) → 257×257" in c.value
         for c in at.caption
     )
-    assert not _errors(at)
+    assert not errors(at)
 
 
 # --- The real-data section in the link -------------------------------------------------------
@@ -309,10 +307,6 @@ def _data_result(at: AppTest) -> tuple:
             label, h, w, ho, wo, low, high = found.groups()
             return label, (int(h), int(w)), (int(ho), int(wo)), float(low), float(high)
     raise AssertionError("no real-data result caption")
-
-
-def _link_warnings(at: AppTest) -> list[str]:
-    return [w.value for w in at.warning if "from the link" in w.value]
 
 
 def _correlate(image, kernel) -> np.ndarray:
@@ -337,7 +331,7 @@ def test_a_link_opens_the_real_data_section_on_its_field_and_kernel():
             "data.sigma": "2.3",
         }
     )
-    assert not at.exception and not _errors(at) and not _link_warnings(at)
+    assert not at.exception and not errors(at) and not link_warnings(at)
     assert at.selectbox(key="conv.source").value == "field"
     assert at.selectbox(key="conv.field").value == "front"
     assert at.slider(key="conv.noise").value == 2.5
@@ -369,7 +363,7 @@ def test_a_link_opens_a_digit_with_a_custom_kernel_and_a_colour_photo():
             "data.custom": "1, 2;3,-4",
         }
     )
-    assert not at.exception and not _errors(at) and not _link_warnings(at)
+    assert not at.exception and not errors(at) and not link_warnings(at)
     assert at.number_input(key="conv.digit").value == 42
     assert at.selectbox(key="conv.kernel").value == "custom"
     expected = _correlate(load_digits().images[42] / 16, [[1, 2], [3, -4]])
@@ -382,7 +376,7 @@ def test_a_link_opens_a_digit_with_a_custom_kernel_and_a_colour_photo():
     assert at.query_params["data.custom"] == "1,2;3,-4"  # tidied, same kernel
 
     at = _run(**{"data.img": "chelsea", "data.gray": "false", "data.kernel": "sobel_x"})
-    assert not at.exception and not _errors(at) and not _link_warnings(at)
+    assert not at.exception and not errors(at) and not link_warnings(at)
     assert at.selectbox(key="conv.sample").value == "chelsea"
     assert at.checkbox(key="conv.gray").value is False
     assert at.selectbox(key="conv.kernel").value == "sobel_x"
@@ -397,7 +391,7 @@ def test_changing_the_real_data_widgets_rewrites_the_link():
     at.slider(key="conv.noise").set_value(0.0)
     at.number_input(key="conv.seed").set_value(3).run()
     at.selectbox(key="conv.kernel").set_value("sobel_y").run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert dict(at.query_params) == {
         "h": "10",
         "data.src": "field",
@@ -424,7 +418,7 @@ def test_changing_the_real_data_widgets_rewrites_the_link():
     }
     # the link reopens the same result in a new session
     again = _run(**link)
-    assert not again.exception and not _link_warnings(again)
+    assert not again.exception and not link_warnings(again)
     assert _data_result(again) == _data_result(at)
     assert _output(again) == _output(at)
     assert _data_result(at)[:3] == ("5", (8, 8), (3, 6))  # mean 3×3 at stride 2×1
@@ -461,8 +455,8 @@ def test_a_hidden_setting_is_kept_while_another_kernel_is_shown():
 )
 def test_a_bad_real_data_link_value_falls_back_with_a_warning(key, raw, expected):
     at = _run(**{key: raw, "data.kernel": "custom"} if key == "data.custom" else {key: raw})
-    assert not at.exception and not _errors(at)
-    warnings = _link_warnings(at)
+    assert not at.exception and not errors(at)
+    warnings = link_warnings(at)
     assert len(warnings) == 1 and f"Ignored `{key}={raw}` from the link" in warnings[0]
     assert expected in warnings[0], warnings[0]
     wkey, default = {
@@ -495,7 +489,7 @@ def test_an_upload_stays_out_of_the_link(tmp_path):
     at.file_uploader(key="conv.upload").set_value(
         ("grid.npy", buffer.getvalue(), "application/octet-stream")
     ).run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     expected = _correlate(grid, [[0, 1, 0], [1, -4, 1], [0, 1, 0]])
     label, in_hw, out_hw, low, high = _data_result(at)
     assert label.startswith("grid.npy") and (in_hw, out_hw) == ((5, 6), (3, 4))
@@ -538,11 +532,11 @@ def test_a_truncated_netcdf_upload_says_it_is_damaged(tmp_path, fmt, message):
     uploader = at.file_uploader(key="conv.upload")
     uploader.set_value(("sst.nc", data[: len(data) - 100], "application/x-netcdf")).run()
     assert not at.exception
-    errors = _errors(at)
-    assert len(errors) == 1 and message in errors[0], errors
+    shown = errors(at)
+    assert len(shown) == 1 and message in shown[0], shown
     assert _output(at) == (1, 5, 5)  # the rest of the page keeps working
     at.file_uploader(key="conv.upload").set_value(("sst.nc", data, "application/x-netcdf")).run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     label, in_hw, out_hw, _, _ = _data_result(at)
     assert label.startswith("sst.nc") and (in_hw, out_hw) == ((30, 40), (26, 36))
 
@@ -559,7 +553,7 @@ def _numbers_boxes(at: AppTest) -> list:
 
 def test_a_link_opens_the_animation_at_its_position_without_numbers():
     at = _run(**{"anim.row": 2, "anim.col": 3, "anim.numbers": "false"})
-    assert not at.exception and not _errors(at) and not _link_warnings(at)
+    assert not at.exception and not errors(at) and not link_warnings(at)
     assert at.number_input(key="conv.pos_r").value == 2
     assert at.number_input(key="conv.pos_c").value == 3
     assert at.checkbox(key="conv.numbers").value is False
@@ -578,10 +572,10 @@ def test_changing_the_animation_rewrites_the_link_and_a_layer_setting_keeps_it()
     assert not at.exception
     assert dict(at.query_params) == {"anim.row": "4", "anim.numbers": "false"}
     at.slider(key="conv.dh").set_value(2).run()  # 3×3 output now: row 4 no longer exists
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert at.query_params["dh"] == "2" and at.query_params["anim.numbers"] == "false"
     again = _run(**dict(at.query_params))
-    assert not again.exception and not _link_warnings(again)
+    assert not again.exception and not link_warnings(again)
     assert _animation_spec(again) == _animation_spec(at)
 
 
@@ -596,7 +590,7 @@ def test_changing_the_animation_rewrites_the_link_and_a_layer_setting_keeps_it()
 def test_a_bad_animation_link_value_falls_back_with_a_warning(key, raw, expected):
     at = _run(**{key: raw})
     assert not at.exception
-    assert _link_warnings(at) == [f"Ignored `{key}={raw}` from the link ({expected})."]
+    assert link_warnings(at) == [f"Ignored `{key}={raw}` from the link ({expected})."]
     assert at.number_input(key="conv.pos_r").value == 0
     assert at.number_input(key="conv.pos_c").value == 0
     assert at.checkbox(key="conv.numbers").value is True
@@ -608,7 +602,7 @@ def test_show_numbers_is_unticked_and_disabled_where_no_numbers_can_be_shown():
     (box,) = _numbers_boxes(at)
     assert box.value is True and not box.disabled
     at.radio(key="conv.mode").set_value("Transposed convolution").run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     (box,) = _numbers_boxes(at)
     assert box.value is False and box.disabled  # it stayed ticked before
     at.radio(key="conv.mode").set_value("Convolution").run()

@@ -10,11 +10,9 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from tests.pages._shared import errors, link_warnings
+
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "learned_filters.py")
-
-
-def _errors(at: AppTest) -> list[str]:
-    return [e.value for e in at.error]
 
 
 @pytest.fixture
@@ -25,7 +23,7 @@ def at():
 
 
 def test_default_view_shows_first_layer_filters(at):
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert at.selectbox(key="filters.model").value == "lenet_digits"
     assert "32 filters of 1×5×5" in at.markdown[0].value
     # grid, histogram x2, before/after x2, feature maps, top-activating images
@@ -39,10 +37,10 @@ def test_default_view_shows_first_layer_filters(at):
     }
 
 
-def test_controls_rerun_without_errors(at):
+def test_controls_rerun_withouterrors(at):
     at.toggle(key="filters.shared").set_value(True).run()
     at.selectbox(key="filters.layer").set_value("conv2").run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert "64 filters of 32×5×5" in at.markdown[0].value
     at.radio(key="filters.slice_mode").set_value("Mean over input channels").run()
     at.number_input(key="filters.filter_index").set_value(63).run()
@@ -50,7 +48,7 @@ def test_controls_rerun_without_errors(at):
     at.selectbox(key="filters.sample").set_value("coins").run()
     at.number_input(key="filters.channel").set_value(10).run()
     at.radio(key="filters.reduce").set_value("max").run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
 
 
 @pytest.mark.slow
@@ -58,7 +56,7 @@ def test_torchvision_alexnet_first_layer_is_rgb():
     app = AppTest.from_file(PAGE, default_timeout=120)
     app.query_params["model"] = "alexnet"
     at = app.run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert "64 filters of 3×11×11 (RGB below)" in at.markdown[0].value
     assert any("Top-activating images need" in i.value for i in at.info)
 
@@ -67,7 +65,7 @@ def test_unknown_model_in_the_link_is_reported_not_fatal():
     app = AppTest.from_file(PAGE, default_timeout=120)
     app.query_params["model"] = "nonexistent"
     app.run()
-    assert not app.exception and not _errors(app)
+    assert not app.exception and not errors(app)
     assert any("Ignored `model=nonexistent`" in w.value for w in app.warning)
     assert app.selectbox(key="filters.model").value == "lenet_digits"
 
@@ -116,7 +114,7 @@ def test_a_one_channel_layer_and_a_one_image_set_need_no_slider(monkeypatch):
     app = AppTest.from_file(PAGE, default_timeout=120)
     app.query_params["model"] = ONE_CHANNEL
     at = app.run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert at.selectbox(key="filters.layer").value == "stem.0"
     assert "1 filters of 1×3×3" in at.markdown[0].value
     captions = " | ".join(c.value for c in at.caption)
@@ -127,7 +125,7 @@ def test_a_one_channel_layer_and_a_one_image_set_need_no_slider(monkeypatch):
     assert {"filters.download_maps", "filters.download_top"} <= downloads
     # a two-channel layer gets its slider back
     at.selectbox(key="filters.layer").set_value("layers.1.conv1").run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert at.slider(key="filters.n_maps").max == 2
 
 
@@ -169,12 +167,12 @@ def test_uploaded_weights_show_their_own_filters_and_bad_files_are_refused(tmp_p
     app = AppTest.from_file(PAGE, default_timeout=120)
     app.query_params["model"] = "upload"
     at = app.run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert at.selectbox(key="filters.model").value == "Upload weights…"
     assert any("Upload a state_dict" in i.value for i in at.info)
     at.selectbox(key="filters.upload_arch").set_value("lenet_digits")
     at.get("file_uploader")[0].upload("mine.safetensors", data, "application/octet-stream").run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert "32 filters of 1×5×5" in at.markdown[0].value
     from safetensors.torch import load
 
@@ -195,11 +193,11 @@ def test_uploaded_weights_show_their_own_filters_and_bad_files_are_refused(tmp_p
     at.get("file_uploader")[0].upload("evil.pt", evil.read_bytes(), "application/octet-stream")
     at.run()
     assert not at.exception and not marker.exists()
-    assert any("Could not use 'evil.pt': Refused" in e for e in _errors(at))
+    assert any("Could not use 'evil.pt': Refused" in e for e in errors(at))
     at.selectbox(key="filters.upload_arch").set_value("resnet_digits")
     at.get("file_uploader")[0].upload("mine.safetensors", data, "application/octet-stream").run()
     assert not at.exception
-    assert any("do not fit the resnet_digits architecture" in e for e in _errors(at))
+    assert any("do not fit the resnet_digits architecture" in e for e in errors(at))
 
 
 def test_the_filter_grid_says_what_black_and_white_are(at):
@@ -245,7 +243,7 @@ def test_an_image_folder_feeds_the_feature_maps_and_the_top_activating_images(
     assert "Image folder" in at.radio(key="filters.source").options
     at.radio(key="filters.source").set_value("Image folder").run()
     at.number_input(key="filters.folder_index").set_value(4).run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     captions = " | ".join(c.value for c in at.caption)
     assert "converted to grey (ITU-R 601 luma)" in captions
     shown = [img.caption for im in at.get("image") for img in im.proto.imgs]
@@ -253,7 +251,7 @@ def test_an_image_folder_feeds_the_feature_maps_and_the_top_activating_images(
 
     name = f"imagefolder:{tmp_path / 'fruit'}"
     at.selectbox(key="filters.top.images").set_value(name).run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert any("Using all of its 9 images" in c.value for c in at.caption)
     chart = next(c for c in at.get("plotly_chart") if c.key == "filters.top")
     spec = chart.proto.spec.replace("\\u003c", "<").replace("\\u003e", ">")  # JSON escapes
@@ -294,14 +292,14 @@ def test_a_bad_image_folder_path_on_the_filters_page_is_explained(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     at.text_input(key="filters.top.folder_path").set_value(str(tmp_path / "notes.txt")).run()
     assert not at.exception
-    assert _errors(at) == [
+    assert errors(at) == [
         f"{tmp_path / 'notes.txt'} is a file. Give the folder that holds one sub-folder per class."
     ]
     at.radio(key="filters.source").set_value("Image folder").run()  # the input picker's own
     at.selectbox(key="filters.folder").set_value("Other image folder…").run()
     at.text_input(key="filters.folder_path").set_value(str(tmp_path)).run()
     assert not at.exception
-    assert any(f"{tmp_path} has no sub-folders" in e for e in _errors(at))
+    assert any(f"{tmp_path} has no sub-folders" in e for e in errors(at))
 
 
 def test_typed_folder_paths_can_be_switched_off_for_a_shared_server(tmp_path, monkeypatch):
@@ -346,10 +344,6 @@ def _linked(query: dict) -> AppTest:
     return at
 
 
-def _link_warnings(at: AppTest) -> list[str]:
-    return [w.value for w in at.warning if "from the link" in w.value]
-
-
 def _settings(at: AppTest) -> dict:
     return {
         "layer": at.selectbox(key="filters.layer").value,
@@ -365,7 +359,7 @@ def _settings(at: AppTest) -> dict:
 
 def test_a_link_opens_the_page_on_its_settings():
     at = _linked(FILTERS_LINK)
-    assert not _errors(at) and not _link_warnings(at)
+    assert not errors(at) and not link_warnings(at)
     assert _settings(at) == {
         "layer": "conv2",
         "shared": True,
@@ -400,8 +394,8 @@ def test_a_link_opens_the_page_on_its_settings():
 )
 def test_a_bad_link_value_gives_a_warning_and_the_default(key, raw, expected):
     at = _linked({"bins": "30", key: raw})
-    assert not _errors(at)
-    assert _link_warnings(at) == [f"Ignored `{key}={raw}` from the link ({expected})."]
+    assert not errors(at)
+    assert link_warnings(at) == [f"Ignored `{key}={raw}` from the link ({expected})."]
     assert _settings(at) == {
         "layer": "conv1",
         "shared": False,
@@ -421,7 +415,7 @@ def test_changing_the_widgets_writes_the_link_and_a_new_layer_keeps_channels_in_
     at.radio(key="filters.reduce").set_value("max")
     at.slider(key="filters.top_k").set_value(9)
     at.number_input(key="filters.index").set_value(7).run()
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert dict(at.query_params) == {
         "model": "lenet_digits",
         "channel": "31",
@@ -430,13 +424,13 @@ def test_changing_the_widgets_writes_the_link_and_a_new_layer_keeps_channels_in_
         "index": "7",
     }
     again = _linked({k: v for k, v in at.query_params.items() if k != "model"})
-    assert not _link_warnings(again) and _settings(again) == _settings(at)
+    assert not link_warnings(again) and _settings(again) == _settings(at)
     assert again.number_input(key="filters.index").value == 7
     at.selectbox(key="filters.layer").set_value("conv2").run()
     at.number_input(key="filters.channel").set_value(63).run()
     assert at.query_params["channel"] == "63" and at.query_params["layer"] == "conv2"
     at.selectbox(key="filters.layer").set_value("conv1").run()  # 32 filters: 63 is gone
-    assert not at.exception and not _errors(at)
+    assert not at.exception and not errors(at)
     assert at.number_input(key="filters.channel").value == 0 and "channel" not in at.query_params
 
 

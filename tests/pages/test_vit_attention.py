@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
 import ui
+from tests.pages._shared import link_warnings
 from vizlib import attention, zoo
 from vizlib.models import ViT
 
@@ -580,10 +581,6 @@ def _linked(query: dict) -> AppTest:
     return at
 
 
-def _link_warnings(at: AppTest) -> list[str]:
-    return [w.value for w in at.warning if "from the link" in w.value]
-
-
 def _widgets(at: AppTest) -> dict:
     return {
         "n": at.number_input(key="vit_attention.n_images").value,
@@ -617,7 +614,7 @@ DEFAULTS = {
 
 def test_a_link_opens_the_page_on_its_settings(tiny_vit_zoo):
     at = _linked({"model": TINY, **LINK})
-    assert not at.error and not _link_warnings(at)
+    assert not at.error and not link_warnings(at)
     assert _widgets(at) == {
         "n": 10,
         "renorm": True,
@@ -655,7 +652,7 @@ def test_a_link_opens_the_page_on_its_settings(tiny_vit_zoo):
 def test_a_bad_link_value_gives_a_warning_and_the_default(tiny_vit_zoo, key, raw, expected):
     at = _linked({"model": TINY, "layer": "1", key: raw})
     assert not at.error
-    (warning,) = _link_warnings(at)
+    (warning,) = link_warnings(at)
     assert warning.startswith(f"Ignored `{key}={raw}` from the link ({expected}")
     assert _widgets(at) == {**DEFAULTS, "layer": 1 if key != "layer" else 2}
     assert at.selectbox(key="vit_attention.source").value == "digits (test split)"
@@ -685,7 +682,7 @@ def test_changing_the_widgets_writes_the_link_and_the_link_reopens_them(tiny_vit
     at.selectbox(key="vit_attention.fusion").set_value("min").run()  # a fragment's rerun
     assert at.query_params["fusion"] == "min" and at.query_params["layer"] == "1"
     again = _linked(dict(at.query_params))
-    assert not _link_warnings(again) and _widgets(again) == _widgets(at)
+    assert not link_warnings(again) and _widgets(again) == _widgets(at)
 
 
 def test_a_link_waits_for_the_uploaded_model(tiny_vit_zoo):
@@ -696,7 +693,7 @@ def test_a_link_waits_for_the_uploaded_model(tiny_vit_zoo):
     assert dict(at.query_params) == {"model": "upload", "layer": "1", "head": "zzz"}
     at.selectbox(key="vit_attention.model").set_value(TINY).run()
     assert not at.exception
-    assert _link_warnings(at) == [
+    assert link_warnings(at) == [
         "Ignored `head=zzz` from the link (expected mean, max or a head 0 to 1)."
     ]
     assert at.slider(key="vit_attention.layer").value == 1
