@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -12,6 +13,7 @@ import streamlit as st
 import torch
 
 import ui
+from ui import links
 from ui.embeddings import ModelChoice, get_model, pick_model, read_table
 from ui.scatter import linked_scatter
 from vizlib import embedding
@@ -30,6 +32,11 @@ from vizlib.plots import plot_embeddings, scatter_payload
 P = "tsne"  # widget-key prefix of this page
 DRAW_MAX = 20000
 TSNE_PCA_DIMS = 50  # "First reduce each layer to ... principal components" (t-SNE options)
+SOURCES = ("Model layers", "Uploaded features", "Uploaded coordinates")
+MAX_LAYERS = 4
+# every key the page's link may hold: the model (written by pick_model) and the settings
+LINK_KEYS = {"model", "source", "dataset", "points", "layers", "method", "perplexity"}
+LINK_KEYS |= {"lr_auto", "lr", "iters", "exaggeration", "seed", "pca"}
 
 st.title("Embeddings: how the layers separate the classes")
 st.caption(
@@ -43,6 +50,63 @@ try:
     METHODS = ["t-SNE", "PCA", "UMAP"]
 except ImportError:
     METHODS = ["t-SNE", "PCA"]
+
+
+def decimal_parser(low: float, high: float) -> Callable[[str], float]:
+    """Return a parser of a link's number for a decimal ``st.number_input`` over [low, high]:
+    any finite number in range (the widget takes any, not only multiples of its step)."""
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            value = float("nan")
+        if not low <= value <= high:  # NaN and infinities fail too
+            raise ValueError(f"expected a number from {low:g} to {high:g}")
+        return value
+
+    return parse
+
+
+def layers_parser(candidates: list[str]) -> Callable[[str], list[str]]:
+    """Return a parser of the link's layers: up to MAX_LAYERS of the model's ``candidates``,
+    comma-separated, or none (an empty ``layers=``, as the emptied multiselect writes it)."""
+    parse = links.multichoice_parser(candidates)
+
+    def parse_layers(raw: str) -> list[str]:
+        chosen = parse(raw) if raw else []
+        if len(chosen) > MAX_LAYERS:
+            raise ValueError(
+                f"expected at most {MAX_LAYERS} of {', '.join(candidates)}, comma-separated"
+            )
+        return chosen
+
+    return parse_layers
+
+
+def page_settings(datasets: list[str]) -> links.Table:
+    """Return the settings that do not depend on the model: query key -> (widget key, default,
+    allowed). A link may name only the ``datasets`` found on this machine (never a typed path)."""
+    return {
+        "source": (f"{P}.source", SOURCES[0], SOURCES),
+        "dataset": (f"{P}.dataset", datasets[0], tuple(datasets)),
+        "points": (f"{P}.points", 1000, (50, 70000)),
+        "method": (f"{P}.method", METHODS[0], tuple(METHODS)),
+        "perplexity": (f"{P}.perplexity", 30.0, decimal_parser(2.0, 200.0)),
+        "lr_auto": (f"{P}.lr_auto", True, (False, True)),
+        "lr": (f"{P}.lr", 200.0, decimal_parser(1.0, 10000.0)),
+        "iters": (f"{P}.iters", 1000, (50, 5000)),
+        "exaggeration": (f"{P}.exag", 12.0, decimal_parser(1.0, 50.0)),
+        "seed": (f"{P}.seed", 0, (0, 2**31 - 1)),
+        "pca": (f"{P}.pca_first", True, (False, True)),
+    }
+
+
+def layer_settings(candidates: list[str]) -> links.Table:
+    """Return the layers setting for a model whose mappable layers are ``candidates``: by
+    default the input, the last hidden layer and the penultimate one."""
+    default = [candidates[0], *candidates[1:-1][-1:], candidates[-1]][:MAX_LAYERS]
+    return {"layers": (f"{P}.layers", list(dict.fromkeys(default)), layers_parser(candidates))}
 
 
 # The chosen images as they are kept: uint8 pixels where the files hold them at their own size
@@ -158,12 +222,30 @@ def layer_scores(key: tuple, _features: np.ndarray, _coords: np.ndarray, _labels
 
 
 # ----------------------------------------------------------------------------- controls
-source = st.radio(
-    "Data",
-    ["Model layers", "Uploaded features", "Uploaded coordinates"],
-    horizontal=True,
-    key=f"{P}.source",
-)
+datasets = available_datasets()
+usable = [d for d, status in datasets.items() if not status.startswith("not") and "<" not in d]
+settings = page_settings(usable)
+for warning in links.load_settings(settings, prefix=f"{P}.", from_link=links.first_visit(f"{P}.")):
+    st.warning(warning, icon=":material/link_off:")
+dataset_options = [*usable, *ui.typed_folder_options()]
+if st.session_state[f"{P}.dataset"] not in dataset_options:  # typed paths since switched off
+    st.session_state[f"{P}.dataset"] = usable[0]
+
+
+def save_link(table: links.Table) -> None:
+    """Remember the settings and write those that apply into the link: the dataset and points
+    only for the model's layers, and never a typed folder (a path on this server)."""
+    shown = set(table)
+    if source != SOURCES[0]:
+        shown -= {"dataset", "points"}
+    elif st.session_state[f"{P}.dataset"] not in usable:
+        shown.discard("dataset")
+    # the link's layers wait while an uploaded model is missing; they go with another source
+    keep = LINK_KEYS if source == SOURCES[0] else LINK_KEYS - {"layers"}
+    links.save_settings(table, prefix=f"{P}.", keep=keep, shown=shown)
+
+
+source = st.radio("Data", SOURCES, horizontal=True, key=f"{P}.source")
 features: dict[str, np.ndarray] = {}
 labels: np.ndarray | None = None
 class_names: list[str] | None = None
@@ -172,25 +254,31 @@ coords_upload: pd.DataFrame | None = None
 data_key: tuple = ()
 stem = ""  # the model's name in download file names (ui.file_stem); none for uploaded tables
 
+layer_table: links.Table = {}
 if source == "Model layers":
     c1, c2, c3 = st.columns(3)
-    datasets = available_datasets()
-    usable = [d for d, status in datasets.items() if not status.startswith("not") and "<" not in d]
     picked = c2.selectbox(
         "Dataset",
-        [*usable, *ui.typed_folder_options()],
+        dataset_options,
         format_func=ui.dataset_label,
         key=f"{P}.dataset",
         help="\n".join(f"- {d}: {s}" for d, s in datasets.items()),
     )
     n_points = c3.number_input(
-        "Points", 50, 70000, 1000, step=250, key=f"{P}.points", help="Random subset of train+test."
+        "Points", 50, 70000, step=250, key=f"{P}.points", help="Random subset of train+test."
     )
+    # a typed folder path stays for the session (another page visited), never in the link
+    folder_key = f"{P}.folder_path"
+    if folder_key not in st.session_state and f"{P}.saved_folder" in st.session_state:
+        st.session_state[folder_key] = st.session_state[f"{P}.saved_folder"]
     dataset = ui.image_folder_choice(picked, P)  # None: a typed path that is no image folder
+    if folder_key in st.session_state:
+        st.session_state[f"{P}.saved_folder"] = st.session_state[folder_key]
     device = str(ui.current_device())
     # drawn after the other controls: a stop for a missing upload keeps their values
     loaded = pick_model(P, device, where=c1)
     if loaded is None:
+        save_link(settings)
         st.stop()
     choice, model, meta, _lock = loaded
     stem = ui.file_stem(meta["name"])  # "upload_lenet_digits" for uploaded weights
@@ -211,12 +299,16 @@ if source == "Model layers":
             icon=":material/hourglass:",
         )
     candidates = embedding.embedding_layers(model)
-    default = [candidates[0], *candidates[1:-1][-1:], candidates[-1]][:4]
+    # the layers follow the model: read from the link the first time a model is there
+    layer_table = layer_settings(candidates)
+    for warning in links.load_settings(
+        layer_table, prefix=f"{P}.", from_link=links.first_visit(f"{P}.layers.")
+    ):
+        st.warning(warning, icon=":material/link_off:")
     layers = st.multiselect(
-        "Layers to compare (at most 4)",
+        f"Layers to compare (at most {MAX_LAYERS})",
         candidates,
-        default=list(dict.fromkeys(default)),
-        max_selections=4,
+        max_selections=MAX_LAYERS,
         key=f"{P}.layers",
         help="input = raw pixels; conv blocks / encoder blocks (ViT: class token); the penultimate layer.",
     )
@@ -279,33 +371,26 @@ else:
         except (ValueError, pd.errors.ParserError) as err:
             st.error(f"Could not read the CSV: {err}")
 
-method = st.radio(
-    "Method",
-    METHODS,
-    index=ui.linked_index("method", METHODS, reason=f"choose from {', '.join(METHODS)}"),
-    horizontal=True,
-    key=f"{P}.method",
-)
-st.query_params["method"] = method
+method = st.radio("Method", METHODS, horizontal=True, key=f"{P}.method")
 with st.expander("t-SNE options", expanded=False):
     o1, o2, o3, o4, o5 = st.columns(5)
-    perplexity = o1.number_input("Perplexity", 2.0, 200.0, 30.0, key=f"{P}.perplexity")
-    lr_auto = o2.checkbox("Learning rate auto", True, key=f"{P}.lr_auto",
+    perplexity = o1.number_input("Perplexity", 2.0, 200.0, key=f"{P}.perplexity")
+    lr_auto = o2.checkbox("Learning rate auto", key=f"{P}.lr_auto",
                           help="max(N / early exaggeration / 4, 50), as scikit-learn")  # fmt: skip
-    learning_rate = o2.number_input("Learning rate", 1.0, 10000.0, 200.0, key=f"{P}.lr",
+    learning_rate = o2.number_input("Learning rate", 1.0, 10000.0, key=f"{P}.lr",
                                     disabled=lr_auto)  # fmt: skip
-    n_iter = o3.number_input("Iterations", 50, 5000, 1000, step=50, key=f"{P}.iters")
-    exaggeration = o4.number_input("Early exaggeration", 1.0, 50.0, 12.0, key=f"{P}.exag")
-    seed = o5.number_input("Seed", 0, 2**31 - 1, 0, key=f"{P}.seed")
+    n_iter = o3.number_input("Iterations", 50, 5000, step=50, key=f"{P}.iters")
+    exaggeration = o4.number_input("Early exaggeration", 1.0, 50.0, key=f"{P}.exag")
+    seed = o5.number_input("Seed", 0, 2**31 - 1, key=f"{P}.seed")
     pca_first = st.checkbox(
         f"First reduce each layer to its top {TSNE_PCA_DIMS} principal components",
-        True,
         key=f"{P}.pca_first",
         help="The usual practice for wide features: it drops noise dimensions, and the "
         "neighbour search (N² x dimensions) gets far cheaper; on a 2-core CPU, 10,000 points "
         "with 3,136 features: 12.9 s without, 1.8 s with. Layers with fewer features are used "
         "as they are. The scores below are always computed on the full features.",
     )
+save_link(settings | layer_table)
 
 b1, b2, _ = st.columns([1, 1, 4])
 run = b1.button("Compute", type="primary", key=f"{P}.run")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
+
+from tests.pages._shared import errors, link_warnings
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "embeddings.py")
 
@@ -443,3 +447,272 @@ def test_a_corrupt_upload_is_refused_and_a_link_opens_the_picker():
     ).run()
     assert not at.exception and not at.error
     assert at.multiselect(key="tsne.layers").options
+
+
+# ----------------------------------------------------------------------------- the link
+SOURCES = ("Model layers", "Uploaded features", "Uploaded coordinates")
+METHODS = ["t-SNE", "PCA", *(["UMAP"] if importlib.util.find_spec("umap") else [])]
+LENET = "input, relu1, relu2, relu3"  # lenet_digits' layers, as the warnings list them
+# every shareable setting away from its default, for resnet_digits on MNIST (on disk in the test)
+LINK = {
+    "model": "resnet_digits",
+    "dataset": "mnist",
+    "points": "300",
+    "layers": "stem,flatten",
+    "method": "PCA",
+    "perplexity": "12.5",
+    "lr_auto": "false",
+    "lr": "500",
+    "iters": "250",
+    "exaggeration": "4",
+    "seed": "7",
+    "pca": "false",
+}
+DEFAULTS = {
+    "source": "Model layers",
+    "dataset": "digits",
+    "points": 1000,
+    "layers": ["input", "relu2", "relu3"],  # lenet_digits
+    "method": "t-SNE",
+    "perplexity": 30.0,
+    "lr_auto": True,
+    "lr": 200.0,
+    "iters": 1000,
+    "exaggeration": 12.0,
+    "seed": 0,
+    "pca": True,
+}
+
+
+def _linked(query: dict) -> AppTest:
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    for key, value in query.items():
+        app.query_params[key] = value
+    at = app.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _settings(at: AppTest) -> dict:
+    """The page's setting widgets, by link key (those of the model's layers where drawn)."""
+    settings = {"source": at.radio(key="tsne.source").value}
+    if settings["source"] == "Model layers":
+        settings["dataset"] = at.selectbox(key="tsne.dataset").value
+        settings["points"] = at.number_input(key="tsne.points").value
+        settings["layers"] = at.multiselect(key="tsne.layers").value
+    return settings | {
+        "method": at.radio(key="tsne.method").value,
+        "perplexity": at.number_input(key="tsne.perplexity").value,
+        "lr_auto": at.checkbox(key="tsne.lr_auto").value,
+        "lr": at.number_input(key="tsne.lr").value,
+        "iters": at.number_input(key="tsne.iters").value,
+        "exaggeration": at.number_input(key="tsne.exag").value,
+        "seed": at.number_input(key="tsne.seed").value,
+        "pca": at.checkbox(key="tsne.pca_first").value,
+    }
+
+
+def test_a_link_opens_the_page_on_its_settings_and_computes_only_on_compute(tmp_path, monkeypatch):
+    from tests.conftest import write_fake_mnist
+
+    write_fake_mnist(tmp_path, n_train=200, n_test=150)
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
+    at = _linked(LINK)
+    assert not errors(at) and not link_warnings(at)
+    assert at.selectbox(key="tsne.model").value == "resnet_digits"
+    assert _settings(at) == {
+        "source": "Model layers",
+        "dataset": "mnist",
+        "points": 300,
+        "layers": ["stem", "flatten"],
+        "method": "PCA",
+        "perplexity": 12.5,
+        "lr_auto": False,
+        "lr": 500.0,
+        "iters": 250,
+        "exaggeration": 4.0,
+        "seed": 7,
+        "pca": False,
+    }
+    assert dict(at.query_params) == LINK  # the link stays as it came
+    # a link only sets the controls: nothing is extracted or mapped before Compute
+    assert any("press **Compute**" in i.value for i in at.info)
+    assert not at.session_state["tsne.results"] and "tsne.features" not in at.session_state
+
+    at.button(key="tsne.run").click().run()
+    assert not at.exception and not errors(at)
+    (result,) = at.session_state["tsne.results"].values()
+    assert list(result["maps"]) == ["stem", "flatten"] and len(result["labels"]) == 300
+    ((choice, dataset, n_points, layers, seed),) = at.session_state["tsne.features"]
+    assert (choice.key, dataset, n_points, layers, seed) == (
+        "resnet_digits", "mnist", 300, ("stem", "flatten"), 7,
+    )  # fmt: skip
+
+
+def test_a_link_to_uploaded_coordinates_opens_their_uploader():
+    at = _linked({"model": "lenet_digits", "source": "Uploaded coordinates", "points": "300"})
+    assert not errors(at) and not link_warnings(at)
+    assert at.radio(key="tsne.source").value == "Uploaded coordinates"
+    assert at.file_uploader(key="tsne.coords") is not None
+    # the points apply to the model's layers only: kept for the session, not in this link
+    assert dict(at.query_params) == {"model": "lenet_digits", "source": "Uploaded coordinates"}
+    at.radio(key="tsne.source").set_value("Model layers").run()
+    assert at.number_input(key="tsne.points").value == 300
+    assert dict(at.query_params) == {"model": "lenet_digits", "points": "300"}
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "expected"),
+    [
+        ("source", "Webcam", f"expected one of {', '.join(SOURCES)}"),
+        ("dataset", "mnist", "expected one of digits"),  # not on this machine
+        ("dataset", "Other image folder…", "expected one of digits"),  # never a typed path
+        ("points", "10", "expected a whole number from 50 to 70000"),
+        ("layers", "relu1,stem", f"no 'stem'; expected comma-separated choices of {LENET}"),
+        ("layers", "relu1,relu1", f"expected at least one of {LENET}, comma-separated, each once"),
+        ("method", "LDA", f"expected one of {', '.join(METHODS)}"),
+        ("perplexity", "500", "expected a number from 2 to 200"),
+        ("perplexity", "nan", "expected a number from 2 to 200"),
+        ("lr_auto", "maybe", "expected true or false"),
+        ("lr", "x", "expected a number from 1 to 10000"),
+        ("iters", "2.5", "expected a whole number from 50 to 5000"),
+        ("exaggeration", "0", "expected a number from 1 to 50"),
+        ("seed", "-1", "expected a whole number from 0 to 2147483647"),
+        ("pca", "2", "expected true or false"),
+    ],
+)
+def test_a_bad_link_value_gives_a_warning_and_the_default(key, raw, expected, monkeypatch):
+    monkeypatch.delenv("VIZLIB_DATA", raising=False)
+    at = _linked({"model": "lenet_digits", "seed": "3", key: raw})
+    assert not errors(at)
+    assert link_warnings(at) == [f"Ignored `{key}={raw}` from the link ({expected})."]
+    assert _settings(at) == {**DEFAULTS, "seed": 3 if key != "seed" else 0}
+    assert key not in at.query_params and at.query_params["model"] == "lenet_digits"
+
+
+def test_five_layers_in_a_link_are_too_many():
+    at = _linked({"model": "vit_digits", "layers": "input,blocks.0,blocks.1,blocks.2,norm"})
+    assert link_warnings(at) == [
+        "Ignored `layers=input,blocks.0,blocks.1,blocks.2,norm` from the link (expected at most "
+        "4 of input, blocks.0, blocks.1, blocks.2, blocks.3, norm, comma-separated)."
+    ]
+    assert at.multiselect(key="tsne.layers").value == ["input", "blocks.3", "norm"]
+
+
+def test_changing_the_widgets_writes_the_link_and_the_link_reopens_them():
+    at = _linked({})
+    assert dict(at.query_params) == {"model": "lenet_digits"}  # defaults stay out of the link
+    at.selectbox(key="tsne.model").set_value("resnet_digits").run()
+    at.multiselect(key="tsne.layers").set_value(["layers", "input"])
+    at.number_input(key="tsne.points").set_value(450)
+    at.radio(key="tsne.method").set_value("PCA")
+    at.number_input(key="tsne.perplexity").set_value(7.25)
+    at.checkbox(key="tsne.lr_auto").uncheck().run()  # the learning rate box is enabled
+    at.number_input(key="tsne.lr").set_value(1234.5)
+    at.number_input(key="tsne.iters").set_value(300)
+    at.number_input(key="tsne.exag").set_value(20.0)
+    at.number_input(key="tsne.seed").set_value(2**31 - 1)
+    at.checkbox(key="tsne.pca_first").uncheck().run()
+    assert not at.exception and not errors(at)
+    assert dict(at.query_params) == {
+        "model": "resnet_digits",
+        "layers": "layers,input",
+        "points": "450",
+        "method": "PCA",
+        "perplexity": "7.25",
+        "lr_auto": "false",
+        "lr": "1234.5",
+        "iters": "300",
+        "exaggeration": "20",
+        "seed": "2147483647",
+        "pca": "false",
+    }
+    again = _linked(dict(at.query_params))
+    assert not link_warnings(again) and _settings(again) == _settings(at)
+    assert again.selectbox(key="tsne.model").value == "resnet_digits"
+
+    # another model's layers: the choice (resnet_digits' "layers") goes back to its default
+    at.selectbox(key="tsne.model").set_value("lenet_digits").run()
+    assert not at.exception and not link_warnings(at)
+    assert at.multiselect(key="tsne.layers").value == DEFAULTS["layers"]
+    assert "layers" not in at.query_params and at.query_params["points"] == "450"
+    at.multiselect(key="tsne.layers").set_value([]).run()  # none chosen: said at Compute
+    assert at.query_params["layers"] == ""
+    again = _linked(dict(at.query_params))
+    assert not link_warnings(again) and again.multiselect(key="tsne.layers").value == []
+
+
+def test_a_link_waits_for_the_uploaded_model():
+    """?model=upload opens the picker; the layers stay in the link until the model is there to
+    check them against, and a bad one is then said."""
+    at = _linked({"model": "upload", "layers": "relu1,relu3", "method": "PCA"})
+    assert not at.warning and at.selectbox(key="tsne.model").value == "Upload weights…"
+    assert dict(at.query_params) == {"model": "upload", "layers": "relu1,relu3", "method": "PCA"}
+    _upload_lenet(at, "mine.safetensors", _lenet_safetensors())
+    assert not errors(at) and not link_warnings(at)
+    assert at.multiselect(key="tsne.layers").value == ["relu1", "relu3"]
+    assert at.radio(key="tsne.method").value == "PCA"
+    assert dict(at.query_params) == {"model": "upload", "layers": "relu1,relu3", "method": "PCA"}
+
+    at = _linked({"model": "upload", "layers": "conv9"})
+    _upload_lenet(at, "mine.safetensors", _lenet_safetensors())
+    assert link_warnings(at) == [
+        "Ignored `layers=conv9` from the link (no 'conv9'; expected comma-separated choices of "
+        "input, relu1, relu2, relu3)."
+    ]
+    assert dict(at.query_params) == {"model": "upload"}
+
+
+def _app_at_embeddings() -> AppTest:
+    """The whole app (router and sidebar), on the Embeddings page."""
+    at = AppTest.from_file(str(Path(PAGE).parents[1] / "app.py"), default_timeout=120).run()
+    at.switch_page("app_pages/embeddings.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_settings_survive_a_visit_to_another_page():
+    """Streamlit drops the state of widgets a run does not draw (another page, another source);
+    the page's own record brings the model, its layers and the other settings back."""
+    at = _app_at_embeddings()
+    at.selectbox(key="tsne.model").set_value("resnet_digits").run()
+    at.multiselect(key="tsne.layers").set_value(["stem"])
+    at.number_input(key="tsne.points").set_value(400)
+    at.number_input(key="tsne.perplexity").set_value(9.5)
+    at.radio(key="tsne.method").set_value("PCA").run()
+    assert not at.exception
+    shown = _settings(at)
+    at.radio(key="tsne.source").set_value("Uploaded features").run()  # the dataset row is gone
+    at.radio(key="tsne.source").set_value("Model layers").run()
+    assert _settings(at) == shown
+    at.switch_page("app_pages/home.py").run()
+    assert "tsne.model" not in at.session_state and "tsne.layers" not in at.session_state
+    at.query_params.clear()  # the browser's address bar loses the page's values on the way
+    at.switch_page("app_pages/embeddings.py").run()
+    assert not at.exception and not at.warning
+    assert at.selectbox(key="tsne.model").value == "resnet_digits"
+    assert _settings(at) == shown
+    assert dict(at.query_params) == {
+        "model": "resnet_digits", "layers": "stem", "points": "400", "method": "PCA",
+        "perplexity": "9.5",
+    }  # fmt: skip
+
+
+def test_a_typed_folder_stays_for_the_session_but_out_of_the_link(tmp_path):
+    from tests.test_data_datasets import write_image_folder
+
+    write_image_folder(tmp_path / "fruit", n_per_class=4)
+    at = _app_at_embeddings()
+    at.number_input(key="tsne.points").set_value(200)
+    at.selectbox(key="tsne.dataset").set_value("Other image folder…").run()
+    at.text_input(key="tsne.folder_path").set_value(str(tmp_path / "fruit")).run()
+    assert not at.exception and not errors(at)
+    assert dict(at.query_params) == {"model": "lenet_digits", "points": "200"}  # no path
+    at.switch_page("app_pages/home.py").run()
+    assert "tsne.folder_path" not in at.session_state
+    at.switch_page("app_pages/embeddings.py").run()
+    assert not at.exception and not errors(at)
+    assert at.selectbox(key="tsne.dataset").value == "Other image folder…"
+    assert at.text_input(key="tsne.folder_path").value == str(tmp_path / "fruit")
+    assert any(c.value.startswith("3 classes: ") for c in at.caption)
+    assert dict(at.query_params) == {"model": "lenet_digits", "points": "200"}
