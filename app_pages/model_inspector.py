@@ -8,6 +8,7 @@ import streamlit as st
 import torch
 
 import ui
+from ui import links
 from vizlib import receptive, summary, zoo
 from vizlib.data import available_datasets
 from vizlib.plots.models import plot_batch_timing, plot_layer_costs, plot_receptive_fields
@@ -23,6 +24,16 @@ device = str(ui.current_device())
 datasets_status = available_datasets()
 SOURCE_ZOO = "Shipped or torchvision model"
 SOURCE_UPLOAD = "Upload weights"
+P = "inspector."  # widget-key namespace of this page
+ARCHITECTURES = zoo.upload_architectures()
+# shareable settings, query key -> (widget key, default, allowed); the model travels as ?model=
+# (a zoo name, or "upload", which opens the uploader: the file itself never goes into a link)
+PAGE_SETTINGS: links.Table = {
+    "arch": (P + "upload_arch", ARCHITECTURES[0], links.choice_parser(ARCHITECTURES)),
+    "log": (P + "log", False, (False, True)),
+}
+BATCH_SETTINGS: links.Table = {"n": (P + "n", 2_500, (10, 10_000))}  # "Time it" stays a button
+LINK_KEYS = {"model", *PAGE_SETTINGS, *BATCH_SETTINGS}
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -48,6 +59,10 @@ def upload_layer_rows(digest: str, architecture: str, device: str) -> list[dict]
 
 
 # ---- model choice -------------------------------------------------------------------------
+for warning in links.load_settings(
+    PAGE_SETTINGS | BATCH_SETTINGS, prefix=P, from_link=links.first_visit(P)
+):
+    st.warning(warning, icon=":material/link_off:")
 names = zoo.list_models()
 query_model = st.query_params.get("model")
 source = st.radio(
@@ -81,7 +96,7 @@ else:
     st.query_params["model"] = "upload"
     picked = ui.upload_picker(
         "inspector",
-        zoo.upload_architectures(),
+        ARCHITECTURES,
         device,
         prompt="Upload a weights file to inspect it, or switch to a shipped model.",
     )
@@ -100,7 +115,9 @@ if meta is not None and meta.get("notice") and meta.get("source") != "upload":  
 # ---- metadata -----------------------------------------------------------------------------
 if meta is not None and rows is not None:
     totals = summary.table_totals(rows)
-    c1, c2, c3, c4 = st.columns(4)
+    # two metrics a row: four in one row cut "15,470,264,320" (vgg16) to "15,47…" at 1024 px
+    c1, c2 = st.columns(2)
+    c3, c4 = st.columns(2)
     c1.metric("Parameters", f"{totals['params']:,}")
     c2.metric("Multiply-adds per sample", f"{totals['macs']:,}")
     acc = meta.get("test_accuracy")
@@ -208,14 +225,27 @@ if meta is not None and rows is not None:
         file_name=f"{ui.file_stem(meta.get('name') or 'model')}_layers.csv",
         mime="text/csv",
         key="inspector.download_csv",
+        on_click="ignore",  # no rerun: a second download is not cancelled by the first's
     )
-    log_x = st.toggle("Logarithmic axes", key="inspector.log", value=False)
+    log_x = st.toggle(
+        "Logarithmic axes",
+        key=P + "log",
+        help="Parameters and multiply-adds on logarithmic axes, so that small layers show "
+        "beside the largest ones.",
+    )
     st.plotly_chart(plot_layer_costs(rows, log_x=log_x), key="inspector.costs")
     if any(isinstance(r["receptive_field"], tuple) for r in rows):
         st.plotly_chart(plot_receptive_fields(rows, image_hw), key="inspector.fields")
 
     with st.expander("print(model): torch's own description"):
         st.code(str(model), language="text")
+
+links.save_settings(
+    PAGE_SETTINGS,
+    prefix=P,
+    keep=LINK_KEYS,
+    shown={"log", "arch"} if source == SOURCE_UPLOAD else {"log"},  # arch: the uploader's
+)
 
 with st.expander("Datasets available offline"):
     st.caption(
@@ -245,9 +275,8 @@ def batching_demo() -> None:
         "One dense layer y = W x with W of 1,500 x 1,000, applied to N inputs of 1,000 values: "
         "a Python loop over the samples against one batched matrix product."
     )
-    n_samples = st.number_input(
-        "Samples N", min_value=10, max_value=10_000, value=2_500, step=100, key="inspector.n"
-    )
+    n_samples = st.number_input("Samples N", min_value=10, max_value=10_000, step=100, key=P + "n")
+    links.save_settings(BATCH_SETTINGS, prefix=P, keep=LINK_KEYS)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     if st.button("Time it", key="inspector.time", icon=":material/timer:"):
         results = []
@@ -277,6 +306,7 @@ def batching_demo() -> None:
             file_name="batching_timings.csv",
             mime="text/csv",
             key="inspector.download_timings",
+            on_click="ignore",  # no rerun: a second download is not cancelled by the first's
         )
         if not torch.cuda.is_available():
             st.caption("No CUDA GPU on this machine: only the CPU was timed.")

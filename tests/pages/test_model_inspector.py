@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 
 import pytest
 import torch
 from safetensors.torch import save as save_safetensors
 from streamlit.testing.v1 import AppTest
+
+from tests.pages._shared import errors, link_warnings
 
 PAGE = "../../app_pages/model_inspector.py"
 
@@ -261,3 +264,138 @@ def test_upload_running_out_of_gpu_memory_is_a_message(monkeypatch):
     assert not at.exception
     assert "ran out of memory loading 'big.safetensors'" in at.error[0].value
     assert "At most 600 MB" in at.file_uploader(key="inspector.upload_weights").help
+
+
+def _linked(query: dict) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _settings(at: AppTest) -> dict:
+    return {
+        "log": at.toggle(key="inspector.log").value,
+        "n": at.number_input(key="inspector.n").value,
+    }
+
+
+def _cost_axes(at: AppTest) -> set[str]:
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    return {spec["layout"][axis].get("type", "linear") for axis in ("xaxis", "xaxis2")}
+
+
+def test_a_link_opens_the_page_on_its_settings_and_times_nothing(monkeypatch):
+    """?model=&log=&n= reopen the model, the log axes and N; the timing waits for its button."""
+    from vizlib import summary
+
+    timed = []
+    monkeypatch.setattr(summary, "batch_matmul_timing", lambda **kw: timed.append(kw))
+    link = {"model": "resnet_digits", "log": "true", "n": "600"}
+    at = _linked(link)
+    assert not errors(at) and not link_warnings(at)
+    assert at.selectbox(key="inspector.model").value == "resnet_digits"
+    assert _settings(at) == {"log": True, "n": 600}
+    assert _cost_axes(at) == {"log"}
+    assert timed == [] and not [m for m in _metrics(at) if m.startswith("Speed-up")]
+    assert dict(at.query_params) == link  # the link stays as it came
+
+
+def test_an_upload_link_opens_the_uploader_on_its_architecture():
+    link = {"model": "upload", "arch": "resnet_digits", "log": "true"}
+    at = _linked(link)
+    assert not errors(at) and not at.warning
+    assert at.radio(key="inspector.source").value == "Upload weights"
+    assert at.selectbox(key="inspector.upload_arch").value == "resnet_digits"
+    assert dict(at.query_params) == link  # log waits in the link for the upload's charts
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "expected"),
+    [
+        ("log", "yes", "expected true or false"),
+        ("n", "5", "expected a whole number from 10 to 10000"),
+        ("n", "many", "expected a whole number from 10 to 10000"),
+        ("arch", "lenet", "expected lenet_digits, resnet_digits, vit_digits, alexnet, "),
+    ],
+)
+def test_a_bad_link_value_gives_a_warning_and_the_default(key, raw, expected):
+    at = _linked({"model": "resnet_digits", "n": "700", key: raw})
+    assert not errors(at)
+    (warning,) = link_warnings(at)
+    assert warning.startswith(f"Ignored `{key}={raw}` from the link ({expected}")
+    assert _settings(at) == {"log": False, "n": 700 if key != "n" else 2_500}
+    assert at.session_state["inspector.upload_arch"] == "lenet_digits"  # what the uploader opens on
+    assert key not in at.query_params and at.query_params["model"] == "resnet_digits"
+
+
+def test_changing_the_widgets_writes_the_link_and_the_link_reopens_them():
+    at = _run()
+    assert dict(at.query_params) == {"model": "lenet_digits"}  # defaults stay out of the link
+    at.toggle(key="inspector.log").set_value(True)
+    at.number_input(key="inspector.n").set_value(1_200).run()
+    assert not at.exception and not errors(at)
+    assert dict(at.query_params) == {"model": "lenet_digits", "log": "true", "n": "1200"}
+    again = _linked(dict(at.query_params))
+    assert not link_warnings(again) and _settings(again) == _settings(at)
+    assert _cost_axes(again) == {"log"}
+    # the uploader's architecture goes into the link with ?model=upload, and out without it
+    at.radio(key="inspector.source").set_value("Upload weights").run()
+    at.selectbox(key="inspector.upload_arch").select("vit_digits").run()
+    assert dict(at.query_params) == {
+        "model": "upload",
+        "arch": "vit_digits",
+        "log": "true",
+        "n": "1200",
+    }
+    again = _linked(dict(at.query_params))
+    assert not at.warning and again.selectbox(key="inspector.upload_arch").value == "vit_digits"
+    at.radio(key="inspector.source").set_value("Shipped or torchvision model").run()
+    assert dict(at.query_params) == {"model": "lenet_digits", "log": "true", "n": "1200"}
+
+
+def test_the_totals_are_two_a_row_so_vgg16s_numbers_fit(tmp_path, monkeypatch):
+    """Four metrics in one row cut vgg16's 15,470,264,320 multiply-adds to '15,47…' at 1024 px."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    at = _linked({"model": "vgg16"})
+    assert not errors(at)
+    assert _metrics(at)["Multiply-adds per sample"] == "15,470,264,320"
+    rows = [col for col in at.columns if len(col.get("metric"))]
+    assert len(rows) == 4 and {col.weight for col in rows} == {0.5}
+
+
+def test_the_timing_chart_has_a_linear_axis_from_zero_per_device():
+    """Bars on a log axis misled: 0.14 s against 0.40 s drew the batched bar as a sliver."""
+    from vizlib.plots.models import plot_batch_timing
+
+    at = _run()
+    at.number_input(key="inspector.n").set_value(100)
+    at.button(key="inspector.time").click().run()
+    assert not at.exception and not errors(at)
+    (result,) = at.session_state["inspector.timings"]
+    spec = json.loads(at.get("plotly_chart")[-1].proto.spec)  # the timings, last on the page
+    assert spec["layout"]["yaxis"]["type"] == "linear"
+    assert spec["layout"]["yaxis"]["rangemode"] == "tozero"
+    assert spec["data"][0]["y"] == [result["loop_s"], result["batched_s"]]
+    # a GPU's milliseconds get an axis of their own beside the CPU's tenths of a second
+    fake = [
+        {"device": "cpu", "loop_s": 0.4, "batched_s": 0.1, "speedup": 4.0},
+        {"device": "cuda", "loop_s": 0.02, "batched_s": 0.0001, "speedup": 200.0},
+    ]
+    fig = plot_batch_timing(fake)
+    assert [list(trace.y) for trace in fig.data] == [[0.4, 0.1], [0.02, 0.0001]]
+    assert {fig.data[0].yaxis, fig.data[1].yaxis} == {"y", "y2"}
+    assert fig.layout.yaxis2.type == "linear" and fig.layout.yaxis2.rangemode == "tozero"
+    assert [a.text for a in fig.layout.annotations] == [
+        "cpu: 4.0x faster batched",
+        "cuda: 200.0x faster batched",
+    ]
+
+
+def test_downloads_do_not_rerun_the_page():
+    at = _run()
+    at.button(key="inspector.time").click().run()
+    buttons = at.get("download_button")
+    assert len(buttons) == 2 and all(b.proto.ignore_rerun for b in buttons)
