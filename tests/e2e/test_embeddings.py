@@ -179,3 +179,57 @@ def test_uploaded_weights_are_mapped_and_downloaded_by_their_name(page, app_url,
     assert len(shipped) == len(table) == 300 * table["layer"].nunique()
     np.testing.assert_allclose(shipped[["x", "y"]], table[["x", "y"]], rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(shipped["label"], table["label"])
+
+
+def _points(page) -> str:
+    return page.get_by_label("Points", exact=True).input_value()
+
+
+def _layer_chips(page) -> list[str]:
+    box = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Layers to compare")
+    tags = box.locator('[data-testid="stMultiSelectTagsContainer"] [data-tag]')
+    return [tags.nth(i).get_attribute("aria-label") for i in range(tags.count())]
+
+
+def test_a_link_opens_the_settings_which_survive_another_page_and_travel(page, app_url, browser):
+    """A shared link sets the controls without computing; a changed control goes into the
+    address bar; the settings come back after another page; the copied link reopens them."""
+    open_page(page, app_url, "embeddings?model=resnet_digits&layers=stem,flatten&method=PCA")
+    assert not error_boxes(page)
+    assert page.locator('[data-testid="stAlertContentWarning"]').count() == 0
+    assert _layer_chips(page) == ["stem", "flatten"]
+    method = page.get_by_test_id("stRadio").filter(has_text="Method")
+    assert method.get_by_role("radio", name="PCA").is_checked()
+    page.get_by_text("Choose the data and press Compute.").wait_for()  # nothing computed
+    assert page.locator('[data-testid="stDataFrame"]').count() == 0
+
+    _set_number(page, "Points", 400)
+    page.wait_for_url(lambda url: "points=400" in url)
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    nav.get_by_text("Home", exact=True).click()
+    wait_until_idle(page)
+    nav.get_by_text("Embeddings (t-SNE)", exact=True).click()
+    wait_until_idle(page)
+    page.wait_for_url(lambda url: "points=400" in url)
+    # stem and flatten are resnet_digits' layers: the model came back too
+    assert _points(page) == "400" and _layer_chips(page) == ["stem", "flatten"]
+    link = page.url
+    for part in ("model=resnet_digits", "layers=stem%2Cflatten", "method=PCA", "points=400"):
+        assert part in link, link
+
+    fresh = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()
+    fresh.set_default_timeout(60_000)
+    try:
+        fresh.goto(link)  # a new browser context: nothing shared but the link
+        wait_until_idle(fresh)
+        assert not error_boxes(fresh)
+        assert _points(fresh) == "400" and _layer_chips(fresh) == ["stem", "flatten"]
+        fresh.get_by_role("button", name="Compute", exact=True).click()
+        fresh.wait_for_selector('[data-testid="stDataFrame"]', timeout=120_000)
+        wait_until_idle(fresh)
+        assert not error_boxes(fresh)
+        assert fresh.locator(".emb-root").get_attribute("data-ready") == "400"
+        assert fresh.locator("canvas.emb-over").count() == 2  # stem and flatten
+        screenshot(fresh, "embeddings_link")
+    finally:
+        fresh.context.close()
