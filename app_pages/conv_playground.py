@@ -509,9 +509,15 @@ def animation_panel(out_hw: tuple[int, int]) -> None:
 
 
 def coverage_section() -> None:
-    counts = conv.coverage(**settings)
+    counts = conv.coverage(**settings, padding_mode=padding_mode)
     unread = int((counts == 0).sum())
     st.plotly_chart(conv_plots.plot_coverage(counts), width="stretch", key=P + "coverage")
+    amounts = conv.padding_amounts(padding, (kh, kw), (sh, sw), (dh, dw))
+    if padding_mode != "zeros" and max(max(amounts[0]), max(amounts[1])) > 0:
+        st.caption(
+            f"With {padding_mode} padding each padding cell is a copy of an input cell, so a "
+            "read of the padding counts as a read of the cell it copies."
+        )
     if unread:
         eh, ew = conv.effective_extent(kh, dh), conv.effective_extent(kw, dw)
         reasons = []

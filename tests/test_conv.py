@@ -203,6 +203,53 @@ def test_coverage_marks_cells_skipped_by_a_large_stride():
     assert int((counts == 0).sum()) == 49 - 16
 
 
+def _gradient_coverage(h, w, k, s, p, d, mode) -> np.ndarray:
+    """Independent count: the gradient of the sum of a ones-kernel nn.Conv2d's output with
+    respect to its input counts how often each input cell reaches the output, through the
+    padding mode's copies too."""
+    layer = torch.nn.Conv2d(1, 1, k, s, p, d, bias=False, padding_mode=mode).double()
+    torch.nn.init.ones_(layer.weight)
+    x = torch.ones(1, 1, h, w, dtype=torch.float64, requires_grad=True)
+    layer(x).sum().backward()
+    return x.grad[0, 0].round().long().numpy()
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+def test_coverage_follows_the_padding_mode_like_torch(mode):
+    rng = random.Random(7)
+    checked = 0
+    while checked < 150:
+        s = _random_settings(rng)
+        if mode == "reflect" and (s["ph"] >= s["h"] or s["pw"] >= s["w"]):
+            continue  # torch refuses reflect padding as large as the input
+        if mode == "circular" and (s["ph"] > s["h"] or s["pw"] > s["w"]):
+            continue
+        args = ((s["kh"], s["kw"]), (s["sh"], s["sw"]), (s["ph"], s["pw"]), (s["dh"], s["dw"]))
+        ours = conv.coverage((s["h"], s["w"]), *args, padding_mode=mode)
+        expected = _gradient_coverage(s["h"], s["w"], *args, mode)
+        np.testing.assert_array_equal(ours, expected, err_msg=str(s))
+        checked += 1
+
+
+def test_circular_same_padding_reads_every_cell_equally():
+    # worked by hand: wrapping round, every cell is under each of the 9 taps once
+    counts = conv.coverage((5, 4), 3, padding="same", padding_mode="circular")
+    np.testing.assert_array_equal(counts, np.full((5, 4), 9))
+    # with zeros the corner is read by 4 positions only
+    assert conv.coverage((5, 4), 3, padding="same")[0, 0] == 4
+
+
+def test_reflect_padding_reads_the_cells_a_large_stride_skips():
+    # 9 cells, kernel 2, stride 4, padding 1: windows on padded cells 0-1, 4-5, 8-9, i.e. input
+    # -1..0, 3..4, 7..8; reflected, cell -1 is cell 1, which zero padding never reads
+    assert conv.coverage(9, 2, stride=4, padding=1)[1].sum() == 0
+    reflected = conv.coverage(9, 2, stride=4, padding=1, padding_mode="reflect")
+    assert reflected[1, 1] == 1 and reflected[0, 0] == 1
+    assert (reflected == 0).sum() == 81 - 36  # rows and columns 0, 1, 3, 4, 7, 8 are read
+    with pytest.raises(ValueError, match="Padding mode"):
+        conv.coverage(9, 2, padding_mode="mirror")
+
+
 def test_coverage_same_padding_even_kernel_matches_torch_padding():
     # torch puts the extra cell of 'same' padding after: emulate with F.pad then unfold.
     h, w, k = 6, 5, (4, 2)

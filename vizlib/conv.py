@@ -286,12 +286,21 @@ def coverage(
     stride: IntPair = 1,
     padding: Padding = 0,
     dilation: IntPair = 1,
+    *,
+    padding_mode: str = "zeros",
 ) -> np.ndarray:
-    """Return how many output positions read each input cell: int64 array of shape ``input_hw``.
+    """Return how many times the kernel's taps read each input cell over all output positions:
+    int64 array of shape ``input_hw``.
 
     Zero marks cells that no output position reads (stride larger than the kernel extent).
-    Padding cells are not part of the result.
+    With ``padding_mode`` zeros the padding holds zeros and reads of it count for no cell; with
+    reflect, replicate or circular a padding cell is a copy of an input cell, and reading it
+    counts as reading that cell (it reaches the output just the same).
     """
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(
+            f"Padding mode must be one of {', '.join(PADDING_MODES)}; got {padding_mode!r}."
+        )
     h, w = _pair(input_hw, "Input size", minimum=1)
     kh, kw = _pair(kernel, "Kernel size", minimum=1)
     sh, sw = _pair(stride, "Stride", minimum=1)
@@ -299,10 +308,24 @@ def coverage(
     (pt, pb), (pl, pr) = padding_amounts(padding, (kh, kw), (sh, sw), (dh, dw))
     counts = []
     for n, taps in ((h, _axis_taps(h, kh, sh, pt, pb, dh)), (w, _axis_taps(w, kw, sw, pl, pr, dw))):
-        taps = taps[(taps >= 0) & (taps < n)]
+        taps = _source_cells(taps.ravel(), n, padding_mode)
         counts.append(np.bincount(taps, minlength=n))  # (n,) reads per row / column
-    # Distinct taps of one output never hit the same cell, so the 2-D count factorises.
+    # The padding modes work axis by axis, so the 2-D count of (position, tap) reads factorises.
     return np.outer(counts[0], counts[1]).astype(np.int64)  # (H, W)
+
+
+def _source_cells(taps: np.ndarray, n: int, padding_mode: str) -> np.ndarray:
+    """Return the input cells (0..n-1) that taps read along one axis of n cells: padding taps
+    (<0 or >=n) map to the cell the padding mode copies there, or are dropped for zeros."""
+    if padding_mode == "zeros":
+        return taps[(taps >= 0) & (taps < n)]
+    if padding_mode == "replicate":
+        return np.clip(taps, 0, n - 1)
+    if padding_mode == "circular":
+        return np.mod(taps, n)
+    # reflect (the edge itself not repeated); the padding is smaller than n, so one fold will do
+    taps = np.where(taps < 0, -taps, taps)
+    return np.where(taps > n - 1, 2 * (n - 1) - taps, taps)
 
 
 def output_positions(

@@ -252,6 +252,38 @@ def test_animation_numbers_use_the_padding_mode():
     assert spec["data"][1]["text"][0][0] == str(sum(windows))  # output (0, 0) = its window
 
 
+def test_coverage_counts_reads_through_the_padding_mode():
+    """Reflect padding copies input cells into the padding: the cells a stride-4 kernel reads
+    there are read, as the animation's numbers show, not 'never read' (they were, with every
+    padding mode); circular 'same' padding reads every cell K_h x K_w times."""
+    import base64
+    import json
+
+    def coverage(at):
+        chart = next(c for c in at.get("plotly_chart") if "Coverage" in c.proto.spec)
+        z = json.loads(chart.proto.spec)["data"][0]["z"]
+        if not isinstance(z, dict):
+            return np.asarray(z)
+        # plotly's typed-array encoding: base64 bytes, dtype, shape
+        flat = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"])
+        return flat.reshape([int(n) for n in str(z["shape"]).split(",")])
+
+    at = _run(h=9, w=9, kh=2, kw=2, sh=4, sw=4, ph=1, pw=1, pm="reflect")
+    assert not at.exception and not errors(at)
+    counts = coverage(at)
+    read = [0, 1, 3, 4, 7, 8]  # windows on input -1..0, 3..4, 7..8; cell -1 is a copy of 1
+    assert counts[1, 1] == 1 and (counts > 0).sum() == len(read) ** 2
+    assert "45 of 81 input cells are never read" in at.warning[0].value
+    assert any("a read of the padding counts as a read of the cell" in c.value for c in at.caption)
+    at = _run(h=8, w=8, kh=4, kw=4, pad="same", pm="circular")
+    assert not at.exception and not errors(at)
+    np.testing.assert_array_equal(coverage(at), np.full((8, 8), 16))
+    assert "Every one of the 64 input cells is read" in at.success[0].value
+    at = _run(h=9, w=9, kh=2, kw=2, sh=4, sw=4, ph=1, pw=1)  # zeros: the padding holds nothing
+    assert (coverage(at) > 0).sum() == 25
+    assert not any("a read of the padding" in c.value for c in at.caption)
+
+
 def test_without_play_the_animation_text_does_not_offer_play():
     """Over MAX_ANIMATION_FRAMES positions there is no ▶ Play and no slider: the caption and the
     position inputs must not speak of them (the caption said 'Press ▶ Play ... drag the slider')."""

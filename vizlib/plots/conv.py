@@ -298,8 +298,8 @@ def plot_conv_animation(
 
 
 def plot_coverage(counts: np.ndarray, *, title: str | None = None) -> go.Figure:
-    """Return a heatmap of how many output positions read each input cell, (H, W) int counts,
-    with the never-read cells (count 0) crossed out in red."""
+    """Return a heatmap of how many times the kernel reads each input cell, (H, W) int counts
+    (``vizlib.conv.coverage``), with the never-read cells (count 0) crossed out in red."""
     counts = np.asarray(counts)
     zero = np.argwhere(counts == 0)  # (n_unread, 2)
     fig = go.Figure(
@@ -312,7 +312,7 @@ def plot_coverage(counts: np.ndarray, *, title: str | None = None) -> go.Figure:
             text=counts,
             texttemplate="%{text}" if counts.size <= 1600 else None,
             colorbar={"title": {"text": "reads"}},
-            hovertemplate="row %{y}, col %{x}: read by %{z} output position(s)<extra></extra>",
+            hovertemplate="row %{y}, col %{x}: read %{z} time(s)<extra></extra>",
         )
     )
     if len(zero):
