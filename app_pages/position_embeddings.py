@@ -8,8 +8,8 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from ui import count_slider, file_stem
-from ui.vit import PATCH_NUMBERING, ModelChoice, get_model, pick_vit
+from ui import count_slider, file_stem, links
+from ui.vit import PATCH_NUMBERING, ModelChoice, get_model, pick_vit, vit_model_names
 from vizlib import posembed
 from vizlib.plots.export import to_npy_bytes
 from vizlib.plots.vit import (
@@ -18,6 +18,38 @@ from vizlib.plots.vit import (
     plot_sinusoidal_encoding,
     plot_sinusoidal_similarity,
 )
+
+P = "position_embeddings."  # widget-key namespace of this page
+K_DEFAULT = 28  # principal components shown by default, as in the paper's Figure 7 (left)
+MAX_K = 64
+# every key the page's link may hold: the model (written by pick_vit), then the settings
+LINK_KEYS = {"model", "arch", "k", "pos", "dim"}
+
+
+def link_settings(rank: int, n_patches: int, width: int) -> dict[str, links.Table]:
+    """Return the settings that follow the model, by section: query key -> (widget key, default,
+    allowed) for patch-embedding filters of ``rank`` principal components, ``n_patches``
+    patches and embeddings of ``width`` dimensions."""
+    high = min(rank, MAX_K)
+    return {
+        "filters": {"k": (P + "k", min(K_DEFAULT, high), (1, high))},
+        "sinusoidal": {  # the learned embedding's size by default, side by side
+            "pos": (P + "n_positions", min(max(n_patches, 2), 512), (2, 512)),
+            "dim": (P + "dim", min(max(width, 2), 1024), (2, 1024)),
+        },
+    }
+
+
+def follow_model(table: links.Table) -> None:
+    """A setting still at the last model's default takes the new model's (the positions and
+    dimensions of its embeddings, its number of components); one the user moved stays."""
+    defaults = {wkey: default for wkey, default, _ in table.values()}
+    before = st.session_state.get(P + "defaults", defaults)
+    for wkey, default in defaults.items():
+        if wkey in before and st.session_state.get(wkey) == before[wkey]:
+            st.session_state[wkey] = default
+    st.session_state[P + "defaults"] = defaults
+
 
 st.title("Position Embeddings")
 st.caption(
@@ -64,7 +96,20 @@ def components(choice: ModelChoice, k: int) -> tuple[np.ndarray, np.ndarray]:
     return comps.numpy(), ratios.numpy()
 
 
+# the uploader's architecture travels with ?model=upload (the file itself cannot)
+ARCHITECTURES = vit_model_names()
+upload_table = {"arch": (P + "upload_arch", ARCHITECTURES[0], links.choice_parser(ARCHITECTURES))}
+for warning in links.load_settings(
+    upload_table, prefix=P, from_link=links.first_visit(P + "arch.")
+):
+    st.warning(warning, icon=":material/link_off:")
 picked = pick_vit("position_embeddings")
+links.save_settings(
+    upload_table,
+    prefix=P,
+    keep=LINK_KEYS,
+    shown={"arch"} if st.query_params.get("model") == "upload" else set(),
+)
 if picked is None:
     st.stop()
 choice, model, meta, _lock = picked
@@ -76,10 +121,22 @@ except (TypeError, ValueError) as err:
 gh, gw = sim.shape[:2]
 learned = pos_all[n_prefix:]  # (N, D) the patches' rows
 stem = file_stem(meta["name"])
+# the D filters of C*P*P values have at most min(D, C*P*P) components; the paper shows 28
+D, C, P_SIDE, _ = posembed.vit_embeddings(model).patch_weight.shape
+rank = min(D, C * P_SIDE * P_SIDE)
+tables = link_settings(rank, gh * gw, learned.shape[1])
+settings = tables["filters"] | tables["sinusoidal"]
+# read from the link once a model is there to check them against (?model=upload waits)
+for warning in links.load_settings(settings, prefix=P, from_link=links.first_visit(P)):
+    st.warning(warning, icon=":material/link_off:")
+follow_model(settings)
 
 # --- Position-embedding similarity -------------------------------------------------------------
 st.header("Position embedding similarity")
-st.plotly_chart(plot_position_similarity(sim), key="position_embeddings.similarity_chart")
+st.plotly_chart(
+    plot_position_similarity(sim, title=f"{meta['name']}: cosine similarity, patch to patch"),
+    key="position_embeddings.similarity_chart",
+)
 st.caption(
     f"Tile (row r, column c) shows the cosine similarity between the learned position embedding "
     f"of patch (r, c) and those of all {gh}×{gw} patches, on one colour scale from −1 to 1; "
@@ -105,6 +162,7 @@ d1.download_button(
     to_npy_bytes(pos_all, dtype=np.float32),
     file_name=f"position_embeddings_{stem}.npy",
     key="position_embeddings.download_embeddings",
+    on_click="ignore",  # no rerun: a second download is not cancelled by the first's
     help="The model's learned position embedding, one row per token (T × D, float32).",
 )
 d2.download_button(
@@ -113,6 +171,7 @@ d2.download_button(
     file_name=f"position_embeddings_{stem}.csv",
     mime="text/csv",
     key="position_embeddings.download_embeddings_csv",
+    on_click="ignore",  # no rerun: a second download is not cancelled by the first's
     help="One row per token: which token (patch row and column counted from 0), then its "
     f"{D} values.",
 )
@@ -121,23 +180,22 @@ d3.download_button(
     to_npy_bytes(sim),
     file_name=f"position_similarity_{stem}.npy",
     key="position_embeddings.download_similarity",
+    on_click="ignore",  # no rerun: a second download is not cancelled by the first's
     help="[r, c, r2, c2]: cosine similarity of patch (r, c)'s embedding to patch (r2, c2)'s.",
 )
 
 # --- Patch-embedding filters -------------------------------------------------------------------
 st.header("Patch-embedding filters")
-# the D filters of C*P*P values have at most min(D, C*P*P) components; the paper shows 28
-D, C, P, _ = posembed.vit_embeddings(model).patch_weight.shape
-rank = min(D, C * P * P)
 k = count_slider(
     "Principal components",
     1,
-    min(rank, 64),
-    28,
-    key="position_embeddings.k",
-    help=f"Top principal components of the {D} patch-embedding filters (each C·P·P = {C * P * P} "
-    f"values; at most {rank} components).",
+    min(rank, MAX_K),
+    K_DEFAULT,
+    key=P + "k",
+    help=f"Top principal components of the {D} patch-embedding filters (each C·P·P = "
+    f"{C * P_SIDE * P_SIDE} values; at most {rank} components).",
 )
+links.save_settings(tables["filters"], prefix=P, keep=LINK_KEYS)
 comps, ratios = components(choice, int(k))
 st.plotly_chart(plot_patch_components(comps, ratios), key="position_embeddings.pca_chart")
 channels = "RGB" if comps.shape[1] == 3 else "grey"
@@ -145,8 +203,8 @@ st.caption(
     f"Each tile is one principal component of the {meta['name']} patch-embedding weights, shown "
     f"as a {comps.shape[2]}×{comps.shape[3]} {channels} image (scaled to its own range), with the "
     f"share of variance it explains; together they explain {100 * ratios.sum():.1f}%. "
-    f"Downloads: the components ({len(comps)} × {C} × {P} × {P}, unit vectors, not scaled) and "
-    "their explained-variance ratios."
+    f"Downloads: the components ({len(comps)} × {C} × {P_SIDE} × {P_SIDE}, unit vectors, not "
+    "scaled) and their explained-variance ratios."
 )
 p1, p2, _ = st.columns(3)
 p1.download_button(
@@ -154,6 +212,7 @@ p1.download_button(
     to_npy_bytes(comps, dtype=np.float32),
     file_name=f"patch_embedding_components_{stem}.npy",
     key="position_embeddings.download_components",
+    on_click="ignore",  # no rerun: a second download is not cancelled by the first's
     help="The principal components as unit vectors reshaped to C × P × P, as they come from the "
     "PCA (not scaled for display), component 1 first.",
 )
@@ -165,6 +224,7 @@ p2.download_button(
     file_name=f"patch_embedding_pca_{stem}.csv",
     mime="text/csv",
     key="position_embeddings.download_pca",
+    on_click="ignore",  # no rerun: a second download is not cancelled by the first's
     help="Share of the filters' variance each component explains, component 1 first.",
 )
 
@@ -175,17 +235,31 @@ def sinusoidal_panel() -> None:
     st.header("Sinusoidal encoding vs learned embedding")
     c1, c2 = st.columns(2)
     n_pos = count_slider(
-        "Positions", 2, 512, gh * gw, key="position_embeddings.n_positions", where=c1
+        "Positions",
+        2,
+        512,
+        gh * gw,
+        key=P + "n_positions",
+        where=c1,
+        help=f"Rows of the sinusoidal encoding; {meta['name']} has {gh * gw} patches.",
     )
     dim = count_slider(
-        "Dimensions", 2, 1024, learned.shape[1], key="position_embeddings.dim", where=c2
+        "Dimensions",
+        2,
+        1024,
+        learned.shape[1],
+        key=P + "dim",
+        where=c2,
+        help=f"Width d of the encoding; {meta['name']}'s embeddings have {learned.shape[1]}.",
     )
+    links.save_settings(tables["sinusoidal"], prefix=P, keep=LINK_KEYS)
     enc = posembed.sinusoidal_encoding(int(n_pos), int(dim))
     st.download_button(
         "Download the sinusoidal encoding (NPY, positions × dimensions)",
         to_npy_bytes(enc),
         file_name=f"sinusoidal_encoding_{int(n_pos)}x{int(dim)}.npy",
         key="position_embeddings.download_sinusoidal",
+        on_click="ignore",  # no rerun: a second download is not cancelled by the first's
     )
     left, right = st.columns(2)
     left.plotly_chart(plot_sinusoidal_encoding(enc), key="position_embeddings.sin_chart")
@@ -201,7 +275,7 @@ def sinusoidal_panel() -> None:
     right.plotly_chart(
         plot_sinusoidal_similarity(
             posembed.sinusoidal_similarity(learned_t),
-            title="Learned: dot products (row-major patches)",
+            title="Learned: dot products",  # a longer title was cut at 1024 px
         ),
         key="position_embeddings.learned_sim_chart",
     )

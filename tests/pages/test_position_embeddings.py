@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.pages._shared import errors, link_warnings
 from tests.pages.test_vit_attention import (  # noqa: F401
     SINGLE,
     TINY,
@@ -160,3 +161,146 @@ def test_uploaded_weights_name_their_downloads_like_the_cnn_pages(tiny_vit_zoo, 
     assert not [name for name in downloads if "(" in name or " " in name], sorted(downloads)
     pos = np.load(io.BytesIO(downloads[f"position_embeddings_{stem}.npy"]), allow_pickle=False)
     np.testing.assert_allclose(pos, _tiny_model().pos_embed.detach()[0].numpy(), rtol=1e-6)
+
+
+def _linked(query: dict) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _settings(at: AppTest) -> dict:
+    return {
+        "k": at.slider(key="position_embeddings.k").value,
+        "pos": at.slider(key="position_embeddings.n_positions").value,
+        "dim": at.slider(key="position_embeddings.dim").value,
+    }
+
+
+def _titles(at: AppTest) -> list[str]:
+    return [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+
+
+# the tiny ViT: 8x8 patches, 32 dimensions, 32 filters of 1x4x4 (16 components)
+TINY_DEFAULTS = {"k": 16, "pos": 64, "dim": 32}
+
+
+def test_a_link_opens_the_page_on_its_settings(tiny_vit_zoo):  # noqa: F811
+    link = {"model": TINY, "k": "5", "pos": "40", "dim": "17"}
+    at = _linked(link)
+    assert not errors(at) and not link_warnings(at)
+    assert _settings(at) == {"k": 5, "pos": 40, "dim": 17}
+    assert any("PC 5" in str(c.proto) for c in at.get("plotly_chart"))
+    enc = json.loads(at.get("plotly_chart")[2].proto.spec)["data"][0]
+    assert _z(enc).shape == (40, 17)  # the sinusoidal encoding drawn at the link's size
+    assert dict(at.query_params) == link  # the link stays as it came
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "expected"),
+    [
+        ("k", "17", "expected a whole number from 1 to 16"),  # 16 components in this model
+        ("k", "0", "expected a whole number from 1 to 16"),
+        ("pos", "1", "expected a whole number from 2 to 512"),
+        ("dim", "wide", "expected a whole number from 2 to 1024"),
+        ("arch", "alexnet", "expected vit_tiny_test, vit_b_16"),
+    ],
+)
+def test_a_bad_link_value_gives_a_warning_and_the_default(tiny_vit_zoo, key, raw, expected):  # noqa: F811
+    at = _linked({"model": TINY, "dim": "20", key: raw})
+    assert not errors(at)
+    assert link_warnings(at) == [f"Ignored `{key}={raw}` from the link ({expected})."]
+    assert _settings(at) == {**TINY_DEFAULTS, "dim": 20 if key != "dim" else 32}
+    assert key not in at.query_params and at.query_params["model"] == TINY
+
+
+def test_changing_the_widgets_writes_the_link_and_the_link_reopens_them(tiny_vit_zoo):  # noqa: F811
+    at = _linked({"model": TINY})
+    assert dict(at.query_params) == {"model": TINY}  # defaults stay out of the link
+    assert _settings(at) == TINY_DEFAULTS
+    at.slider(key="position_embeddings.k").set_value(3)
+    at.slider(key="position_embeddings.n_positions").set_value(100).run()
+    assert not at.exception and not errors(at)
+    assert dict(at.query_params) == {"model": TINY, "k": "3", "pos": "100"}
+    at.slider(key="position_embeddings.dim").set_value(48).run()  # the fragment's rerun
+    assert dict(at.query_params) == {"model": TINY, "k": "3", "pos": "100", "dim": "48"}
+    again = _linked(dict(at.query_params))
+    assert not link_warnings(again) and _settings(again) == _settings(at)
+    # the uploader's architecture travels with ?model=upload, never the file
+    at.selectbox(key="position_embeddings.model").set_value("Upload weights…").run()
+    at.selectbox(key="position_embeddings.upload_arch").set_value("vit_b_16").run()
+    link = dict(at.query_params)
+    assert link == {"model": "upload", "arch": "vit_b_16", "k": "3", "pos": "100", "dim": "48"}
+    again = _linked(link)
+    assert not again.warning
+    assert again.selectbox(key="position_embeddings.upload_arch").value == "vit_b_16"
+
+
+def test_a_link_waits_for_the_uploaded_model(tiny_vit_zoo):  # noqa: F811
+    """?model=upload opens the picker on the link's architecture; k and the sinusoidal size stay
+    in the link until the uploaded model is there to check them against."""
+    import torch
+
+    link = {"model": "upload", "arch": "vit_b_16", "k": "4", "pos": "9", "dim": "2000"}
+    at = _linked(link)
+    assert not at.warning and not errors(at)
+    assert at.selectbox(key="position_embeddings.upload_arch").value == "vit_b_16"
+    assert dict(at.query_params) == link
+    at.selectbox(key="position_embeddings.upload_arch").set_value(TINY).run()
+    buf = io.BytesIO()
+    torch.save(_tiny_model().state_dict(), buf)
+    at.file_uploader(key="position_embeddings.upload_weights").upload("mine.pt", buf.getvalue())
+    at.run()
+    assert not at.exception and not errors(at)
+    assert link_warnings(at) == [
+        "Ignored `dim=2000` from the link (expected a whole number from 2 to 1024)."
+    ]
+    assert _settings(at) == {"k": 4, "pos": 9, "dim": 32}
+    assert dict(at.query_params) == {"model": "upload", "k": "4", "pos": "9"}  # TINY: default
+
+
+@pytest.fixture
+def two_vit_zoo(tmp_path, monkeypatch):
+    """The tiny ViT (8x8 patches, 32 dimensions) and the one-patch ViT (8 dimensions)."""
+    from tests.pages.test_vit_attention import SINGLE_CONFIG, TINY_CONFIG, write_checkpoint
+    from vizlib import zoo
+
+    write_checkpoint(tmp_path, TINY, TINY_CONFIG)
+    write_checkpoint(tmp_path, SINGLE, SINGLE_CONFIG)
+    monkeypatch.setattr(zoo, "CHECKPOINT_DIR", tmp_path)
+
+
+def test_settings_left_at_their_default_follow_a_new_model(two_vit_zoo):
+    """The sinusoidal encoding starts at the learned embedding's size: picking another model
+    moves the positions, dimensions and components the user left alone to its own, and keeps
+    the ones the user moved (they used to stay at the first model's 64 x 32)."""
+    at = _linked({"model": TINY})
+    assert _settings(at) == TINY_DEFAULTS
+    at.slider(key="position_embeddings.dim").set_value(20).run()
+    at.selectbox(key="position_embeddings.model").set_value(SINGLE).run()
+    assert not at.exception and not errors(at)
+    # one patch (2 positions at least), 8 filters of 64 values: 8 components
+    assert _settings(at) == {"k": 8, "pos": 2, "dim": 20}
+    assert dict(at.query_params) == {"model": SINGLE, "dim": "20"}
+    at.selectbox(key="position_embeddings.model").set_value(TINY).run()
+    assert _settings(at) == {**TINY_DEFAULTS, "dim": 20}
+
+
+def test_chart_titles_name_the_model_and_fit(tiny_vit_zoo):  # noqa: F811
+    """The similarity chart repeated its section's header word for word; the learned dot
+    products' title ('... (row-major patches)') was cut at 1024 px."""
+    at = _linked({"model": TINY})
+    titles = _titles(at)
+    assert titles[0] == f"{TINY}: cosine similarity, patch to patch"
+    assert titles[0] not in [h.value for h in at.header]
+    assert titles[-1] == "Learned: dot products"
+    assert any("row-major" in c.value for c in at.caption)  # said in the caption instead
+
+
+def test_downloads_do_not_rerun_the_page(tiny_vit_zoo):  # noqa: F811
+    at = _linked({"model": TINY})
+    buttons = at.get("download_button")
+    assert len(buttons) == 6 and all(b.proto.ignore_rerun for b in buttons)
