@@ -120,3 +120,19 @@ def test_shared_colour_bar_is_the_scale_of_the_overlays_it_stands_for(signed):
     assert fig.layout.width == 480
     assert list(trace.x) == [None]  # nothing drawn but the bar
     assert _placeholders(fig) == []
+
+
+def test_overlay_title_sits_under_the_mode_bar_with_the_tools_that_matter():
+    """On a 240 px overlay plotly's mode bar (eight buttons, 224 px) covered the title while the
+    mouse was over the figure. The title now stands just above the image, under a band left
+    for the mode bar at the top of the figure, and the bar drops the buttons that repeat others
+    on a fixed image (zoom in/out, autoscale). The browser test measures both on the page."""
+    image = np.zeros((28, 28))
+    fig = plot_attribution_overlay(image, image + 1.0, title="Integrated Gradients", width=240)
+    title, margin = fig.layout.title, fig.layout.margin
+    assert title.text == "Integrated Gradients"
+    assert (title.yref, title.y, title.yanchor) == ("paper", 1, "bottom")  # on the image's top
+    assert margin.t - title.pad.b >= 28 + 20  # the mode bar's 28 px band, then a 16 px line
+    assert set(fig.layout.modebar.remove) == {"zoomIn2d", "zoomOut2d", "autoScale2d"}
+    area_h = fig.layout.height - margin.t - margin.b
+    assert area_h == 230  # the taller top margin takes nothing from the image

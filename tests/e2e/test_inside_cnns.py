@@ -86,3 +86,41 @@ def test_attribution_download_holds_the_shown_heatmaps(page, app_url):
     assert top[0]["class"] == 2
     expected = attribution.attribute(model.requires_grad_(False), images[0], 2, "saliency")
     np.testing.assert_allclose(saved["saliency"], expected["heatmap"], rtol=1e-5, atol=1e-6)
+
+
+def test_attribution_tiles_keep_their_title_clear_of_the_mode_bar(page, app_url):
+    """Plotly's mode bar, shown while the mouse is over a 240 px overlay, covered its title
+    ("Integrated Gradients" lay under eight buttons). With the mouse on each tile, the bar
+    (download, zoom, pan, reset, fullscreen) and the title do not meet, and both lie in the
+    tile's chart above the image."""
+    open_page(page, app_url, "attributions?model=lenet_digits")
+    assert plotly_charts(page, 5) == 5
+    charts = page.locator(".js-plotly-plot")
+    for i in range(1, 5):
+        charts.nth(i).hover()
+        page.wait_for_timeout(300)
+        boxes = page.evaluate(
+            """i => { const g = document.querySelectorAll('.js-plotly-plot')[i];
+                const box = e => { const r = e.getBoundingClientRect();
+                                   return [r.left, r.top, r.right, r.bottom]; };
+                return {chart: box(g), title: box(g.querySelector('.gtitle')),
+                        bar: box(g.querySelector('.modebar')),
+                        image: box(g.querySelector('.nsewdrag')),
+                        shown: getComputedStyle(g.querySelector('.modebar')).opacity,
+                        buttons: Array.from(g.querySelectorAll('.modebar-btn'))
+                                      .map(b => b.getAttribute('data-title'))}; }""",
+            i,
+        )
+        assert boxes["shown"] == "1"  # the mouse is on this tile: its mode bar is out
+        assert boxes["buttons"] == [
+            "Download plot as a PNG",
+            "Zoom",
+            "Pan",
+            "Reset axes",
+            "Fullscreen",
+        ]
+        title, bar, image, chart = boxes["title"], boxes["bar"], boxes["image"], boxes["chart"]
+        assert bar[3] <= title[1], f"mode bar {bar} over title {title}"
+        assert title[3] <= image[1] + 2 and chart[1] <= bar[1]
+        if i == 2:
+            screenshot(page, "attributions_tile_hover")

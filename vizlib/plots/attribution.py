@@ -34,7 +34,14 @@ def _colorbar(title: str) -> dict:
 
 # Margins of an overlay (pixels): the title above, the colour bar below. Plotly grows a bottom
 # margin under 75 px to fit the bar's title and ticks, which would shrink the image's height.
-_TOP, _SIDE, _BAR, _NO_BAR = 40, 5, 76, 8
+# The top margin holds the band of plotly's mode bar (26 px high, at 2 px from the top, shown
+# while the mouse is over the figure) and, below it, the title: on a narrow figure the mode bar
+# spans most of the width and covered a title drawn beside it.
+_MODEBAR, _TITLE = 28, 26  # the mode bar's band; the title's line (16 px font) and its gap
+_TOP, _SIDE, _BAR, _NO_BAR = _MODEBAR + _TITLE, 5, 76, 8
+# Mode bar buttons an overlay does without: zoom in/out and autoscale repeat box zoom and reset
+# on a fixed image. Download, zoom, pan and reset stay (and Streamlit's fullscreen button).
+_NO_BUTTONS = ["zoomIn2d", "zoomOut2d", "autoScale2d"]
 
 
 def plot_attribution_overlay(
@@ -85,10 +92,12 @@ def plot_attribution_overlay(
         )
     )
     fig.update_layout(
-        title=title,
+        # just above the image, under the mode bar's band at the top of the figure
+        title=dict(text=title, yref="paper", y=1, yanchor="bottom", pad=dict(b=6)),
         width=width,
         height=height,
         margin=dict(l=_SIDE, r=_SIDE, t=_TOP, b=bottom),
+        modebar=dict(remove=_NO_BUTTONS),
         xaxis=dict(visible=False, constrain="domain"),
         yaxis=dict(visible=False, scaleanchor="x", autorange="reversed", constrain="domain"),
     )
