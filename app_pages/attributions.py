@@ -10,8 +10,15 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from ui import count_slider
-from ui.inside_cnns import LoadedModel, input_picker, model_picker
+from ui import count_slider, links
+from ui.inside_cnns import (
+    INPUT_LINK_KEYS,
+    LoadedModel,
+    input_picker,
+    load_input_settings,
+    model_picker,
+    save_input_settings,
+)
 from vizlib import attribution
 from vizlib.filters import conv_layer_names
 from vizlib.plots import (
@@ -33,7 +40,50 @@ METHOD_TITLES = {
 TILE_PX = 240
 # Methods whose estimated time is above this wait for the "Run slow methods" toggle, so that a
 # big model on the CPU (vgg16, vit_b_16: minutes for IG and Occlusion) never hangs the page.
+# The switch is not in the link: whoever opens a link decides to spend minutes of this machine.
 SLOW_SECONDS = 20.0
+IG_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+SCALES = ("separate", "shared")
+# every key the page's link may hold: the model (written by model_picker), the input, the rest
+LINK_KEYS = {"model", *INPUT_LINK_KEYS, "pred", "target", "methods", "steps", "baseline"}
+LINK_KEYS |= {"batch", "layer", "relu", "window", "stride", "opacity", "scale", "view"}
+
+
+def link_settings(
+    n_classes: int, predicted: int, convs: list[str], side: int
+) -> dict[str, links.Table]:
+    """Return the page's shareable settings past the input, query key -> (widget key, default,
+    allowed), for a model with ``n_classes`` classes, conv layers ``convs`` and images ``side``
+    pixels across, whose prediction for the input is class ``predicted``."""
+    every = links.multichoice_parser(METHOD_TITLES)
+
+    def methods(raw: str) -> list:  # "methods=" is none of them, as the picker allows
+        return every(raw) if raw else []
+
+    options: links.Table = {
+        "methods": (f"{P}.methods", list(METHOD_TITLES), methods),
+        "steps": (f"{P}.ig_steps", 50, (8, 256)),
+        "baseline": (f"{P}.ig_baseline", attribution.BASELINES[0], attribution.BASELINES),
+        "batch": (f"{P}.ig_batch", 32, links.choice_parser(IG_BATCHES)),
+        "relu": (f"{P}.gc_relu", False, (False, True)),
+        "window": (f"{P}.occ_window", max(1, side // 7), (1, side)),
+        "stride": (f"{P}.occ_stride", max(1, side // 14), (1, side)),
+    }
+    if convs:
+        options["layer"] = (f"{P}.gc_layer", convs[-1], links.choice_parser(convs))
+    return {
+        "target": {
+            "pred": (f"{P}.use_pred", True, (False, True)),
+            "target": (f"{P}.target", predicted, (0, n_classes - 1)),
+        },
+        "options": options,
+        "display": {
+            "opacity": (f"{P}.opacity", 0.6, (0.0, 1.0, 0.05)),
+            "scale": (f"{P}.scale", SCALES[0], SCALES),
+            "view": (f"{P}.view", attribution.VIEWS[0], attribution.VIEWS),
+        },
+    }
+
 
 st.title("Attributions")
 st.caption(
@@ -82,10 +132,15 @@ if loaded is None:
     st.stop()
 model, meta = loaded.model, loaded.meta
 classes = list(meta["class_names"] or [str(i) for i in range(1000)])
+link_notes = st.container()  # warnings about the link's values, above the controls they name
 
+input_table, warnings = load_input_settings(P, meta, from_link=links.first_visit(f"{P}.input."))
+for warning in warnings:
+    link_notes.warning(warning, icon=":material/link_off:")
 left, right = st.columns([1, 2])
 with left:
     chosen = input_picker(P, meta)
+save_input_settings(P, input_table, keep=LINK_KEYS)
 if chosen is None:
     st.stop()
 left.image(chosen.display, caption=chosen.label, clamp=True, width="stretch")
@@ -101,6 +156,18 @@ except (ValueError, RuntimeError) as err:
     st.error(f"The model could not process this input: {err}")
     st.stop()
 
+side = min(int(s) for s in meta["input_size"][1:])
+convs = conv_layer_names(model)
+tables = link_settings(len(classes), top[0]["class"], convs, side)
+for warning in links.load_settings(
+    tables["target"] | tables["options"] | tables["display"],
+    prefix=f"{P}.",
+    from_link=links.first_visit(f"{P}."),
+):
+    link_notes.warning(warning, icon=":material/link_off:")
+if st.session_state[f"{P}.use_pred"]:  # the class picker, once shown, starts at the prediction
+    st.session_state[f"{P}.target"] = top[0]["class"]
+
 with right:
     st.plotly_chart(
         plot_top_predictions(
@@ -108,14 +175,13 @@ with right:
         ),
         key=f"{P}.top5",
     )
-    use_pred = st.toggle("Explain the predicted class", value=True, key=f"{P}.use_pred")
+    use_pred = st.toggle("Explain the predicted class", key=f"{P}.use_pred")
     if use_pred:
         target = top[0]["class"]
     else:
         target = st.selectbox(
             "Target class",
             range(len(classes)),
-            index=top[0]["class"],
             format_func=lambda i: f"{i}: {classes[i]}",
             key=f"{P}.target",
         )
@@ -125,12 +191,9 @@ st.subheader("Methods")
 methods = st.multiselect(
     "Attribution methods",
     list(METHOD_TITLES),
-    default=list(METHOD_TITLES),
     format_func=METHOD_TITLES.get,
     key=f"{P}.methods",
 )
-side = min(int(s) for s in meta["input_size"][1:])
-convs = conv_layer_names(model)
 o1, o2, o3 = st.columns(3)
 with o1.container(border=True):
     st.markdown("**Integrated Gradients**")
@@ -138,7 +201,6 @@ with o1.container(border=True):
         "Steps",
         8,
         256,
-        50,
         key=f"{P}.ig_steps",
         help="Points on the straight path from the baseline to the input.",
     )
@@ -154,19 +216,18 @@ with o1.container(border=True):
     )
     ibs = st.select_slider(
         "Internal batch size",
-        [1, 2, 4, 8, 16, 32, 64, 128, 256],
-        value=32,
+        IG_BATCHES,
         key=f"{P}.ig_batch",
         help="Steps per forward pass; smaller uses less (GPU) memory.",
     )
 with o2.container(border=True):
     st.markdown("**Grad-CAM**")
     if convs:
-        gc_layer = st.selectbox("Conv layer", convs, index=len(convs) - 1, key=f"{P}.gc_layer")
+        gc_layer = st.selectbox("Conv layer", convs, key=f"{P}.gc_layer")
     else:
         gc_layer = None
         st.info("This model has no conv layer; Grad-CAM is not available.")
-    relu = st.checkbox("ReLU on the map (classic Grad-CAM)", value=False, key=f"{P}.gc_relu")
+    relu = st.checkbox("ReLU on the map (classic Grad-CAM)", key=f"{P}.gc_relu")
     if convs and meta.get("family") == "vit":
         st.caption(
             "A ViT's only conv layer is its patch embedding, before any attention: Grad-CAM "
@@ -184,6 +245,10 @@ with o3.container(border=True):
         )
     else:
         st.caption(f"{n_windows:,} occluded copies of the input are evaluated.")
+shown = set(tables["target"] | tables["options"]) - ({"target"} if use_pred else set())
+links.save_settings(
+    tables["target"] | tables["options"], prefix=f"{P}.", keep=LINK_KEYS, shown=shown
+)
 
 
 def estimates_from(times: attribution.PassTimes) -> dict[str, float]:
@@ -269,10 +334,10 @@ if progress is not None:
 def show_heatmaps(results: dict[str, dict], errors: dict[str, str], methods: list[str]) -> None:
     """Draw the overlays; opacity, scale and view redraw only this panel."""
     d1, d2, d3 = st.columns(3)
-    opacity = d1.slider("Heatmap opacity", 0.0, 1.0, 0.6, 0.05, key=f"{P}.opacity")
+    opacity = d1.slider("Heatmap opacity", 0.0, 1.0, step=0.05, key=f"{P}.opacity")
     scale = d2.radio(
         "Colour scale",
-        ["separate", "shared"],
+        SCALES,
         horizontal=True,
         key=f"{P}.scale",
         help="Shared: one colour range for all maps (the largest magnitude of any method); "
@@ -286,6 +351,7 @@ def show_heatmaps(results: dict[str, dict], errors: dict[str, str], methods: lis
         help="absolute |a|, only positive (supports the class), only negative "
         "(speaks against it), or signed.",
     )
+    links.save_settings(tables["display"], prefix=f"{P}.", keep=LINK_KEYS)
 
     shown = {m: attribution.heatmap_view(r["heatmap"], view) for m, r in results.items()}
     shared_max = max((float(np.abs(h).max()) for h in shown.values()), default=1.0)

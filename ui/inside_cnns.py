@@ -1,6 +1,7 @@
 """Streamlit helpers shared by the Filters & Feature Maps and Attributions pages: the model picker
 (zoo or uploaded weights), the input picker (dataset sample, image folder, sample image, upload),
-the image-set picker (test split or image folder) and cached dataset loading.
+the image-set picker (test split or image folder) and cached dataset loading; the input picker's
+shareable settings for ``ui.links`` (``load_input_settings``, ``save_input_settings``).
 
 Zoo models come from the shared ``ui.cached_model``; uploaded weights from a small
 ``st.cache_resource`` keyed on the file's SHA-256. Both are shared: never mutated, hooks only
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +21,7 @@ import streamlit as st
 import torch
 
 import ui
-from ui import UPLOAD
+from ui import UPLOAD, links
 from vizlib import zoo
 from vizlib.data import (
     available_datasets,
@@ -40,7 +42,9 @@ __all__ = [
     "image_set",
     "image_set_picker",
     "input_picker",
+    "load_input_settings",
     "model_picker",
+    "save_input_settings",
 ]
 
 SOURCES = ("Dataset sample", "Image folder", "Sample image", "Upload an image")
@@ -195,6 +199,87 @@ def _display(x: torch.Tensor, meta: dict) -> np.ndarray:
     return np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
 
 
+# the query keys of the input picker's settings (``input_settings``), for a page's link keys
+INPUT_LINK_KEYS = frozenset({"input", "index", "sample", "folder", "folder_index"})
+
+
+def _test_split_size(meta: dict) -> int:
+    """Return the number of the model's test images on disk, 0 when there are none."""
+    try:
+        return len(dataset_for(meta["dataset"], tuple(int(v) for v in meta["input_size"][1:]))[0])
+    except ValueError:  # e.g. ImageNet, never on disk
+        return 0
+
+
+def input_settings(prefix: str, meta: dict) -> links.Table:
+    """Return the input picker's shareable settings, query key -> (widget key, default,
+    allowed), for a model described by ``meta``: the source, the test image's index (where the
+    test split is on disk), the sample image and the image folder found under VIZLIB_DATA.
+
+    Uploaded files and typed folder paths never travel: a link may name "Upload an image" or
+    "Other image folder…", which opens the uploader or the path box, empty.
+    """
+    n_test = _test_split_size(meta)
+    sources = SOURCES if n_test else SOURCES[1:]
+    table: links.Table = {
+        "input": (f"{prefix}.source", sources[0] if n_test else "Sample image",
+                  links.choice_parser(sources)),
+    }  # fmt: skip
+    if n_test:
+        table["index"] = (f"{prefix}.index", 0, (0, n_test - 1))
+    names = sample_image_names()
+    table["sample"] = (f"{prefix}.sample", names[0], tuple(names))
+    folders = [*ui.image_folders(), *ui.typed_folder_options()]
+    if folders:
+        table["folder"] = (f"{prefix}.folder", folders[0], links.choice_parser(folders))
+    return table
+
+
+def _folder_index_setting(prefix: str) -> links.Table:
+    """Return the setting of the image's index in the chosen image folder, ranged by its size:
+    only for a folder found under VIZLIB_DATA (a typed path is not in the link)."""
+    name = st.session_state.get(f"{prefix}.folder")
+    if name not in ui.image_folders():
+        return {}
+    try:
+        total = dataset_size(name)  # lists the files, opens none
+    except ValueError:  # the picker says why
+        return {}
+    return {"folder_index": (f"{prefix}.folder_index", 0, (0, total - 1))}
+
+
+def load_input_settings(
+    prefix: str, meta: dict, *, from_link: bool
+) -> tuple[links.Table, list[str]]:
+    """Give the input picker's widgets their values (``links.load_settings``) before
+    ``input_picker`` draws them; return (their settings, warnings about bad link values).
+
+    The folder image's index is ranged by the folder the link or the session chose.
+    """
+    table = input_settings(prefix, meta)
+    warnings = links.load_settings(table, prefix=f"{prefix}.", from_link=from_link)
+    if st.session_state.get(f"{prefix}.source") == "Image folder":
+        more = _folder_index_setting(prefix)
+        warnings += links.load_settings(more, prefix=f"{prefix}.", from_link=from_link)
+        table |= more
+    return table, warnings
+
+
+def save_input_settings(prefix: str, table: links.Table, *, keep: Collection[str]) -> None:
+    """Write the input picker's settings into the link (``links.save_settings``): the source
+    and what it needs (the test image's index, the sample image, or the folder and its image),
+    never the other sources' values."""
+    source = st.session_state.get(f"{prefix}.source")
+    shown = {"input"} | {
+        "Dataset sample": {"index"},
+        "Sample image": {"sample"},
+        "Image folder": {"folder", "folder_index"},
+    }.get(source, set())
+    if "folder_index" not in table:  # no folder chosen from the list: its index means nothing
+        keep = set(keep) - {"folder_index"}
+    links.save_settings(table, prefix=f"{prefix}.", keep=keep, shown=shown)
+
+
 def input_picker(prefix: str, meta: dict) -> ChosenInput | None:
     """Draw the input controls and return the chosen input prepared for the model, or None."""
     size = tuple(int(v) for v in meta["input_size"][1:])
@@ -210,10 +295,12 @@ def input_picker(prefix: str, meta: dict) -> ChosenInput | None:
                 f"The {meta['dataset']} test images do not ship with the app and are not "
                 "downloaded: pick a sample image, an image folder or your own image instead."
             )
+    start = sources.index("Dataset sample" if "Dataset sample" in sources else "Sample image")
     source = st.radio(
         "Input",
         sources,
-        index=sources.index("Dataset sample" if "Dataset sample" in sources else "Sample image"),
+        # a value already in the session (a link's) rules; passing an index too makes Streamlit warn
+        **({} if f"{prefix}.source" in st.session_state else {"index": start}),
         key=f"{prefix}.source",
         horizontal=True,
         help="Image folder: one found under VIZLIB_DATA, or any folder of class sub-folders "
@@ -224,7 +311,6 @@ def input_picker(prefix: str, meta: dict) -> ChosenInput | None:
             f"Test image index (0–{len(images) - 1})",
             min_value=0,
             max_value=len(images) - 1,
-            value=0,
             step=1,
             key=f"{prefix}.index",
         )
@@ -271,7 +357,6 @@ def _folder_input(prefix: str, meta: dict) -> ChosenInput | None:
         f"Image index in the folder (0–{total - 1})",
         min_value=0,
         max_value=total - 1,
-        value=0,
         step=1,
         key=f"{prefix}.folder_index",
         help="Images are numbered as torchvision's ImageFolder lists them: class by class, "

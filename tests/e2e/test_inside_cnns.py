@@ -124,3 +124,24 @@ def test_attribution_tiles_keep_their_title_clear_of_the_mode_bar(page, app_url)
         assert title[3] <= image[1] + 2 and chart[1] <= bar[1]
         if i == 2:
             screenshot(page, "attributions_tile_hover")
+
+
+def test_attribution_settings_travel_in_the_copied_url(page, app_url):
+    """A link opens the page on its settings; a widget changed there is written into the
+    address bar, and that address opened in a new tab shows the same page."""
+    open_page(page, app_url, "attributions?model=lenet_digits&pred=false&target=4&view=signed")
+    assert error_boxes(page) == []
+    assert page.get_by_text("Explaining class 4 (index 4)").count() == 1
+    assert page.get_by_role("radio", name="signed").is_checked()
+    page.get_by_text("shared", exact=True).click()
+    wait_until_idle(page)
+    url = page.url
+    assert "scale=shared" in url and "view=signed" in url and "target=4" in url
+    again = page.context.new_page()
+    again.goto(url)
+    wait_until_idle(again)
+    assert error_boxes(again) == []
+    assert again.get_by_text("Explaining class 4 (index 4)").count() == 1
+    assert again.get_by_role("radio", name="signed").is_checked()
+    assert again.get_by_role("radio", name="shared").is_checked()
+    assert plotly_charts(again, 6) == 6  # top-5, the one shared colour bar, four overlays

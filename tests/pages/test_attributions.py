@@ -8,7 +8,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.pages._shared import errors
+from tests.pages._shared import errors, link_warnings
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "attributions.py")
 
@@ -423,3 +423,318 @@ def test_run_times_below_a_second_read_in_milliseconds(monkeypatch):
     assert captions.count("4 ms on cpu") == 3 and "2.50 s on cpu" in captions
     assert "0.00 s" not in captions
     st.cache_data.clear()
+
+
+# The page's settings in the link. lenet_digits: conv1, conv2; 10 classes; 28×28 inputs; the
+# digits test split (450 images) on disk. Every value differs from its default.
+ATTR_LINK = {
+    "input": "Sample image",
+    "sample": "coins",
+    "pred": "false",
+    "target": "4",
+    "methods": "occlusion,saliency",
+    "steps": "16",
+    "baseline": "blurred",
+    "batch": "8",
+    "relu": "true",
+    "window": "6",
+    "stride": "3",
+    "layer": "conv1",
+    "opacity": "0.35",
+    "scale": "shared",
+    "view": "signed",
+}
+DEFAULTS = {
+    "input": "Dataset sample",
+    "pred": True,
+    "methods": ["saliency", "integrated_gradients", "gradcam", "occlusion"],
+    "steps": 50,
+    "baseline": "black",
+    "batch": 32,
+    "layer": "conv2",
+    "relu": False,
+    "window": 4,
+    "stride": 2,
+    "opacity": 0.6,
+    "scale": "separate",
+    "view": "absolute",
+}
+
+
+def _linked(query: dict, model: str = "lenet_digits") -> AppTest:
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    app.query_params["model"] = model
+    for key, value in query.items():
+        app.query_params[key] = value
+    at = app.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _settings(at: AppTest) -> dict:
+    """The widgets' values, by the link's names (the target class only where it is drawn)."""
+    values = {
+        "input": at.radio(key="attr.source").value,
+        "pred": at.toggle(key="attr.use_pred").value,
+        "methods": at.multiselect(key="attr.methods").value,
+        "steps": at.slider(key="attr.ig_steps").value,
+        "baseline": at.selectbox(key="attr.ig_baseline").value,
+        "batch": at.select_slider(key="attr.ig_batch").value,
+        "layer": at.selectbox(key="attr.gc_layer").value,
+        "relu": at.checkbox(key="attr.gc_relu").value,
+        "window": at.slider(key="attr.occ_window").value,
+        "stride": at.slider(key="attr.occ_stride").value,
+        "opacity": at.slider(key="attr.opacity").value,
+        "scale": at.radio(key="attr.scale").value,
+        "view": at.radio(key="attr.view").value,
+    }
+    if not values["pred"]:
+        values["target"] = at.selectbox(key="attr.target").value
+    return values
+
+
+def _overlay_titles(at: AppTest) -> list[str]:
+    return [fig["layout"]["title"]["text"] for _, fig in _overlay_tiles(at)[1]]
+
+
+def test_a_link_opens_the_page_on_its_settings():
+    at = _linked(ATTR_LINK)
+    assert not errors(at) and not link_warnings(at)
+    assert _settings(at) == {
+        "input": "Sample image",
+        "pred": False,
+        "target": 4,
+        "methods": ["occlusion", "saliency"],
+        "steps": 16,
+        "baseline": "blurred",
+        "batch": 8,
+        "layer": "conv1",
+        "relu": True,
+        "window": 6,
+        "stride": 3,
+        "opacity": 0.35,
+        "scale": "shared",
+        "view": "signed",
+    }
+    assert at.selectbox(key="attr.sample").value == "coins"
+    shown = [img.caption for im in at.get("image") for img in im.proto.imgs]
+    assert shown == ["sample image 'coins'"]
+    assert "Explaining class **4** (index 4)" in at.markdown[0].value
+    assert "64 occluded copies" in _captions(at)  # ((28 - 6) // 3 + 1) ** 2
+    # what is drawn follows: the two methods in the link's order, one signed scale, the opacity
+    assert _overlay_titles(at) == ["Occlusion", "Saliency"]
+    heats = [fig["data"][1] for _, fig in _overlay_tiles(at)[1]]
+    assert all(h["opacity"] == 0.35 and h["zmin"] == -h["zmax"] for h in heats)
+    assert len({h["zmax"] for h in heats}) == 1
+    assert [c.key for c in at.get("plotly_chart")].count("attr.colorbar") == 1
+    assert dict(at.query_params) == {"model": "lenet_digits", **ATTR_LINK}
+
+
+def test_a_link_holds_the_test_image_and_the_grad_cam_layer_that_are_computed():
+    at = _linked({"index": "7", "methods": "gradcam", "layer": "conv1"})
+    assert not errors(at) and not link_warnings(at)
+    assert at.number_input(key="attr.index").value == 7
+    shown = [img.caption for im in at.get("image") for img in im.proto.imgs]
+    assert shown[0].startswith("digits test image 7 (true class")
+    assert "layer conv1 (24×24 upsampled)" in _captions(at)
+
+
+def _link_warning_cases() -> list:
+    from vizlib.data import sample_image_names
+
+    names = ", ".join(sample_image_names())
+    methods = "saliency, integrated_gradients, gradcam, occlusion"
+    return [
+        ("input", "Webcam", "expected Dataset sample, Image folder, Sample image, Upload an image"),
+        ("index", "450", "expected a whole number from 0 to 449"),
+        ("sample", "lena", f"expected one of {names}"),
+        ("pred", "maybe", "expected true or false"),
+        ("methods", "saliency,lime", f"no 'lime'; expected comma-separated choices of {methods}"),
+        (
+            "methods",
+            "saliency,saliency",
+            f"expected at least one of {methods}, comma-separated, each once",
+        ),  # fmt: skip
+        ("steps", "4", "expected a whole number from 8 to 256"),
+        ("baseline", "white", "expected one of black, blurred, noise"),
+        ("batch", "3", "expected 1, 2, 4, 8, 16, 32, 64, 128, 256"),
+        ("layer", "fc1", "expected conv1, conv2"),
+        ("relu", "yes", "expected true or false"),
+        ("window", "29", "expected a whole number from 1 to 28"),  # the image's side
+        ("stride", "0", "expected a whole number from 1 to 28"),
+        ("opacity", "0.33", "expected a number from 0 to 1 in steps of 0.05"),
+        ("scale", "log", "expected one of separate, shared"),
+        ("view", "abs", "expected one of absolute, positive, negative, signed"),
+    ]
+
+
+@pytest.mark.parametrize(("key", "raw", "expected"), _link_warning_cases())
+def test_a_bad_link_value_gives_a_warning_and_the_default(key, raw, expected):
+    at = _linked({"steps": "30", key: raw})
+    assert not errors(at)
+    assert link_warnings(at) == [f"Ignored `{key}={raw}` from the link ({expected})."]
+    assert _settings(at) == DEFAULTS | {"steps": 30 if key != "steps" else 50}
+    assert at.number_input(key="attr.index").value == 0
+    assert dict(at.query_params) == {"model": "lenet_digits"} | (
+        {"steps": "30"} if key != "steps" else {}
+    )
+
+
+def test_a_bad_target_class_gives_a_warning_and_the_prediction():
+    at = _linked({"pred": "false", "target": "10"})
+    assert link_warnings(at) == [
+        "Ignored `target=10` from the link (expected a whole number from 0 to 9)."
+    ]
+    assert "Explaining class **2** (index 2)" in at.markdown[0].value  # test image 0: a 2
+    assert at.selectbox(key="attr.target").value == 2
+    assert dict(at.query_params) == {"model": "lenet_digits", "pred": "false"}
+
+
+def test_ranges_in_the_link_follow_the_model():
+    """vit_digits takes 32×32 images and its one conv layer is patch_embed: a window of 30 and
+    that layer are its settings, and lenet_digits (28×28; conv1, conv2) refuses both. Switched
+    to lenet_digits in the session, they go back to lenet's defaults."""
+    link = {"methods": "saliency,gradcam", "window": "30", "stride": "3", "layer": "patch_embed"}
+    vit = _linked(link, model="vit_digits")
+    assert not errors(vit) and not link_warnings(vit)
+    assert (_settings(vit)["window"], _settings(vit)["layer"]) == (30, "patch_embed")
+    lenet = _linked(link)
+    assert sorted(link_warnings(lenet)) == [
+        "Ignored `layer=patch_embed` from the link (expected conv1, conv2).",
+        "Ignored `window=30` from the link (expected a whole number from 1 to 28).",
+    ]
+    assert (_settings(lenet)["window"], _settings(lenet)["layer"]) == (4, "conv2")
+    vit.selectbox(key="attr.model").set_value("lenet_digits").run()
+    assert not vit.exception and not errors(vit)
+    assert (_settings(vit)["window"], _settings(vit)["layer"]) == (4, "conv2")
+    assert _settings(vit)["stride"] == 3  # in range for both
+    assert dict(vit.query_params) == {
+        "model": "lenet_digits",
+        "methods": "saliency,gradcam",
+        "stride": "3",
+    }
+
+
+def test_changing_the_widgets_writes_the_link_and_the_link_reopens_them(at):
+    assert dict(at.query_params) == {"model": "lenet_digits"}  # defaults stay out of the link
+    at.number_input(key="attr.index").set_value(5)
+    at.toggle(key="attr.use_pred").set_value(False).run()
+    at.selectbox(key="attr.target").set_value(3)
+    at.multiselect(key="attr.methods").set_value(["gradcam", "integrated_gradients"])
+    at.slider(key="attr.ig_steps").set_value(20)
+    at.selectbox(key="attr.ig_baseline").set_value("noise")
+    at.select_slider(key="attr.ig_batch").set_value(64)
+    at.selectbox(key="attr.gc_layer").set_value("conv1")
+    at.checkbox(key="attr.gc_relu").check()
+    at.slider(key="attr.occ_window").set_value(10)
+    at.slider(key="attr.occ_stride").set_value(5).run()
+    at.slider(key="attr.opacity").set_value(0.8)
+    at.radio(key="attr.scale").set_value("shared")
+    at.radio(key="attr.view").set_value("negative").run()
+    assert not at.exception and not errors(at)
+    assert dict(at.query_params) == {
+        "model": "lenet_digits",
+        "index": "5",
+        "pred": "false",
+        "target": "3",
+        "methods": "gradcam,integrated_gradients",
+        "steps": "20",
+        "baseline": "noise",
+        "batch": "64",
+        "layer": "conv1",
+        "relu": "true",
+        "window": "10",
+        "stride": "5",
+        "opacity": "0.8",
+        "scale": "shared",
+        "view": "negative",
+    }
+    again = _linked({k: v for k, v in at.query_params.items() if k != "model"})
+    assert not errors(again) and not link_warnings(again)
+    assert _settings(again) == _settings(at)
+    assert again.number_input(key="attr.index").value == 5
+    assert again.markdown[0].value == at.markdown[0].value
+    # settings survive reruns; back to the defaults, they leave the link
+    at.toggle(key="attr.use_pred").set_value(True).run()
+    assert "target" not in at.query_params and at.query_params["steps"] == "20"
+    at.multiselect(key="attr.methods").set_value([]).run()
+    assert at.query_params["methods"] == ""  # none: the empty choice travels too
+    none = _linked({"methods": ""})
+    assert not link_warnings(none) and none.multiselect(key="attr.methods").value == []
+    assert any("at least one" in i.value for i in none.info)
+
+
+def test_an_uploaded_image_is_not_in_the_link(at):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    at.radio(key="attr.source").set_value("Upload an image").run()
+    assert dict(at.query_params) == {"model": "lenet_digits", "input": "Upload an image"}
+    buf = io.BytesIO()
+    Image.fromarray((np.eye(40) * 255).astype(np.uint8)).save(buf, format="PNG")
+    at.file_uploader(key="attr.upload").set_value(("diag.png", buf.getvalue(), "image/png")).run()
+    at.slider(key="attr.ig_steps").set_value(12).run()
+    assert not at.exception and not errors(at)
+    assert dict(at.query_params) == {
+        "model": "lenet_digits",
+        "input": "Upload an image",
+        "steps": "12",
+    }
+    # the link opens the empty uploader; the other settings wait for an image
+    again = _linked({"input": "Upload an image", "steps": "12", "view": "bad"})
+    assert any("Upload an image to explain it" in i.value for i in again.info)
+    assert not link_warnings(again)
+    assert dict(again.query_params) == {
+        "model": "lenet_digits",
+        "input": "Upload an image",
+        "steps": "12",
+        "view": "bad",
+    }
+
+
+def test_an_image_folder_in_the_link_but_never_a_typed_path(tmp_path, monkeypatch):
+    import ui
+    from tests.test_data_datasets import write_image_folder
+
+    write_image_folder(tmp_path / "fruit")
+    write_image_folder(tmp_path / "more")
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
+    folders = ui.image_folders()
+    assert sorted(folders) == [f"imagefolder:{tmp_path / n}" for n in ("fruit", "more")]
+    folder = folders[1]  # the first is the default, which the link leaves out
+    link = {"input": "Image folder", "folder": folder, "folder_index": "3", "methods": "saliency"}
+    at = _linked(link)
+    assert not errors(at) and not link_warnings(at)
+    shown = [img.caption for im in at.get("image") for img in im.proto.imgs]
+    assert shown == [f"{Path(folder).name} image 3 of 9 (class bananas)"]
+    assert dict(at.query_params) == {"model": "lenet_digits", **link}
+
+    bad = _linked({**link, "folder_index": "9"})
+    assert link_warnings(bad) == [
+        "Ignored `folder_index=9` from the link (expected a whole number from 0 to 8)."
+    ]
+    assert bad.number_input(key="attr.folder_index").value == 0
+    stale = _linked({**link, "folder": "imagefolder:/nowhere"})
+    assert link_warnings(stale) == [
+        f"Ignored `folder=imagefolder:/nowhere` from the link (expected {', '.join(folders)}, "
+        "Other image folder…)."
+    ]
+
+    at.selectbox(key="attr.folder").set_value("Other image folder…").run()
+    at.text_input(key="attr.folder_path").set_value(str(tmp_path / "fruit")).run()
+    assert not at.exception and not errors(at)
+    assert str(tmp_path) not in str(dict(at.query_params))  # the typed path stays here
+    assert dict(at.query_params) == {
+        "model": "lenet_digits",
+        "input": "Image folder",
+        "folder": "Other image folder…",
+        "methods": "saliency",
+    }
+    at.radio(key="attr.source").set_value("Sample image").run()
+    assert dict(at.query_params) == {
+        "model": "lenet_digits",
+        "input": "Sample image",
+        "methods": "saliency",
+    }
