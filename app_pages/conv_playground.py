@@ -144,16 +144,16 @@ with controls:
     mode = st.radio("Layer", MODES, key=P + "mode", horizontal=True)
     transposed = mode == MODES[1]
     st.markdown("**Input (H × W)**")
-    c1, c2 = st.columns(2)
+    c1, c2 = st.columns(2, vertical_alignment="bottom")
     h = c1.number_input("Input height H (cells)", min_value=0, max_value=64, step=1, key=P + "h")
     w = c2.number_input("Input width W (cells)", min_value=0, max_value=64, step=1, key=P + "w")
     slot_input = st.empty()
     st.markdown("**Kernel (K_h × K_w)**")
-    c1, c2 = st.columns(2)
+    c1, c2 = st.columns(2, vertical_alignment="bottom")
     kh = c1.number_input("Kernel height K_h", min_value=0, max_value=31, step=1, key=P + "kh")
     kw = c2.number_input("Kernel width K_w", min_value=0, max_value=31, step=1, key=P + "kw")
     slot_kernel = st.empty()
-    c1, c2 = st.columns(2)
+    c1, c2 = st.columns(2, vertical_alignment="bottom")
     sh = c1.slider("Stride S_h", 1, 8, key=P + "sh")
     sw = c2.slider("Stride S_w", 1, 8, key=P + "sw")
     slot_stride = st.empty()
@@ -168,7 +168,7 @@ with controls:
     )
     if transposed:
         pad_kind = "numbers"
-    c1, c2 = st.columns(2)
+    c1, c2 = st.columns(2, vertical_alignment="bottom")
     ph = c1.number_input(
         "Padding P_h (cells)", 0, 16, step=1, key=P + "ph", disabled=pad_kind != "numbers"
     )
@@ -176,7 +176,7 @@ with controls:
         "Padding P_w (cells)", 0, 16, step=1, key=P + "pw", disabled=pad_kind != "numbers"
     )
     slot_padding = st.empty()
-    c1, c2 = st.columns(2)
+    c1, c2 = st.columns(2, vertical_alignment="bottom")
     dh = c1.slider("Dilation D_h", 1, 6, key=P + "dh")
     dw = c2.slider("Dilation D_w", 1, 6, key=P + "dw")
     padding_mode = st.selectbox(
@@ -191,18 +191,17 @@ with controls:
         padding_mode = "zeros"
     slot_mode = st.empty()
     if transposed:
-        c1, c2 = st.columns(2)
+        c1, c2 = st.columns(2, vertical_alignment="bottom")
         oph = c1.number_input("Output padding (height)", 0, 7, step=1, key=P + "oph")
         opw = c2.number_input("Output padding (width)", 0, 7, step=1, key=P + "opw")
     else:
         oph, opw = 0, 0
     slot_output_padding = st.empty()
     st.markdown("**Channels**")
-    c1, c2 = st.columns(2)
+    c1, c2 = st.columns(2, vertical_alignment="bottom")
     cin = c1.number_input("Input channels C_in", 1, 1024, step=1, key=P + "cin")
     cout = c2.number_input("Output channels C_out", 1, 1024, step=1, key=P + "cout")
-    c1, c2 = st.columns([1, 1], vertical_alignment="bottom")
-    groups = c1.number_input(
+    groups = st.number_input(
         "Groups",
         1,
         1024,
@@ -210,7 +209,8 @@ with controls:
         key=P + "g",
         help="Split the channels into this many independent groups; groups = C_in is depthwise.",
     )
-    c2.button(
+    # a row of its own: beside the groups box a 1024-pixel screen cut its label to 'De…'
+    st.button(
         "Depthwise",
         key=P + "depthwise",
         on_click=make_depthwise,
@@ -459,7 +459,7 @@ def animation_panel(out_hw: tuple[int, int]) -> None:
     table = animation_settings(grid)
     for warning in links.load_settings(table, prefix=P, from_link=links.first_visit(P + "anim.")):
         st.warning(warning, icon=":material/link_off:")
-    c1, c2, c3 = st.columns(3)
+    c1, c2 = st.columns(2, vertical_alignment="bottom")
     # With ▶ Play the numbers are where the animation starts; without it they are the position.
     start = "Start at " if animate else ""
     label = (start + what).capitalize()
@@ -472,11 +472,11 @@ def animation_panel(out_hw: tuple[int, int]) -> None:
         "transposed mode."
     )
     if small:
-        numbers = c3.checkbox("Show numbers", key=P + "numbers", help=help_numbers)
+        numbers = st.checkbox("Show numbers", key=P + "numbers", help=help_numbers)
     else:
         # No numbers can be shown: an unticked, disabled box of its own, so the choice made
         # for small inputs is neither shown as ticked here nor lost.
-        numbers = c3.checkbox(
+        numbers = st.checkbox(
             "Show numbers", False, key=P + "numbers_na", disabled=True, help=help_numbers
         )
     links.save_settings(table, prefix=P, keep=LINK_KEYS)

@@ -62,3 +62,42 @@ def test_every_page_loads_with_nothing_fetched_from_outside(page, app_url):
         open_page(page, app_url, path)
         assert error_boxes(page) == [], path
     assert outside == []
+
+
+# Text that the browser cuts with an ellipsis (a button's or a toggle's label too long for its
+# column) and tables wider than the page, which hide their last columns off the right edge.
+_CUT_TEXT = """() => {
+  const cut = [];
+  document.querySelectorAll('[data-testid="stMain"] *').forEach(e => {
+    const style = getComputedStyle(e);
+    if (e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1 && style.textOverflow === 'ellipsis')
+      cut.push(e.innerText.slice(0, 60));
+  });
+  document.querySelectorAll('[data-testid="stMain"] [data-testid="stTable"]').forEach(e => {
+    if (e.scrollWidth > e.clientWidth + 1) cut.push('a table ' + e.scrollWidth + ' px wide');
+  });
+  return cut;
+}"""
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["", "conv_playground", "conv_playground?mode=Transposed+convolution", "learned_filters",
+     "vit_attention"],
+)  # fmt: skip
+def test_labels_and_tables_fit_a_1024_pixel_projector(browser, app_url, path):
+    """At 1024x768 with the sidebar open no label is cut and the Home page's table shows every
+    column: the Playground's 'Depthwise' button read 'De…' and its 'Show numbers' box 'Show n…',
+    the Filters page's toggle 'One shared colou…', and Home's grid hid the training columns."""
+    context = browser.new_context(viewport={"width": 1024, "height": 768})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        open_page(page, app_url, path)
+        assert error_boxes(page) == []
+        if path == "":
+            page.get_by_text("30 epochs").first.wait_for()  # the table's last column, visible
+        assert page.evaluate(_CUT_TEXT) == []
+        screenshot(page, "1024_" + (path.split("=")[-1].replace("+", "_") or "home"))
+    finally:
+        context.close()
