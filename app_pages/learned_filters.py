@@ -119,7 +119,8 @@ if not convs:
 settings = page_settings(convs, meta)
 for warning in links.load_settings(settings, prefix=f"{P}.", from_link=links.first_visit(f"{P}.")):
     st.warning(warning, icon=":material/link_off:")
-c1, c2 = st.columns([2, 1])
+# the toggle's column fits its label on a 1024-pixel screen ('One shared colou…' at [2, 1])
+c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
 layer = c1.selectbox("Conv layer", convs, key=f"{P}.layer")
 shared = c2.toggle(
     "One shared colour scale",
@@ -242,23 +243,31 @@ with tab_train:
 with tab_hist:
     bins = st.slider("Bins", 10, 200, key=f"{P}.bins")
     h1, h2 = st.columns(2)
-    counts, edges = filters.weight_histogram(weights, bins=bins)
-    h1.plotly_chart(
-        plot_weight_histogram(
-            counts, edges, title=f"{layer}: trained weights ({weights.numel():,})"
-        ),
-        key=f"{P}.hist",
-    )
     try:
-        before_counts, before_edges = filters.weight_histogram(
-            untrained_filters(loaded.name, loaded.device, layer, loaded), bins=bins
-        )
-        h2.plotly_chart(
-            plot_weight_histogram(before_counts, before_edges, title=f"{layer}: at initialisation"),
-            key=f"{P}.hist_before",
-        )
+        initial = untrained_filters(loaded.name, loaded.device, layer, loaded)
     except (ValueError, KeyError, RuntimeError) as err:
+        initial = None
         h2.error(f"Could not rebuild the untrained model: {err}")
+    # both histograms on the same bins and axes, so the spreads before and after compare
+    both = weights if initial is None else torch.cat([weights.flatten(), initial.flatten()])
+    span = (float(both.min()), float(both.max()))
+    counts, edges = filters.weight_histogram(weights, bins=bins, value_range=span)
+    hists = [(h1, counts, edges, f"{layer}: trained weights ({weights.numel():,})")]
+    if initial is not None:
+        before_counts, before_edges = filters.weight_histogram(initial, bins=bins, value_range=span)
+        hists.append((h2, before_counts, before_edges, f"{layer}: at initialisation"))
+    top = max(int(c.max()) for _, c, _, _ in hists)
+    for where, c, e, title in hists:
+        where.plotly_chart(
+            plot_weight_histogram(c, e, title=title, count_max=top),
+            key=f"{P}.hist" if where is h1 else f"{P}.hist_before",
+        )
+    if initial is not None:
+        st.caption(
+            f"Both histograms use the same {bins} bins, {span[0]:.3g} to {span[1]:.3g} "
+            f"({(span[1] - span[0]) / bins:.3g} wide), and the same count axis, so the spread of "
+            "the weights before and after training compares directly."
+        )
 
 with tab_maps:
     chosen = input_picker(P, meta)

@@ -83,6 +83,16 @@ def test_weight_histograms_count_every_weight(lenet):
         weight_histogram(torch.tensor([[float("nan")]]))
 
 
+def test_weight_histogram_on_a_given_range_shares_the_bins():
+    small = torch.tensor([0.0, 0.1, 0.2, 0.3])
+    counts, edges = weight_histogram(small, bins=4, value_range=(-1.0, 1.0))
+    np.testing.assert_allclose(edges, [-1.0, -0.5, 0.0, 0.5, 1.0])
+    np.testing.assert_array_equal(counts, [0, 0, 4, 0])  # all four in [0, 0.5)
+    own_counts, own_edges = weight_histogram(small, bins=4)  # default: the values' own span
+    assert own_edges[0] == 0.0 and own_edges[-1] == pytest.approx(0.3)
+    np.testing.assert_array_equal(own_counts, [1, 1, 1, 1])
+
+
 def test_feature_maps_match_direct_convolution(lenet):
     x = torch.randn(1, 28, 28, generator=torch.Generator().manual_seed(0))
     maps = feature_maps(lenet, x, "conv1")

@@ -101,12 +101,18 @@ def filter_norms(weights: torch.Tensor) -> torch.Tensor:
     return weights.detach().to(torch.float32).reshape(weights.shape[0], -1).norm(dim=1)
 
 
-def weight_histogram(weights: torch.Tensor, *, bins: int = 50) -> tuple[np.ndarray, np.ndarray]:
-    """Return (counts (bins,), edges (bins + 1,)) of all weight values of one layer."""
+def weight_histogram(
+    weights: torch.Tensor, *, bins: int = 50, value_range: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (counts (bins,), edges (bins + 1,)) of all weight values of one layer.
+
+    ``value_range`` (low, high) fixes the bins' span (default: the weights' own minimum and
+    maximum), so histograms of two weight tensors can share their bins and be compared.
+    """
     values = weights.detach().to("cpu", torch.float32).reshape(-1).numpy()
     if values.size == 0 or not np.isfinite(values).all():
         raise ValueError("weights are empty or contain NaN/inf")
-    return np.histogram(values, bins=bins)
+    return np.histogram(values, bins=bins, range=value_range)
 
 
 def weight_histograms(

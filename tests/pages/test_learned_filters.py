@@ -214,6 +214,37 @@ def test_the_filter_grid_says_what_black_and_white_are(at):
     assert f"one scale for the layer, {low:.3g} to {high:.3g}" in captions
 
 
+def test_the_weight_histograms_before_and_after_training_share_bins_and_axes(at):
+    """The trained and the initial weights are binned on one span (the two had their own bins,
+    -0.32..0.35 against -0.2..0.2 for lenet conv1, so their spreads and counts did not compare)."""
+    import base64
+
+    import numpy as np
+
+    from vizlib import filters, zoo
+
+    model, meta = zoo.load_model("lenet_digits", device="cpu")
+    trained = model.conv1.weight.detach().flatten()
+    initial = filters.untrained_model(meta).conv1.weight.detach().flatten()
+    both = torch.cat([trained, initial])
+    low, high = float(both.min()), float(both.max())
+    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.key}
+    shown = [charts["filters.hist"], charts["filters.hist_before"]]
+    for spec, values in zip(shown, (trained, initial), strict=True):
+        expected, edges = np.histogram(values.numpy(), bins=60, range=(low, high))
+        bar = spec["data"][0]
+        y = bar["y"]
+        if isinstance(y, dict):  # plotly's typed-array encoding
+            y = np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"])
+        assert np.asarray(y).tolist() == expected.tolist()
+        assert spec["layout"]["xaxis"]["range"] == pytest.approx([low, high])
+        top = max(
+            np.histogram(v.numpy(), bins=60, range=(low, high))[0].max() for v in (trained, initial)
+        )
+        assert spec["layout"]["yaxis"]["range"] == pytest.approx([0, 1.05 * top])
+    assert any(f"same 60 bins, {low:.3g} to {high:.3g}" in c.value for c in at.caption)
+
+
 def test_feature_map_title_says_which_maps_are_shown(at):
     at.selectbox(key="filters.layer").set_value("conv2").run()
     at.slider(key="filters.n_maps").set_value(10).run()

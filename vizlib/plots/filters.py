@@ -213,8 +213,13 @@ def plot_feature_maps(
     return _grid_layout(fig, grid.shape, title=title, max_px=max_px)
 
 
-def plot_weight_histogram(counts: np.ndarray, edges: np.ndarray, *, title: str = "") -> go.Figure:
-    """Return a bar histogram of weight values: counts (bins,), edges (bins + 1,)."""
+def plot_weight_histogram(
+    counts: np.ndarray, edges: np.ndarray, *, title: str = "", count_max: float | None = None
+) -> go.Figure:
+    """Return a bar histogram of weight values: counts (bins,), edges (bins + 1,).
+
+    ``count_max`` fixes the top of the count axis (e.g. to share it with a second histogram).
+    """
     counts = np.asarray(counts)
     edges = np.asarray(edges, dtype=np.float64)
     fig = go.Figure(
@@ -232,6 +237,8 @@ def plot_weight_histogram(counts: np.ndarray, edges: np.ndarray, *, title: str =
         xaxis_title="weight value",
         yaxis_title="number of weights",
         bargap=0,
+        xaxis_range=[float(edges[0]), float(edges[-1])],
+        yaxis_range=None if count_max is None else [0, 1.05 * count_max],
         height=320,
         margin=dict(l=10, r=10, t=50, b=10),
     )
