@@ -352,7 +352,7 @@ def rollout_panel() -> None:
     )
     count = count_slider("Images", 1, min(8, available), 4, key="vit_attention.count", where=c3)
     first = c4.number_input(
-        "From image", 0, available - 1, 0, key="vit_attention.rollout_first",
+        "From image", 0, available - 1, key="vit_attention.rollout_first",
         help="Index of the first image shown; the next ones follow (wrapping round).",
     )  # fmt: skip
     links.save_settings(tables["rollout"], prefix=P, keep=LINK_KEYS)
@@ -369,7 +369,7 @@ def rollout_panel() -> None:
             masks,
             titles=[captions_all[i] for i in indices],
             title=f"Rollout of the class token ({fusion} over heads, discard {discard:.2f})",
-            colorbar_title="rollout, per image",
+            colorbar_title="rollout",
             value_name="rollout (max 1)",
         ),
         key="vit_attention.rollout_chart",
@@ -384,7 +384,8 @@ def rollout_panel() -> None:
     st.caption(
         "Abnar & Zuidema (2020): per layer, fuse heads, add the identity for the residual path, "
         "renormalise each row to sum to 1, and multiply through the layers; the class token's row "
-        "over the patches is shown, scaled to a maximum of 1."
+        "over the patches is shown, scaled to a maximum of 1. Each image's colours run from its "
+        "own minimum (dark) to its maximum (bright)."
     )
 
 

@@ -18,9 +18,14 @@ from vizlib.plots import (
 def test_distance_plot_has_one_dot_per_head_and_the_baseline_beside_the_plot():
     d = np.arange(24, dtype=float).reshape(4, 6)  # (layers, heads) in pixels
     fig = plot_attention_distance(d, baseline=116.49)
-    (dots,) = fig.data
-    assert len(dots.y) == 24 and sorted(dots.y) == sorted(d.flatten())
-    assert sorted(set(np.round(dots.x).astype(int))) == [1, 2, 3, 4]  # layers, 1-based
+    # one trace per head, named in the legend (the colours had no key)
+    assert [t.name for t in fig.data] == [f"head {h}" for h in range(6)]
+    assert fig.layout.showlegend is not False
+    for head, dots in enumerate(fig.data):
+        np.testing.assert_array_equal(dots.y, d[:, head])
+        assert np.round(dots.x).astype(int).tolist() == [1, 2, 3, 4]  # layers, 1-based
+        assert dots.customdata[:, 1].tolist() == [head] * 4
+    assert len({t.marker.color for t in fig.data}) == 6
     (line,) = fig.layout.shapes
     assert line.y0 == line.y1 == 116.49 and line.line.dash == "dash"
     (label,) = fig.layout.annotations

@@ -128,7 +128,11 @@ def prepared_upload(
         raise ValueError("The uploaded images are no longer cached; upload them again.")
     meta = ui.preparation_meta(input_size, mean, std)
     try:
-        return prepare_image(read_image_upload(_data), meta), None
+        pixels = read_image_upload(_data)  # (H, W) or (H, W, 3) in [0, 1]
+        if min(pixels.shape[:2]) < 2:  # prepare_image's own words were 'image is too small: (1, 1)'
+            h, w = pixels.shape[:2]
+            return None, f"The image is {w}×{h} pixels; at least 2×2 are needed."
+        return prepare_image(pixels, meta), None
     except ValueError as err:
         return None, str(err)
 

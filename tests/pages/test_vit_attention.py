@@ -172,12 +172,7 @@ def test_distance_table_matches_library(tiny_vit_zoo):
     _run(at)
     at.number_input(key="vit_attention.n_images").set_value(10)
     _run(at)
-    chart = next(c for c in at.get("plotly_chart") if "mean attention distance" in str(c.proto))
-    fig = json.loads(chart.proto.spec)
-    y = fig["data"][0]["y"]
-    if isinstance(y, dict):  # plotly's typed-array encoding
-        y = np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"])
-    shown = np.sort(np.asarray(y, dtype=float))
+    shown = _distances_shown(at)
     from vizlib.data import load_dataset
 
     images, _, _ = load_dataset("digits", split="test", input_size=(32, 32))
@@ -299,14 +294,8 @@ def test_an_image_folder_feeds_the_attention_page(tiny_vit_zoo, tmp_path, monkey
     grey = pixels_by_hand(files["apples"][0], (32, 32), grey=True)  # (1, 32, 32)
     np.testing.assert_allclose(display[k], grey.numpy(), atol=1e-5)
     # the chart: the library's distances over those 12 images (the default: all of them)
-    chart = next(c for c in at.get("plotly_chart") if "mean attention distance" in str(c.proto))
-    y = json.loads(chart.proto.spec)["data"][0]["y"]
-    if isinstance(y, dict):  # plotly's typed-array encoding
-        y = np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"])
     expected = attention.mean_attention_distance_over(_tiny_model(), images, device="cpu")
-    np.testing.assert_allclose(
-        np.sort(np.asarray(y, dtype=float)), np.sort(expected.numpy().ravel()), rtol=1e-4
-    )
+    np.testing.assert_allclose(_distances_shown(at), np.sort(expected.numpy().ravel()), rtol=1e-4)
 
 
 def test_a_typed_image_folder_path_that_is_no_image_folder_is_explained(tiny_vit_zoo, tmp_path):
@@ -394,8 +383,9 @@ def _array(value) -> np.ndarray:
 
 
 def _distances_shown(at: AppTest) -> np.ndarray:
-    y = _chart(at, "vit_attention.distance_chart")["data"][0]["y"]
-    return np.sort(_array(y).astype(float))
+    """Every head's dots of the distance chart (one trace per head), sorted."""
+    traces = _chart(at, "vit_attention.distance_chart")["data"]
+    return np.sort(np.concatenate([_array(t["y"]).astype(float) for t in traces]))
 
 
 def test_uploaded_photos_feed_maps_rollout_and_distances(tmp_path, downloads):
@@ -463,6 +453,15 @@ def test_uploaded_photos_feed_maps_rollout_and_distances(tmp_path, downloads):
     np.testing.assert_allclose(_distances_shown(at), np.sort(distances.numpy().ravel()), rtol=1e-4)
 
 
+def _line_png() -> bytes:
+    """A PNG one pixel wide and five high."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (1, 5), 128).save(buf, format="PNG")
+    return buf.getvalue()
+
+
 def test_bad_uploads_are_named_and_the_good_one_is_still_used(tmp_path):
     """A corrupt file, a non-image, a decompression bomb and a too-large image beside a good
     photo: one error naming each, no traceback, and the page runs on the good photo alone."""
@@ -474,15 +473,17 @@ def test_bad_uploads_are_named_and_the_good_one_is_still_used(tmp_path):
             ("notes.png", b"these are lecture notes, not an image"),
             ("bomb.png", _png_header(100_000, 100_000)),  # 10^10 pixels declared
             ("poster.png", _png_header(6_000, 5_000)),  # 30 million pixels: over the limit
+            ("line.png", _line_png()),  # 1 pixel wide: said in words, not 'too small: (5, 1)'
         ]
     )
     errors = [e.value for e in at.error]
-    assert len(errors) == 4, errors
+    assert len(errors) == 5, errors
     for name, why in [
         ("broken.png", "could not be read"),
         ("notes.png", "could not be read as a PNG or JPEG"),
         ("bomb.png", "decompression bomb"),
         ("poster.png", "6000×5000 = 30,000,000 pixels"),
+        ("line.png", "The image is 1×5 pixels; at least 2×2 are needed."),
     ]:
         assert any(e.startswith(f"Could not use {name!r}") and why in e for e in errors), name
     assert [h.value for h in at.header][0] == "Mean attention distance"
@@ -612,9 +613,14 @@ DEFAULTS = {
 }
 
 
-def test_a_link_opens_the_page_on_its_settings(tiny_vit_zoo):
+def test_a_link_opens_the_page_on_its_settings(tiny_vit_zoo, monkeypatch):
+    from streamlit.elements.lib import policies
+
+    told = []  # Streamlit's complaints of a widget given a default beside its session value
+    monkeypatch.setattr(policies._LOGGER, "warning", lambda msg, *a, **k: told.append(msg % a))
     at = _linked({"model": TINY, **LINK})
     assert not at.error and not link_warnings(at)
+    assert told == []  # 'From image' passed 0 beside the link's 5
     assert _widgets(at) == {
         "n": 10,
         "renorm": True,

@@ -34,30 +34,33 @@ def _np(x) -> np.ndarray:
 def plot_attention_distance(
     distances, *, baseline: float | None = None, title: str | None = None
 ) -> go.Figure:
-    """Return a scatter of mean attention distance (pixels) per head against layer (1-based).
+    """Return a scatter of mean attention distance (pixels) per head against layer (1-based),
+    one trace per head, named in the legend ("head 0", ...).
 
     ``distances`` (layers, heads) in pixels; ``baseline`` (pixels) is drawn as a dashed line:
     the distance uniform attention over the grid would give.
     """
     d = _np(distances).astype(float)  # (L, h)
     n_layers, n_heads = d.shape
-    layers = np.repeat(np.arange(1, n_layers + 1), n_heads)  # (L*h,)
-    heads = np.tile(np.arange(n_heads), n_layers)  # (L*h,)
-    # a small horizontal spread keeps heads with equal distance visible
-    jitter = (heads - (n_heads - 1) / 2) * (0.25 / max(n_heads, 1))
-    fig = go.Figure(
-        go.Scatter(
-            x=layers + jitter,
-            y=d.flatten(),
-            mode="markers",
-            marker={"size": 8, "color": heads, "colorscale": "Viridis", "opacity": 0.85},
-            customdata=np.stack([layers, heads], axis=1),
-            hovertemplate="layer %{customdata[0]}, head %{customdata[1]}<br>"
-            "mean attention distance %{y:.1f} px<extra></extra>",
-            name="heads",
-            showlegend=False,
+    layers = np.arange(1, n_layers + 1)  # (L,)
+    colors = sample_colorscale("Viridis", list(np.linspace(0, 1, max(n_heads, 2))))
+    fig = go.Figure()
+    # one trace per head: the legend says which colour is which head, and a click hides one
+    for head in range(n_heads):
+        # a small horizontal spread keeps heads with equal distance visible
+        jitter = (head - (n_heads - 1) / 2) * (0.25 / max(n_heads, 1))
+        fig.add_trace(
+            go.Scatter(
+                x=layers + jitter,
+                y=d[:, head],
+                mode="markers",
+                marker={"size": 8, "color": colors[head], "opacity": 0.85},
+                customdata=np.stack([layers, np.full(n_layers, head)], axis=1),
+                hovertemplate="layer %{customdata[0]}, head %{customdata[1]}<br>"
+                "mean attention distance %{y:.1f} px<extra></extra>",
+                name=f"head {head}",
+            )
         )
-    )
     if baseline is not None:
         fig.add_hline(y=baseline, line_dash="dash", line_color="grey")
         # labelled beside the plot: the late layers' heads approach the line, so a label on
@@ -72,7 +75,8 @@ def plot_attention_distance(
         or "Mean attention distance per head (analogous to receptive field size in CNNs)",
         xaxis={"title": "network depth (layer)", "dtick": 1},
         yaxis={"title": "mean attention distance (pixels)", "rangemode": "tozero"},
-        height=420,
+        legend={"orientation": "h", "y": -0.2, "x": 0, "title": {"text": "colour:"}},
+        height=460,
         margin={"l": 60, "r": 130 if baseline is not None else 20, "t": 60, "b": 50},
     )
     return fig
