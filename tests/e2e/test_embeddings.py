@@ -196,7 +196,8 @@ def test_a_link_opens_the_settings_which_survive_another_page_and_travel(page, a
     address bar; the settings come back after another page; the copied link reopens them."""
     open_page(page, app_url, "embeddings?model=resnet_digits&layers=stem,flatten&method=PCA")
     assert not error_boxes(page)
-    assert page.locator('[data-testid="stAlertContentWarning"]').count() == 0
+    warnings = page.locator('[data-testid="stAlertContentWarning"]')
+    assert warnings.filter(has_text="from the link").count() == 0
     assert _layer_chips(page) == ["stem", "flatten"]
     method = page.get_by_test_id("stRadio").filter(has_text="Method")
     assert method.get_by_role("radio", name="PCA").is_checked()
@@ -207,10 +208,11 @@ def test_a_link_opens_the_settings_which_survive_another_page_and_travel(page, a
     page.wait_for_url(lambda url: "points=400" in url)
     nav = page.locator('[data-testid="stSidebarNav"]')
     nav.get_by_text("Home", exact=True).click()
+    page.wait_for_url(lambda url: "/embeddings" not in url)
     wait_until_idle(page)
     nav.get_by_text("Embeddings (t-SNE)", exact=True).click()
-    wait_until_idle(page)
     page.wait_for_url(lambda url: "points=400" in url)
+    wait_until_idle(page)
     # stem and flatten are resnet_digits' layers: the model came back too
     assert _points(page) == "400" and _layer_chips(page) == ["stem", "flatten"]
     link = page.url
@@ -228,7 +230,7 @@ def test_a_link_opens_the_settings_which_survive_another_page_and_travel(page, a
         fresh.wait_for_selector('[data-testid="stDataFrame"]', timeout=120_000)
         wait_until_idle(fresh)
         assert not error_boxes(fresh)
-        assert fresh.locator(".emb-root").get_attribute("data-ready") == "400"
+        fresh.wait_for_selector('.emb-root[data-ready="400"]')  # all 400 points drawn
         assert fresh.locator("canvas.emb-over").count() == 2  # stem and flatten
         screenshot(fresh, "embeddings_link")
     finally:
