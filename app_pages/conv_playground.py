@@ -883,6 +883,18 @@ def sequence_inputs(examples: dict, prefix: str, labels: tuple[str, str]):
     return values, example
 
 
+def overflows(result: np.ndarray) -> bool:
+    """Say so and return True when a sum is beyond the largest float (about 1.8e308)."""
+    if np.isfinite(result).all():
+        return False
+    st.error(
+        "A sum overflows: it is beyond the largest floating-point number (about 1.8e308), so "
+        "it would show as inf. Use smaller numbers.",
+        icon=":material/error:",
+    )
+    return True
+
+
 def one_d_section() -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:
@@ -890,10 +902,11 @@ def one_d_section() -> None:
             "**Full convolution** (a * b)[n] = Σᵢ a[i]·b[n − i]: flip one, slide, multiply, add."
         )
         values, example = sequence_inputs(FULL_EXAMPLES, "full.", ("Sequence a", "Sequence b"))
+        if values and overflows(result := conv.full_convolve1d(*values)):
+            values = None
         if values:
             lines = conv.written_sums(conv.convolution_terms(*values))
             st.code("\n".join(lines), language=None, wrap_lines=True)
-            result = conv.full_convolve1d(*values)
             st.markdown(f"a * b = ({', '.join(conv.format_number(v) for v in result)})")
             if example.startswith("Sum of two dice"):
                 total = result.sum()
@@ -917,8 +930,10 @@ def one_d_section() -> None:
             except ValueError as err:
                 st.error(str(err), icon=":material/error:")
                 return
-            st.code("\n".join(lines), language=None, wrap_lines=True)
             result = conv.correlate1d(*values)
+            if overflows(result):
+                return
+            st.code("\n".join(lines), language=None, wrap_lines=True)
             st.markdown(f"y = ({', '.join(conv.format_number(v) for v in result)})")
 
 

@@ -604,3 +604,11 @@ def test_image_figure_and_downloads_round_trip():
     assert png.size == (14, 18) and png.mode == "RGB"
     loaded = np.load(io.BytesIO(export.to_npy_bytes(out, dtype=np.float32)), allow_pickle=False)
     np.testing.assert_allclose(loaded, out, rtol=1e-6)
+
+
+def test_format_number_writes_whole_numbers_plainly_and_huge_ones_short():
+    assert conv.format_number(13.0) == "13" and conv.format_number(-2.0) == "-2"
+    assert conv.format_number(0.5) == "0.5" and conv.format_number(3e-09) == "3e-09"
+    assert conv.format_number(123456789012345.0) == "123456789012345"
+    # 1e200 is a whole float too: written out it was 201 digits
+    assert conv.format_number(1e200) == "1e+200" and conv.format_number(-1e16) == "-1e+16"

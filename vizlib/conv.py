@@ -784,8 +784,10 @@ def parse_sequence(text: str, *, name: str = "The sequence", max_length: int = 3
 
 
 def format_number(value: float) -> str:
-    """Return a number as text: whole numbers without ".0", others in %g form."""
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+    """Return a number as text: whole numbers up to 10^15 without ".0", others (and larger
+    ones, which ``int`` would write out in up to 309 digits) in %g form."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:g}"
 
 
 def written_sums(

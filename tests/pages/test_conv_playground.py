@@ -225,6 +225,20 @@ def test_one_d_examples_and_bad_sequence():
     assert not at.exception
 
 
+def test_one_d_sums_beyond_the_largest_float_are_refused_not_shown_as_inf():
+    at = _run()
+    box = next(t for t in at.text_input if t.key.startswith("conv.full.a"))
+    box.set_value("1e200, 2").run()  # 1e200 · 1 is fine
+    assert not errors(at) and "a * b = (1e+200, " in _texts(at)
+    next(t for t in at.text_input if t.key.startswith("conv.full.b")).set_value("1e200").run()
+    assert any("A sum overflows" in e for e in errors(at))  # 1e200 · 1e200 = 1e400
+    assert "inf" not in _texts(at) and not at.exception
+    next(t for t in at.text_input if t.key.startswith("conv.valid.a")).set_value("1e308, 1e308")
+    next(t for t in at.text_input if t.key.startswith("conv.valid.b")).set_value("1, 1").run()
+    assert sum("A sum overflows" in e for e in errors(at)) == 2  # 1e308 + 1e308
+    assert not any(line.startswith("y = (") for line in _texts(at).splitlines())
+
+
 def test_settings_survive_a_visit_to_another_page():
     first = _run()
     first.number_input(key="conv.h").set_value(12).run()
