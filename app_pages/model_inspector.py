@@ -28,10 +28,7 @@ P = "inspector."  # widget-key namespace of this page
 ARCHITECTURES = zoo.upload_architectures()
 # shareable settings, query key -> (widget key, default, allowed); the model travels as ?model=
 # (a zoo name, or "upload", which opens the uploader: the file itself never goes into a link)
-PAGE_SETTINGS: links.Table = {
-    "arch": (P + "upload_arch", ARCHITECTURES[0], links.choice_parser(ARCHITECTURES)),
-    "log": (P + "log", False, (False, True)),
-}
+PAGE_SETTINGS: links.Table = {"log": (P + "log", False, (False, True))}
 BATCH_SETTINGS: links.Table = {"n": (P + "n", 2_500, (10, 10_000))}  # "Time it" stays a button
 LINK_KEYS = {"model", *PAGE_SETTINGS, *BATCH_SETTINGS}
 
@@ -65,25 +62,31 @@ for warning in links.load_settings(
     st.warning(warning, icon=":material/link_off:")
 names = zoo.list_models()
 query_model = st.query_params.get("model")
+# back from another page (the browser leaves the link behind), the session's last choices
+restored = ui.restore_last(P + "source", query_model is None, [SOURCE_ZOO, SOURCE_UPLOAD])
 source = st.radio(
     "Model source",
     [SOURCE_ZOO, SOURCE_UPLOAD],
     horizontal=True,
-    key="inspector.source",
-    index=1 if query_model == "upload" else 0,
+    key=P + "source",
+    index=1 if query_model == "upload" and not restored else 0,
 )
+ui.remember_last(P + "source", source)
 
 model = meta = rows = None
 if source == SOURCE_ZOO:
+    restored = ui.restore_last(P + "model", query_model is None, names)
     name = st.selectbox(
         "Model",
         names,
-        index=ui.linked_index("model", names, accepted=("upload",)),
-        key="inspector.model",
+        index=0 if restored else ui.linked_index("model", names, accepted=("upload",)),
+        key=P + "model",
         help="Checkpoints trained on the bundled digits ship with the app; torchvision "
         "architectures use their ImageNet weights only when already in the torch hub cache.",
     )
+    ui.remember_last(P + "model", name)
     st.query_params["model"] = name
+    st.query_params.pop("arch", None)
     try:
         model, meta, _lock = ui.cached_model(name, device)
         with st.spinner(f"Running {name} once to record its layers…", show_time=True):
@@ -244,7 +247,6 @@ links.save_settings(
     PAGE_SETTINGS,
     prefix=P,
     keep=LINK_KEYS,
-    shown={"log", "arch"} if source == SOURCE_UPLOAD else {"log"},  # arch: the uploader's
 )
 
 with st.expander("Datasets available offline"):

@@ -9,7 +9,7 @@ import streamlit as st
 import torch
 
 from ui import count_slider, file_stem, links
-from ui.vit import PATCH_NUMBERING, ModelChoice, get_model, pick_vit, vit_model_names
+from ui.vit import PATCH_NUMBERING, ModelChoice, get_model, pick_vit
 from vizlib import posembed
 from vizlib.plots.export import to_npy_bytes
 from vizlib.plots.vit import (
@@ -23,7 +23,7 @@ P = "position_embeddings."  # widget-key namespace of this page
 K_DEFAULT = 28  # principal components shown by default, as in the paper's Figure 7 (left)
 MAX_K = 64
 # every key the page's link may hold: the model (written by pick_vit), then the settings
-LINK_KEYS = {"model", "arch", "k", "pos", "dim"}
+LINK_KEYS = {"k", "pos", "dim"}  # and the picker's model and arch (links.PICKER_KEYS)
 
 
 def link_settings(rank: int, n_patches: int, width: int) -> dict[str, links.Table]:
@@ -96,20 +96,7 @@ def components(choice: ModelChoice, k: int) -> tuple[np.ndarray, np.ndarray]:
     return comps.numpy(), ratios.numpy()
 
 
-# the uploader's architecture travels with ?model=upload (the file itself cannot)
-ARCHITECTURES = vit_model_names()
-upload_table = {"arch": (P + "upload_arch", ARCHITECTURES[0], links.choice_parser(ARCHITECTURES))}
-for warning in links.load_settings(
-    upload_table, prefix=P, from_link=links.first_visit(P + "arch.")
-):
-    st.warning(warning, icon=":material/link_off:")
-picked = pick_vit("position_embeddings")
-links.save_settings(
-    upload_table,
-    prefix=P,
-    keep=LINK_KEYS,
-    shown={"arch"} if st.query_params.get("model") == "upload" else set(),
-)
+picked = pick_vit("position_embeddings")  # the model and the upload's architecture travel too
 if picked is None:
     st.stop()
 choice, model, meta, _lock = picked

@@ -30,6 +30,8 @@ __all__ = [
     "load_shared_model",
     "model_select",
     "pick_model",
+    "remember_last",
+    "restore_last",
     "sidebar_device",
 ]
 
@@ -194,6 +196,25 @@ def _upload_limit_mb() -> int:
     return min(server_mb, vizlib.zoo.MAX_UPLOAD_BYTES // 2**20)
 
 
+_LAST = "last."  # session key prefix of a widget's last value, kept while its page is not shown
+
+
+def restore_last(key: str, allowed: bool, options: list) -> bool:
+    """Give widget ``key`` its last value of this session (``remember_last``), where Streamlit
+    has dropped its state (another page was shown; the browser leaves the link's settings behind
+    on the way) and ``allowed`` (the link names no other value); return whether it did."""
+    last = st.session_state.get(_LAST + key)
+    if key in st.session_state or not allowed or last not in options:
+        return False
+    st.session_state[key] = last
+    return True
+
+
+def remember_last(key: str, value: object) -> None:
+    """Record widget ``key``'s value for ``restore_last``."""
+    st.session_state[_LAST + key] = value
+
+
 def upload_picker(
     prefix: str, architectures: list[str], device: str, *, prompt: str
 ) -> tuple[str, str, torch.nn.Module, dict, threading.Lock] | None:
@@ -201,12 +222,28 @@ def upload_picker(
     ``<prefix>.upload_weights``); return (architecture, SHA-256, model, meta, lock) of the shared
     model (``uploaded_model``), or None with ``prompt`` or the refusal shown."""
     cols = st.columns([1, 2])
+    key = f"{prefix}.upload_arch"
+    linked = st.query_params.get("arch")
+    if not restore_last(key, linked is None, architectures) and key not in st.session_state:
+        if linked in architectures:
+            st.session_state[key] = linked
+        elif linked is not None:
+            st.warning(
+                f"Ignored `arch={linked}` from the link (expected {', '.join(architectures)}).",
+                icon=":material/link_off:",
+            )
     architecture = cols[0].selectbox(
         "Architecture of the weights",
         architectures,
-        key=f"{prefix}.upload_arch",
-        help="The state_dict must match this architecture key by key and shape by shape.",
+        key=key,
+        help="The state_dict must match this architecture key by key and shape by shape. "
+        "It travels in the link; the file cannot.",
     )
+    remember_last(key, architecture)
+    if architecture == architectures[0]:
+        st.query_params.pop("arch", None)
+    else:
+        st.query_params["arch"] = architecture
     file = cols[1].file_uploader(
         "Weights (.safetensors, or a .pt/.pth state_dict)",
         type=["safetensors", "pt", "pth"],
@@ -240,15 +277,19 @@ def model_select(
     """Draw the model selectbox (key ``<prefix>.model``: ``names``, then ``UPLOAD``) and return
     the choice, shared in the URL as ``?model=<name>``, or ``?model=upload``, which opens the
     upload picker (the file itself cannot travel in a link; never the last zoo model picked)."""
-    linked_upload = st.query_params.get("model") == "upload"
-    name = where.selectbox(
-        label,
-        [*names, UPLOAD],
-        index=len(names) if linked_upload else linked_index("model", names, reason=reason),
-        key=f"{prefix}.model",
-        help=help,
-    )
+    key = f"{prefix}.model"
+    restored = restore_last(key, "model" not in st.query_params, [*names, UPLOAD])
+    if restored:
+        index = 0  # Streamlit's default beside the value restored into the session, which rules
+    elif st.query_params.get("model") == "upload":
+        index = len(names)
+    else:
+        index = linked_index("model", names, reason=reason)
+    name = where.selectbox(label, [*names, UPLOAD], index=index, key=key, help=help)
+    remember_last(key, name)
     st.query_params["model"] = "upload" if name == UPLOAD else name
+    if name != UPLOAD:
+        st.query_params.pop("arch", None)  # the uploader's architecture (``upload_picker``)
     return name
 
 

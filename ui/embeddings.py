@@ -30,14 +30,10 @@ def pick_model(
     (choice, model, meta, lock), or None with the prompt or the reason shown.
 
     The choice is shared in the URL as ``?model=<name>``, or ``?model=upload``, which opens the
-    upload picker (the file itself cannot travel in a link). Back from another page, where
-    Streamlit has dropped the selectbox's state and the URL names no model, the last choice of
-    the session is picked again (the layers setting follows the model).
+    upload picker (the file itself cannot travel in a link). Back from another page the
+    session's last choice comes back (``ui.model_select``), and the layers setting with it.
     """
-    key, last = f"{prefix}.model", f"{prefix}.last_model"
-    if key not in st.session_state and "model" not in st.query_params and last in st.session_state:
-        st.session_state[key] = st.session_state[last]
-    picked = ui.pick_model(
+    return ui.pick_model(
         prefix, zoo.list_models(), device,
         label="Model",
         help="Shipped checkpoints trained on the bundled digits, torchvision architectures "
@@ -46,8 +42,6 @@ def pick_model(
         upload_architectures=zoo.upload_architectures(),
         where=where,
     )  # fmt: skip
-    st.session_state[last] = st.session_state[key]
-    return picked
 
 
 def read_table(upload, what: str) -> np.ndarray | None:

@@ -22,6 +22,8 @@ import streamlit as st
 
 Setting = tuple[str, object, object]  # (widget key, default, allowed)
 Table = dict[str, Setting]  # query key -> setting
+# written by the model picker (ui.model_select, ui.upload_picker) and kept by every page's tables
+PICKER_KEYS = frozenset({"model", "arch"})
 
 
 def parse_setting(raw: str, default: object, allowed: object) -> object:
@@ -158,8 +160,8 @@ def save_settings(
     """Remember the settings of ``table`` and write them into the URL so the link reopens on
     them: those that differ from their default and, if given, are in ``shown``.
 
-    The URL's values of the keys in ``keep`` (the page's other tables, its model) that are not in
-    ``table`` are kept; keys the page does not know are dropped.
+    The URL's values of the keys in ``keep`` (the page's other tables) and of the model picker's
+    (``PICKER_KEYS``) that are not in ``table`` are kept; keys the page does not know are dropped.
     """
     saved = dict(st.session_state.get(prefix + "saved", {}))
     current = {}
@@ -169,7 +171,7 @@ def save_settings(
         if link_text(value) != link_text(default) and (shown is None or qkey in shown):
             current[qkey] = link_text(value)
     st.session_state[prefix + "saved"] = saved
-    others = set(keep) - table.keys()
+    others = (set(keep) | PICKER_KEYS) - table.keys()
     link = {key: value for key, value in st.query_params.items() if key in others} | current
     if dict(st.query_params) != link:
         st.query_params.from_dict(link)

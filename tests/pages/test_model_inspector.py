@@ -318,7 +318,6 @@ def test_an_upload_link_opens_the_uploader_on_its_architecture():
         ("log", "yes", "expected true or false"),
         ("n", "5", "expected a whole number from 10 to 10000"),
         ("n", "many", "expected a whole number from 10 to 10000"),
-        ("arch", "lenet", "expected lenet_digits, resnet_digits, vit_digits, alexnet, "),
     ],
 )
 def test_a_bad_link_value_gives_a_warning_and_the_default(key, raw, expected):
@@ -327,8 +326,18 @@ def test_a_bad_link_value_gives_a_warning_and_the_default(key, raw, expected):
     (warning,) = link_warnings(at)
     assert warning.startswith(f"Ignored `{key}={raw}` from the link ({expected}")
     assert _settings(at) == {"log": False, "n": 700 if key != "n" else 2_500}
-    assert at.session_state["inspector.upload_arch"] == "lenet_digits"  # what the uploader opens on
     assert key not in at.query_params and at.query_params["model"] == "resnet_digits"
+
+
+def test_a_bad_architecture_in_an_upload_link_gives_a_warning_and_the_default():
+    at = _linked({"model": "upload", "arch": "lenet"})
+    assert not errors(at)
+    (warning,) = link_warnings(at)
+    assert warning.startswith(
+        "Ignored `arch=lenet` from the link (expected lenet_digits, resnet_digits, vit_digits, "
+    )
+    assert at.selectbox(key="inspector.upload_arch").value == "lenet_digits"
+    assert dict(at.query_params) == {"model": "upload"}
 
 
 def test_changing_the_widgets_writes_the_link_and_the_link_reopens_them():

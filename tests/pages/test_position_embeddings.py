@@ -206,7 +206,6 @@ def test_a_link_opens_the_page_on_its_settings(tiny_vit_zoo):  # noqa: F811
         ("k", "0", "expected a whole number from 1 to 16"),
         ("pos", "1", "expected a whole number from 2 to 512"),
         ("dim", "wide", "expected a whole number from 2 to 1024"),
-        ("arch", "alexnet", "expected vit_tiny_test, vit_b_16"),
     ],
 )
 def test_a_bad_link_value_gives_a_warning_and_the_default(tiny_vit_zoo, key, raw, expected):  # noqa: F811
@@ -215,6 +214,16 @@ def test_a_bad_link_value_gives_a_warning_and_the_default(tiny_vit_zoo, key, raw
     assert link_warnings(at) == [f"Ignored `{key}={raw}` from the link ({expected})."]
     assert _settings(at) == {**TINY_DEFAULTS, "dim": 20 if key != "dim" else 32}
     assert key not in at.query_params and at.query_params["model"] == TINY
+
+
+def test_a_bad_architecture_in_an_upload_link_gives_a_warning_and_the_default(tiny_vit_zoo):  # noqa: F811
+    at = _linked({"model": "upload", "arch": "alexnet"})
+    assert not errors(at)
+    assert link_warnings(at) == [
+        "Ignored `arch=alexnet` from the link (expected vit_tiny_test, vit_b_16)."
+    ]
+    assert at.selectbox(key="position_embeddings.upload_arch").value == TINY
+    assert dict(at.query_params) == {"model": "upload"}
 
 
 def test_changing_the_widgets_writes_the_link_and_the_link_reopens_them(tiny_vit_zoo):  # noqa: F811

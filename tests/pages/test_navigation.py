@@ -1,0 +1,78 @@
+"""The whole app (router and sidebar) across page visits: Streamlit drops the state of a page's
+widgets while another page is shown, and the browser leaves the link's settings behind on the
+way; the model picked, and the architecture of uploaded weights, come back with the page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import ui
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+HOME = "app_pages/home.py"
+
+
+def _app_on(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _visit_home_and_return(at: AppTest, page: str) -> None:
+    at.switch_page(HOME).run()
+    at.query_params.clear()  # as the browser does on the way
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+
+
+@pytest.mark.parametrize(
+    ("page", "prefix"),
+    [("app_pages/learned_filters.py", "filters"), ("app_pages/attributions.py", "attr")],
+)
+def test_the_model_comes_back_after_another_page(page, prefix):
+    at = _app_on(page)
+    assert at.selectbox(key=f"{prefix}.model").value == "lenet_digits"
+    at.selectbox(key=f"{prefix}.model").set_value("resnet_digits").run()
+    assert not at.exception and at.query_params["model"] == "resnet_digits"
+    _visit_home_and_return(at, page)
+    assert at.selectbox(key=f"{prefix}.model").value == "resnet_digits"
+    assert at.query_params["model"] == "resnet_digits"
+    assert not [w.value for w in at.warning if "link" in w.value]
+
+
+@pytest.mark.parametrize(
+    ("page", "prefix"),
+    [
+        ("app_pages/vit_attention.py", "vit_attention"),
+        ("app_pages/position_embeddings.py", "position_embeddings"),
+        ("app_pages/learned_filters.py", "filters"),
+    ],
+)
+def test_an_upload_choice_and_its_architecture_come_back(page, prefix):
+    at = _app_on(page)
+    at.selectbox(key=f"{prefix}.model").set_value(ui.UPLOAD).run()
+    architectures = at.selectbox(key=f"{prefix}.upload_arch").options
+    other = architectures[-1]
+    assert other != at.selectbox(key=f"{prefix}.upload_arch").value
+    at.selectbox(key=f"{prefix}.upload_arch").set_value(other).run()
+    assert not at.exception and at.query_params["model"] == "upload"
+    _visit_home_and_return(at, page)
+    assert at.selectbox(key=f"{prefix}.model").value == ui.UPLOAD
+    assert at.selectbox(key=f"{prefix}.upload_arch").value == other
+    assert at.query_params["model"] == "upload"
+
+
+def test_a_link_still_beats_the_last_choice():
+    page = "app_pages/learned_filters.py"
+    at = _app_on(page)
+    at.selectbox(key="filters.model").set_value("resnet_digits").run()
+    at.switch_page(HOME).run()
+    at.query_params.clear()
+    at.query_params["model"] = "vit_digits"  # the user pasted another link into this session
+    at.switch_page(page).run()
+    assert not at.exception
+    assert at.selectbox(key="filters.model").value == "vit_digits"
