@@ -170,6 +170,7 @@ def test_captioned_images_show_each_caption_under_its_own_image():
     np.testing.assert_array_equal(fig.data[4].z[..., 0], np.round(tiles[4, 0] * 255))
     assert fig.data[4].hovertemplate.startswith("image 4")
     notes = fig.layout.annotations
+    assert all(n.font.size >= 12 for n in notes)  # legible on a projector; 10 px was not
     assert [n.text for n in notes[:6]] == [f"class {i}<br>mean {i / 10:.3g}" for i in range(6)]
     assert notes[6].text.startswith("a very long cla") and notes[6].text.split("<br>")[0][-1] == "…"
     plot_px = fig.layout.height - fig.layout.margin.t - fig.layout.margin.b

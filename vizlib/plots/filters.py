@@ -83,8 +83,8 @@ def plot_image_grid(
     return _grid_layout(fig, grid.shape[:2], title=title, max_px=max_px)
 
 
-_CAPTION_FONT_PX = 10
-_CAPTION_LINE_PX = 14  # one caption line at that font, with its leading
+_CAPTION_FONT_PX = 12  # legible on a projector (10 px was not, at 1024 px wide)
+_CAPTION_LINE_PX = 16  # one caption line at that font, with its leading
 _CAPTION_CHARS = 16  # a caption line longer than this is cut (with …): a column's width
 
 
