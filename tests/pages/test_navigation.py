@@ -76,3 +76,17 @@ def test_a_link_still_beats_the_last_choice():
     at.switch_page(page).run()
     assert not at.exception
     assert at.selectbox(key="filters.model").value == "vit_digits"
+
+
+def test_the_inspectors_model_and_source_come_back():
+    page = "app_pages/model_inspector.py"
+    at = _app_on(page)
+    at.selectbox(key="inspector.model").set_value("resnet_digits").run()
+    _visit_home_and_return(at, page)
+    assert at.selectbox(key="inspector.model").value == "resnet_digits"
+    at.radio(key="inspector.source").set_value("Upload weights").run()
+    at.selectbox(key="inspector.upload_arch").set_value("vit_digits").run()
+    _visit_home_and_return(at, page)
+    assert at.radio(key="inspector.source").value == "Upload weights"
+    assert at.selectbox(key="inspector.upload_arch").value == "vit_digits"
+    assert dict(at.query_params) == {"model": "upload", "arch": "vit_digits"}
