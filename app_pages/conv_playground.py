@@ -157,17 +157,23 @@ with controls:
     sh = c1.slider("Stride S_h", 1, 8, key=P + "sh")
     sw = c2.slider("Stride S_w", 1, 8, key=P + "sw")
     slot_stride = st.empty()
-    pad_kind = st.radio(
-        "Padding",
-        PAD_KINDS,
-        key=P + "pad",
-        horizontal=True,
-        disabled=transposed,
-        format_func={"numbers": "per axis", "same": "'same'", "valid": "'valid' (0)"}.get,
-        help="'same' keeps the output the size of the input (stride 1 only); 'valid' means no padding.",
-    )
+    pad_labels = {"numbers": "per axis", "same": "'same'", "valid": "'valid' (0)"}
     if transposed:
+        # What the layer uses: per-axis numbers. A disabled box of its own, so the user's
+        # 'same' or 'valid' is neither shown as if in use (it read 'same' above P = 1) nor lost.
+        st.radio(
+            "Padding", PAD_KINDS[:1], key=P + "pad_na", horizontal=True, disabled=True,
+            format_func=pad_labels.get,
+            help="A transposed convolution takes its padding as numbers: P cells cropped from "
+            "each side of the output.",
+        )  # fmt: skip
         pad_kind = "numbers"
+    else:
+        pad_kind = st.radio(
+            "Padding", PAD_KINDS, key=P + "pad", horizontal=True, format_func=pad_labels.get,
+            help="'same' keeps the output the size of the input (stride 1 only); 'valid' means "
+            "no padding.",
+        )  # fmt: skip
     c1, c2 = st.columns(2, vertical_alignment="bottom")
     ph = c1.number_input(
         "Padding P_h (cells)", 0, 16, step=1, key=P + "ph", disabled=pad_kind != "numbers"
@@ -179,16 +185,19 @@ with controls:
     c1, c2 = st.columns(2, vertical_alignment="bottom")
     dh = c1.slider("Dilation D_h", 1, 6, key=P + "dh")
     dw = c2.slider("Dilation D_w", 1, 6, key=P + "dw")
-    padding_mode = st.selectbox(
-        "Padding mode",
-        conv.PADDING_MODES,
-        key=P + "pm",
-        disabled=transposed,
-        help="What the padding cells hold: zeros, a mirror image (reflect), the edge value "
-        "(replicate) or the opposite edge (circular, wrap-around).",
-    )
-    if transposed:
-        padding_mode = "zeros"
+    if transposed:  # zeros, as torch's ConvTranspose2d has it; the user's choice is kept
+        padding_mode = st.selectbox(
+            "Padding mode", ("zeros",), key=P + "pm_na", disabled=True,
+            help="torch.nn.ConvTranspose2d supports only zeros.",
+        )  # fmt: skip
+    else:
+        padding_mode = st.selectbox(
+            "Padding mode",
+            conv.PADDING_MODES,
+            key=P + "pm",
+            help="What the padding cells hold: zeros, a mirror image (reflect), the edge value "
+            "(replicate) or the opposite edge (circular, wrap-around).",
+        )
     slot_mode = st.empty()
     if transposed:
         c1, c2 = st.columns(2, vertical_alignment="bottom")

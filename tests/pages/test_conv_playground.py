@@ -150,6 +150,25 @@ def test_transposed_mode():
     assert any("Output padding (width) must be smaller" in e for e in errors(at))
 
 
+def test_transposed_mode_shows_the_padding_it_uses_and_keeps_the_users_choice():
+    """In transposed mode the layer pads by numbers with zeros: the disabled boxes said 'same'
+    and 'reflect' (the choices made for Conv2d) above a computation with P = 1 and zeros."""
+    at = _run(pad="same", pm="reflect", ph=1, pw=1, mode="Transposed convolution")
+    assert not at.exception and not errors(at)
+    radio = at.radio(key="conv.pad_na")
+    assert radio.value == "numbers" and radio.disabled and radio.options == ["per axis"]
+    mode_box = at.selectbox(key="conv.pm_na")
+    assert mode_box.value == "zeros" and mode_box.disabled
+    assert not at.number_input(key="conv.ph").disabled
+    assert _output(at) == _torch_shape(transposed=True, kernel_size=3, padding=1)  # 7 x 7
+    assert "padding=1" in _texts(at) and "reflect" not in _texts(at)
+    assert at.query_params["pad"] == "same" and at.query_params["pm"] == "reflect"
+    at.radio(key="conv.mode").set_value("Convolution").run()  # back: the choices return
+    assert at.radio(key="conv.pad").value == "same"
+    assert at.selectbox(key="conv.pm").value == "reflect"
+    assert _output(at) == (1, 7, 7) and "padding_mode='reflect'" in _texts(at)
+
+
 @pytest.mark.parametrize(
     ("query", "message"),
     [
