@@ -286,8 +286,14 @@ def attention_maps_panel() -> None:
     )
     st.caption(
         f"Layer {layer}, {_head_label(head)}; image {index} ({captions_all[int(index)]}). "
-        "Bright = high attention; each map spans its own range (colour bars, in weights that "
-        "sum to 1 over all tokens); "
+        "Bright = high attention; each map spans its own range (colour bars, in "
+        + (
+            "each patch's largest weight over the heads; each head's weights sum to 1 over all "
+            "tokens, their maximum does not"
+            if head == "max"
+            else "weights that sum to 1 over all tokens"
+        )
+        + "); "
         f"the cyan square is the query patch. Each {PATCH_NUMBERING}; hover a patch for its "
         "row, column and weight."
     )

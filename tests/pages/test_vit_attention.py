@@ -262,6 +262,28 @@ def test_attention_maps_carry_colour_bars_in_attention_weights(tiny_vit_zoo):
     assert roll["marker"]["colorbar"]["ticktext"] == ["min", "max"]
 
 
+def test_max_over_heads_is_not_called_weights_that_sum_to_1(tiny_vit_zoo):
+    """With 'max over heads' the map holds each patch's largest weight over the heads, which do
+    not sum to 1; the caption said they did."""
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = TINY
+    at.query_params["head"] = "max"
+    _run(at)
+    captions = " | ".join(c.value for c in at.caption)
+    assert "each patch's largest weight over the heads" in captions
+    assert "weights that sum to 1 over all tokens" not in captions
+    from vizlib.data import load_dataset
+
+    images, _, _ = load_dataset("digits", split="test", input_size=(32, 32))
+    maps = attention.attention_maps(_tiny_model(), images[:1], device="cpu")  # per layer
+    by_hand = maps[-1][0, :, 0, 1:].max(dim=0).values  # (T - 1,): class token, max over heads
+    bar = next(t for t in _chart(at, "vit_attention.cls_chart")["data"] if t["type"] == "scatter")
+    assert bar["marker"]["cmax"] == pytest.approx(by_hand.max().item(), rel=1e-5)
+    assert bar["marker"]["cmin"] == pytest.approx(by_hand.min().item(), rel=1e-5)
+    at.selectbox(key="vit_attention.head").set_value("mean").run()
+    assert "weights that sum to 1 over all tokens" in " | ".join(c.value for c in at.caption)
+
+
 def test_an_image_folder_feeds_the_attention_page(tiny_vit_zoo, tmp_path, monkeypatch):
     """A folder under VIZLIB_DATA is offered to the 1-channel ViT, converted to grey; captions
     name each image's class (its sub-folder); the distances are the library's on those images."""
