@@ -784,7 +784,7 @@ def real_data_panel() -> None:
     extra = f", output padding {oph}×{opw}" if transposed else ""
     st.caption(
         f"Applies the {layer_name} set on the left (stride {sh}×{sw}, padding "
-        f"{pad if isinstance(pad, str) else f'{ph}×{pw}'}, dilation {dh}×{dw}, padding mode "
+        f"{repr(pad) if isinstance(pad, str) else f'{ph}×{pw}'}, dilation {dh}×{dw}, padding mode "
         f"'{padding_mode}'{extra}) with the kernel chosen here, one kernel for every channel, "
         f"computed with torch on **{device}**."
     )

@@ -150,6 +150,17 @@ def test_transposed_mode():
     assert any("Output padding (width) must be smaller" in e for e in errors(at))
 
 
+@pytest.mark.parametrize(
+    ("kind", "shown"), [("same", "padding 'same',"), ("valid", "padding 'valid',")]
+)
+def test_the_real_data_caption_quotes_a_named_padding(kind, shown):
+    at = _run(pad=kind)
+    assert not at.exception
+    assert any(
+        c.value.startswith("Applies the convolution") and shown in c.value for c in at.caption
+    )
+
+
 def test_transposed_mode_shows_the_padding_it_uses_and_keeps_the_users_choice():
     """In transposed mode the layer pads by numbers with zeros: the disabled boxes said 'same'
     and 'reflect' (the choices made for Conv2d) above a computation with P = 1 and zeros."""
