@@ -123,3 +123,19 @@ def test_overlay_colour_bar_survives_streamlits_theme(n):
     # the same opaque colours as the overlay's colour map, dark to light
     assert scale[0][1] == "rgb(0, 0, 4)" and scale[-1][1] == "rgb(252, 255, 164)"
     assert all(colour.startswith("rgb(") for _, colour in scale)
+
+
+def test_long_panel_titles_are_shortened_in_the_middle_and_whole_on_hover():
+    """Four upload names of 45 characters ran into each other above a row of panels."""
+    names = [f"IMG_20241123_photo_from_my_phone_number_{i}.jpg" for i in range(4)]
+    images, maps = np.zeros((4, 1, 32, 32)), np.random.default_rng(0).uniform(size=(4, 8, 8))
+    fig = plot_attention_overlays(images, maps, titles=names)
+    shown = [a.text for a in fig.layout.annotations]
+    assert all(len(t) <= 14 for t in shown) and len(set(shown)) == 4  # each still its own
+    assert shown[1].startswith("IMG_2") and shown[1].endswith("_1.jpg") and "…" in shown[1]
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert heat[2].hovertemplate.startswith(names[2] + "<br>patch (row ")
+    short = plot_attention_overlays(images[:2], maps[:2], titles=["cat.png", "100%{x}<b>.png"])
+    assert [a.text for a in short.layout.annotations] == ["cat.png", "100%{x}<b>.png"]
+    hover = [t for t in short.data if t.type == "heatmap"][1].hovertemplate
+    assert hover.startswith("100&#37;{x}&lt;b>.png<br>")  # not a plotly field, not a tag

@@ -110,6 +110,26 @@ def overlay_rgb(image, heat, *, alpha: float = 0.6) -> np.ndarray:
     return (out * 255).round().astype(np.uint8)
 
 
+_TITLE_CHARS = 56  # a panel title's characters across the whole figure, shared by the columns
+_TITLE_FONT_PX = 13  # at which four titles of 14 characters fit a 1024-pixel screen's row
+
+
+def _fit_title(text: str, cols: int) -> str:
+    """Return a panel title short enough for one of ``cols`` columns: long ones keep their
+    start and end (a file name's number and extension) around an ellipsis, since titles that
+    run into their neighbours (long upload names, four to a row) cannot be read at all."""
+    room = max(10, _TITLE_CHARS // cols)
+    if len(text) <= room:
+        return text
+    head = (room - 1) // 2
+    return text[:head] + "…" + text[len(text) - (room - 1 - head) :]
+
+
+def _hover_safe(text: str) -> str:
+    """Return text for a plotly hover template: a % (of '%{') read as a field, a < as a tag."""
+    return text.replace("%", "&#37;").replace("<", "&lt;")
+
+
 def plot_attention_overlays(
     images,
     maps,
@@ -125,7 +145,8 @@ def plot_attention_overlays(
     """Return a row-wrapped grid of images with attention maps overlaid.
 
     ``images`` (B, C, H, W) in [0, 1]; ``maps`` (B, gh, gw), each scaled by its own range (the
-    colour shows where attention is relatively high, bright = high). ``marker`` (row, col)
+    colour shows where attention is relatively high, bright = high). ``titles`` longer than a
+    column holds are shortened in the middle; hovering a panel gives the whole title. ``marker`` (row, col)
     outlines one patch (the query patch) on every panel. ``colorbar_title`` adds a colour bar:
     in the map's own values for one map, from "min" to "max" of each map for several. Hovering
     a patch gives its row and column (counted from 0 at the top left) and its ``value_name``.
@@ -138,7 +159,7 @@ def plot_attention_overlays(
     fig = make_subplots(
         rows=rows,
         cols=cols,
-        subplot_titles=titles,
+        subplot_titles=None if titles is None else [_fit_title(t, cols) for t in titles],
         horizontal_spacing=0.02,
         vertical_spacing=0.08 / max(rows, 1),
     )
@@ -163,7 +184,8 @@ def plot_attention_overlays(
                 opacity=0,
                 showscale=False,
                 customdata=np.stack([pr_idx, pc_idx], axis=-1),
-                hovertemplate="patch (row %{customdata[0]}, column %{customdata[1]})<br>"
+                hovertemplate=("" if titles is None else f"{_hover_safe(titles[i])}<br>")
+                + "patch (row %{customdata[0]}, column %{customdata[1]})<br>"
                 f"{value_name} %{{z:.4g}}<extra></extra>",
             ),
             row=r + 1,
@@ -181,6 +203,7 @@ def plot_attention_overlays(
                 row=r + 1,
                 col=c + 1,
             )
+    fig.update_annotations(font_size=_TITLE_FONT_PX)  # the panels' titles
     if colorbar_title is not None:
         bar = {"title": {"text": colorbar_title, "side": "right"}, "thickness": 14}
         if n == 1:
