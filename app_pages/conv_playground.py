@@ -771,7 +771,9 @@ def choose_kernel() -> tuple[np.ndarray, str] | None:
             sigma = st.slider("Sigma (pixels)", 0.2, 5.0, step=0.1, key=P + "sigma")
         kernel = kernels.get_kernel(name, size=size, sigma=sigma)
         explanation = kernels.describe_kernel(name)
-    if kernels.is_zero_sum(kernel):
+    if not kernel.any():
+        explanation += " All its weights are zero, so the output is 0 everywhere."
+    elif kernels.is_zero_sum(kernel):
         explanation += " Its weights sum to zero, so flat areas give 0: it finds edges and fronts."
     st.caption(explanation)
     return kernel, name
@@ -831,6 +833,13 @@ def real_data_panel() -> None:
             )
     except (ValueError, RuntimeError) as err:
         st.error(f"The filter could not run on {device}: {err}", icon=":material/error:")
+        return
+    if not np.isfinite(output).all():
+        st.error(
+            "The output overflows: some values are beyond ±3.4e38, the range of the float32 "
+            "numbers torch filters with. Use smaller kernel weights or input values.",
+            icon=":material/error:",
+        )
         return
     fig = images_figure(image, kernel, output, units)
     st.plotly_chart(fig, width="stretch", key=P + "images")

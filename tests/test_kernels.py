@@ -90,3 +90,11 @@ def test_parse_custom_kernel_accepts_numbers_and_text():
 def test_parse_custom_kernel_rejects_bad_cells(table, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         kernels.parse_custom_kernel(table)
+
+
+def test_parse_custom_kernel_refuses_numbers_beyond_float32():
+    # torch filters in float32: 1e39 became inf there and the filter failed with a message
+    # about infinite values the user never typed
+    assert kernels.parse_custom_kernel([["3e38", "-3e38"]]).tolist() == [[3e38, -3e38]]
+    with pytest.raises(ValueError, match=r"'1e39' at row 1, column 2: beyond ±3.4e38"):
+        kernels.parse_custom_kernel([["1", "1e39"]])

@@ -24,6 +24,7 @@ __all__ = [
 ]
 
 MAX_KERNEL_SIZE = 15
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # about 3.4e38
 
 KERNEL_DESCRIPTIONS: dict[str, str] = {
     "identity": "Identity: copies the input unchanged (a single 1 in the centre); a sanity check.",
@@ -125,8 +126,8 @@ def parse_custom_kernel(table: Sequence[Sequence[object]] | np.ndarray) -> np.nd
     """Return a user-typed kernel as float64 (K_h, K_w) after checking it.
 
     Accepts a nested list, a numpy array or a pandas DataFrame of numbers or numeric strings.
-    Raises ``ValueError`` naming the first bad cell for empty cells, text, NaN or infinity,
-    and for a kernel that is not 2-D or is larger than ``MAX_KERNEL_SIZE``.
+    Raises ``ValueError`` naming the first bad cell for empty cells, text, NaN or infinity or a
+    number beyond float32's range, and for a kernel that is not 2-D or is larger than ``MAX_KERNEL_SIZE``.
     """
     rows = np.asarray(getattr(table, "values", table), dtype=object)
     if rows.ndim != 2 or rows.shape[0] == 0 or rows.shape[1] == 0:
@@ -149,5 +150,10 @@ def parse_custom_kernel(table: Sequence[Sequence[object]] | np.ndarray) -> np.nd
             ) from None
         if not np.isfinite(value):
             raise ValueError(f"The custom kernel has {cell!r} at {where}: use a finite number.")
+        if abs(value) > _FLOAT32_MAX:
+            raise ValueError(
+                f"The custom kernel has {cell!r} at {where}: beyond ±3.4e38, the range of the "
+                "float32 numbers torch filters with."
+            )
         out[r, c] = value
     return out

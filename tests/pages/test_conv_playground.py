@@ -161,6 +161,20 @@ def test_the_real_data_caption_quotes_a_named_padding(kind, shown):
     )
 
 
+def test_an_all_zero_kernel_is_not_called_an_edge_finder_and_an_overflow_is_refused():
+    at = _run(**{"data.kernel": "custom", "data.custom": "0,0;0,0"})
+    assert not at.exception and not errors(at)
+    captions = [c.value for c in at.caption]
+    assert "Custom kernel. All its weights are zero, so the output is 0 everywhere." in captions
+    assert not any("finds edges" in c for c in captions)
+    assert any("output range 0 to 0" in c for c in captions)
+    # 1e38 x a typhoon's ~300 K is beyond float32: refused, not drawn as inf
+    at = _run(**{"data.kernel": "custom", "data.custom": "1e38,1e38", "data.src": "field"})
+    assert not at.exception
+    assert any("The output overflows" in e for e in errors(at))
+    assert not any("output range" in c.value for c in at.caption)
+
+
 def test_transposed_mode_shows_the_padding_it_uses_and_keeps_the_users_choice():
     """In transposed mode the layer pads by numbers with zeros: the disabled boxes said 'same'
     and 'reflect' (the choices made for Conv2d) above a computation with P = 1 and zeros."""
