@@ -144,6 +144,21 @@ def load_settings(table: Table, *, prefix: str, from_link: bool) -> list[str]:
     return warnings
 
 
+def park(table: Table, *, prefix: str) -> None:
+    """Move the values of ``table``'s widgets, which this run does not draw, from the session
+    into the page's record: ``load_settings`` gives them back on the run that draws them again.
+
+    Left in the session, a value given before a widget was ever drawn would outlive the widget's
+    own state and come back in place of the user's later choice.
+    """
+    saved = dict(st.session_state.get(prefix + "saved", {}))
+    for wkey, _default, _allowed in table.values():
+        if wkey in st.session_state:
+            saved[wkey] = st.session_state[wkey]
+            del st.session_state[wkey]
+    st.session_state[prefix + "saved"] = saved
+
+
 def _allowed(value: object, default: object, allowed: object) -> bool:
     if not (callable(allowed) or isinstance(default, int | float)):
         return True

@@ -716,3 +716,25 @@ def test_a_typed_folder_stays_for_the_session_but_out_of_the_link(tmp_path):
     assert at.text_input(key="tsne.folder_path").value == str(tmp_path / "fruit")
     assert any(c.value.startswith("3 classes: ") for c in at.caption)
     assert dict(at.query_params) == {"model": "lenet_digits", "points": "200"}
+
+
+def test_data_settings_first_hidden_by_a_link_keep_their_later_values():
+    """A link to uploaded features does not draw the dataset and points; once the user turns to
+    the model's layers and sets them, hiding them again (another source, another page) must not
+    bring back the values they had before they were first drawn."""
+    at = AppTest.from_file(str(Path(PAGE).parents[1] / "app.py"), default_timeout=120)
+    at.query_params["source"] = "Uploaded features"
+    at.run()
+    at.switch_page("app_pages/embeddings.py").run()
+    assert at.radio(key="tsne.source").value == "Uploaded features"
+    at.radio(key="tsne.source").set_value("Model layers").run()
+    at.number_input(key="tsne.points").set_value(400).run()
+    at.radio(key="tsne.source").set_value("Uploaded features").run()
+    at.radio(key="tsne.source").set_value("Model layers").run()
+    assert at.number_input(key="tsne.points").value == 400
+    at.switch_page("app_pages/home.py").run()
+    at.query_params.clear()
+    at.switch_page("app_pages/embeddings.py").run()
+    assert not at.exception
+    assert at.number_input(key="tsne.points").value == 400
+    assert dict(at.query_params) == {"model": "lenet_digits", "points": "400"}
