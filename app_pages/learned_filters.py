@@ -224,18 +224,20 @@ with tab_train:
         # One scale across both sides when shared, so the growth of the weights is visible.
         both = filter_tiles(torch.cat([before, weights]), shared=shared)
         b1, b2 = st.columns(2)
+        # half a page each: 300 px high fits a half column's width at 1024 px (at 420 the grids
+        # shrank to the width and left a band of white above them)
         b1.plotly_chart(
             plot_image_grid(
                 both[:out_ch],
                 hover=norm_labels(before),
                 title=f"At initialisation (seed {int(meta.get('seed') or 0)})",
-                max_px=420,
+                max_px=300,
             ),
             key=f"{P}.before",
         )
         b2.plotly_chart(
             plot_image_grid(
-                both[out_ch:], hover=norm_labels(weights), title="After training", max_px=420
+                both[out_ch:], hover=norm_labels(weights), title="After training", max_px=300
             ),
             key=f"{P}.after",
         )

@@ -224,3 +224,15 @@ def test_filters_and_scores_of_a_model_on_the_gpu_come_back_to_the_cpu():
     assert scores.device.type == "cpu" and scores.shape == (5, 64)
     assert order.shape == values.shape == (2,)
     assert "conv2d" in mode.device_ops and mode.host_reads == 0
+
+
+def test_small_filters_are_drawn_large_enough_to_see():
+    from vizlib.plots.filters import plot_image_grid
+
+    # 32 filters of 3x3 (resnet_digits): a 6x6 mosaic of 23 cells a side; at 12 px a cell the
+    # filters were 36 px wide at 1500 px, hard to see on a projector
+    fig = plot_image_grid(np.full((32, 1, 3, 3), 0.5), max_px=560)
+    cell_px = (fig.layout.height - 70) / 23
+    assert cell_px >= 23.9
+    big = plot_image_grid(np.full((64, 3, 11, 11), 0.5), max_px=560)  # alexnet: max_px rules
+    assert big.layout.height - 70 <= 560

@@ -245,6 +245,14 @@ def test_the_weight_histograms_before_and_after_training_share_bins_and_axes(at)
     assert any(f"same 60 bins, {low:.3g} to {high:.3g}" in c.value for c in at.caption)
 
 
+def test_before_and_after_grids_fit_half_a_1024_pixel_page(at):
+    """Each grid is half the page wide (about 270 px at 1024 px): 300 px high at most, where at
+    420 the images shrank to the width and left a band of white above them."""
+    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.key}
+    for key in ("filters.before", "filters.after"):
+        assert charts[key]["layout"]["height"] - 70 <= 300  # the grid's pixels, title apart
+
+
 def test_feature_map_title_says_which_maps_are_shown(at):
     at.selectbox(key="filters.layer").set_value("conv2").run()
     at.slider(key="filters.n_maps").set_value(10).run()

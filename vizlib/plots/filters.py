@@ -41,9 +41,13 @@ def mosaic(
     return out, index
 
 
+_MAX_CELL_PX = 24.0  # largest on-screen size of one weight or activation cell
+
+
 def _grid_layout(fig: go.Figure, shape: tuple[int, int], *, title: str, max_px: int) -> go.Figure:
     H, W = shape
-    scale = max(1.0, min(max_px / max(H, W), 12.0))
+    # up to 24 screen pixels a cell: a 3x3 filter is 72 px, not the 36 px it was at 12
+    scale = max(1.0, min(max_px / max(H, W), _MAX_CELL_PX))
     fig.update_layout(
         title=title,
         height=int(H * scale) + 70,
