@@ -10,6 +10,7 @@ from pathlib import Path
 import streamlit as st
 
 import ui
+from ui import links
 
 st.set_page_config(
     page_title="CNN & ViT Visualiser",
@@ -50,4 +51,8 @@ PAGES = {
 
 navigation = st.navigation(PAGES)
 ui.sidebar_device()
-navigation.run()
+links.begin_run()
+try:
+    navigation.run()
+finally:  # also when the page stops early (st.stop) or reruns
+    links.park_undrawn()

@@ -141,7 +141,46 @@ def load_settings(table: Table, *, prefix: str, from_link: bool) -> list[str]:
         if wkey in st.session_state and not _allowed(st.session_state[wkey], default, allowed):
             st.session_state[wkey] = default
         st.session_state.setdefault(wkey, value)
+    if _RUN in st.session_state:  # the app's router parks the ones this run does not draw
+        st.session_state[_RUN] = [
+            *st.session_state[_RUN],
+            *((prefix, w) for w, _, _ in table.values()),
+        ]
     return warnings
+
+
+_RUN = "links.loaded_this_run"  # (prefix, widget key) of every setting given a value this run
+
+
+def begin_run() -> None:
+    """Start recording the settings ``load_settings`` gives values this run (the app's router
+    calls it before the page, and ``park_undrawn`` after it)."""
+    st.session_state[_RUN] = []
+
+
+def park_undrawn() -> None:
+    """Park (``park``) every setting given a value this run whose widget the run did not draw
+    (another input source chosen, another mode, a page stopped early).
+
+    Left in the session, a value Streamlit's widget did not take over (one given on a run that
+    did not draw the widget) outlives the widget's own state: back from the photo, the digit the
+    user had picked would be the one the link or the default gave. Needs Streamlit's record of
+    the keyed widgets drawn this run; without it, nothing is parked.
+    """
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    loaded = st.session_state.pop(_RUN, [])
+    drawn = getattr(
+        getattr(get_script_run_ctx(), "shared", None), "widget_user_keys_this_run", None
+    )
+    if drawn is None:
+        return
+    undrawn: dict[str, Table] = {}
+    for prefix, wkey in loaded:
+        if wkey not in drawn:
+            undrawn.setdefault(prefix, {})[wkey] = (wkey, None, None)
+    for prefix, table in undrawn.items():
+        park(table, prefix=prefix)
 
 
 def park(table: Table, *, prefix: str) -> None:

@@ -90,3 +90,37 @@ def test_the_inspectors_model_and_source_come_back():
     assert at.radio(key="inspector.source").value == "Upload weights"
     assert at.selectbox(key="inspector.upload_arch").value == "vit_digits"
     assert dict(at.query_params) == {"model": "upload", "arch": "vit_digits"}
+
+
+def _playground_source(at: AppTest, source: str) -> None:
+    at.selectbox(key="conv.source").set_value(source).run()
+    assert not at.exception, at.exception
+
+
+def test_a_hidden_setting_keeps_the_users_value():
+    """The digit index is drawn only with the digit input: picked, hidden by the photo, and
+    shown again (or after another page), it must be the user's digit, not the value the page
+    gave it on the first run, when it was not drawn."""
+    page = "app_pages/conv_playground.py"
+    at = _app_on(page)
+    _playground_source(at, "digit")
+    at.number_input(key="conv.digit").set_value(7).run()
+    _playground_source(at, "sample")
+    _playground_source(at, "digit")
+    assert at.number_input(key="conv.digit").value == 7
+    _visit_home_and_return(at, page)
+    assert at.selectbox(key="conv.source").value == "digit"
+    assert at.number_input(key="conv.digit").value == 7
+    assert at.query_params["data.digit"] == "7"
+
+
+def test_settings_from_a_link_wait_for_their_widget():
+    """A link's value for a widget the first run does not draw reaches it when it is drawn."""
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params["data.field"] = "front"
+    at.run()
+    at.switch_page("app_pages/conv_playground.py").run()
+    assert at.selectbox(key="conv.source").value == "sample"
+    _playground_source(at, "digit")
+    _playground_source(at, "field")
+    assert at.selectbox(key="conv.field").value == "front"
