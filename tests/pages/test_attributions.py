@@ -8,7 +8,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.pages._shared import errors, link_warnings
+from tests.pages._shared import errors, link_warnings, opened_with
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "attributions.py")
 
@@ -462,13 +462,7 @@ DEFAULTS = {
 
 
 def _linked(query: dict, model: str = "lenet_digits") -> AppTest:
-    app = AppTest.from_file(PAGE, default_timeout=120)
-    app.query_params["model"] = model
-    for key, value in query.items():
-        app.query_params[key] = value
-    at = app.run()
-    assert not at.exception, at.exception
-    return at
+    return opened_with(PAGE, {"model": model, **query})
 
 
 def _settings(at: AppTest) -> dict:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.pages._shared import errors, link_warnings
+from tests.pages._shared import errors, link_warnings, opened_with
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "learned_filters.py")
 
@@ -374,13 +374,7 @@ FILTERS_LINK = {
 
 
 def _linked(query: dict) -> AppTest:
-    app = AppTest.from_file(PAGE, default_timeout=120)
-    app.query_params["model"] = "lenet_digits"
-    for key, value in query.items():
-        app.query_params[key] = value
-    at = app.run()
-    assert not at.exception, at.exception
-    return at
+    return opened_with(PAGE, {"model": "lenet_digits", **query})
 
 
 def _settings(at: AppTest) -> dict:

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save as save_safetensors
 from streamlit.testing.v1 import AppTest
 
-from tests.pages._shared import errors, link_warnings
+from tests.pages._shared import errors, link_warnings, opened_with
 
 PAGE = "../../app_pages/model_inspector.py"
 
@@ -267,12 +267,7 @@ def test_upload_running_out_of_gpu_memory_is_a_message(monkeypatch):
 
 
 def _linked(query: dict) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return opened_with(PAGE, query)
 
 
 def _settings(at: AppTest) -> dict:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.pages._shared import errors, link_warnings
+from tests.pages._shared import errors, link_warnings, opened_with
 from tests.pages.test_vit_attention import (  # noqa: F401
     SINGLE,
     TINY,
@@ -164,12 +164,7 @@ def test_uploaded_weights_name_their_downloads_like_the_cnn_pages(tiny_vit_zoo, 
 
 
 def _linked(query: dict) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return opened_with(PAGE, query)
 
 
 def _settings(at: AppTest) -> dict:

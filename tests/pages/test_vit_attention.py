@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
 import ui
-from tests.pages._shared import link_warnings
+from tests.pages._shared import link_warnings, opened_with
 from vizlib import attention, zoo
 from vizlib.models import ViT
 
@@ -596,12 +596,7 @@ LINK = {
 
 
 def _linked(query: dict) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return opened_with(PAGE, query)
 
 
 def _widgets(at: AppTest) -> dict:
