@@ -127,6 +127,26 @@ def test_prepare_image_rejects_bad_input():
         prepare_image(np.zeros((8, 8, 5)), META)
 
 
+@pytest.mark.parametrize(
+    "image, size",
+    [
+        (np.zeros((1, 1), np.uint8), "1×1"),
+        (np.zeros((5, 1, 3), np.float32), "1×5"),  # 1 pixel wide, 5 high: width first
+        (np.zeros((1, 7, 4), np.uint8), "7×1"),
+    ],
+)
+def test_prepare_image_refuses_images_under_2x2_in_words(image, size):
+    """Uploads on Filters, Attributions and the ViT pages show this message as it is."""
+    with pytest.raises(ValueError) as err:
+        prepare_image(image, META)
+    assert str(err.value) == f"The image is {size} pixels; at least 2×2 are needed."
+
+
+def test_prepare_image_takes_the_smallest_accepted_image():
+    x = prepare_image(np.array([[0, 255], [255, 0]], np.uint8), META)  # 2×2: the minimum
+    assert x.shape == (1, 1, 28, 28) and float(x.min()) < float(x.max())
+
+
 def test_dataset_for_an_rgb_imagenet_model_matches_prepare_image():
     meta = {"input_size": [3, 32, 32], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
     images, labels, _ = load_dataset_for_model("digits", meta, "test")

@@ -129,10 +129,7 @@ def prepared_upload(
     meta = ui.preparation_meta(input_size, mean, std)
     try:
         pixels = read_image_upload(_data)  # (H, W) or (H, W, 3) in [0, 1]
-        if min(pixels.shape[:2]) < 2:  # prepare_image's own words were 'image is too small: (1, 1)'
-            h, w = pixels.shape[:2]
-            return None, f"The image is {w}×{h} pixels; at least 2×2 are needed."
-        return prepare_image(pixels, meta), None
+        return prepare_image(pixels, meta), None  # refuses images under 2×2 in words
     except ValueError as err:
         return None, str(err)
 

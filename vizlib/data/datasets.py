@@ -905,7 +905,7 @@ def prepare_image(image: np.ndarray, meta: dict) -> torch.Tensor:
     [0, 1] are used as they are; other float ranges are min-max scaled to [0, 1]. The image is
     converted to ``meta["input_size"][0]`` channels (ITU-R 601 luma for grey), resized bilinearly
     (antialiased) to ``meta["input_size"][1:]`` and normalised with ``meta["mean"]``/``meta["std"]``.
-    Raises ``ValueError`` for wrong shapes or non-finite values.
+    Raises ``ValueError`` for wrong shapes, images under 2×2 pixels or non-finite values.
     """
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[2] == 1:
@@ -913,7 +913,9 @@ def prepare_image(image: np.ndarray, meta: dict) -> torch.Tensor:
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
         raise ValueError(f"expected an (H, W) or (H, W, 3/4) image, got shape {arr.shape}")
     if min(arr.shape[:2]) < 2:
-        raise ValueError(f"image is too small: {arr.shape[:2]}")
+        height, width = arr.shape[:2]
+        # width × height, the order image viewers and file browsers give a size in
+        raise ValueError(f"The image is {width}×{height} pixels; at least 2×2 are needed.")
     if arr.dtype == np.uint8:
         x = arr.astype(np.float32) / 255.0
     elif np.issubdtype(arr.dtype, np.number) or arr.dtype == bool:
