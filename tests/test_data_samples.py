@@ -158,11 +158,26 @@ def test_read_npy():
         (np.array([[1.0, np.inf], [0, 1]]), "0 NaN and 1 infinite"),
         (np.array([["a", "b"], ["c", "d"]]), "real numbers"),
         (np.zeros((1, 5)), "at least 2×2"),
+        (
+            np.array([[1e300, 0], [0, 1]]),
+            r"1 value\(s\) beyond ±3\.4e38 \(its values run from 0 to 1e\+300\)",
+        ),
+        (np.array([[-1e39, 1e39], [0, 1]]), r"2 value\(s\) beyond ±3\.4e38"),
     ],
 )
 def test_read_npy_rejects(array, message):
     with pytest.raises(ValueError, match=message):
         samples.read_npy_upload(_npy(array))
+
+
+def test_read_npy_keeps_the_largest_float32_values():
+    """Values up to float32's largest, 3.4028235e38, fit the filters' numbers: kept as they are."""
+    largest = float(np.finfo(np.float32).max)
+    grid = np.array([[largest, -largest], [1e38, 0.0]])
+    np.testing.assert_array_equal(samples.read_npy_upload(_npy(grid)), grid)
+    assert np.isfinite(samples.read_npy_upload(_npy(grid)).astype(np.float32)).all()
+    with pytest.raises(ValueError, match="beyond ±3.4e38"):
+        samples.read_npy_upload(_npy(grid * 1.001))  # 3.406e38 becomes inf in float32
 
 
 def test_read_npy_never_unpickles():
@@ -307,6 +322,16 @@ def test_netcdf_with_a_damaged_data_block(tmp_path):
     for read in (samples.netcdf_variables, samples.read_netcdf_upload):
         with pytest.raises(ValueError, match="damaged or truncated: variable 'sst' could not be"):
             read(bytes(data))
+
+
+def test_netcdf_values_beyond_float32_are_refused(tmp_path):
+    path = tmp_path / "huge.nc"
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as ds:
+        ds.createDimension("lat", 3)
+        ds.createDimension("lon", 4)
+        ds.createVariable("energy", "f8", ("lat", "lon"))[:] = np.full((3, 4), 1e300)
+    with pytest.raises(ValueError, match=r"'energy' holds 12 value\(s\) beyond ±3\.4e38"):
+        samples.read_netcdf_upload(path.read_bytes(), "energy")
 
 
 def test_netcdf_without_a_grid_and_corrupt(tmp_path):

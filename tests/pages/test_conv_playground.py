@@ -713,3 +713,58 @@ def test_downloads_do_not_rerun_the_page(at):
     assert len(buttons) == 2
     # on_click="ignore": the browser downloads without a rerun that would cancel a second click
     assert all(b.proto.ignore_rerun for b in buttons)
+
+
+def test_an_npy_beyond_float32_is_refused_at_upload_in_words():
+    """1e300 in a float64 .npy became inf in torch's float32 and the filter failed 'on cpu'
+    over NaN or infinite values the file never held; the reader now says what is wrong."""
+    at = _run(**{"data.src": "field", "data.kernel": "laplacian"})
+    at.selectbox(key="conv.source").set_value("upload").run()
+    buffer = io.BytesIO()
+    np.save(buffer, np.array([[1e300, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, -1e39]]))
+    at.file_uploader(key="conv.upload").set_value(
+        ("huge.npy", buffer.getvalue(), "application/octet-stream")
+    ).run()
+    assert not at.exception
+    assert errors(at) == [
+        "The .npy array holds 2 value(s) beyond ±3.4e38 (its values run from -1e+39 to 1e+300): "
+        "they do not fit the float32 numbers torch filters with. Rescale it first."
+    ]
+    assert not any(RANGE_RE.search(c.value) for c in at.caption)  # nothing filtered or drawn
+    assert _output(at) == (1, 5, 5)  # the rest of the page keeps working
+    buffer = io.BytesIO()
+    grid = np.arange(9.0).reshape(3, 3) ** 2 * 1e36  # up to 6.4e37: fits float32
+    np.save(buffer, grid)
+    at.file_uploader(key="conv.upload").set_value(
+        ("big.npy", buffer.getvalue(), "application/octet-stream")
+    ).run()
+    assert not at.exception and not errors(at)
+    label, in_hw, out_hw, low, high = _data_result(at)
+    assert label.startswith("big.npy") and (in_hw, out_hw) == ((3, 3), (1, 1))
+    expected = _correlate(grid, [[0, 1, 0], [1, -4, 1], [0, 1, 0]])[0, 0]  # 2e37
+    assert low == high == pytest.approx(expected, rel=1e-3)  # the caption's 4 digits
+
+
+def test_a_colour_output_3_pixels_wide_downloads_as_that_rgb_image(downloads):
+    """A colour photo 5 pixels wide filtered by a 3x3 kernel is (3, H, 3): its PNG came out
+    H pixels wide and 3 high, the colours read from the wrong axis."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (9, 5, 3), dtype=np.uint8)  # 9 high, 5 wide
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    at = _run(**{"data.kernel": "laplacian"})
+    at.selectbox(key="conv.source").set_value("upload").run()
+    at.file_uploader(key="conv.upload").set_value(
+        ("thin.png", buffer.getvalue(), "image/png")
+    ).run()
+    at.checkbox(key="conv.gray_upload").uncheck().run()
+    assert not at.exception and not errors(at)
+    assert _data_result(at)[1:3] == ((9, 5), (7, 3))
+    png = Image.open(io.BytesIO(downloads[next(n for n in downloads if n.startswith("thin"))]))
+    assert png.mode == "RGB" and png.size == (3, 7)  # 3 wide, 7 high
+    laplacian = [[0, 1, 0], [1, -4, 1], [0, 1, 0]]
+    out = np.stack([_correlate(pixels[..., c] / 255, laplacian) for c in range(3)], axis=-1)
+    expected = np.round(255 * (out - out.min()) / (out.max() - out.min()))  # (7, 3, 3)
+    np.testing.assert_allclose(np.asarray(png), expected, atol=1)

@@ -240,6 +240,16 @@ def _check_grid(arr: np.ndarray, what: str) -> np.ndarray:
             f"The {what} contains {int(np.isnan(arr).sum())} NaN and {int(np.isinf(arr).sum())} "
             "infinite value(s); fill or remove them first."
         )
+    with np.errstate(over="ignore"):
+        beyond = int(np.isinf(arr.astype(np.float32)).sum())
+    if beyond:
+        # torch filters in float32, where these become infinite: refused here, not 'NaN or
+        # infinite values' from a filter the user never fed them to
+        raise ValueError(
+            f"The {what} holds {beyond} value(s) beyond ±3.4e38 (its values run from "
+            f"{arr.min():.3g} to {arr.max():.3g}): they do not fit the float32 numbers torch "
+            "filters with. Rescale it first."
+        )
     return arr
 
 
@@ -247,7 +257,8 @@ def read_npy_upload(data: bytes) -> np.ndarray:
     """Return an uploaded .npy array as float64 (H, W), never unpickling.
 
     A leading or trailing axis of length 1 is squeezed away. Raises ``ValueError`` for corrupt
-    files, object arrays, a number of dimensions other than 2, grids under 2×2, NaN or infinity.
+    files, object arrays, a number of dimensions other than 2, grids under 2×2, NaN or infinity,
+    and values beyond float32's ±3.4e38, where torch computes.
     """
     _check_bytes(data, ".npy")
     arr = _load_npy(data)
