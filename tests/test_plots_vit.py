@@ -12,6 +12,7 @@ from vizlib.plots import (
     plot_attention_overlays,
     plot_patch_components,
     plot_position_similarity,
+    plot_sinusoidal_similarity,
 )
 
 
@@ -81,6 +82,21 @@ def test_similarity_grid_counts_patches_from_0_at_the_top_left():
     assert z[3, 9] == sim[1, 2, 0, 1]
     assert list(custom[0, 0]) == [0, 0, 0, 0]
     assert "column %{customdata[1]}" in heat.hovertemplate
+
+
+@pytest.mark.parametrize("n", [1, 5, 50])
+def test_dot_product_heatmap_fills_its_square_axes(n):
+    """The equal scale shrinks the plotting area (constrain 'domain') instead of widening the
+    ranges: without it a wide column drew the axes from about -50 to 150, the heatmap a small
+    square in the middle."""
+    sim = np.arange(n * n, dtype=float).reshape(n, n)
+    fig = plot_sinusoidal_similarity(sim)
+    x, y = fig.layout.xaxis, fig.layout.yaxis
+    assert y.scaleanchor == "x" and x.constrain == y.constrain == "domain"
+    assert list(x.range) == [-0.5, n - 0.5]  # the cells' edges, nothing around them
+    assert list(y.range) == [n - 0.5, -0.5]  # position 0 at the top
+    (heat,) = fig.data
+    np.testing.assert_array_equal(np.asarray(heat.z, dtype=float), sim)
 
 
 def test_attention_overlay_hover_gives_each_patch_and_its_value():

@@ -394,8 +394,14 @@ def plot_sinusoidal_encoding(encoding, *, title: str | None = None) -> go.Figure
 
 
 def plot_sinusoidal_similarity(similarity, *, title: str | None = None) -> go.Figure:
-    """Return a heatmap of the dot products between positions, (n, n)."""
+    """Return a square heatmap of the dot products between positions, (n, n).
+
+    The axes span the cells exactly (-0.5 to n - 0.5, position 0 at the top left); the equal
+    scale shrinks the plotting area, never widens a range (in a wide column the ranges grew to
+    about -50..150 around a small square).
+    """
     sim = _np(similarity).astype(float)
+    n = sim.shape[0]
     fig = go.Figure(
         go.Heatmap(
             z=sim,
@@ -406,8 +412,13 @@ def plot_sinusoidal_similarity(similarity, *, title: str | None = None) -> go.Fi
     )
     fig.update_layout(
         title=title or "Sinusoidal: dot products",
-        xaxis_title="position",
-        yaxis={"title": "position", "autorange": "reversed", "scaleanchor": "x"},
+        xaxis={"title": "position", "range": [-0.5, n - 0.5], "constrain": "domain"},
+        yaxis={
+            "title": "position",
+            "range": [n - 0.5, -0.5],  # reversed: position 0 at the top
+            "scaleanchor": "x",
+            "constrain": "domain",
+        },
         height=420,
         margin={"l": 60, "r": 20, "t": 60, "b": 50},
     )
