@@ -9,16 +9,17 @@ import torch
 
 from ui import count_slider, links
 from ui.inside_cnns import (
-    SOURCES,
+    INPUT_LINK_KEYS,
     LoadedModel,
-    dataset_for,
     image_set,
     image_set_picker,
     input_picker,
+    load_input_settings,
     model_picker,
+    save_input_settings,
 )
 from vizlib import filters
-from vizlib.data import denormalize, sample_image_names
+from vizlib.data import denormalize
 from vizlib.plots import (
     plot_captioned_images,
     plot_feature_maps,
@@ -30,9 +31,11 @@ from vizlib.plots import (
 P = "filters"
 SLICE_MODES = ("Each input channel", "Mean over input channels")
 REDUCTIONS = ("mean", "max")
-# every key the page's link may hold: the model (written by model_picker) and the settings
-LINK_KEYS = {"model", "layer", "shared", "slices", "bins", "reduce", "filter", "maps", "channel"}
-LINK_KEYS |= {"input", "index", "sample", "k"}
+# every key the page's link may hold: the model (written by model_picker), the feature maps'
+# input (ui.inside_cnns.input_settings: source, test image, sample image, folder and its image)
+# and the page's own settings
+LINK_KEYS = {"model", *INPUT_LINK_KEYS, "layer", "shared", "slices", "bins", "reduce", "filter"}
+LINK_KEYS |= {"maps", "channel", "k"}
 
 st.title("Filters & Feature Maps")
 st.caption(
@@ -64,33 +67,16 @@ def filter_tiles(weights: torch.Tensor, *, shared: bool) -> np.ndarray:
     return filters.normalize_filters(weights, shared=shared).numpy()
 
 
-def page_settings(convs: list[str], meta: dict) -> links.Table:
-    """Return the settings that do not depend on the layer: query key -> (widget key, default,
-    allowed) for a model with conv layers ``convs``."""
-    table = {
+def page_settings(convs: list[str]) -> links.Table:
+    """Return the settings that depend neither on the layer nor on the input: query key ->
+    (widget key, default, allowed) for a model with conv layers ``convs``."""
+    return {
         "layer": (f"{P}.layer", convs[0], links.choice_parser(convs)),
         "shared": (f"{P}.shared", False, (False, True)),
         "slices": (f"{P}.slice_mode", SLICE_MODES[0], SLICE_MODES),
         "bins": (f"{P}.bins", 60, (10, 200)),
         "reduce": (f"{P}.reduce", REDUCTIONS[0], REDUCTIONS),
     }
-    # the feature maps' input, as input_picker offers it: the test split only where it is here
-    names = sample_image_names()
-    table["sample"] = (f"{P}.sample", names[0], tuple(names))
-    try:
-        size = tuple(int(v) for v in meta["input_size"][1:])
-        n_test = len(dataset_for(meta["dataset"], size)[0])
-    except ValueError:
-        n_test = 0
-    sources = SOURCES if n_test else SOURCES[1:]
-    table["input"] = (
-        f"{P}.source",
-        sources[0] if n_test else "Sample image",
-        links.choice_parser(sources),
-    )
-    if n_test:
-        table["index"] = (f"{P}.index", 0, (0, n_test - 1))
-    return table
 
 
 def layer_settings(out_ch: int) -> links.Table:
@@ -116,8 +102,12 @@ if not convs:
     st.warning(f"{meta['name']} has no Conv2d layer, so it has no filters to show.")
     st.stop()
 
-settings = page_settings(convs, meta)
-for warning in links.load_settings(settings, prefix=f"{P}.", from_link=links.first_visit(f"{P}.")):
+settings = page_settings(convs)
+from_link = links.first_visit(f"{P}.")
+warnings = links.load_settings(settings, prefix=f"{P}.", from_link=from_link)
+# the feature maps' input, as the Attributions page shares it (never an upload or a typed path)
+input_table, input_warnings = load_input_settings(P, meta, from_link=from_link)
+for warning in warnings + input_warnings:
     st.warning(warning, icon=":material/link_off:")
 # the toggle's column fits its label on a 1024-pixel screen ('One shared colou…' at [2, 1])
 c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
@@ -273,6 +263,7 @@ with tab_hist:
 
 with tab_maps:
     chosen = input_picker(P, meta)
+    save_input_settings(P, input_table, keep=LINK_KEYS)
     if chosen is not None:
         i1, i2 = st.columns([1, 3])
         i1.image(chosen.display, caption=chosen.label, clamp=True, width="stretch")

@@ -36,6 +36,7 @@ from vizlib.data import (
 )
 
 __all__ = [
+    "INPUT_LINK_KEYS",
     "ChosenInput",
     "LoadedModel",
     "dataset_for",

@@ -470,3 +470,128 @@ def test_changing_the_widgets_writes_the_link_and_a_new_layer_keeps_channels_in_
 def test_downloads_do_not_rerun_the_page(at):
     buttons = at.get("download_button")
     assert len(buttons) == 3 and all(b.proto.ignore_rerun for b in buttons)
+
+
+def _fruit_folders(tmp_path, monkeypatch) -> tuple[list[str], dict[str, list]]:
+    """Two image folders under VIZLIB_DATA ("fruit", "more"); return their names (the first is
+    the default, which a link leaves out) and the files of "more" by class."""
+    import ui
+    from tests.test_data_datasets import write_image_folder
+
+    write_image_folder(tmp_path / "fruit")
+    files = write_image_folder(tmp_path / "more")
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
+    folders = ui.image_folders()
+    assert sorted(folders) == [f"imagefolder:{tmp_path / n}" for n in ("fruit", "more")]
+    return folders, files
+
+
+def test_an_image_folder_and_its_image_in_the_link_feed_the_feature_maps(
+    tmp_path, monkeypatch, downloads
+):
+    """The link's folder (one found under VIZLIB_DATA) and image index reach the feature maps:
+    they are torch's own conv1 on that file read by hand. A bad index or a folder that is not
+    there warns and falls back."""
+    import io
+
+    import numpy as np
+
+    from tests.test_data_datasets import pixels_by_hand
+    from vizlib import zoo
+
+    folders, files = _fruit_folders(tmp_path, monkeypatch)
+    folder = folders[1]
+    link = {"input": "Image folder", "folder": folder, "folder_index": "3", "maps": "8"}
+    at = _linked(link)
+    assert not errors(at) and not link_warnings(at)
+    assert at.radio(key="filters.source").value == "Image folder"
+    assert at.selectbox(key="filters.folder").value == folder
+    assert at.number_input(key="filters.folder_index").value == 3
+    shown = [img.caption for im in at.get("image") for img in im.proto.imgs]
+    assert shown == [f"{Path(folder).name} image 3 of 9 (class bananas)"]
+    assert dict(at.query_params) == {"model": "lenet_digits", **link}
+
+    model, meta = zoo.load_model("lenet_digits")
+    x = pixels_by_hand(files["bananas"][0], (28, 28), grey=True)[None]  # folder image 3
+    x = (x - meta["mean"][0]) / meta["std"][0]  # (1, 1, 28, 28)
+    with torch.no_grad():
+        expected = model.conv1(x)[0]  # (32, 24, 24)
+    maps = np.load(io.BytesIO(downloads["lenet_digits_conv1_feature_maps.npy"]))
+    torch.testing.assert_close(torch.from_numpy(maps), expected, rtol=1e-4, atol=1e-5)
+
+    bad = _linked({**link, "folder_index": "9"})
+    assert link_warnings(bad) == [
+        "Ignored `folder_index=9` from the link (expected a whole number from 0 to 8)."
+    ]
+    assert bad.number_input(key="filters.folder_index").value == 0
+    assert "folder_index" not in bad.query_params and bad.query_params["folder"] == folder
+    stale = _linked({**link, "folder": "imagefolder:/nowhere"})
+    assert link_warnings(stale) == [
+        f"Ignored `folder=imagefolder:/nowhere` from the link (expected {', '.join(folders)}, "
+        "Other image folder…)."
+    ]
+    assert stale.selectbox(key="filters.folder").value == folders[0]
+    # the index is ranged by the folder the page fell back to (also 9 images): it stays
+    assert stale.number_input(key="filters.folder_index").value == 3
+    assert dict(stale.query_params) == {
+        "model": "lenet_digits",
+        "input": "Image folder",
+        "folder_index": "3",
+        "maps": "8",
+    }
+
+
+def test_the_folder_widgets_write_the_link_but_never_a_typed_path_or_an_upload(
+    tmp_path, monkeypatch
+):
+    """Picking a folder and an image writes them into the link, and a fresh session opened on
+    it shows the same image. A typed path and an uploaded file stay out: a link naming
+    "Other image folder…" or "Upload an image" opens that box, empty."""
+    folders, _ = _fruit_folders(tmp_path, monkeypatch)
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = "lenet_digits"
+    at.run()
+    at.radio(key="filters.source").set_value("Image folder").run()
+    assert dict(at.query_params) == {"model": "lenet_digits", "input": "Image folder"}
+    at.selectbox(key="filters.folder").set_value(folders[1]).run()
+    at.number_input(key="filters.folder_index").set_value(7).run()
+    assert not at.exception and not errors(at)
+    assert dict(at.query_params) == {
+        "model": "lenet_digits",
+        "input": "Image folder",
+        "folder": folders[1],
+        "folder_index": "7",
+    }
+    again = _linked({k: v for k, v in at.query_params.items() if k != "model"})
+    assert not errors(again) and not link_warnings(again)
+    shown = [img.caption for im in again.get("image") for img in im.proto.imgs]
+    assert shown == [f"{Path(folders[1]).name} image 7 of 9 (class cherries)"]
+
+    at.selectbox(key="filters.folder").set_value("Other image folder…").run()
+    at.text_input(key="filters.folder_path").set_value(str(tmp_path / "more")).run()
+    assert not at.exception and not errors(at)
+    shown = [img.caption for im in at.get("image") for img in im.proto.imgs]
+    assert shown == ["more image 0 of 9 (class apples)"]  # the typed folder is used here...
+    assert str(tmp_path) not in str(dict(at.query_params))  # ...and stays out of the link
+    assert dict(at.query_params) == {
+        "model": "lenet_digits",
+        "input": "Image folder",
+        "folder": "Other image folder…",
+    }
+    typed = _linked({"input": "Image folder", "folder": "Other image folder…"})
+    assert not errors(typed) and not link_warnings(typed)
+    assert typed.text_input(key="filters.folder_path").value == ""
+    assert any("Type the path of an image folder" in i.value for i in typed.info)
+    assert not typed.get("image")
+
+    at.radio(key="filters.source").set_value("Sample image").run()  # the folder leaves the link
+    assert dict(at.query_params) == {"model": "lenet_digits", "input": "Sample image"}
+    upload = _linked({"input": "Upload an image", "bins": "20"})
+    assert not errors(upload) and not link_warnings(upload)
+    assert upload.file_uploader(key="filters.upload").value is None
+    assert not upload.get("image") and upload.slider(key="filters.bins").value == 20
+    assert dict(upload.query_params) == {
+        "model": "lenet_digits",
+        "input": "Upload an image",
+        "bins": "20",
+    }
