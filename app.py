@@ -51,8 +51,5 @@ PAGES = {
 
 navigation = st.navigation(PAGES)
 ui.sidebar_device()
-links.begin_run()
-try:
+with links.parking():  # settings whose widget the page did not draw are kept aside
     navigation.run()
-finally:  # also when the page stops early (st.stop) or reruns
-    links.park_undrawn()

@@ -449,6 +449,7 @@ def animation_figure(
 
 
 @st.fragment
+@links.parked  # its reruns skip the app's router, which parks for full runs
 def animation_panel(out_hw: tuple[int, int]) -> None:
     grid = (h, w) if transposed else out_hw
     what = "input cell" if transposed else "output position"
@@ -780,6 +781,7 @@ def choose_kernel() -> tuple[np.ndarray, str] | None:
 
 
 @st.fragment
+@links.parked  # its reruns skip the app's router, which parks for full runs
 def real_data_panel() -> None:
     pad = padding
     layer_name = "transposed convolution" if transposed else "convolution"

@@ -16,7 +16,9 @@ multiselect, whose values the link writes comma-separated).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+import functools
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 
 import streamlit as st
 
@@ -141,7 +143,7 @@ def load_settings(table: Table, *, prefix: str, from_link: bool) -> list[str]:
         if wkey in st.session_state and not _allowed(st.session_state[wkey], default, allowed):
             st.session_state[wkey] = default
         st.session_state.setdefault(wkey, value)
-    if _RUN in st.session_state:  # the app's router parks the ones this run does not draw
+    if _RUN in st.session_state:  # recorded for ``parking``
         st.session_state[_RUN] = [
             *st.session_state[_RUN],
             *((prefix, w) for w, _, _ in table.values()),
@@ -152,24 +154,44 @@ def load_settings(table: Table, *, prefix: str, from_link: bool) -> list[str]:
 _RUN = "links.loaded_this_run"  # (prefix, widget key) of every setting given a value this run
 
 
-def begin_run() -> None:
-    """Start recording the settings ``load_settings`` gives values this run (the app's router
-    calls it before the page, and ``park_undrawn`` after it)."""
-    st.session_state[_RUN] = []
+@contextmanager
+def parking() -> Iterator[None]:
+    """Park (``park``) the settings given a value inside the block whose widget the run has not
+    drawn by its end (another input source chosen, another mode, a page stopped early).
 
-
-def park_undrawn() -> None:
-    """Park (``park``) every setting given a value this run whose widget the run did not draw
-    (another input source chosen, another mode, a page stopped early).
-
-    Left in the session, a value Streamlit's widget did not take over (one given on a run that
-    did not draw the widget) outlives the widget's own state: back from the photo, the digit the
-    user had picked would be the one the link or the default gave. Needs Streamlit's record of
-    the keyed widgets drawn this run; without it, nothing is parked.
+    A value given on a run that did not draw its widget is not taken over by the widget, and it
+    outlives the widget's own state: back from the photo, the digit the user had picked would be
+    the one the link or the default gave. The app's router runs each page in this block; a
+    fragment that loads settings runs in it too (``parked``), since its reruns skip the router.
+    Needs Streamlit's record of the keyed widgets drawn in the run; without it, nothing is parked.
     """
+    outer = st.session_state.get(_RUN)
+    st.session_state[_RUN] = []
+    try:
+        yield
+    finally:
+        loaded = st.session_state.get(_RUN, [])
+        if outer is None:
+            st.session_state.pop(_RUN, None)
+        else:
+            st.session_state[_RUN] = outer
+        _park_undrawn(loaded)
+
+
+def parked(function: Callable) -> Callable:
+    """Decorate a fragment (under ``@st.fragment``) to run it in ``parking``."""
+
+    @functools.wraps(function)
+    def run(*args, **kwargs):
+        with parking():
+            return function(*args, **kwargs)
+
+    return run
+
+
+def _park_undrawn(loaded: list[tuple[str, str]]) -> None:
     from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
-    loaded = st.session_state.pop(_RUN, [])
     drawn = getattr(
         getattr(get_script_run_ctx(), "shared", None), "widget_user_keys_this_run", None
     )

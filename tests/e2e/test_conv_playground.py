@@ -201,3 +201,42 @@ def test_output_size_formulas_fit_a_1024_pixel_projector(browser, app_url, query
         assert page.get_by_text(output).count() == 1
     finally:
         context.close()
+
+
+def _digit_box(page):
+    return (
+        page.locator('[data-testid="stNumberInput"]')
+        .filter(has_text="Digit index")
+        .locator("input")
+    )
+
+
+def _show_input(page, option: str, *, url_has: str | None = None) -> None:
+    _pick(page, "Input", option)
+    if url_has is not None:
+        page.wait_for_url(lambda url: url_has in url)
+    wait_until_idle(page)
+
+
+def test_a_hidden_digit_keeps_the_users_value_across_panel_reruns(page, app_url):
+    """The real-data panel reruns on its own (a fragment): the digit index, hidden behind the
+    photo while the kernel changes, must come back as the user's latest digit each time."""
+    open_page(page, app_url, "conv_playground")
+    _show_input(page, "Handwritten", url_has="data.src=digit")
+    _digit_box(page).fill("7")
+    _digit_box(page).press("Enter")
+    page.wait_for_url(lambda url: "data.digit=7" in url)
+    _show_input(page, "Photo")
+    _pick(page, "Kernel", "mean")  # a panel rerun while the digit is hidden
+    page.wait_for_url(lambda url: "data.kernel=mean" in url)
+    wait_until_idle(page)
+    _show_input(page, "Handwritten", url_has="data.src=digit")
+    assert _digit_box(page).input_value() == "7"
+    _digit_box(page).fill("9")
+    _digit_box(page).press("Enter")
+    page.wait_for_url(lambda url: "data.digit=9" in url)
+    wait_until_idle(page)
+    _show_input(page, "Photo")
+    _show_input(page, "Handwritten", url_has="data.src=digit")
+    assert _digit_box(page).input_value() == "9"
+    assert error_boxes(page) == []
