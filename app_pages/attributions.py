@@ -139,7 +139,7 @@ for warning in warnings:
     link_notes.warning(warning, icon=":material/link_off:")
 left, right = st.columns([1, 2])
 with left:
-    chosen = input_picker(P, meta)
+    chosen = input_picker(P, meta, purpose="explain it")
 save_input_settings(P, input_table, keep=LINK_KEYS)
 if chosen is None:
     st.stop()

@@ -262,7 +262,7 @@ with tab_hist:
         )
 
 with tab_maps:
-    chosen = input_picker(P, meta)
+    chosen = input_picker(P, meta, purpose="see its feature maps")
     save_input_settings(P, input_table, keep=LINK_KEYS)
     if chosen is not None:
         i1, i2 = st.columns([1, 3])

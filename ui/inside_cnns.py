@@ -281,8 +281,9 @@ def save_input_settings(prefix: str, table: links.Table, *, keep: Collection[str
     links.save_settings(table, prefix=f"{prefix}.", keep=keep, shown=shown)
 
 
-def input_picker(prefix: str, meta: dict) -> ChosenInput | None:
-    """Draw the input controls and return the chosen input prepared for the model, or None."""
+def input_picker(prefix: str, meta: dict, *, purpose: str) -> ChosenInput | None:
+    """Draw the input controls and return the chosen input prepared for the model, or None;
+    ``purpose`` ends the prompt of an empty uploader ("Upload an image to <purpose>.")."""
     size = tuple(int(v) for v in meta["input_size"][1:])
     try:
         images, labels, classes = dataset_for(meta["dataset"], size)
@@ -331,7 +332,7 @@ def input_picker(prefix: str, meta: dict) -> ChosenInput | None:
         key=f"{prefix}.upload",
     )
     if upload is None:
-        st.info("Upload an image to explain it.")
+        st.info(f"Upload an image to {purpose}.")
         return None
     data = upload.getvalue()
     try:

@@ -589,6 +589,9 @@ def test_the_folder_widgets_write_the_link_but_never_a_typed_path_or_an_upload(
     upload = _linked({"input": "Upload an image", "bins": "20"})
     assert not errors(upload) and not link_warnings(upload)
     assert upload.file_uploader(key="filters.upload").value is None
+    assert [i.value for i in upload.info if i.value.startswith("Upload an image")] == [
+        "Upload an image to see its feature maps."
+    ]  # not Attributions' "to explain it"
     assert not upload.get("image") and upload.slider(key="filters.bins").value == 20
     assert dict(upload.query_params) == {
         "model": "lenet_digits",
