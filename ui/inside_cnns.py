@@ -259,6 +259,11 @@ def load_input_settings(
     """
     table = input_settings(prefix, meta)
     warnings = links.load_settings(table, prefix=f"{prefix}.", from_link=from_link)
+    if from_link and "folder" not in table and "folder" in st.query_params:
+        raw = st.query_params["folder"]  # dropped from the link by save_input_settings
+        warnings.append(
+            f"Ignored `folder={raw}` from the link (no image folder is offered on this server)."
+        )
     if st.session_state.get(f"{prefix}.source") == "Image folder":
         more = _folder_index_setting(prefix)
         warnings += links.load_settings(more, prefix=f"{prefix}.", from_link=from_link)
@@ -278,6 +283,8 @@ def save_input_settings(prefix: str, table: links.Table, *, keep: Collection[str
     }.get(source, set())
     if "folder_index" not in table:  # no folder chosen from the list: its index means nothing
         keep = set(keep) - {"folder_index"}
+    if "folder" not in table:  # no folder offered at all (none found, typed paths switched off)
+        keep = set(keep) - {"folder"}
     links.save_settings(table, prefix=f"{prefix}.", keep=keep, shown=shown)
 
 

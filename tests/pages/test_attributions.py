@@ -8,6 +8,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+import ui
 from tests.pages._shared import errors, link_warnings, opened_with
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "attributions.py")
@@ -732,3 +733,16 @@ def test_an_image_folder_in_the_link_but_never_a_typed_path(tmp_path, monkeypatc
         "input": "Sample image",
         "methods": "saliency",
     }
+
+
+def test_a_folder_in_a_link_is_refused_where_no_folder_is_offered(monkeypatch, tmp_path):
+    """With typed paths switched off and no image folder under VIZLIB_DATA, a link's folder
+    names nothing this server offers: a warning, and it leaves the link."""
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))  # empty
+    monkeypatch.setenv(ui.TYPED_FOLDERS_ENV, "0")
+    at = _linked({"input": "Image folder", "folder": "/etc", "folder_index": "3"})
+    assert not errors(at)
+    assert link_warnings(at)[-1] == (
+        "Ignored `folder=/etc` from the link (no image folder is offered on this server)."
+    )
+    assert "folder" not in at.query_params and "folder_index" not in at.query_params
