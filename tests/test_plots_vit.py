@@ -155,3 +155,22 @@ def test_long_panel_titles_are_shortened_in_the_middle_and_whole_on_hover():
     assert [a.text for a in short.layout.annotations] == ["cat.png", "100%{x}<b>.png"]
     hover = [t for t in short.data if t.type == "heatmap"][1].hovertemplate
     assert hover.startswith("100&#37;{x}&lt;b>.png<br>")  # not a plotly field, not a tag
+
+
+@pytest.mark.parametrize("column_px", [274, 512])  # a half column at 1024 and 1500 px
+def test_dot_product_heatmap_leaves_no_empty_band_in_a_half_column(column_px):
+    """The figure's height follows the square heatmap and the colour bar lies under it: in a
+    half column at 1024 px (274 px wide) a fixed 420 px height with the bar beside the square
+    left a square of about 120 px and bands of empty space above and below it."""
+    fig = plot_sinusoidal_similarity(np.eye(64))
+    margin = fig.layout.margin
+    (heat,) = fig.data
+    bar = heat.colorbar
+    assert bar.orientation == "h"  # the bar takes no width from the square
+    assert bar.yanchor == "top" and bar.y < 0  # under the plotting area, not over it
+    plot_w = column_px - margin.l - margin.r
+    plot_h = fig.layout.height - margin.t - margin.b
+    square = min(plot_w, plot_h)  # the equal scale shrinks the longer side to the shorter
+    assert square >= 0.9 * plot_w or square >= 220  # the column's width, or a large square
+    assert plot_h - square <= 20  # at most 20 px of the height go unused
+    assert fig.layout.yaxis.constraintoward == "bottom"  # the slack under the title, not the bar

@@ -393,12 +393,20 @@ def plot_sinusoidal_encoding(encoding, *, title: str | None = None) -> go.Figure
     return fig
 
 
+_DOT_PLOT_PX = 230  # the dot-product heatmap's square: a half column's plotting width at 1024 px
+_DOT_BAR_TOP_PX = 52  # from the square's lower edge to the colour bar's title: the x axis between
+_DOT_MARGIN = {"l": 50, "r": 10, "t": 40, "b": 118}  # b: the x axis, then the colour bar
+
+
 def plot_sinusoidal_similarity(similarity, *, title: str | None = None) -> go.Figure:
     """Return a square heatmap of the dot products between positions, (n, n).
 
     The axes span the cells exactly (-0.5 to n - 0.5, position 0 at the top left); the equal
     scale shrinks the plotting area, never widens a range (in a wide column the ranges grew to
-    about -50..150 around a small square).
+    about -50..150 around a small square). The figure's height is the square's
+    (``_DOT_PLOT_PX``) plus its margins and the colour bar lies under the x axis, so that a half
+    column keeps its width for the square instead of a colour bar beside it, and no band of
+    empty space sits above and below it.
     """
     sim = _np(similarity).astype(float)
     n = sim.shape[0]
@@ -406,20 +414,36 @@ def plot_sinusoidal_similarity(similarity, *, title: str | None = None) -> go.Fi
         go.Heatmap(
             z=sim,
             colorscale="Viridis",
-            colorbar={"title": "dot<br>product"},
+            colorbar={
+                "orientation": "h",
+                "title": {"text": "dot product", "side": "top"},
+                "thickness": 12,
+                "x": 0.5,
+                "xanchor": "center",
+                "y": -_DOT_BAR_TOP_PX / _DOT_PLOT_PX,  # paper units: the plotting area's height
+                "yanchor": "top",
+                "ypad": 0,
+            },
             hovertemplate="position %{y} · position %{x}<br>dot product %{z:.2f}<extra></extra>",
         )
     )
     fig.update_layout(
         title=title or "Sinusoidal: dot products",
-        xaxis={"title": "position", "range": [-0.5, n - 0.5], "constrain": "domain"},
+        xaxis={
+            "title": {"text": "position", "standoff": 4},
+            "range": [-0.5, n - 0.5],
+            "constrain": "domain",
+        },
         yaxis={
-            "title": "position",
+            "title": {"text": "position", "standoff": 4},
             "range": [n - 0.5, -0.5],  # reversed: position 0 at the top
             "scaleanchor": "x",
             "constrain": "domain",
+            # a column narrower than the square gives up height at the top, under the title,
+            # so that the x axis and the colour bar stay together
+            "constraintoward": "bottom",
         },
-        height=420,
-        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+        height=_DOT_PLOT_PX + _DOT_MARGIN["t"] + _DOT_MARGIN["b"],
+        margin=_DOT_MARGIN,
     )
     return fig
