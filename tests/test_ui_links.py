@@ -72,3 +72,36 @@ def test_multichoice_parser_returns_the_choices_in_link_order():
     assert links.multichoice_parser(["a", "b"], least=0)("") == []
     with pytest.raises(ValueError, match="at least 2 of a, b"):
         links.multichoice_parser(["a", "b"], least=2)("a")
+
+
+def _stopping_page():
+    import streamlit as st
+
+    from ui import links
+
+    with links.parking():
+        table = {"n": ("t.n", 1, (0, 9))}
+        links.load_settings(table, prefix="t.", from_link=links.first_visit("t."))
+        if st.session_state.get("show"):
+            st.number_input("n", 0, 9, key="t.n")
+        st.stop()  # as pages do while an upload is awaited
+
+
+def test_parking_works_on_runs_that_stop_early():
+    """After st.stop() every access through st.session_state raises the stop again: the parking
+    must still move an undrawn setting into the page's record and end its run's bookkeeping."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_stopping_page).run()
+    assert not at.exception
+    assert "t.n" not in at.session_state and at.session_state["t.saved"] == {"t.n": 1}
+    assert "links.loaded_this_run" not in at.session_state
+    at.session_state["show"] = True
+    at.run()
+    at.number_input(key="t.n").set_value(5).run()
+    at.session_state["show"] = False
+    at.run()
+    assert "t.n" not in at.session_state and at.session_state["t.saved"] == {"t.n": 5}
+    at.session_state["show"] = True
+    at.run()
+    assert at.number_input(key="t.n").value == 5

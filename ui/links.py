@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
 
 import streamlit as st
 
@@ -163,19 +164,27 @@ def parking() -> Iterator[None]:
     outlives the widget's own state: back from the photo, the digit the user had picked would be
     the one the link or the default gave. The app's router runs each page in this block; a
     fragment that loads settings runs in it too (``parked``), since its reruns skip the router.
-    Needs Streamlit's record of the keyed widgets drawn in the run; without it, nothing is parked.
+
+    Needs Streamlit's record of the keyed widgets drawn in the run, and its session state as it
+    is under ``st.session_state``: after ``st.stop()`` (or ``st.rerun()``) every access through
+    ``st.session_state`` raises the stop again, and pages stop early often (an upload awaited).
+    Without them, nothing is parked.
     """
     outer = st.session_state.get(_RUN)
     st.session_state[_RUN] = []
     try:
         yield
     finally:
-        loaded = st.session_state.get(_RUN, [])
-        if outer is None:
-            st.session_state.pop(_RUN, None)
-        else:
-            st.session_state[_RUN] = outer
-        _park_undrawn(loaded)
+        state, lock = _session_state()
+        if state is not None:
+            with lock:
+                loaded = state[_RUN] if _RUN in state else []
+                if outer is None:
+                    if _RUN in state:
+                        del state[_RUN]
+                else:
+                    state[_RUN] = outer
+                _park_undrawn(state, loaded)
 
 
 def parked(function: Callable) -> Callable:
@@ -189,7 +198,18 @@ def parked(function: Callable) -> Callable:
     return run
 
 
-def _park_undrawn(loaded: list[tuple[str, str]]) -> None:
+def _session_state() -> tuple[Any, AbstractContextManager]:
+    """Return (this session's state under ``st.session_state``, its lock), or (None, a no-op)."""
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    safe = getattr(get_script_run_ctx(), "session_state", None)
+    state, lock = getattr(safe, "_state", None), getattr(safe, "_lock", None)
+    if state is None or lock is None:
+        return None, nullcontext()
+    return state, lock
+
+
+def _park_undrawn(state: Any, loaded: list[tuple[str, str]]) -> None:
     from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
     drawn = getattr(
@@ -197,12 +217,12 @@ def _park_undrawn(loaded: list[tuple[str, str]]) -> None:
     )
     if drawn is None:
         return
-    undrawn: dict[str, Table] = {}
+    undrawn: dict[str, list[str]] = {}
     for prefix, wkey in loaded:
         if wkey not in drawn:
-            undrawn.setdefault(prefix, {})[wkey] = (wkey, None, None)
-    for prefix, table in undrawn.items():
-        park(table, prefix=prefix)
+            undrawn.setdefault(prefix, []).append(wkey)
+    for prefix, keys in undrawn.items():
+        _move_to_record(state, keys, prefix)
 
 
 def park(table: Table, *, prefix: str) -> None:
@@ -212,12 +232,18 @@ def park(table: Table, *, prefix: str) -> None:
     Left in the session, a value given before a widget was ever drawn would outlive the widget's
     own state and come back in place of the user's later choice.
     """
-    saved = dict(st.session_state.get(prefix + "saved", {}))
-    for wkey, _default, _allowed in table.values():
-        if wkey in st.session_state:
-            saved[wkey] = st.session_state[wkey]
-            del st.session_state[wkey]
-    st.session_state[prefix + "saved"] = saved
+    _move_to_record(st.session_state, [wkey for wkey, _, _ in table.values()], prefix)
+
+
+def _move_to_record(state: Any, keys: list[str], prefix: str) -> None:
+    """Move ``keys`` of ``state`` (``st.session_state``, or the state behind it) into the record
+    of the page namespaced ``prefix``."""
+    saved = dict(state[prefix + "saved"]) if prefix + "saved" in state else {}
+    for wkey in keys:
+        if wkey in state:
+            saved[wkey] = state[wkey]
+            del state[wkey]
+    state[prefix + "saved"] = saved
 
 
 def _allowed(value: object, default: object, allowed: object) -> bool:
