@@ -336,7 +336,18 @@ elif source == "Uploaded features":
     )
     if up is not None:
         arr = read_table(up, "Features")
-        if arr is not None:
+        too_big = 0 if arr is None else int((np.abs(arr) > np.finfo(np.float32).max).sum())
+        if too_big:  # float32 would make them inf, refused later as "NaN or infinite values"
+            st.error(
+                f"Features: {too_big:,} value(s) beyond ±3.4e38 do not fit the float32 numbers "
+                "the maps are computed in; rescale the features."
+            )
+        elif arr is not None and arr.shape[1] < 2:
+            st.error(
+                f"Features: {arr.shape[0]:,} rows but only 1 column; a 2-D map needs at least 2 "
+                "feature columns (rows = points, columns = features)."
+            )
+        elif arr is not None:
             features = {"uploaded": arr.astype(np.float32)}
             data_key = ("upload", up.file_id)
             if up_lab is not None:
@@ -390,10 +401,12 @@ method = st.radio("Method", METHODS, horizontal=True, key=f"{P}.method")
 with st.expander("t-SNE options", expanded=False):
     o1, o2, o3, o4, o5 = st.columns(5)
     perplexity = o1.number_input("Perplexity", 2.0, 200.0, key=f"{P}.perplexity")
-    lr_auto = o2.checkbox("Learning rate auto", key=f"{P}.lr_auto",
-                          help="max(N / early exaggeration / 4, 50), as scikit-learn")  # fmt: skip
+    # the box under its number: "Learning rate auto" above it was cut to "Learn…" at 1024 px
     learning_rate = o2.number_input("Learning rate", 1.0, 10000.0, key=f"{P}.lr",
-                                    disabled=lr_auto)  # fmt: skip
+                                    disabled=st.session_state[f"{P}.lr_auto"])  # fmt: skip
+    lr_auto = o2.checkbox("auto", key=f"{P}.lr_auto",
+                          help="Learning rate max(N / early exaggeration / 4, 50), as "
+                          "scikit-learn's 'auto'; untick to type your own.")  # fmt: skip
     n_iter = o3.number_input("Iterations", 50, 5000, step=50, key=f"{P}.iters")
     exaggeration = o4.number_input("Early exaggeration", 1.0, 50.0, key=f"{P}.exag")
     seed = o5.number_input("Seed", 0, 2**31 - 1, key=f"{P}.seed")
@@ -439,11 +452,16 @@ def _compute() -> dict | None:
             st.error(f"Feature extraction failed: {err}")
             return None
     if not features:
-        st.error("Upload a features file first.")
-        return None
+        if source == "Uploaded features" and up is None:
+            st.error("Upload a features file first.")
+        return None  # else the reason the upload was refused is shown above
     maps: dict[str, np.ndarray] = {}
     n_layers = len(features)
     n_points = len(next(iter(features.values())))  # every layer holds the same points
+    least = 4 if method == "t-SNE" else 2  # PCA: 2 components need 2 points
+    if n_points < least:
+        st.error(f"{method} needs at least {least} points; the features have {n_points}.")
+        return None
     perp = min(float(perplexity), (n_points - 2) / 3)  # 3 x perplexity neighbours must exist
     if method == "t-SNE" and perp < float(perplexity):
         st.warning(
@@ -571,16 +589,39 @@ if shown["features"] is not None:
             key = (st.session_state.get(f"{P}.last"), name)
             m = layer_scores(key, shown["features"][name], coords, shown["labels"])
             rows.append({"layer": name, "features": shown["features"][name].shape[1],
-                         "k-NN acc. original (5-NN, 25 % held out)": m["knn_original"],
-                         "k-NN acc. 2-D map": m["knn_map"],
-                         "linear probe acc. (logistic regression)": m["linear_probe"],
-                         "trustworthiness (k=10)": m["trustworthiness"]})  # fmt: skip
-    st.dataframe(pd.DataFrame(rows), hide_index=True,
-                 column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                for c in rows[0] if c not in ("layer", "features")})  # fmt: skip
+                         "k-NN, features": m["knn_original"], "k-NN, map": m["knn_map"],
+                         "linear probe": m["linear_probe"],
+                         "trustworthiness": m["trustworthiness"]})  # fmt: skip
+    # short headers, so that the table fits a projector's 1024 px; the details in their help
+    held_out = "fitted on 75 % of the points, scored on the other 25 %"
+    helps = {
+        "features": "Number of features (values per point) of the layer.",
+        "k-NN, features": f"Accuracy of a 5-nearest-neighbour classifier on the layer's full "
+        f"features, {held_out}.",
+        "k-NN, map": f"Accuracy of the same 5-nearest-neighbour classifier on the 2-D map, "
+        f"{held_out}.",
+        "linear probe": f"Accuracy of a logistic regression on the standardised features, "
+        f"{held_out}.",
+        "trustworthiness": f"How well the map keeps each point's {m['trust_k']} nearest "
+        "neighbours of the full features (scikit-learn's trustworthiness, 1 = all kept).",
+    }
+    config = {c: st.column_config.NumberColumn(help=h, format="%.3f") for c, h in helps.items()}
+    config["features"] = st.column_config.NumberColumn(help=helps["features"], format="%d")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config=config)
     used = f"a random {m['points']:,} of the {n:,} points" if m["points"] < n else "all points"
     trust = f"a random {2000:,}, as it costs N²" if n > 2000 else "all points"
-    st.caption(f"Accuracies on {used} (75 % to fit, 25 % to score); trustworthiness on {trust}.")
+    labelled = shown["labels"] is not None
+    if np.isnan(m["knn_original"]):  # layer_metrics scores no accuracy without two classes
+        why = "no labels were given" if not labelled else "they need 8 points of 2 classes or more"
+        st.caption(
+            f"Accuracies (fractions of held-out points classified right) are left blank: {why}. "
+            f"Trustworthiness (k = {m['trust_k']}) on {trust}."
+        )
+    else:
+        st.caption(
+            f"Accuracies: fractions of held-out points classified right, on {used} (75 % to "
+            f"fit, 25 % to score); trustworthiness (k = {m['trust_k']}) on {trust}."
+        )
 
 frames = []
 for name, coords in maps.items():

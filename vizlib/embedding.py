@@ -1148,7 +1148,8 @@ def layer_metrics(
     held-out split (``test_fraction``, stratified) in the feature space / the map;
     ``linear_probe``: logistic regression (standardised features) on the same split;
     ``trustworthiness``: scikit-learn's, with ``trust_k`` neighbours, on a random subsample of
-    ``trust_points`` points (it costs O(N^2)); ``points``: how many points the accuracies used,
+    ``trust_points`` points (it costs O(N^2)); ``trust_k``: the neighbours it used (fewer than
+    ``trust_k`` where the subsample has under 2 * trust_k + 2 points); ``points``: how many points the accuracies used,
     a seeded random ``max_points`` of them when there are more (at 70,000 points of 2,048
     features the full k-NN and probe took 52 s per layer on 2 CPU cores); the subset's
     accuracies estimate the full ones (tests: within 0.05 for 1,000 of 3,000 points).
@@ -1181,6 +1182,7 @@ def layer_metrics(
         "linear_probe": float("nan"),
         "trustworthiness": float(trustworthiness(F[sub], Y[sub], n_neighbors=tk)),
         "points": n,
+        "trust_k": tk,
     }
     if lab is None:
         return result

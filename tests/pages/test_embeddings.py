@@ -31,8 +31,8 @@ def test_compute_small_tsne_and_pca():
     table = at.dataframe[0].value
     assert list(table["layer"]) == at.multiselect(key="tsne.layers").value
     penultimate = table.iloc[-1]
-    assert penultimate["linear probe acc. (logistic regression)"] > 0.8
-    assert 0.5 < penultimate["trustworthiness (k=10)"] <= 1.0
+    assert penultimate["linear probe"] > 0.8
+    assert 0.5 < penultimate["trustworthiness"] <= 1.0
 
     at.radio(key="tsne.method").set_value("PCA")
     at.button(key="tsne.run").click().run()
@@ -274,7 +274,7 @@ def test_few_points_lower_the_perplexity_once_and_are_all_scored():
     assert lowered == ["Perplexity lowered to 16.0 for 50 points: t-SNE uses 3 x perplexity "
                        "neighbours of each point, so it must stay below (points - 2) / 3."]  # fmt: skip
     assert len(at.multiselect(key="tsne.layers").value) > 1  # one warning for several layers
-    assert any("trustworthiness on all points" in c.value for c in at.caption)
+    assert any("trustworthiness (k = 10) on all points" in c.value for c in at.caption)
 
 
 def test_fractional_labels_are_refused_not_truncated():
@@ -733,3 +733,105 @@ def test_data_settings_first_hidden_by_a_link_keep_their_later_values():
     assert not at.exception
     assert at.number_input(key="tsne.points").value == 400
     assert dict(at.query_params) == {"model": "lenet_digits", "points": "400"}
+
+
+def _npy(array) -> bytes:
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _upload_features(name: str, data: bytes, *, method: str = "t-SNE") -> AppTest:
+    at = _app()
+    at.radio(key="tsne.source").set_value("Uploaded features").run()
+    at.file_uploader(key="tsne.feat").set_value((name, data, "")).run()
+    at.radio(key="tsne.method").set_value(method)
+    at.number_input(key="tsne.iters").set_value(50)
+    at.button(key="tsne.run").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.mark.parametrize(
+    ("name", "array", "method", "expected"),
+    [
+        # was "uploaded: init='pca' needs n_components <= min(N, D) = 1."
+        ("one column", [[0.5]] * 60, "t-SNE",
+         "Features: 60 rows but only 1 column; a 2-D map needs at least 2 feature columns "
+         "(rows = points, columns = features)."),
+        # was "uploaded: k must be between 1 and min(N, D) = 1, got 2."
+        ("one column", [[0.5]] * 60, "PCA",
+         "Features: 60 rows but only 1 column; a 2-D map needs at least 2 feature columns "
+         "(rows = points, columns = features)."),
+        # was "uploaded: X contains NaN or infinite values in 60 row(s)." (float32 overflow)
+        ("huge", [[1e300, 1.0]] * 60, "PCA",
+         "Features: 60 value(s) beyond ±3.4e38 do not fit the float32 numbers the maps are "
+         "computed in; rescale the features."),
+        # was a warning "Perplexity lowered to -0.3 for 1 points" above the error
+        ("one row", [[1.0, 2.0, 3.0]], "t-SNE", "t-SNE needs at least 4 points; the features have 1."),
+        ("three rows", [[1.0, 2.0], [3.0, 1.0], [0.0, 5.0]], "t-SNE",
+         "t-SNE needs at least 4 points; the features have 3."),
+        ("one row", [[1.0, 2.0, 3.0]], "PCA", "PCA needs at least 2 points; the features have 1."),
+    ],
+)  # fmt: skip
+def test_unmappable_uploaded_features_are_refused_in_words(name, array, method, expected):
+    import numpy as np
+
+    at = _upload_features("f.npy", _npy(np.array(array)), method=method)
+    assert [e.value for e in at.error] == [expected]
+    assert not at.warning, [w.value for w in at.warning]  # no lowered perplexity of -0.3
+    assert not at.dataframe
+
+
+def test_an_unreadable_upload_is_not_called_missing():
+    """A CSV with semicolons says why it was refused, not also 'Upload a features file first.'"""
+    at = _upload_features("f.csv", b"1;2;3\n4;5;6\n7;8;9\n")
+    assert len(at.error) == 1 and at.error[0].value.startswith("Features: Could not read"), [
+        e.value for e in at.error
+    ]
+
+
+def test_metrics_fit_a_projector_and_say_why_accuracies_are_blank():
+    """Short headers (the table was cut after two accuracy columns at 1024 px), their meaning in
+    each column's help; without labels the blank accuracies are explained, and the
+    trustworthiness' k is the one used (5 points allow k = 1, scikit-learn computed here)."""
+    import numpy as np
+    from sklearn.manifold import trustworthiness
+
+    features = np.random.default_rng(0).normal(size=(40, 6))
+    at = _upload_features("f.npy", _npy(features), method="PCA")
+    assert not at.error, [e.value for e in at.error]
+    table = at.dataframe[0].value
+    assert list(table.columns) == [
+        "layer", "features", "k-NN, features", "k-NN, map", "linear probe", "trustworthiness"
+    ]  # fmt: skip
+    assert table[["k-NN, features", "k-NN, map", "linear probe"]].isna().all(axis=None)
+    captions = [c.value for c in at.caption]
+    assert (
+        "Accuracies (fractions of held-out points classified right) are left blank: no labels "
+        "were given. Trustworthiness (k = 10) on all points."
+    ) in captions
+    coords = np.array(at.session_state["tsne.results"][at.session_state["tsne.last"]]["maps"]
+                      ["uploaded"])  # fmt: skip
+    expected = trustworthiness(features.astype(np.float32), coords, n_neighbors=10)
+    assert table["trustworthiness"][0] == pytest.approx(expected, abs=1e-6)
+
+    few = _upload_features("f.npy", _npy(features[:5]), method="PCA")
+    assert any("Trustworthiness (k = 1) on all points." in c.value for c in few.caption)
+
+
+def test_the_learning_rate_box_comes_before_its_auto_tick():
+    """At 1024 px the tick's label 'Learning rate auto' above the box was cut to 'Learn…': the
+    box is labelled 'Learning rate' and the tick under it 'auto', which still disables it."""
+    at = _app()
+    column = next(
+        c for c in at.columns if "Learning rate" in [w.label for w in c.children.values()]
+    )
+    assert [w.label for w in column.children.values()] == ["Learning rate", "auto"]
+    assert at.number_input(key="tsne.lr").disabled
+    at.checkbox(key="tsne.lr_auto").uncheck().run()
+    assert not at.number_input(key="tsne.lr").disabled
