@@ -264,9 +264,16 @@ with st.expander("Datasets available offline"):
 # ---- transformer blocks -------------------------------------------------------------------
 st.subheader("Transformer building blocks")
 st.caption(
-    "Parameter counts of torch's own modules with d_model = 6, 2 heads, counted from the built modules."
+    "Parameter counts of torch's own modules with d_model = 6, 2 heads, counted from the "
+    "built modules; the formula explains each count (weights, then biases)."
 )
-st.dataframe(pd.DataFrame(block_counts()), hide_index=True, width="stretch")
+# a static table: its cells wrap, where a dataframe's long block names pushed the formulas
+# behind a horizontal scroll at 1024 px
+st.table(
+    pd.DataFrame(block_counts()).rename(columns={"params": "parameters"}),
+    hide_index=True,
+    border="horizontal",
+)
 
 
 # ---- batching demo ------------------------------------------------------------------------

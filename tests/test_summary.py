@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -75,6 +77,18 @@ def test_vit_macs_and_params_match_independent_counts(tiny_vit):
 def test_transformer_block_counts():
     counts = [c["params"] for c in transformer_block_counts()]
     assert counts == [168, 328, 668]
+
+
+def test_transformer_block_formulas_add_up_and_survive_markdown():
+    """Each formula's arithmetic gives the count torch's module has; no Markdown emphasis
+    characters (st.table renders cells as Markdown: "3*6*6 + 3*6" was shown as "36 + 36" in
+    italics)."""
+    for block in transformer_block_counts():
+        formula = block["formula"]
+        assert not re.search(r"[*_`]", formula), formula
+        # the labels ("in-proj", "linear1", "LayerNorm") go, a comma separates two terms
+        arithmetic = re.sub(r"[A-Za-z][A-Za-z0-9-]*", "", formula).replace(",", "+")
+        assert eval(arithmetic.replace("×", "*"), {"__builtins__": {}}) == block["params"]
 
 
 def test_transformer_layer_rows_sum_and_attention_macs():

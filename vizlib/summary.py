@@ -215,7 +215,8 @@ def transformer_block_counts() -> list[dict[str, Any]]:
 
     ``nn.MultiheadAttention(6, 2)``, ``nn.TransformerEncoderLayer(6, 2, dim_feedforward=10)`` and a
     2-layer ``nn.TransformerEncoder`` with a final ``LayerNorm(6)``; counts are computed from the
-    built modules, with the formula that explains each.
+    built modules, with the formula that explains each: weights, then biases, products written
+    with "×" (a table that renders Markdown would read "*" as emphasis and drop it).
     """
     d, ff = 6, 10
     mha = nn.MultiheadAttention(embed_dim=d, num_heads=2)
@@ -227,17 +228,17 @@ def transformer_block_counts() -> list[dict[str, Any]]:
         {
             "block": "nn.MultiheadAttention(embed_dim=6, num_heads=2)",
             "params": count_parameters(mha),
-            "formula": "in-proj 3*6*6 + 3*6, out-proj 6*6 + 6",
+            "formula": "in-proj 3×6×6 + 3×6, out-proj 6×6 + 6",
         },
         {
             "block": "nn.TransformerEncoderLayer(d_model=6, nhead=2, dim_feedforward=10)",
             "params": count_parameters(layer),
-            "formula": "attention 168 + linear1 6*10 + 10 + linear2 10*6 + 6 + 2 LayerNorms 2*(6 + 6)",
+            "formula": "attention 168 + linear1 6×10 + 10 + linear2 10×6 + 6 + two LayerNorms 2×(6 + 6)",
         },
         {
             "block": "nn.TransformerEncoder(that layer, num_layers=2, norm=nn.LayerNorm(6))",
             "params": count_parameters(encoder),
-            "formula": "2 layers 2*328 + final LayerNorm 6 + 6",
+            "formula": "two layers 2×328 + final LayerNorm 6 + 6",
         },
     ]
 

@@ -31,3 +31,22 @@ def test_model_inspector_renders(page, app_url):
     wait_until_idle(page)
     assert error_boxes(page) == []
     screenshot(page, "model_inspector")
+
+
+@pytest.mark.e2e
+def test_transformer_blocks_are_readable_at_1024_px(page, app_url):
+    """The building-blocks table wraps its cells inside the column: as a dataframe its long
+    block names pushed the formula column behind a horizontal scroll; its formulas keep their
+    products (a "*" was read as Markdown emphasis)."""
+    page.set_viewport_size({"width": 1024, "height": 900})
+    open_page(page, app_url, "model_inspector?model=lenet_digits")
+    page.get_by_text("Transformer building blocks").wait_for()
+    table = page.locator('[data-testid="stTable"]').filter(has_text="formula")
+    table.scroll_into_view_if_needed()
+    width, visible = table.evaluate("e => [e.scrollWidth, e.clientWidth]")
+    assert width <= visible  # nothing behind a scroll
+    box = table.bounding_box()
+    assert box["x"] + box["width"] <= 1024
+    assert "in-proj 3×6×6 + 3×6" in table.inner_text()
+    assert "two layers 2×328 + final LayerNorm 6 + 6" in table.inner_text()
+    screenshot(page, "model_inspector_blocks_1024")
