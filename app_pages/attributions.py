@@ -413,11 +413,13 @@ def show_heatmaps(results: dict[str, dict], errors: dict[str, str], methods: lis
             if res["notice"]:
                 st.warning(res["notice"])
             st.download_button(
-                "Heatmap (CSV)",
+                "Heatmap (CSV, signed)",  # whatever the view: the map above may show |a|
                 pd.DataFrame(res["heatmap"]).to_csv(index=False).encode(),
                 file_name=f"{loaded.stem}_{method}_class{target}.csv",
                 mime="text/csv",
                 key=f"{P}.csv.{method}",
+                help="The signed attribution of every pixel, H rows × W columns (header: the "
+                "column numbers), before the view and colour scale chosen above.",
             )
 
 

@@ -746,3 +746,26 @@ def test_a_folder_in_a_link_is_refused_where_no_folder_is_offered(monkeypatch, t
         "Ignored `folder=/etc` from the link (no image folder is offered on this server)."
     )
     assert "folder" not in at.query_params and "folder_index" not in at.query_params
+
+
+def test_downloads_hold_the_signed_heatmaps_whatever_the_view(downloads):
+    """The view shows |a| by default; each CSV says it is signed and holds the same signed map
+    as the NPZ, which also holds the image shown."""
+    import io
+
+    import numpy as np
+    import pandas as pd
+
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    app.query_params["model"] = "lenet_digits"
+    app.run()
+    assert app.radio(key="attr.view").value == "absolute"
+    buttons = {b.key: b for b in app.get("download_button")}
+    archive = np.load(io.BytesIO(downloads["lenet_digits_attributions_class2.npz"]))
+    for method in ("saliency", "integrated_gradients", "gradcam", "occlusion"):
+        assert buttons[f"attr.csv.{method}"].proto.label == "Heatmap (CSV, signed)"
+        table = pd.read_csv(io.BytesIO(downloads[f"lenet_digits_{method}_class2.csv"]))
+        assert table.shape == archive[method].shape == (28, 28)
+        np.testing.assert_allclose(table.to_numpy(), archive[method], atol=1e-6)
+    assert (archive["saliency"] < 0).any() and (archive["saliency"] > 0).any()
+    assert archive["image"].shape == (28, 28, 3)
