@@ -4,7 +4,8 @@
 // drag pans, double-click resets; clicking a legend entry hides or shows a class.
 // data: see vizlib.plots.embedding.scatter_payload.
 
-const PANEL_HEIGHT = 380;
+const PANEL_HEIGHT = 380; // the tallest a panel gets (a wide screen)
+const PANEL_MIN = 160; // the shortest: a narrow panel is square down to this
 const RADIUS = 2.2;
 const HIT_PX = 7;
 const TIP_SIDE = 112;
@@ -123,7 +124,10 @@ export default function (component) {
   function size(p) {
     const dpr = window.devicePixelRatio || 1;
     const w = Math.max(50, Math.floor(p.stack.clientWidth));
-    const h = PANEL_HEIGHT;
+    // square where the panel is narrow: at 1024 px three maps were 180 px wide and 380 high,
+    // the equal-aspect map a band across the middle of white above and below
+    const h = Math.min(PANEL_HEIGHT, Math.max(PANEL_MIN, w));
+    p.stack.style.height = `${h}px`;
     const resized = w !== p.w || h !== p.h;
     p.w = w;
     p.h = h;

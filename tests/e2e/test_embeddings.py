@@ -235,3 +235,32 @@ def test_a_link_opens_the_settings_which_survive_another_page_and_travel(page, a
         screenshot(fresh, "embeddings_link")
     finally:
         fresh.context.close()
+
+
+def test_maps_are_square_on_a_projector(browser, app_url):
+    """At 1024 px three maps are about 180 px wide: they were 380 px high, the equal-aspect map
+    a band across the middle; a narrow panel is now square, a wide one at most 380 px high."""
+    context = browser.new_context(viewport={"width": 1024, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    try:
+        open_page(page, app_url, "embeddings")
+        _set_number(page, "Points", 200)
+        page.get_by_text("t-SNE options").click()
+        _set_number(page, "Iterations", 100)
+        page.get_by_role("button", name="Compute", exact=True).click()
+        page.wait_for_selector('[data-testid="stDataFrame"]', timeout=120_000)
+        wait_until_idle(page)
+        panels = page.locator("canvas.emb-over")
+        assert panels.count() == 3
+        for i in range(3):
+            box = panels.nth(i).bounding_box()
+            assert box["width"] < 380
+            assert abs(box["height"] - max(160, box["width"])) <= 1, box
+        page.set_viewport_size({"width": 1900, "height": 900})
+        page.wait_for_timeout(1000)
+        box = panels.first.bounding_box()
+        assert box["width"] > 380 and box["height"] == 380, box
+        screenshot(page, "embeddings_1900")
+    finally:
+        context.close()
