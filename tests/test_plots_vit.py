@@ -12,6 +12,7 @@ from vizlib.plots import (
     plot_attention_overlays,
     plot_patch_components,
     plot_position_similarity,
+    plot_sinusoidal_encoding,
     plot_sinusoidal_similarity,
 )
 
@@ -174,3 +175,25 @@ def test_dot_product_heatmap_leaves_no_empty_band_in_a_half_column(column_px):
     assert square >= 0.9 * plot_w or square >= 220  # the column's width, or a large square
     assert plot_h - square <= 20  # at most 20 px of the height go unused
     assert fig.layout.yaxis.constraintoward == "bottom"  # the slack under the title, not the bar
+
+
+def _whole_ticks(axis) -> bool:
+    """Whether plotly ticks this axis at whole numbers only (auto ticks over a few cells come
+    at halves)."""
+    return axis.tickmode == "linear" and float(axis.tick0).is_integer() and axis.dtick == 1
+
+
+@pytest.mark.parametrize(("n", "dim"), [(2, 2), (3, 5), (12, 7)])
+def test_few_positions_and_dimensions_are_ticked_at_whole_indices(n, dim):
+    """Two positions of two dimensions were ticked -0.5, 0, 0.5, 1, 1.5 on both heatmaps: a
+    position or dimension 0.5 does not exist."""
+    enc = np.ones((n, dim))
+    fig = plot_sinusoidal_encoding(enc)
+    assert _whole_ticks(fig.layout.xaxis) and _whole_ticks(fig.layout.yaxis)
+    fig = plot_sinusoidal_similarity(enc @ enc.T)
+    assert _whole_ticks(fig.layout.xaxis) and _whole_ticks(fig.layout.yaxis)
+
+
+def test_many_positions_keep_plotlys_own_ticks():
+    fig = plot_sinusoidal_encoding(np.ones((64, 768)))
+    assert fig.layout.xaxis.dtick is None and fig.layout.yaxis.dtick is None

@@ -364,6 +364,12 @@ def plot_patch_components(
     return fig
 
 
+def _index_ticks(n: int) -> dict:
+    """Return axis settings that tick only whole indices along ``n`` cells: over a few cells
+    plotly's own ticks fall between them (-0.5, 0, 0.5, 1, 1.5 for two positions)."""
+    return {"tickmode": "linear", "tick0": 0, "dtick": 1} if n <= 12 else {}
+
+
 def plot_sinusoidal_encoding(encoding, *, title: str | None = None) -> go.Figure:
     """Return a heatmap of a position encoding (positions, dims): y = position, x = dimension.
 
@@ -385,8 +391,8 @@ def plot_sinusoidal_encoding(encoding, *, title: str | None = None) -> go.Figure
     )
     fig.update_layout(
         title=title or "Sinusoidal encoding (Vaswani et al.)",
-        xaxis_title="encoding dimension",
-        yaxis={"title": "position", "autorange": "reversed"},
+        xaxis={"title": "encoding dimension", **_index_ticks(enc.shape[1])},
+        yaxis={"title": "position", "autorange": "reversed", **_index_ticks(enc.shape[0])},
         height=420,
         margin={"l": 60, "r": 20, "t": 60, "b": 50},
     )
@@ -433,6 +439,7 @@ def plot_sinusoidal_similarity(similarity, *, title: str | None = None) -> go.Fi
             "title": {"text": "position", "standoff": 4},
             "range": [-0.5, n - 0.5],
             "constrain": "domain",
+            **_index_ticks(n),
         },
         yaxis={
             "title": {"text": "position", "standoff": 4},
@@ -442,6 +449,7 @@ def plot_sinusoidal_similarity(similarity, *, title: str | None = None) -> go.Fi
             # a column narrower than the square gives up height at the top, under the title,
             # so that the x axis and the colour bar stay together
             "constraintoward": "bottom",
+            **_index_ticks(n),
         },
         height=_DOT_PLOT_PX + _DOT_MARGIN["t"] + _DOT_MARGIN["b"],
         margin=_DOT_MARGIN,
