@@ -379,7 +379,9 @@ else:
             df = pd.read_csv(io.BytesIO(up.getvalue()))
             missing = {"layer", "x", "y"} - set(df.columns)
             if missing:
-                st.error(f"The CSV lacks the column(s) {sorted(missing)}.")
+                sep = next((s for s in (";", "\t", "|") if s in "".join(map(str, df.columns))), "")
+                hint = f" (it looks separated by {sep!r}, not commas)" if sep else ""
+                st.error(f"The CSV lacks the column(s) {sorted(missing)}{hint}.")
             elif df.empty:
                 st.error("The CSV has a header but no rows.")
             elif not np.isfinite(df[["x", "y"]].to_numpy(dtype=float)).all():
@@ -394,6 +396,8 @@ else:
                             "without labels."
                         )
                         coords_upload = df.drop(columns="label")
+        except pd.errors.EmptyDataError:
+            st.error("The CSV is empty.")
         except (ValueError, pd.errors.ParserError) as err:
             st.error(f"Could not read the CSV: {err}")
 
@@ -517,16 +521,27 @@ if source != "Uploaded coordinates" and run and not stopped:
 shown = None
 if source == "Uploaded coordinates" and coords_upload is not None:
     df = coords_upload
-    first = df[df["layer"] == df["layer"].iloc[0]]
+    if "index" in df:  # the same point in every layer by its index, not by its row's place
+        df = df.sort_values(["index"], kind="stable")
+    parts = {str(name): part for name, part in df.groupby("layer", sort=False)}
+    first = next(iter(parts.values()))
     n = len(first)
     maps = {}
-    for name, part in df.groupby("layer", sort=False):
+    for name, part in parts.items():
         if len(part) != n:
             st.error(f"Layer {name!r} has {len(part)} rows but the first layer has {n}.")
-            continue
-        maps[str(name)] = part[["x", "y"]].to_numpy(np.float32)
-    shown = {"maps": dict(list(maps.items())[:4]), "features": None, "images": None,
+        elif "index" in df and (part["index"].to_numpy() != first["index"].to_numpy()).any():
+            st.error(f"Layer {name!r} holds other indices than the first layer; it is left out.")
+        else:
+            maps[name] = part[["x", "y"]].to_numpy(np.float32)
+    if len(maps) > MAX_LAYERS:
+        st.info(
+            f"The CSV holds {len(maps)} layers: the first {MAX_LAYERS} are drawn and downloaded "
+            f"({', '.join(list(maps)[:MAX_LAYERS])})."
+        )
+    shown = {"maps": dict(list(maps.items())[:MAX_LAYERS]), "features": None, "images": None,
              "labels": first["label"].to_numpy(int) if "label" in df else None,
+             "index": first["index"].to_numpy() if "index" in df else None,
              "class_names": None, "stem": ""}  # fmt: skip
 elif f"{P}.last" in st.session_state and st.session_state[f"{P}.last"] in results:
     shown = results[st.session_state[f"{P}.last"]]
@@ -626,7 +641,12 @@ if shown["features"] is not None:
 frames = []
 for name, coords in maps.items():
     frame = pd.DataFrame(
-        {"layer": name, "index": np.arange(n), "x": coords[:, 0], "y": coords[:, 1]}
+        {
+            "layer": name,
+            "index": np.arange(n) if shown.get("index") is None else shown["index"],
+            "x": coords[:, 0],
+            "y": coords[:, 1],
+        }  # fmt: skip
     )
     if shown["labels"] is not None:
         frame["label"] = shown["labels"]

@@ -835,3 +835,50 @@ def test_the_learning_rate_box_comes_before_its_auto_tick():
     assert at.number_input(key="tsne.lr").disabled
     at.checkbox(key="tsne.lr_auto").uncheck().run()
     assert not at.number_input(key="tsne.lr").disabled
+
+
+def _upload_coordinates(csv: bytes) -> AppTest:
+    at = _app()
+    at.radio(key="tsne.source").set_value("Uploaded coordinates").run()
+    at.file_uploader(key="tsne.coords").set_value(("coords.csv", csv, "text/csv")).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_uploaded_coordinates_pair_points_by_their_index(downloads):
+    """Layer B's rows in another order are the same points by their index column; they were
+    paired by row, so point 0 of A was drawn (and downloaded) with point 2 of B."""
+    import io
+
+    import pandas as pd
+
+    csv = (
+        b"layer,index,x,y,label\nA,0,0,0,0\nA,1,1,1,1\nA,2,2,2,2\n"
+        b"B,2,20,-2,2\nB,0,0,0,0\nB,1,10,-1,1\n"
+    )
+    at = _upload_coordinates(csv)
+    assert not at.error, [e.value for e in at.error]
+    table = pd.read_csv(io.BytesIO(downloads["embedding_coordinates.csv"]))
+    b = table[table["layer"] == "B"]
+    assert b["index"].tolist() == [0, 1, 2]
+    assert b["x"].tolist() == [0, 10, 20] and b["label"].tolist() == [0, 1, 2]
+
+    other = csv.replace(b"B,1,10,-1,1", b"B,7,10,-1,1")
+    at = _upload_coordinates(other)
+    assert [e.value for e in at.error] == [
+        "Layer 'B' holds other indices than the first layer; it is left out."
+    ]
+
+
+def test_uploaded_coordinates_say_what_is_wrong_and_what_is_left_out():
+    rows = "".join(f"L{layer},{i},{i},{layer}\n" for layer in range(5) for i in range(3))
+    at = _upload_coordinates(("layer,index,x,y\n" + rows).encode())
+    assert [i.value for i in at.info] == [
+        "The CSV holds 5 layers: the first 4 are drawn and downloaded (L0, L1, L2, L3)."
+    ]
+    at = _upload_coordinates(b"layer;index;x;y\nA;0;1;2\n")
+    assert [e.value for e in at.error] == [
+        "The CSV lacks the column(s) ['layer', 'x', 'y'] (it looks separated by ';', not commas)."
+    ]
+    at = _upload_coordinates(b"")
+    assert [e.value for e in at.error] == ["The CSV is empty."]
