@@ -666,7 +666,7 @@ def test_plot_receptive_fields_draws_the_table_numbers():
     (trace,) = fig.data  # square fields: one line
     assert list(trace.y) == [5, 7, 7, 19, 22, 22, 22]  # conv1 ... flatten; fc layers: whole
     assert fig.layout.shapes[0].y0 == 28  # the input height
-    assert "whole image from fc1" in fig.layout.annotations[-1].text
+    assert fig.layout.title.subtitle.text == "every unit sees the whole image from fc1 on"
     wide = [{**r, "receptive_field": (r["receptive_field"][0], 1)} for r in rows[:2]]
     assert [t.name for t in plot_receptive_fields(wide, (28, 28)).data] == [
         "field height",
@@ -687,6 +687,11 @@ def test_plot_receptive_fields_puts_shortcut_layers_off_the_line():
               if isinstance(r.get("receptive_field"), tuple)}  # fmt: skip
     assert dict(zip(branch.x, branch.y, strict=True)) == {x: fields[x] for x in branch.x}
     assert list(fig.layout.xaxis.categoryarray) == list(fields)  # still in call order
+    # the legend lies flat above the plot: beside it, it took half a column at 1024 px, and
+    # the plot's x labels overlapped in what was left
+    assert fig.layout.showlegend
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.yanchor == "bottom"
+    assert fig.layout.legend.y >= 1
 
 
 def test_plot_receptive_fields_shows_height_and_width_of_asymmetric_fields():

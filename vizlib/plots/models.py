@@ -72,7 +72,8 @@ def plot_receptive_fields(rows: list[dict[str, Any]], image_size: tuple[int, int
     (2, 1) stride); the hover gives the whole field, height x width, and the jump. The line
     follows the main path; a layer whose field is smaller than one met before it (a residual
     shortcut, called after the block's convolutions) is a grey marker off the line, so the line
-    never seems to shrink. The first layer whose units see the whole image is marked;
+    never seems to shrink. The first layer whose units see the whole image is named in the
+    subtitle; the legend, where there is one, lies flat above the plot;
     ``image_size`` (H, W) in pixels draws a dashed line at the input height (and a dotted one
     at its width where that differs).
     """
@@ -133,19 +134,15 @@ def plot_receptive_fields(rows: list[dict[str, Any]], image_size: tuple[int, int
             annotation_position="bottom left",
         )
     whole = next((r for r in rows if r.get("receptive_field") == "whole image"), None)
+    show_legend = both or any(branch)
+    # the legend lies flat above the plot and the whole-image layer is the title's subtitle: a
+    # legend beside the plot took half a 1024 px screen's column (the x labels overlapped)
+    title: dict[str, Any] = {"text": "Receptive field growth", "font": {"size": 15}}
     if whole is not None:
-        fig.add_annotation(
-            text=f"whole image from {whole['name']} on",
-            xref="paper",
-            yref="paper",
-            x=1,
-            y=1.08,
-            showarrow=False,
-            xanchor="right",
-        )
+        title["subtitle"] = {"text": f"every unit sees the whole image from {whole['name']} on"}
     fig.update_layout(
-        title={"text": "Receptive field growth", "font": {"size": 15}},
-        height=400,
+        title=title,
+        height=400 + (30 if show_legend else 0),
         xaxis={
             "title": "layer (in call order)",
             "tickangle": -45,
@@ -153,8 +150,9 @@ def plot_receptive_fields(rows: list[dict[str, Any]], image_size: tuple[int, int
             "categoryarray": labels,
         },
         yaxis={"title": "receptive field (input pixels)", "rangemode": "tozero"},
-        showlegend=both or any(branch),
-        margin={"l": 10, "r": 10, "t": 40, "b": 40},
+        showlegend=show_legend,
+        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"},
+        margin={"l": 10, "r": 10, "t": 70 + (30 if show_legend else 0), "b": 40},
     )
     return fig
 
