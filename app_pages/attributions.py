@@ -398,11 +398,16 @@ def show_heatmaps(results: dict[str, dict], errors: dict[str, str], methods: lis
             took = res["seconds"]  # a small model takes milliseconds: "0.00 s" would say nothing
             took_text = f"{took:.2f} s" if took >= 1 else f"{max(took * 1000, 1):.0f} ms"
             facts = [f"{took_text} on {res['device']}"]
-            if method == "integrated_gradients":
-                rel = abs(res["delta"]) / max(abs(res["gap"]), 1e-12)
+            if method == "integrated_gradients" and abs(res["gap"]) > 1e-12:
+                rel = abs(res["delta"]) / abs(res["gap"])
                 facts.append(
                     f"convergence delta {res['delta']:.3g} ({rel:.1%} of f(x) − f(baseline) = "
                     f"{res['gap']:.3g})"
+                )
+            elif method == "integrated_gradients":  # "0.0% of ... = 0" said nothing
+                facts.append(
+                    f"convergence delta {res['delta']:.3g}; f(x) − f(baseline) = 0: the input "
+                    "scores as the baseline does, so there is nothing to attribute"
                 )
             if method == "gradcam":
                 facts.append(

@@ -769,3 +769,26 @@ def test_downloads_hold_the_signed_heatmaps_whatever_the_view(downloads):
         np.testing.assert_allclose(table.to_numpy(), archive[method], atol=1e-6)
     assert (archive["saliency"] < 0).any() and (archive["saliency"] > 0).any()
     assert archive["image"].shape == (28, 28, 3)
+
+
+def test_an_input_that_scores_as_the_baseline_has_nothing_to_attribute(at):
+    """A black upload with the black baseline: f(x) − f(baseline) is 0, and the caption said
+    'convergence delta 0 (0.0% of f(x) − f(baseline) = 0)'."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    at.radio(key="attr.source").set_value("Upload an image").run()
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(buf, format="PNG")
+    at.file_uploader(key="attr.upload").set_value(("black.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception and not errors(at)
+    assert at.selectbox(key="attr.ig_baseline").value == "black"
+    assert "% of f(x)" not in _captions(at)
+    assert (
+        "convergence delta 0; f(x) − f(baseline) = 0: the input scores as the baseline does, "
+        "so there is nothing to attribute"
+    ) in _captions(at)
+    at.selectbox(key="attr.ig_baseline").set_value("noise").run()
+    assert "% of f(x) − f(baseline) = " in _captions(at)
