@@ -593,8 +593,10 @@ if chosen is not None and 0 <= chosen < n and shown["images"] is not None:
         col.image(sharp(shown["images"][j]), caption=f"#{j}", width=64)
 elif chosen is not None:
     st.caption(f"Selected point index {chosen}.")
-else:
+elif shown["images"] is not None:
     st.caption("Click a point to see its image and its nearest neighbours in the map.")
+else:  # uploaded tables have no images
+    st.caption("Click a point to see its index.")
 
 if shown["features"] is not None:
     st.subheader("Per-layer metrics")

@@ -107,3 +107,16 @@ def test_plotly_figure_keeps_indices_for_clicks():
     fig = plot_embeddings(maps, np.array([0, 1, 0, 1, 1]))
     got = sorted(int(i) for trace in fig.data for i in trace.customdata)
     assert got == [0, 1, 2, 3, 4]
+
+
+def test_plotly_maps_keep_equal_scales_in_every_panel():
+    """A map's x and y are the same unit: each panel's y axis is anchored to its own x axis at
+    ratio 1, shrinking the plotting area (not widening the ranges). Without it a map 14 wide
+    and 11 high filled a 610 x 200 px box, its clusters squashed."""
+    rng = np.random.default_rng(0)
+    maps = {name: rng.normal(size=(20, 2)) * [7, 1] for name in ("a", "b", "c")}
+    layout = plot_embeddings(maps).layout
+    for c, x in ((1, "x"), (2, "x2"), (3, "x3")):
+        yaxis = layout["yaxis" if c == 1 else f"yaxis{c}"]
+        assert (yaxis.scaleanchor, yaxis.scaleratio, yaxis.constrain) == (x, 1, "domain")
+        assert layout["xaxis" if c == 1 else f"xaxis{c}"].constrain == "domain"

@@ -882,3 +882,16 @@ def test_uploaded_coordinates_say_what_is_wrong_and_what_is_left_out():
     ]
     at = _upload_coordinates(b"")
     assert [e.value for e in at.error] == ["The CSV is empty."]
+
+
+def test_uploaded_features_are_not_promised_images():
+    """A map of uploaded features has no images: the caption said 'Click a point to see its image
+    and its nearest neighbours in the map.'"""
+    import numpy as np
+
+    at = _upload_features(
+        "f.npy", _npy(np.random.default_rng(0).normal(size=(30, 4))), method="PCA"
+    )
+    captions = [c.value for c in at.caption]
+    assert "Click a point to see its index." in captions
+    assert not any("see its image" in c for c in captions)

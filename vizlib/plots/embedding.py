@@ -106,8 +106,17 @@ def plot_embeddings(
                 row=1,
                 col=c,
             )
-        fig.update_xaxes(title_text=f"{axis_label} 1", row=1, col=c)
-        fig.update_yaxes(title_text=f"{axis_label} 2" if c == 1 else None, row=1, col=c)
+        # equal scales, as the linked scatter's: a map's distances are the same in x and y;
+        # the plotting area shrinks to fit instead of the ranges widening
+        fig.update_xaxes(title_text=f"{axis_label} 1", constrain="domain", row=1, col=c)
+        fig.update_yaxes(
+            title_text=f"{axis_label} 2" if c == 1 else None,
+            scaleanchor="x" if c == 1 else f"x{c}",
+            scaleratio=1,
+            constrain="domain",
+            row=1,
+            col=c,
+        )
     fig.update_layout(
         height=430,
         margin={"l": 40, "r": 10, "t": 40, "b": 40},
