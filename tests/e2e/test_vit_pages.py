@@ -98,3 +98,30 @@ def test_position_embeddings_page(page, app_url):
         "heading", name="Sinusoidal encoding vs learned embedding"
     ).scroll_into_view_if_needed()
     screenshot(page, "position_embeddings_sinusoidal")
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [1024, 1500])
+def test_dot_product_heatmaps_fill_their_half_column(page, app_url, width):
+    """In a half column at 1024 px the dot-product heatmaps were squares of about 120 px in a
+    420 px high chart, with empty bands above and below; the square now takes most of the
+    chart's height, the colour bar lies under it and the ticks are whole positions."""
+    page.set_viewport_size({"width": width, "height": 1000})
+    open_page(page, app_url, f"position_embeddings?model={_smallest_vit()}&pos=2&dim=2")
+    wait_until_idle(page, timeout_s=240)
+    assert error_boxes(page) == []
+    plotly_charts(page, 6)
+    for title in ("Sinusoidal: dot products", "Learned: dot products"):
+        chart = page.locator(".js-plotly-plot").filter(has_text=title)
+        chart.scroll_into_view_if_needed()
+        box = chart.bounding_box()
+        plot = chart.locator(".nsewdrag").first.bounding_box()  # the drawn heatmap's area
+        assert abs(plot["width"] - plot["height"]) <= 2  # square
+        assert plot["height"] >= 0.5 * box["height"], (plot, box)  # was 120 of 420 px
+        bar = chart.locator(".colorbar").first.bounding_box()
+        assert bar["y"] >= plot["y"] + plot["height"]  # under the heatmap, not beside it
+    sinusoidal = page.locator(".js-plotly-plot").filter(has_text="Sinusoidal: dot products")
+    ticks = sinusoidal.locator(".xtick text").all_text_contents()  # SVG: no inner text
+    assert ticks == ["0", "1"]  # two positions: no half positions
+    screenshot(page, f"position_embeddings_dot_products_{width}")
