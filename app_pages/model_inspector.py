@@ -174,9 +174,9 @@ if meta is not None and rows is not None:
             ],
             "parameters": [r["params"] for r in rows],
             "multiply-adds": [r["macs"] for r in rows],
-            "Receptive field (px)": [field(r["receptive_field"]) for r in rows],
-            "Jump (px)": [field(r["jump"]) for r in rows],
-            "Field start (px)": [field(r["rf_start"]) for r in rows],
+            "receptive field (px)": [field(r["receptive_field"]) for r in rows],
+            "jump (px)": [field(r["jump"]) for r in rows],
+            "field start (px)": [field(r["rf_start"]) for r in rows],
         }
     )
     st.dataframe(
@@ -187,15 +187,15 @@ if meta is not None and rows is not None:
         column_config={
             "parameters": st.column_config.NumberColumn(format="localized"),
             "multiply-adds": st.column_config.NumberColumn(format="localized"),
-            "Receptive field (px)": st.column_config.TextColumn(
+            "receptive field (px)": st.column_config.TextColumn(
                 help="Height x width of the input patch each unit of this layer sees, in input "
                 "pixels (padding included)."
             ),
-            "Jump (px)": st.column_config.TextColumn(
+            "jump (px)": st.column_config.TextColumn(
                 help="Distance in input pixels between neighbouring units of this layer: the "
                 "product of the strides so far."
             ),
-            "Field start (px)": st.column_config.TextColumn(
+            "field start (px)": st.column_config.TextColumn(
                 help="Row x column of the first input pixel seen by unit (0, 0); negative: the "
                 "field begins in the zero padding."
             ),

@@ -55,18 +55,21 @@ def test_lenet_totals_table_and_transformer_counts():
 def test_lenet_receptive_fields_in_the_layer_table():
     at = _run()
     assert not at.exception and not at.error
-    layers = _table(at, "Receptive field (px)").set_index("layer")
+    layers = _table(at, "receptive field (px)").set_index("layer")
+    # headers in one style (lower case, as "output shape" and "parameters"); the first three
+    # began with capitals
+    assert [c for c in layers.columns if c != c.lower()] == []
     # by hand: conv 5; pool 3: 5 + 2 = 7, jump 3; conv 5: 7 + 4*3 = 19; pool 2: 22, jump 6
-    fields = layers["Receptive field (px)"]
+    fields = layers["receptive field (px)"]
     assert [fields[n] for n in ("conv1", "pool1", "conv2", "pool2")] == [
         "5 x 5",
         "7 x 7",
         "19 x 19",
         "22 x 22",
     ]
-    assert layers.loc["pool2", "Jump (px)"] == "6 x 6"
-    assert layers.loc["conv1", "Field start (px)"] == "0 x 0"
-    assert layers.loc["flatten", "Jump (px)"] == "—"  # flattened: no neighbours any more
+    assert layers.loc["pool2", "jump (px)"] == "6 x 6"
+    assert layers.loc["conv1", "field start (px)"] == "0 x 0"
+    assert layers.loc["flatten", "jump (px)"] == "—"  # flattened: no neighbours any more
     assert (fields[["fc1", "relu3", "fc2"]] == "whole image").all()
     assert any("each unit of this layer sees an R x R patch" in c.value for c in at.caption)
     assert not any("see more than" in i.value for i in at.info)  # 22 px < 28 px
@@ -77,22 +80,22 @@ def test_residual_and_vit_fields_and_a_field_larger_than_the_input(tmp_path, mon
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     at = _run()
     at.selectbox(key="inspector.model").select("resnet_digits").run()
-    layers = _table(at, "Receptive field (px)").set_index("layer")
+    layers = _table(at, "receptive field (px)").set_index("layer")
     # block 0: two 3x3 convs after the 3x3 stem; the identity shortcut (3 x 3) merges as union
-    assert layers.loc["layers.0.relu2", "Receptive field (px)"] == "7 x 7"
-    assert layers.loc["layers.2.relu2", "Jump (px)"] == "4 x 4"
-    assert layers.loc["pool", "Receptive field (px)"] == "whole image"
+    assert layers.loc["layers.0.relu2", "receptive field (px)"] == "7 x 7"
+    assert layers.loc["layers.2.relu2", "jump (px)"] == "4 x 4"
+    assert layers.loc["pool", "receptive field (px)"] == "whole image"
 
     at.selectbox(key="inspector.model").select("vit_digits").run()
-    layers = _table(at, "Receptive field (px)").set_index("layer")
-    assert layers.loc["patch_embed", "Receptive field (px)"] == "4 x 4"
-    assert layers.loc["patch_embed", "Jump (px)"] == "4 x 4"
-    assert layers.loc["blocks.0.attn", "Receptive field (px)"] == "whole image"
+    layers = _table(at, "receptive field (px)").set_index("layer")
+    assert layers.loc["patch_embed", "receptive field (px)"] == "4 x 4"
+    assert layers.loc["patch_embed", "jump (px)"] == "4 x 4"
+    assert layers.loc["blocks.0.attn", "receptive field (px)"] == "whole image"
 
     at.selectbox(key="inspector.model").select("resnet18").run()
     assert not at.exception and not at.error
-    layers = _table(at, "Receptive field (px)").set_index("layer")
-    assert layers.loc["layer4.1.conv2", "Receptive field (px)"] == "435 x 435"
+    layers = _table(at, "receptive field (px)").set_index("layer")
+    assert layers.loc["layer4.1.conv2", "receptive field (px)"] == "435 x 435"
     notes = [i.value for i in at.info if "see more than" in i.value]
     assert len(notes) == 1 and "224 x 224 input" in notes[0] and "padding" in notes[0]
 
@@ -144,8 +147,8 @@ def test_uploads_good_bad_and_malicious(tmp_path):
     ).run()
     assert not at.exception and not at.error
     assert _metrics(at)["Parameters"] == "105,506"
-    layers = _table(at, "Receptive field (px)").set_index("layer")
-    assert layers.loc["conv2", "Receptive field (px)"] == "19 x 19"
+    layers = _table(at, "receptive field (px)").set_index("layer")
+    assert layers.loc["conv2", "receptive field (px)"] == "19 x 19"
 
     del state["fc2.bias"]
     at.file_uploader(key="inspector.upload_weights").set_value(
