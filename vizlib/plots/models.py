@@ -161,7 +161,7 @@ def _speedup_title(result: dict[str, Any]) -> str:
     """Return "cpu: 4.0x faster batched", or "cpu: 2.5x slower batched" where the loop won (a
     few samples on a busy CPU): "0.4x faster" said the opposite of what the bars show."""
     speedup = result["speedup"]
-    if speedup >= 1:
+    if speedup >= 1 or speedup <= 0:  # 0: a loop too fast for the clock, nothing to invert
         return f"{result['device']}: {speedup:.1f}x faster batched"
     return f"{result['device']}: {1 / speedup:.1f}x slower batched"
 
