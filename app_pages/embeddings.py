@@ -84,21 +84,13 @@ def layers_parser(candidates: list[str]) -> Callable[[str], list[str]]:
     return parse_layers
 
 
-def data_settings(datasets: list[str]) -> links.Table:
-    """Return the settings of the model's data, drawn with "Model layers" only: query key ->
-    (widget key, default, allowed). A link may name only the ``datasets`` found on this machine
-    (never a typed path)."""
-    return {
-        "dataset": (f"{P}.dataset", datasets[0], tuple(datasets)),
-        "points": (f"{P}.points", 1000, (50, 70000)),
-    }
-
-
-def page_settings() -> links.Table:
-    """Return the settings that do not depend on the model or its data: query key -> (widget
-    key, default, allowed)."""
+def page_settings(datasets: list[str]) -> links.Table:
+    """Return the settings that do not depend on the model: query key -> (widget key, default,
+    allowed). A link may name only the ``datasets`` found on this machine (never a typed path)."""
     return {
         "source": (f"{P}.source", SOURCES[0], SOURCES),
+        "dataset": (f"{P}.dataset", datasets[0], tuple(datasets)),
+        "points": (f"{P}.points", 1000, (50, 70000)),
         "method": (f"{P}.method", METHODS[0], tuple(METHODS)),
         "perplexity": (f"{P}.perplexity", 30.0, decimal_parser(2.0, 200.0)),
         "lr_auto": (f"{P}.lr_auto", True, (False, True)),
@@ -232,14 +224,12 @@ def layer_scores(key: tuple, _features: np.ndarray, _coords: np.ndarray, _labels
 # ----------------------------------------------------------------------------- controls
 datasets = available_datasets()
 usable = [d for d, status in datasets.items() if not status.startswith("not") and "<" not in d]
-settings, data_table = page_settings(), data_settings(usable)
-for warning in links.load_settings(
-    settings | data_table, prefix=f"{P}.", from_link=links.first_visit(f"{P}.")
-):
+settings = page_settings(usable)
+for warning in links.load_settings(settings, prefix=f"{P}.", from_link=links.first_visit(f"{P}.")):
     st.warning(warning, icon=":material/link_off:")
-if st.session_state[f"{P}.source"] != SOURCES[0]:
-    links.park(data_table, prefix=f"{P}.")  # not drawn: kept for "Model layers"
-    data_table = {}
+dataset_options = [*usable, *ui.typed_folder_options()]
+if st.session_state[f"{P}.dataset"] not in dataset_options:  # typed paths since switched off
+    st.session_state[f"{P}.dataset"] = usable[0]
 
 
 def save_link(table: links.Table) -> None:
@@ -250,9 +240,8 @@ def save_link(table: links.Table) -> None:
         shown -= {"dataset", "points"}
     elif st.session_state[f"{P}.dataset"] not in usable:
         shown.discard("dataset")
-    # the link's layers wait while an uploaded model is missing; they go with another source,
-    # as do the dataset and points
-    keep = LINK_KEYS if source == SOURCES[0] else LINK_KEYS - {"layers", "dataset", "points"}
+    # the link's layers wait while an uploaded model is missing; they go with another source
+    keep = LINK_KEYS if source == SOURCES[0] else LINK_KEYS - {"layers"}
     links.save_settings(table, prefix=f"{P}.", keep=keep, shown=shown)
 
 
@@ -267,10 +256,6 @@ stem = ""  # the model's name in download file names (ui.file_stem); none for up
 
 layer_table: links.Table = {}
 if source == "Model layers":
-    links.load_settings(data_table, prefix=f"{P}.", from_link=False)  # back from another source
-    dataset_options = [*usable, *ui.typed_folder_options()]
-    if st.session_state[f"{P}.dataset"] not in dataset_options:  # typed paths since switched off
-        st.session_state[f"{P}.dataset"] = usable[0]
     c1, c2, c3 = st.columns(3)
     picked = c2.selectbox(
         "Dataset",
@@ -293,7 +278,7 @@ if source == "Model layers":
     # drawn after the other controls: a stop for a missing upload keeps their values
     loaded = pick_model(P, device, where=c1)
     if loaded is None:
-        save_link(settings | data_table)
+        save_link(settings)
         st.stop()
     choice, model, meta, _lock = loaded
     stem = ui.file_stem(meta["name"])  # "upload_lenet_digits" for uploaded weights
@@ -422,7 +407,7 @@ with st.expander("t-SNE options", expanded=False):
         "with 3,136 features: 12.9 s without, 1.8 s with. Layers with fewer features are used "
         "as they are. The scores below are always computed on the full features.",
     )
-save_link(settings | data_table | layer_table)
+save_link(settings | layer_table)
 
 b1, b2, _ = st.columns([1, 1, 4])
 run = b1.button("Compute", type="primary", key=f"{P}.run")

@@ -157,8 +157,10 @@ _RUN = "links.loaded_this_run"  # (prefix, widget key) of every setting given a 
 
 @contextmanager
 def parking() -> Iterator[None]:
-    """Park (``park``) the settings given a value inside the block whose widget the run has not
-    drawn by its end (another input source chosen, another mode, a page stopped early).
+    """Park the settings given a value inside the block whose widget the run has not drawn by its
+    end (another input source chosen, another mode, a page stopped early): their values move from
+    the session into the page's record, and ``load_settings`` gives them back on the run that
+    draws them again.
 
     A value given on a run that did not draw its widget is not taken over by the widget, and it
     outlives the widget's own state: back from the photo, the digit the user had picked would be
@@ -225,19 +227,9 @@ def _park_undrawn(state: Any, loaded: list[tuple[str, str]]) -> None:
         _move_to_record(state, keys, prefix)
 
 
-def park(table: Table, *, prefix: str) -> None:
-    """Move the values of ``table``'s widgets, which this run does not draw, from the session
-    into the page's record: ``load_settings`` gives them back on the run that draws them again.
-
-    Left in the session, a value given before a widget was ever drawn would outlive the widget's
-    own state and come back in place of the user's later choice.
-    """
-    _move_to_record(st.session_state, [wkey for wkey, _, _ in table.values()], prefix)
-
-
 def _move_to_record(state: Any, keys: list[str], prefix: str) -> None:
-    """Move ``keys`` of ``state`` (``st.session_state``, or the state behind it) into the record
-    of the page namespaced ``prefix``."""
+    """Move ``keys`` of ``state`` (Streamlit's session state) into the record of the page
+    namespaced ``prefix``."""
     saved = dict(state[prefix + "saved"]) if prefix + "saved" in state else {}
     for wkey in keys:
         if wkey in state:
