@@ -399,3 +399,17 @@ def test_table_upload_errors_say_what_is_wrong(data, name, message):
 def test_table_upload_size_limit():
     with pytest.raises(ValueError, match="at most 1 MiB"):
         samples.read_table_upload(b"1\n" * 2**20, "f.csv", max_bytes=2**20)
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [(b"1;2;3\n4;5;6\n", "semicolons"), (b"1;2\n", "semicolons"), (b"x\ty\n1\t2\n", "tabs")],
+)
+def test_a_table_separated_otherwise_than_by_commas_is_named(data, name):
+    with pytest.raises(ValueError, match=f"separates its columns with {name}: a CSV needs commas"):
+        samples.read_table_upload(data, "f.csv")
+
+
+def test_a_comma_table_with_semicolons_in_its_header_is_read():
+    arr = samples.read_table_upload(b"a;b,c\n1,2\n3,4\n", "f.csv")
+    np.testing.assert_array_equal(arr, [[1, 2], [3, 4]])

@@ -312,6 +312,9 @@ def _npy_problem(numpy_message: str) -> str:
     return f"The file is not a valid .npy file: {reason}. {expected}"
 
 
+_OTHER_SEPARATORS = ((b";", "semicolons"), (b"\t", "tabs"), (b"|", "bars"))
+
+
 def read_table_upload(
     data: bytes, filename: str, *, max_bytes: int = MAX_TABLE_UPLOAD_BYTES
 ) -> np.ndarray:
@@ -325,6 +328,13 @@ def read_table_upload(
     _check_bytes(data, "table", max_bytes)
     # a .npy file's own problems are said as they are, not inside "Could not read ... as numbers"
     arr = _load_npy(data) if filename.lower().endswith(".npy") else None
+    if arr is None:  # a CSV: pandas would read "1;2;3" as one column of text
+        first = bytes(data[:4096]).split(b"\n", 1)[0]
+        other = next((name for sep, name in _OTHER_SEPARATORS if sep in first), None)
+        if other is not None and b"," not in first:
+            raise ValueError(
+                f"{filename!r} separates its columns with {other}: a CSV needs commas."
+            )
     try:
         if arr is None:
             arr = pd.read_csv(io.BytesIO(bytes(data)), header=None).to_numpy()
