@@ -161,6 +161,25 @@ def test_upload_lists_missing_unexpected_and_misshaped_keys(lenet_state, lenet_a
     assert "conv1.weight (file (8, 1, 5, 5), model (32, 1, 5, 5))" in message
 
 
+def test_upload_refuses_whole_numbers_for_float_weights_and_takes_half_precision(
+    lenet_state, lenet_arch
+):
+    """load_state_dict would cast int64 weights to float32 silently (a model of rounded
+    weights, near chance); half precision is still decimals and loads as float32."""
+    state = dict(lenet_state)
+    state["fc1.weight"] = (state["fc1.weight"] * 100).round().to(torch.int64)
+    state["fc2.bias"] = state["fc2.bias"].to(torch.int8)
+    with pytest.raises(ValueError) as err:
+        zoo.load_uploaded(save_safetensors(state), lenet_arch)
+    assert "whole numbers where weights are decimals: fc1.weight (int64), fc2.bias (int8)" in str(
+        err.value
+    )
+    half = {k: v.half() if v.is_floating_point() else v for k, v in lenet_state.items()}
+    model, _ = zoo.load_uploaded(save_safetensors(half), lenet_arch)
+    assert model.fc1.weight.dtype == torch.float32
+    torch.testing.assert_close(model.fc1.weight, half["fc1.weight"].float())
+
+
 def test_upload_rejects_nan_empty_corrupt_and_huge(lenet_state, lenet_arch, monkeypatch):
     state = dict(lenet_state)
     state["fc1.weight"] = torch.full_like(state["fc1.weight"], float("nan"))

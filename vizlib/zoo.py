@@ -323,7 +323,8 @@ def load_uploaded(file_bytes: bytes, architecture: str) -> tuple[nn.Module, dict
     ``file_bytes`` is a ``.safetensors`` file or a ``.pt``/``.pth`` state_dict; ``architecture``
     is one of ``upload_architectures()``. ``meta["test_accuracy"]`` is measured on the test split
     of the architecture's dataset when the app ships it (the digits), else None. Raises
-    ``ValueError`` naming every missing, unexpected and mis-shaped key, for files over
+    ``ValueError`` naming every missing, unexpected and mis-shaped key, and every tensor of whole
+    numbers where the model's are floating point, for files over
     ``MAX_UPLOAD_BYTES``, non-finite weights, or unsafe pickles.
     """
     if not file_bytes:
@@ -343,6 +344,12 @@ def load_uploaded(file_bytes: bytes, architecture: str) -> tuple[nn.Module, dict
         for k, v in expected.items()
         if k in state and state[k].shape != v.shape
     ]
+    # load_state_dict would cast whole numbers into float weights without a word
+    not_float = [
+        f"{k} ({str(state[k].dtype).removeprefix('torch.')})"
+        for k, v in expected.items()
+        if k in state and v.is_floating_point() and not state[k].is_floating_point()
+    ]
     problems = []
     if missing:
         problems.append(f"missing keys ({len(missing)}): {_list(missing)}")
@@ -350,6 +357,8 @@ def load_uploaded(file_bytes: bytes, architecture: str) -> tuple[nn.Module, dict
         problems.append(f"unexpected keys ({len(unexpected)}): {_list(unexpected)}")
     if misshaped:
         problems.append(f"mis-shaped keys ({len(misshaped)}): {_list(misshaped)}")
+    if not_float:
+        problems.append(f"whole numbers where weights are decimals: {_list(not_float)}")
     if problems:
         raise ValueError(
             f"The weights do not fit the {architecture} architecture: " + "; ".join(problems) + "."
