@@ -602,6 +602,16 @@ def test_image_figure_and_downloads_round_trip():
     ]
     png = Image.open(io.BytesIO(export.to_png_bytes(out)))
     assert png.size == (14, 18) and png.mode == "RGB"
+    # Fixed margins: with plotly's auto-expansion the colour bars under the images restarted the
+    # layout several times, each redrawing two 256x256 heatmaps (about 5 s of browser CPU).
+    grey = conv_plots.plot_conv_images(image[0], np.ones((3, 3)) / 9, out[0])
+    margin = grey.layout.margin
+    assert margin.autoexpand is False
+    bars = [t.colorbar for t in grey.data if t.type == "heatmap" and t.showscale is not False]
+    assert len(bars) == 2  # under the input and the output
+    plot_height = grey.layout.height - margin.t - margin.b
+    for bar in bars:  # the bar and its title (about 30 px) fit in the bottom margin
+        assert -bar.y * plot_height + bar.thickness + 30 <= margin.b
     loaded = np.load(io.BytesIO(export.to_npy_bytes(out, dtype=np.float32)), allow_pickle=False)
     np.testing.assert_allclose(loaded, out, rtol=1e-6)
 

@@ -530,6 +530,6 @@ def plot_conv_images(
                 y=-0.12, yanchor="top", len=domain[1] - domain[0], thickness=12,
             )  # fmt: skip
         fig.add_trace(trace, row=1, col=i + 1)
-    fig.update_layout(height=500, margin={"l": 10, "r": 10, "t": 50, "b": 90})
+    fig.update_layout(height=500, margin={"l": 40, "r": 10, "t": 50, "b": 90, "autoexpand": False})
     _square_axes(fig, 3)
     return fig
