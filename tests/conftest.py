@@ -10,6 +10,11 @@ import torch
 
 
 def pytest_collection_modifyitems(config, items):
+    # With pytest-xdist's --dist loadgroup the browser tests stay on one worker, sharing its
+    # app server, while the others take the rest.
+    for item in items:
+        if "e2e" in item.keywords:
+            item.add_marker(pytest.mark.xdist_group("e2e"))
     if torch.cuda.is_available():
         return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU; none on this machine")
