@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,11 +37,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_url():
+@contextmanager
+def serve_app(log_path: Path) -> Iterator[str]:
+    """Run ``streamlit run app.py`` on a free localhost port; yield its URL once it answers.
+    Its output goes to ``log_path``; the server is stopped on exit."""
     port = _free_port()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    log = open(SCREENSHOTS.parent / "streamlit-e2e.log", "w")  # noqa: SIM115
+    log = open(log_path, "w")  # noqa: SIM115
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [
@@ -90,6 +93,13 @@ def app_url():
 
 
 @pytest.fixture(scope="session")
+def app_url():
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with serve_app(SCREENSHOTS.parent / "streamlit-e2e.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
 def browser():
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)"
@@ -113,8 +123,9 @@ def page(browser, app_url):
     context.close()
 
 
-def wait_until_idle(page, timeout_s: float = 120) -> None:
-    """Wait until the app has rendered and no script run is in progress."""
+def wait_until_idle(page, timeout_s: float = 120) -> float:
+    """Wait until the app has rendered and no script run is in progress; return the
+    ``time.monotonic()`` at which it went quiet (1.5 s before this returns)."""
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_s * 1000)
     deadline = time.monotonic() + timeout_s
     quiet_since = None
@@ -125,7 +136,7 @@ def wait_until_idle(page, timeout_s: float = 120) -> None:
         elif quiet_since is None:
             quiet_since = time.monotonic()
         elif time.monotonic() - quiet_since > 1.5:
-            return
+            return quiet_since
         time.sleep(0.25)
     raise AssertionError(f"the app was still running after {timeout_s} s")
 

@@ -462,7 +462,7 @@ def _image_trace(image: np.ndarray, *, diverging: bool, name: str, units: str) -
         return go.Image(z=np.round(scaled * 255).astype(np.uint8), name=name, hoverinfo="x+y")
     bound = float(np.abs(image).max()) or 1.0
     return go.Heatmap(
-        z=image,
+        z=image.astype(np.float32),  # half the bytes of float64; hover shows 4 digits
         colorscale="RdBu_r" if diverging else "Greys_r",
         zmid=0 if diverging else None,
         zmin=-bound if diverging else None,
