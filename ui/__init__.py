@@ -102,7 +102,10 @@ def linked_index(
     if wanted in options:
         return options.index(wanted)
     if wanted is not None and wanted not in accepted:
-        st.warning(f"Ignored `{param}={wanted}` from the link ({reason}); showing {options[0]}.")
+        st.warning(
+            f"Ignored `{param}={wanted}` from the link ({reason}); showing {options[0]}.",
+            icon=":material/link_off:",  # as every other setting's link warning (``ui.links``)
+        )
     return 0
 
 

@@ -78,6 +78,36 @@ def test_a_link_still_beats_the_last_choice():
     assert at.selectbox(key="filters.model").value == "vit_digits"
 
 
+@pytest.mark.parametrize(
+    ("link", "expected"),
+    [
+        (
+            {"model": "nonexistent"},
+            "Ignored `model=nonexistent` from the link (no such model); showing lenet_digits.",
+        ),
+        (
+            {"model": "upload", "arch": "lenet"},
+            "Ignored `arch=lenet` from the link (expected lenet_digits, resnet_digits, "
+            "vit_digits, alexnet, vgg16, resnet18, vit_b_16).",
+        ),
+    ],
+)
+def test_a_bad_model_or_architecture_in_a_link_gets_the_standard_warning(link, expected):
+    """The model picker's link warnings read and look as every other setting's (``ui.links``):
+    the same words and the broken-link icon."""
+    at = AppTest.from_file(APP, default_timeout=180)
+    for key, value in link.items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page("app_pages/learned_filters.py").run()
+    assert not at.exception, at.exception
+    warnings = [w for w in at.warning if "from the link" in w.value]
+    assert [w.value for w in warnings] == [expected]
+    assert warnings[0].proto.icon == ":material/link_off:"
+    assert at.query_params["model"] == ("upload" if "arch" in link else "lenet_digits")
+    assert "arch" not in at.query_params
+
+
 def test_the_inspectors_model_and_source_come_back():
     page = "app_pages/model_inspector.py"
     at = _app_on(page)
