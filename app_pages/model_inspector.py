@@ -168,10 +168,7 @@ if meta is not None and rows is not None:
         {
             "layer": [r["name"] for r in rows],
             "type": [r["type"] for r in rows],
-            "output shape": [
-                "not called" if r["output_shape"] is None else str(tuple(r["output_shape"]))
-                for r in rows
-            ],
+            "output shape": [summary.shape_text(r) for r in rows],
             "parameters": [r["params"] for r in rows],
             "multiply-adds": [r["macs"] for r in rows],
             "receptive field (px)": [field(r["receptive_field"]) for r in rows],
@@ -179,28 +176,61 @@ if meta is not None and rows is not None:
             "field start (px)": [field(r["rf_start"]) for r in rows],
         }
     )
-    st.dataframe(
-        table,
-        hide_index=True,
-        width="stretch",
-        height=min(600, 36 * (len(table) + 1)),
-        column_config={
-            "parameters": st.column_config.NumberColumn(format="localized"),
-            "multiply-adds": st.column_config.NumberColumn(format="localized"),
-            "receptive field (px)": st.column_config.TextColumn(
-                help="Height x width of the input patch each unit of this layer sees, in input "
-                "pixels (padding included)."
-            ),
-            "jump (px)": st.column_config.TextColumn(
-                help="Distance in input pixels between neighbouring units of this layer: the "
-                "product of the strides so far."
-            ),
-            "field start (px)": st.column_config.TextColumn(
-                help="Row x column of the first input pixel seen by unit (0, 0); negative: the "
-                "field begins in the zero padding."
-            ),
-        },
-    )
+    columns = {
+        "layer": st.column_config.TextColumn(
+            help="The module's name in the model, in call order. A parameter that a module "
+            "holds outside its layers (a ViT's class token and position embeddings) has a row "
+            "of its own, named as in the state dict, where the pass first reads it."
+        ),
+        "type": st.column_config.TextColumn(
+            help="The module's class; for a parameter outside the layers, what it is."
+        ),
+        "output shape": st.column_config.TextColumn(
+            "shape",
+            help="Output shape, batch of 1 first (1×32×24×24: one image, 32 channels, 24 x 24 "
+            "positions); for a parameter outside the layers, its own shape (a class token "
+            "1×1×D, position embeddings 1×T×D for T tokens of D features).",
+        ),
+        "parameters": st.column_config.NumberColumn(
+            "params",
+            format="localized",
+            help="Parameters of this layer (count), shared ones counted once.",
+        ),
+        "multiply-adds": st.column_config.NumberColumn(
+            "MACs",
+            format="localized",
+            help="Multiply-adds (count) of one forward pass of one sample.",
+        ),
+        "receptive field (px)": st.column_config.TextColumn(
+            "field (px)",
+            help="Receptive field: height x width of the input patch each unit of this layer "
+            "sees, in input pixels (padding included).",
+        ),
+        "jump (px)": st.column_config.TextColumn(
+            help="Distance in input pixels between neighbouring units of this layer: the "
+            "product of the strides so far."
+        ),
+        "field start (px)": st.column_config.TextColumn(
+            "start (px)",
+            help="Field start: row x column of the first input pixel seen by unit (0, 0); "
+            "negative: the field begins in the zero padding.",
+        ),
+    }
+    # two views of one table (the CSV holds all eight columns): side by side they scrolled
+    # sideways at 1024 px, a projector's width
+    costs_tab, fields_tab = st.tabs(["Shapes and costs", "Receptive fields"])
+    for tab, shown in (
+        (costs_tab, ["layer", "type", "output shape", "parameters", "multiply-adds"]),
+        (fields_tab, ["layer", "type", "receptive field (px)", "jump (px)", "field start (px)"]),
+    ):
+        tab.dataframe(
+            table,
+            hide_index=True,
+            width="stretch",
+            height=min(600, 36 * (len(table) + 1)),
+            column_order=shown,
+            column_config=columns,
+        )
     image_hw = tuple(int(v) for v in meta["input_size"][1:])
     st.caption(
         "**Receptive field** R x R: each unit of this layer sees an R x R patch of the input "

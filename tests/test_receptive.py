@@ -129,7 +129,6 @@ def _check_against_oracle(
         n
         for n, r in rows.items()
         if r["output_shape"] is not None
-        and n != "(model)"
         and (r["receptive_field"] == "whole image" or r["jump"] is not None)
     ]
     assert checked, "nothing to compare"
@@ -449,6 +448,11 @@ def test_hand_written_vit_explicit_attention_matches_the_oracle(einsum, cls):
     after = [n for n in rows if n.startswith(("blocks.0.attn.proj", "blocks.1", "norm", "head"))]
     assert len(after) > 8
     assert all(rows[n]["receptive_field"] == "whole image" for n in after)  # blocks.1's scores too
+    # the class token and position embeddings are parameters, not computed from the image: no
+    # field (the model's row once carried the logits' "whole image")
+    for name in ("cls_token", "pos_embed") if cls else ("pos_embed",):
+        fields = ("output_shape", "receptive_field", "jump", "rf_start")
+        assert all(rows[name][k] is None for k in fields), name
 
 
 def test_attention_over_tokens_that_miss_pixels_is_never_the_whole_image():
@@ -543,7 +547,7 @@ def test_shipped_vit_explicit_attention_matches_fused_and_the_oracle():
     )
     assert "unknown" not in [r["receptive_field"] for r in explicit.values()]
     for name, row in fused.items():  # the same field on both paths
-        if row["output_shape"] is not None and name != "(model)":
+        if row["output_shape"] is not None:
             assert explicit[f"vit.{name}"]["receptive_field"] == row["receptive_field"], name
     patch = meta["patch_size"]
     assert explicit["vit.blocks.0.attn.qkv"]["receptive_field"] == (patch, patch)

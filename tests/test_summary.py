@@ -70,8 +70,82 @@ def test_vit_macs_and_params_match_independent_counts(tiny_vit):
     assert totals["macs"] == _flop_counter_macs(tiny_vit, (1, 16, 16), return_attention=True)
     attn = {r["name"]: r for r in rows}["blocks.0.attn"]
     assert attn["macs"] == 2 * 17 * 17 * 32  # QK^T and AV: T x T x D each
-    root = {r["name"]: r for r in rows}["(model)"]
-    assert root["params"] == 32 + 17 * 32  # class token and position embedding
+
+
+def test_vit_class_token_and_position_embeddings_are_rows_of_their_own(tiny_vit):
+    """The parameters the ViT holds outside its layers are rows named as in its state dict, of
+    the type they are, with their own shapes, (1, 1, D) and (1, T, D), where the pass first
+    reads them: after the patch embedding. They were a last row "(model)" with the logits'
+    shape (1, 10)."""
+    rows = layer_table(tiny_vit, (1, 16, 16))
+    names = [r["name"] for r in rows]
+    assert "(model)" not in names
+    assert names[:3] == ["patch_embed", "cls_token", "pos_embed"]
+    fields = {"receptive_field": None, "jump": None, "rf_start": None}  # not from the image
+    assert rows[1:3] == [
+        {"name": "cls_token", "type": "class token", "output_shape": None,
+         "parameter_shape": [1, 1, 32], "params": 32, "macs": 0, **fields},
+        {"name": "pos_embed", "type": "position embeddings", "output_shape": None,
+         "parameter_shape": [1, 17, 32], "params": 17 * 32, "macs": 0, **fields},
+    ]  # fmt: skip
+    assert [summary.shape_text(r) for r in rows[:3]] == ["1×32×4×4", "1×1×32", "1×17×32"]
+    assert all(r["parameter_shape"] is None for r in rows if r["name"] not in names[1:3])
+    assert table_totals(rows)["params"] == sum(p.numel() for p in tiny_vit.parameters())
+
+
+class _Gained(nn.Module):
+    """A module with a child and parameters of its own: one it reads, one it never reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+        self.gain = nn.Parameter(torch.ones(2))
+        self.spare = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) * self.gain  # (B, 2)
+
+
+def test_parameters_outside_the_layers_are_listed_where_read():
+    class Outer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = _Gained()
+            self.bias = nn.Parameter(torch.zeros(2))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x) + self.bias  # (B, 2)
+
+    rows = layer_table(Outer(), (3,))
+    # read after fc, then the outer bias; the spare parameter, never read, goes last
+    assert [(r["name"], r["type"], summary.shape_text(r), r["params"]) for r in rows] == [
+        ("inner.fc", "Linear", "1×2", 8),
+        ("inner.gain", "Parameter", "2", 2),
+        ("bias", "Parameter", "2", 2),
+        ("inner.spare", "Parameter", "scalar", 1),
+    ]
+    assert table_totals(rows)["params"] == 8 + 2 + 2 + 1
+    assert summary.shape_text({"output_shape": None, "parameter_shape": None}) == "not called"
+
+
+@pytest.mark.slow
+def test_torchvision_vit_b_16_token_and_position_rows_and_total():
+    """torchvision keeps the class token on the model and the position embeddings on its
+    encoder: two rows, read in that order after the patch convolution; every parameter of the
+    random-init vit_b_16 counted once."""
+    from torchvision.models import vit_b_16
+
+    model = vit_b_16(weights=None).eval()
+    rows = layer_table(model, (3, 224, 224))
+    assert table_totals(rows)["params"] == sum(p.numel() for p in model.parameters())
+    assert [(r["name"], r["type"], r["parameter_shape"], r["params"]) for r in rows[:3]] == [
+        ("conv_proj", "Conv2d", None, 768 * 3 * 16 * 16 + 768),
+        ("class_token", "class token", [1, 1, 768], 768),
+        ("encoder.pos_embedding", "position embeddings", [1, 197, 768], 197 * 768),
+    ]
+    names = [r["name"] for r in rows]
+    assert "(model)" not in names and "encoder" not in names  # no row for the whole encoder
+    assert _hook_count(model) == 0
 
 
 def test_transformer_block_counts():

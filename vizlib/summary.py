@@ -20,10 +20,14 @@ W) in input pixels between neighbouring units, ``rf_start`` the first input pixe
 seen by unit (0, 0); None where they do not apply (token inputs, layers never called, outputs not
 computed from the image). A module called more than once reports its last call, like its shape.
 
-Rows are the leaf modules in call order, plus ``nn.MultiheadAttention`` as one leaf, plus any
-module holding parameters of its own (a ViT's class token and position embedding: listed under
-that module with its *own* parameters only). Shared parameters are counted once. Modules that
-the forward pass never calls are listed last with ``output_shape`` None and 0 MACs.
+Rows are the leaf modules in call order, plus ``nn.MultiheadAttention`` as one leaf, plus one
+row for each parameter that a module with children holds itself (a ViT's class token and
+position embeddings): named by its state-dict name (``cls_token``, ``encoder.pos_embedding``),
+its type what it is ("class token", "position embeddings"; "Parameter" for a name not known),
+its shape in ``parameter_shape``, ``output_shape`` None (it is read, not called), 0 MACs and no
+receptive field, placed where the pass first reads it. Shared parameters are counted once.
+Modules that the forward pass never calls, and parameters it never reads, are listed last
+with ``output_shape`` None and 0 MACs.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
 
 from ._hooks import forward_hooks
 from .device import resolve_device
@@ -46,6 +52,7 @@ __all__ = [
     "batch_matmul_timing",
     "count_parameters",
     "layer_table",
+    "shape_text",
     "table_totals",
     "transformer_block_counts",
 ]
@@ -72,8 +79,42 @@ def _first_tensor(obj: Any) -> torch.Tensor | None:
     return None
 
 
+# what the parameters that ViTs hold outside their layers are, by the names timm, torchvision,
+# vit-pytorch and vizlib give them
+_PARAMETER_TYPES = {
+    "cls_token": "class token",
+    "class_token": "class token",
+    "dist_token": "distillation token",
+    "reg_token": "register tokens",
+    "register_tokens": "register tokens",
+    "mask_token": "mask token",
+    "pos_embed": "position embeddings",
+    "pos_embedding": "position embeddings",
+    "position_embedding": "position embeddings",
+    "position_embeddings": "position embeddings",
+}
+
+
+class _FirstRead(TorchFunctionMode):
+    """Call ``on_read(row)`` whenever an op reads one of the ``watched`` tensors (id -> row)."""
+
+    def __init__(self, watched: dict[int, str], on_read) -> None:
+        super().__init__()
+        self._watched = watched
+        self._on_read = on_read
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        for leaf in tree_leaves((args, kwargs)):
+            if isinstance(leaf, torch.Tensor) and id(leaf) in self._watched:
+                self._on_read(self._watched[id(leaf)])
+        return func(*args, **kwargs)
+
+
 def _row_modules(model: nn.Module) -> dict[str, tuple[nn.Module, bool]]:
-    """Return name -> (module, counts all its parameters) for every module that gets a row."""
+    """Return name -> (module, counts all its parameters) for every module that gets a row;
+    False: a module with children, whose row holds only its own parameters (or, for vizlib's
+    attention, its attention products)."""
     rows: dict[str, tuple[nn.Module, bool]] = {}
     skip_prefixes: list[str] = []
     for name, module in model.named_modules():
@@ -119,14 +160,15 @@ def layer_table(
     *,
     device: str | torch.device | None = None,
 ) -> list[dict[str, Any]]:
-    """Return one dict per layer: name, type, output_shape (list, batch of 1), params, macs,
-    receptive_field, jump, rf_start.
+    """Return one dict per layer: name, type, output_shape (list, batch of 1), parameter_shape
+    (list, for a parameter held outside the layers, such as a class token; None for a layer),
+    params, macs, receptive_field, jump, rf_start.
 
     ``input_shape`` excludes the batch: (C, H, W) for images, (T, D) for token sequences
     (``nn.MultiheadAttention`` gets it as query, key and value). MACs are per sample, see the
     module docstring for the convention; receptive fields are given for a (C, H, W)
-    ``input_shape`` only, in input pixels (see the module docstring). The forward pass runs on ``device`` (default: where
-    the model's parameters are) under ``torch.enable_grad`` on an input that requires grad, so
+    ``input_shape`` only, in input pixels (see the module docstring). The forward pass runs on
+    ``device`` (default: where the model's parameters are) under ``torch.enable_grad`` on an input that requires grad, so
     that torch's fused transformer fast paths, which skip the per-layer modules, are not taken;
     no parameter, buffer or mode of ``model`` is changed, and every hook is removed on exit
     (errors included). A model in training mode is briefly switched to eval mode so that
@@ -150,20 +192,43 @@ def layer_table(
     seen: set[int] = set()
     rows: dict[str, dict[str, Any]] = {}
     order: list[str] = []
+    called: dict[str, nn.Module] = {}  # rows filled by a forward hook
+    read: dict[int, str] = {}  # id of a parameter held outside the layers -> its row
+
+    def count(tensors) -> int:
+        fresh = [p for p in tensors if id(p) not in seen]
+        seen.update(id(p) for p in fresh)
+        return sum(p.numel() for p in fresh)
+
     for name, (module, recurse) in row_modules.items():
-        params = 0
-        for p in module.parameters(recurse=recurse):
-            if id(p) not in seen:
-                seen.add(id(p))
-                params += p.numel()
-        rows[name] = {
-            "name": name or "(model)",
-            "type": type(module).__name__,
-            "output_shape": None,
-            "params": params,
-            "macs": 0,
-            **field_columns(None),
-        }
+        if recurse or _is_vizlib_attention(module):  # a layer
+            called[name] = module
+            rows[name] = {
+                "name": name or "(model)",
+                "type": type(module).__name__,
+                "output_shape": None,
+                "parameter_shape": None,
+                "params": count(module.parameters(recurse=recurse)),
+                "macs": 0,
+                **field_columns(None),
+            }
+            continue
+        for short, p in module.named_parameters(recurse=False):
+            key = f"{name}.{short}" if name else short
+            read[id(p)] = key
+            rows[key] = {
+                "name": key,
+                "type": _PARAMETER_TYPES.get(short, "Parameter"),
+                "output_shape": None,
+                "parameter_shape": list(p.shape),
+                "params": count([p]),
+                "macs": 0,
+                **field_columns(None),
+            }
+
+    def first_read(key: str) -> None:
+        if key not in order:
+            order.append(key)
 
     def make_hook(name: str):
         def hook(module: nn.Module, inputs: tuple, output: Any) -> None:
@@ -189,8 +254,9 @@ def layer_table(
     try:
         if was_training:
             model.eval()
-        hooks = ((m, make_hook(n)) for n, (m, _) in row_modules.items())
-        with forward_hooks(hooks), torch.enable_grad(), tracer or contextlib.nullcontext():
+        hooks = ((m, make_hook(n)) for n, m in called.items())
+        reads = _FirstRead(read, first_read) if read else contextlib.nullcontext()
+        with forward_hooks(hooks), torch.enable_grad(), reads, tracer or contextlib.nullcontext():
             if isinstance(model, nn.MultiheadAttention):
                 model(x, x, x)
             else:
@@ -200,6 +266,16 @@ def layer_table(
             model.train()
     order += [n for n in rows if n not in order]
     return [rows[n] for n in order]
+
+
+def shape_text(row: dict[str, Any]) -> str:
+    """Return a layer-table row's shape as text, sizes joined by "×": its output shape
+    ("1×32×24×24", batch of 1 first), the shape of a parameter held outside the layers
+    ("1×65×64"; "scalar" for a 0-d one), or "not called" for a layer the pass never called."""
+    shape = row["output_shape"] if row.get("parameter_shape") is None else row["parameter_shape"]
+    if shape is None:
+        return "not called"
+    return "×".join(map(str, shape)) or "scalar"
 
 
 def table_totals(rows: list[dict[str, Any]]) -> dict[str, int]:
