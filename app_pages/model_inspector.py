@@ -161,7 +161,8 @@ if meta is not None and rows is not None:
     st.caption(
         "Rows in call order. Multiply-adds count convolutions, linear layers and the two "
         "attention products (QK^T and AV); biases, norms, activations and pooling count zero. "
-        "Output shapes include a batch of 1."
+        "Output shapes include a batch of 1. The two tabs show one table; its CSV download "
+        "holds every column."
     )
     field = receptive.field_text
     table = pd.DataFrame(

@@ -50,3 +50,35 @@ def test_transformer_blocks_are_readable_at_1024_px(page, app_url):
     assert "in-proj 3×6×6 + 3×6" in table.inner_text()
     assert "two layers 2×328 + final LayerNorm 6 + 6" in table.inner_text()
     screenshot(page, "model_inspector_blocks_1024")
+
+
+# each visible dataframe whose first column is "layer": its grid's scroll width and client width
+_LAYER_GRIDS = """() => Array.from(document.querySelectorAll('[data-testid="stDataFrame"]'))
+  .filter(e => e.offsetParent !== null)
+  .filter(e => (e.querySelector('[role=columnheader]') || {}).innerText === 'layer')
+  .map(e => { const s = e.querySelector('.dvn-scroller');
+              return [s.scrollWidth, s.clientWidth, e.getBoundingClientRect().right]; })"""
+
+
+@pytest.mark.e2e
+def test_the_layer_table_fits_a_1024_pixel_projector(browser, app_url):
+    """At 1024x768 with the sidebar open the layer table scrolls no column out of view: its 8
+    columns side by side were 705 px wide in a 562 px grid for lenet_digits; now two tabs of
+    5, short headers, the detail in each column's help."""
+    context = browser.new_context(viewport={"width": 1024, "height": 768})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        open_page(page, app_url, "model_inspector?model=lenet_digits")
+        page.get_by_text("1,333,200", exact=True).first.wait_for()
+        for tab in ("Shapes and costs", "Receptive fields"):
+            if tab != "Shapes and costs":  # the first tab shows from the start
+                page.get_by_role("tab", name=tab).click()
+            page.wait_for_function(f"() => ({_LAYER_GRIDS})().length === 1")
+            ((scroll, client, right),) = page.evaluate(_LAYER_GRIDS)
+            assert scroll <= client, (tab, scroll, client)  # nothing behind a sideways scroll
+            assert right <= 1024, tab
+        assert error_boxes(page) == []
+        screenshot(page, "model_inspector_layers_1024")
+    finally:
+        context.close()

@@ -204,6 +204,18 @@ def test_vit_checkpoint_shows_attention_rows_and_training_metadata():
         meta["training_time_s"]
     )
     assert at.query_params["model"] in ("vit_digits", ["vit_digits"])
+    # the class token and position embeddings: rows of their own after the patch embedding,
+    # with their own shapes (1, 1, D) and (1, T, D); once a last row "(model)" shaped (1, 10)
+    d, tokens = meta["config"]["dim"], 1 + meta["grid_size"][0] * meta["grid_size"][1]
+    assert "(model)" not in layers["layer"].tolist()
+    assert layers.iloc[:3][["layer", "type", "output shape", "parameters"]].values.tolist() == [
+        ["patch_embed", "Conv2d", f"1×{d}×8×8", layers["parameters"].iloc[0]],
+        ["cls_token", "class token", f"1×1×{d}", d],
+        ["pos_embed", "position embeddings", f"1×{tokens}×{d}", tokens * d],
+    ]
+    assert layers["parameters"].sum() == count_parameters(model)
+    fields = layers.set_index("layer").loc[["cls_token", "pos_embed"]]
+    assert (fields[["receptive field (px)", "jump (px)", "field start (px)"]] == "—").all().all()
 
 
 def test_unknown_model_in_the_link_is_reported_not_fatal():
@@ -420,3 +432,43 @@ def test_downloads_do_not_rerun_the_page():
     at.button(key="inspector.time").click().run()
     buttons = at.get("download_button")
     assert len(buttons) == 2 and all(b.proto.ignore_rerun for b in buttons)
+
+
+def test_the_layer_table_fits_a_projector_in_two_tabs(downloads):
+    """Eight columns side by side scrolled sideways at 1024 px: one table in two tabs, shapes
+    and costs, receptive fields, each with short labels and the detail (units too) in the
+    column's help; the CSV keeps all eight columns under their full names."""
+    at = _run()
+    assert [t.label for t in at.tabs] == ["Shapes and costs", "Receptive fields"]
+    shown = {t.label: [list(df.proto.column_order) for df in t.dataframe] for t in at.tabs}
+    assert shown == {
+        "Shapes and costs": [["layer", "type", "output shape", "parameters", "multiply-adds"]],
+        "Receptive fields": [
+            ["layer", "type", "receptive field (px)", "jump (px)", "field start (px)"]
+        ],
+    }
+    config = json.loads(at.tabs[0].dataframe[0].proto.columns)
+    config.pop("_index")  # hide_index
+    labels = {name: c.get("label", name) for name, c in config.items()}
+    assert labels == {
+        "layer": "layer",
+        "type": "type",
+        "output shape": "shape",
+        "parameters": "params",
+        "multiply-adds": "MACs",
+        "receptive field (px)": "field (px)",
+        "jump (px)": "jump (px)",
+        "field start (px)": "start (px)",
+    }
+    assert all(c["help"] for c in config.values())
+    assert (
+        "(count)" in config["parameters"]["help"] and "(count)" in config["multiply-adds"]["help"]
+    )
+    assert "input pixels" in config["receptive field (px)"]["help"]
+    assert "batch of 1" in config["output shape"]["help"]
+    csv = downloads["lenet_digits_layers.csv"].decode().splitlines()
+    assert csv[0] == (
+        "layer,type,output shape,parameters,multiply-adds,receptive field (px),jump (px),"
+        "field start (px)"
+    )
+    assert csv[1] == "conv1,Conv2d,1×32×24×24,832,460800,5 x 5,1 x 1,0 x 0"
