@@ -168,11 +168,11 @@ def layer_table(
     (``nn.MultiheadAttention`` gets it as query, key and value). MACs are per sample, see the
     module docstring for the convention; receptive fields are given for a (C, H, W)
     ``input_shape`` only, in input pixels (see the module docstring). The forward pass runs on
-    ``device`` (default: where the model's parameters are) under ``torch.enable_grad`` on an input that requires grad, so
-    that torch's fused transformer fast paths, which skip the per-layer modules, are not taken;
-    no parameter, buffer or mode of ``model`` is changed, and every hook is removed on exit
-    (errors included). A model in training mode is briefly switched to eval mode so that
-    BatchNorm statistics are not updated.
+    ``device`` (default: where the model's parameters are) under ``torch.enable_grad`` on an
+    input that requires grad, so that torch's fused transformer fast paths, which skip the
+    per-layer modules, are not taken; no parameter, buffer or mode of ``model`` is changed, and
+    every hook is removed on exit (errors included). A model in training mode is briefly
+    switched to eval mode so that BatchNorm statistics are not updated.
     """
     reference = next(iter(model.parameters()), None)
     if reference is None:
