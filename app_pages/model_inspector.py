@@ -75,7 +75,9 @@ ui.remember_last(P + "source", source)
 
 model = meta = rows = None
 if source == SOURCE_ZOO:
-    restored = ui.restore_last(P + "model", query_model is None, names)
+    # ?model=upload is the page's own link while the uploader showed: only a zoo model named
+    # in the link beats the session's last choice
+    restored = ui.restore_last(P + "model", query_model not in names, names)
     name = st.selectbox(
         "Model",
         names,

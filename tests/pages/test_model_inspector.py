@@ -227,6 +227,19 @@ def test_unknown_model_in_the_link_is_reported_not_fatal():
     assert at.selectbox(key="inspector.model").value == "lenet_digits"
 
 
+def test_a_trip_to_the_uploader_keeps_the_chosen_model():
+    # The page writes ?model=upload while the uploader shows; back on the zoo that link is the
+    # page's own, not a choice, and the model picked before comes back.
+    at = _run()
+    at.selectbox(key="inspector.model").select("resnet_digits").run()
+    at.radio(key="inspector.source").set_value("Upload weights").run()
+    assert at.query_params["model"] in ("upload", ["upload"])
+    at.radio(key="inspector.source").set_value("Shipped or torchvision model").run()
+    assert not at.exception and not errors(at) and not at.warning
+    assert at.selectbox(key="inspector.model").value == "resnet_digits"
+    assert at.query_params["model"] in ("resnet_digits", ["resnet_digits"])
+
+
 def test_upload_link_opens_the_uploader_without_a_warning():
     at = AppTest.from_file(PAGE, default_timeout=120)
     at.query_params["model"] = "upload"
