@@ -33,10 +33,19 @@ P = "tsne"  # widget-key prefix of this page
 DRAW_MAX = 20000
 TSNE_PCA_DIMS = 50  # "First reduce each layer to ... principal components" (t-SNE options)
 SOURCES = ("Model layers", "Uploaded features", "Uploaded coordinates")
+COORDINATES = SOURCES[2]
 MAX_LAYERS = 4
+EXTRACT_BATCH = 64  # images per forward pass of the feature extraction
+TIMED_BATCHES = (2, 16)  # the extraction time is estimated from passes of these sizes
+TIMING_BUDGET_S = 2.0  # seconds of timed passes of one size, after the first
+# passes quicker than this in all are repeated (up to MAX_PASSES): a busy machine can stall
+# every pass for about 90 ms a while, and 3 passes of lenet_digits said 44 s for 1,000 points
+QUICK_PASSES_S, MAX_PASSES = 0.3, 25
 # every key the page's link may hold: the model (written by pick_model) and the settings
 LINK_KEYS = {"model", "source", "dataset", "points", "layers", "method", "perplexity"}
 LINK_KEYS |= {"lr_auto", "lr", "iters", "exaggeration", "seed", "pca"}
+# the settings of the computed maps, neither drawn nor in the link for uploaded coordinates
+METHOD_KEYS = {"method", "perplexity", "lr_auto", "lr", "iters", "exaggeration", "seed", "pca"}
 
 st.title("Embeddings: how the layers separate the classes")
 st.caption(
@@ -179,33 +188,68 @@ def model_features(bar, choice: ModelChoice, dataset: str, n_points: int,
 
     with lock:  # hooks go on the shared model
         feats = embedding.layer_features(
-            model, images, list(layers), device=choice.device, progress=progress,
-            transform=functools.partial(to_model_input, name=dataset, meta=meta),
+            model, images, list(layers), batch_size=EXTRACT_BATCH, device=choice.device,
+            progress=progress, transform=functools.partial(to_model_input, name=dataset, meta=meta),
         )  # fmt: skip
     cache.clear()
     cache[key] = (feats, labels, class_names, to_display_images(images, dataset))
     return cache[key]
 
 
-@st.cache_data(max_entries=16, show_spinner="Timing one forward pass…")
-def seconds_per_image(choice: ModelChoice) -> float:
-    """Return the seconds one forward pass of a batch of 2 takes, per image (for the estimate).
+def per_image_seconds(timings: dict[int, float], *, batch: int) -> float:
+    """Return the seconds per image of forward passes of ``batch`` images, from the seconds of
+    passes of two sizes ``{images: seconds}``: a line (fixed cost per pass + cost per image)
+    through the larger one, its slope that of the two points.
 
-    The fastest of three timed passes: a single one can be inflated many times by a busy machine.
+    A slope that is not positive, or steeper than the larger pass's own cost per image (a fixed
+    cost below 0), cannot be true of a forward pass: a busy machine slowed one of the two. The
+    larger pass's cost per image is used then, without extrapolating.
+    """
+    (small, t_small), (large, t_large) = sorted(timings.items())
+    slope = (t_large - t_small) / (large - small)
+    per_image = slope if 0 < slope <= t_large / large else t_large / large
+    fixed = t_large - large * per_image  # seconds per pass whatever its size (>= 0)
+    return per_image + fixed / batch
+
+
+@st.cache_data(max_entries=16, show_spinner="Timing the model's forward pass…")
+def seconds_per_image(choice: ModelChoice) -> float:
+    """Return the seconds feature extraction takes per image in passes of EXTRACT_BATCH images,
+    fitted to passes of TIMED_BATCHES images (``per_image_seconds``).
+
+    On a CPU a pass of 2 images can cost several times more per image than one of 64 (the
+    weights are read once per pass, small matrix products run slowly): timed at 2 alone, the
+    estimate was 2 to 5 times too high for alexnet and the digit models (vgg16, resnet18 and
+    vit_b_16 cost about the same per image either way). Each size's fastest of three passes is
+    used, as a single one can be inflated many times by a busy machine (a quick model's, more);
+    passes stop once they took TIMING_BUDGET_S, and a model too slow for a pass of 16 within it
+    (vgg16 on a CPU) is timed at 8.
     """
     model, meta, lock = get_model(choice)
     device = choice.device
-    x = torch.zeros(2, *meta["input_size"], device=device)  # (2, C, H, W)
-    timings = []
-    with lock, torch.inference_mode():
-        model(x[:1])  # warm-up: first calls allocate
-        for _ in range(3):
+    small, large = TIMED_BATCHES
+    x = torch.zeros(large, *meta["input_size"], device=device)  # (16, C, H, W)
+
+    def fastest_pass(size: int) -> float:
+        timings: list[float] = []
+        for _ in range(MAX_PASSES):
             started = time.perf_counter()
-            model(x)
+            model(x[:size])
             if torch.device(device).type == "cuda":
                 torch.cuda.synchronize(device)
             timings.append(time.perf_counter() - started)
-    return min(timings) / len(x)
+            spent = sum(timings)
+            if spent >= TIMING_BUDGET_S or (len(timings) >= 3 and spent >= QUICK_PASSES_S):
+                break
+        return min(timings)
+
+    with lock, torch.inference_mode():
+        model(x[:1])  # warm-up: first calls allocate
+        seconds = {small: fastest_pass(small)}
+        if seconds[small] / small * large > TIMING_BUDGET_S:
+            large //= 2
+        seconds[large] = fastest_pass(large)
+    return per_image_seconds(seconds, batch=EXTRACT_BATCH)
 
 
 def sharp(image: np.ndarray, side: int = 200) -> np.ndarray:
@@ -234,12 +278,15 @@ if st.session_state[f"{P}.dataset"] not in dataset_options:  # typed paths since
 
 def save_link(table: links.Table) -> None:
     """Remember the settings and write those that apply into the link: the dataset and points
-    only for the model's layers, and never a typed folder (a path on this server)."""
+    only for the model's layers, the method and its options not for uploaded coordinates, and
+    never a typed folder (a path on this server)."""
     shown = set(table)
     if source != SOURCES[0]:
         shown -= {"dataset", "points"}
     elif st.session_state[f"{P}.dataset"] not in usable:
         shown.discard("dataset")
+    if source == COORDINATES:
+        shown -= METHOD_KEYS
     # the link's layers wait while an uploaded model is missing; they go with another source
     keep = LINK_KEYS if source == SOURCES[0] else LINK_KEYS - {"layers"}
     links.save_settings(table, prefix=f"{P}.", keep=keep, shown=shown)
@@ -287,7 +334,8 @@ if source == "Model layers":
             f"{ui.folder_channels_note(int(meta['input_size'][0]))} The labels are the names of "
             "its sub-folders; Points are drawn at random from all its images (one split)."
         )
-    # Extraction is one forward pass per point: minutes for vgg16 / vit_b_16 on a CPU.
+    # Extraction is a forward pass of every point, 64 at a time: minutes for vgg16 / vit_b_16 on
+    # a CPU.
     try:
         extract_s = seconds_per_image(choice) * int(n_points)
     except (RuntimeError, ValueError):
@@ -386,41 +434,49 @@ else:
         except (ValueError, pd.errors.ParserError) as err:
             st.error(f"Could not read the CSV: {err}")
 
-method = st.radio("Method", METHODS, horizontal=True, key=f"{P}.method")
-with st.expander("t-SNE options", expanded=False):
-    o1, o2, o3, o4, o5 = st.columns(5)
-    perplexity = o1.number_input("Perplexity", 2.0, 200.0, key=f"{P}.perplexity")
-    # the box under its number: "Learning rate auto" above it was cut to "Learn…" at 1024 px
-    learning_rate = o2.number_input("Learning rate", 1.0, 10000.0, key=f"{P}.lr",
-                                    disabled=st.session_state[f"{P}.lr_auto"])  # fmt: skip
-    lr_auto = o2.checkbox("auto", key=f"{P}.lr_auto",
-                          help="Learning rate max(N / early exaggeration / 4, 50), as "
-                          "scikit-learn's 'auto'; untick to type your own.")  # fmt: skip
-    n_iter = o3.number_input("Iterations", 50, 5000, step=50, key=f"{P}.iters")
-    exaggeration = o4.number_input("Early exaggeration", 1.0, 50.0, key=f"{P}.exag")
-    seed = o5.number_input("Seed", 0, 2**31 - 1, key=f"{P}.seed")
-    pca_first = st.checkbox(
-        f"First reduce each layer to its top {TSNE_PCA_DIMS} principal components",
-        key=f"{P}.pca_first",
-        help="The usual practice for wide features: it drops noise dimensions, and the "
-        "neighbour search (N² x dimensions) gets far cheaper; on a 2-core CPU, 10,000 points "
-        "with 3,136 features: 12.9 s without, 1.8 s with. Layers with fewer features are used "
-        "as they are. The scores below are always computed on the full features.",
-    )
-save_link(settings | layer_table)
-
-b1, b2, _ = st.columns([1, 1, 4])
-run = b1.button("Compute", type="primary", key=f"{P}.run")
-# Clicking Stop during a run makes Streamlit interrupt the script at its next element update
-# (every progress tick), then rerun with this button True: the run ends, nothing is stored.
-stopped = b2.button("Stop", key=f"{P}.stop")
-if stopped:
-    st.warning("Stopped: the computation was interrupted. Press Compute to start again.")
-
 results: dict = st.session_state.setdefault(f"{P}.results", {})
-params = (method, float(perplexity), "auto" if lr_auto else float(learning_rate), int(n_iter),
-          float(exaggeration), int(seed), bool(pca_first))  # fmt: skip
-run_key = (data_key, params)
+run = stopped = False
+if source != COORDINATES:  # a CSV's coordinates are drawn as they are: nothing to compute
+    method = st.radio("Method", METHODS, horizontal=True, key=f"{P}.method")
+    with st.expander("t-SNE options", expanded=False):
+        # "Early exaggeration" wrapped onto two lines in a fifth of the row at 1024 px (93 px):
+        # its column is wider (107 px) for the short label and its help, the seed's narrower
+        o1, o2, o3, o4, o5 = st.columns([1, 1, 1, 1.15, 0.85])
+        perplexity = o1.number_input("Perplexity", 2.0, 200.0, key=f"{P}.perplexity")
+        # the box under its number: "Learning rate auto" above it was cut to "Learn…" at 1024 px
+        learning_rate = o2.number_input("Learning rate", 1.0, 10000.0, key=f"{P}.lr",
+                                        disabled=st.session_state[f"{P}.lr_auto"])  # fmt: skip
+        lr_auto = o2.checkbox("auto", key=f"{P}.lr_auto",
+                              help="Learning rate max(N / early exaggeration / 4, 50), as "
+                              "scikit-learn's 'auto'; untick to type your own.")  # fmt: skip
+        n_iter = o3.number_input("Iterations", 50, 5000, step=50, key=f"{P}.iters")
+        exaggeration = o4.number_input(
+            "Exaggeration", 1.0, 50.0, key=f"{P}.exag",
+            help=f"Early exaggeration: for the first {embedding.EXPLORATION_ITERS} iterations "
+            "the attraction between neighbours is multiplied by this factor, so that the "
+            "clusters form apart.",
+        )  # fmt: skip
+        seed = o5.number_input("Seed", 0, 2**31 - 1, key=f"{P}.seed")
+        pca_first = st.checkbox(
+            f"First reduce each layer to its top {TSNE_PCA_DIMS} principal components",
+            key=f"{P}.pca_first",
+            help="The usual practice for wide features: it drops noise dimensions, and the "
+            "neighbour search (N² x dimensions) gets far cheaper; on a 2-core CPU, 10,000 "
+            "points with 3,136 features: 12.9 s without, 1.8 s with. Layers with fewer features "
+            "are used as they are. The scores below are always computed on the full features.",
+        )
+    b1, b2, _ = st.columns([1, 1, 4])
+    run = b1.button("Compute", type="primary", key=f"{P}.run")
+    # Clicking Stop during a run makes Streamlit interrupt the script at its next element
+    # update (every progress tick), then rerun with this button True: the run ends, nothing is
+    # stored.
+    stopped = b2.button("Stop", key=f"{P}.stop")
+    if stopped:
+        st.warning("Stopped: the computation was interrupted. Press Compute to start again.")
+    params = (method, float(perplexity), "auto" if lr_auto else float(learning_rate),
+              int(n_iter), float(exaggeration), int(seed), bool(pca_first))  # fmt: skip
+    run_key = (data_key, params)
+save_link(settings | layer_table)
 
 
 def _compute() -> dict | None:
@@ -496,7 +552,7 @@ def _compute() -> dict | None:
             "images": images, "stem": stem}  # fmt: skip
 
 
-if source != "Uploaded coordinates" and run and not stopped:
+if run and not stopped:
     result = _compute()
     if result is not None:
         results.clear()  # one result per session keeps memory bounded
@@ -504,7 +560,7 @@ if source != "Uploaded coordinates" and run and not stopped:
         st.session_state[f"{P}.last"] = run_key
 
 shown = None
-if source == "Uploaded coordinates" and coords_upload is not None:
+if source == COORDINATES and coords_upload is not None:
     df = coords_upload
     if "index" in df:  # the same point in every layer by its index, not by its row's place
         df = df.sort_values(["index"], kind="stable")
@@ -528,20 +584,24 @@ if source == "Uploaded coordinates" and coords_upload is not None:
              "labels": first["label"].to_numpy(int) if "label" in df else None,
              "index": first["index"].to_numpy() if "index" in df else None,
              "class_names": None, "stem": ""}  # fmt: skip
-elif f"{P}.last" in st.session_state and st.session_state[f"{P}.last"] in results:
+elif source != COORDINATES and st.session_state.get(f"{P}.last") in results:
     shown = results[st.session_state[f"{P}.last"]]
     if st.session_state[f"{P}.last"] != run_key:
         st.info("Showing the last computed result; press Compute to apply the changed settings.")
 
 if shown is None:
-    st.info("Choose the data and press **Compute**.")
+    if source != COORDINATES:
+        st.info("Choose the data and press **Compute**.")
+    elif up is None:
+        st.info("Upload a CSV of coordinates to draw its maps.")
     st.stop()
 
 maps = shown["maps"]
 n = len(next(iter(maps.values())))
 if n > DRAW_MAX:
     st.info(f"{n:,} points: {DRAW_MAX:,} random ones are drawn; the CSV holds all of them.")
-axis = "PC" if method == "PCA" else method
+# the CSV's own x and y: no method of this page made them
+axis = "" if source == COORDINATES else "PC" if method == "PCA" else method
 chosen, layer = None, None
 if shown["images"] is not None:
     # the linked scatter: hover shows each point's image, ringed in every layer's map
@@ -559,6 +619,11 @@ if shown["images"] is not None:
 else:
     fig = plot_embeddings(maps, shown["labels"], class_names=shown["class_names"],
                           max_points=DRAW_MAX, axis_label=axis)  # fmt: skip
+    if not axis:  # titled as the CSV's columns, not " 1" and " 2"
+        fig.update_xaxes(title_text="x")
+        fig.update_yaxes(title_text="y", row=1, col=1)
+        fig.for_each_trace(lambda t: t.update(hovertemplate=t.hovertemplate.replace(
+            "( 1, 2) = ", "(x, y) = ")))  # fmt: skip
     event = st.plotly_chart(fig, on_select="rerun", selection_mode="points", key=f"{P}.chart")
     points = event.selection.points if event and event.selection else []
     if points:

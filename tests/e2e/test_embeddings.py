@@ -264,3 +264,25 @@ def test_maps_are_square_on_a_projector(browser, app_url):
         screenshot(page, "embeddings_1900")
     finally:
         context.close()
+
+
+def test_the_tsne_options_read_on_one_line_on_a_projector(browser, app_url):
+    """At 1024 px each of the five t-SNE options has a fifth of a 560 px row: 'Early
+    exaggeration' wrapped onto two lines there. Every label of the row is one line high."""
+    context = browser.new_context(viewport={"width": 1024, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        open_page(page, app_url, "embeddings")
+        page.get_by_text("t-SNE options").click()
+        boxes = page.get_by_test_id("stExpander").get_by_test_id("stNumberInput")
+        boxes.last.get_by_test_id("stWidgetLabel").wait_for()
+        labels = {
+            label.inner_text(): label.bounding_box()["height"]
+            for label in boxes.get_by_test_id("stWidgetLabel").all()
+        }
+        assert list(labels) == ["Perplexity", "Learning rate", "Iterations", "Exaggeration", "Seed"]
+        assert max(labels.values()) < 1.5 * min(labels.values()), labels  # no second line
+        assert not error_boxes(page)
+    finally:
+        context.close()
