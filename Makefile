@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-.PHONY: run test lint bench-tsne bench-vit clean
+.PHONY: run test lint bench-tsne bench-vit bench-pages clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ bench-tsne: $(STAMP)
 
 bench-vit: $(STAMP)
 	$(PY) bench/vit.py
+
+bench-pages: $(STAMP)
+	$(PY) bench/pages.py
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache .ruff_cache
