@@ -600,7 +600,7 @@ maps = shown["maps"]
 n = len(next(iter(maps.values())))
 if n > DRAW_MAX:
     st.info(f"{n:,} points: {DRAW_MAX:,} random ones are drawn; the CSV holds all of them.")
-# the CSV's own x and y: no method of this page made them
+# uploaded coordinates keep the CSV's own x and y: no method of this page made them
 axis = "" if source == COORDINATES else "PC" if method == "PCA" else method
 chosen, layer = None, None
 if shown["images"] is not None:
@@ -618,12 +618,8 @@ if shown["images"] is not None:
         chosen, layer = int(picked["index"]), picked["layer"]
 else:
     fig = plot_embeddings(maps, shown["labels"], class_names=shown["class_names"],
-                          max_points=DRAW_MAX, axis_label=axis)  # fmt: skip
-    if not axis:  # titled as the CSV's columns, not " 1" and " 2"
-        fig.update_xaxes(title_text="x")
-        fig.update_yaxes(title_text="y", row=1, col=1)
-        fig.for_each_trace(lambda t: t.update(hovertemplate=t.hovertemplate.replace(
-            "( 1, 2) = ", "(x, y) = ")))  # fmt: skip
+                          max_points=DRAW_MAX, axis_label=axis,
+                          axis_titles=None if axis else ("x", "y"))  # fmt: skip
     event = st.plotly_chart(fig, on_select="rerun", selection_mode="points", key=f"{P}.chart")
     points = event.selection.points if event and event.selection else []
     if points:

@@ -120,3 +120,13 @@ def test_plotly_maps_keep_equal_scales_in_every_panel():
         yaxis = layout["yaxis" if c == 1 else f"yaxis{c}"]
         assert (yaxis.scaleanchor, yaxis.scaleratio, yaxis.constrain) == (x, 1, "domain")
         assert layout["xaxis" if c == 1 else f"xaxis{c}"].constrain == "domain"
+
+
+def test_axis_titles_name_the_axes_and_the_hover():
+    maps = {"a": np.arange(10.0).reshape(5, 2), "b": np.ones((5, 2))}
+    fig = plot_embeddings(maps, axis_label="PC")
+    assert (fig.layout.xaxis.title.text, fig.layout.yaxis.title.text) == ("PC 1", "PC 2")
+    fig = plot_embeddings(maps, axis_titles=("x", "y"))  # uploaded coordinates: the CSV's columns
+    assert [fig.layout[a].title.text for a in ("xaxis", "xaxis2", "yaxis")] == ["x", "x", "y"]
+    assert fig.layout.yaxis2.title.text is None  # one y title for the row
+    assert all("(x, y) = (" in trace.hovertemplate for trace in fig.data)

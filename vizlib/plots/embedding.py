@@ -62,6 +62,7 @@ def plot_embeddings(
     titles: dict[str, str] | None = None,
     max_points: int = 20000,
     axis_label: str = "t-SNE",
+    axis_titles: tuple[str, str] | None = None,
     marker_size: int = 4,
 ) -> go.Figure:
     """Return one figure with a ``go.Scattergl`` subplot per layer, points coloured by label.
@@ -69,8 +70,10 @@ def plot_embeddings(
     ``maps`` {layer: coordinates (N, 2)} (same N and point order for all layers), ``labels``
     (N,) ints or None. Each point's ``customdata`` is its index in the data set, so a click
     (``st.plotly_chart(on_select=...)``) can show the image. One figure keeps the page at a
-    single WebGL context. Above ``max_points`` a seeded random subset is drawn.
+    single WebGL context. Above ``max_points`` a seeded random subset is drawn. The axes are
+    ``axis_titles`` (x, y), by default "<axis_label> 1" and "<axis_label> 2".
     """
+    x_title, y_title = axis_titles or (f"{axis_label} 1", f"{axis_label} 2")
     names = list(maps)
     n = _map_size(maps)
     keep = subsample_for_drawing(n, max_points)
@@ -100,7 +103,7 @@ def plot_embeddings(
                     customdata=idx,
                     hovertemplate=(
                         f"index %{{customdata}}<br>label {label_text}<br>"
-                        f"({axis_label} 1, 2) = (%{{x:.2f}}, %{{y:.2f}})<extra>{name}</extra>"
+                        f"({x_title}, {y_title}) = (%{{x:.2f}}, %{{y:.2f}})<extra>{name}</extra>"
                     ),
                 ),
                 row=1,
@@ -108,9 +111,9 @@ def plot_embeddings(
             )
         # equal scales, as the linked scatter's: a map's distances are the same in x and y;
         # the plotting area shrinks to fit instead of the ranges widening
-        fig.update_xaxes(title_text=f"{axis_label} 1", constrain="domain", row=1, col=c)
+        fig.update_xaxes(title_text=x_title, constrain="domain", row=1, col=c)
         fig.update_yaxes(
-            title_text=f"{axis_label} 2" if c == 1 else None,
+            title_text=y_title if c == 1 else None,
             scaleanchor="x" if c == 1 else f"x{c}",
             scaleratio=1,
             constrain="domain",
