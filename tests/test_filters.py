@@ -193,17 +193,33 @@ def test_feature_map_colours_per_map_or_in_shared_activation_units():
     from vizlib.plots.filters import plot_feature_maps
 
     maps = np.stack([np.full((2, 2), 1.0), np.arange(4.0).reshape(2, 2) * 10])  # (2, 2, 2)
-    separate = plot_feature_maps(maps, cols=2).data[0]
-    assert (separate.zmin, separate.zmax) == (0.0, 1.0)
-    np.testing.assert_allclose(separate.z[:, 3:], [[0.0, 1 / 3], [2 / 3, 1.0]])
-    assert "scaled per map" in separate.colorbar.title.text
-    shared = plot_feature_maps(maps, cols=2, shared_scale=True).data[0]
+    fig = plot_feature_maps(maps, cols=2, channel_labels=["edges", "blobs"])
+    *heatmaps, scale = fig.data
+    # each map holds its raw activations, placed side by side with one empty cell between
+    assert [(t.x0, t.y0) for t in heatmaps] == [(0, 0), (3, 0)]
+    np.testing.assert_allclose(heatmaps[1].z, maps[1])
+    assert "blobs" in heatmaps[1].hovertemplate and "%{z:.4g}" in heatmaps[1].hovertemplate
+    # coloured from its own minimum to maximum; a constant map takes the bottom colour
+    assert [(t.zmin, t.zmax) for t in heatmaps] == [(1.0, 2.0), (0.0, 30.0)]
+    assert (scale.marker.cmin, scale.marker.cmax) == (0.0, 1.0)
+    assert "scaled per map" in scale.marker.colorbar.title.text
+    assert not any(t.showscale for t in heatmaps)  # one colour bar for all
+    shared = plot_feature_maps(maps, cols=2, shared_scale=True)
     # one range in raw units: the colourbar reads activations, not 0 to 1
-    assert (shared.zmin, shared.zmax) == (0.0, 30.0)
-    np.testing.assert_allclose(shared.z[:, 3:], [[0.0, 10.0], [20.0, 30.0]])
-    np.testing.assert_allclose(shared.z[:, :2], 1.0)
-    assert shared.colorbar.title.text == "activation"
-    np.testing.assert_allclose(shared.customdata[:, 3:], maps[1])
+    assert [(t.zmin, t.zmax) for t in shared.data[:2]] == [(0.0, 30.0), (0.0, 30.0)]
+    assert (shared.data[2].marker.cmin, shared.data[2].marker.cmax) == (0.0, 30.0)
+    assert shared.data[2].marker.colorbar.title.text == "activation"
+
+
+def test_feature_maps_carry_each_activation_once():
+    """No text or second copy per cell: vgg16's 64 maps of 224x224 made an 80 MB figure with
+    them (4.3 times the float32 activations in base64, 4/3 bytes a byte); now the figure is
+    those activations plus plotly's escapes (it writes each '/' as 6 characters)."""
+    from vizlib.plots.filters import plot_feature_maps
+
+    maps = np.random.default_rng(0).normal(size=(64, 56, 56)).astype(np.float32)
+    size = len(plot_feature_maps(maps).to_json())
+    assert size < 1.5 * maps.nbytes * 4 / 3
 
 
 def test_filters_and_scores_of_a_model_on_the_gpu_come_back_to_the_cpu():
@@ -236,3 +252,11 @@ def test_small_filters_are_drawn_large_enough_to_see():
     assert cell_px >= 23.9
     big = plot_image_grid(np.full((64, 3, 11, 11), 0.5), max_px=560)  # alexnet: max_px rules
     assert big.layout.height - 70 <= 560
+
+
+def test_feature_maps_larger_than_the_plot_shrink_to_it():
+    from vizlib.plots.filters import plot_feature_maps
+
+    # resnet18's conv1: 64 maps of 112x112, a mosaic of 903 cells a side
+    fig = plot_feature_maps(np.zeros((64, 112, 112), np.float32), max_px=640)
+    assert fig.layout.height - 70 == 640

@@ -46,8 +46,10 @@ _MAX_CELL_PX = 24.0  # largest on-screen size of one weight or activation cell
 
 def _grid_layout(fig: go.Figure, shape: tuple[int, int], *, title: str, max_px: int) -> go.Figure:
     H, W = shape
-    # up to 24 screen pixels a cell: a 3x3 filter is 72 px, not the 36 px it was at 12
-    scale = max(1.0, min(max_px / max(H, W), _MAX_CELL_PX))
+    # up to 24 screen pixels a cell: a 3x3 filter is 72 px, not the 36 px it was at 12; a
+    # mosaic of more than max_px cells a side shrinks to max_px (one pixel a cell left it as
+    # tall as its cells, 973 px for resnet18's 64 maps of 112x112, in a column 640 px wide)
+    scale = min(max_px / max(H, W), _MAX_CELL_PX)
     fig.update_layout(
         title=title,
         height=int(H * scale) + 70,
@@ -173,48 +175,76 @@ def plot_feature_maps(
     shared_scale: bool = False,
     max_px: int = 640,
 ) -> go.Figure:
-    """Return a grid of activation maps (C, H, W) as one heatmap; hover gives channel and raw value.
+    """Return a grid of activation maps (C, H, W), one heatmap per map; hover gives the map's
+    channel and the raw activation.
 
-    Each map is min-max scaled on its own, so the colour shows where in the image a channel
-    responds (colourbar 0 to 1, each map's own minimum to maximum); with ``shared_scale`` all
-    maps share one colour range in raw activation units, so strengths compare, and the
-    colourbar shows those values.
+    Each map is coloured from its own minimum to its own maximum, so the colour shows where in
+    the image a channel responds (one colour bar, 0 min to 1 max); with ``shared_scale`` all maps
+    share one colour range in raw activation units, so strengths compare, and the colour bar
+    shows those values. Each heatmap holds its map's raw values (float32) and nothing per cell
+    besides: a hover text per cell made vgg16's 64 maps of 224x224 an 80 MB figure.
     """
     maps = np.asarray(maps, dtype=np.float32)
     if maps.ndim != 3:
         raise ValueError(f"maps must be (C, H, W), got {maps.shape}")
-    raw, index = mosaic(maps, cols=cols, pad_value=np.nan)
+    n, h, w = maps.shape
+    cols = cols or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / cols)
+    pad = 1  # one empty cell between maps
+    lo, hi = maps.min(axis=(1, 2)), maps.max(axis=(1, 2))  # (C,) each
     if shared_scale:
-        grid, zmin, zmax = raw, float(maps.min()), float(maps.max())
-        zmax = zmax if zmax > zmin else zmin + 1.0
+        cmin, cmax = float(lo.min()), float(hi.max())
+        cmax = cmax if cmax > cmin else cmin + 1.0
         colorbar_title = "activation"
     else:
-        lo = maps.min(axis=(1, 2), keepdims=True)
-        hi = maps.max(axis=(1, 2), keepdims=True)
-        span = np.where(hi > lo, hi - lo, 1.0)
-        grid, _ = mosaic((maps - lo) / span, cols=cols, pad_value=np.nan)  # each map in [0, 1]
-        zmin, zmax = 0.0, 1.0
+        cmin, cmax = 0.0, 1.0
         colorbar_title = "activation,<br>scaled per map<br>(0 min, 1 max)"
-    names = np.asarray(
-        list(channel_labels)
-        if channel_labels is not None
-        else [f"channel {i}" for i in range(len(maps))]
+    names = (
+        list(channel_labels) if channel_labels is not None else [f"channel {i}" for i in range(n)]
     )
-    text = np.where(index >= 0, names[np.maximum(index, 0)], "")
-    fig = go.Figure(
-        go.Heatmap(
-            z=grid,
-            customdata=raw,
-            text=text,
-            colorscale="Viridis",
-            zmin=zmin,
-            zmax=zmax,
-            hovertemplate="%{text}<br>activation %{customdata:.4g}<extra></extra>",
-            colorbar=dict(title=colorbar_title),
-            hoverongaps=False,
+    fig = go.Figure()
+    for i in range(n):
+        r, c = divmod(i, cols)
+        if shared_scale:
+            zmin, zmax = cmin, cmax
+        else:  # a constant map takes the bottom colour, as 0 of its own range
+            zmin, zmax = float(lo[i]), float(hi[i]) if hi[i] > lo[i] else float(lo[i]) + 1.0
+        fig.add_trace(
+            go.Heatmap(
+                z=maps[i],
+                x0=c * (w + pad),
+                y0=r * (h + pad),
+                zmin=zmin,
+                zmax=zmax,
+                colorscale="Viridis",
+                showscale=False,
+                name=names[i],
+                hovertemplate=f"{names[i]}<br>activation %{{z:.4g}}<extra></extra>",
+            )
+        )
+    # The colour bar of every map: an empty trace that carries only the scale.
+    fig.add_trace(
+        go.Scatter(
+            x=[None],
+            y=[None],
+            mode="markers",
+            showlegend=False,
+            hoverinfo="skip",
+            marker=dict(
+                colorscale="Viridis",
+                cmin=cmin,
+                cmax=cmax,
+                color=[cmin],
+                showscale=True,
+                colorbar=dict(title=colorbar_title),
+            ),
         )
     )
-    return _grid_layout(fig, grid.shape, title=title, max_px=max_px)
+    shape = (rows * (h + pad) - pad, cols * (w + pad) - pad)
+    _grid_layout(fig, shape, title=title, max_px=max_px)
+    fig.update_xaxes(range=[-0.5, shape[1] - 0.5])
+    fig.update_yaxes(range=[shape[0] - 0.5, -0.5], autorange=False)
+    return fig
 
 
 def plot_weight_histogram(
