@@ -80,7 +80,7 @@ def test_similarity_grid_counts_patches_from_0_at_the_top_left():
     z, custom = np.asarray(heat.z, dtype=float), np.asarray(heat.customdata)
     # the cell of tile (1, 2) against key patch (0, 1): row 1 * (2 + gap) + 0, column 2 * 4 + 1
     assert list(custom[3, 9]) == [1, 2, 0, 1]
-    assert z[3, 9] == sim[1, 2, 0, 1]
+    assert z[3, 9] == np.float32(sim[1, 2, 0, 1])  # drawn in float32
     assert list(custom[0, 0]) == [0, 0, 0, 0]
     assert "column %{customdata[1]}" in heat.hovertemplate
 
