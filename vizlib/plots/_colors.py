@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import plotly.graph_objects as go
 from plotly.colors import get_colorscale, hex_to_rgb
 
 
@@ -17,3 +18,23 @@ def rgb_colorscale(name: str) -> list[list]:
         [pos, "rgb({}, {}, {})".format(*hex_to_rgb(c)) if c.startswith("#") else c]
         for pos, c in get_colorscale(name)
     ]
+
+
+def colorbar_trace(colorscale, cmin: float, cmax: float, colorbar: dict) -> go.Scatter:
+    """Return an empty trace that only carries a colour bar: one bar for several heatmaps or
+    images whose own scales are hidden (or that have none)."""
+    return go.Scatter(
+        x=[None],
+        y=[None],
+        mode="markers",
+        showlegend=False,
+        hoverinfo="skip",
+        marker={
+            "colorscale": colorscale,
+            "cmin": cmin,
+            "cmax": cmax,
+            "color": [cmin],
+            "showscale": True,
+            "colorbar": colorbar,
+        },
+    )

@@ -9,6 +9,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ._colors import colorbar_trace
+
 __all__ = [
     "mosaic",
     "plot_captioned_images",
@@ -222,24 +224,7 @@ def plot_feature_maps(
                 hovertemplate=f"{names[i]}<br>activation %{{z:.4g}}<extra></extra>",
             )
         )
-    # The colour bar of every map: an empty trace that carries only the scale.
-    fig.add_trace(
-        go.Scatter(
-            x=[None],
-            y=[None],
-            mode="markers",
-            showlegend=False,
-            hoverinfo="skip",
-            marker=dict(
-                colorscale="Viridis",
-                cmin=cmin,
-                cmax=cmax,
-                color=[cmin],
-                showscale=True,
-                colorbar=dict(title=colorbar_title),
-            ),
-        )
-    )
+    fig.add_trace(colorbar_trace("Viridis", cmin, cmax, {"title": colorbar_title}))  # for all
     shape = (rows * (h + pad) - pad, cols * (w + pad) - pad)
     _grid_layout(fig, shape, title=title, max_px=max_px)
     fig.update_xaxes(range=[-0.5, shape[1] - 0.5])

@@ -12,7 +12,7 @@ import torch
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from ._colors import rgb_colorscale
+from ._colors import colorbar_trace, rgb_colorscale
 
 __all__ = [
     "overlay_rgb",
@@ -213,21 +213,7 @@ def plot_attention_overlays(
             bar.update(tickvals=[0, 1], ticktext=["min", "max"])
         # an empty trace that only carries the overlay's colour scale
         fig.add_trace(
-            go.Scatter(
-                x=[None],
-                y=[None],
-                mode="markers",
-                showlegend=False,
-                hoverinfo="skip",
-                marker={
-                    "colorscale": rgb_colorscale(_OVERLAY_SCALE),
-                    "cmin": lo,
-                    "cmax": hi if hi > lo else lo + 1e-12,
-                    "color": [lo],
-                    "showscale": True,
-                    "colorbar": bar,
-                },
-            ),
+            colorbar_trace(rgb_colorscale(_OVERLAY_SCALE), lo, hi if hi > lo else lo + 1e-12, bar),
             row=1,
             col=1,
         )
