@@ -19,15 +19,20 @@ def _set_number(page, label: str, value: int) -> None:
     wait_until_idle(page)
 
 
-def test_small_embedding_then_stop(page, app_url):
-    open_page(page, app_url, "embeddings")
-    assert not error_boxes(page)
-    _set_number(page, "Points", 300)
+def _compute(page, *, points: int, iterations: int) -> None:
+    """Set the points and the t-SNE iterations, press Compute and wait for the scores table."""
+    _set_number(page, "Points", points)
     page.get_by_text("t-SNE options").click()
-    _set_number(page, "Iterations", 250)
+    _set_number(page, "Iterations", iterations)
     page.get_by_role("button", name="Compute", exact=True).click()
     page.wait_for_selector('[data-testid="stDataFrame"]', timeout=120_000)
     wait_until_idle(page)
+
+
+def test_small_embedding_then_stop(page, app_url):
+    open_page(page, app_url, "embeddings")
+    assert not error_boxes(page)
+    _compute(page, points=300, iterations=250)
     assert not error_boxes(page)
     maps = page.locator(".emb-root")
     assert maps.get_attribute("data-ready") == "300"  # all 300 points drawn
@@ -245,12 +250,7 @@ def test_maps_are_square_on_a_projector(browser, app_url):
     page.set_default_timeout(120_000)
     try:
         open_page(page, app_url, "embeddings")
-        _set_number(page, "Points", 200)
-        page.get_by_text("t-SNE options").click()
-        _set_number(page, "Iterations", 100)
-        page.get_by_role("button", name="Compute", exact=True).click()
-        page.wait_for_selector('[data-testid="stDataFrame"]', timeout=120_000)
-        wait_until_idle(page)
+        _compute(page, points=200, iterations=100)
         panels = page.locator("canvas.emb-over")
         assert panels.count() == 3
         for i in range(3):
