@@ -20,6 +20,14 @@ __all__ = [
 ]
 
 
+def _tiling(n: int, h: int, w: int, *, cols: int | None, pad: int) -> tuple[int, tuple[int, int]]:
+    """Return (columns, (H, W)) of a grid of n tiles of h x w with ``pad`` cells between them:
+    ``cols`` columns, by default about the square root of n."""
+    cols = cols or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / cols)
+    return cols, (rows * (h + pad) - pad, cols * (w + pad) - pad)
+
+
 def mosaic(
     tiles: np.ndarray, *, cols: int | None = None, pad: int = 1, pad_value: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -30,9 +38,7 @@ def mosaic(
     """
     tiles = np.asarray(tiles, dtype=np.float32)
     n, h, w = tiles.shape[:3]
-    cols = cols or max(1, math.ceil(math.sqrt(n)))
-    rows = math.ceil(n / cols)
-    H, W = rows * (h + pad) - pad, cols * (w + pad) - pad
+    cols, (H, W) = _tiling(n, h, w, cols=cols, pad=pad)
     out = np.full((H, W, *tiles.shape[3:]), pad_value, dtype=np.float32)
     index = np.full((H, W), -1, dtype=np.int64)
     for i in range(n):
@@ -190,9 +196,8 @@ def plot_feature_maps(
     if maps.ndim != 3:
         raise ValueError(f"maps must be (C, H, W), got {maps.shape}")
     n, h, w = maps.shape
-    cols = cols or max(1, math.ceil(math.sqrt(n)))
-    rows = math.ceil(n / cols)
     pad = 1  # one empty cell between maps
+    cols, shape = _tiling(n, h, w, cols=cols, pad=pad)
     lo, hi = maps.min(axis=(1, 2)), maps.max(axis=(1, 2))  # (C,) each
     if shared_scale:
         cmin, cmax = float(lo.min()), float(hi.max())
@@ -225,7 +230,6 @@ def plot_feature_maps(
             )
         )
     fig.add_trace(colorbar_trace("Viridis", cmin, cmax, {"title": colorbar_title}))  # for all
-    shape = (rows * (h + pad) - pad, cols * (w + pad) - pad)
     _grid_layout(fig, shape, title=title, max_px=max_px)
     fig.update_xaxes(range=[-0.5, shape[1] - 0.5])
     fig.update_yaxes(range=[shape[0] - 0.5, -0.5], autorange=False)
