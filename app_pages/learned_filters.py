@@ -21,6 +21,7 @@ from ui.inside_cnns import (
 from vizlib import filters
 from vizlib.data import denormalize
 from vizlib.plots import (
+    feature_map_pool,
     plot_captioned_images,
     plot_feature_maps,
     plot_image_grid,
@@ -31,6 +32,7 @@ from vizlib.plots import (
 P = "filters"
 SLICE_MODES = ("Each input channel", "Mean over input channels")
 REDUCTIONS = ("mean", "max")
+MAPS_PX = 640  # the feature-map figure's largest side on screen (pixels)
 # every key the page's link may hold: the model (written by model_picker), the feature maps'
 # input (ui.inside_cnns.input_settings: source, test image, sample image, folder and its image)
 # and the page's own settings
@@ -275,16 +277,38 @@ with tab_maps:
         else:
             maps_np = maps.numpy()  # (C, H, W)
             limit = count_slider("Maps shown", 1, len(maps_np), 64, key=f"{P}.n_maps", where=i2)
+            shown = maps_np[:limit]
+            # many large maps have more cells than the figure has pixels: draw block means
+            pool = feature_map_pool(shown.shape, max_px=MAPS_PX)
+            if pool > 1 and i2.toggle(
+                "Full resolution",
+                key=f"{P}.full_maps",
+                help="Off: each map is drawn at the figure's own resolution, every cell the mean "
+                "of a block of activations, so the page stays quick. On: every activation is "
+                "sent and drawn (slow for large maps); zoom in to see single cells.",
+            ):
+                pool = 1
+            h, w = maps_np.shape[1:]
             i2.plotly_chart(
                 plot_feature_maps(
-                    maps_np[:limit],
+                    shown,
                     shared_scale=shared,
+                    max_px=MAPS_PX,
+                    pool=pool,
                     title=f"{layer}: "
                     + (f"channels 0–{limit - 1} of " if limit < len(maps_np) else "")
-                    + f"{len(maps_np)} maps of {maps_np.shape[1]}×{maps_np.shape[2]}",
+                    + f"{len(maps_np)} maps of {h}×{w}"
+                    + (f" (1/{pool} resolution)" if pool > 1 else ""),
                 ),
                 key=f"{P}.maps",
             )
+            if pool > 1:
+                i2.caption(
+                    f"Drawn at 1/{pool} resolution, {-(-h // pool)}×{-(-w // pool)} a map, to fit "
+                    f"the figure: each cell and its hover value is the mean of a {pool}×{pool} "
+                    f"block of activations. 'Full resolution' draws all {shown.size:,} "
+                    "activations; the download below always holds them all."
+                )
             i2.download_button(
                 "Download the feature maps (NPY, C×H×W)",
                 to_npy_bytes(maps_np),

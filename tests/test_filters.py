@@ -260,3 +260,53 @@ def test_feature_maps_larger_than_the_plot_shrink_to_it():
     # resnet18's conv1: 64 maps of 112x112, a mosaic of 903 cells a side
     fig = plot_feature_maps(np.zeros((64, 112, 112), np.float32), max_px=640)
     assert fig.layout.height - 70 == 640
+
+
+def test_feature_map_pool_is_the_smallest_block_that_fits_the_plot():
+    from vizlib.plots.filters import _tiling, feature_map_pool
+
+    # vgg16's first layer: 64 maps of 224x224 tile 8 x 8 into 1,799 cells a side; blocks of 3
+    # make maps of 75 and a grid of 607, blocks of 2 a grid of 903
+    assert feature_map_pool((64, 224, 224), max_px=640) == 3
+    assert feature_map_pool((64, 112, 112), max_px=640) == 2  # resnet18's conv1
+    assert feature_map_pool((4, 224, 224), max_px=640) == 1  # a 2 x 2 grid of 449 fits
+    assert feature_map_pool((32, 24, 24), max_px=640) == 1  # lenet_digits: never pooled
+
+    def side(shape: tuple[int, int, int], k: int) -> int:  # the pooled grid's longer side
+        n, h, w = shape
+        return max(_tiling(n, -(-h // k), -(-w // k), cols=None, pad=1)[1])
+
+    for shape in [(64, 224, 224), (512, 14, 14), (3, 1000, 10), (1, 5000, 5000)]:
+        k = feature_map_pool(shape, max_px=640)
+        assert side(shape, k) <= 640 and (k == 1 or side(shape, k - 1) > 640)
+
+
+def test_pooled_feature_maps_hold_block_means():
+    from vizlib.plots.filters import plot_feature_maps
+
+    maps = np.random.default_rng(1).normal(size=(5, 12, 12)).astype(np.float32)
+    fig = plot_feature_maps(maps, pool=3)
+    pooled = F.avg_pool2d(torch.from_numpy(maps), 3).numpy()  # (5, 4, 4): torch's own pooling
+    for i, trace in enumerate(fig.data[:5]):
+        np.testing.assert_allclose(np.asarray(trace.z), pooled[i], rtol=1e-5, atol=1e-6)
+        assert "mean of 3×3 activations" in trace.hovertemplate
+        # each map coloured from its own pooled minimum to maximum
+        assert (trace.zmin, trace.zmax) == pytest.approx((pooled[i].min(), pooled[i].max()))
+    # a block cut by the edge averages the cells it has: 5 columns in blocks of 2
+    edge = np.array([[[1.0, 3.0, 5.0, 7.0, 9.0], [1.0, 3.0, 5.0, 7.0, 11.0]]])  # (1, 2, 5)
+    np.testing.assert_allclose(plot_feature_maps(edge, pool=2).data[0].z, [[2.0, 6.0, 10.0]])
+    nan = plot_feature_maps(np.array([[[np.nan, 1.0], [1.0, 1.0]]]), pool=2).data[0].z
+    assert np.isnan(nan).all()  # a NaN activation is not averaged away
+    with pytest.raises(ValueError, match="pool"):
+        plot_feature_maps(maps, pool=0)
+
+
+def test_feature_maps_drawn_at_screen_resolution_send_a_fraction_of_the_data():
+    """vgg16's first layer sent 19 MB a run for a figure 640 px wide: pooled to fit, a ninth."""
+    from vizlib.plots.filters import feature_map_pool, plot_feature_maps
+
+    maps = np.random.default_rng(0).normal(size=(64, 224, 224)).astype(np.float32)
+    pool = feature_map_pool(maps.shape, max_px=640)
+    pooled = plot_feature_maps(maps, pool=pool)
+    assert len(pooled.to_json()) < 1.5 * 64 * 75 * 75 * 4 * 4 / 3  # 64 maps of 75x75 float32
+    assert pooled.layout.height - 70 <= 640

@@ -598,3 +598,31 @@ def test_the_folder_widgets_write_the_link_but_never_a_typed_path_or_an_upload(
         "input": "Upload an image",
         "bins": "20",
     }
+
+
+def test_large_feature_maps_are_drawn_at_the_figures_resolution_unless_asked():
+    """resnet18's conv1 (64 maps of 112x112, more cells than the figure's 640 px): block means
+    of 2x2, said in the title and a caption; 'Full resolution' draws every activation."""
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    app.query_params["model"] = "resnet18"
+    at = app.run()
+    assert not at.exception and not errors(at)
+
+    def maps_spec() -> dict:
+        chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith("filters.maps"))
+        return json.loads(chart.proto.spec)
+
+    spec = maps_spec()
+    assert spec["layout"]["title"]["text"].endswith("64 maps of 112×112 (1/2 resolution)")
+    assert "mean of 2×2 activations" in spec["data"][0]["hovertemplate"]
+    assert spec["data"][0]["z"]["shape"] in ("56, 56", [56, 56])
+    assert any("Drawn at 1/2 resolution, 56×56 a map" in c.value for c in at.caption)
+    at.toggle(key="filters.full_maps").set_value(True).run()
+    spec = maps_spec()
+    assert spec["layout"]["title"]["text"].endswith("64 maps of 112×112")
+    assert spec["data"][0]["z"]["shape"] in ("112, 112", [112, 112])
+    # few maps fit unpooled: no toggle, nothing said
+    at.slider(key="filters.n_maps").set_value(4).run()
+    assert not at.exception and not errors(at)
+    assert not [t for t in at.toggle if t.key == "filters.full_maps"]
+    assert maps_spec()["layout"]["title"]["text"].endswith("maps of 112×112")

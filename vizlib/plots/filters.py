@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 from ._colors import colorbar_trace
 
 __all__ = [
+    "feature_map_pool",
     "mosaic",
     "plot_captioned_images",
     "plot_feature_maps",
@@ -174,6 +175,38 @@ def plot_captioned_images(
     return fig
 
 
+def feature_map_pool(shape: Sequence[int], *, cols: int | None = None, max_px: int = 640) -> int:
+    """Return the smallest block size k >= 1 at which C maps of H x W, each averaged over k x k
+    blocks (``plot_feature_maps(pool=k)``), tile into a grid at most ``max_px`` cells a side.
+
+    shape: (C, H, W). The figure is at most ``max_px`` screen pixels a side, so cells any finer
+    fall several to a pixel: vgg16's first layer (64 maps of 224 x 224) gives k = 3, a ninth of
+    the data, and a few maps of that size give k = 1.
+    """
+    n, h, w = (int(v) for v in shape)
+    k = 1
+    while k < max(h, w):
+        _, grid = _tiling(n, -(-h // k), -(-w // k), cols=cols, pad=1)
+        if max(grid) <= max_px:
+            break
+        k += 1
+    return k
+
+
+def _block_mean(maps: np.ndarray, k: int) -> np.ndarray:
+    """Return (C, ceil(H/k), ceil(W/k)): the mean of each k x k block of each map (C, H, W); a
+    block cut by the bottom or right edge averages the cells it has. NaNs stay NaN."""
+    n, h, w = maps.shape
+    hk, wk = -(-h // k), -(-w // k)
+    sums = np.zeros((n, hk * k, wk * k), dtype=np.float64)
+    counts = np.zeros((hk * k, wk * k), dtype=np.float64)
+    sums[:, :h, :w] = maps
+    counts[:h, :w] = 1.0
+    block_sums = sums.reshape(n, hk, k, wk, k).sum(axis=(2, 4))  # (C, hk, wk)
+    block_counts = counts.reshape(hk, k, wk, k).sum(axis=(1, 3))  # (hk, wk)
+    return (block_sums / block_counts).astype(np.float32)
+
+
 def plot_feature_maps(
     maps: np.ndarray,
     *,
@@ -182,6 +215,7 @@ def plot_feature_maps(
     title: str = "",
     shared_scale: bool = False,
     max_px: int = 640,
+    pool: int = 1,
 ) -> go.Figure:
     """Return a grid of activation maps (C, H, W), one heatmap per map; hover gives the map's
     channel and the raw activation.
@@ -191,10 +225,18 @@ def plot_feature_maps(
     share one colour range in raw activation units, so strengths compare, and the colour bar
     shows those values. Each heatmap holds its map's raw values (float32) and nothing per cell
     besides: a hover text per cell made vgg16's 64 maps of 224x224 an 80 MB figure.
+    With ``pool`` = k > 1 each map is first averaged over k x k blocks (``feature_map_pool``
+    picks the k at which the grid fits the plot), and the colours and the hover are those means.
     """
     maps = np.asarray(maps, dtype=np.float32)
     if maps.ndim != 3:
         raise ValueError(f"maps must be (C, H, W), got {maps.shape}")
+    if pool < 1:
+        raise ValueError(f"pool must be at least 1, got {pool}")
+    what = "activation"
+    if pool > 1:
+        maps = _block_mean(maps, pool)
+        what = f"mean of {pool}×{pool} activations"
     n, h, w = maps.shape
     pad = 1  # one empty cell between maps
     cols, shape = _tiling(n, h, w, cols=cols, pad=pad)
@@ -226,7 +268,7 @@ def plot_feature_maps(
                 colorscale="Viridis",
                 showscale=False,
                 name=names[i],
-                hovertemplate=f"{names[i]}<br>activation %{{z:.4g}}<extra></extra>",
+                hovertemplate=f"{names[i]}<br>{what} %{{z:.4g}}<extra></extra>",
             )
         )
     fig.add_trace(colorbar_trace("Viridis", cmin, cmax, {"title": colorbar_title}))  # for all
