@@ -34,6 +34,11 @@ PAGES = {
         st.Page(
             "app_pages/learned_filters.py", title="Filters & Feature Maps", icon=":material/filter:"
         ),
+        st.Page(
+            "app_pages/activations.py",
+            title="Activations & Gradients",
+            icon=":material/monitoring:",
+        ),
         st.Page("app_pages/attributions.py", title="Attributions", icon=":material/target:"),
         st.Page(
             "app_pages/embeddings.py", title="Embeddings (t-SNE)", icon=":material/scatter_plot:"

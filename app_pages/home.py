@@ -39,6 +39,12 @@ GUIDE = {
             "the images that excite a channel most.",
         ),
         (
+            "app_pages/activations.py",
+            "Activations & Gradients",
+            "Every layer's output over a batch: its spread, its zeros and dead units, NaNs, and the "
+            "gradient that reaches it, beside the same network before training.",
+        ),
+        (
             "app_pages/attributions.py",
             "Attributions",
             "Why it decided: Saliency, Integrated Gradients, Grad-CAM and Occlusion (Captum), side by side.",

@@ -35,6 +35,7 @@ PAGES = (
     "conv_playground",
     "model_inspector",
     "learned_filters",
+    "activations",
     "attributions",
     "embeddings",
     "vit_attention",

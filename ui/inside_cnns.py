@@ -37,6 +37,7 @@ from vizlib.data import (
 
 __all__ = [
     "INPUT_LINK_KEYS",
+    "SAMPLE_SET",
     "ChosenInput",
     "LoadedModel",
     "dataset_for",
@@ -50,6 +51,7 @@ __all__ = [
 
 SOURCES = ("Dataset sample", "Image folder", "Sample image", "Upload an image")
 MAX_FOLDER_SET = 256  # images of a folder that one pass ranks (Top-activating images)
+SAMPLE_SET = "samples"  # image_set's name for scikit-image's sample photos
 UPLOAD_PREFIX = "upload:"
 
 
@@ -151,30 +153,51 @@ def _folder_picker(prefix: str, label: str) -> str | None:
     return ui.image_folder_choice(choice, prefix)
 
 
-def image_set_picker(prefix: str, meta: dict) -> str | None:
+def image_set_picker(prefix: str, meta: dict, *, samples: bool = False) -> str | None:
     """Draw the picker of a set of images (key ``<prefix>.images``): the model's test split when
-    on disk, the image folders found, or any folder by its path. Return the set for
-    ``image_set`` (a dataset name or ``imagefolder:<path>``), or None with the reason shown."""
+    on disk, the image folders found, or any folder by its path; with ``samples``, also
+    scikit-image's bundled photos (SAMPLE_SET), the default when the test split is not on disk.
+    Return the set for ``image_set`` (a dataset name, ``imagefolder:<path>`` or SAMPLE_SET), or
+    None with the reason shown."""
     options = [*ui.image_folders(), *ui.typed_folder_options()]
+    if samples:
+        options.insert(0, SAMPLE_SET)
     try:
         dataset_for(meta["dataset"], tuple(int(v) for v in meta["input_size"][1:]))
         options.insert(0, meta["dataset"])
         index = 0
     except ValueError as err:  # e.g. ImageNet, never on disk
-        st.info(
-            f"Top-activating images need the model's dataset on disk ({err}) or an image folder."
-        )
-        index = None  # nothing chosen: a pass over a folder waits for the user to ask for it
+        if samples:
+            index = 0
+        else:
+            st.info(
+                f"Top-activating images need the model's dataset on disk ({err}) or an image "
+                "folder."
+            )
+            index = None  # nothing chosen: a pass over a folder waits for the user to ask for it
+
+    def label(option: str) -> str:
+        if option == meta["dataset"]:
+            return f"{option} (test split)"
+        if option == SAMPLE_SET:
+            return f"scikit-image sample photos ({len(sample_image_names())})"
+        return ui.dataset_label(option)
+
     choice = st.selectbox(
         "Images",
         options,
         index=index,
         placeholder="Choose an image folder",
-        format_func=lambda o: f"{o} (test split)" if o == meta["dataset"] else ui.dataset_label(o),
+        format_func=label,
         key=f"{prefix}.images",
-        help="Images to rank: the model's test split, an image folder found under VIZLIB_DATA "
-        f"(a random {MAX_FOLDER_SET} of its images at most), or any image folder by its path.",
+        help=("Images to measure" if samples else "Images to rank")
+        + ": the model's test split, an image folder found under VIZLIB_DATA "
+        f"(a random {MAX_FOLDER_SET} of its images at most), or any image folder by its path"
+        + (", or the photos that ship with scikit-image." if samples else "."),
     )
+    if choice == SAMPLE_SET:
+        st.caption(ui.preparation_note(meta["input_size"], "Sample photos are"))
+        return SAMPLE_SET
     source = None if choice is None else ui.image_folder_choice(choice, prefix)
     if source is not None and source.startswith("imagefolder:"):
         note = ui.folder_subset_note(source, tuple(meta["input_size"]), most=MAX_FOLDER_SET)
@@ -184,9 +207,20 @@ def image_set_picker(prefix: str, meta: dict) -> str | None:
     return source
 
 
+@st.cache_data(max_entries=4, show_spinner="Preparing the sample photos…")
+def _sample_set(input_size: tuple, mean: tuple, std: tuple) -> torch.Tensor:
+    """Return (N, C, H, W): every scikit-image sample photo prepared for such a model."""
+    meta = ui.preparation_meta(input_size, mean, std)
+    return torch.cat([prepare_image(load_sample_image(n), meta) for n in sample_image_names()])
+
+
 def image_set(source: str, meta: dict) -> tuple[torch.Tensor, torch.Tensor, list[str], list[int]]:
     """Return (images (N, C, H, W) normalised for the model, labels (N,), class names, each
-    image's index in its source) of a set chosen with ``image_set_picker``."""
+    image's index in its source) of a set chosen with ``image_set_picker``. The sample photos
+    have no classes: their labels are -1 and the class names empty."""
+    if source == SAMPLE_SET:
+        images = _sample_set(*ui.preparation_key(meta))
+        return images, torch.full((len(images),), -1), [], list(range(len(images)))
     if source.startswith("imagefolder:"):
         images, labels, classes, ids, _ = folder_set(source, *ui.preparation_key(meta))
         return images, labels, classes, ids

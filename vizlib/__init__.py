@@ -22,6 +22,7 @@ _SUBMODULES = (
     "features",
     "filters",
     "kernels",
+    "layerstats",
     "models",
     "plots",
     "posembed",

@@ -10,6 +10,8 @@ from .export import *  # noqa: F403
 from .export import __all__ as _export_all
 from .filters import *  # noqa: F403
 from .filters import __all__ as _filters_all
+from .layerstats import *  # noqa: F403
+from .layerstats import __all__ as _layerstats_all
 from .models import *  # noqa: F403
 from .models import __all__ as _models_all
 from .vit import *  # noqa: F403
@@ -21,6 +23,7 @@ __all__ = [
     *_embedding_all,
     *_export_all,
     *_filters_all,
+    *_layerstats_all,
     *_models_all,
     *_vit_all,
 ]

@@ -1,0 +1,267 @@
+"""Activations & Gradients: each layer's output statistics and gradient size over a batch of
+images, beside the same network at its random initialisation (where training began)."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+
+import ui
+from ui import count_slider, links
+from ui.inside_cnns import SAMPLE_SET, LoadedModel, image_set, image_set_picker, model_picker
+from vizlib import filters, layerstats
+from vizlib.plots import plot_activation_histograms, plot_layer_statistics
+
+P = "activations"
+TRAINED, UNTRAINED = "trained", "at initialisation"
+MAX_RESULTS = 4  # results kept in a session (a few MB of samples each)
+BATCH = 16  # images per pass: a backward pass through vgg16 holds about 1 GB per 16 images
+LINK_KEYS = {"model", "grads", "compare", "log"}
+SETTINGS: links.Table = {
+    "grads": (f"{P}.gradients", True, (False, True)),
+    "compare": (f"{P}.compare", True, (False, True)),
+    "log": (f"{P}.log", False, (False, True)),
+}
+
+st.title("Activations & Gradients")
+st.caption(
+    "Run a batch of images through the network and measure every layer's output: its spread, "
+    "its zeros (dead ReLU units), NaNs, and how large the loss's gradient is when it reaches the "
+    "layer. Signals that shrink or blow up with depth, units that never fire and gradients that "
+    "vanish show here first, and the network at its random initialisation shows what training "
+    "changed."
+)
+
+
+def default_images(meta: dict, available: int) -> int:
+    """Images measured by default: 256 of a small input, 8 of an ImageNet-sized one (a CPU's
+    forward and backward pass of vgg16 take about 2 s an image)."""
+    pixels = int(np.prod(meta["input_size"][1:]))
+    return min(available, 256 if pixels <= 64 * 64 else 8)
+
+
+def measure(
+    loaded: LoadedModel, source: str, n: int, *, gradients: bool, compare: bool
+) -> dict[str, layerstats.LayerStatistics]:
+    """Return {series label: statistics} of the first ``n`` images of ``source``, with a progress
+    bar; kept in the session under its small key, so a redraw (log axis, layers) recomputes
+    nothing."""
+    cache = st.session_state.setdefault(f"{P}.results", {})
+    key = (loaded.name, loaded.device, source, n, gradients, compare)
+    if key in cache:
+        return cache[key]
+    images, labels, _, _ = image_set(source, loaded.meta)
+    images, labels = images[:n], labels[:n]
+    # the loss of the gradients is the true class only where the labels are the model's own
+    targets = labels if source == loaded.meta["dataset"] else None
+    models = {TRAINED: loaded.model}
+    if compare:
+        untrained = filters.untrained_model(loaded.meta).requires_grad_(False)
+        models[UNTRAINED] = untrained.to(loaded.device)
+    bar = st.progress(0.0, text="Measuring…")
+    result = {}
+    for i, (label, model) in enumerate(models.items()):
+
+        def tick(done: int, total: int, i: int = i, label: str = label) -> None:
+            bar.progress(
+                (i + done / total) / len(models),
+                text=f"Measuring the {label} network: {done:,}/{total:,} images",
+            )
+
+        # hooks go on the shared model under its lock; the fresh untrained one is ours alone
+        with loaded.lock if model is loaded.model else nullcontext():
+            result[label] = layerstats.layer_statistics(
+                model, images, targets, gradients=gradients, batch_size=BATCH,
+                device=loaded.device, progress=tick,
+            )  # fmt: skip
+    bar.empty()
+    if len(cache) >= MAX_RESULTS:
+        cache.pop(next(iter(cache)))
+    cache[key] = result
+    return result
+
+
+def set_label(source: str, n: int) -> str:
+    """Return what the measured images are, for the sentence above the figures."""
+    images = f"{n:,} image{'s' if n != 1 else ''}"
+    if source == SAMPLE_SET:
+        return f"{images} of scikit-image's sample photos"
+    if source.startswith("imagefolder:"):
+        return f"{images} of {ui.dataset_label(source)}"
+    return f"{images} of the {source} test split"
+
+
+loaded = model_picker(P)
+if loaded is None:
+    st.stop()
+meta = loaded.meta
+for warning in links.load_settings(SETTINGS, prefix=f"{P}.", from_link=links.first_visit(P)):
+    st.warning(warning, icon=":material/link_off:")
+
+source = image_set_picker(P, meta, samples=True)
+if source is None:
+    st.stop()
+try:
+    available = len(image_set(source, meta)[0])
+except ValueError as err:
+    st.error(str(err))
+    st.stop()
+# the toggles stacked in a column of their own: side by side, 'Compare with untrained' was cut
+# to 'Compare wit…' on a 1024-pixel projector
+c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
+n = count_slider(
+    "Number of images", 1, available, default_images(meta, available), key=f"{P}.n", where=c1,
+    help="How many images of the set (the first ones) go through the network, in passes of "
+    f"{BATCH}. The statistics pool every value of every image.",
+)  # fmt: skip
+gradients = c2.toggle(
+    "Gradients",
+    key=f"{P}.gradients",
+    help="Also run the backward pass: the root mean square of the cross-entropy loss's gradient "
+    "with respect to each layer's output (the loss summed over the images, so the size does "
+    "not depend on how many). About three times the time of the forward pass alone.",
+)
+compare = c2.toggle(
+    "Compare with untrained",
+    key=f"{P}.compare",
+    help="Also measure the same architecture at the random initialisation its training began "
+    "from (same seed), so what training changed stands beside it.",
+)
+links.save_settings(SETTINGS, prefix=f"{P}.", keep=LINK_KEYS)
+
+try:
+    with st.spinner("Measuring every layer…", show_time=True):
+        result = measure(loaded, source, n, gradients=gradients, compare=compare)
+except torch.cuda.OutOfMemoryError:
+    st.error(f"The GPU ran out of memory for {n} images; choose fewer, or the CPU in the sidebar.")
+    st.stop()
+except (ValueError, RuntimeError) as err:
+    st.error(f"Could not measure {meta['name']}: {err}")
+    st.stop()
+
+stats = result[TRAINED]
+rows = stats.rows
+targets = (
+    "the true classes"
+    if stats.targets == "labels"
+    else "each image's predicted class (these images have no labels the model knows)"
+)
+summary = layerstats.depth_summary(rows)
+if summary["nonfinite"]:
+    st.warning(
+        f"{len(summary['nonfinite'])} layer(s) put out NaN or infinite values, first "
+        f"{summary['nonfinite'][0]}: everything after them is unreliable.",
+        icon=":material/error:",
+    )
+st.markdown(
+    f"**{meta['name']}**: {len(rows)} layers measured over {set_label(source, n)}"
+    + (f"; gradients of the cross-entropy loss for {targets}." if gradients else ".")
+)
+
+st.plotly_chart(
+    plot_layer_statistics({label: r.rows for label, r in result.items()}, gradients=gradients),
+    key=f"{P}.depth",
+)
+notes = []
+if summary["dead"]:
+    worst = max(summary["dead"], key=lambda d: d[1] / d[2])
+    notes.append(
+        f"{len(summary['dead'])} layer(s) have channels that are 0 for every image, most in "
+        f"{worst[0]} ({worst[1]:,} of {worst[2]:,}); after a ReLU these are dead units, which "
+        "pass no gradient back."
+    )
+ratio = summary["grad_ratio"]
+if gradients and np.isfinite(ratio) and ratio > 0:
+    notes.append(
+        f"The gradient's RMS is {1 / ratio:.3g} times as large at the first layer as at the "
+        "output: far below 1, the early layers learn slowly (vanishing gradients); far above, "
+        "they get kicked hardest (exploding)."
+    )
+notes.append(
+    "x is each layer's place in the forward pass (a module called twice, as a ResNet block's "
+    "ReLU, counts twice); hover for its name, type and output shape. Standard deviations and "
+    "gradients are on log axes."
+)
+st.caption(" ".join(notes))
+
+st.subheader("Distribution of the outputs")
+choices = [r["layer"] for r in rows]
+nonlinear = [r["layer"] for r in rows if r["type"] in ("ReLU", "GELU", "Tanh", "Sigmoid", "SiLU")]
+pool = nonlinear or choices
+default = [pool[int(i)] for i in np.unique(np.linspace(0, len(pool) - 1, min(5, len(pool))))]
+h1, h2 = st.columns([3, 1], vertical_alignment="bottom")
+if f"{P}.layers" in st.session_state:  # chosen for another model: keep what this one has
+    kept = [c for c in st.session_state[f"{P}.layers"] if c in choices]
+    st.session_state[f"{P}.layers"] = kept or default
+picked = h1.multiselect(
+    "Layers",
+    choices,
+    **({} if f"{P}.layers" in st.session_state else {"default": default}),
+    max_selections=7,
+    key=f"{P}.layers",
+    help="Up to seven layers; by default five spread over the depth, after the nonlinearities.",
+)
+log_y = h2.toggle("Log scale", key=f"{P}.log", help="Shares on a log axis: the tails show.")
+if picked:
+    columns = st.columns(len(result))
+    for where, (label, r) in zip(columns, result.items(), strict=True):
+        series = {name: r.samples[name] for name in picked if name in r.samples}
+        where.plotly_chart(
+            plot_activation_histograms(series, log_y=log_y, title=f"{meta['name']}, {label}"),
+            key=f"{P}.hist.{label}",
+        )
+    size = max(len(v) for r in result.values() for v in r.samples.values())
+    st.caption(
+        f"Each line is a random sample of {size:,} of the layer's output values (all of them "
+        "where there are fewer), exact zeros left out (their share is in the legend and in the "
+        "zeros panel above), in 80 bins between the 0.5th and 99.5th percentile of the lines "
+        "together; values beyond are counted in the end bins."
+        + (
+            " Each network has its own x range: an untrained network's outputs are often "
+            "many times smaller."
+            if len(result) > 1
+            else ""
+        )
+    )
+
+st.subheader("All the numbers")
+COLUMNS = {
+    "position": st.column_config.NumberColumn("#", help="Place in the forward pass"),
+    "layer": st.column_config.TextColumn("Layer"),
+    "type": st.column_config.TextColumn("Type"),
+    "output_shape": st.column_config.TextColumn("Output", help="Of one image"),
+    "mean": st.column_config.NumberColumn("Mean", format="%.3g"),
+    "std": st.column_config.NumberColumn("Std", format="%.3g"),
+    "min": st.column_config.NumberColumn("Min", format="%.3g"),
+    "max": st.column_config.NumberColumn("Max", format="%.3g"),
+    "zero_fraction": st.column_config.NumberColumn("Zeros", format="percent"),
+    "channels": st.column_config.NumberColumn("Channels"),
+    "dead_channels": st.column_config.NumberColumn(
+        "Always 0", help="Channels that are 0 at every position of every image"
+    ),
+    "nonfinite": st.column_config.NumberColumn("NaN/inf", help="NaN and infinite values"),
+    "grad_rms": st.column_config.NumberColumn(
+        "Grad RMS", format="%.3g", help="Root mean square of the loss's gradient"
+    ),
+}
+frames = {}
+for label, r in result.items():
+    frame = pd.DataFrame(r.rows)
+    frame.insert(0, "position", np.arange(1, len(frame) + 1))
+    frame["output_shape"] = frame["output_shape"].map(lambda s: "×".join(map(str, s)))
+    frames[label] = frame
+for where, (label, frame) in zip(st.tabs(list(frames)), frames.items(), strict=True):
+    where.dataframe(frame, hide_index=True, column_config=COLUMNS, key=f"{P}.table.{label}")
+table = pd.concat(frames, names=["network", None]).reset_index(level=0)
+st.download_button(
+    "Download the table (CSV)",
+    table.to_csv(index=False).encode(),
+    file_name=f"{loaded.stem}_activation_statistics.csv",
+    mime="text/csv",
+    key=f"{P}.download",
+    on_click="ignore",
+)

@@ -1,0 +1,87 @@
+"""AppTest for the Activations & Gradients page."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.pages._shared import errors, opened_with
+from vizlib import zoo
+from vizlib.data import load_dataset_for_model
+from vizlib.filters import untrained_model
+from vizlib.layerstats import layer_statistics
+
+PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "activations.py")
+
+
+@pytest.fixture
+def at():
+    return opened_with(PAGE, {"model": "lenet_digits"})
+
+
+def _charts(at: AppTest) -> dict[str, dict]:
+    return {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+
+
+def test_default_view_measures_the_test_split_against_the_untrained_network(downloads):
+    at = opened_with(PAGE, {"model": "lenet_digits"})
+    assert not errors(at)
+    assert at.selectbox(key="activations.images").value == "digits"
+    assert at.slider(key="activations.n").value == 256
+    assert "10 layers measured over 256 images of the digits test split" in at.markdown[0].value
+    assert "for the true classes" in at.markdown[0].value
+    charts = _charts(at)
+    series = {t["legendgroup"] for t in charts["activations.depth"]["data"]}
+    assert series == {"trained", "at initialisation"}
+    assert {"activations.hist.trained", "activations.hist.at initialisation"} <= set(charts)
+    # the CSV holds what vizlib computes for the same images, for both networks
+    table = pd.read_csv(io.BytesIO(downloads["lenet_digits_activation_statistics.csv"]))
+    assert list(table["network"].unique()) == ["trained", "at initialisation"]
+    model, meta = zoo.load_model("lenet_digits")
+    images, labels = load_dataset_for_model("digits", meta, split="test")[:2]
+    models = {
+        "trained": model.eval().requires_grad_(False),
+        "at initialisation": untrained_model(meta).requires_grad_(False),
+    }
+    for label, net in models.items():
+        expected = layer_statistics(net, images[:256], labels[:256], batch_size=16).rows
+        got = table[table["network"] == label]
+        assert list(got["layer"]) == [r["layer"] for r in expected]
+        np.testing.assert_allclose(got["std"], [r["std"] for r in expected], rtol=1e-5)
+        np.testing.assert_allclose(got["grad_rms"], [r["grad_rms"] for r in expected], rtol=1e-5)
+        assert list(got["dead_channels"]) == [r["dead_channels"] for r in expected]
+    assert list(got["output_shape"][:1]) == ["32×24×24"]
+
+
+def test_without_gradients_or_comparison_the_figures_shrink(at):
+    at.toggle(key="activations.gradients").set_value(False).run()
+    at.toggle(key="activations.compare").set_value(False).run()
+    assert not at.exception and not errors(at)
+    charts = _charts(at)
+    assert "yaxis3" not in charts["activations.depth"]["layout"]  # no gradient panel
+    assert {t["legendgroup"] for t in charts["activations.depth"]["data"]} == {"trained"}
+    assert "activations.hist.at initialisation" not in charts
+    assert "gradients" not in at.markdown[0].value
+
+
+def test_sample_photos_take_the_predicted_class_as_the_target(at):
+    at.selectbox(key="activations.images").set_value("samples").run()
+    assert not at.exception and not errors(at)
+    assert "of scikit-image's sample photos" in at.markdown[0].value
+    assert "predicted class" in at.markdown[0].value
+
+
+def test_histogram_layers_and_log_scale(at):
+    at.multiselect(key="activations.layers").set_value(["conv1", "relu3"]).run()
+    at.toggle(key="activations.log").set_value(True).run()
+    assert not at.exception
+    hist = _charts(at)["activations.hist.trained"]
+    assert [t["name"].split(" (")[0] for t in hist["data"]] == ["conv1", "relu3"]
+    assert hist["layout"]["yaxis"]["type"] == "log"
+    assert at.query_params["log"] == "true"  # a lecturer's link keeps the log axis

@@ -1,0 +1,206 @@
+"""vizlib.layerstats against direct computations: each layer's outputs and gradients worked out
+by running the layers one by one with torch, outside any hook."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vizlib import zoo
+from vizlib.layerstats import depth_summary, layer_statistics
+
+
+def _hooks_left(model: nn.Module) -> int:
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        for m in model.modules()
+    )
+
+
+def _mlp() -> nn.Sequential:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Dropout(0.5), nn.Linear(6, 3)).eval()
+    with torch.no_grad():
+        model[0].bias[2] = -100.0  # unit 2 never fires: a dead ReLU unit
+    return model.requires_grad_(False)
+
+
+def _by_hand(model: nn.Sequential, x: torch.Tensor, y: torch.Tensor) -> list[tuple]:
+    """Return (output, gradient of the summed cross-entropy w.r.t. it) of layers 0, 1 and 3."""
+    h0 = model[0](x)
+    h1 = F.relu(h0)
+    h3 = model[3](h1)
+    outs = [h0, h1, h3]
+    grads = torch.autograd.grad(F.cross_entropy(h3, y, reduction="sum"), outs)
+    return [(out.detach(), grad) for out, grad in zip(outs, grads, strict=True)]
+
+
+def test_statistics_equal_the_layers_run_by_hand():
+    model = _mlp()
+    x = torch.randn(50, 4, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+    y = torch.arange(50) % 3
+    flat = nn.Sequential(nn.Flatten(), *model).eval()  # the images are (N, 1, 2, 2)
+    stats = layer_statistics(flat, x.detach().reshape(50, 1, 2, 2), y, batch_size=7)
+    rows = {r["layer"]: r for r in stats.rows}
+    # the flatten, both linears and the ReLU; the dropout (identity in eval) has no row
+    assert list(rows) == ["0", "1", "2", "4"]
+    expected = _by_hand(_mlp(), x.detach().requires_grad_(True), y)
+    for name, (out, grad) in zip(["1", "2", "4"], expected, strict=True):
+        row = rows[name]
+        assert row["mean"] == pytest.approx(float(out.mean()), rel=1e-5, abs=1e-6)
+        assert row["std"] == pytest.approx(float(out.std(unbiased=False)), rel=1e-5)
+        assert (row["min"], row["max"]) == pytest.approx((float(out.min()), float(out.max())))
+        assert row["zero_fraction"] == pytest.approx(float((out == 0).float().mean()))
+        assert row["grad_rms"] == pytest.approx(float(grad.pow(2).mean().sqrt()), rel=1e-5)
+        assert row["output_shape"] == tuple(out.shape[1:])
+    assert rows["2"]["dead_channels"] == 1 and rows["2"]["channels"] == 6
+    assert rows["1"]["dead_channels"] == 0 and rows["1"]["type"] == "Linear"
+    assert stats.targets == "labels"
+    assert depth_summary(stats.rows)["dead"] == [("2", 1, 6)]
+
+
+def test_batches_change_nothing_and_the_model_is_left_as_it_was():
+    model = nn.Sequential(nn.Flatten(), *_mlp()).eval().requires_grad_(False)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(40, 1, 2, 2, generator=torch.Generator().manual_seed(2))
+    one = layer_statistics(model, x, batch_size=40)
+    many = layer_statistics(model, x, batch_size=3)
+    for a, b in zip(one.rows, many.rows, strict=True):
+        for key in ("mean", "std", "min", "max", "zero_fraction", "grad_rms"):
+            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), key
+    assert one.targets == "predicted"
+    assert _hooks_left(model) == 0
+    assert all(p.grad is None and not p.requires_grad for p in model.parameters())
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+
+
+def test_without_targets_the_loss_is_taken_against_the_predicted_class():
+    model = nn.Sequential(nn.Flatten(), *_mlp()).eval().requires_grad_(False)
+    x = torch.randn(20, 1, 2, 2, generator=torch.Generator().manual_seed(3))
+    predicted = model(x).argmax(1)
+    assert layer_statistics(model, x).rows == layer_statistics(model, x, predicted).rows
+
+
+def test_in_place_relu_after_batchnorm_keeps_each_layers_own_values():
+    """torchvision's ResNets run BatchNorm then ReLU(inplace=True) on the same tensor: the
+    BatchNorm row must hold its own (negative) outputs and its own gradient, as run by hand."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 3),
+    ).eval().requires_grad_(False)  # fmt: skip
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-0.2, 0.2)
+        model[1].running_var.uniform_(0.5, 2.0)
+    x = torch.randn(8, 1, 6, 6, generator=torch.Generator().manual_seed(4))
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    rows = {r["layer"]: r for r in layer_statistics(model, x, y, batch_size=3).rows}
+    xx = x.clone().requires_grad_(True)
+    bn = model[1](model[0](xx))
+    relu = F.relu(bn)
+    logits = model[4](relu.flatten(1))
+    g_bn, g_relu = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), [bn, relu])
+    assert rows["1"]["min"] < 0 and rows["1"]["min"] == pytest.approx(float(bn.detach().min()))
+    assert rows["2"]["min"] == 0
+    assert rows["1"]["grad_rms"] == pytest.approx(float(g_bn.pow(2).mean().sqrt()), rel=1e-5)
+    assert rows["2"]["grad_rms"] == pytest.approx(float(g_relu.pow(2).mean().sqrt()), rel=1e-5)
+    assert rows["1"]["channels"] == 4 and rows["1"]["output_shape"] == (4, 4, 4)
+
+
+class _Twice(nn.Module):
+    """One ReLU called twice, as torchvision's BasicBlock does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.relu = nn.ReLU()
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu(self.fc(x.flatten(1)))
+        return self.head(self.relu(h - 1.0))
+
+
+def test_a_module_called_twice_gets_a_row_per_call():
+    torch.manual_seed(0)
+    model = _Twice().eval().requires_grad_(False)
+    x = torch.randn(10, 1, 2, 2, generator=torch.Generator().manual_seed(5))
+    rows = {r["layer"]: r for r in layer_statistics(model, x).rows}
+    assert list(rows) == ["fc", "relu", "relu (call 2)", "head"]
+    first = F.relu(model.fc(x.flatten(1)))
+    second = F.relu(first - 1.0)
+    assert rows["relu"]["mean"] == pytest.approx(float(first.mean()), rel=1e-6)
+    assert rows["relu (call 2)"]["mean"] == pytest.approx(float(second.mean()), rel=1e-6)
+
+
+class _Broken(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.log = _Log()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.log(self.fc(x.flatten(1)))
+
+
+class _Log(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(x)  # NaN for negative inputs, -inf for 0
+
+
+def test_nan_outputs_are_counted_and_left_out_of_the_statistics():
+    torch.manual_seed(0)
+    model = _Broken().eval().requires_grad_(False)
+    x = torch.randn(30, 1, 2, 2, generator=torch.Generator().manual_seed(6))
+    stats = layer_statistics(model, x, gradients=False)
+    row = stats.rows[1]
+    out = torch.log(model.fc(x.flatten(1)))
+    finite = out[torch.isfinite(out)]
+    assert row["nonfinite"] == int((~torch.isfinite(out)).sum()) > 0
+    assert row["mean"] == pytest.approx(float(finite.mean()), rel=1e-5)
+    assert np.isfinite(stats.samples["log"]).all()
+    assert math.isnan(row["grad_rms"])
+    assert depth_summary(stats.rows)["nonfinite"] == ["log"]
+
+
+def test_bad_arguments_raise_and_leave_no_hook():
+    model = nn.Sequential(nn.Flatten(), *_mlp()).eval().requires_grad_(False)
+    x = torch.randn(6, 1, 2, 2)
+    with pytest.raises(ValueError, match="class indices 0 to 2"):
+        layer_statistics(model, x, torch.tensor([0, 1, 2, 3, 0, 1]))
+    assert _hooks_left(model) == 0
+    with pytest.raises(ValueError, match="6 images"):
+        layer_statistics(model, x, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="non-empty batch"):
+        layer_statistics(model, torch.zeros(0, 1, 2, 2))
+    with pytest.raises(ValueError, match="batch_size"):
+        layer_statistics(model, x, batch_size=0)
+
+
+def test_samples_are_drawn_from_the_outputs_and_repeat_with_the_seed():
+    model = nn.Sequential(nn.Flatten(), *_mlp()).eval().requires_grad_(False)
+    x = torch.randn(64, 1, 2, 2, generator=torch.Generator().manual_seed(7))
+    a = layer_statistics(model, x, gradients=False, sample_size=50, batch_size=16)
+    b = layer_statistics(model, x, gradients=False, sample_size=50, batch_size=16)
+    out = model[1](x.flatten(1)).numpy().ravel()
+    assert len(a.samples["1"]) == 50
+    assert np.isin(a.samples["1"], out).all()
+    np.testing.assert_array_equal(a.samples["1"], b.samples["1"])
+
+
+def test_a_shipped_vit_gives_token_rows_with_features_as_channels():
+    model, meta = zoo.load_model("vit_digits")
+    model.eval().requires_grad_(False)
+    x = torch.randn(4, *meta["input_size"], generator=torch.Generator().manual_seed(8))
+    rows = {r["layer"]: r for r in layer_statistics(model, x, torch.tensor([0, 1, 2, 3])).rows}
+    norm = rows["blocks.0.norm1"]
+    assert norm["output_shape"] == (65, 64) and norm["channels"] == 64
+    logits = model(x)
+    assert rows["head"]["mean"] == pytest.approx(float(logits.mean()), rel=1e-5, abs=1e-6)
+    assert all(r["grad_rms"] > 0 for r in rows.values())
+    assert _hooks_left(model) == 0
