@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import re
 
 import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
 import pytest
+from PIL import Image
 from plotly.colors import get_colorscale, hex_to_rgb, unlabel_rgb
 from plotly.utils import PlotlyJSONEncoder
 
@@ -136,3 +141,102 @@ def test_overlay_title_sits_under_the_mode_bar_with_the_tools_that_matter():
     assert set(fig.layout.modebar.remove) == {"zoomIn2d", "zoomOut2d", "autoScale2d"}
     area_h = fig.layout.height - margin.t - margin.b
     assert area_h == 230  # the taller top margin takes nothing from the image
+
+
+def _json_bytes(fig) -> int:
+    """Bytes of the figure's JSON as Streamlit sends it (plotly.io.to_json), less the template
+    (Streamlit puts its theme there) and less plotly's escapes: it writes every '/' as six
+    characters (for HTML), a quarter more on the base64 of some float32 data, whatever the
+    figure."""
+    fig = go.Figure(fig).update_layout(template=None)
+    return len(json.dumps(json.loads(pio.to_json(fig, validate=False)), separators=(",", ":")))
+
+
+def _photo(h: int, w: int) -> np.ndarray:
+    """A smooth colour image (H, W, 3) in [0, 1], compressible as a photo is: gradients and a
+    disc."""
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    disc = ((yy - 0.5) ** 2 + (xx - 0.4) ** 2 < 0.1).astype(float)
+    return np.clip(np.stack([xx, yy, 0.3 + 0.5 * disc], axis=-1), 0, 1)
+
+
+def _png_size(image: np.ndarray) -> int:
+    """Bytes of the image's 8-bit pixels as a PNG (PIL's default compression)."""
+    buffer = io.BytesIO()
+    Image.fromarray((image * 255).round().astype(np.uint8)).save(buffer, format="PNG")
+    return len(buffer.getvalue())
+
+
+def test_overlay_json_carries_its_heatmap_and_a_compact_image_and_little_else():
+    """The background went as a z-array, 4/3 byte of JSON per channel value: 200 kB for a
+    224 x 224 RGB image in every tile, beside the heatmap's 268 kB; the page sent 1.9 MB for
+    resnet18's four tiles. The image is now a PNG: the figure is the float32 heatmap and the
+    image's PNG in base64 (4/3 byte per byte), and a few kB of colour scale, hover and layout."""
+    rng = np.random.default_rng(0)
+    image = _photo(224, 224)
+    heat = rng.normal(size=(224, 224))  # a saliency-like map: every pixel its own value
+    fig = plot_attribution_overlay(image, heat, title="Saliency", width=240)
+    carried = 4 * heat.size + _png_size(image)  # float32 values, PNG bytes
+    assert _json_bytes(fig) <= 4 / 3 * carried + 4096
+
+
+def test_overlay_image_is_its_pixels_exactly():
+    """The PNG behind the heatmap holds the image's 8-bit pixels as the z-array did, nothing
+    lost; a grey image (H, W) goes as one channel."""
+    for image in (_photo(30, 40), np.linspace(0, 1, 1200).reshape(30, 40)):
+        fig = plot_attribution_overlay(image, np.ones((30, 40)), width=240)
+        picture = fig.data[0]
+        assert picture.type == "image" and picture.z is None
+        head, data = picture.source.split(",", 1)
+        assert head == "data:image/png;base64"
+        png = Image.open(io.BytesIO(base64.b64decode(data)))
+        expected = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+        assert png.mode == ("RGB" if image.ndim == 3 else "L")
+        np.testing.assert_array_equal(np.asarray(png), expected)
+
+
+def _blocky(rows: list[int], cols: list[int], seed: int = 0) -> np.ndarray:
+    """A map (sum(rows), sum(cols)) constant on blocks of the given heights and widths, as
+    Occlusion's is between its windows' edges."""
+    values = np.random.default_rng(seed).normal(size=(len(rows), len(cols)))
+    return np.repeat(np.repeat(values, rows, axis=0), cols, axis=1).astype(np.float32)
+
+
+def test_a_map_constant_on_blocks_goes_as_one_cell_per_block():
+    """resnet18's Occlusion map (window 32, stride 16) holds 14 x 14 values, each on 16 x 16
+    pixels: it went as 224 x 224 float32 values (268 kB). It now goes as one cell per block,
+    the cells' edges on the pixels' edges, each block's hover naming its pixel ranges; drawn
+    back pixel by pixel, it is the map, exactly."""
+    heat = _blocky([16] * 14, [16] * 14)
+    fig = plot_attribution_overlay(_photo(224, 224), heat, title="Occlusion", width=240)
+    cells = fig.data[1]
+    assert np.shape(cells.z) == (14, 14)
+    assert list(cells.x) == list(cells.y) == [16 * i - 0.5 for i in range(15)]
+    assert cells.text[0][0] == "x 0–15, y 0–15" and cells.text[2][1] == "x 16–31, y 32–47"
+    assert cells.hovertemplate == "Occlusion<br>%{text}<br>attribution %{z:.4g}<extra></extra>"
+    # a pixel's cell: the one whose edges hold the pixel's centre
+    col = np.searchsorted(np.asarray(cells.x), np.arange(224)) - 1
+    row = np.searchsorted(np.asarray(cells.y), np.arange(224)) - 1
+    np.testing.assert_array_equal(np.asarray(cells.z)[row][:, col], heat)
+    no_image = go.Figure(fig).update_traces(source=None, selector=dict(type="image"))
+    assert _json_bytes(no_image) <= 40 * 14 * 14 + 4096  # was 268 kB
+
+    # uneven blocks (a stride that does not divide the side) and one-pixel edges
+    heat = _blocky([1, 6, 6, 6, 5], [6, 6, 6, 6, 4], seed=1)
+    cells = plot_attribution_overlay(np.zeros((24, 28)), heat).data[1]
+    assert list(cells.y) == [-0.5, 0.5, 6.5, 12.5, 18.5, 23.5]
+    assert cells.text[0][4] == "x 24–27, y 0"
+
+
+def test_a_map_of_small_blocks_or_none_goes_pixel_by_pixel():
+    """Where blocks average fewer than 16 pixels (lenet's Occlusion: 2 x 2), their hover texts
+    would cost more than the values they replace: the map goes as it is, hovered pixel by
+    pixel."""
+    for heat in (_blocky([2] * 14, [2] * 14), np.random.default_rng(2).normal(size=(28, 28))):
+        cells = plot_attribution_overlay(np.zeros((28, 28)), heat, title="Occlusion").data[1]
+        assert np.asarray(cells.z).dtype == np.float32 and np.shape(cells.z) == (28, 28)
+        assert cells.x is None and cells.y is None and cells.text is None
+        np.testing.assert_array_equal(cells.z, heat.astype(np.float32))
+        assert cells.hovertemplate == (
+            "Occlusion<br>x %{x}, y %{y}<br>attribution %{z:.4g}<extra></extra>"
+        )
