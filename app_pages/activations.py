@@ -18,6 +18,7 @@ from vizlib.plots import plot_activation_histograms, plot_layer_statistics
 
 P = "activations"
 TRAINED, UNTRAINED = "trained", "at initialisation"
+NO_WEIGHTS = "untrained (no weights on disk)"  # a torchvision model without its ImageNet file
 MAX_RESULTS = 4  # results kept in a session (a few MB of samples each)
 BATCH = 16  # images per pass: a backward pass through vgg16 holds about 1 GB per 16 images
 LINK_KEYS = {"model", "grads", "compare", "log"}
@@ -38,10 +39,11 @@ st.caption(
 
 
 def default_images(meta: dict, available: int) -> int:
-    """Images measured by default: 256 of a small input, 8 of an ImageNet-sized one (a CPU's
-    forward and backward pass of vgg16 take about 2 s an image)."""
+    """Images measured by default: 256 of a small input, 4 of an ImageNet-sized one (a forward
+    and backward pass of vgg16 or vit_b_16 takes about 2.5 s an image on this 2-core CPU; 4
+    images are still some 3 million values in each early layer)."""
     pixels = int(np.prod(meta["input_size"][1:]))
-    return min(available, 256 if pixels <= 64 * 64 else 8)
+    return min(available, 256 if pixels <= 64 * 64 else 4)
 
 
 def measure(
@@ -58,7 +60,7 @@ def measure(
     images, labels = images[:n], labels[:n]
     # the loss of the gradients is the true class only where the labels are the model's own
     targets = labels if source == loaded.meta["dataset"] else None
-    models = {TRAINED: loaded.model}
+    models = {TRAINED if loaded.meta.get("pretrained", True) else NO_WEIGHTS: loaded.model}
     if compare:
         untrained = filters.untrained_model(loaded.meta).requires_grad_(False)
         models[UNTRAINED] = untrained.to(loaded.device)
@@ -125,11 +127,17 @@ gradients = c2.toggle(
     "with respect to each layer's output (the loss summed over the images, so the size does "
     "not depend on how many). About three times the time of the forward pass alone.",
 )
-compare = c2.toggle(
-    "Compare with untrained",
-    key=f"{P}.compare",
-    help="Also measure the same architecture at the random initialisation its training began "
-    "from (same seed), so what training changed stands beside it.",
+trained = meta.get("pretrained", True)  # False: torchvision weights not on disk
+compare = (
+    c2.toggle(
+        "Compare with untrained",
+        key=f"{P}.compare",
+        disabled=not trained,
+        help="Also measure the same architecture at the random initialisation its training began "
+        "from (same seed), so what training changed stands beside it."
+        + ("" if trained else f" {meta['name']} has no trained weights here: it is that network."),
+    )
+    and trained
 )
 links.save_settings(SETTINGS, prefix=f"{P}.", keep=LINK_KEYS)
 
@@ -143,7 +151,7 @@ except (ValueError, RuntimeError) as err:
     st.error(f"Could not measure {meta['name']}: {err}")
     st.stop()
 
-stats = result[TRAINED]
+stats = next(iter(result.values()))  # the model as loaded
 rows = stats.rows
 targets = (
     "the true classes"
@@ -173,6 +181,12 @@ if summary["dead"]:
         f"{len(summary['dead'])} layer(s) have channels that are 0 for every image, most in "
         f"{worst[0]} ({worst[1]:,} of {worst[2]:,}); after a ReLU these are dead units, which "
         "pass no gradient back."
+    )
+if gradients and summary["no_gradient"]:
+    notes.append(
+        f"{len(summary['no_gradient'])} layer(s) get a gradient of exactly 0 (left off the log "
+        "axis): the loss does not depend on their outputs here, as when a layer after them has "
+        "all-zero weights (torchvision's untrained ViT head) or only dead units."
     )
 ratio = summary["grad_ratio"]
 if gradients and np.isfinite(ratio) and ratio > 0:

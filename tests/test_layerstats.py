@@ -61,7 +61,20 @@ def test_statistics_equal_the_layers_run_by_hand():
     assert rows["2"]["dead_channels"] == 1 and rows["2"]["channels"] == 6
     assert rows["1"]["dead_channels"] == 0 and rows["1"]["type"] == "Linear"
     assert stats.targets == "labels"
-    assert depth_summary(stats.rows)["dead"] == [("2", 1, 6)]
+    summary = depth_summary(stats.rows)
+    assert summary["dead"] == [("2", 1, 6)] and summary["no_gradient"] == []
+    first, last = rows["0"]["grad_rms"], rows["4"]["grad_rms"]  # the flatten, the logits
+    assert summary["grad_ratio"] == pytest.approx(last / first)
+
+
+def test_a_zero_weight_layer_stops_every_gradient_before_it():
+    """torchvision's untrained ViT has an all-zero head: no gradient reaches what feeds it."""
+    model = nn.Sequential(nn.Flatten(), *_mlp()).eval().requires_grad_(False)
+    with torch.no_grad():
+        model[4].weight.zero_()
+    stats = layer_statistics(model, torch.randn(5, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1]))
+    assert depth_summary(stats.rows)["no_gradient"] == ["0", "1", "2"]
+    assert stats.rows[-1]["grad_rms"] > 0
 
 
 def test_batches_change_nothing_and_the_model_is_left_as_it_was():

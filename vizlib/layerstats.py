@@ -228,10 +228,12 @@ def layer_statistics(
 
 def depth_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Return what a reader should know first: the layers with NaN or infinite outputs, with
-    dead channels, and the ratio of the last to the first layer's gradient RMS."""
+    dead channels (layer, dead, channels), whose gradient is exactly 0 (nothing of the loss
+    depends on them), and the ratio of the last to the first layer's non-zero gradient RMS."""
     grads = [r["grad_rms"] for r in rows if r["grad_rms"] > 0]
     return {
         "nonfinite": [r["layer"] for r in rows if r["nonfinite"]],
+        "no_gradient": [r["layer"] for r in rows if r["grad_rms"] == 0],
         "dead": [
             (r["layer"], r["dead_channels"], r["channels"]) for r in rows if r["dead_channels"]
         ],

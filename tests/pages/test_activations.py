@@ -85,3 +85,19 @@ def test_histogram_layers_and_log_scale(at):
     assert [t["name"].split(" (")[0] for t in hist["data"]] == ["conv1", "relu3"]
     assert hist["layout"]["yaxis"]["type"] == "log"
     assert at.query_params["log"] == "true"  # a lecturer's link keeps the log axis
+
+
+def test_torchvision_weights_not_on_disk_leave_nothing_to_compare():
+    """Without its ImageNet weights resnet18 is at its initialisation already: the comparison is
+    off and disabled (it would draw the same network twice), 4 sample photos by default, and the
+    loss takes the predicted classes (the photos have no ImageNet labels)."""
+    at = opened_with(PAGE, {"model": "resnet18"})
+    assert not errors(at)
+    assert at.selectbox(key="activations.images").value == "samples"
+    assert at.slider(key="activations.n").value == 4
+    compare = at.toggle(key="activations.compare")
+    assert compare.disabled and "no trained weights here" in compare.help
+    depth = _charts(at)["activations.depth"]
+    assert {t["legendgroup"] for t in depth["data"]} == {"untrained (no weights on disk)"}
+    assert "resnet18**: 60 layers measured over 4 images" in at.markdown[0].value
+    assert "predicted class" in at.markdown[0].value
