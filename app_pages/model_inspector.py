@@ -31,6 +31,11 @@ ARCHITECTURES = zoo.upload_architectures()
 PAGE_SETTINGS: links.Table = {"log": (P + "log", False, (False, True))}
 BATCH_SETTINGS: links.Table = {"n": (P + "n", 2_500, (10, 10_000))}  # "Time it" stays a button
 LINK_KEYS = {"model", *PAGE_SETTINGS, *BATCH_SETTINGS}
+# longest layer name shown whole: longer ones lose their shared start to "…" (the CSV keeps it).
+# 22 and not 24 ("…layer_10.self_attention"): the grid sizes a column from its first 9 rows and
+# its last, so a name further down wider than those is cut; vit_b_16's shortened names (at most
+# 18 characters) stay narrower than its measured encoder.pos_embedding (21)
+LAYER_NAME_CHARS = 22
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -160,12 +165,28 @@ if meta is not None and rows is not None:
 
     # ---- per-layer table ------------------------------------------------------------------
     st.subheader("Layers")
+    # torchvision's vit_b_16 names run to 46 characters ("encoder.layers.encoder_layer_10.
+    # self_attention", a 289 px column) and its table scrolled sideways at 1024 px; every other
+    # zoo model's names are 21 characters or fewer and stay whole
+    shown_names, elided = summary.shorten_layer_names(
+        [r["name"] for r in rows], max_chars=LAYER_NAME_CHARS
+    )
     st.caption(
         "Rows in call order. Multiply-adds count convolutions, linear layers and the two "
         "attention products (QK^T and AV); biases, norms, activations and pooling count zero. "
         "Output shapes include a batch of 1. The two tabs show one table; its CSV download "
         "holds every column."
     )
+    if elided:  # a line of its own just above the table, with a row's name both ways
+        short, full = next(
+            (s, r["name"]) for r, s in zip(rows, shown_names, strict=True) if s != r["name"]
+        )
+        # plain text, not code spans, which a caption sets too small to read on a projector;
+        # "\\_" so that no underscore is read as emphasis
+        st.caption(
+            f"In the layer names, … stands for {elided} ({short} is {full}); the CSV has the "
+            "names in full.".replace("_", "\\_")
+        )
     field = receptive.field_text
     table = pd.DataFrame(
         {
@@ -184,6 +205,7 @@ if meta is not None and rows is not None:
             help="The module's name in the model, in call order. A parameter that a module "
             "holds outside its layers (a ViT's class token and position embeddings) has a row "
             "of its own, named as in the state dict, where the pass first reads it."
+            + (f" “…” stands for `{elided}`." if elided else "")
         ),
         "type": st.column_config.TextColumn(
             help="The module's class; for a parameter outside the layers, what it is."
@@ -227,7 +249,7 @@ if meta is not None and rows is not None:
         (fields_tab, ["layer", "type", "receptive field (px)", "jump (px)", "field start (px)"]),
     ):
         tab.dataframe(
-            table,
+            table.assign(layer=shown_names),
             hide_index=True,
             width="stretch",
             height=min(600, 36 * (len(table) + 1)),

@@ -146,6 +146,71 @@ def test_torchvision_vit_b_16_token_and_position_rows_and_total():
     names = [r["name"] for r in rows]
     assert "(model)" not in names and "encoder" not in names  # no row for the whole encoder
     assert _hook_count(model) == 0
+    # the Model Inspector's 22 characters: 46 ("encoder.layers.encoder_layer_10.self_attention")
+    # scrolled its table sideways at 1024 px
+    shown, prefix = summary.shorten_layer_names(names, max_chars=22)
+    assert prefix == "encoder.layers.encoder_layer_"
+    assert max(map(len, names)) == 46 and max(map(len, shown)) == 21  # encoder.pos_embedding
+    assert shown[names.index("encoder.layers.encoder_layer_10.self_attention")] == (
+        "…10.self_attention"
+    )
+    assert [full for full, short in zip(names, shown, strict=True) if short == full] == [
+        "conv_proj",
+        "class_token",
+        "encoder.pos_embedding",
+        "encoder.dropout",
+        "encoder.ln",
+        "heads.head",
+    ]
+
+
+_VIT_NAMES = [
+    "conv_proj",
+    "encoder.pos_embedding",
+    "encoder.layers.encoder_layer_1.mlp.0",
+    "encoder.layers.encoder_layer_10.self_attention",
+    "encoder.layers.encoder_layer_11.ln_1",
+    "heads.head",
+]
+
+
+@pytest.mark.parametrize(
+    ("max_chars", "prefix", "block_10"),
+    [
+        (46, "", "encoder.layers.encoder_layer_10.self_attention"),  # all fit: unchanged
+        (32, "encoder.layers.", "…encoder_layer_10.self_attention"),  # 1 + 31 characters
+        (24, "encoder.layers.encoder_", "…layer_10.self_attention"),
+        (22, "encoder.layers.encoder_layer_", "…10.self_attention"),
+        # "encoder.pos_embedding" is long too, and nothing brings 46 within 10: the longest
+        # start all long names share is left out
+        (10, "encoder.", "…layers.encoder_layer_10.self_attention"),
+    ],
+)
+def test_shorten_layer_names_leaves_out_the_least_shared_start(max_chars, prefix, block_10):
+    """By hand: the long names share "encoder.layers.encoder_layer_1"; the starts ending at a
+    separator are "encoder.", "encoder.layers.", "encoder.layers.encoder_" and
+    "encoder.layers.encoder_layer_", and the shortest that brings the 46 characters of block
+    10's self_attention within ``max_chars`` is left out. At 10 even "encoder.pos_embedding"
+    is long, and the long names share only "encoder."."""
+    shown, left_out = summary.shorten_layer_names(_VIT_NAMES, max_chars=max_chars)
+    assert left_out == prefix
+    assert shown[3] == block_10
+    # every name that begins with the prefix loses it, the others stay whole, order kept
+    for full, short in zip(_VIT_NAMES, shown, strict=True):
+        assert short == (f"…{full[len(prefix) :]}" if prefix and full.startswith(prefix) else full)
+
+
+def test_shorten_layer_names_keeps_names_it_cannot_shorten():
+    # long names that share no start ending at "." or "_"
+    names = ["stem.conv_with_a_long_name", "head.linear_with_a_long_name", "fc"]
+    assert summary.shorten_layer_names(names, max_chars=10) == (names, "")
+    # a name equal to the prefix keeps it: "…" alone would name nothing
+    names = ["blocks.", "blocks.0.attention_block", "blocks.1.attention_block"]
+    assert summary.shorten_layer_names(names, max_chars=20) == (
+        ["blocks.", "…0.attention_block", "…1.attention_block"],
+        "blocks.",
+    )
+    assert summary.shorten_layer_names([], max_chars=5) == ([], "")
 
 
 def test_transformer_block_counts():

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -53,6 +54,7 @@ __all__ = [
     "count_parameters",
     "layer_table",
     "shape_text",
+    "shorten_layer_names",
     "table_totals",
     "transformer_block_counts",
 ]
@@ -276,6 +278,32 @@ def shape_text(row: dict[str, Any]) -> str:
     if shape is None:
         return "not called"
     return "×".join(map(str, shape)) or "scalar"
+
+
+def shorten_layer_names(names: Sequence[str], *, max_chars: int) -> tuple[list[str], str]:
+    """Return the layer names as a narrow table shows them, and the prefix they leave out.
+
+    When some names are longer than ``max_chars`` characters, a start that all of those share,
+    ended at a "." or "_" so that no word is cut, is written "…" in every name that begins with
+    it; the prefix comes back so that the reader can be told what "…" stands for. The prefix is
+    the shortest such start that brings every long name within ``max_chars`` (the least left
+    out), else the longest one. torchvision's vit_b_16 with ``max_chars=22``:
+    "encoder.layers.encoder_layer_11.self_attention" (46 characters) reads
+    "…11.self_attention", prefix "encoder.layers.encoder_layer_". A name equal to the prefix
+    stays whole. With every name within ``max_chars``, or long names sharing no such start,
+    the names come back unchanged with prefix "".
+    """
+    long = [n for n in names if len(n) > max_chars]
+    shared = os.path.commonprefix(long) if long else ""
+    # separator-ended starts only: "layer_1" is shared by layer_1.x and layer_10.x, and
+    # leaving it out would show layer_10.x as "…0.x"
+    starts = [shared[: i + 1] for i, c in enumerate(shared) if c in "._"]
+    if not starts:
+        return list(names), ""
+    longest = max(len(n) for n in long)
+    prefix = next((s for s in starts if 1 + longest - len(s) <= max_chars), starts[-1])
+    shown = [f"…{n[len(prefix) :]}" if n.startswith(prefix) and n != prefix else n for n in names]
+    return shown, prefix
 
 
 def table_totals(rows: list[dict[str, Any]]) -> dict[str, int]:

@@ -485,3 +485,44 @@ def test_the_layer_table_fits_a_projector_in_two_tabs(downloads):
         "field start (px)"
     )
     assert csv[1] == "conv1,Conv2d,1×32×24×24,832,460800,5 x 5,1 x 1,0 x 0"
+
+
+def test_vit_b_16_layer_names_lose_their_shared_start_and_the_csv_keeps_it(
+    tmp_path, monkeypatch, downloads
+):
+    """torchvision's vit_b_16 names run to 46 characters and its layer table scrolled sideways
+    at 1024 px: both tabs show "…10.self_attention", a caption above them and the column's help
+    say what "…" stands for, the CSV keeps the full names. lenet_digits' names stay whole."""
+    at = _run()
+    assert not any("stands for" in c.value for c in at.caption)
+    assert "stands for" not in json.loads(at.tabs[0].dataframe[0].proto.columns)["layer"]["help"]
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    at.selectbox(key="inspector.model").select("vit_b_16").run()
+    assert not errors(at)
+    for tab in at.tabs:
+        (grid,) = tab.dataframe
+        names = grid.value["layer"].tolist()
+        assert len(names) == 114 and max(map(len, names)) <= 22
+        assert names[:5] == [
+            "conv_proj",
+            "class_token",
+            "encoder.pos_embedding",
+            "encoder.dropout",
+            "…0.ln_1",
+        ]
+        assert "…10.self_attention" in names and names[-2:] == ["encoder.ln", "heads.head"]
+        help_text = json.loads(grid.proto.columns)["layer"]["help"]
+        assert "“…” stands for `encoder.layers.encoder_layer_`" in help_text
+    (legend,) = (c.value for c in at.caption if "stands for" in c.value)
+    # underscores escaped, so that Markdown shows them rather than emphasis
+    assert legend == (
+        r"In the layer names, … stands for encoder.layers.encoder\_layer\_ (…0.ln\_1 is "
+        r"encoder.layers.encoder\_layer\_0.ln\_1); the CSV has the names in full."
+    )
+    csv = downloads["vit_b_16_layers.csv"].decode().splitlines()
+    assert len(csv) == 115 and not any("…" in line for line in csv)
+    assert any(
+        line.startswith("encoder.layers.encoder_layer_10.self_attention,MultiheadAttention,")
+        for line in csv
+    )
