@@ -52,6 +52,9 @@ PAGES = {
             icon=":material/grid_view:",
         ),
     ],
+    "Training": [
+        st.Page("app_pages/training.py", title="Training Lab", icon=":material/model_training:"),
+    ],
 }
 
 navigation = st.navigation(PAGES)

@@ -68,6 +68,15 @@ GUIDE = {
             "Learned position-embedding similarity, patch-embedding filters, and the sinusoidal encoding.",
         ),
     ],
+    "Training": [
+        (
+            "app_pages/training.py",
+            "Training Lab",
+            "Train a small CNN or ViT on the digits live: optimiser, learning rate, batch size, "
+            "initialisation and augmentation; loss, accuracy, gradients and filters epoch by epoch; "
+            "runs compared; weights to open on the other pages.",
+        ),
+    ],
 }
 
 for section, guide in GUIDE.items():

@@ -40,6 +40,7 @@ PAGES = (
     "embeddings",
     "vit_attention",
     "position_embeddings",
+    "training",
 )
 
 

@@ -14,6 +14,8 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,18 @@ from .data.datasets import dataset_normalization, load_dataset
 from .device import describe_device, resolve_device
 from .zoo import CHECKPOINT_DIR, build_model
 
-__all__ = ["RECIPES", "augment", "evaluate", "position_embedding_structure", "train"]
+__all__ = [
+    "OPTIMIZERS",
+    "RECIPES",
+    "SCHEDULES",
+    "EpochRecord",
+    "TrainSettings",
+    "augment",
+    "evaluate",
+    "position_embedding_structure",
+    "train",
+    "training_epochs",
+]
 
 # Per architecture: model config, input size (H, W) and optimiser settings.
 RECIPES: dict[str, dict[str, Any]] = {
@@ -134,6 +147,212 @@ def position_embedding_structure(
     }
 
 
+OPTIMIZERS = ("SGD", "SGD with momentum", "Adam", "AdamW")
+SCHEDULES = ("constant", "warm-up + cosine")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to train one of the RECIPES' architectures on a bundled dataset (``training_epochs``)."""
+
+    architecture: str = "lenet"  # a key of RECIPES: lenet, resnet, vit
+    optimizer: str = "AdamW"  # one of OPTIMIZERS (momentum 0.9 for "SGD with momentum")
+    lr: float = 2e-3  # peak learning rate
+    weight_decay: float = 1e-4  # on weight matrices and kernels only, never biases or norms
+    batch_size: int = 64
+    epochs: int = 10
+    schedule: str = "warm-up + cosine"  # one of SCHEDULES
+    augment: bool = True  # random shifts and rotations (``augment``)
+    init_scale: float = 1.0  # every weight matrix and kernel times this after PyTorch's init
+    label_smoothing: float = 0.0
+    seed: int = 0
+
+    @classmethod
+    def recipe(cls, architecture: str, *, epochs: int | None = None, seed: int = 0):
+        """Return the settings the shipped checkpoints of ``architecture`` were trained with."""
+        if architecture not in RECIPES:
+            raise ValueError(f"Unknown model {architecture!r}; choose from {', '.join(RECIPES)}.")
+        r = RECIPES[architecture]
+        return cls(
+            architecture=architecture, optimizer="AdamW", lr=r["lr"],
+            weight_decay=r["weight_decay"], batch_size=r["batch_size"],
+            epochs=r["epochs"] if epochs is None else int(epochs), schedule="warm-up + cosine",
+            augment=True, label_smoothing=r["label_smoothing"], seed=seed,
+        )  # fmt: skip
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch of ``training_epochs`` did. Losses are cross-entropy (with the settings'
+    label smoothing for the training steps, without it on the test split); accuracies are
+    fractions; seconds of training alone (the two evaluations not counted)."""
+
+    epoch: int  # 1 for the first
+    step_losses: list[float]  # (steps,) each batch's loss, as the optimiser saw it
+    grad_norms: list[float]  # (steps,) the global L2 norm of all gradients before the step
+    lrs: list[float]  # (steps,) the learning rate of each step
+    train_loss: float  # mean over the epoch's images (augmented, as trained)
+    train_accuracy: float  # on the training split without augmentation, after the epoch
+    test_loss: float
+    test_accuracy: float
+    seconds: float
+    diverged: bool  # a loss that is not finite: training stops after this epoch (the losses
+    # and accuracies after the epoch are then NaN)
+
+
+def _check_settings(settings: TrainSettings) -> None:
+    if settings.architecture not in RECIPES:
+        raise ValueError(
+            f"Unknown model {settings.architecture!r}; choose from {', '.join(RECIPES)}."
+        )
+    if settings.optimizer not in OPTIMIZERS:
+        raise ValueError(f"Unknown optimizer {settings.optimizer!r}; choose from {OPTIMIZERS}.")
+    if settings.schedule not in SCHEDULES:
+        raise ValueError(f"Unknown schedule {settings.schedule!r}; choose from {SCHEDULES}.")
+    if not (settings.lr > 0 and math.isfinite(settings.lr)):
+        raise ValueError(f"The learning rate must be a positive number, got {settings.lr}.")
+    if settings.batch_size < 1 or settings.epochs < 1:
+        raise ValueError("The batch size and the number of epochs must be at least 1.")
+    if settings.weight_decay < 0 or not 0 <= settings.label_smoothing < 1:
+        raise ValueError("Weight decay must be >= 0 and label smoothing in [0, 1).")
+    if not (settings.init_scale >= 0 and math.isfinite(settings.init_scale)):
+        raise ValueError(f"init_scale must be a number >= 0, got {settings.init_scale}.")
+
+
+def _optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "pos_embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "pos_embed" in n]
+    groups = [
+        {"params": decay, "weight_decay": settings.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if settings.optimizer == "AdamW":
+        return torch.optim.AdamW(groups, lr=settings.lr)
+    if settings.optimizer == "Adam":  # weight decay as an L2 term in the gradient
+        return torch.optim.Adam(groups, lr=settings.lr)
+    momentum = 0.9 if settings.optimizer == "SGD with momentum" else 0.0
+    return torch.optim.SGD(groups, lr=settings.lr, momentum=momentum)
+
+
+@torch.no_grad()
+def _loss_and_accuracy(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 256
+) -> tuple[float, float]:
+    """Return (mean cross-entropy, accuracy) of ``model`` in eval mode over (N, C, H, W)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    loss, correct = 0.0, 0
+    for start in range(0, len(images), batch_size):
+        logits = model(images[start : start + batch_size].to(device))  # (B, classes)
+        y = labels[start : start + batch_size].to(device)
+        loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+    model.train(was_training)
+    return loss / len(images), correct / len(images)
+
+
+def training_epochs(
+    settings: TrainSettings,
+    *,
+    dataset: str = "digits",
+    device: str | torch.device | None = None,
+) -> Iterator[tuple[nn.Module, EpochRecord]]:
+    """Train a fresh model as ``settings`` say; yield (the model, its EpochRecord) after each
+    epoch, so a caller can draw, stop or save between epochs.
+
+    The same settings and device give the same model: ``torch.manual_seed(settings.seed)``
+    before the model is built, and a generator of that seed for the shuffles and augmentation
+    (the caller's random stream is not restored). A loss that is not finite (too high a
+    learning rate) ends the run after its epoch, with ``diverged`` set. The model is in train
+    mode while it trains and in eval mode when yielded.
+    """
+    _check_settings(settings)
+    recipe = RECIPES[settings.architecture]
+    dev = resolve_device(device)
+    torch.manual_seed(settings.seed)
+    generator = torch.Generator().manual_seed(settings.seed)
+
+    x_train, y_train, _ = load_dataset(dataset, "train", recipe["input_size"])
+    x_test, y_test, _ = load_dataset(dataset, "test", recipe["input_size"])
+    mean, std = dataset_normalization(dataset)
+    background = -mean[0] / std[0]  # normalised value of a black pixel
+
+    model = build_model(settings.architecture, recipe["config"]).to(dev)
+    if settings.init_scale != 1.0:
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.ndim > 1:
+                    p.mul_(settings.init_scale)
+    optimizer = _optimizer(model, settings)
+    batch_size = settings.batch_size
+    steps_per_epoch = math.ceil(len(x_train) / batch_size)
+    total = settings.epochs * steps_per_epoch
+    warmup = max(1, min(total // 10, 5 * steps_per_epoch))
+    if settings.schedule == "warm-up + cosine":
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda step: (
+                min(1.0, (step + 1) / warmup)
+                * 0.5
+                * (1 + math.cos(math.pi * min(1.0, step / total)))
+            ),
+        )
+    else:
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
+    params = list(model.parameters())
+
+    for epoch in range(1, settings.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(x_train), generator=generator)
+        # device scalars, read back once per epoch (a GPU sync per step would slow it down)
+        losses, sizes, norms, lrs = [], [], [], []
+        for i in range(0, len(order), batch_size):
+            idx = order[i : i + batch_size]
+            x = x_train[idx]
+            if settings.augment:
+                x = augment(x, background=background, generator=generator)
+            loss = loss_fn(model(x.to(dev)), y_train[idx].to(dev))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            lrs.append(optimizer.param_groups[0]["lr"])
+            grads = [p.grad for p in params if p.grad is not None]
+            norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.detach())
+            sizes.append(len(idx))
+        step_losses = torch.stack(losses).double().cpu()  # (steps,) each batch's mean loss
+        seconds = time.perf_counter() - started
+        train_loss = float((step_losses * torch.tensor(sizes)).sum()) / len(x_train)
+        diverged = not math.isfinite(train_loss)
+        if diverged:
+            train_eval = test_eval = (math.nan, math.nan)
+        else:
+            train_eval = _loss_and_accuracy(model, x_train, y_train)
+            test_eval = _loss_and_accuracy(model, x_test, y_test)
+        model.eval()
+        yield (
+            model,
+            EpochRecord(
+                epoch=epoch,
+                step_losses=step_losses.tolist(),
+                grad_norms=torch.stack(norms).cpu().tolist(),
+                lrs=lrs,
+                train_loss=train_loss,
+                train_accuracy=train_eval[1],
+                test_loss=test_eval[0],
+                test_accuracy=test_eval[1],
+                seconds=seconds,
+                diverged=diverged,
+            ),
+        )
+        if diverged:
+            return
+
+
 def train(
     architecture: str,
     *,
@@ -149,65 +368,28 @@ def train(
 
     Writes ``<out_dir>/<name>.safetensors`` (weights) and ``<out_dir>/<name>.json`` (metadata);
     ``name`` defaults to ``<architecture>_<dataset>``. Training time in the metadata is in seconds.
+    The run is ``training_epochs`` with the recipe's settings (``TrainSettings.recipe``).
     """
     from safetensors.torch import save_file
     from tqdm import tqdm
 
-    if architecture not in RECIPES:
-        raise ValueError(f"Unknown model {architecture!r}; choose from {', '.join(RECIPES)}.")
+    settings = TrainSettings.recipe(architecture, epochs=epochs, seed=seed)
     recipe = RECIPES[architecture]
-    epochs = recipe["epochs"] if epochs is None else int(epochs)
+    epochs = settings.epochs
     dev = resolve_device(device)
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-
     x_train, y_train, class_names = load_dataset(dataset, "train", recipe["input_size"])
     x_test, y_test, _ = load_dataset(dataset, "test", recipe["input_size"])
     mean, std = dataset_normalization(dataset)
-    background = -mean[0] / std[0]  # normalised value of a black pixel
+    batch_size = settings.batch_size
 
-    model = build_model(architecture, recipe["config"]).to(dev)
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "pos_embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1 or "pos_embed" in n]
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": recipe["weight_decay"]},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=recipe["lr"],
-    )
-    batch_size = recipe["batch_size"]
-    steps_per_epoch = math.ceil(len(x_train) / batch_size)
-    total = epochs * steps_per_epoch
-    warmup = max(1, min(total // 10, 5 * steps_per_epoch))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: (
-            min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, step / total)))
-        ),
-    )
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe["label_smoothing"])
-
-    start = time.perf_counter()
-    bar = tqdm(range(epochs), desc=f"{architecture} on {dataset}", disable=not progress)
-    for epoch in bar:
-        model.train()
-        order = torch.randperm(len(x_train), generator=generator)
-        running = torch.zeros((), dtype=torch.float64, device=dev)  # summed on the device: no
-        for i in range(0, len(order), batch_size):  # read back (a GPU sync) per step
-            idx = order[i : i + batch_size]
-            x = augment(x_train[idx], background=background, generator=generator).to(dev)
-            loss = loss_fn(model(x), y_train[idx].to(dev))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            running += loss.detach() * len(idx)
-        postfix = {"loss": f"{float(running) / len(x_train):.3f}"}
-        if (epoch + 1) % 10 == 0 or epoch + 1 == epochs:
-            postfix["test_acc"] = f"{evaluate(model, x_test, y_test):.4f}"
-        bar.set_postfix(postfix)
-    seconds = time.perf_counter() - start
+    seconds = 0.0
+    bar = tqdm(total=epochs, desc=f"{architecture} on {dataset}", disable=not progress)
+    # the last epoch's model is saved below
+    for model, record in training_epochs(settings, dataset=dataset, device=dev):  # noqa: B007
+        seconds += record.seconds
+        bar.update(1)
+        bar.set_postfix(loss=f"{record.train_loss:.3f}", test_acc=f"{record.test_accuracy:.4f}")
+    bar.close()
 
     model.eval()
     name = name or f"{architecture}_{dataset}"

@@ -58,7 +58,8 @@ def test_every_page_loads_with_nothing_fetched_from_outside(page, app_url):
         ),
     )
     for path in ("", "conv_playground", "model_inspector", "learned_filters", "activations",
-                 "attributions", "embeddings", "vit_attention", "position_embeddings"):  # fmt: skip
+                 "attributions", "embeddings", "vit_attention", "position_embeddings",
+                 "training"):  # fmt: skip
         open_page(page, app_url, path)
         assert error_boxes(page) == [], path
     assert outside == []
@@ -83,7 +84,7 @@ _CUT_TEXT = """() => {
 @pytest.mark.parametrize(
     "path",
     ["", "conv_playground", "conv_playground?mode=Transposed+convolution", "learned_filters",
-     "activations", "vit_attention"],
+     "activations", "vit_attention", "training"],
 )  # fmt: skip
 def test_labels_and_tables_fit_a_1024_pixel_projector(browser, app_url, path):
     """At 1024x768 with the sidebar open no label is cut and the Home page's table shows every

@@ -14,6 +14,8 @@ from .layerstats import *  # noqa: F403
 from .layerstats import __all__ as _layerstats_all
 from .models import *  # noqa: F403
 from .models import __all__ as _models_all
+from .training import *  # noqa: F403
+from .training import __all__ as _training_all
 from .vit import *  # noqa: F403
 from .vit import __all__ as _vit_all
 
@@ -25,5 +27,6 @@ __all__ = [
     *_filters_all,
     *_layerstats_all,
     *_models_all,
+    *_training_all,
     *_vit_all,
 ]

@@ -86,7 +86,8 @@ def plot_layer_statistics(
                 col=1,
             )
     for p, (_, _, axis) in enumerate(panels, start=1):
-        fig.update_yaxes(type=axis, row=p, col=1)
+        # labels at 1, 2 and 5 of each decade only: plotly labels every digit of a short range
+        fig.update_yaxes(type=axis, row=p, col=1, **({"dtick": "D2"} if axis == "log" else {}))
     fig.update_yaxes(rangemode="tozero", row=2, col=1)
     fig.update_xaxes(title_text="layer (in forward order)", row=len(panels), col=1)
     fig.update_layout(

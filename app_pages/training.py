@@ -1,0 +1,352 @@
+"""Training Lab: train a small network on the bundled digits live, with your own optimiser,
+learning rate, batch size, initialisation and augmentation, and compare the runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+import ui
+from ui import links
+from vizlib import describe_device, filters, train
+from vizlib.plots import plot_image_grid, plot_run_comparison, plot_training_run
+from vizlib.summary import count_parameters
+from vizlib.zoo import build_model
+
+P = "training"
+ARCHITECTURES = {  # RECIPES key -> what it is
+    "lenet": "LeNet-like CNN (lenet_digits)",
+    "resnet": "small ResNet (resnet_digits)",
+    "vit": "small ViT (vit_digits)",
+}
+CHECKPOINTS = {"lenet": "lenet_digits", "resnet": "resnet_digits", "vit": "vit_digits"}  # whose
+# architecture (and config) the weights fit: the name to pick when uploading them elsewhere
+LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
+BATCH_SIZES = (8, 16, 32, 64, 128, 256, 512)
+WEIGHT_DECAYS = (0.0, 1e-4, 1e-3, 1e-2, 0.05, 0.1)
+INIT_SCALES = (0.0, 0.1, 0.5, 1.0, 2.0, 5.0)
+MAX_RUNS = 6  # runs kept for comparison in a session (the last one's weights only)
+DEFAULTS = train.TrainSettings()
+SETTINGS: links.Table = {
+    "arch": (f"{P}.architecture", DEFAULTS.architecture, tuple(ARCHITECTURES)),
+    "optimizer": (f"{P}.optimizer", DEFAULTS.optimizer, train.OPTIMIZERS),
+    "lr": (f"{P}.lr", DEFAULTS.lr, links.choice_parser(LEARNING_RATES)),
+    "batch": (f"{P}.batch_size", DEFAULTS.batch_size, links.choice_parser(BATCH_SIZES)),
+    "epochs": (f"{P}.epochs", DEFAULTS.epochs, (1, 200)),
+    "wd": (f"{P}.weight_decay", DEFAULTS.weight_decay, links.choice_parser(WEIGHT_DECAYS)),
+    "schedule": (f"{P}.schedule", DEFAULTS.schedule, train.SCHEDULES),
+    "augment": (f"{P}.augment", DEFAULTS.augment, (False, True)),
+    "init": (f"{P}.init_scale", DEFAULTS.init_scale, links.choice_parser(INIT_SCALES)),
+    "seed": (f"{P}.seed", DEFAULTS.seed, (0, 9999)),
+}
+# the model picker's ?model= is not this page's: "arch" names what it trains
+LINK_KEYS = set(SETTINGS)
+
+st.title("Training Lab")
+st.caption(
+    "Train a small network on scikit-learn's bundled digits (1,347 training images, 450 test "
+    "images, 8×8 pixels scaled up) while you watch: the loss, the accuracy, the gradient's size "
+    "and the first layer's filters, epoch by epoch. Change one setting, train again, and the "
+    "runs compare below. The weights download as a file the other pages open."
+)
+
+
+def run_label(number: int, s: train.TrainSettings) -> str:
+    """Return a run's short name: its number and the settings that tell runs apart."""
+    extras = [] if s.augment else ["no augmentation"]
+    if s.init_scale != 1.0:
+        extras.append(f"init ×{s.init_scale:g}")
+    if s.schedule != DEFAULTS.schedule:
+        extras.append(s.schedule + " lr")
+    return (
+        f"#{number} {s.architecture}, {s.optimizer}, lr {s.lr:g}, batch {s.batch_size}"
+        + "".join(f", {e}" for e in extras)
+    )
+
+
+def first_layer_figure(model: torch.nn.Module, title: str):
+    """Return the first conv layer's filters as a grid of small grey images (each filter
+    stretched to its own range), or None for a model without one."""
+    convs = filters.conv_layer_names(model)
+    if not convs:
+        return None
+    weights = filters.conv_filters(model, convs[0])  # (out, in, kh, kw)
+    if weights.shape[1] not in (1, 3):
+        weights = weights.mean(dim=1, keepdim=True)
+    tiles = filters.normalize_filters(weights).numpy()
+    return plot_image_grid(tiles, title=f"{title}: {convs[0]}", max_px=300)
+
+
+def weights_file(model: torch.nn.Module, s: train.TrainSettings) -> bytes:
+    """Return the model's weights as a safetensors file (its architecture and settings in the
+    header), the format every page's uploader reads without unpickling."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    recipe = train.RECIPES[s.architecture]
+    header = {
+        "architecture": s.architecture,
+        "config": json.dumps(recipe["config"]),
+        "settings": json.dumps(dataclasses.asdict(s)),
+    }
+    return save_safetensors(state, metadata=header)
+
+
+def runs() -> list[dict]:
+    """Return this session's runs, oldest first (each: number, settings, records, status)."""
+    return st.session_state.setdefault(f"{P}.runs", [])
+
+
+# ---- settings -----------------------------------------------------------------------------
+for warning in links.load_settings(SETTINGS, prefix=f"{P}.", from_link=links.first_visit(P)):
+    st.warning(warning, icon=":material/link_off:")
+
+
+def use_recipe() -> None:
+    """Set the widgets to the recipe the shipped checkpoint of the chosen model was trained with."""
+    r = train.TrainSettings.recipe(st.session_state[f"{P}.architecture"])
+    st.session_state.update(
+        {
+            f"{P}.optimizer": r.optimizer,
+            f"{P}.lr": r.lr,
+            f"{P}.batch_size": r.batch_size,
+            f"{P}.epochs": r.epochs,
+            f"{P}.weight_decay": r.weight_decay,
+            f"{P}.schedule": r.schedule,
+            f"{P}.augment": r.augment,
+            f"{P}.init_scale": 1.0,
+        }
+    )
+
+
+c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+architecture = c1.selectbox(
+    "Model", list(ARCHITECTURES), format_func=ARCHITECTURES.get, key=f"{P}.architecture",
+    help="The architectures of the shipped checkpoints, built fresh from a seeded random "
+    "initialisation.",
+)  # fmt: skip
+c2.button(
+    "Shipped recipe",
+    on_click=use_recipe,
+    key=f"{P}.recipe",
+    help="The optimiser, learning rate, batch size, epochs, weight decay and schedule the "
+    "shipped checkpoint was trained with (the ViT's 200 epochs take minutes on a CPU).",
+)
+o1, o2, o3 = st.columns(3)
+optimizer = o1.selectbox(
+    "Optimiser", train.OPTIMIZERS, key=f"{P}.optimizer",
+    help="SGD with momentum uses 0.9. Adam adds weight decay to the gradient (L2); AdamW "
+    "decays the weights directly.",
+)  # fmt: skip
+lr = o2.select_slider(
+    "Learning rate", LEARNING_RATES, key=f"{P}.lr", format_func=lambda v: f"{v:g}",
+    help="The peak rate. Too high and the loss jumps about or becomes NaN; too low and it "
+    "barely moves.",
+)  # fmt: skip
+batch_size = o3.select_slider(
+    "Batch size", BATCH_SIZES, key=f"{P}.batch_size",
+    help="Images per optimiser step: smaller batches take more, noisier steps per epoch.",
+)  # fmt: skip
+o4, o5, o6 = st.columns(3)
+epochs = o4.slider("Epochs", 1, 200, key=f"{P}.epochs", help="Passes over the training images.")
+weight_decay = o5.select_slider(
+    "Weight decay", WEIGHT_DECAYS, key=f"{P}.weight_decay", format_func=lambda v: f"{v:g}",
+    help="On weight matrices and kernels, never on biases or normalisation layers.",
+)  # fmt: skip
+init_scale = o6.select_slider(
+    "Initial weights ×", INIT_SCALES, key=f"{P}.init_scale", format_func=lambda v: f"{v:g}",
+    help="Every weight matrix and kernel times this after PyTorch's initialisation: 0 makes "
+    "the units of a layer identical (the symmetry never breaks), large values saturate.",
+)  # fmt: skip
+o7, o8, o9 = st.columns(3)
+schedule = o7.radio("Learning-rate schedule", train.SCHEDULES, key=f"{P}.schedule")
+augment = o8.toggle(
+    "Augmentation", key=f"{P}.augment",
+    help="Random shifts (up to 10%) and rotations (up to 12°) of every training image.",
+)  # fmt: skip
+seed = o9.number_input(
+    "Seed", 0, 9999, key=f"{P}.seed", help="Same seed and settings, same run (on one device)."
+)
+links.save_settings(SETTINGS, prefix=f"{P}.", keep=LINK_KEYS)
+
+settings = train.TrainSettings(
+    architecture=architecture, optimizer=optimizer, lr=float(lr), batch_size=int(batch_size),
+    epochs=int(epochs), weight_decay=float(weight_decay), schedule=schedule, augment=augment,
+    init_scale=float(init_scale), seed=int(seed),
+    label_smoothing=train.RECIPES[architecture]["label_smoothing"],
+)  # fmt: skip
+device = str(ui.current_device())
+b1, b2, b3 = st.columns([1, 1, 4], vertical_alignment="center")
+start = b1.button("Train", type="primary", key=f"{P}.train")
+# Clicking Stop during a run makes Streamlit interrupt the script at its next element; the
+# epochs done so far are kept, and this run sees the interrupted run still marked running
+b2.button("Stop", key=f"{P}.stop")
+history = runs()
+timed = [r.seconds for run in history if run["settings"].architecture == architecture
+         and run["device"] == device for r in run["records"]]  # fmt: skip
+b3.caption(
+    f"Trains on {describe_device(ui.current_device())}"
+    + (f", {np.median(timed):.1f} s an epoch for this model in your runs" if timed else "")
+    + "; the progress bar says how long is left after the first epoch. Label smoothing as in "
+    f"the model's recipe ({train.RECIPES[architecture]['label_smoothing']:g})."
+)
+if history and history[-1]["status"] == "running" and not start:  # Stop (or another widget)
+    history[-1]["status"] = "stopped"  # interrupted the run: keep the epochs it finished
+    st.warning(f"Stopped {history[-1]['label']} after {len(history[-1]['records'])} epoch(s).")
+
+# ---- a run, drawn live --------------------------------------------------------------------
+if start:
+    number = (history[-1]["number"] + 1) if history else 1
+    run = {"number": number, "label": run_label(number, settings), "settings": settings,
+           "records": [], "status": "running", "weights": None, "device": device}  # fmt: skip
+    for older in history:
+        older["weights"] = None  # only the newest run's weights stay in the session
+    history.append(run)
+    del history[:-MAX_RUNS]
+    bar = st.progress(0.0, text=f"Starting {run['label']}…")
+    live, live_filters = st.columns([3, 1])
+    curves, grid = live.empty(), live_filters.empty()
+    started = time.perf_counter()
+    try:
+        for model, record in train.training_epochs(settings, device=device):
+            run["records"].append(record)
+            run["weights"] = weights_file(model, settings)
+            done = record.epoch
+            bar.progress(
+                done / settings.epochs,
+                text=f"{run['label']}: epoch {done}/{settings.epochs}, test accuracy "
+                f"{record.test_accuracy:.1%}"
+                + ui.time_left(time.perf_counter() - started, done, settings.epochs),
+            )
+            curves.plotly_chart(
+                plot_training_run(run["records"], epochs=settings.epochs), key=f"{P}.live.{done}"
+            )
+            figure = first_layer_figure(model, f"after epoch {done}")
+            if figure is not None:
+                grid.plotly_chart(figure, key=f"{P}.live_filters.{done}")
+        run["status"] = "diverged" if run["records"] and run["records"][-1].diverged else "done"
+    except (ValueError, RuntimeError) as err:
+        run["status"] = "failed"
+        st.error(f"Training stopped with an error: {err}")
+        st.stop()
+    st.rerun()  # draw the finished run below with the others
+
+# ---- results ------------------------------------------------------------------------------
+if not history:
+    st.info("Choose the settings and press **Train**.")
+    st.stop()
+last = history[-1]
+records = last["records"]
+st.subheader(f"Run {last['label']}")
+if not records:
+    st.info("That run was stopped before its first epoch ended.")
+else:
+    final = records[-1]
+    if last["status"] == "diverged":
+        st.warning(
+            f"The loss stopped being a number (NaN or infinite) in epoch {final.epoch}: the "
+            f"learning rate {last['settings'].lr:g} is too high for {last['settings'].optimizer} "
+            "with these settings, and the weights are ruined. Try a rate 10 times lower.",
+            icon=":material/warning:",
+        )
+    elif final.test_accuracy < 0.2:  # 10 classes: guessing scores 10%
+        st.warning(
+            f"After {final.epoch} epoch(s) the model does no better than guessing (10% for ten "
+            f"classes), and its loss of {final.train_loss:.2f} is near ln 10 = 2.30, the loss of "
+            "a uniform guess. Common causes: a learning rate so high that the first steps threw "
+            "the weights far off (ReLU units die and pass no gradient), all-zero initial weights "
+            "(every unit of a layer stays the same), or a rate too small for so few epochs.",
+            icon=":material/warning:",
+        )
+    if last["status"] == "stopped":
+        st.caption(f"Stopped after epoch {final.epoch} of {last['settings'].epochs}.")
+    seconds = sum(r.seconds for r in records)
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Test accuracy", f"{final.test_accuracy:.1%}")
+    m2.metric(
+        "Train accuracy", f"{final.train_accuracy:.1%}",
+        help="On the training images without augmentation. Far above the test accuracy: the "
+        "model memorises (overfits).",
+    )  # fmt: skip
+    m3.metric("Test loss", f"{final.test_loss:.3f}")
+    m4.metric("Training time", f"{seconds:.1f} s", help=f"Epochs only, on {last['device']}.")
+    r1, r2 = st.columns([3, 1])
+    r1.plotly_chart(plot_training_run(records, epochs=last["settings"].epochs), key=f"{P}.curves")
+    if last["weights"] is not None:
+        arch = last["settings"].architecture
+        model = build_model(arch, train.RECIPES[arch]["config"])
+        model.load_state_dict(load_safetensors(last["weights"]))
+        figure = first_layer_figure(model, f"after epoch {final.epoch}")
+        if figure is not None:
+            r2.plotly_chart(figure, key=f"{P}.filters")
+        r2.caption(
+            f"{count_parameters(model):,} parameters. Each filter stretched to its own range, "
+            "black lowest."
+        )
+        checkpoint = CHECKPOINTS[arch]
+        st.download_button(
+            "Download the weights (.safetensors)",
+            last["weights"],
+            file_name=f"{checkpoint}_run{last['number']}.safetensors",
+            mime="application/octet-stream",
+            key=f"{P}.download_weights",
+            on_click="ignore",
+        )
+        st.caption(
+            f"Open them on Filters & Feature Maps, Activations & Gradients, Attributions or the "
+            f"Model Inspector: choose **Upload weights** and the architecture **{checkpoint}**."
+        )
+
+if len(history) > 1:
+    st.subheader("Runs compared")
+    shown = {run["label"]: run["records"] for run in history if run["records"]}
+    st.plotly_chart(plot_run_comparison(shown), key=f"{P}.compare")
+table = pd.DataFrame(
+    [
+        {
+            "run": run["label"],
+            "status": run["status"],
+            "epochs": len(run["records"]),
+            "test accuracy": run["records"][-1].test_accuracy if run["records"] else np.nan,
+            "train accuracy": run["records"][-1].train_accuracy if run["records"] else np.nan,
+            "seconds": sum(r.seconds for r in run["records"]),
+            **{k: v for k, v in dataclasses.asdict(run["settings"]).items()},
+        }
+        for run in history
+    ]
+)
+st.dataframe(
+    table,
+    hide_index=True,
+    column_config={
+        "test accuracy": st.column_config.NumberColumn(format="percent"),
+        "train accuracy": st.column_config.NumberColumn(format="percent"),
+        "seconds": st.column_config.NumberColumn(format="%.1f"),
+    },
+    key=f"{P}.runs",
+)
+epochs_table = pd.DataFrame(
+    [{"run": run["label"], **dataclasses.asdict(r)} for run in history for r in run["records"]]
+)
+d1, d2 = st.columns(2)  # [1, 3] cut the download label at 1024 px
+if not epochs_table.empty:
+    d1.download_button(
+        "Download the runs (CSV)",
+        epochs_table.drop(columns=["step_losses", "grad_norms", "lrs"])
+        .to_csv(index=False)
+        .encode(),
+        file_name="training_runs.csv",
+        mime="text/csv",
+        key=f"{P}.download_runs",
+        help="One row per epoch of every run: its settings' name, losses, accuracies, seconds.",
+        on_click="ignore",
+    )
+if d2.button("Clear the runs", key=f"{P}.clear"):
+    history.clear()
+    st.rerun()

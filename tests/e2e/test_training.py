@@ -1,0 +1,52 @@
+"""Training Lab and Activations & Gradients in a real browser: a run trains live, is stopped,
+and the results fit a 1024-pixel projector."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.e2e.conftest import error_boxes, open_page, plotly_charts, screenshot, wait_until_idle
+from tests.e2e.test_app import _CUT_TEXT
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_run_trains_live_and_its_results_fit_a_projector(browser, app_url):
+    context = browser.new_context(viewport={"width": 1024, "height": 768})
+    page = context.new_page()
+    page.set_default_timeout(120_000)
+    try:
+        open_page(page, app_url, "training?epochs=2")
+        page.get_by_role("button", name="Train", exact=True).click()
+        page.get_by_text("Run #1 lenet, AdamW, lr 0.002, batch 64").wait_for()
+        wait_until_idle(page)
+        assert error_boxes(page) == []
+        assert page.get_by_text("Test accuracy", exact=True).count() == 1  # the metric
+        assert plotly_charts(page, 2) >= 2  # the run's curves and its filters
+        assert page.evaluate(_CUT_TEXT) == []
+        screenshot(page, "1024_training_run")
+    finally:
+        context.close()
+
+
+def test_stop_keeps_the_epochs_done(page, app_url):
+    open_page(page, app_url, "training?epochs=200")
+    page.get_by_role("button", name="Train", exact=True).click()
+    page.get_by_text("epoch 2/200").wait_for()  # the progress text, live
+    page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop").click()
+    page.get_by_text("Stopped #1 lenet").wait_for()
+    wait_until_idle(page)
+    assert error_boxes(page) == []
+    assert page.get_by_text("Stopped after epoch").count() == 1
+    time.sleep(0.5)
+    screenshot(page, "training_stopped")
+
+
+def test_activations_page_with_the_sample_photos(page, app_url):
+    open_page(page, app_url, "activations?model=vit_digits")
+    assert error_boxes(page) == []
+    assert page.get_by_text("layers measured over 256 images").count() == 1
+    assert plotly_charts(page, 3) >= 3  # depth panels, two histograms
+    screenshot(page, "activations_vit_digits")

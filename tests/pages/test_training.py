@@ -1,0 +1,84 @@
+"""AppTest for the Training Lab page."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from tests.pages._shared import errors, link_warnings, opened_with
+from vizlib import zoo
+from vizlib.train import TrainSettings, training_epochs
+
+PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "training.py")
+
+
+def _train(at: AppTest) -> AppTest:
+    at.button(key="training.train").click().run()
+    assert not at.exception and not errors(at)
+    return at
+
+
+def test_a_run_trains_what_the_settings_say_and_its_weights_open_elsewhere(downloads):
+    at = opened_with(PAGE, {"epochs": "2", "lr": "0.003", "batch": "32", "seed": "4"})
+    assert not link_warnings(at)
+    assert any("press **Train**" in i.value for i in at.info)
+    _train(at)
+    assert at.subheader[0].value == "Run #1 lenet, AdamW, lr 0.003, batch 32"
+    settings = TrainSettings(lr=0.003, batch_size=32, epochs=2, seed=4)
+    *_, (model, record) = training_epochs(settings, device="cpu")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Test accuracy"] == f"{record.test_accuracy:.1%}"
+    assert metrics["Test loss"] == f"{record.test_loss:.3f}"
+    # the weights file is this run's model, and the zoo's uploader takes it as lenet_digits
+    data = downloads["lenet_digits_run1.safetensors"]
+    uploaded, meta = zoo.load_uploaded(data, "lenet_digits")
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(uploaded.state_dict()[key], value)
+    assert meta["test_accuracy"] == pytest.approx(record.test_accuracy)
+    table = pd.read_csv(io.BytesIO(downloads["training_runs.csv"]))
+    assert list(table["epoch"]) == [1, 2]
+    assert table["test_accuracy"].iloc[-1] == pytest.approx(record.test_accuracy)
+
+
+def test_two_runs_compare_and_clear(downloads):
+    at = opened_with(PAGE, {"epochs": "1"})
+    _train(at)
+    at.select_slider(key="training.lr").set_value(0.1).run()
+    at.selectbox(key="training.optimizer").set_value("SGD").run()
+    _train(at)
+    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    names = [t["name"] for t in charts["training.compare"]["data"] if t.get("showlegend", True)]
+    assert names == ["#1 lenet, AdamW, lr 0.002, batch 64", "#2 lenet, SGD, lr 0.1, batch 64"]
+    assert list(at.dataframe[0].value["optimizer"]) == ["AdamW", "SGD"]
+    assert set(downloads) >= {"lenet_digits_run2.safetensors", "training_runs.csv"}
+    at.button(key="training.clear").click().run()
+    assert not at.dataframe and any("press **Train**" in i.value for i in at.info)
+
+
+def test_chance_level_is_explained():
+    """All-zero initial weights: every filter stays the same and the model only guesses."""
+    at = opened_with(PAGE, {"epochs": "1", "init": "0"})
+    _train(at)
+    assert any("no better than guessing" in w.value for w in at.warning)
+
+
+def test_the_recipe_button_and_bad_link_values():
+    at = opened_with(PAGE, {"arch": "vit", "lr": "7", "optimizer": "Adagrad"})
+    assert link_warnings(at) == [
+        "Ignored `optimizer=Adagrad` from the link (expected one of SGD, SGD with momentum, "
+        "Adam, AdamW).",
+        "Ignored `lr=7` from the link (expected 1e-05, 3e-05, 0.0001, 0.0003, 0.001, 0.002, "
+        "0.003, 0.01, 0.03, 0.1, 0.3, 1).",
+    ]
+    at.button(key="training.recipe").click().run()
+    recipe = TrainSettings.recipe("vit")
+    assert at.select_slider(key="training.lr").value == recipe.lr
+    assert at.slider(key="training.epochs").value == 200
+    assert at.select_slider(key="training.weight_decay").value == recipe.weight_decay
+    assert at.query_params["arch"] == "vit" and at.query_params["epochs"] == "200"

@@ -1,0 +1,101 @@
+"""vizlib.train.training_epochs: the interactive training loop, checked step by step against a
+run written out by hand, and as the source of the shipped checkpoints' train()."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vizlib.data.datasets import load_dataset
+from vizlib.train import RECIPES, TrainSettings, train, training_epochs
+from vizlib.zoo import build_model
+
+
+def test_the_first_step_is_the_one_written_out_by_hand():
+    """Seed, build, shuffle, one batch's loss and gradient norm, as the docstring promises."""
+    settings = TrainSettings(optimizer="SGD", lr=0.05, batch_size=32, epochs=1, augment=False,
+                             schedule="constant", seed=5)  # fmt: skip
+    _, record = next(training_epochs(settings, device="cpu"))
+    torch.manual_seed(5)
+    model = build_model("lenet", RECIPES["lenet"]["config"])
+    generator = torch.Generator().manual_seed(5)
+    x, y, _ = load_dataset("digits", "train", RECIPES["lenet"]["input_size"])
+    first = torch.randperm(len(x), generator=generator)[:32]
+    loss = F.cross_entropy(model(x[first]), y[first])
+    loss.backward()
+    norm = torch.sqrt(sum((p.grad**2).sum() for p in model.parameters()))
+    assert record.step_losses[0] == pytest.approx(float(loss.detach()), rel=1e-5)
+    assert record.grad_norms[0] == pytest.approx(float(norm), rel=1e-4)
+    assert record.lrs == [0.05] * math.ceil(len(x) / 32)  # constant schedule
+    assert len(record.step_losses) == len(record.grad_norms) == math.ceil(len(x) / 32)
+    # the epoch's loss is the mean over images of each step's batch mean
+    sizes = [min(32, len(x) - i) for i in range(0, len(x), 32)]
+    mean = sum(v * n for v, n in zip(record.step_losses, sizes, strict=True)) / len(x)
+    assert record.train_loss == pytest.approx(mean, rel=1e-9)
+    assert 0 <= record.test_accuracy <= 1 and record.epoch == 1 and not record.diverged
+
+
+def test_same_settings_same_run_and_the_accuracies_are_the_models():
+    settings = TrainSettings(epochs=2, seed=1)
+    first = list(training_epochs(settings, device="cpu"))
+    second = list(training_epochs(settings, device="cpu"))
+    assert [r.step_losses for _, r in first] == [r.step_losses for _, r in second]
+    model, record = first[-1]
+    assert not model.training  # yielded in eval mode
+    x, y, _ = load_dataset("digits", "test", RECIPES["lenet"]["input_size"])
+    with torch.no_grad():
+        logits = model(x)
+    assert record.test_accuracy == pytest.approx(float((logits.argmax(1) == y).float().mean()))
+    assert record.test_loss == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-5)
+    # warm-up then cosine: the rate climbs, then falls towards 0 by the last step
+    lrs = [lr for _, r in first for lr in r.lrs]
+    peak = lrs.index(max(lrs))
+    assert 0 < peak < len(lrs) - 1 and max(lrs) <= settings.lr and lrs[-1] < 0.1 * settings.lr
+
+
+def test_train_writes_the_last_epoch_of_the_recipe_run(tmp_path):
+    """The shipped checkpoints come from train(), which runs training_epochs on the recipe."""
+    from safetensors.torch import load_file
+
+    train("lenet", epochs=2, seed=3, out_dir=tmp_path, name="t", progress=False)
+    saved = load_file(str(tmp_path / "t.safetensors"))
+    *_, (model, _) = training_epochs(TrainSettings.recipe("lenet", epochs=2, seed=3))
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(saved[key], value, rtol=0, atol=0)
+
+
+def test_a_learning_rate_far_too_high_stops_the_run_when_the_loss_is_not_a_number():
+    settings = TrainSettings(optimizer="SGD", lr=1e6, epochs=5, init_scale=5.0, augment=False)
+    records = [r for _, r in training_epochs(settings, device="cpu")]
+    assert records[-1].diverged and len(records) < 5
+    assert math.isnan(records[-1].test_accuracy) and math.isnan(records[-1].test_loss)
+
+
+def test_zero_initial_weights_leave_every_unit_of_a_layer_the_same():
+    """init_scale multiplies every weight matrix and kernel: at 0 all of conv1's filters start
+    equal, get equal gradients, and stay equal."""
+    settings = TrainSettings(init_scale=0.0, epochs=1, augment=False)
+    model, _ = next(training_epochs(settings, device="cpu"))
+    w = model.conv1.weight.detach()  # (32, 1, 5, 5)
+    torch.testing.assert_close(w, w[:1].expand_as(w))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"architecture": "alexnet"}, "Unknown model"),
+        ({"optimizer": "Adagrad"}, "Unknown optimizer"),
+        ({"schedule": "step"}, "Unknown schedule"),
+        ({"lr": 0.0}, "learning rate"),
+        ({"lr": float("nan")}, "learning rate"),
+        ({"batch_size": 0}, "at least 1"),
+        ({"weight_decay": -1.0}, "Weight decay"),
+        ({"init_scale": -1.0}, "init_scale"),
+    ],
+)
+def test_impossible_settings_are_refused_before_any_work(change, message):
+    with pytest.raises(ValueError, match=message):
+        next(training_epochs(TrainSettings(**change)))
