@@ -3,6 +3,7 @@ by running the layers one by one with torch, outside any hook."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -217,3 +218,28 @@ def test_a_shipped_vit_gives_token_rows_with_features_as_channels():
     assert rows["head"]["mean"] == pytest.approx(float(logits.mean()), rel=1e-5, abs=1e-6)
     assert all(r["grad_rms"] > 0 for r in rows.values())
     assert _hooks_left(model) == 0
+
+
+@pytest.mark.gpu
+def test_a_model_on_the_gpu_gives_the_cpus_statistics():
+    from tests.test_device import exact_float32
+
+    torch.manual_seed(0)
+    cpu = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 3),
+    ).eval().requires_grad_(False)  # fmt: skip
+    gpu = copy.deepcopy(cpu).to("cuda")
+    x = torch.randn(20, 1, 6, 6, generator=torch.Generator().manual_seed(9))
+    y = torch.arange(20) % 3
+    with exact_float32():
+        on_gpu = layer_statistics(gpu, x, y, batch_size=8, device="cuda")
+    on_cpu = layer_statistics(cpu, x, y, batch_size=8)
+    for a, b in zip(on_gpu.rows, on_cpu.rows, strict=True):
+        for key in ("mean", "std", "min", "max", "zero_fraction", "grad_rms"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), (a["layer"], key)
+        assert a["dead_channels"] == b["dead_channels"]
+    assert all(isinstance(v, np.ndarray) for v in on_gpu.samples.values())
+    assert _hooks_left(gpu) == 0
+    with pytest.raises(ValueError, match="never moved"):
+        layer_statistics(cpu, x, device="cuda")
