@@ -112,6 +112,11 @@ try:
 except ValueError as err:
     st.error(str(err))
     st.stop()
+# a count chosen for another model or image set goes back to this one's default: 256 digits
+# kept for vgg16 would be a forward and backward pass of minutes on a CPU
+if st.session_state.get(f"{P}.n_for") != (loaded.name, source):
+    st.session_state.pop(f"{P}.n", None)
+st.session_state[f"{P}.n_for"] = (loaded.name, source)
 # the toggles stacked in a column of their own: side by side, 'Compare with untrained' was cut
 # to 'Compare wit…' on a 1024-pixel projector
 c1, c2 = st.columns([3, 2], vertical_alignment="bottom")

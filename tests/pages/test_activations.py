@@ -101,3 +101,15 @@ def test_torchvision_weights_not_on_disk_leave_nothing_to_compare():
     assert {t["legendgroup"] for t in depth["data"]} == {"untrained (no weights on disk)"}
     assert "resnet18**: 60 layers measured over 4 images" in at.markdown[0].value
     assert "predicted class" in at.markdown[0].value
+
+
+def test_the_number_of_images_goes_back_to_the_default_for_another_model(at):
+    """256 digits suit lenet_digits; kept for an ImageNet-sized model they would take minutes."""
+    at.slider(key="activations.n").set_value(200).run()
+    at.selectbox(key="activations.images").set_value("samples").run()
+    assert at.slider(key="activations.n").value == 9  # all the sample photos: fewer than 256
+    at.selectbox(key="activations.images").set_value("digits").run()
+    assert at.slider(key="activations.n").value == 256
+    at.slider(key="activations.n").set_value(100).run()
+    at.toggle(key="activations.log").set_value(True).run()  # any other change keeps it
+    assert at.slider(key="activations.n").value == 100
