@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
-from vizlib.plots import plot_run_comparison, plot_training_run
+from vizlib.plots import (
+    plot_confusion_matrix,
+    plot_misclassified,
+    plot_run_comparison,
+    plot_training_run,
+)
 from vizlib.train import EpochRecord
 
 
@@ -50,3 +56,42 @@ def test_runs_compare_by_epoch_one_colour_each():
     assert list(fig.data[2].y) == pytest.approx([60.0, 90.0]) and list(fig.data[3].y) == [1.0, 0.5]
     assert fig.data[0].line.color != fig.data[2].line.color
     assert [t.showlegend for t in fig.data] == [True, False, True, False]
+
+
+def test_the_confusion_matrix_holds_the_counts_rights_and_wrongs_apart():
+    counts = np.array([[8, 2, 0], [0, 5, 0], [1, 0, 1]])  # 0 is 80% right, 2 50%
+    fig = plot_confusion_matrix(counts, class_names=["cat", "dog", "fox"])
+    right, wrong = fig.data
+    assert (right.name, wrong.name) == ("right", "wrong")
+    # the diagonal in one trace, the mistakes in the other: together the counts, once each
+    np.testing.assert_array_equal(np.isnan(right.z), ~np.eye(3, dtype=bool))
+    np.testing.assert_array_equal(np.where(np.isnan(right.z), wrong.z, right.z), counts)
+    assert list(right.y) == ["cat", "dog", "fox"] and fig.layout.yaxis.autorange == "reversed"
+    assert (right.zmax, wrong.zmax) == (8, 2)  # each on its own scale: one mistake shows
+    assert wrong.text[0][1] == "2" and wrong.text[0][2] == "" and right.text[1][0] == ""
+    assert (
+        right.hovertext[0][0]
+        == "true cat, predicted cat: 8 image(s)<br>80.0% of the 10 images of cat"
+    )
+    assert (
+        wrong.hovertext[2][0]
+        == "true fox, predicted cat: 1 image(s)<br>50.0% of the 2 images of fox"
+    )
+    margin = [a.text for a in fig.layout.annotations if a.yref == "y"]
+    assert margin == ["80%", "100%", "50%"]  # each true class's accuracy
+    empty = plot_confusion_matrix(np.zeros((2, 2), int))
+    assert [a.text for a in empty.layout.annotations if a.yref == "y"] == ["–", "–"]
+    with pytest.raises(ValueError, match="square"):
+        plot_confusion_matrix(np.zeros((2, 3)))
+
+
+def test_each_mistake_is_captioned_with_both_classes_and_the_answers_probability():
+    tiles = np.random.default_rng(0).uniform(size=(2, 1, 8, 8))
+    probabilities = np.array([[0.1, 0.71, 0.19], [0.5, 0.2, 0.3]])
+    fig = plot_misclassified(tiles, np.array([2, 1]), probabilities, ids=[17, 4])
+    notes = [a.text for a in fig.layout.annotations]
+    assert notes == ["true 2,<br>predicted 1<br>(71%)", "true 1,<br>predicted 0<br>(50%)"]
+    assert fig.data[0].hovertemplate.startswith(
+        "test image 17<br>true 2, predicted 1 (71%)<br>probability of 2: 19.0%"
+    )
+    assert fig.layout.xaxis.domain[1] > 0.45  # two columns for two images, not six

@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from vizlib.data.datasets import load_dataset
-from vizlib.train import RECIPES, TrainSettings, train, training_epochs
+from vizlib.train import (
+    RECIPES,
+    Predictions,
+    TrainSettings,
+    confusion_matrix,
+    misclassified,
+    predict_test_split,
+    train,
+    training_epochs,
+)
 from vizlib.zoo import build_model
 
 
@@ -99,3 +109,55 @@ def test_zero_initial_weights_leave_every_unit_of_a_layer_the_same():
 def test_impossible_settings_are_refused_before_any_work(change, message):
     with pytest.raises(ValueError, match=message):
         next(training_epochs(TrainSettings(**change)))
+
+
+def test_confusion_matrix_by_hand_and_against_scikit_learn():
+    from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
+
+    # true 0 0 1 2 2 2, predicted 0 1 1 2 0 2: rows true, columns predicted
+    counts = confusion_matrix(np.array([0, 0, 1, 2, 2, 2]), np.array([0, 1, 1, 2, 0, 2]),
+                              num_classes=4)  # fmt: skip
+    np.testing.assert_array_equal(counts, [[1, 1, 0, 0], [0, 1, 0, 0], [1, 0, 2, 0], [0] * 4])
+    rng = np.random.default_rng(0)
+    labels, predicted = rng.integers(0, 9, 450), rng.integers(0, 10, 450)  # no true 9s
+    np.testing.assert_array_equal(
+        confusion_matrix(labels, predicted, num_classes=10),
+        sklearn_confusion_matrix(labels, predicted, labels=list(range(10))),
+    )
+    with pytest.raises(ValueError, match=r"in \[0, 3\)"):
+        confusion_matrix(np.array([0, 3]), np.array([0, 1]), num_classes=3)
+    with pytest.raises(ValueError, match="alike"):
+        confusion_matrix(np.array([0, 1]), np.array([0]), num_classes=3)
+
+
+def test_the_test_split_predictions_are_the_ones_the_epoch_record_counted():
+    from sklearn.metrics import confusion_matrix as sklearn_confusion_matrix
+
+    model, record = next(training_epochs(TrainSettings(epochs=1, seed=7), device="cpu"))
+    model.train()  # the mode is put back afterwards
+    predictions = predict_test_split(model, input_size=RECIPES["lenet"]["input_size"])
+    assert model.training
+    x, y, _ = load_dataset("digits", "test", (28, 28))
+    np.testing.assert_array_equal(predictions.labels, y.numpy())
+    assert predictions.probabilities.shape == (450, 10)
+    np.testing.assert_allclose(predictions.probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert predictions.accuracy == pytest.approx(record.test_accuracy)
+    model.eval()
+    with torch.no_grad():
+        expected = model(x).argmax(1).numpy()
+    np.testing.assert_array_equal(predictions.predicted, expected)
+    np.testing.assert_array_equal(
+        confusion_matrix(predictions.labels, predictions.predicted, num_classes=10),
+        sklearn_confusion_matrix(y.numpy(), expected, labels=list(range(10))),
+    )
+
+
+def test_misclassified_puts_the_surest_mistakes_first():
+    probabilities = np.array(
+        [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.8, 0.2], [0.4, 0.6]], np.float32
+    )  # predicted 0 1 0 1 0 1
+    predictions = Predictions(labels=np.array([0, 0, 1, 0, 1, 0]), probabilities=probabilities)
+    # wrong: 1 (0.8 sure), 2 (0.6), 3 (0.7), 4 (0.8), 5 (0.6); ties keep the split's order
+    np.testing.assert_array_equal(misclassified(predictions), [1, 4, 3, 2, 5])
+    np.testing.assert_array_equal(misclassified(predictions, limit=2), [1, 4])
+    assert predictions.accuracy == pytest.approx(1 / 6)

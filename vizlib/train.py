@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,10 +33,14 @@ __all__ = [
     "RECIPES",
     "SCHEDULES",
     "EpochRecord",
+    "Predictions",
     "TrainSettings",
     "augment",
+    "confusion_matrix",
     "evaluate",
+    "misclassified",
     "position_embedding_structure",
+    "predict_test_split",
     "train",
     "training_epochs",
 ]
@@ -351,6 +356,78 @@ def training_epochs(
         )
         if diverged:
             return
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """A model's answers on a split: the true ``labels`` (N,) int64 and the softmax
+    ``probabilities`` (N, classes) float32, sample i being the split's i-th image."""
+
+    labels: np.ndarray  # (N,) int64
+    probabilities: np.ndarray  # (N, classes) float32, each row sums to 1
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """(N,) int64: the most probable class of each image (as the accuracies count it)."""
+        return self.probabilities.argmax(axis=1)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """(N,) float32 in [0, 1]: the probability of the predicted class."""
+        return self.probabilities.max(axis=1)
+
+    @property
+    def accuracy(self) -> float:
+        """The fraction of images whose predicted class is the true one."""
+        return float((self.predicted == self.labels).mean())
+
+
+@torch.no_grad()
+def predict_test_split(
+    model: nn.Module,
+    *,
+    input_size: tuple[int, int],
+    dataset: str = "digits",
+    batch_size: int = 256,
+) -> Predictions:
+    """Return the model's Predictions on the test split of ``dataset``, loaded at ``input_size``
+    (H, W) in pixels (a recipe's ``"input_size"``) and normalised as ``training_epochs`` feeds
+    it, in eval mode on the model's own device (its train/eval mode is restored after)."""
+    x_test, y_test, _ = load_dataset(dataset, "test", input_size)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    chunks = []
+    for start in range(0, len(x_test), batch_size):
+        logits = model(x_test[start : start + batch_size].to(device))  # (B, classes)
+        chunks.append(torch.softmax(logits.float(), dim=1).cpu())
+    model.train(was_training)
+    return Predictions(labels=y_test.numpy(), probabilities=torch.cat(chunks).numpy())
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, *, num_classes: int) -> np.ndarray:
+    """Return the (num_classes, num_classes) int64 counts: row = true class, column = predicted
+    class, from labels (N,) and predicted (N,) class indices in [0, num_classes)."""
+    labels, predicted = np.asarray(labels), np.asarray(predicted)
+    if labels.shape != predicted.shape or labels.ndim != 1:
+        raise ValueError(
+            f"labels and predicted must be (N,) alike: {labels.shape}, {predicted.shape}"
+        )
+    both = np.concatenate([labels, predicted])
+    if both.size and (both.min() < 0 or both.max() >= num_classes):
+        raise ValueError(
+            f"class indices must be in [0, {num_classes}), got {both.min()}..{both.max()}"
+        )
+    cell = labels.astype(np.int64) * num_classes + predicted  # (N,) flat index of each pair
+    return np.bincount(cell, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def misclassified(predictions: Predictions, *, limit: int | None = None) -> np.ndarray:
+    """Return the indices (M,) of the wrongly predicted images, the most confident mistakes
+    first (ties by index), at most ``limit`` of them."""
+    wrong = np.flatnonzero(predictions.predicted != predictions.labels)  # ascending
+    order = wrong[np.argsort(-predictions.confidence[wrong], kind="stable")]
+    return order if limit is None else order[:limit]
 
 
 def train(

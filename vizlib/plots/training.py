@@ -1,5 +1,6 @@
 """Figures of a training run (``vizlib.train.training_epochs``): loss, accuracy, gradient norm
-and learning rate as it trains, and several runs side by side."""
+and learning rate as it trains, several runs side by side, and the trained model's confusion
+matrix and mistakes on the test split."""
 
 from __future__ import annotations
 
@@ -9,10 +10,20 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ["plot_run_comparison", "plot_training_run"]
+from .filters import plot_captioned_images
+
+__all__ = [
+    "plot_confusion_matrix",
+    "plot_misclassified",
+    "plot_run_comparison",
+    "plot_training_run",
+]
 
 TRAIN_COLOR, TEST_COLOR = "#4c78a8", "#f58518"
 RUN_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2")
+CORRECT_SCALE = ((0.0, "#deebf7"), (1.0, "#2171b5"))  # the diagonal, blues
+# mistakes from white (none) through orange to red: one wrong image must already show
+MISTAKE_SCALE = ((0.0, "#ffffff"), (1e-9, "#fdd0a2"), (0.5, "#f16913"), (1.0, "#a50f15"))
 
 
 def _finite_or_none(values: Sequence[float]) -> list[float | None]:
@@ -123,3 +134,112 @@ def plot_run_comparison(runs: Mapping[str, Sequence]) -> go.Figure:
         legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0},
     )
     return fig
+
+
+def plot_confusion_matrix(
+    counts: np.ndarray, *, class_names: Sequence[str] | None = None
+) -> go.Figure:
+    """Return a confusion matrix as a heatmap: rows the true class (first at the top), columns
+    the predicted class, each cell its count of images written in it.
+
+    counts: (K, K) ints, row = true class, column = predicted (``vizlib.train.confusion_matrix``).
+    The diagonal (right) is coloured in blues and the mistakes in oranges, each on its own scale,
+    so that a single wrong image stands out beside 45 right ones; empty cells are white and
+    unlabelled. Each row's accuracy (its diagonal count over its images, %) is written in the
+    right margin, and the hover says what share of the true class a cell holds.
+    """
+    counts = np.asarray(counts)
+    k = counts.shape[0]
+    if counts.ndim != 2 or counts.shape != (k, k):
+        raise ValueError(f"counts must be a square (K, K) matrix, got {counts.shape}")
+    names = [str(c) for c in (class_names if class_names is not None else range(k))]
+    if len(names) != k:
+        raise ValueError(f"{k} classes need {k} class names, got {len(names)}")
+    totals = counts.sum(axis=1)  # (K,) images of each true class
+    diagonal = np.eye(k, dtype=bool)
+    hover = [
+        [
+            f"true {names[i]}, predicted {names[j]}: {counts[i, j]} image(s)"
+            + (f"<br>{counts[i, j] / totals[i]:.1%} of the {totals[i]} images of {names[i]}"
+               if totals[i] else "")
+            for j in range(k)
+        ]
+        for i in range(k)
+    ]  # fmt: skip
+    fig = go.Figure()
+    for name, mask, scale in (
+        ("right", diagonal, CORRECT_SCALE),
+        ("wrong", ~diagonal, MISTAKE_SCALE),
+    ):
+        z = np.where(mask, counts, np.nan)  # (K, K) the other trace's cells are gaps
+        shown = counts[mask]
+        fig.add_trace(
+            go.Heatmap(
+                z=z, x=names, y=names, name=name, colorscale=scale, zmin=0,
+                zmax=max(1, int(shown.max()) if shown.size else 1), showscale=False, xgap=1,
+                ygap=1, text=np.where(mask & (counts > 0), counts.astype(str), ""),
+                texttemplate="%{text}", hovertext=hover,
+                hovertemplate="%{hovertext}<extra></extra>",
+            )
+        )  # fmt: skip
+    accuracy = np.divide(
+        np.diag(counts), totals, out=np.full(k, np.nan), where=totals > 0
+    )  # (K,) per true class
+    # in the x axis' units, just right of the last column: the matrix is kept square and
+    # centred, so the figure's right edge can lie far from it
+    beside = {"x": k - 0.5, "xref": "x", "xanchor": "left", "xshift": 6, "showarrow": False}
+    for i in range(k):
+        text = f"{accuracy[i]:.0%}" if np.isfinite(accuracy[i]) else "–"
+        fig.add_annotation(text=text, y=names[i], yref="y", **beside)
+    fig.add_annotation(text="<b>accuracy</b>", y=1.0, yref="paper", yanchor="bottom", **beside)
+    fig.update_xaxes(
+        title_text="predicted class",
+        type="category",
+        side="top",
+        constrain="domain",
+        showgrid=False,
+    )
+    fig.update_yaxes(title_text="true class", type="category", autorange="reversed",
+                     scaleanchor="x", constrain="domain", showgrid=False)  # fmt: skip
+    fig.update_layout(
+        height=460,
+        margin={"l": 10, "r": 80, "t": 60, "b": 10},
+        plot_bgcolor="white",
+        showlegend=False,
+    )
+    return fig
+
+
+def plot_misclassified(
+    tiles: np.ndarray,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    *,
+    ids: Sequence[int],
+    class_names: Sequence[str] | None = None,
+    cols: int = 6,
+) -> go.Figure:
+    """Return a gallery of wrongly classified images, each captioned with its true class and
+    the predicted one with its probability ("true 3," / "predicted 8" / "(71%)").
+
+    tiles (M, 1 or 3, h, w) in [0, 1]; labels (M,) their true classes; probabilities (M, K) the
+    model's softmax for each; ids (M,) their indices in the split, named in the hover with the
+    probability the model gave the true class.
+    """
+    probabilities = np.asarray(probabilities)
+    labels = np.asarray(labels)
+    if len(ids) != len(tiles) or len(labels) != len(tiles) or len(probabilities) != len(tiles):
+        raise ValueError(f"{len(tiles)} tiles need as many labels, probabilities and ids")
+    k = probabilities.shape[1] if probabilities.ndim == 2 else 0
+    names = [str(c) for c in (class_names if class_names is not None else range(k))]
+    predicted = probabilities.argmax(axis=1) if len(tiles) else np.zeros(0, int)  # (M,)
+    captions, hover = [], []
+    for i, (true, pred) in enumerate(zip(labels, predicted, strict=True)):
+        p_pred, p_true = probabilities[i, pred], probabilities[i, true]
+        # three short lines: at 1024 px a column of six is 90 px, 11 characters at 12 px
+        captions.append([f"true {names[true]},", f"predicted {names[pred]}", f"({p_pred:.0%})"])
+        hover.append(
+            f"test image {ids[i]}<br>true {names[true]}, predicted {names[pred]} ({p_pred:.0%})"
+            f"<br>probability of {names[true]}: {p_true:.1%}"
+        )
+    return plot_captioned_images(tiles, captions, hover=hover, cols=max(1, min(cols, len(tiles))))
