@@ -17,7 +17,14 @@ from safetensors.torch import save as save_safetensors
 import ui
 from ui import links
 from vizlib import describe_device, filters, train
-from vizlib.plots import plot_image_grid, plot_run_comparison, plot_training_run
+from vizlib.data import dataset_normalization, denormalize, load_dataset
+from vizlib.plots import (
+    plot_confusion_matrix,
+    plot_image_grid,
+    plot_misclassified,
+    plot_run_comparison,
+    plot_training_run,
+)
 from vizlib.summary import count_parameters
 from vizlib.zoo import build_model
 
@@ -34,6 +41,7 @@ BATCH_SIZES = (8, 16, 32, 64, 128, 256, 512)
 WEIGHT_DECAYS = (0.0, 1e-4, 1e-3, 1e-2, 0.05, 0.1)
 INIT_SCALES = (0.0, 0.1, 0.5, 1.0, 2.0, 5.0)
 MAX_RUNS = 6  # runs kept for comparison in a session (the last one's weights only)
+MAX_MISTAKES = 24  # misclassified test images shown (4 rows of 6 at 1024 px)
 DEFAULTS = train.TrainSettings()
 SETTINGS: links.Table = {
     "arch": (f"{P}.architecture", DEFAULTS.architecture, tuple(ARCHITECTURES)),
@@ -96,6 +104,66 @@ def weights_file(model: torch.nn.Module, s: train.TrainSettings) -> bytes:
         "settings": json.dumps(dataclasses.asdict(s)),
     }
     return save_safetensors(state, metadata=header)
+
+
+def draw_test_results(run: dict, model: torch.nn.Module) -> None:
+    """Draw the run's confusion matrix on the test split and its most confident mistakes; the
+    predictions are computed once per run and kept in its dict (``run["predictions"]``)."""
+    arch = run["settings"].architecture
+    if run.get("predictions") is None:
+        run["predictions"] = train.predict_test_split(
+            model, input_size=train.RECIPES[arch]["input_size"]
+        )
+    predictions: train.Predictions = run["predictions"]
+    counts = train.confusion_matrix(predictions.labels, predictions.predicted, num_classes=10)
+    n, wrong = len(predictions.labels), int(counts.sum() - np.trace(counts))
+    st.subheader(f"The {n} test images: {wrong} wrong")
+    # one above the other: side by side, at 1024 px, the matrix's cells and the gallery's
+    # captions were too small to read (20 px cells, captions running into each other)
+    st.plotly_chart(plot_confusion_matrix(counts), key=f"{P}.confusion")
+    off = counts - np.diag(np.diag(counts))  # (10, 10) the mistakes only
+    true, pred = np.unravel_index(off.argmax(), off.shape)
+    st.caption(
+        "Rows: the true digit; columns: the model's answer. The diagonal (blue) counts the "
+        "right answers, the orange cells the mistakes; on the right, each digit's accuracy."
+        + (f" The commonest mistake: {true} answered as {pred} ({off[true, pred]} times)."
+           if wrong else "")
+    )  # fmt: skip
+    table = pd.DataFrame(
+        counts,
+        index=pd.Index([f"true {c}" for c in range(10)], name="class"),
+        columns=[f"predicted {c}" for c in range(10)],
+    )
+    table["images"] = counts.sum(axis=1)
+    table["accuracy"] = np.diag(counts) / table["images"].replace(0, np.nan)
+    st.download_button(
+        "Download the matrix (CSV)",
+        table.to_csv().encode(),
+        file_name=f"confusion_matrix_run{run['number']}.csv",
+        mime="text/csv",
+        key=f"{P}.download_confusion",
+        help="Counts of test images, true class by row, predicted by column; then each row's "
+        "images and accuracy (a fraction).",
+        on_click="ignore",
+    )
+    if not wrong:
+        st.success("Every test image is classified right.")
+        return
+    shown = train.misclassified(predictions, limit=MAX_MISTAKES)  # (M,) indices, surest first
+    images, _, _ = load_dataset("digits", "test", (8, 8))  # (450, 1, 8, 8) as sklearn has them
+    tiles = denormalize(images[shown], *dataset_normalization("digits")).numpy()  # in [0, 1]
+    st.plotly_chart(
+        plot_misclassified(
+            tiles, predictions.labels[shown], predictions.probabilities[shown], ids=shown
+        ),
+        key=f"{P}.mistakes",
+    )
+    st.caption(
+        f"{'All' if len(shown) == wrong else len(shown)} of the {wrong} mistakes, those the "
+        "model was surest of first: the true digit, the answer and (in brackets) the "
+        "probability the model gave that answer. The 8 × 8 images as scikit-learn ships them "
+        "(the model saw them scaled up); hover for the probability of the true digit."
+    )
 
 
 def runs() -> list[dict]:
@@ -302,6 +370,10 @@ else:
             f"Open them on Filters & Feature Maps, Activations & Gradients, Attributions or the "
             f"Model Inspector: choose **Upload weights** and the architecture **{checkpoint}**."
         )
+        if last["status"] == "diverged":
+            st.caption("No confusion matrix: the weights are no longer numbers.")
+        else:
+            draw_test_results(last, model)
 
 if len(history) > 1:
     st.subheader("Runs compared")

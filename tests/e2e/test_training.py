@@ -12,6 +12,18 @@ from tests.e2e.test_app import _CUT_TEXT
 
 pytestmark = pytest.mark.e2e
 
+_HEATMAP_CELL_PX = """sel => [...document.querySelectorAll(sel + ' .hm image')].map(
+  im => im.getBoundingClientRect().width / 10)"""  # each heatmap trace spans the 10 columns
+_ANNOTATION_BOXES = """sel => {
+  const chart = document.querySelector(sel + ' .js-plotly-plot');
+  const right = chart.getBoundingClientRect().right;
+  return [...chart.querySelectorAll('.annotation-text')].map(t => {
+    const r = t.getBoundingClientRect();
+    return {text: t.textContent, left: r.left, right: r.right, top: r.top, bottom: r.bottom,
+            figure_right: right};
+  });
+}"""
+
 
 def test_a_run_trains_live_and_its_results_fit_a_projector(browser, app_url):
     context = browser.new_context(viewport={"width": 1024, "height": 768})
@@ -24,8 +36,22 @@ def test_a_run_trains_live_and_its_results_fit_a_projector(browser, app_url):
         wait_until_idle(page)
         assert error_boxes(page) == []
         assert page.get_by_text("Test accuracy", exact=True).count() == 1  # the metric
-        assert plotly_charts(page, 2) >= 2  # the run's curves and its filters
+        # the run's curves, its filters, its confusion matrix and its mistakes
+        assert plotly_charts(page, 4) >= 4
+        assert page.get_by_text("The 450 test images:").count() == 1
         assert page.evaluate(_CUT_TEXT) == []
+        # the matrix's cells are big enough for their counts; no two captions under the
+        # mistakes touch, and none runs out of the figure (side by side, at 1024 px, the
+        # cells were 20 px and the captions ran into each other)
+        cells = page.evaluate(_HEATMAP_CELL_PX, ".st-key-training-confusion")
+        assert len(cells) == 2 and min(cells) >= 28, cells
+        boxes = page.evaluate(_ANNOTATION_BOXES, ".st-key-training-mistakes")
+        assert len(boxes) >= 2 and all(b["right"] <= b["figure_right"] for b in boxes)
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1 :]:
+                apart = (a["right"] <= b["left"] or b["right"] <= a["left"]
+                         or a["bottom"] <= b["top"] or b["bottom"] <= a["top"])  # fmt: skip
+                assert apart, (a, b)
         screenshot(page, "1024_training_run")
     finally:
         context.close()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -13,9 +15,16 @@ from streamlit.testing.v1 import AppTest
 
 from tests.pages._shared import errors, link_warnings, opened_with
 from vizlib import zoo
+from vizlib.data.datasets import load_dataset
 from vizlib.train import TrainSettings, training_epochs
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "training.py")
+
+
+def _array(value: dict) -> np.ndarray:
+    """A plotly array as the chart's JSON carries it (base64 with dtype and shape)."""
+    shape = [int(n) for n in value["shape"].split(",")]
+    return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(shape)
 
 
 def _train(at: AppTest) -> AppTest:
@@ -82,3 +91,44 @@ def test_the_recipe_button_and_bad_link_values():
     assert at.slider(key="training.epochs").value == 200
     assert at.select_slider(key="training.weight_decay").value == recipe.weight_decay
     assert at.query_params["arch"] == "vit" and at.query_params["epochs"] == "200"
+
+
+def test_the_confusion_matrix_and_the_mistakes_are_the_models(downloads, monkeypatch):
+    """One epoch: the matrix, its CSV and the gallery are the run's model's answers on the 450
+    test images (sklearn's confusion_matrix), computed once per run, not on every rerun."""
+    from sklearn.metrics import confusion_matrix
+
+    from vizlib import train
+
+    at = opened_with(PAGE, {"epochs": "1", "seed": "2"})
+    _train(at)
+    *_, (model, record) = training_epochs(TrainSettings(epochs=1, seed=2), device="cpu")
+    x, y, _ = load_dataset("digits", "test", (28, 28))
+    with torch.no_grad():
+        logits = model(x)
+    predicted = logits.argmax(1).numpy()
+    expected = confusion_matrix(y.numpy(), predicted, labels=list(range(10)))
+    wrong = int((predicted != y.numpy()).sum())
+    assert wrong == round(450 * (1 - record.test_accuracy)) and wrong > 0
+    assert any(s.value == f"The 450 test images: {wrong} wrong" for s in at.subheader)
+    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    right, mistakes = (_array(t["z"]) for t in charts["training.confusion"]["data"])
+    np.testing.assert_array_equal(np.where(np.isnan(right), mistakes, right), expected)
+    table = pd.read_csv(io.BytesIO(downloads["confusion_matrix_run1.csv"]), index_col=0)
+    np.testing.assert_array_equal(table.iloc[:, :10].to_numpy(), expected)
+    assert list(table["images"]) == list(expected.sum(axis=1))
+    np.testing.assert_allclose(table["accuracy"], expected.diagonal() / expected.sum(axis=1))
+    # the gallery: the surest mistakes first, each captioned with its classes and probability
+    probs = torch.softmax(logits, 1)
+    confidence = probs.max(1).values.numpy()
+    order = sorted(np.flatnonzero(predicted != y.numpy()), key=lambda i: -confidence[i])[:24]
+    notes = [a["text"] for a in charts["training.mistakes"]["layout"]["annotations"]]
+    assert notes == [
+        f"true {y[i]},<br>predicted {predicted[i]}<br>({confidence[i]:.0%})" for i in order
+    ]
+    # a rerun (any widget) reuses the run's predictions instead of running the model again
+    calls = []
+    monkeypatch.setattr(train, "predict_test_split", lambda *a, **k: calls.append(a))
+    at.select_slider(key="training.lr").set_value(0.01).run()
+    assert not at.exception and calls == []
+    assert any(s.value == f"The 450 test images: {wrong} wrong" for s in at.subheader)
