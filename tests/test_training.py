@@ -48,6 +48,59 @@ def test_the_first_step_is_the_one_written_out_by_hand():
     assert 0 <= record.test_accuracy <= 1 and record.epoch == 1 and not record.diverged
 
 
+def test_each_layers_gradient_norm_and_update_ratio_are_the_ones_worked_out_by_hand():
+    """One step an epoch (a batch bigger than the split): the epoch's means are that step's
+    values. Plain SGD with weight decay moves a kernel by lr * (g + wd * w) and a bias by
+    lr * g, so the update ratio is |lr * (g + wd * w)| / |w| over the layer's parameters."""
+    lr, wd = 0.05, 0.01
+    settings = TrainSettings(optimizer="SGD", lr=lr, weight_decay=wd, batch_size=2048, epochs=1,
+                             augment=False, schedule="constant", seed=2)  # fmt: skip
+    _, record = next(training_epochs(settings, device="cpu"))
+    torch.manual_seed(2)
+    model = build_model("lenet", RECIPES["lenet"]["config"])
+    x, y, _ = load_dataset("digits", "train", RECIPES["lenet"]["input_size"])
+    F.cross_entropy(model(x), y).backward()  # the whole split, in any order: the same mean
+    assert list(record.layer_grad_norms) == ["conv1", "conv2", "fc1", "fc2"]
+    assert list(record.layer_update_ratios) == ["conv1", "conv2", "fc1", "fc2"]
+    for layer in ("conv1", "conv2", "fc1", "fc2"):
+        module = getattr(model, layer)
+        w, b = module.weight.detach(), module.bias.detach()
+        g_w, g_b = module.weight.grad, module.bias.grad
+        norm = torch.sqrt((g_w**2).sum() + (g_b**2).sum())
+        step = torch.sqrt(((lr * (g_w + wd * w)) ** 2).sum() + ((lr * g_b) ** 2).sum())
+        ratio = step / torch.sqrt((w**2).sum() + (b**2).sum())
+        assert record.layer_grad_norms[layer] == pytest.approx(float(norm), rel=1e-4)
+        assert record.layer_update_ratios[layer] == pytest.approx(float(ratio), rel=1e-3)
+    # the layers' norms make up the global one
+    total = math.sqrt(sum(v**2 for v in record.layer_grad_norms.values()))
+    assert record.grad_norms[0] == pytest.approx(total, rel=1e-5)
+
+
+def test_layers_are_grouped_by_module_with_residual_and_transformer_blocks_whole():
+    from vizlib.train import layer_groups
+
+    resnet = build_model("resnet", RECIPES["resnet"]["config"])
+    groups = layer_groups(resnet)
+    assert list(groups) == ["stem", "layers.0", "layers.1", "layers.2", "fc"]
+    assert "layers.1.shortcut.0.weight" in groups["layers.1"]
+    vit = build_model("vit", RECIPES["vit"]["config"])
+    groups = layer_groups(vit)
+    assert list(groups) == ["cls_token", "pos_embed", "patch_embed", "blocks.0", "blocks.1",
+                            "blocks.2", "blocks.3", "norm", "head"]  # fmt: skip
+    # every parameter in exactly one group
+    names = [n for members in groups.values() for n in members]
+    assert sorted(names) == sorted(n for n, _ in vit.named_parameters())
+
+
+def test_a_diverging_run_keeps_its_layers_last_finite_gradients():
+    settings = TrainSettings(optimizer="SGD", lr=1e6, epochs=5, init_scale=5.0, augment=False)
+    records = [r for _, r in training_epochs(settings, device="cpu")]
+    first = records[0].layer_grad_norms
+    assert set(first) == {"conv1", "conv2", "fc1", "fc2"}
+    # NaN only where no step of the epoch had a finite gradient; the rest are real numbers
+    assert any(math.isfinite(v) and v > 0 for v in first.values())
+
+
 def test_same_settings_same_run_and_the_accuracies_are_the_models():
     settings = TrainSettings(epochs=2, seed=1)
     first = list(training_epochs(settings, device="cpu"))

@@ -15,7 +15,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ __all__ = [
     "augment",
     "confusion_matrix",
     "evaluate",
+    "layer_groups",
     "misclassified",
     "position_embedding_structure",
     "predict_test_split",
@@ -203,6 +204,48 @@ class EpochRecord:
     seconds: float
     diverged: bool  # a loss that is not finite: training stops after this epoch (the losses
     # and accuracies after the epoch are then NaN)
+    # per layer (``layer_groups``: name -> value, the model's order), means over the epoch's
+    # steps where the value is finite (NaN if none is: a diverged epoch keeps its last
+    # finite steps, so the explosion shows):
+    layer_grad_norms: dict[str, float] = field(default_factory=dict)  # the L2 norm of the
+    # layer's gradient before the step (all its parameters together, biases included)
+    layer_update_ratios: dict[str, float] = field(default_factory=dict)  # |w_after - w_before|
+    # / |w_before| over the layer's parameters: the step the optimiser took (learning rate,
+    # momentum, Adam's scaling and weight decay all in it) relative to the weights; around
+    # 1e-3 is the usual sign of a healthy rate, 1e-5 a layer that has stopped learning, 1e-1
+    # one that is being thrown about. inf when the weights were all zero (NaN if the step was
+    # zero too).
+
+
+def layer_groups(model: nn.Module) -> dict[str, list[str]]:
+    """Return the model's parameters grouped by layer: group name -> parameter names, in the
+    order of ``model.named_parameters()``.
+
+    A group is a top-level child module (``conv1``, ``fc2``, ``stem``, ``patch_embed``, ``norm``),
+    except that a top-level container of blocks (a Sequential or ModuleList whose children have
+    children, like a ResNet's ``layers`` or a ViT's ``blocks``) gives one group per block
+    (``layers.0``, ``blocks.3``): one row per thing a lecturer would draw as a box, a residual
+    block counted whole so its convolutions, norms and shortcut read as one unit. Parameters
+    held by the model itself (a ViT's ``cls_token``, ``pos_embed``) are groups of their own.
+    """
+    blocks = {
+        name
+        for name, child in model.named_children()
+        if isinstance(child, nn.Sequential | nn.ModuleList)
+        and any(len(list(c.children())) for c in child.children())
+    }
+    groups: dict[str, list[str]] = {}
+    for name, _ in model.named_parameters():
+        parts = name.split(".")
+        key = ".".join(parts[:2]) if parts[0] in blocks else parts[0]
+        groups.setdefault(key, []).append(name)
+    return groups
+
+
+def _finite_mean(values: torch.Tensor) -> torch.Tensor:
+    """(steps, G) -> (G,) the mean over the steps where the value is finite (NaN where none is)."""
+    finite = torch.isfinite(values)
+    return torch.where(finite, values, 0).sum(0) / finite.sum(0)
 
 
 def _check_settings(settings: TrainSettings) -> None:
@@ -307,13 +350,19 @@ def training_epochs(
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
     params = list(model.parameters())
+    groups = layer_groups(model)
+    group_of = {n: g for g, names in enumerate(groups.values()) for n in names}
+    # (params, G) one-hot: per-parameter squared norms @ this = per-layer squared norms
+    membership = torch.zeros(len(params), len(groups), device=dev)
+    for i, (n, _) in enumerate(model.named_parameters()):
+        membership[i, group_of[n]] = 1.0
 
     for epoch in range(1, settings.epochs + 1):
         started = time.perf_counter()
         model.train()
         order = torch.randperm(len(x_train), generator=generator)
         # device scalars, read back once per epoch (a GPU sync per step would slow it down)
-        losses, sizes, norms, lrs = [], [], [], []
+        losses, sizes, norms, lrs, layer_norms, layer_ratios = [], [], [], [], [], []
         for i in range(0, len(order), batch_size):
             idx = order[i : i + batch_size]
             x = x_train[idx]
@@ -323,9 +372,21 @@ def training_epochs(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             lrs.append(optimizer.param_groups[0]["lr"])
-            grads = [p.grad for p in params if p.grad is not None]
-            norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
+            with torch.no_grad():
+                # (params,) each parameter's squared gradient norm (0 for one without a grad)
+                grad_sq = torch.stack(
+                    [p.grad.norm() ** 2 if p.grad is not None else p.new_zeros(()) for p in params]
+                )
+                norms.append(grad_sq.sum().sqrt())
+                layer_norms.append((grad_sq @ membership).sqrt())  # (G,)
+                before = [p.detach().clone() for p in params]
             optimizer.step()
+            with torch.no_grad():
+                step_sq = torch.stack(
+                    [(p - b).norm() ** 2 for p, b in zip(params, before, strict=True)]
+                )
+                weight_sq = torch.stack([b.norm() ** 2 for b in before])  # (params,)
+                layer_ratios.append(((step_sq @ membership) / (weight_sq @ membership)).sqrt())
             schedule.step()
             losses.append(loss.detach())
             sizes.append(len(idx))
@@ -345,6 +406,12 @@ def training_epochs(
                 epoch=epoch,
                 step_losses=step_losses.tolist(),
                 grad_norms=torch.stack(norms).cpu().tolist(),
+                layer_grad_norms=dict(
+                    zip(groups, _finite_mean(torch.stack(layer_norms)).cpu().tolist(), strict=True)
+                ),
+                layer_update_ratios=dict(
+                    zip(groups, _finite_mean(torch.stack(layer_ratios)).cpu().tolist(), strict=True)
+                ),
                 lrs=lrs,
                 train_loss=train_loss,
                 train_accuracy=train_eval[1],
