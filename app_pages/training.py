@@ -20,6 +20,7 @@ from vizlib import describe_device, filters, train
 from vizlib.data import dataset_normalization, denormalize, load_dataset
 from vizlib.plots import (
     plot_confusion_matrix,
+    plot_gradient_flow,
     plot_image_grid,
     plot_misclassified,
     plot_run_comparison,
@@ -279,7 +280,7 @@ if start:
     del history[:-MAX_RUNS]
     bar = st.progress(0.0, text=f"Starting {run['label']}…")
     live, live_filters = st.columns([3, 1])
-    curves, grid = live.empty(), live_filters.empty()
+    curves, flow, grid = live.empty(), live.empty(), live_filters.empty()
     started = time.perf_counter()
     try:
         for model, record in train.training_epochs(settings, device=device):
@@ -294,6 +295,10 @@ if start:
             )
             curves.plotly_chart(
                 plot_training_run(run["records"], epochs=settings.epochs), key=f"{P}.live.{done}"
+            )
+            flow.plotly_chart(
+                plot_gradient_flow(run["records"], epochs=settings.epochs),
+                key=f"{P}.live_flow.{done}",
             )
             figure = first_layer_figure(model, f"after epoch {done}")
             if figure is not None:
@@ -346,6 +351,17 @@ else:
     m4.metric("Training time", f"{seconds:.1f} s", help=f"Epochs only, on {last['device']}.")
     r1, r2 = st.columns([3, 1])
     r1.plotly_chart(plot_training_run(records, epochs=last["settings"].epochs), key=f"{P}.curves")
+    r1.plotly_chart(
+        plot_gradient_flow(records, epochs=last["settings"].epochs), key=f"{P}.gradient_flow"
+    )
+    r1.caption(
+        "Each layer's gradient (left) and the size of its steps relative to its weights "
+        "(right), averaged over the epoch's steps; a residual or transformer block counts as "
+        "one layer. Gradients that shrink row by row towards the input vanish, and a "
+        "**0** means the layer gets no gradient at all; growing ones explode. A step near "
+        "1e-3 of the weights (white) is the usual sign of a healthy learning rate, blue a "
+        "layer that barely moves, red one that is thrown about."
+    )
     if last["weights"] is not None:
         arch = last["settings"].architecture
         model = build_model(arch, train.RECIPES[arch]["config"])
@@ -404,19 +420,31 @@ st.dataframe(
     key=f"{P}.runs",
 )
 epochs_table = pd.DataFrame(
-    [{"run": run["label"], **dataclasses.asdict(r)} for run in history for r in run["records"]]
+    [
+        {
+            "run": run["label"],
+            **dataclasses.asdict(r),
+            **{f"grad norm {k}": v for k, v in r.layer_grad_norms.items()},
+            **{f"update ratio {k}": v for k, v in r.layer_update_ratios.items()},
+        }
+        for run in history
+        for r in run["records"]
+    ]
 )
 d1, d2 = st.columns(2)  # [1, 3] cut the download label at 1024 px
 if not epochs_table.empty:
     d1.download_button(
         "Download the runs (CSV)",
-        epochs_table.drop(columns=["step_losses", "grad_norms", "lrs"])
+        epochs_table.drop(
+            columns=["step_losses", "grad_norms", "lrs", "layer_grad_norms", "layer_update_ratios"]
+        )
         .to_csv(index=False)
         .encode(),
         file_name="training_runs.csv",
         mime="text/csv",
         key=f"{P}.download_runs",
-        help="One row per epoch of every run: its settings' name, losses, accuracies, seconds.",
+        help="One row per epoch of every run: its settings' name, losses, accuracies, seconds, "
+        "and each layer's gradient norm and update ratio (the heatmap's cells).",
         on_click="ignore",
     )
 if d2.button("Clear the runs", key=f"{P}.clear"):

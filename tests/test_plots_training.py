@@ -9,6 +9,7 @@ import pytest
 
 from vizlib.plots import (
     plot_confusion_matrix,
+    plot_gradient_flow,
     plot_misclassified,
     plot_run_comparison,
     plot_training_run,
@@ -95,3 +96,28 @@ def test_each_mistake_is_captioned_with_both_classes_and_the_answers_probability
         "test image 17<br>true 2, predicted 1 (71%)<br>probability of 2: 19.0%"
     )
     assert fig.layout.xaxis.domain[1] > 0.45  # two columns for two images, not six
+
+
+def test_gradient_flow_is_a_log_heatmap_of_layer_by_epoch_with_zeros_and_nans_written():
+    a, b = _record(1, 2.0, 0.5), _record(2, math.nan, 0.1)
+    a.layer_grad_norms = {"conv1": 1e-6, "fc1": 0.0, "fc2": 10.0}
+    b.layer_grad_norms = {"conv1": 1e-5, "fc1": math.nan, "fc2": math.inf}
+    a.layer_update_ratios = {"conv1": 1e-3, "fc1": 1e-9, "fc2": 0.5}
+    b.layer_update_ratios = {"conv1": 2e-3, "fc1": math.nan, "fc2": 1.0}
+    fig = plot_gradient_flow([a, b], epochs=5)
+    grad, ratio = fig.data
+    assert list(grad.y) == ["conv1", "fc1", "fc2"] and list(grad.x) == [1, 2]
+    z = np.array(grad.z, float)  # (layers, epochs) log10, gaps where there is no logarithm
+    np.testing.assert_allclose(z[0], [-6, -5])
+    assert np.isnan(z[1]).all() and z[2, 0] == pytest.approx(1) and np.isnan(z[2, 1])
+    assert np.array(grad.text).tolist() == [["", ""], ["0", "NaN"], ["", "inf"]]
+    np.testing.assert_allclose(np.array(grad.customdata, float)[0], [1e-6, 1e-5])  # the hover
+    # the ratio: centred on 1e-3 (white), three decades either side
+    assert ratio.zmid == pytest.approx(-3) and (ratio.zmin, ratio.zmax) == pytest.approx((-6, 0))
+    np.testing.assert_allclose(np.array(ratio.z, float)[0], np.log10([1e-3, 2e-3]))
+    assert list(ratio.colorbar.ticktext) == ["1e-6", "1e-5", "1e-4", "1e-3", "1e-2", "1e-1",
+                                             "1e0"]  # fmt: skip
+    assert list(grad.colorbar.ticktext) == ["1e-6", "1e-5", "1e-4", "1e-3", "1e-2", "1e-1",
+                                            "1e0", "1e1"]  # fmt: skip
+    assert fig.layout.xaxis.range == (0.5, 5.5)  # the run's frame, filled as it trains
+    assert fig.layout.yaxis.autorange == "reversed"  # the input's end at the top

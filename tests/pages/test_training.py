@@ -53,6 +53,20 @@ def test_a_run_trains_what_the_settings_say_and_its_weights_open_elsewhere(downl
     table = pd.read_csv(io.BytesIO(downloads["training_runs.csv"]))
     assert list(table["epoch"]) == [1, 2]
     assert table["test_accuracy"].iloc[-1] == pytest.approx(record.test_accuracy)
+    assert table["grad norm fc2"].iloc[-1] == pytest.approx(record.layer_grad_norms["fc2"])
+    assert table["update ratio conv1"].iloc[-1] == pytest.approx(
+        record.layer_update_ratios["conv1"]
+    )
+    # the gradient flow: layer by epoch, log10 of the record's means
+    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    grad, ratio = charts["training.gradient_flow"]["data"]
+    assert grad["y"] == ["conv1", "conv2", "fc1", "fc2"] and grad["x"] == [1, 2]
+    np.testing.assert_allclose(
+        _array(grad["z"])[:, -1], np.log10(list(record.layer_grad_norms.values())), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        _array(ratio["z"])[:, -1], np.log10(list(record.layer_update_ratios.values())), rtol=1e-6
+    )
 
 
 def test_two_runs_compare_and_clear(downloads):

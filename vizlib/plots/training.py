@@ -14,6 +14,7 @@ from .filters import plot_captioned_images
 
 __all__ = [
     "plot_confusion_matrix",
+    "plot_gradient_flow",
     "plot_misclassified",
     "plot_run_comparison",
     "plot_training_run",
@@ -97,6 +98,91 @@ def plot_training_run(records: Sequence, *, epochs: int | None = None) -> go.Fig
         margin={"l": 10, "r": 10, "t": 60, "b": 40},
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.06, "x": 0},
         hovermode="closest",
+    )
+    return fig
+
+
+HEALTHY_RATIO = 1e-3  # the update-to-weight ratio usually seen when a layer learns well
+RATIO_DECADES = 3  # the ratio's colours span 1e-3 / 10**3 .. 1e-3 * 10**3 (clipped beyond)
+
+
+def _layer_heatmap(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(L, E) values -> (log10 of the positive finite ones, NaN elsewhere; the text written in
+    each cell: "0" for an exact zero, "NaN"/"inf" for a non-finite value, blank otherwise)."""
+    good = np.isfinite(values) & (values > 0)
+    z = np.full(values.shape, np.nan)
+    np.log10(values, out=z, where=good)
+    text = np.where(values == 0, "0", np.where(np.isnan(values), "NaN", ""))
+    return z, np.where(np.isinf(values), "inf", text)
+
+
+def plot_gradient_flow(records: Sequence, *, epochs: int | None = None) -> go.Figure:
+    """Return two heatmaps, layer (rows, the input's end at the top) by epoch (columns): each
+    layer's gradient L2 norm, and the update-to-weight ratio |Δw| / |w| of its steps, both
+    means over the epoch's steps, coloured on a log10 scale.
+
+    records: ``vizlib.train.EpochRecord`` with ``layer_grad_norms`` and ``layer_update_ratios``
+    (layer name -> value). The gradient's colours span the values shown (Viridis: a row that
+    darkens to the left of the others vanishes on its way back to the input); the ratio's are
+    centred on 1e-3, white, with blue below (a layer that barely moves) and red above (one
+    thrown about), clipped three decades either side. Cells that are exactly 0 say "0",
+    non-finite ones "NaN" or "inf"; the hover gives each value. The x axis is fixed to
+    ``epochs`` when given, so a live run fills the frame instead of stretching it.
+    """
+    layers = list(records[0].layer_grad_norms) if records else []
+    x = [r.epoch for r in records]
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        shared_yaxes=True,
+        horizontal_spacing=0.14,
+        subplot_titles=("gradient norm per layer (L2, log colour)", "update / weight (log colour)"),
+    )
+    for col, attr, title in (
+        (1, "layer_grad_norms", "gradient norm"),
+        (2, "layer_update_ratios", "|Δw| / |w|"),
+    ):
+        values = np.array(
+            [[getattr(r, attr).get(name, np.nan) for r in records] for name in layers], float
+        ).reshape(len(layers), len(records))  # (L, E)
+        z, text = _layer_heatmap(values)
+        colour = (
+            {"colorscale": "Viridis"}
+            if col == 1
+            else {
+                "colorscale": "RdBu",
+                "reversescale": True,
+                "zmid": np.log10(HEALTHY_RATIO),
+                "zmin": np.log10(HEALTHY_RATIO) - RATIO_DECADES,
+                "zmax": np.log10(HEALTHY_RATIO) + RATIO_DECADES,
+            }
+        )
+        finite = z[np.isfinite(z)]
+        lo, hi = (
+            (colour["zmin"], colour["zmax"])
+            if col == 2
+            else (np.floor(finite.min()), np.ceil(finite.max()))
+            if finite.size
+            else (-1.0, 0.0)
+        )
+        ticks = np.arange(int(lo), int(hi) + 1)
+        fig.add_trace(
+            go.Heatmap(
+                z=z, x=x, y=layers, text=text, texttemplate="%{text}", customdata=values,
+                hovertemplate=f"%{{y}}, epoch %{{x}}<br>{title} %{{customdata:.3g}}<extra></extra>",
+                xgap=1, ygap=1, name=title,
+                colorbar={"x": 0.43 if col == 1 else 1.0, "len": 0.9, "thickness": 12,
+                          "tickvals": ticks, "ticktext": [f"1e{t}" for t in ticks]},
+                **colour,
+            ),
+            row=1, col=col,
+        )  # fmt: skip
+    fig.update_xaxes(title_text="epoch", range=[0.5, max(epochs or 0, x[-1] if x else 1) + 0.5])
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_layout(
+        height=max(240, 110 + 26 * len(layers)),
+        margin={"l": 10, "r": 10, "t": 40, "b": 40},
+        plot_bgcolor="#f4f4f4",
     )
     return fig
 
