@@ -280,7 +280,8 @@ if start:
     del history[:-MAX_RUNS]
     bar = st.progress(0.0, text=f"Starting {run['label']}…")
     live, live_filters = st.columns([3, 1])
-    curves, flow, grid = live.empty(), live.empty(), live_filters.empty()
+    curves, grid = live.empty(), live_filters.empty()
+    flow = st.empty()  # full width: in the curves' column its two colour bars crowded it
     started = time.perf_counter()
     try:
         for model, record in train.training_epochs(settings, device=device):
@@ -351,10 +352,10 @@ else:
     m4.metric("Training time", f"{seconds:.1f} s", help=f"Epochs only, on {last['device']}.")
     r1, r2 = st.columns([3, 1])
     r1.plotly_chart(plot_training_run(records, epochs=last["settings"].epochs), key=f"{P}.curves")
-    r1.plotly_chart(
+    st.plotly_chart(
         plot_gradient_flow(records, epochs=last["settings"].epochs), key=f"{P}.gradient_flow"
     )
-    r1.caption(
+    st.caption(
         "Each layer's gradient (left) and the size of its steps relative to its weights "
         "(right), averaged over the epoch's steps; a residual or transformer block counts as "
         "one layer. Gradients that shrink row by row towards the input vanish, and a "

@@ -120,4 +120,8 @@ def test_gradient_flow_is_a_log_heatmap_of_layer_by_epoch_with_zeros_and_nans_wr
     assert list(grad.colorbar.ticktext) == ["1e-6", "1e-5", "1e-4", "1e-3", "1e-2", "1e-1",
                                             "1e0", "1e1"]  # fmt: skip
     assert fig.layout.xaxis.range == (0.5, 5.5)  # the run's frame, filled as it trains
+    # fifteen decades (all-zero initial weights): a label every third, not fifteen crammed
+    a.layer_grad_norms["conv1"] = 1e-15
+    ticks = plot_gradient_flow([a, b]).data[0].colorbar.ticktext
+    assert list(ticks) == ["1e-15", "1e-12", "1e-9", "1e-6", "1e-3", "1e0"]
     assert fig.layout.yaxis.autorange == "reversed"  # the input's end at the top

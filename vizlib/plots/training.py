@@ -4,6 +4,7 @@ matrix and mistakes on the test split."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -135,8 +136,8 @@ def plot_gradient_flow(records: Sequence, *, epochs: int | None = None) -> go.Fi
         rows=1,
         cols=2,
         shared_yaxes=True,
-        horizontal_spacing=0.14,
-        subplot_titles=("gradient norm per layer (L2, log colour)", "update / weight (log colour)"),
+        horizontal_spacing=0.2,  # room for the left panel's colour bar
+        subplot_titles=("gradient norm (L2)", "update / weight, |Δw| / |w|"),
     )
     for col, attr, title in (
         (1, "layer_grad_norms", "gradient norm"),
@@ -153,25 +154,25 @@ def plot_gradient_flow(records: Sequence, *, epochs: int | None = None) -> go.Fi
                 "colorscale": "RdBu",
                 "reversescale": True,
                 "zmid": np.log10(HEALTHY_RATIO),
-                "zmin": np.log10(HEALTHY_RATIO) - RATIO_DECADES,
-                "zmax": np.log10(HEALTHY_RATIO) + RATIO_DECADES,
             }
         )
         finite = z[np.isfinite(z)]
         lo, hi = (
-            (colour["zmin"], colour["zmax"])
+            (np.log10(HEALTHY_RATIO) - RATIO_DECADES, np.log10(HEALTHY_RATIO) + RATIO_DECADES)
             if col == 2
-            else (np.floor(finite.min()), np.ceil(finite.max()))
+            else (np.floor(finite.min()), max(np.ceil(finite.max()), np.floor(finite.min()) + 1))
             if finite.size
             else (-1.0, 0.0)
         )
-        ticks = np.arange(int(lo), int(hi) + 1)
+        # a label every decade, or every few when the span is wide (init 0: 1e-15 .. 1e0)
+        ticks = np.arange(int(lo), int(hi) + 1, max(1, math.ceil((hi - lo) / 7)))
         fig.add_trace(
             go.Heatmap(
                 z=z, x=x, y=layers, text=text, texttemplate="%{text}", customdata=values,
                 hovertemplate=f"%{{y}}, epoch %{{x}}<br>{title} %{{customdata:.3g}}<extra></extra>",
                 xgap=1, ygap=1, name=title,
-                colorbar={"x": 0.43 if col == 1 else 1.0, "len": 0.9, "thickness": 12,
+                zmin=lo, zmax=hi,
+                colorbar={"x": 0.41 if col == 1 else 1.01, "len": 0.9, "thickness": 12,
                           "tickvals": ticks, "ticktext": [f"1e{t}" for t in ticks]},
                 **colour,
             ),
@@ -181,7 +182,7 @@ def plot_gradient_flow(records: Sequence, *, epochs: int | None = None) -> go.Fi
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_layout(
         height=max(240, 110 + 26 * len(layers)),
-        margin={"l": 10, "r": 10, "t": 40, "b": 40},
+        margin={"l": 10, "r": 50, "t": 40, "b": 40},
         plot_bgcolor="#f4f4f4",
     )
     return fig
