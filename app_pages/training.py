@@ -71,10 +71,15 @@ st.caption(
 def run_label(number: int, s: train.TrainSettings) -> str:
     """Return a run's short name: its number and the settings that tell runs apart."""
     extras = [] if s.augment else ["no augmentation"]
+    # weight decay and seed too: two runs that differ only there had the same name
+    if s.weight_decay != DEFAULTS.weight_decay:
+        extras.append(f"weight decay {s.weight_decay:g}")
     if s.init_scale != 1.0:
         extras.append(f"init ×{s.init_scale:g}")
     if s.schedule != DEFAULTS.schedule:
         extras.append(s.schedule + " lr")
+    if s.seed != DEFAULTS.seed:
+        extras.append(f"seed {s.seed}")
     return (
         f"#{number} {s.architecture}, {s.optimizer}, lr {s.lr:g}, batch {s.batch_size}"
         + "".join(f", {e}" for e in extras)
@@ -265,8 +270,10 @@ b3.caption(
     + "; the progress bar says how long is left after the first epoch. Label smoothing as in "
     f"the model's recipe ({train.RECIPES[architecture]['label_smoothing']:g})."
 )
-if history and history[-1]["status"] == "running" and not start:  # Stop (or another widget)
-    history[-1]["status"] = "stopped"  # interrupted the run: keep the epochs it finished
+# Stop, another widget or Train again interrupted the run: keep the epochs it finished (a
+# second Train used to leave the first run marked running for good)
+if history and history[-1]["status"] == "running":
+    history[-1]["status"] = "stopped"
     st.warning(f"Stopped {history[-1]['label']} after {len(history[-1]['records'])} epoch(s).")
 
 # ---- a run, drawn live --------------------------------------------------------------------

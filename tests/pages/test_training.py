@@ -146,3 +146,23 @@ def test_the_confusion_matrix_and_the_mistakes_are_the_models(downloads, monkeyp
     at.select_slider(key="training.lr").set_value(0.01).run()
     assert not at.exception and calls == []
     assert any(s.value == f"The 450 test images: {wrong} wrong" for s in at.subheader)
+
+
+def test_train_during_a_run_marks_the_interrupted_run_stopped():
+    """Train pressed while a run trains interrupts it: the rerun finds it still "running"; it
+    must say stopped, not stay running beside the new run."""
+    at = opened_with(PAGE, {"epochs": "1"})
+    interrupted = {"number": 1, "label": "#1 lenet, AdamW, lr 0.002, batch 64",
+                   "settings": TrainSettings(epochs=1), "records": [], "status": "running",
+                   "weights": None, "device": "cpu"}  # fmt: skip
+    at.session_state["training.runs"] = [interrupted]
+    _train(at)
+    assert list(at.dataframe[0].value["status"]) == ["stopped", "done"]
+
+
+def test_runs_that_differ_only_in_weight_decay_or_seed_have_different_names():
+    at = opened_with(PAGE, {"epochs": "1", "wd": "0.01", "seed": "3"})
+    _train(at)
+    assert at.subheader[0].value == (
+        "Run #1 lenet, AdamW, lr 0.002, batch 64, weight decay 0.01, seed 3"
+    )
