@@ -172,6 +172,12 @@ def draw_test_results(run: dict, model: torch.nn.Module) -> None:
     )
 
 
+def shown(value: float, fmt: str) -> str:
+    """Return ``value`` formatted, or "not a number" for NaN (a diverged run: "nan%" read as a
+    glitch)."""
+    return format(value, fmt) if np.isfinite(value) else "not a number"
+
+
 def runs() -> list[dict]:
     """Return this session's runs, oldest first (each: number, settings, records, status)."""
     return st.session_state.setdefault(f"{P}.runs", [])
@@ -349,13 +355,13 @@ else:
         st.caption(f"Stopped after epoch {final.epoch} of {last['settings'].epochs}.")
     seconds = sum(r.seconds for r in records)
     m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Test accuracy", f"{final.test_accuracy:.1%}")
+    m1.metric("Test accuracy", shown(final.test_accuracy, ".1%"))
     m2.metric(
-        "Train accuracy", f"{final.train_accuracy:.1%}",
+        "Train accuracy", shown(final.train_accuracy, ".1%"),
         help="On the training images without augmentation. Far above the test accuracy: the "
         "model memorises (overfits).",
     )  # fmt: skip
-    m3.metric("Test loss", f"{final.test_loss:.3f}")
+    m3.metric("Test loss", shown(final.test_loss, ".3f"))
     m4.metric("Training time", f"{seconds:.1f} s", help=f"Epochs only, on {last['device']}.")
     r1, r2 = st.columns([3, 1])
     r1.plotly_chart(plot_training_run(records, epochs=last["settings"].epochs), key=f"{P}.curves")
@@ -382,6 +388,10 @@ else:
             "black lowest."
         )
         checkpoint = CHECKPOINTS[arch]
+    if last["weights"] is not None and last["status"] == "diverged":
+        # NaN weights opened on another page draw nothing but NaN: not offered
+        st.caption("No weights to download and no confusion matrix: they are no longer numbers.")
+    elif last["weights"] is not None:
         st.download_button(
             "Download the weights (.safetensors)",
             last["weights"],
@@ -394,10 +404,7 @@ else:
             f"Open them on Filters & Feature Maps, Activations & Gradients, Attributions or the "
             f"Model Inspector: choose **Upload weights** and the architecture **{checkpoint}**."
         )
-        if last["status"] == "diverged":
-            st.caption("No confusion matrix: the weights are no longer numbers.")
-        else:
-            draw_test_results(last, model)
+        draw_test_results(last, model)
 
 if len(history) > 1:
     st.subheader("Runs compared")
@@ -408,7 +415,7 @@ table = pd.DataFrame(
         {
             "run": run["label"],
             "status": run["status"],
-            "epochs": len(run["records"]),
+            "epochs done": len(run["records"]),  # the settings' "epochs" is what was asked
             "test accuracy": run["records"][-1].test_accuracy if run["records"] else np.nan,
             "train accuracy": run["records"][-1].train_accuracy if run["records"] else np.nan,
             "seconds": sum(r.seconds for r in run["records"]),

@@ -166,3 +166,19 @@ def test_runs_that_differ_only_in_weight_decay_or_seed_have_different_names():
     assert at.subheader[0].value == (
         "Run #1 lenet, AdamW, lr 0.002, batch 64, weight decay 0.01, seed 3"
     )
+
+
+def test_a_diverged_run_says_not_a_number_offers_no_weights_and_counts_its_epochs():
+    """SGD at lr 1 (warm-up + cosine): NaN in epoch 2 of 3, training stops there."""
+    at = opened_with(PAGE, {"epochs": "3", "optimizer": "SGD", "lr": "1"})
+    _train(at)
+    assert any("stopped being a number" in w.value for w in at.warning)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Test accuracy"] == metrics["Test loss"] == "not a number"
+    assert not [b for b in at.get("download_button") if b.proto.label.startswith("Download the w")]
+    table = at.dataframe[0].value
+    assert list(table["epochs done"]) == [2] and list(table["epochs"]) == [3]
+    # the explosion shows in the gradient flow: the epoch's finite steps, not NaN
+    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    grad = charts["training.gradient_flow"]["data"][0]
+    assert np.isfinite(_array(grad["z"])).all() and _array(grad["z"])[:, 1].min() > 5
