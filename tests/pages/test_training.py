@@ -38,7 +38,7 @@ def test_a_run_trains_what_the_settings_say_and_its_weights_open_elsewhere(downl
     assert not link_warnings(at)
     assert any("press **Train**" in i.value for i in at.info)
     _train(at)
-    assert at.subheader[0].value == "Run #1 lenet, AdamW, lr 0.003, batch 32"
+    assert at.subheader[0].value == "Run #1 lenet, AdamW, lr 0.003, batch 32, seed 4"
     settings = TrainSettings(lr=0.003, batch_size=32, epochs=2, seed=4)
     *_, (model, record) = training_epochs(settings, device="cpu")
     metrics = {m.label: m.value for m in at.metric}
