@@ -311,7 +311,8 @@ if start:
                 plot_training_run(run["records"], epochs=settings.epochs), key=f"{P}.live.{done}"
             )
             flow.plotly_chart(
-                plot_gradient_flow(run["records"], epochs=settings.epochs),
+                # not framed to the whole run: 200 epochs made the first columns slivers
+                plot_gradient_flow(run["records"]),
                 key=f"{P}.live_flow.{done}",
             )
             figure = first_layer_figure(model, f"after epoch {done}")
@@ -342,6 +343,16 @@ else:
             "with these settings, and the weights are ruined. Try a rate 10 times lower.",
             icon=":material/warning:",
         )
+    elif final.test_accuracy < 0.2 and last["status"] == "stopped":
+        peak = final.lrs[-1] / last["settings"].lr  # the schedule's factor at the last step
+        st.warning(
+            f"Stopped after {final.epoch} of {last['settings'].epochs} epochs: the model does "
+            "no better than guessing yet (10% for ten classes) because it has barely begun"
+            + (f"; the learning rate was still warming up ({peak:.0%} of its peak)."
+               if peak < 0.99 else ".")
+            + " Train it longer before judging the settings.",
+            icon=":material/warning:",
+        )  # fmt: skip
     elif final.test_accuracy < 0.2:  # 10 classes: guessing scores 10%
         st.warning(
             f"After {final.epoch} epoch(s) the model does no better than guessing (10% for ten "
@@ -364,10 +375,9 @@ else:
     m3.metric("Test loss", shown(final.test_loss, ".3f"))
     m4.metric("Training time", f"{seconds:.1f} s", help=f"Epochs only, on {last['device']}.")
     r1, r2 = st.columns([3, 1])
-    r1.plotly_chart(plot_training_run(records, epochs=last["settings"].epochs), key=f"{P}.curves")
-    st.plotly_chart(
-        plot_gradient_flow(records, epochs=last["settings"].epochs), key=f"{P}.gradient_flow"
-    )
+    # framed to the epochs done: a run stopped after 2 of 200 was a sliver at the left edge
+    r1.plotly_chart(plot_training_run(records), key=f"{P}.curves")
+    st.plotly_chart(plot_gradient_flow(records), key=f"{P}.gradient_flow")
     st.caption(
         "Each layer's gradient (left) and the size of its steps relative to its weights "
         "(right), averaged over the epoch's steps; a residual or transformer block counts as "

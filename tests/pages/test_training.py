@@ -182,3 +182,28 @@ def test_a_diverged_run_says_not_a_number_offers_no_weights_and_counts_its_epoch
     charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
     grad = charts["training.gradient_flow"]["data"][0]
     assert np.isfinite(_array(grad["z"])).all() and _array(grad["z"])[:, 1].min() > 5
+
+
+def test_a_run_stopped_early_is_framed_to_its_epochs_and_not_blamed_on_its_settings():
+    """The ViT recipe (200 epochs) stopped after 2: near chance because it has barely begun
+    (its rate still warming up), not because of a bad rate or initialisation; and its curves
+    span the 2 epochs done, not 200 (a sliver at the left edge)."""
+    settings = TrainSettings(lr=1e-5, epochs=200, seed=1)
+    records = []
+    for _, record in training_epochs(settings, device="cpu"):
+        records.append(record)
+        if len(records) == 2:
+            break
+    assert records[-1].test_accuracy < 0.2  # the case this test is about
+    at = opened_with(PAGE, {"epochs": "1"})
+    interrupted = {"number": 1, "label": "#1 lenet, AdamW, lr 1e-05, batch 64",
+                   "settings": settings, "records": records, "status": "running",
+                   "weights": None, "device": "cpu"}  # fmt: skip
+    at.session_state["training.runs"] = [interrupted]
+    at.run()
+    warnings = [w.value for w in at.warning]
+    assert any("Stopped after 2 of 200 epochs" in w and "still warming up" in w for w in warnings)
+    assert not any("Common causes" in w for w in warnings)
+    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    assert charts["training.curves"]["layout"]["xaxis"]["range"] == [0, 2]
+    assert charts["training.gradient_flow"]["layout"]["xaxis"]["range"] == [0.5, 2.5]

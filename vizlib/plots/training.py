@@ -183,7 +183,7 @@ def plot_gradient_flow(records: Sequence, *, epochs: int | None = None) -> go.Fi
     fig.update_layout(
         height=max(240, 110 + 26 * len(layers)),
         margin={"l": 10, "r": 50, "t": 40, "b": 40},
-        plot_bgcolor="#f4f4f4",
+        plot_bgcolor="#bdbdbd",  # grey: the ratio's healthy white cells must stand out
     )
     return fig
 
