@@ -96,7 +96,8 @@ def first_layer_figure(model: torch.nn.Module, title: str):
     if weights.shape[1] not in (1, 3):
         weights = weights.mean(dim=1, keepdim=True)
     tiles = filters.normalize_filters(weights).numpy()
-    return plot_image_grid(tiles, title=f"{title}: {convs[0]}", max_px=300)
+    # two lines: "after epoch 3: conv1" in one was cut at the column's edge at 1024 px
+    return plot_image_grid(tiles, title=f"{convs[0]}<br>{title}", max_px=300)
 
 
 def weights_file(model: torch.nn.Module, s: train.TrainSettings) -> bytes:
@@ -393,9 +394,14 @@ else:
         figure = first_layer_figure(model, f"after epoch {final.epoch}")
         if figure is not None:
             r2.plotly_chart(figure, key=f"{P}.filters")
+        convs = filters.conv_layer_names(model)
+        # stretched filters of weights near 0 (all-zero initial weights under SGD stay ~1e-15)
+        # look as structured as real ones: the scale says which they are
+        largest = float(filters.conv_filters(model, convs[0]).abs().max()) if convs else None
         r2.caption(
             f"{count_parameters(model):,} parameters. Each filter stretched to its own range, "
-            "black lowest."
+            "black lowest"
+            + (f"; the largest weight of {convs[0]} is {largest:.2g} in size." if convs else ".")
         )
         checkpoint = CHECKPOINTS[arch]
     if last["weights"] is not None and last["status"] == "diverged":

@@ -207,3 +207,17 @@ def test_a_run_stopped_early_is_framed_to_its_epochs_and_not_blamed_on_its_setti
     charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
     assert charts["training.curves"]["layout"]["xaxis"]["range"] == [0, 2]
     assert charts["training.gradient_flow"]["layout"]["xaxis"]["range"] == [0.5, 2.5]
+
+
+def test_filters_of_weights_near_zero_say_how_small_they_are():
+    """All-zero initial weights under SGD: conv1's kernels stay ~1e-15, noise that the
+    stretched grid draws as if it were structure; the caption gives the scale."""
+    at = opened_with(PAGE, {"epochs": "1", "init": "0", "optimizer": "SGD", "lr": "0.1"})
+    _train(at)
+    *_, (model, _) = training_epochs(
+        TrainSettings(epochs=1, init_scale=0.0, optimizer="SGD", lr=0.1), device="cpu"
+    )
+    largest = float(model.conv1.weight.detach().abs().max())
+    assert largest < 1e-6
+    assert any(f"the largest weight of conv1 is {largest:.2g} in size" in c.value
+               for c in at.caption)  # fmt: skip
