@@ -25,6 +25,20 @@ _ANNOTATION_BOXES = """sel => {
 }"""
 
 
+_COLORBARS_AND_PLOTS = """sel => {
+  const chart = document.querySelector(sel + ' .js-plotly-plot');
+  const box = e => { const r = e.getBoundingClientRect();
+                     return {left: r.left, right: r.right, width: r.width}; };
+  return {bars: [...chart.querySelectorAll('.colorbar')].map(box),
+          plots: [...chart.querySelectorAll('.nsewdrag')].map(box)};
+}"""
+
+
+def _apart(a: dict, b: dict) -> bool:
+    return (a["right"] <= b["left"] or b["right"] <= a["left"]
+            or a["bottom"] <= b["top"] or b["bottom"] <= a["top"])  # fmt: skip
+
+
 def test_a_run_trains_live_and_its_results_fit_a_projector(browser, app_url):
     context = browser.new_context(viewport={"width": 1024, "height": 768})
     page = context.new_page()
@@ -49,9 +63,15 @@ def test_a_run_trains_live_and_its_results_fit_a_projector(browser, app_url):
         assert len(boxes) >= 2 and all(b["right"] <= b["figure_right"] for b in boxes)
         for i, a in enumerate(boxes):
             for b in boxes[i + 1 :]:
-                apart = (a["right"] <= b["left"] or b["right"] <= a["left"]
-                         or a["bottom"] <= b["top"] or b["bottom"] <= a["top"])  # fmt: skip
-                assert apart, (a, b)
+                assert _apart(a, b), (a, b)
+        # the gradient flow: its two titles apart, the left colour bar clear of the right
+        # panel, cells wide enough to see (in the curves' column the titles overlapped)
+        titles = page.evaluate(_ANNOTATION_BOXES, ".st-key-training-gradient_flow")
+        assert len(titles) == 2 and _apart(*titles), titles
+        parts = page.evaluate(_COLORBARS_AND_PLOTS, ".st-key-training-gradient_flow")
+        left_bar, right_plot = parts["bars"][0], max(parts["plots"], key=lambda b: b["left"])
+        assert left_bar["right"] <= right_plot["left"], parts
+        assert min(b["width"] for b in parts["plots"]) / 2 >= 60, parts  # 2 epochs
         screenshot(page, "1024_training_run")
     finally:
         context.close()
