@@ -65,7 +65,9 @@ def test_statistics_equal_the_layers_run_by_hand():
     summary = depth_summary(stats.rows)
     assert summary["dead"] == [("2", 1, 6)] and summary["no_gradient"] == []
     first, last = rows["0"]["grad_rms"], rows["4"]["grad_rms"]  # the flatten, the logits
-    assert summary["grad_ratio"] == pytest.approx(last / first)
+    assert summary["grad_ratio"] == pytest.approx(first / last)
+    assert (summary["grad_first"], summary["grad_last"]) == ("0", "4")
+    assert summary["saturated"] is False
 
 
 def test_a_zero_weight_layer_stops_every_gradient_before_it():
@@ -76,6 +78,71 @@ def test_a_zero_weight_layer_stops_every_gradient_before_it():
     stats = layer_statistics(model, torch.randn(5, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1]))
     assert depth_summary(stats.rows)["no_gradient"] == ["0", "1", "2"]
     assert stats.rows[-1]["grad_rms"] > 0
+
+
+def test_huge_outputs_and_tiny_gradients_keep_their_size():
+    """Uploaded weights of 1e24 give outputs of about 1e24, whose float32 squares are inf (the
+    std was inf for finite values); weights of 1e-26 after a layer give it gradients of about
+    1e-26, whose float32 squares are 0 (the gradient was called exactly 0). Both against float64
+    computations by hand."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 6), nn.Linear(6, 3)).eval()
+    with torch.no_grad():
+        model[1].weight.mul_(1e24)
+        model[2].weight.mul_(1e-26)
+    model.requires_grad_(False)
+    x = torch.randn(10, 1, 2, 2, generator=torch.Generator().manual_seed(10))
+    y = torch.arange(10) % 3
+    rows = {r["layer"]: r for r in layer_statistics(model, x, y, batch_size=4).rows}
+    xx = x.flatten(1).requires_grad_(True)
+    h1 = model[1](xx)
+    (g1,) = torch.autograd.grad(F.cross_entropy(model[2](h1), y, reduction="sum"), [h1])
+    assert float(h1.detach().abs().max()) > 1e22
+    assert rows["1"]["std"] == pytest.approx(float(h1.detach().double().std(unbiased=False)))
+    assert 0 < float(g1.abs().max()) < 1e-24
+    expected = float(g1.double().pow(2).mean().sqrt())
+    assert rows["1"]["grad_rms"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_dead_units_are_counted_at_the_relu_not_again_after_it():
+    """A flatten after a ReLU repeats its dead channels (each position a channel): the summary
+    names the ReLU alone; the rows keep both."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 3, 1), nn.ReLU(), nn.Flatten(), nn.Linear(12, 2)
+    ).eval().requires_grad_(False)  # fmt: skip
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[0].bias.copy_(torch.tensor([0.0, -100.0, 0.0]))  # channel 1 never fires
+    rows = layer_statistics(model, torch.rand(6, 1, 2, 2) + 0.1).rows
+    assert [r["dead_channels"] for r in rows] == [0, 1, 4, 0]
+    assert depth_summary(rows)["dead"] == [("1", 1, 3)]
+
+
+def test_no_gradient_at_the_first_layer_gives_a_ratio_of_zero():
+    """Every unit of the first ReLU dead: the layers before it get no gradient, the ReLU does.
+    The ratio is the first layer's (0), not that of the first layer with a gradient."""
+    model = nn.Sequential(nn.Flatten(), *_mlp()).eval().requires_grad_(False)
+    with torch.no_grad():
+        model[1].bias.fill_(-100.0)
+    rows = layer_statistics(model, torch.randn(5, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1])).rows
+    summary = depth_summary(rows)
+    assert summary["no_gradient"] == ["0", "1"] and rows[2]["grad_rms"] > 0
+    assert summary["grad_ratio"] == 0 and summary["grad_first"] == "0"
+    assert summary["saturated"] is False
+
+
+def test_a_saturated_softmax_gives_no_gradient_anywhere():
+    """Logits of about 1e6 put each image's predicted class at probability 1 in float32: the
+    loss against it is 0, and so is every gradient, the output's included."""
+    model = nn.Sequential(nn.Flatten(), *_mlp()).eval().requires_grad_(False)
+    with torch.no_grad():
+        model[4].weight.mul_(1e6)
+    rows = layer_statistics(model, torch.randn(5, 1, 2, 2)).rows
+    summary = depth_summary(rows)
+    assert summary["saturated"] is True
+    assert summary["no_gradient"] == [r["layer"] for r in rows]
+    assert math.isnan(summary["grad_ratio"])
 
 
 def test_batches_change_nothing_and_the_model_is_left_as_it_was():

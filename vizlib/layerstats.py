@@ -28,6 +28,28 @@ __all__ = ["LayerStatistics", "depth_summary", "layer_statistics"]
 
 # modules that pass their input through unchanged in eval mode: a row of theirs repeats the last
 _PASS_THROUGH = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
+# nonlinearities whose zeros are units switched off: a channel of theirs that is 0 for every image
+# is a dead unit (a pooling or flatten layer after one only repeats its dead channels)
+ZEROING = ("ReLU", "ReLU6")
+# float32 squares overflow above about 1.8e19 and flush to 0 below about 1e-23: outside these
+# bounds the values are divided by their largest magnitude before squaring
+_SAFE_SQUARES = (1e-15, 1e15)
+
+
+def _sum_of_squares(x: torch.Tensor, centre: float = 0.0) -> float:
+    """Return sum((x - centre)^2) in float64 without float32 overflow or underflow of the squares.
+
+    x: any shape, finite values. Weights of 1e8 give a lenet's logits of 1e33, whose squares are
+    inf in float32; a vanishing gradient of 1e-25 would square to exactly 0.
+    """
+    d = x - centre if centre else x
+    scale = float(d.abs().max()) if d.numel() else 0.0
+    if scale == 0.0:
+        return 0.0
+    if _SAFE_SQUARES[0] <= scale <= _SAFE_SQUARES[1]:
+        return float((d * d).sum(dtype=torch.float64))
+    scaled = d / scale  # (same shape) magnitudes at most 1
+    return float((scaled * scaled).sum(dtype=torch.float64)) * scale * scale
 
 
 @dataclass
@@ -67,7 +89,7 @@ class _Running:
         if n == 0:
             return
         mean = float(values.sum(dtype=torch.float64)) / n
-        m2 = float(((values - mean) ** 2).sum(dtype=torch.float64))
+        m2 = _sum_of_squares(values, mean)
         delta = mean - self.mean
         total = self.count + n
         self.m2 += m2 + delta * delta * self.count * n / total
@@ -80,7 +102,10 @@ class _Running:
             self.samples.append(values[picks.to(values.device)].float().cpu().numpy())
 
     def add_grad(self, grad: torch.Tensor) -> None:
-        self.grad_sq += float((grad.detach() ** 2).sum(dtype=torch.float64))
+        g = grad.detach()
+        finite = torch.isfinite(g)
+        # a NaN or infinite gradient makes the RMS NaN (it is not a number to draw)
+        self.grad_sq += _sum_of_squares(g) if bool(finite.all()) else math.nan
         self.grad_count += grad.numel()
 
     def row(self, name: str, gradients: bool) -> dict[str, Any]:
@@ -227,15 +252,30 @@ def layer_statistics(
 
 
 def depth_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Return what a reader should know first: the layers with NaN or infinite outputs, with
-    dead channels (layer, dead, channels), whose gradient is exactly 0 (nothing of the loss
-    depends on them), and the ratio of the last to the first layer's non-zero gradient RMS."""
-    grads = [r["grad_rms"] for r in rows if r["grad_rms"] > 0]
+    """Return what a reader should know first about ``layer_statistics``'s rows (forward order).
+
+    nonfinite: the layers with NaN or infinite outputs. no_gradient: those whose gradient is
+    exactly 0 (nothing of the loss depends on them). saturated: True when the last layer (the
+    logits) itself gets a gradient of exactly 0: every image's target class has probability 1 to
+    float32 precision, so the loss and every layer's gradient are 0. dead: (layer, dead, channels)
+    of the ReLU layers (``ZEROING``) with channels that are 0 for every image; other layers'
+    channels that are always 0 mostly repeat a ReLU's before them. grad_first, grad_last: the
+    first and last layers' names; grad_ratio: the first layer's gradient RMS over the last's
+    (0 when no gradient reaches the first layer; NaN without gradients, with a non-finite one or
+    a saturated loss).
+    """
+    first, last = (rows[0], rows[-1]) if rows else ({}, {})
+    g_first, g_last = first.get("grad_rms", math.nan), last.get("grad_rms", math.nan)
     return {
         "nonfinite": [r["layer"] for r in rows if r["nonfinite"]],
         "no_gradient": [r["layer"] for r in rows if r["grad_rms"] == 0],
+        "saturated": g_last == 0,
         "dead": [
-            (r["layer"], r["dead_channels"], r["channels"]) for r in rows if r["dead_channels"]
+            (r["layer"], r["dead_channels"], r["channels"])
+            for r in rows
+            if r["dead_channels"] and r["type"] in ZEROING
         ],
-        "grad_ratio": grads[-1] / grads[0] if len(grads) >= 2 else math.nan,
+        "grad_first": first.get("layer"),
+        "grad_last": last.get("layer"),
+        "grad_ratio": g_first / g_last if math.isfinite(g_first) and g_last > 0 else math.nan,
     }
