@@ -20,6 +20,9 @@ P = "activations"
 TRAINED, UNTRAINED = "trained", "at initialisation"
 NO_WEIGHTS = "untrained (no weights on disk)"  # a torchvision model without its ImageNet file
 MAX_RESULTS = 4  # results kept in a session (a few MB of samples each)
+# images below which 'zero for every image' says little: a unit that is 0 for half the images
+# is 0 for all of 16 with probability 0.5**16, about 1 in 65,000
+DEAD_EVIDENCE = 16
 BATCH = 16  # images per pass: a backward pass through vgg16 holds about 1 GB per 16 images
 LINK_KEYS = {"model", "grads", "compare", "log"}
 SETTINGS: links.Table = {
@@ -163,7 +166,8 @@ targets = (
     if stats.targets == "labels"
     else "each image's predicted class (these images have no labels the model knows)"
 )
-summary = layerstats.depth_summary(rows)
+summaries = {label: layerstats.depth_summary(r.rows) for label, r in result.items()}
+summary = next(iter(summaries.values()))  # the model as loaded
 if summary["nonfinite"]:
     st.warning(
         f"{len(summary['nonfinite'])} layer(s) put out NaN or infinite values, first "
@@ -175,6 +179,29 @@ st.markdown(
     + (f"; gradients of the cross-entropy loss for {targets}." if gradients else ".")
 )
 
+with st.expander("How to read these panels", icon=":material/help:"):
+    st.markdown(
+        """
+- **Output standard deviation** (log axis): how large each layer's signal is. Healthy, it
+  stays within an order of magnitude or so through the depth; in a trained network the
+  normalisation layers (BatchNorm, LayerNorm) bring it back to about 1. Shrinking by orders of
+  magnitude, the signal is vanishing and the last layers see almost nothing; growing by orders
+  of magnitude, it is exploding, and ends in infinite or NaN values (a warning above the figure
+  says where they begin).
+- **Outputs exactly 0** (%): a ReLU sets every negative input to 0, so a third to a half of
+  its outputs are 0 when it works. A channel that is 0 for every image is a dead unit: it
+  passes no gradient back, so the weights that feed it learn nothing from these images. A pooling or flatten layer after a ReLU shows
+  the same zeros again.
+- **Gradient RMS**: the size of the loss's gradient with respect to each layer's output, what
+  that layer's weights learn from. The backward pass runs from the last layer to the first: a
+  gradient that falls by orders of magnitude towards the first layers is vanishing (they hardly
+  learn), one that grows is exploding. A missing point is a gradient of exactly 0.
+- **At initialisation**: the same architecture with the random weights its training began
+  from. Where its lines differ from the trained network's is what training changed. Its
+  BatchNorm layers have no statistics yet and, measured in eval mode as here, pass their input
+  through unchanged: in the first training steps they normalised each batch instead.
+"""
+    )
 st.plotly_chart(
     plot_layer_statistics({label: r.rows for label, r in result.items()}, gradients=gradients),
     key=f"{P}.depth",
@@ -183,22 +210,46 @@ notes = []
 if summary["dead"]:
     worst = max(summary["dead"], key=lambda d: d[1] / d[2])
     notes.append(
-        f"{len(summary['dead'])} layer(s) have channels that are 0 for every image, most in "
-        f"{worst[0]} ({worst[1]:,} of {worst[2]:,}); after a ReLU these are dead units, which "
-        "pass no gradient back."
+        f"{len(summary['dead'])} ReLU layer(s) have units that are 0 for every image, the most "
+        f"in {worst[0]} ({worst[1]:,} of {worst[2]:,}): dead units, which pass no gradient back."
+        + (
+            f" With only {'1 image' if n == 1 else f'{n} images'} a unit can be 0 "
+            f"{'for it' if n == 1 else 'for all of them'} by chance: measure {DEAD_EVIDENCE} or "
+            "more before calling it dead."
+            if n < DEAD_EVIDENCE
+            else ""
+        )
     )
-if gradients and summary["no_gradient"]:
+if gradients and summary["saturated"]:
     notes.append(
-        f"{len(summary['no_gradient'])} layer(s) get a gradient of exactly 0 (left off the log "
-        "axis): the loss does not depend on their outputs here, as when a layer after them has "
-        "all-zero weights (torchvision's untrained ViT head) or only dead units."
+        "Every layer's gradient is exactly 0, the output's too: each image's target class has "
+        "probability 1 to float32 precision (logits up to "
+        f"{max(abs(rows[-1]['min']), abs(rows[-1]['max'])):.3g}), so the loss is 0 and there is "
+        "nothing to learn from these images (very large weights, or a very sure model, do this)."
+    )
+elif gradients and summary["no_gradient"]:
+    dead_end = summary["no_gradient"]
+    notes.append(
+        f"{len(dead_end)} layer(s) get a gradient of exactly 0 ({', '.join(dead_end[:3])}"
+        + (f" and {len(dead_end) - 3} more" if len(dead_end) > 3 else "")
+        + "; left off the log axis): the loss does not depend on their outputs here, as when a "
+        "layer after them has all-zero weights (torchvision's untrained ViT head) or only dead "
+        "units."
     )
 ratio = summary["grad_ratio"]
 if gradients and np.isfinite(ratio) and ratio > 0:
+    others = [
+        f"{label}: {other['grad_ratio']:.3g}"
+        for label, other in list(summaries.items())[1:]
+        if np.isfinite(other["grad_ratio"])
+    ]
     notes.append(
-        f"The gradient's RMS is {1 / ratio:.3g} times as large at the first layer as at the "
-        "output: far below 1, the early layers learn slowly (vanishing gradients); far above, "
-        "they get kicked hardest (exploding)."
+        f"At the first layer ({summary['grad_first']}) the gradient's RMS is {ratio:.3g} times "
+        f"that at the last ({summary['grad_last']})"
+        + (f" ({', '.join(others)})" if others else "")
+        + ". Many times smaller per value is usual (a layer with more values shares the "
+        "gradient among them); orders of magnitude smaller, the early layers hardly learn "
+        "(vanishing gradients); far above 1, they get the largest kicks (exploding)."
     )
 notes.append(
     "x is each layer's place in the forward pass (a module called twice, as a ResNet block's "
@@ -213,9 +264,12 @@ nonlinear = [r["layer"] for r in rows if r["type"] in ("ReLU", "GELU", "Tanh", "
 pool = nonlinear or choices
 default = [pool[int(i)] for i in np.unique(np.linspace(0, len(pool) - 1, min(5, len(pool))))]
 h1, h2 = st.columns([3, 1], vertical_alignment="bottom")
-if f"{P}.layers" in st.session_state:  # chosen for another model: keep what this one has
+if f"{P}.layers" in st.session_state and st.session_state.get(f"{P}.layers_for") != loaded.name:
+    # chosen for another model: keep the layers this one has too, else its default (an empty
+    # choice made for this model stays empty)
     kept = [c for c in st.session_state[f"{P}.layers"] if c in choices]
     st.session_state[f"{P}.layers"] = kept or default
+st.session_state[f"{P}.layers_for"] = loaded.name
 picked = h1.multiselect(
     "Layers",
     choices,
@@ -260,7 +314,10 @@ COLUMNS = {
     "zero_fraction": st.column_config.NumberColumn("Zeros", format="percent"),
     "channels": st.column_config.NumberColumn("Channels"),
     "dead_channels": st.column_config.NumberColumn(
-        "Always 0", help="Channels that are 0 at every position of every image"
+        "Always 0",
+        help="Channels (a ViT's features, a flat layer's values) that are 0 at every position "
+        "of every image. In a ReLU row these are dead units; a pooling or flatten row after a "
+        "ReLU repeats them (a flatten counts each position of a channel).",
     ),
     "nonfinite": st.column_config.NumberColumn("NaN/inf", help="NaN and infinite values"),
     "grad_rms": st.column_config.NumberColumn(

@@ -113,3 +113,85 @@ def test_the_number_of_images_goes_back_to_the_default_for_another_model(at):
     at.slider(key="activations.n").set_value(100).run()
     at.toggle(key="activations.log").set_value(True).run()  # any other change keeps it
     assert at.slider(key="activations.n").value == 100
+
+
+def _notes(at: AppTest) -> str:
+    return " | ".join(c.value for c in at.caption)
+
+
+def test_the_notes_name_relu_layers_and_the_first_and_last_gradient(at):
+    """lenet's flatten repeats relu2's dead channels (each position a channel): the sentence
+    counts the two ReLU layers only. The gradient ratio names its layers and is conv1's RMS over
+    fc2's, as vizlib computes them for the same images, beside the untrained network's."""
+    notes = _notes(at)
+    assert "2 ReLU layer(s) have units that are 0 for every image, the most in relu3" in notes
+    assert "by chance" not in notes  # 256 images: enough to call them dead
+    model, meta = zoo.load_model("lenet_digits")
+    images, labels = load_dataset_for_model("digits", meta, split="test")[:2]
+    ratios = []
+    for net in (model.eval().requires_grad_(False), untrained_model(meta).requires_grad_(False)):
+        rows = layer_statistics(net, images[:256], labels[:256], batch_size=16).rows
+        assert (rows[0]["layer"], rows[-1]["layer"]) == ("conv1", "fc2")
+        ratios.append(rows[0]["grad_rms"] / rows[-1]["grad_rms"])
+    assert (
+        f"At the first layer (conv1) the gradient's RMS is {ratios[0]:.3g} times that at the "
+        f"last (fc2) (at initialisation: {ratios[1]:.3g})"
+    ) in notes
+    at.slider(key="activations.n").set_value(4).run()
+    assert "With only 4 images a unit can be 0 for all of them by chance" in _notes(at)
+    at.slider(key="activations.n").set_value(1).run()
+    assert "With only 1 image a unit can be 0 for it by chance" in _notes(at)
+
+
+def test_a_cleared_layer_choice_stays_cleared_until_the_model_changes(at):
+    at.multiselect(key="activations.layers").set_value([]).run()
+    assert at.multiselect(key="activations.layers").value == []
+    assert "activations.hist.trained" not in _charts(at)
+    at.multiselect(key="activations.layers").set_value(["conv1", "relu3"]).run()
+    at.selectbox(key="activations.model").set_value("vit_digits").run()
+    assert not at.exception and not errors(at)
+    # none of lenet's layers is vit_digits': its own default, the GELUs spread over the depth
+    assert at.multiselect(key="activations.layers").value == [f"blocks.{i}.mlp.1" for i in range(4)]
+
+
+def _upload(at: AppTest, scale: float) -> AppTest:
+    from tests.pages.test_learned_filters import lenet_upload
+
+    def scaled(state: dict) -> None:
+        for key in state:
+            if key.endswith("weight"):
+                state[key] *= scale
+
+    at.selectbox(key="activations.upload_arch").set_value("lenet_digits")
+    data = lenet_upload(scaled)
+    return at.get("file_uploader")[0].upload("big.safetensors", data, "application/octet-stream")
+
+
+def test_uploaded_weights_that_saturate_the_softmax_are_explained(downloads):
+    """lenet's weights times 1e4 (zoo.load_uploaded accepts them: finite) put its logits near
+    1e16: the first 32 test digits are each right with probability 1 in float32, so the loss
+    and every gradient are 0. The page says so instead of blaming all-zero weights or dead
+    units. Times 1e20, conv2's outputs overflow: the warning names it."""
+    at = opened_with(PAGE, {"model": "upload"})
+    _upload(at, 1e4).run()
+    at.slider(key="activations.n").set_value(32).run()
+    assert not at.exception and not errors(at)
+    notes = _notes(at)
+    assert "Every layer's gradient is exactly 0, the output's too" in notes
+    assert "get a gradient of exactly 0" not in notes
+    _upload(at, 1e20).run()
+    assert not at.exception and not errors(at)
+    warnings = [w.value for w in at.warning]
+    assert any("put out NaN or infinite values, first conv2" in w for w in warnings)
+    # conv1's outputs (about 1e20) are finite: their std too, not float32's inf of their squares
+    table = pd.read_csv(io.BytesIO(downloads["upload_lenet_digits_activation_statistics.csv"]))
+    conv1 = table[(table["network"] == "trained") & (table["layer"] == "conv1")].iloc[0]
+    assert conv1["nonfinite"] == 0 and 1e19 < conv1["std"] < 1e22
+
+
+def test_the_how_to_read_expander_covers_every_panel(at):
+    text = at.expander[0].markdown[0].value
+    assert at.expander[0].label == "How to read these panels"
+    for panel in ("Output standard deviation", "Outputs exactly 0", "Gradient RMS"):
+        assert panel in text
+    assert "At initialisation" in text and "pass their input\n  through unchanged" in text
