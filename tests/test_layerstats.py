@@ -145,6 +145,32 @@ def test_a_saturated_softmax_gives_no_gradient_anywhere():
     assert math.isnan(summary["grad_ratio"])
 
 
+def test_the_shipped_resnets_batchnorm_rows_equal_the_formula_run_by_hand():
+    """resnet_digits' stem: conv, BatchNorm (eval: its running statistics), ReLU. The BatchNorm
+    row's statistics and gradient against (x - running mean) / sqrt(running var + eps) * weight
+    + bias written out, the rest of the network run from there by hand."""
+    model, meta = zoo.load_model("resnet_digits")
+    model.eval().requires_grad_(False)
+    x = torch.randn(12, *meta["input_size"], generator=torch.Generator().manual_seed(11))
+    y = torch.arange(12) % 10
+    rows = {r["layer"]: r for r in layer_statistics(model, x, y, batch_size=5).rows}
+    conv, bn = model.stem[0], model.stem[1]
+    h0 = conv(x)  # (12, 16, 28, 28)
+    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps))[:, None, None]  # (16, 1, 1)
+    h1 = ((h0 - bn.running_mean[:, None, None]) * scale + bn.bias[:, None, None]).requires_grad_()
+    logits = model.fc(model.flatten(model.pool(model.layers(F.relu(h1)))))
+    (g1,) = torch.autograd.grad(F.cross_entropy(logits, y, reduction="sum"), [h1])
+    h1 = h1.detach().double()
+    row = rows["stem.1"]
+    assert row["type"] == "BatchNorm2d" and row["output_shape"] == (16, 28, 28)
+    assert row["mean"] == pytest.approx(float(h1.mean()), rel=1e-4, abs=1e-6)
+    assert row["std"] == pytest.approx(float(h1.std(unbiased=False)), rel=1e-4)
+    assert (row["min"], row["max"]) == pytest.approx((float(h1.min()), float(h1.max())), rel=1e-5)
+    assert row["grad_rms"] == pytest.approx(float(g1.double().pow(2).mean().sqrt()), rel=1e-4)
+    relu = rows["stem.2"]
+    assert relu["zero_fraction"] == pytest.approx(float((h1 <= 0).double().mean()), abs=1e-4)
+
+
 def test_batches_change_nothing_and_the_model_is_left_as_it_was():
     model = nn.Sequential(nn.Flatten(), *_mlp()).eval().requires_grad_(False)
     state = {k: v.clone() for k, v in model.state_dict().items()}
