@@ -350,6 +350,7 @@ def training_epochs(
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
     params = list(model.parameters())
+    weights = [p.detach() for p in params]  # views of the parameters, for the update ratio
     groups = layer_groups(model)
     group_of = {n: g for g, names in enumerate(groups.values()) for n in names}
     # (params, G) one-hot: per-parameter squared norms @ this = per-layer squared norms
@@ -373,19 +374,17 @@ def training_epochs(
             loss.backward()
             lrs.append(optimizer.param_groups[0]["lr"])
             with torch.no_grad():
-                # (params,) each parameter's squared gradient norm (0 for one without a grad)
-                grad_sq = torch.stack(
-                    [p.grad.norm() ** 2 if p.grad is not None else p.new_zeros(()) for p in params]
-                )
+                # torch's foreach kernels (as clip_grad_norm_ uses): one call for all the
+                # parameters instead of one per parameter (lenet: about half the overhead)
+                grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+                grad_sq = torch.stack(torch._foreach_norm(grads)) ** 2  # (params,)
                 norms.append(grad_sq.sum().sqrt())
                 layer_norms.append((grad_sq @ membership).sqrt())  # (G,)
-                before = [p.detach().clone() for p in params]
+                before = torch._foreach_mul(weights, 1.0)  # copies of the weights
             optimizer.step()
             with torch.no_grad():
-                step_sq = torch.stack(
-                    [(p - b).norm() ** 2 for p, b in zip(params, before, strict=True)]
-                )
-                weight_sq = torch.stack([b.norm() ** 2 for b in before])  # (params,)
+                step_sq = torch.stack(torch._foreach_norm(torch._foreach_sub(weights, before))) ** 2
+                weight_sq = torch.stack(torch._foreach_norm(before)) ** 2  # (params,)
                 layer_ratios.append(((step_sq @ membership) / (weight_sq @ membership)).sqrt())
             schedule.step()
             losses.append(loss.detach())
