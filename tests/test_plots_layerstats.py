@@ -54,3 +54,29 @@ def test_histograms_are_shares_of_the_nonzero_values_on_one_range():
     with_zeros = plot_activation_histograms({"relu": relu}, drop_zeros=False, log_y=True)
     assert with_zeros.data[0].name == "relu" and with_zeros.layout.yaxis.type == "log"
     assert "outside the range" in b.hovertemplate
+
+
+def test_log_axes_write_each_label_in_full():
+    """Plotly's 'D2' ticks labelled 0.5 and 5 both '5' (a std from 0.07 to 6.7 read '5, 2, 1, 5,
+    2, 0.1'); now each label is its value, and a range of many decades gets powers of ten."""
+    rows = [_row(str(i), std, 0.0, grad) for i, (std, grad) in enumerate(
+        [(6.7, 1e-30), (1.0, 1e-12), (0.07, 1.0)]
+    )]  # fmt: skip
+    layout = plot_layer_statistics({"trained": rows}).layout
+    assert list(layout.yaxis.ticktext) == ["0.1", "0.2", "0.5", "1", "2", "5"]
+    assert list(layout.yaxis.tickvals) == [0.1, 0.2, 0.5, 1.0, 2.0, 5.0]
+    grads = list(layout.yaxis3.tickvals)
+    assert 3 <= len(grads) <= 9 and all(math.log10(t).is_integer() for t in grads)
+    assert len(set(layout.yaxis3.ticktext)) == len(grads)
+    narrow = [_row("a", 0.97, 0.0, 0.1), _row("b", 1.37, 0.0, 0.1)]
+    assert plot_layer_statistics({"trained": narrow}).layout.yaxis.tickvals is None  # plotly's
+
+
+def test_the_histogram_axis_title_fits_half_a_1024_pixel_page():
+    """At 1024 px with the untrained comparison each histogram is 274 px wide: its x title was
+    cut at 'output value (80 bins of 0.13, zeros left o'. The bin width is in the hover now."""
+    values = np.random.default_rng(1).normal(size=1_000)
+    fig = plot_activation_histograms({"a": values}, bins=50)
+    assert fig.layout.xaxis.title.text == "output value (zeros left out)"
+    width = fig.data[0].x[1] - fig.data[0].x[0]
+    assert f"(a bin {width:.3g} wide)" in fig.data[0].hovertemplate

@@ -3,6 +3,7 @@ its zeros and the gradient's size through depth; histograms of chosen layers' ou
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,6 +19,27 @@ HISTOGRAM_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b27
 
 def _shape(shape: Sequence[int]) -> str:
     return "×".join(str(int(s)) for s in shape)
+
+
+def _log_ticks(values: np.ndarray) -> dict[str, Any]:
+    """Return tickvals and ticktext for a log axis over ``values`` (positive, finite; others
+    ignored): 1, 2 and 5 of each decade written out in full ("0.5", "0.02", "2e-05"), or powers
+    of ten (every few decades) where that would be more than 9 labels; {} (plotly's own ticks)
+    for a range too short for 3 of them. Plotly's "D2" ticks write 0.5 and 5 alike as "5", so a
+    range of 0.07 to 6.7 read "5, 2, 1, 5, 2, 0.1"."""
+    v = values[np.isfinite(values) & (values > 0)]
+    if not v.size:
+        return {}
+    vmin, vmax = float(v.min()) / 1.2, float(v.max()) * 1.2  # about plotly's padding
+    low, high = math.floor(math.log10(vmin)), math.ceil(math.log10(vmax))
+    ticks = [m * 10.0**e for e in range(low, high + 1) for m in (1, 2, 5)]
+    ticks = [t for t in ticks if vmin <= t <= vmax]
+    if len(ticks) < 3:
+        return {}
+    if len(ticks) > 9:
+        step = math.ceil((high - low + 1) / 8)
+        ticks = [10.0**e for e in range(low, high + 1, step) if vmin <= 10.0**e <= vmax]
+    return {"tickvals": ticks, "ticktext": [f"{t:.3g}" for t in ticks]}
 
 
 def plot_layer_statistics(
@@ -85,9 +107,11 @@ def plot_layer_statistics(
                 row=p,
                 col=1,
             )
-    for p, (_, _, axis) in enumerate(panels, start=1):
-        # labels at 1, 2 and 5 of each decade only: plotly labels every digit of a short range
-        fig.update_yaxes(type=axis, row=p, col=1, **({"dtick": "D2"} if axis == "log" else {}))
+    for p, (key, _, axis) in enumerate(panels, start=1):
+        ticks = {}
+        if axis == "log":  # labels at 1, 2 and 5 of each decade, written out in full
+            ticks = _log_ticks(np.array([r[key] for rows in series.values() for r in rows], float))
+        fig.update_yaxes(type=axis, row=p, col=1, **ticks)
     fig.update_yaxes(rangemode="tozero", row=2, col=1)
     fig.update_xaxes(title_text="layer (in forward order)", row=len(panels), col=1)
     fig.update_layout(
@@ -126,6 +150,7 @@ def plot_activation_histograms(
         low, high = float(pooled.min()) - 0.5, float(pooled.max()) + 0.5
     edges = np.linspace(low, high, bins + 1)
     centres = (edges[:-1] + edges[1:]) / 2
+    width = (high - low) / bins
     fig = go.Figure()
     for i, (name, values) in enumerate(kept.items()):
         if not values.size:
@@ -141,18 +166,19 @@ def plot_activation_histograms(
                 mode="lines",
                 line={"shape": "hvh", "color": HISTOGRAM_COLORS[i % len(HISTOGRAM_COLORS)]},
                 name=name + (f" ({zeros:.0%} zeros left out)" if zeros else ""),
-                hovertemplate=f"{name}<br>%{{x:.3g}}: %{{y:.3g}}% of {values.size:,} values"
+                hovertemplate=f"{name}<br>%{{x:.3g}} (a bin {width:.3g} wide): %{{y:.3g}}% of "
+                f"{values.size:,} values"
                 + (f"<br>({outside:,} outside the range, in the end bins)" if outside else "")
                 + "<extra></extra>",
             )
         )
-    width = (high - low) / bins
     fig.update_layout(
         title=title or None,
         height=380,
         margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 40},
-        xaxis_title=f"output value ({bins} bins of {width:.3g}"
-        + (", zeros left out)" if drop_zeros else ")"),
+        # short: half a 1024-pixel page (274 px) cut "output value (80 bins of 0.13, zeros left
+        # out)" at "left o"; the bin width is in the hover
+        xaxis_title="output value" + (" (zeros left out)" if drop_zeros else ""),
         yaxis={"title": "share of values (%)", "type": "log" if log_y else "linear"},
         legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0},
     )
