@@ -190,8 +190,8 @@ with st.expander("How to read these panels", icon=":material/help:"):
   says where they begin).
 - **Outputs exactly 0** (%): a ReLU sets every negative input to 0, so a third to a half of
   its outputs are 0 when it works. A channel that is 0 for every image is a dead unit: it
-  passes no gradient back, so the weights that feed it learn nothing from these images. A pooling or flatten layer after a ReLU shows
-  the same zeros again.
+  passes no gradient back, so the weights that feed it learn nothing from these images. A
+  pooling or flatten layer after a ReLU shows the same zeros again.
 - **Gradient RMS**: the size of the loss's gradient with respect to each layer's output, what
   that layer's weights learn from. The backward pass runs from the last layer to the first: a
   gradient that falls by orders of magnitude towards the first layers is vanishing (they hardly
