@@ -180,9 +180,11 @@ def plot_gradient_flow(records: Sequence, *, epochs: int | None = None) -> go.Fi
         )  # fmt: skip
     fig.update_xaxes(title_text="epoch", range=[0.5, max(epochs or 0, x[-1] if x else 1) + 0.5])
     fig.update_yaxes(autorange="reversed", type="category")
+    # the subplot titles sat on the grey plot area's top edge, half hidden: lift them
+    fig.update_annotations(yshift=8)
     fig.update_layout(
         height=max(240, 110 + 26 * len(layers)),
-        margin={"l": 10, "r": 50, "t": 40, "b": 40},
+        margin={"l": 10, "r": 50, "t": 48, "b": 40},
         plot_bgcolor="#bdbdbd",  # grey: the ratio's healthy white cells must stand out
     )
     return fig
