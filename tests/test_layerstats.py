@@ -300,6 +300,16 @@ def test_samples_are_drawn_from_the_outputs_and_repeat_with_the_seed():
     np.testing.assert_array_equal(a.samples["1"], b.samples["1"])
 
 
+def test_a_layer_with_fewer_values_than_the_sample_gives_every_one():
+    """The page's histogram caption says 'all of them where there are fewer': 30 logits with a
+    sample of 1,000 are those 30 values, not 30 draws with replacement (about a third repeats)."""
+    model = nn.Sequential(nn.Flatten(), *_mlp()).eval().requires_grad_(False)
+    x = torch.randn(30, 1, 2, 2, generator=torch.Generator().manual_seed(12))
+    stats = layer_statistics(model, x, gradients=False, sample_size=1_000, batch_size=7)
+    logits = model(x).numpy().ravel()  # (90,)
+    np.testing.assert_array_equal(np.sort(stats.samples["4"]), np.sort(logits))
+
+
 def test_a_shipped_vit_gives_token_rows_with_features_as_channels():
     model, meta = zoo.load_model("vit_digits")
     model.eval().requires_grad_(False)

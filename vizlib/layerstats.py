@@ -97,8 +97,10 @@ class _Running:
         self.count = total
         low, high = values.aminmax()
         self.low, self.high = min(self.low, float(low)), max(self.high, float(high))
-        if take > 0:
-            picks = torch.randint(n, (min(take, n),), generator=generator)
+        if take >= n:  # every value: drawn with replacement, a third of them would be missing
+            self.samples.append(values.float().cpu().numpy())
+        elif take > 0:  # with replacement: a permutation of vgg16's 51 million would cost 400 MB
+            picks = torch.randint(n, (take,), generator=generator)
             self.samples.append(values[picks.to(values.device)].float().cpu().numpy())
 
     def add_grad(self, grad: torch.Tensor) -> None:
