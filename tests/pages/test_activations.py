@@ -195,3 +195,27 @@ def test_the_how_to_read_expander_covers_every_panel(at):
     for panel in ("Output standard deviation", "Outputs exactly 0", "Gradient RMS"):
         assert panel in text
     assert "At initialisation" in text and "pass their input\n  through unchanged" in text
+
+
+def test_an_image_folder_takes_the_predicted_class_and_says_three_images_are_few(
+    tmp_path, monkeypatch
+):
+    """Three fruit photos (one a class) through lenet_digits: the folder's classes are not the
+    digits, so the loss takes each image's predicted class; all three are measured by default,
+    and the dead-unit note says three images are too few to call a unit dead."""
+    import streamlit as st
+
+    from tests.test_data_datasets import write_image_folder
+
+    st.cache_data.clear()
+    write_image_folder(tmp_path / "fruit", n_per_class=1)
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
+    at = opened_with(PAGE, {"model": "lenet_digits"})
+    at.selectbox(key="activations.images").set_value(f"imagefolder:{tmp_path / 'fruit'}").run()
+    assert not at.exception and not errors(at)
+    assert at.slider(key="activations.n").value == 3
+    assert "10 layers measured over 3 images of fruit" in at.markdown[0].value
+    assert "predicted class" in at.markdown[0].value
+    notes = _notes(at)
+    assert "2 ReLU layer(s) have units that are 0 for every image" in notes
+    assert "With only 3 images a unit can be 0 for all of them by chance" in notes
