@@ -346,11 +346,13 @@ else:
         )
     elif final.test_accuracy < 0.2 and last["status"] == "stopped":
         peak = final.lrs[-1] / last["settings"].lr  # the schedule's factor at the last step
+        # still rising: in the warm-up (a cosine's decay also has it below its peak)
+        rising = len(final.lrs) > 1 and final.lrs[-1] > final.lrs[-2]
         st.warning(
             f"Stopped after {final.epoch} of {last['settings'].epochs} epochs: the model does "
             "no better than guessing yet (10% for ten classes) because it has barely begun"
             + (f"; the learning rate was still warming up ({peak:.0%} of its peak)."
-               if peak < 0.99 else ".")
+               if rising else ".")
             + " Train it longer before judging the settings.",
             icon=":material/warning:",
         )  # fmt: skip

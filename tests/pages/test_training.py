@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import itertools
 import json
 from pathlib import Path
 
@@ -221,3 +222,19 @@ def test_filters_of_weights_near_zero_say_how_small_they_are():
     assert largest < 1e-6
     assert any(f"the largest weight of conv1 is {largest:.2g} in size" in c.value
                for c in at.caption)  # fmt: skip
+
+
+def test_a_run_stopped_in_its_cosine_decay_is_not_said_to_be_warming_up():
+    """3 epochs at lr 1e-5: the warm-up is the first 6 steps; stopped after 2 epochs the rate
+    is below its peak because it decays, not because it is still warming up."""
+    settings = TrainSettings(lr=1e-5, epochs=3, seed=1)
+    records = [r for _, r in itertools.islice(training_epochs(settings, device="cpu"), 2)]
+    assert records[-1].test_accuracy < 0.2 and records[-1].lrs[-1] < 0.99 * settings.lr
+    at = opened_with(PAGE, {"epochs": "1"})
+    at.session_state["training.runs"] = [
+        {"number": 1, "label": "#1", "settings": settings, "records": records,
+         "status": "running", "weights": None, "device": "cpu"}
+    ]  # fmt: skip
+    at.run()
+    warnings = [w.value for w in at.warning if "Stopped after 2 of 3 epochs" in w.value]
+    assert len(warnings) == 1 and "warming up" not in warnings[0]
