@@ -15,6 +15,7 @@ from ui import count_slider, links
 from ui.inside_cnns import SAMPLE_SET, LoadedModel, image_set, image_set_picker, model_picker
 from vizlib import filters, layerstats
 from vizlib.plots import plot_activation_histograms, plot_layer_statistics
+from vizlib.summary import shorten_layer_names
 
 P = "activations"
 TRAINED, UNTRAINED = "trained", "at initialisation"
@@ -23,6 +24,7 @@ MAX_RESULTS = 4  # results kept in a session (a few MB of samples each)
 # images below which 'zero for every image' says little: a unit that is 0 for half the images
 # is 0 for all of 16 with probability 0.5**16, about 1 in 65,000
 DEAD_EVIDENCE = 16
+LAYER_NAME_CHARS = 22  # the table's layer names, as the Model Inspector's (1024-pixel page)
 BATCH = 16  # images per pass: a backward pass through vgg16 holds about 1 GB per 16 images
 LINK_KEYS = {"model", "grads", "compare", "log"}
 SETTINGS: links.Table = {
@@ -330,8 +332,19 @@ for label, r in result.items():
     frame.insert(0, "position", np.arange(1, len(frame) + 1))
     frame["output_shape"] = frame["output_shape"].map(lambda s: "×".join(map(str, s)))
     frames[label] = frame
-for where, (label, frame) in zip(st.tabs(list(frames)), frames.items(), strict=True):
-    where.dataframe(frame, hide_index=True, column_config=COLUMNS, key=f"{P}.table.{label}")
+# vit_b_16's names run to 46 characters and pushed the numbers off a 1024-pixel page: their
+# shared start is written "…", as on the Model Inspector (the CSV keeps the full names)
+names = [r["layer"] for r in rows]
+shown, elided = shorten_layer_names(names, max_chars=LAYER_NAME_CHARS)
+if elided:
+    short, full = next((a, b) for a, b in zip(shown, names, strict=True) if a != b)
+    st.caption(f"In the layer names, … stands for {elided} ({short} is {full}).")
+tabs = st.tabs(list(frames))
+for where, (label, frame) in zip(tabs, frames.items(), strict=True):
+    where.dataframe(
+        frame.assign(layer=frame["layer"].map(dict(zip(names, shown, strict=True)))),
+        hide_index=True, column_config=COLUMNS, key=f"{P}.table.{label}",
+    )  # fmt: skip
 table = pd.concat(frames, names=["network", None]).reset_index(level=0)
 st.download_button(
     "Download the table (CSV)",

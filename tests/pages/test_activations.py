@@ -219,3 +219,17 @@ def test_an_image_folder_takes_the_predicted_class_and_says_three_images_are_few
     notes = _notes(at)
     assert "2 ReLU layer(s) have units that are 0 for every image" in notes
     assert "With only 3 images a unit can be 0 for all of them by chance" in notes
+
+
+def test_vit_b_16s_long_layer_names_are_shortened_in_the_table_not_in_the_csv(downloads):
+    """Its names run to 46 characters ('encoder.layers.encoder_layer_11.self_attention'): the
+    table writes their shared start as '…' (22 characters at most, as the Model Inspector) and
+    says what it stands for; the CSV keeps them whole."""
+    at = opened_with(PAGE, {"model": "vit_b_16"})
+    assert not errors(at)
+    layers = list(at.dataframe[0].value["layer"])
+    assert max(len(name) for name in layers) <= 22
+    assert "…11.self_attention" in layers and layers[0] == "conv_proj"
+    assert any("… stands for encoder.layers.encoder_layer_" in c.value for c in at.caption)
+    table = pd.read_csv(io.BytesIO(downloads["vit_b_16_activation_statistics.csv"]))
+    assert "encoder.layers.encoder_layer_11.self_attention" in set(table["layer"])
