@@ -125,3 +125,17 @@ def test_gradient_flow_is_a_log_heatmap_of_layer_by_epoch_with_zeros_and_nans_wr
     ticks = plot_gradient_flow([a, b]).data[0].colorbar.ticktext
     assert list(ticks) == ["1e-15", "1e-12", "1e-9", "1e-6", "1e-3", "1e0"]
     assert fig.layout.yaxis.autorange == "reversed"  # the input's end at the top
+
+
+def test_log_axes_write_their_labels_in_full():
+    """Plotly's 'D2' ticks wrote 0.05 and 5 alike as '5' on the gradient-norm panel."""
+    import dataclasses
+
+    record = dataclasses.replace(_record(1, 2.0, 0.5), grad_norms=[0.03, 0.3, 3.0, 0.1])
+    axis = plot_training_run([record]).layout.yaxis3
+    assert axis.type == "log"
+    assert list(axis.ticktext) == ["0.05", "0.1", "0.2", "0.5", "1", "2"]
+    assert list(axis.tickvals) == pytest.approx([0.05, 0.1, 0.2, 0.5, 1.0, 2.0])
+    runs = {"a": [_record(1, 0.02, 0.5), _record(2, 2.0, 0.9)]}
+    losses = plot_run_comparison(runs).layout.yaxis2
+    assert "0.05" in losses.ticktext and "5" not in losses.ticktext

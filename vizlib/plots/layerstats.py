@@ -3,13 +3,14 @@ its zeros and the gradient's size through depth; histograms of chosen layers' ou
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from ._axes import log_ticks
 
 __all__ = ["plot_activation_histograms", "plot_layer_statistics"]
 
@@ -19,35 +20,6 @@ HISTOGRAM_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b27
 
 def _shape(shape: Sequence[int]) -> str:
     return "×".join(str(int(s)) for s in shape)
-
-
-def _log_ticks(values: np.ndarray) -> dict[str, Any]:
-    """Return tickvals and ticktext (and the range, where widened) for a log axis over
-    ``values`` (positive, finite; others ignored): 1, 2 and 5 of each decade written out in full
-    ("0.5", "0.02", "2e-05"), or powers of ten (every few decades) where that would be more than 9
-    labels. A range too short for 3 such ticks (one point, or 0.97 to 1.37) is widened until it
-    holds 3, so that small changes are not blown up. Plotly's own ticks ("D2", and its default
-    for a short range) write 0.5 and 5 alike as "5": a range of 0.07 to 6.7 read "5, 2, 1, 5, 2,
-    0.1"."""
-    v = values[np.isfinite(values) & (values > 0)]
-    if not v.size:
-        return {}
-    vmin, vmax = float(v.min()) / 1.2, float(v.max()) * 1.2  # about plotly's padding
-    widened = False
-    while True:
-        low, high = math.floor(math.log10(vmin)), math.ceil(math.log10(vmax))
-        ticks = [m * 10.0**e for e in range(low, high + 1) for m in (1, 2, 5)]
-        ticks = [t for t in ticks if vmin * (1 - 1e-9) <= t <= vmax * (1 + 1e-9)]
-        if len(ticks) >= 3:
-            break
-        vmin, vmax, widened = vmin / 1.5, vmax * 1.5, True
-    if len(ticks) > 9:
-        step = math.ceil((high - low + 1) / 8)
-        ticks = [10.0**e for e in range(low, high + 1, step) if vmin <= 10.0**e <= vmax]
-    axis: dict[str, Any] = {"tickvals": ticks, "ticktext": [f"{t:.3g}" for t in ticks]}
-    if widened:
-        axis["range"] = [math.log10(vmin), math.log10(vmax)]  # log axes take log10 ranges
-    return axis
 
 
 def plot_layer_statistics(
@@ -118,7 +90,7 @@ def plot_layer_statistics(
     for p, (key, _, axis) in enumerate(panels, start=1):
         ticks = {}
         if axis == "log":  # labels at 1, 2 and 5 of each decade, written out in full
-            ticks = _log_ticks(np.array([r[key] for rows in series.values() for r in rows], float))
+            ticks = log_ticks(np.array([r[key] for rows in series.values() for r in rows], float))
         fig.update_yaxes(type=axis, row=p, col=1, **ticks)
     fig.update_yaxes(rangemode="tozero", row=2, col=1)
     fig.update_xaxes(title_text="layer (in forward order)", row=len(panels), col=1)

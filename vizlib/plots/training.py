@@ -11,6 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ._axes import log_ticks
 from .filters import plot_captioned_images
 
 __all__ = [
@@ -91,7 +92,7 @@ def plot_training_run(records: Sequence, *, epochs: int | None = None) -> go.Fig
     fig.update_xaxes(range=x_range)
     fig.update_xaxes(title_text="epoch", row=2)
     fig.update_yaxes(range=[0, 100], row=1, col=2)
-    fig.update_yaxes(type="log", dtick="D2", row=2, col=1)  # labels at 1, 2 and 5 only
+    fig.update_yaxes(type="log", row=2, col=1, **log_ticks(np.asarray(norms, dtype=float)))
     fig.update_yaxes(rangemode="tozero", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", exponentformat="power", row=2, col=2)
     fig.update_layout(
@@ -216,7 +217,8 @@ def plot_run_comparison(runs: Mapping[str, Sequence]) -> go.Figure:
             )  # fmt: skip
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(range=[0, 100], row=1, col=1)
-    fig.update_yaxes(type="log", dtick="D2", row=1, col=2)
+    losses = np.array([r.train_loss for records in runs.values() for r in records], dtype=float)
+    fig.update_yaxes(type="log", row=1, col=2, **log_ticks(losses))
     fig.update_layout(
         height=380,
         margin={"l": 10, "r": 10, "t": 40, "b": 40},
