@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 import torch
@@ -60,13 +59,6 @@ def dataset_scores(
     images = image_set(images_from, _loaded.meta)[0]
     with _loaded.lock:
         return filters.channel_scores(_loaded.model, images, layer, reduce=reduce, device=device)
-
-
-def filter_tiles(weights: torch.Tensor, *, shared: bool) -> np.ndarray:
-    """Return (out, 1 or 3, kh, kw) tiles in [0, 1]: RGB for 3 input channels, else the mean slice."""
-    if weights.shape[1] not in (1, 3):
-        weights = weights.mean(dim=1, keepdim=True)  # (out, 1, kh, kw)
-    return filters.normalize_filters(weights, shared=shared).numpy()
 
 
 def page_settings(convs: list[str]) -> links.Table:
@@ -146,7 +138,7 @@ tab_filters, tab_train, tab_hist, tab_maps, tab_top = st.tabs(
 with tab_filters:
     st.plotly_chart(
         plot_image_grid(
-            filter_tiles(weights, shared=shared),
+            filters.filter_tiles(weights, shared=shared),
             hover=norm_labels(weights),
             title=f"{layer}: {out_ch} filters ({'shared' if shared else 'per-filter'} scale)",
         ),
@@ -214,7 +206,7 @@ with tab_train:
             help="‖W_trained − W_init‖ / ‖W_init‖ (Frobenius norms).",
         )
         # One scale across both sides when shared, so the growth of the weights is visible.
-        both = filter_tiles(torch.cat([before, weights]), shared=shared)
+        both = filters.filter_tiles(torch.cat([before, weights]), shared=shared)
         b1, b2 = st.columns(2)
         # half a page each: 300 px high fits a half column's width at 1024 px (at 420 the grids
         # shrank to the width and left a band of white above them)

@@ -92,10 +92,7 @@ def first_layer_figure(model: torch.nn.Module, title: str):
     convs = filters.conv_layer_names(model)
     if not convs:
         return None
-    weights = filters.conv_filters(model, convs[0])  # (out, in, kh, kw)
-    if weights.shape[1] not in (1, 3):
-        weights = weights.mean(dim=1, keepdim=True)
-    tiles = filters.normalize_filters(weights).numpy()
+    tiles = filters.filter_tiles(filters.conv_filters(model, convs[0]))  # (out, 1 or 3, kh, kw)
     # two lines: "after epoch 3: conv1" in one was cut at the column's edge at 1024 px
     return plot_image_grid(tiles, title=f"{convs[0]}<br>{title}", max_px=300)
 

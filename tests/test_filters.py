@@ -310,3 +310,17 @@ def test_feature_maps_drawn_at_screen_resolution_send_a_fraction_of_the_data():
     pooled = plot_feature_maps(maps, pool=pool)
     assert len(pooled.to_json()) < 1.5 * 64 * 75 * 75 * 4 * 4 / 3  # 64 maps of 75x75 float32
     assert pooled.layout.height - 70 <= 640
+
+
+def test_filter_tiles_are_rgb_grey_or_the_mean_over_input_channels():
+    from vizlib.filters import filter_tiles, normalize_filters
+
+    w = torch.randn(4, 3, 5, 5, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(torch.from_numpy(filter_tiles(w)), normalize_filters(w))
+    deep = torch.randn(6, 32, 3, 3, generator=torch.Generator().manual_seed(1))
+    tiles = filter_tiles(deep, shared=True)  # (6, 1, 3, 3): the mean slice, one range
+    assert tiles.shape == (6, 1, 3, 3) and tiles.min() == 0.0 and tiles.max() == 1.0
+    mean = deep.mean(dim=1, keepdim=True)
+    torch.testing.assert_close(
+        torch.from_numpy(tiles), (mean - mean.min()) / (mean.max() - mean.min())
+    )

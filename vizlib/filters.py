@@ -19,6 +19,7 @@ __all__ = [
     "feature_maps",
     "filter_norms",
     "filter_slices",
+    "filter_tiles",
     "normalize_filters",
     "top_activating",
     "untrained_model",
@@ -64,6 +65,15 @@ def untrained_model(meta: dict) -> nn.Module:
 
             model = build_model(meta["architecture"], meta.get("config"))
     return model.eval()
+
+
+def filter_tiles(weights: torch.Tensor, *, shared: bool = False) -> np.ndarray:
+    """Return conv weights (out, in, kh, kw) as display tiles (out, 1 or 3, kh, kw) in [0, 1]:
+    RGB for 3 input channels, grey for 1, else the mean over the input channels; scaled as
+    ``normalize_filters`` does (each filter to its own range, or one range with ``shared``)."""
+    if weights.shape[1] not in (1, 3):
+        weights = weights.mean(dim=1, keepdim=True)  # (out, 1, kh, kw)
+    return normalize_filters(weights, shared=shared).numpy()
 
 
 def normalize_filters(weights: torch.Tensor, *, shared: bool = False) -> torch.Tensor:
