@@ -4,7 +4,6 @@ learning rate, batch size, initialisation and augmentation, and compare the runs
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 
 import numpy as np
@@ -12,7 +11,6 @@ import pandas as pd
 import streamlit as st
 import torch
 from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
 
 import ui
 from ui import links
@@ -95,19 +93,6 @@ def first_layer_figure(model: torch.nn.Module, title: str):
     tiles = filters.filter_tiles(filters.conv_filters(model, convs[0]))  # (out, 1 or 3, kh, kw)
     # two lines: "after epoch 3: conv1" in one was cut at the column's edge at 1024 px
     return plot_image_grid(tiles, title=f"{convs[0]}<br>{title}", max_px=300)
-
-
-def weights_file(model: torch.nn.Module, s: train.TrainSettings) -> bytes:
-    """Return the model's weights as a safetensors file (its architecture and settings in the
-    header), the format every page's uploader reads without unpickling."""
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    recipe = train.RECIPES[s.architecture]
-    header = {
-        "architecture": s.architecture,
-        "config": json.dumps(recipe["config"]),
-        "settings": json.dumps(dataclasses.asdict(s)),
-    }
-    return save_safetensors(state, metadata=header)
 
 
 def draw_test_results(run: dict, model: torch.nn.Module) -> None:
@@ -297,7 +282,7 @@ if start:
     try:
         for model, record in train.training_epochs(settings, device=device):
             run["records"].append(record)
-            run["weights"] = weights_file(model, settings)
+            run["weights"] = train.weights_bytes(model, settings.architecture, settings=settings)
             done = record.epoch
             bar.progress(
                 done / settings.epochs,

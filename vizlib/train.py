@@ -11,6 +11,7 @@ test accuracy, epochs, seed, training time and device.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -44,6 +45,7 @@ __all__ = [
     "predict_test_split",
     "train",
     "training_epochs",
+    "weights_bytes",
 ]
 
 # Per architecture: model config, input size (H, W) and optimiser settings.
@@ -496,6 +498,21 @@ def misclassified(predictions: Predictions, *, limit: int | None = None) -> np.n
     return order if limit is None else order[:limit]
 
 
+def weights_bytes(
+    model: nn.Module, architecture: str, *, settings: TrainSettings | None = None
+) -> bytes:
+    """Return the model's weights as a safetensors file (CPU tensors), its header holding the
+    RECIPES ``architecture`` and config and, when given, the ``settings`` it was trained with:
+    what ``train`` writes as a checkpoint and what every uploader reads without unpickling."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    header = {"architecture": architecture, "config": json.dumps(RECIPES[architecture]["config"])}
+    if settings is not None:
+        header["settings"] = json.dumps(dataclasses.asdict(settings))
+    return save(state, metadata=header)
+
+
 def train(
     architecture: str,
     *,
@@ -513,7 +530,6 @@ def train(
     ``name`` defaults to ``<architecture>_<dataset>``. Training time in the metadata is in seconds.
     The run is ``training_epochs`` with the recipe's settings (``TrainSettings.recipe``).
     """
-    from safetensors.torch import save_file
     from tqdm import tqdm
 
     settings = TrainSettings.recipe(architecture, epochs=epochs, seed=seed)
@@ -574,12 +590,7 @@ def train(
         )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(
-        state,
-        str(out_dir / f"{name}.safetensors"),
-        metadata={"architecture": architecture, "config": json.dumps(recipe["config"])},
-    )
+    (out_dir / f"{name}.safetensors").write_bytes(weights_bytes(model, architecture))
     with open(out_dir / f"{name}.json", "w", encoding="utf-8") as fh:
         json.dump(meta, fh, indent=2)
         fh.write("\n")
