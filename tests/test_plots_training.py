@@ -139,3 +139,58 @@ def test_log_axes_write_their_labels_in_full():
     runs = {"a": [_record(1, 0.02, 0.5), _record(2, 2.0, 0.9)]}
     losses = plot_run_comparison(runs).layout.yaxis2
     assert "0.05" in losses.ticktext and "5" not in losses.ticktext
+
+
+def _diverging(steps: list[float]) -> list[EpochRecord]:
+    """One epoch whose step losses are ``steps`` (the loss panel's own trace)."""
+    n = len(steps)
+    return [EpochRecord(epoch=1, step_losses=steps, grad_norms=[1.0] * n, lrs=[10.0] * n,
+                        train_loss=float(np.mean(steps)), train_accuracy=0.1, test_loss=2.3,
+                        test_accuracy=0.1, seconds=1.0,
+                        diverged=not all(map(math.isfinite, steps)))]  # fmt: skip
+
+
+def test_a_loss_that_blows_up_goes_on_a_log_axis_that_keeps_the_first_steps_apart():
+    """SGD at lr 10 (lenet): 2.3, 74, 2.5e8, 1.1e21 ... then NaN. On the linear axis from 0
+    the first steps were a flat line at 0 under 1.1e21."""
+    steps = [2.32, 2.1, 74.4, 2.5e8, 1.1e21, 1.4e17, math.nan, math.nan]
+    fig = plot_training_run(_diverging(steps))
+    loss_axis = fig.layout.yaxis
+    assert loss_axis.type == "log"
+    # plotly frames every positive loss: no range that would cut the first steps off
+    assert loss_axis.range is None and max(loss_axis.tickvals) >= 1e18  # labels to the top
+    # where the losses stop being numbers is marked (the 7th of 8 steps: epoch 0.875)
+    notes = [a.text for a in fig.layout.annotations if "not a number" in a.text]
+    assert notes == ["loss not a number<br>from epoch 0.88"]
+    assert any(s.type == "line" and s.x0 == pytest.approx(0.875) for s in fig.layout.shapes)
+
+
+def test_a_normal_runs_loss_axis_stays_linear_from_zero():
+    fig = plot_training_run([_record(1, 2.0, 0.5), _record(2, 0.02, 0.9)])  # 100x down: fine
+    assert fig.layout.yaxis.type is None and fig.layout.yaxis.rangemode == "tozero"
+    assert not any("not a number" in a.text for a in fig.layout.annotations)
+    assert not fig.layout.shapes
+    # a loss that rises a little (a bump at a high rate) is no blow-up either
+    assert plot_training_run(_diverging([2.3, 5.0, 40.0, 1.0])).layout.yaxis.type is None
+
+
+def test_a_run_that_blew_up_leaves_the_comparison_framed_to_the_others():
+    """A run whose first epoch averaged 5.3e19 (SGD, lr 10) beside one going 1.5 -> 0.5: its
+    blow-up is a triangle on the top edge, and the frame spans the others' losses."""
+    healthy = [_record(1, 1.5, 0.6), _record(2, 0.8, 0.8), _record(3, 0.5, 0.9)]
+    blown = [_record(1, 5.3e19, 0.1), _record(2, 2.47, 0.1), _record(3, 2.46, 0.1)]
+    fig = plot_run_comparison({"#1 adam": healthy, "#2 sgd": blown})
+    low, high = fig.layout.yaxis2.range  # log10 of the loss
+    assert 10**low < 0.5 and 2.47 < 10**high < 10  # every in-frame loss shows, and only those
+    off = [t for t in fig.data if t.mode == "markers"]
+    assert len(off) == 1 and off[0].name == "#2 sgd" and list(off[0].x) == [1]
+    assert list(off[0].y) == pytest.approx([10**high]) and off[0].customdata[0] == 5.3e19
+    line = next(
+        t for t in fig.data if t.name == "#2 sgd" and t.xaxis == "x2" and t.mode != "markers"
+    )
+    assert list(line.y) == [None, 2.47, 2.46]  # the blown-up epoch is the triangle, not a point
+    assert "off the scale, up to #2 5.3e+19" in fig.layout.annotations[1].text
+    # runs without a blow-up: no triangles, the range left to plotly and log_ticks
+    calm = plot_run_comparison({"#1 adam": healthy, "#2 sgd": blown[1:]})
+    assert calm.layout.yaxis2.range is None and all(t.mode != "markers" for t in calm.data)
+    assert calm.layout.annotations[1].text == "training loss (log axis)"

@@ -34,6 +34,34 @@ def _finite_or_none(values: Sequence[float]) -> list[float | None]:
     return [float(v) if np.isfinite(v) else None for v in values]
 
 
+EXPLODED = 100.0  # a loss this many times its first value has blown up (the healthy steps
+# of a run that reached 1e21 were a flat line at 0 on a linear axis)
+
+
+def _loss_axis(steps: Sequence[float]) -> dict:
+    """Return the loss panel's y axis: linear from 0 for a run whose finite losses stay below
+    ``EXPLODED`` times its first one, else logarithmic with labels written in full, so that
+    the first steps (about 2.3) stay apart from the blow-up (SGD at lr 10 on lenet: 1.1e21
+    in its fourth step).
+
+    steps: (S,) each step's loss in order; NaN and inf are ignored.
+    """
+    values = np.asarray(steps, dtype=float)
+    finite = values[np.isfinite(values) & (values > 0)]
+    if finite.size and finite.max() > EXPLODED * finite[0]:
+        return {"type": "log", **log_ticks(finite)}
+    return {"rangemode": "tozero"}
+
+
+def _first_not_finite(x: Sequence[float], values: Sequence[float]) -> float | None:
+    """Return the x of the first NaN or infinite value of ``values`` (paired with ``x``), or
+    None when all are finite."""
+    for xi, v in zip(x, values, strict=True):
+        if not np.isfinite(v):
+            return float(xi)
+    return None
+
+
 def plot_training_run(records: Sequence, *, epochs: int | None = None) -> go.Figure:
     """Return a 2 x 2 grid for one run: loss (each step, and each epoch's train and test means),
     accuracy (train and test after each epoch, %), the gradient's global L2 norm per step (log
@@ -41,7 +69,9 @@ def plot_training_run(records: Sequence, *, epochs: int | None = None) -> go.Fig
 
     records: ``vizlib.train.EpochRecord`` of the epochs done so far; the x axes are in epochs
     (a step at epoch e + k / steps), fixed to ``epochs`` when given so a live run fills the
-    frame instead of stretching it. Non-finite values (a diverged run) are gaps.
+    frame instead of stretching it. Non-finite values (a diverged run) are gaps, the first of
+    them marked with a dotted line and a note; a loss that blew up (above ``EXPLODED`` times
+    the first step's) puts the loss panel on a log axis.
     """
     fig = make_subplots(
         rows=2,
@@ -93,7 +123,16 @@ def plot_training_run(records: Sequence, *, epochs: int | None = None) -> go.Fig
     fig.update_xaxes(title_text="epoch", row=2)
     fig.update_yaxes(range=[0, 100], row=1, col=2)
     fig.update_yaxes(type="log", row=2, col=1, **log_ticks(np.asarray(norms, dtype=float)))
-    fig.update_yaxes(rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(row=1, col=1, **_loss_axis(step_loss))
+    lost = _first_not_finite(step_x, step_loss)
+    if lost is not None:  # the line just stops there: say why
+        fig.add_vline(x=lost, line={"color": "#e45756", "dash": "dot", "width": 1}, row=1, col=1)
+        side = "right" if lost > x_range[1] / 2 else "left"  # the text inside the frame
+        fig.add_annotation(
+            x=lost, y=1, xref="x", yref="y domain", yanchor="top", xanchor=side,
+            text=f"loss not a number<br>from epoch {lost:.2f}", showarrow=False,
+            font={"color": "#e45756", "size": 11}, align=side,
+        )  # fmt: skip
     fig.update_yaxes(rangemode="tozero", exponentformat="power", row=2, col=2)
     fig.update_layout(
         height=560,
@@ -193,19 +232,53 @@ def plot_gradient_flow(records: Sequence, *, epochs: int | None = None) -> go.Fi
 
 def plot_run_comparison(runs: Mapping[str, Sequence]) -> go.Figure:
     """Return two panels over epochs for several runs: the test accuracy (%) and the training
-    loss (log axis), one colour per run (label -> its ``EpochRecord`` list)."""
+    loss (log axis), one colour per run (label -> its ``EpochRecord`` list).
+
+    A loss above ``EXPLODED`` times the median of all the runs' losses (a run that blew up) is
+    drawn as a triangle on the loss panel's top edge, its value in the hover and named under the
+    panel's title, so that the other runs keep the frame: SGD at lr 10 (5e19 in its first
+    epoch) beside a run going from 1.5 to 0.5 left the latter 15 pixels of 300.
+    """
     fig = make_subplots(
         rows=1,
         cols=2,
         horizontal_spacing=0.1,
         subplot_titles=("test accuracy (%)", "training loss (log axis)"),
     )
+    losses = np.array([r.train_loss for records in runs.values() for r in records], dtype=float)
+    finite = losses[np.isfinite(losses) & (losses > 0)]
+    ceiling = EXPLODED * float(np.median(finite)) if finite.size else math.inf
+    in_frame = finite[finite <= ceiling]
+    loss_axis = log_ticks(in_frame)
+    top = math.inf  # where off-scale losses are drawn (the frame's top edge, in loss units)
+    if in_frame.size < finite.size:
+        low, high = loss_axis.get(
+            "range", [math.log10(in_frame.min() / 1.2), math.log10(in_frame.max() * 1.2)]
+        )  # log_ticks' padding, or its widened range
+        loss_axis["range"] = [low, high]
+        top = 10.0**high
+    off_notes = []
     for i, (label, records) in enumerate(runs.items()):
         color = RUN_COLORS[i % len(RUN_COLORS)]
+        train_losses = np.array([r.train_loss for r in records], dtype=float)  # (E,)
+        off = np.isfinite(train_losses) & (train_losses > top)
+        if off.any():
+            fig.add_trace(
+                go.Scatter(
+                    x=[r.epoch for r, o in zip(records, off, strict=True) if o],
+                    y=[top] * int(off.sum()), customdata=train_losses[off], name=label,
+                    legendgroup=label, showlegend=False, mode="markers", cliponaxis=False,
+                    marker={"symbol": "triangle-up", "size": 11, "color": color},
+                    hovertemplate=f"{label}<br>epoch %{{x}}: training loss %{{customdata:.3g}} "
+                    "(above the frame)<extra></extra>",
+                ),
+                row=1, col=2,
+            )  # fmt: skip
+            off_notes.append(f"{label.split(' ', 1)[0]} {train_losses[off].max():.2g}")
         epochs = [r.epoch for r in records]
         for col, values, what in (
             (1, [100 * r.test_accuracy for r in records], "test accuracy %"),
-            (2, [r.train_loss for r in records], "training loss"),
+            (2, np.where(off, np.nan, train_losses), "training loss"),
         ):
             fig.add_trace(
                 go.Scatter(
@@ -217,11 +290,13 @@ def plot_run_comparison(runs: Mapping[str, Sequence]) -> go.Figure:
             )  # fmt: skip
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(range=[0, 100], row=1, col=1)
-    losses = np.array([r.train_loss for records in runs.values() for r in records], dtype=float)
-    fig.update_yaxes(type="log", row=1, col=2, **log_ticks(losses))
+    fig.update_yaxes(type="log", row=1, col=2, **loss_axis)
+    if off_notes:  # under the panel's title: inside the frame it crossed the lines
+        title = fig.layout.annotations[1]
+        title.text += "<br><sup>▲ off the scale, up to " + ", ".join(off_notes) + "</sup>"
     fig.update_layout(
         height=380,
-        margin={"l": 10, "r": 10, "t": 40, "b": 40},
+        margin={"l": 10, "r": 10, "t": 60 if off_notes else 40, "b": 40},
         legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0},
     )
     return fig
