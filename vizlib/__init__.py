@@ -16,6 +16,7 @@ _SUBMODULES = (
     "attention",
     "attribution",
     "conv",
+    "effective_field",
     "data",
     "device",
     "embedding",

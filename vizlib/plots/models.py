@@ -1,16 +1,24 @@
-"""Figures for the models pages: per-layer parameters and multiply-adds, receptive fields,
-batching timings."""
+"""Figures for the models pages: per-layer parameters and multiply-adds, receptive fields
+(theoretical and effective), batching timings."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from vizlib.receptive import field_text
 
-__all__ = ["plot_batch_timing", "plot_layer_costs", "plot_receptive_fields"]
+__all__ = [
+    "plot_batch_timing",
+    "plot_effective_field",
+    "plot_effective_growth",
+    "plot_layer_costs",
+    "plot_receptive_fields",
+]
 
 
 def plot_layer_costs(rows: list[dict[str, Any]], *, log_x: bool = False) -> go.Figure:
@@ -153,6 +161,139 @@ def plot_receptive_fields(rows: list[dict[str, Any]], image_size: tuple[int, int
         showlegend=show_legend,
         legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"},
         margin={"l": 10, "r": 10, "t": 70 + (30 if show_legend else 0), "b": 40},
+    )
+    return fig
+
+
+def plot_effective_field(
+    gradient: np.ndarray,
+    box: tuple[int, int, int, int],
+    *,
+    share: float = 0.9,
+    log: bool = False,
+    title: str = "Effective receptive field",
+) -> go.Figure:
+    """Return a heatmap of an effective receptive field over the input, with the theoretical
+    field's box and the outline of the pixels that hold ``share`` of the gradient.
+
+    gradient: (H, W), non-negative, input pixels (``vizlib.effective_field``); shown relative to
+    its largest value, on a log10 colour scale (floor 1e-4) with ``log``. box: (top, left,
+    bottom, right) inclusive, input pixels, may reach outside the image.
+    """
+    g = np.asarray(gradient, dtype=np.float64)  # (H, W)
+    h, w = g.shape
+    peak = g.max()
+    rel = g / peak if peak > 0 else g  # (H, W) in [0, 1]
+    if log:
+        z = np.log10(np.maximum(rel, 1e-4))
+        colorbar = {
+            "title": {"text": "relative", "side": "right"},
+            "tickvals": [-4, -3, -2, -1, 0],
+            "ticktext": ["≤0.0001", "0.001", "0.01", "0.1", "1"],
+        }
+        zmin, zmax = -4.0, 0.0
+    else:
+        z, zmin, zmax = rel, 0.0, 1.0
+        colorbar = {"title": {"text": "relative", "side": "right"}}
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            customdata=rel,
+            colorscale="Viridis",
+            zmin=zmin,
+            zmax=zmax,
+            colorbar=colorbar,
+            hovertemplate="row %{y}, column %{x}<br>gradient %{customdata:.3g} of the largest"
+            "<extra></extra>",
+        )
+    )
+    if peak > 0:
+        values = np.sort(g.ravel())[::-1]
+        needed = int(np.searchsorted(np.cumsum(values), share * values.sum() * (1 - 1e-12)) + 1)
+        inside = (g >= values[needed - 1]).astype(float)  # (H, W) 1 on the pixels holding share
+        fig.add_trace(
+            go.Contour(
+                z=inside,
+                contours={"start": 0.5, "end": 0.5, "size": 1, "coloring": "none"},
+                line={"color": "white", "width": 2, "dash": "dot"},
+                showscale=False,
+                hoverinfo="skip",
+                name=f"pixels holding {share:.0%} of the gradient",
+                showlegend=True,
+            )
+        )
+    top, left, bottom, right = box
+    fig.add_trace(  # the theoretical box as a trace, so that the legend names it
+        go.Scatter(
+            x=[left - 0.5, right + 0.5, right + 0.5, left - 0.5, left - 0.5],
+            y=[top - 0.5, top - 0.5, bottom + 0.5, bottom + 0.5, top - 0.5],
+            mode="lines",
+            line={"color": "#e45756", "width": 2},
+            name=f"theoretical field ({bottom - top + 1}×{right - left + 1} px)",
+            hoverinfo="skip",
+        )
+    )
+    fig.update_layout(
+        title={"text": title, "font": {"size": 15}},
+        height=min(640, max(380, 3 * h + 140)),
+        xaxis={"title": "column (input px)", "range": [-0.5, w - 0.5], "constrain": "domain"},
+        yaxis={
+            "title": "row (input px)",
+            "range": [h - 0.5, -0.5],
+            "scaleanchor": "x",
+            "constrain": "domain",
+        },
+        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"},
+        margin={"l": 10, "r": 10, "t": 90, "b": 40},
+    )
+    return fig
+
+
+def plot_effective_growth(rows: list[dict[str, Any]], *, share: float = 0.9) -> go.Figure:
+    """Return, layer by layer, the side of the theoretical field inside the image beside the
+    side of the pixels holding ``share`` of the effective field's gradient (each as the side of a
+    square of that many pixels).
+
+    rows: one dict per layer in call order with name, type, field_px (theoretical field's
+    pixels inside the image) and effective_px (pixels holding ``share`` of the gradient).
+    """
+    labels = [f"{r['name']} ({r['type']})" for r in rows]
+    theory = [math.sqrt(r["field_px"]) for r in rows]
+    effective = [math.sqrt(r["effective_px"]) for r in rows]
+    ratio = [r["effective_px"] / r["field_px"] if r["field_px"] else float("nan") for r in rows]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=labels,
+            y=theory,
+            customdata=[[r["field_px"]] for r in rows],
+            mode="lines+markers",
+            name="theoretical field (inside the image)",
+            line={"color": "#e45756"},
+            hovertemplate="%{x}<br>theoretical field: %{customdata[0]:,} px "
+            "(a square of side %{y:.1f})<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=labels,
+            y=effective,
+            customdata=[[r["effective_px"], q] for r, q in zip(rows, ratio, strict=True)],
+            mode="lines+markers",
+            name=f"pixels holding {share:.0%} of the gradient",
+            line={"color": "#4c78a8"},
+            hovertemplate=f"%{{x}}<br>{share:.0%} of the gradient in %{{customdata[0]:,}} px "
+            "(a square of side %{y:.1f})<br>%{customdata[1]:.0%} of the theoretical field"
+            "<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title={"text": "Effective against theoretical field, layer by layer", "font": {"size": 15}},
+        height=420,
+        xaxis={"title": "layer (in call order)", "tickangle": -45},
+        yaxis={"title": "side of a square of that area (input px)", "rangemode": "tozero"},
+        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"},
+        margin={"l": 10, "r": 10, "t": 90, "b": 40},
     )
     return fig
 
