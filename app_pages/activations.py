@@ -176,6 +176,34 @@ if summary["nonfinite"]:
         f"{summary['nonfinite'][0]}: everything after them is unreliable.",
         icon=":material/error:",
     )
+if gradients and summary["grad_nonfinite_at"] and not summary["nonfinite"]:
+    # finite outputs, non-finite gradients: nothing in the figures says so (the RMS is a gap)
+    broken = summary["grad_nonfinite"]
+    at, after = summary["grad_nonfinite_at"]
+    values = sum(r["grad_nonfinite"] for r in rows)
+    modules = dict(loaded.model.named_modules())  # a second call's row: "name (call 2)"
+    weighted = [
+        b for b in broken if next(modules[b.split(" (call ")[0]].parameters(), None) is not None
+    ]
+    st.warning(
+        f"Every output is a number, but the gradient is not: {values:,} NaN or infinite "
+        f"gradient value(s) in {len(broken)} layer(s) ({', '.join(broken[:3])}"
+        + (f" and {len(broken) - 3} more" if len(broken) > 3 else "")
+        + f"). The backward pass stops giving numbers at {at}'s output, so what comes after "
+        + (f"it, up to {after}," if after else "it (the loss)")
+        + " has a backward pass that is undefined at these values (a square root or a "
+        "logarithm at 0, a NaN in the branch torch.where did not pick) or overflows float32. "
+        + (
+            f"A training step on these images would write NaN or inf into the weights of "
+            f"{', '.join(weighted)}"
+            if weighted
+            else "None of these layers has weights and the layers before them get finite "
+            "gradients (a ReLU passes nothing back where it put out 0), so this time a "
+            "training step would leave the weights numbers"
+        )
+        + "; their gradient RMS is left out of the figure.",
+        icon=":material/error:",
+    )
 st.markdown(
     f"**{meta['name']}**: {len(rows)} layers measured over {set_label(source, n)}"
     + (f"; gradients of the cross-entropy loss for {targets}." if gradients else ".")
@@ -197,7 +225,8 @@ with st.expander("How to read these panels", icon=":material/help:"):
 - **Gradient RMS**: the size of the loss's gradient with respect to each layer's output, what
   that layer's weights learn from. The backward pass runs from the last layer to the first: a
   gradient that falls by orders of magnitude towards the first layers is vanishing (they hardly
-  learn), one that grows is exploding. A missing point is a gradient of exactly 0.
+  learn), one that grows is exploding. A missing point is a gradient of exactly 0, or one
+  with NaN or infinite values (a warning above says where).
 - **At initialisation**: the same architecture with the random weights its training began
   from. Where its lines differ from the trained network's is what training changed. Its
   BatchNorm layers have no statistics yet and, measured in eval mode as here, pass their input
@@ -324,6 +353,9 @@ COLUMNS = {
     "nonfinite": st.column_config.NumberColumn("NaN/inf", help="NaN and infinite values"),
     "grad_rms": st.column_config.NumberColumn(
         "Grad RMS", format="%.3g", help="Root mean square of the loss's gradient"
+    ),
+    "grad_nonfinite": st.column_config.NumberColumn(
+        "Grad NaN/inf", help="NaN and infinite values of the loss's gradient"
     ),
 }
 frames = {}

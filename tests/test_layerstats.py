@@ -346,3 +346,55 @@ def test_a_model_on_the_gpu_gives_the_cpus_statistics():
     assert _hooks_left(gpu) == 0
     with pytest.raises(ValueError, match="never moved"):
         layer_statistics(cpu, x, device="cuda")
+
+
+class _WhereSqrt(nn.Module):
+    """sqrt(x) where x > 0, else 0: finite outputs, but the unpicked branch's sqrt(x < 0) is
+    NaN, and its backward (0 / (2 NaN)) is NaN too."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.where(x > 0, x.sqrt(), torch.zeros_like(x))
+
+
+class _Sqrt(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sqrt()  # d/dx at 0 is 1 / (2 * 0) = inf
+
+
+class _Flat(nn.Module):
+    def __init__(self, *layers: nn.Module) -> None:
+        super().__init__()
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.flatten(1))  # (N, 4)
+
+
+def test_non_finite_gradients_are_counted_where_the_outputs_are_finite():
+    """The counts worked out by hand: torch.where's NaN branch makes every entry of the first
+    Linear's output at or below 0 a NaN gradient; sqrt(relu(x)) gives an infinite gradient at
+    each ReLU zero, which the ReLU's own backward then sets to 0 (the Linear before it is
+    spared)."""
+    torch.manual_seed(0)
+    x = torch.randn(5, 1, 2, 2, generator=torch.Generator().manual_seed(1))  # (5, 4) flat
+    y = torch.tensor([0, 1, 2, 0, 1])
+    model = _Flat(nn.Linear(4, 6), _WhereSqrt(), nn.Linear(6, 3)).eval().requires_grad_(False)
+    stats = layer_statistics(model, x, y)
+    first = model.net[0](x.flatten(1))  # (5, 6)
+    assert [r["nonfinite"] for r in stats.rows] == [0, 0, 0]  # every output a number
+    assert [r["grad_nonfinite"] for r in stats.rows] == [int((first <= 0).sum()), 0, 0]
+    assert 0 < stats.rows[0]["grad_nonfinite"] < first.numel()  # some positive, some not
+    assert math.isnan(stats.rows[0]["grad_rms"]) and math.isfinite(stats.rows[1]["grad_rms"])
+    summary = depth_summary(stats.rows)
+    assert summary["grad_nonfinite"] == ["net.0"] and summary["nonfinite"] == []
+    assert summary["grad_nonfinite_at"] == ("net.0", "net.1")  # between them: the where
+
+    relu = _Flat(nn.Linear(4, 6), nn.ReLU(), _Sqrt(), nn.Linear(6, 3)).eval().requires_grad_(False)
+    stats = layer_statistics(relu, x, y)
+    zeros = int((F.relu(relu.net[0](x.flatten(1))) == 0).sum())
+    assert [r["grad_nonfinite"] for r in stats.rows] == [0, zeros, 0, 0] and zeros > 0
+    assert depth_summary(stats.rows)["grad_nonfinite_at"] == ("net.1", "net.2")
+    # without gradients nothing is counted; a healthy model has none
+    assert layer_statistics(relu, x, gradients=False).rows[1]["grad_nonfinite"] == 0
+    healthy = depth_summary(layer_statistics(_Flat(*_mlp()), x, y).rows)
+    assert healthy["grad_nonfinite"] == [] and healthy["grad_nonfinite_at"] is None

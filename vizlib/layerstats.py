@@ -5,7 +5,7 @@ One pass over a batch of images records, for every leaf module (and ``nn.Multihe
 one), its output's mean, standard deviation, range, share of exact zeros, channels that are zero
 for every image (dead units), non-finite values, a random sample of the values for histograms,
 and, with ``gradients=True``, the root mean square of the loss's gradient with respect to that
-output. Hooks live only for the pass, on the calling thread; the model is not changed.
+output and how many of its values are NaN or infinite. Hooks live only for the pass, on the calling thread; the model is not changed.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ class _Running:
     alive: torch.Tensor | None = None  # (channels,) bool: non-zero somewhere, some image
     grad_sq: float = 0.0
     grad_count: int = 0
+    grad_nonfinite: int = 0  # NaN and infinite gradient values
     samples: list[np.ndarray] = field(default_factory=list)
 
     def add(self, out: torch.Tensor, take: int, generator: torch.Generator) -> None:
@@ -106,8 +107,10 @@ class _Running:
     def add_grad(self, grad: torch.Tensor) -> None:
         g = grad.detach()
         finite = torch.isfinite(g)
+        bad = int((~finite).sum())
+        self.grad_nonfinite += bad
         # a NaN or infinite gradient makes the RMS NaN (it is not a number to draw)
-        self.grad_sq += _sum_of_squares(g) if bool(finite.all()) else math.nan
+        self.grad_sq += math.nan if bad else _sum_of_squares(g)
         self.grad_count += grad.numel()
 
     def row(self, name: str, gradients: bool) -> dict[str, Any]:
@@ -129,6 +132,7 @@ class _Running:
                 if gradients and self.grad_count
                 else math.nan
             ),
+            "grad_nonfinite": self.grad_nonfinite,
         }
 
 
@@ -140,7 +144,9 @@ class LayerStatistics:
     name; "name (call 2)" for a module called again, as torchvision's ResNet blocks call their
     ReLU twice), type, output_shape (one image's), mean, std, min, max (over the finite values),
     zero_fraction, channels, dead_channels (channels zero at every position of every image),
-    nonfinite (NaN and infinite values) and grad_rms (NaN without gradients).
+    nonfinite (NaN and infinite values), grad_rms (NaN without gradients, or with a
+    non-finite gradient value) and grad_nonfinite (the gradient's NaN and infinite values; 0
+    without gradients).
     samples: layer -> up to ``sample_size`` of its finite output values, drawn at random
     (float32), for histograms.
     targets: "labels" or "predicted": what the loss of the gradients was taken against.
@@ -256,7 +262,12 @@ def layer_statistics(
 def depth_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Return what a reader should know first about ``layer_statistics``'s rows (forward order).
 
-    nonfinite: the layers with NaN or infinite outputs. no_gradient: those whose gradient is
+    nonfinite: the layers with NaN or infinite outputs. grad_nonfinite: those with NaN or
+    infinite gradient values; grad_nonfinite_at: the last of them in the forward pass (the
+    first the backward pass reaches, where the gradient stopped being a number) and the layer
+    after it (None for the last layer): an operation between the two has a backward pass that
+    is undefined at these values (a square root at 0) or overflows, finite outputs or not;
+    None when every gradient is finite. no_gradient: those whose gradient is
     exactly 0 (nothing of the loss depends on them). saturated: True when the last layer (the
     logits) itself gets a gradient of exactly 0: every image's target class has probability 1 to
     float32 precision, so the loss and every layer's gradient are 0. dead: (layer, dead, channels)
@@ -268,8 +279,15 @@ def depth_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """
     first, last = (rows[0], rows[-1]) if rows else ({}, {})
     g_first, g_last = first.get("grad_rms", math.nan), last.get("grad_rms", math.nan)
+    broken = [i for i, r in enumerate(rows) if r.get("grad_nonfinite", 0)]
+    broken_at = None  # the backward pass runs last to first: the deepest is where it began
+    if broken:
+        i = broken[-1]
+        broken_at = (rows[i]["layer"], rows[i + 1]["layer"] if i + 1 < len(rows) else None)
     return {
         "nonfinite": [r["layer"] for r in rows if r["nonfinite"]],
+        "grad_nonfinite": [rows[i]["layer"] for i in broken],
+        "grad_nonfinite_at": broken_at,
         "no_gradient": [r["layer"] for r in rows if r["grad_rms"] == 0],
         "saturated": g_last == 0,
         "dead": [

@@ -233,3 +233,53 @@ def test_vit_b_16s_long_layer_names_are_shortened_in_the_table_not_in_the_csv(do
     assert any("… stands for encoder.layers.encoder_layer_" in c.value for c in at.caption)
     table = pd.read_csv(io.BytesIO(downloads["vit_b_16_activation_statistics.csv"]))
     assert "encoder.layers.encoder_layer_11.self_attention" in set(table["layer"])
+
+
+def test_finite_outputs_with_non_finite_gradients_get_a_warning_naming_the_layers(downloads):
+    """Uploaded lenet_digits weights (finite, so accepted) whose fc1 bias of -1e6 leaves relu3
+    all 0 and whose fc2 weights of +-3e38 then sum to -6e38 in the backward pass: every output
+    is a number (logits = fc2's bias) but relu3's gradient is -inf for the even digits. The
+    page said nothing and showed a gap in the gradient panel."""
+    import torch
+
+    from tests.pages.test_learned_filters import lenet_upload
+
+    def overflow(state: dict) -> None:
+        state["fc1.bias"][:] = -1e6
+        sign = torch.tensor([1.0 if k % 2 == 0 else -1.0 for k in range(10)])
+        state["fc2.weight"][:] = 3e38 * sign[:, None]
+        state["fc2.bias"][:] = 0.0
+        state["fc2.bias"][1] = 50.0  # every image answers 1 (odd): the even digits overflow
+
+    at = opened_with(PAGE, {"model": "upload"})
+    at.selectbox(key="activations.upload_arch").set_value("lenet_digits")
+    at.get("file_uploader")[0].upload("nan.safetensors", lenet_upload(overflow), "").run()
+    at.slider(key="activations.n").set_value(32).run()
+    assert not at.exception and not errors(at)
+    warning = next(w.value for w in at.warning if "but the gradient is not" in w.value)
+    table = pd.read_csv(io.BytesIO(downloads["upload_lenet_digits_activation_statistics.csv"]))
+    trained = table[table["network"] == "trained"].set_index("layer")
+    bad = int(trained.loc["relu3", "grad_nonfinite"])
+    assert bad > 0 and trained["grad_nonfinite"].drop("relu3").eq(0).all()
+    assert trained["nonfinite"].eq(0).all()
+    assert f"{bad:,} NaN or infinite gradient value(s) in 1 layer(s) (relu3)" in warning
+    assert "at relu3's output, so what comes after it, up to fc2," in warning
+    assert "None of these layers has weights" in warning  # relu3 has none; fc1 gets zeros
+
+    def through(state: dict) -> None:  # relu3 = 1e-30 everywhere: logits of +-6e10, finite
+        overflow(state)
+        state["fc1.weight"][:] = 0.0
+        state["fc1.bias"][:] = 1e-30
+        state["fc2.bias"][:] = 0.0  # the even classes win: the odd digits' gradients overflow
+
+    at.get("file_uploader")[0].upload("nan.safetensors", lenet_upload(through), "").run()
+    assert not at.exception and not errors(at)
+    warning = next(w.value for w in at.warning if "but the gradient is not" in w.value)
+    # the ReLU passes the inf on (relu3 > 0), fc1's zero weights make it NaN (0 * inf), and
+    # the NaN runs back to conv1: the layers with weights are named
+    assert "in 9 layer(s) (conv1, pool1, relu1 and 6 more)" in warning
+    assert "at relu3's output" in warning
+    assert "would write NaN or inf into the weights of conv1, conv2, fc1;" in warning
+    # the healthy shipped weights: no such warning
+    healthy = opened_with(PAGE, {"model": "lenet_digits"})
+    assert not any("but the gradient is not" in w.value for w in healthy.warning)
