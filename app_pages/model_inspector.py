@@ -3,15 +3,27 @@ torchvision or uploaded model; transformer building blocks; why batching matters
 
 from __future__ import annotations
 
+import threading
+
+import numpy as np
 import pandas as pd
 import streamlit as st
 import torch
 
 import ui
-from ui import links
-from vizlib import receptive, summary, zoo
+from ui import count_slider, links
+from ui.inside_cnns import image_set, image_set_picker
+from vizlib import effective_field, receptive, summary, zoo
 from vizlib.data import available_datasets
-from vizlib.plots.models import plot_batch_timing, plot_layer_costs, plot_receptive_fields
+from vizlib.plots import to_npy_bytes
+from vizlib.plots.models import (
+    OUTLINE_MAX_PIXELS,
+    plot_batch_timing,
+    plot_effective_field,
+    plot_effective_growth,
+    plot_layer_costs,
+    plot_receptive_fields,
+)
 
 st.title("Model Inspector")
 st.caption(
@@ -30,7 +42,13 @@ ARCHITECTURES = zoo.upload_architectures()
 # (a zoo name, or "upload", which opens the uploader: the file itself never goes into a link)
 PAGE_SETTINGS: links.Table = {"log": (P + "log", False, (False, True))}
 BATCH_SETTINGS: links.Table = {"n": (P + "n", 2_500, (10, 10_000))}  # "Time it" stays a button
-LINK_KEYS = {"model", *PAGE_SETTINGS, *BATCH_SETTINGS}
+CENTRE, CORNER = "centre", "top-left corner"
+ERF_SETTINGS: links.Table = {
+    "erf_unit": (P + "erf.unit", CENTRE, (CENTRE, CORNER)),
+    "erf_log": (P + "erf.log", False, (False, True)),
+}
+ERF_SHARE = 0.9  # the share of the gradient whose pixels are counted and outlined
+LINK_KEYS = {"model", "erf_layer", *PAGE_SETTINGS, *BATCH_SETTINGS, *ERF_SETTINGS}
 # longest layer name shown whole: longer ones lose their shared start to "…" (the CSV keeps it).
 # 22 and not 24 ("…layer_10.self_attention"): the grid sizes a column from its first 9 rows and
 # its last, so a name further down wider than those is cut; vit_b_16's shortened names (at most
@@ -58,6 +76,248 @@ def upload_layer_rows(digest: str, architecture: str, device: str) -> list[dict]
     model, meta, lock = ui.uploaded_model(digest, architecture, device, None)
     with lock:  # layer_table registers hooks on the shared model
         return summary.layer_table(model, meta["input_size"])
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def layer_effective_field(
+    key: tuple, _model: torch.nn.Module, _images: torch.Tensor, _lock: threading.Lock
+) -> effective_field.EffectiveField:
+    """Effective receptive field for key = (model key, device, layer, image set, images, unit
+    mode), computed once: moving between layers and back repeats no pass."""
+    _, _, layer, _, _, corner = key
+    with _lock:  # a hook on the shared model
+        return effective_field.effective_receptive_field(
+            _model, layer, _images, unit=(0, 0) if corner else None
+        )
+
+
+def spatial_rows(rows: list[dict]) -> list[dict]:
+    """The layer-table rows whose output is a feature map with a receptive field in pixels."""
+    return [
+        r
+        for r in rows
+        if r["output_shape"]
+        and len(r["output_shape"]) == 4
+        and isinstance(r["receptive_field"], tuple)
+    ]
+
+
+def field_steps(layers: list[dict]) -> list[dict]:
+    """The rows of ``layers`` whose field (size, jump or start) differs from the row before:
+    the convolutions and poolings that grow it and the residual merges that widen it, without
+    the norms and activations that repeat it."""
+    steps: list[dict] = []
+    for r in layers:
+        field = (r["receptive_field"], r["jump"], r["rf_start"])
+        if not steps or field != (
+            steps[-1]["receptive_field"],
+            steps[-1]["jump"],
+            steps[-1]["rf_start"],
+        ):
+            steps.append(r)
+    return steps
+
+
+def inside_image(box: tuple[int, int, int, int], image_hw: tuple[int, int]) -> int:
+    """Pixels of a (top, left, bottom, right) box inside an image of (H, W)."""
+    top, left, bottom, right = box
+    rows = max(0, min(bottom, image_hw[0] - 1) - max(top, 0) + 1)
+    cols = max(0, min(right, image_hw[1] - 1) - max(left, 0) + 1)
+    return rows * cols
+
+
+@st.fragment
+@links.parked  # its reruns skip the app's router, which parks for full runs
+def effective_field_section(
+    model_key: str, model: torch.nn.Module, meta: dict, rows: list[dict], lock: threading.Lock
+) -> None:
+    st.subheader("Effective receptive field")
+    st.caption(
+        "The table's field is every pixel that *can* change a unit. How much each one *does* is "
+        "the gradient of the unit with respect to the input image (Luo et al., 2016): here the "
+        "unit's value summed over the layer's channels, the gradient's size summed over the "
+        "input's colour channels and averaged over the images. It falls off from the centre "
+        "of the box, so most of the influence comes from a small part of it, and that part "
+        "shrinks relative to the box as layers are stacked."
+    )
+    layers = spatial_rows(rows)
+    if not layers:
+        st.info("No layer of this model outputs a feature map with a receptive field in pixels.")
+        return
+    image_hw = tuple(int(v) for v in meta["input_size"][1:])
+    names = [r["name"] for r in layers]
+    # by default the deepest layer of the main path (not a shortcut, whose field is smaller than
+    # one met before it) that grows the field while it still fits in the image, on a map with a
+    # centre (3 x 3 or more): the falling-off shows whole
+    fitting, largest = [], (0, 0)
+    for r in field_steps(layers):
+        size = r["receptive_field"]
+        branch = any(f < m for f, m in zip(size, largest, strict=True))
+        largest = tuple(max(f, m) for f, m in zip(size, largest, strict=True))
+        if not branch and all(f <= s for f, s in zip(size, image_hw, strict=True)):
+            if min(r["output_shape"][2:]) >= 3:
+                fitting.append(r["name"])
+    table = ERF_SETTINGS | {"erf_layer": (P + "erf.layer", (fitting or names)[-1], tuple(names))}
+    for warning in links.load_settings(table, prefix=P, from_link=links.first_visit(P + "erf.")):
+        st.warning(warning, icon=":material/link_off:")
+    by_name = {r["name"]: r for r in layers}
+    c1, c2 = st.columns([3, 2])
+    layer = c1.selectbox(
+        "Layer",
+        names,
+        key=P + "erf.layer",
+        format_func=lambda n: (
+            f"{n} ({by_name[n]['type']}, field "
+            f"{receptive.field_text(by_name[n]['receptive_field'])} px)"
+        ),
+        help="The layers whose output is a feature map, in call order, with their theoretical "
+        "field. A module used more than once is taken at its last use, as in the table.",
+    )
+    corner = (
+        c2.radio(
+            "Unit",
+            (CENTRE, CORNER),
+            key=P + "erf.unit",
+            horizontal=True,
+            help="The feature map's centre unit (the upper left of the centre four of an even "
+            "map), or unit (0, 0), whose field reaches into the padding: only the part inside "
+            "the image has pixels to respond to.",
+        )
+        == CORNER
+    )
+    source = image_set_picker(P + "erf", meta, samples=True)
+    try:
+        images = image_set(source, meta)[0] if source else None
+    except ValueError as err:
+        st.error(str(err))
+        images = None
+    if images is None:
+        links.save_settings(table, prefix=P, keep=LINK_KEYS)
+        return
+    small = int(np.prod(image_hw)) <= 64 * 64
+    n = count_slider(
+        "Images averaged",
+        1,
+        min(len(images), 256 if small else 32),
+        64 if small else 4,
+        key=P + "erf.n",
+        help="More images give a smoother map; each takes one forward and one backward pass.",
+    )
+    log = st.toggle(
+        "Logarithmic colour",
+        key=P + "erf.log",
+        help="Colour by the logarithm of the gradient, down to 1/10,000 of its largest value: "
+        "the tails of the fall-off show, and so does where the gradient is exactly zero.",
+    )
+    links.save_settings(table, prefix=P, keep=LINK_KEYS)
+    chosen = images[:n]
+    key = (model_key, str(ui.current_device()), layer, source, n, corner)
+    try:
+        with st.spinner(f"{n} forward and backward passes to {layer}…", show_time=True):
+            field = layer_effective_field(key, model, chosen, lock)
+    except (ValueError, RuntimeError) as err:
+        st.error(f"Could not compute the effective receptive field of {layer}: {err}")
+        return
+    row = by_name[layer]
+    box = effective_field.field_box(
+        row["receptive_field"], row["jump"], row["rf_start"], field.unit
+    )
+    field_px = inside_image(box, image_hw)
+    needed = effective_field.gradient_share(field.gradient, ERF_SHARE)
+    m1, m2 = st.columns(2)
+    m1.metric(
+        "Theoretical field",
+        f"{box[2] - box[0] + 1}×{box[3] - box[1] + 1} px",
+        help=f"Rows {box[0]} to {box[2]}, columns {box[1]} to {box[3]} of the input for unit "
+        f"{field.unit} of {layer}'s {field.map_size[0]}×{field.map_size[1]} map "
+        f"({field_px:,} of its pixels inside the image).",
+    )
+    m2.metric(
+        f"Pixels holding {ERF_SHARE:.0%} of the gradient",
+        f"{needed:,} px",
+        f"{needed / field_px:.0%} of the field inside the image" if field_px else None,
+        delta_color="off",
+        delta_arrow="off",
+        help="The fewest pixels, largest gradient first, whose gradient adds up to "
+        f"{ERF_SHARE:.0%} of the total"
+        + (" (outlined in white)." if field.gradient.size <= OUTLINE_MAX_PIXELS else "."),
+    )
+    st.plotly_chart(
+        plot_effective_field(
+            field.gradient,
+            box,
+            share=ERF_SHARE,
+            log=log,
+            title=f"{layer}, unit {field.unit}: gradient over {field.images} images",
+        ),
+        key=P + "erf.map",
+    )
+    st.download_button(
+        "Download the map (NPY, H×W: mean |gradient| per input pixel)",
+        to_npy_bytes(field.gradient),
+        file_name=f"{ui.file_stem(meta.get('name') or 'model')}_{layer}_effective_field.npy",
+        key=P + "erf.download_map",
+        on_click="ignore",  # no rerun: a second download is not cancelled by the first's
+    )
+
+    st.markdown("**Layer by layer**")
+    steps = field_steps(layers)
+    st.caption(
+        f"The same measurement at each of the {len(steps)} layers where the theoretical field "
+        "changes (convolutions, poolings, residual merges; a norm or activation after one keeps "
+        f"its field): the box grows steadily, the part holding {ERF_SHARE:.0%} of the gradient "
+        "more slowly."
+    )
+    done = [r for r in steps if _cached(key, r["name"])]
+    if len(done) < len(steps) and not st.button(
+        f"Measure the {len(steps)} layers",
+        key=P + "erf.all",
+        icon=":material/stacked_line_chart:",
+    ):
+        return
+    growth = []
+    bar = st.progress(0.0, text="Measuring layer by layer…")
+    for i, r in enumerate(steps):
+        layer_key = (*key[:2], r["name"], *key[3:])
+        try:
+            f = layer_effective_field(layer_key, model, chosen, lock)
+        except (ValueError, RuntimeError) as err:
+            st.error(f"Could not compute the effective receptive field of {r['name']}: {err}")
+            return
+        b = effective_field.field_box(r["receptive_field"], r["jump"], r["rf_start"], f.unit)
+        growth.append(
+            {
+                "name": r["name"],
+                "type": r["type"],
+                "field_px": inside_image(b, image_hw),
+                "effective_px": effective_field.gradient_share(f.gradient, ERF_SHARE),
+            }
+        )
+        st.session_state.setdefault(P + "erf.done", set()).add(layer_key)
+        bar.progress((i + 1) / len(steps), text=f"Measured {r['name']} ({i + 1} of {len(steps)})")
+    bar.empty()
+    st.plotly_chart(plot_effective_growth(growth, share=ERF_SHARE), key=P + "erf.growth")
+    st.download_button(
+        "Download the layer by layer table (CSV, pixels)",
+        pd.DataFrame(growth)
+        .rename(
+            columns={
+                "name": "layer",
+                "field_px": "theoretical_field_px_inside_image",
+                "effective_px": f"px_holding_{round(ERF_SHARE * 100)}pct_of_gradient",
+            }
+        )
+        .to_csv(index=False),
+        file_name=f"{ui.file_stem(meta.get('name') or 'model')}_effective_fields.csv",
+        mime="text/csv",
+        key=P + "erf.download_growth",
+        on_click="ignore",  # no rerun: a second download is not cancelled by the first's
+    )
+
+
+def _cached(key: tuple, layer: str) -> bool:
+    """Whether this session has measured ``layer`` under ``key``'s other settings."""
+    return (*key[:2], layer, *key[3:]) in st.session_state.get(P + "erf.done", set())
 
 
 # ---- model choice -------------------------------------------------------------------------
@@ -95,7 +355,8 @@ if source == SOURCE_ZOO:
     st.query_params["model"] = name
     st.query_params.pop("arch", None)
     try:
-        model, meta, _lock = ui.cached_model(name, device)
+        model, meta, lock = ui.cached_model(name, device)
+        model_key = name
         with st.spinner(f"Running {name} once to record its layers…", show_time=True):
             rows = zoo_layer_rows(name, device)
     except (ValueError, RuntimeError) as err:
@@ -111,7 +372,8 @@ else:
         prompt="Upload a weights file to inspect it, or switch to a shipped model.",
     )
     if picked is not None:
-        architecture, digest, model, meta, _lock = picked
+        architecture, digest, model, meta, lock = picked
+        model_key = f"upload:{architecture}:{digest}"
         st.success(f"Loaded the weights into {architecture}: every key and shape matched.")
         try:
             with st.spinner("Running the upload once to record its layers…", show_time=True):
@@ -294,6 +556,8 @@ if meta is not None and rows is not None:
     st.plotly_chart(plot_layer_costs(rows, log_x=log_x), key="inspector.costs")
     if any(isinstance(r["receptive_field"], tuple) for r in rows):
         st.plotly_chart(plot_receptive_fields(rows, image_hw), key="inspector.fields")
+
+    effective_field_section(model_key, model, meta, rows, lock)
 
     with st.expander("print(model): torch's own description"):
         st.code(str(model), language="text")

@@ -207,3 +207,9 @@ def test_plots_draw_the_box_the_outline_and_the_sides():
     )
     assert list(growth.data[0].y) == [5.0, 10.0] and list(growth.data[1].y) == [3.0, 4.0]
     assert [c[1] for c in growth.data[1].customdata] == [0.36, 0.16]
+
+
+def test_no_outline_on_large_inputs_where_it_would_be_speckle():
+    g = np.random.default_rng(0).random((224, 224))
+    fig = plot_effective_field(g, (10, 10, 200, 200))
+    assert [type(t).__name__ for t in fig.data] == ["Heatmap", "Scatter"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+
+import numpy as np
 from streamlit.testing.v1 import AppTest
 
 
@@ -23,3 +26,17 @@ def opened_with(page: str, query: dict, *, timeout: float = 120) -> AppTest:
     at.run()
     assert not at.exception, at.exception
     return at
+
+
+def plotly_array(value: object) -> np.ndarray:
+    """A trace's array from a chart's JSON spec: a list, or plotly's typed array ({"dtype",
+    "bdata" in base64, and "shape" for more than one axis})."""
+    if isinstance(value, dict) and "bdata" in value:
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = value.get("shape")
+        if shape is None:
+            return flat
+        return flat.reshape(
+            [int(n) for n in str(shape).split(",")] if isinstance(shape, str) else shape
+        )
+    return np.asarray(value)

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save as save_safetensors
 from streamlit.testing.v1 import AppTest
 
-from tests.pages._shared import errors, link_warnings, opened_with
+from tests.pages._shared import errors, link_warnings, opened_with, plotly_array
 
 PAGE = "../../app_pages/model_inspector.py"
 
@@ -73,7 +73,12 @@ def test_lenet_receptive_fields_in_the_layer_table():
     assert (fields[["fc1", "relu3", "fc2"]] == "whole image").all()
     assert any("each unit of this layer sees an R x R patch" in c.value for c in at.caption)
     assert not any("see more than" in i.value for i in at.info)  # 22 px < 28 px
-    assert len(at.get("plotly_chart")) == 2  # costs and receptive fields
+    # costs, receptive fields, and the effective field of the default layer
+    assert [c.key for c in at.get("plotly_chart")] == [
+        "inspector.costs",
+        "inspector.fields",
+        "inspector.erf.map",
+    ]
 
 
 def test_residual_and_vit_fields_and_a_field_larger_than_the_input(tmp_path, monkeypatch):
@@ -398,8 +403,14 @@ def test_the_totals_are_two_a_row_so_vgg16s_numbers_fit(tmp_path, monkeypatch):
     at = _linked({"model": "vgg16"})
     assert not errors(at)
     assert _metrics(at)["Multiply-adds per sample"] == "15,470,264,320"
-    rows = [col for col in at.columns if len(col.get("metric"))]
-    assert len(rows) == 4 and {col.weight for col in rows} == {0.5}
+    totals = [col for col in at.columns if len(col.get("metric"))][:4]  # then the field's two
+    assert [col.get("metric")[0].label for col in totals] == [
+        "Parameters",
+        "Multiply-adds per sample",
+        "Test accuracy (imagenet)",
+        "Input (C, H, W)",
+    ]
+    assert {col.weight for col in totals} == {0.5}
 
 
 def test_the_timing_chart_has_a_linear_axis_from_zero_per_device():
@@ -443,8 +454,9 @@ def test_a_loop_that_wins_is_called_slower_batched_not_0_4x_faster():
 def test_downloads_do_not_rerun_the_page():
     at = _run()
     at.button(key="inspector.time").click().run()
+    at.button(key="inspector.erf.all").click().run()
     buttons = at.get("download_button")
-    assert len(buttons) == 2 and all(b.proto.ignore_rerun for b in buttons)
+    assert len(buttons) == 4 and all(b.proto.ignore_rerun for b in buttons)
 
 
 def test_the_layer_table_fits_a_projector_in_two_tabs(downloads):
@@ -526,3 +538,67 @@ def test_vit_b_16_layer_names_lose_their_shared_start_and_the_csv_keeps_it(
         line.startswith("encoder.layers.encoder_layer_10.self_attention,MultiheadAttention,")
         for line in csv
     )
+
+
+def _chart(at: AppTest, key: str) -> dict:
+    return json.loads(next(c for c in at.get("plotly_chart") if c.key == key).proto.spec)
+
+
+def test_the_effective_field_matches_vizlib_and_measures_layer_by_layer():
+    import numpy as np
+
+    from vizlib import effective_field, zoo
+    from vizlib.data.datasets import load_dataset
+
+    at = _run()
+    assert not at.exception and not errors(at)
+    # the default: lenet's deepest layer growing the field inside the 28 px image on a map with
+    # a centre (conv2: 19 x 19 on 4 x 4; pool2 and relu2 have 2 x 2 maps)
+    assert at.selectbox(key="inspector.erf.layer").value == "conv2"
+    assert at.selectbox(key="inspector.erf.images").value == "digits"
+    model, meta = zoo.load_model("lenet_digits")
+    images = load_dataset("digits", "test", meta["input_size"][1:])[0][:64]
+    expected = effective_field.effective_receptive_field(model, "conv2", images)
+    heat = _chart(at, "inspector.erf.map")["data"][0]
+    np.testing.assert_allclose(
+        plotly_array(heat["customdata"]), expected.gradient / expected.gradient.max(), rtol=1e-6
+    )
+    metrics = _metrics(at)
+    assert metrics["Theoretical field"] == "19×19 px"
+    needed = effective_field.gradient_share(expected.gradient, 0.9)
+    assert metrics["Pixels holding 90% of the gradient"] == f"{needed:,} px"
+    # unit (1, 1) of conv2's 4 x 4 map: rows and columns 3 to 21 of the input
+    box = _chart(at, "inspector.erf.map")["data"][-1]
+    assert box["x"] == [2.5, 21.5, 21.5, 2.5, 2.5]
+    assert "inspector.erf.growth" not in [c.key for c in at.get("plotly_chart")]
+
+    at.button(key="inspector.erf.all").click().run()
+    assert not at.exception and not errors(at)
+    growth = _chart(at, "inspector.erf.growth")["data"]
+    assert growth[0]["x"] == [
+        "conv1 (Conv2d)",
+        "pool1 (MaxPool2d)",
+        "conv2 (Conv2d)",
+        "pool2 (MaxPool2d)",
+    ]
+    # theoretical fields inside the image: 5, 7, 19 and 22 px a side
+    assert growth[0]["y"] == [5.0, 7.0, 19.0, 22.0]
+    pool1 = effective_field.effective_receptive_field(model, "pool1", images)
+    assert growth[1]["customdata"][1][0] == effective_field.gradient_share(pool1.gradient, 0.9)
+    # measured once: the next run draws the chart without the button
+    at.toggle(key="inspector.erf.log").set_value(True).run()
+    assert "inspector.erf.growth" in [c.key for c in at.get("plotly_chart")]
+    assert _chart(at, "inspector.erf.map")["data"][0]["zmin"] == -4
+
+
+def test_the_corner_unit_and_the_layer_travel_in_the_link():
+    at = _linked({"model": "lenet_digits", "erf_layer": "conv1", "erf_unit": "top-left corner"})
+    assert not errors(at) and not link_warnings(at)
+    assert at.selectbox(key="inspector.erf.layer").value == "conv1"
+    assert "unit (0, 0)" in _chart(at, "inspector.erf.map")["layout"]["title"]["text"]
+    assert _metrics(at)["Theoretical field"] == "5×5 px"
+    at.selectbox(key="inspector.erf.layer").set_value("pool1").run()
+    assert at.query_params["erf_layer"] in ("pool1", ["pool1"])
+    bad = _linked({"model": "lenet_digits", "erf_layer": "fc1"})  # not a feature map
+    assert any("erf_layer=fc1" in w for w in link_warnings(bad))
+    assert bad.selectbox(key="inspector.erf.layer").value == "conv2"

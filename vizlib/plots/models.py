@@ -165,6 +165,9 @@ def plot_receptive_fields(rows: list[dict[str, Any]], image_size: tuple[int, int
     return fig
 
 
+OUTLINE_MAX_PIXELS = 64 * 64
+
+
 def plot_effective_field(
     gradient: np.ndarray,
     box: tuple[int, int, int, int],
@@ -178,7 +181,9 @@ def plot_effective_field(
 
     gradient: (H, W), non-negative, input pixels (``vizlib.effective_field``); shown relative to
     its largest value, on a log10 colour scale (floor 1e-4) with ``log``. box: (top, left,
-    bottom, right) inclusive, input pixels, may reach outside the image.
+    bottom, right) inclusive, input pixels, may reach outside the image. The outline is drawn
+    for inputs of up to ``OUTLINE_MAX_PIXELS``: on a larger one the pixels that hold the share
+    are scattered over the tail and their outline is speckle.
     """
     g = np.asarray(gradient, dtype=np.float64)  # (H, W)
     h, w = g.shape
@@ -207,7 +212,7 @@ def plot_effective_field(
             "<extra></extra>",
         )
     )
-    if peak > 0:
+    if peak > 0 and g.size <= OUTLINE_MAX_PIXELS:
         values = np.sort(g.ravel())[::-1]
         needed = int(np.searchsorted(np.cumsum(values), share * values.sum() * (1 - 1e-12)) + 1)
         inside = (g >= values[needed - 1]).astype(float)  # (H, W) 1 on the pixels holding share
