@@ -21,6 +21,7 @@ _SUBMODULES = (
     "effective_field",
     "embedding",
     "features",
+    "featureviz",
     "filters",
     "kernels",
     "layerstats",
