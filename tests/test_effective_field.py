@@ -213,3 +213,4 @@ def test_no_outline_on_large_inputs_where_it_would_be_speckle():
     g = np.random.default_rng(0).random((224, 224))
     fig = plot_effective_field(g, (10, 10, 200, 200))
     assert [type(t).__name__ for t in fig.data] == ["Heatmap", "Scatter"]
+    assert fig.layout.showlegend  # a lone trace's legend is hidden by default

@@ -248,6 +248,7 @@ def plot_effective_field(
             "scaleanchor": "x",
             "constrain": "domain",
         },
+        showlegend=True,  # also with the box alone: the legend says what the red line is
         legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"},
         margin={"l": 10, "r": 10, "t": 90, "b": 40},
     )
