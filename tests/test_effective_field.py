@@ -12,9 +12,12 @@ from vizlib import summary, zoo
 from vizlib.data.datasets import load_dataset
 from vizlib.effective_field import (
     centre_unit,
+    conv_stack,
     effective_receptive_field,
     field_box,
     gradient_share,
+    profile_spread,
+    stack_effective_field,
 )
 from vizlib.plots import plot_effective_field, plot_effective_growth
 
@@ -214,3 +217,44 @@ def test_no_outline_on_large_inputs_where_it_would_be_speckle():
     fig = plot_effective_field(g, (10, 10, 200, 200))
     assert [type(t).__name__ for t in fig.data] == ["Heatmap", "Scatter"]
     assert fig.layout.showlegend  # a lone trace's legend is hidden by default
+
+
+@pytest.mark.parametrize(
+    "layers",
+    [((3, 1, 1),) * 6, ((5, 1, 1), (3, 2, 1), (3, 1, 2)), ((7, 2, 1), (3, 1, 1), (2, 2, 3))],
+)
+def test_uniform_stacks_spread_as_convolved_boxes(layers):
+    # each layer's box of K taps D * J apart (J the jump before it) is a uniform distribution of
+    # variance (D J)^2 (K^2 - 1) / 12; the column profile is their convolution
+    field, box = stack_effective_field(layers, weights="uniform")
+    profile = field.gradient.sum(0)
+    expected, variance, jump = np.ones(1), 0.0, 1
+    for k, s, d in layers:
+        taps = np.zeros((k - 1) * d * jump + 1)
+        taps[:: d * jump] = 1.0 / k
+        expected = np.convolve(expected, taps)
+        variance += (d * jump) ** 2 * (k * k - 1) / 12
+        jump *= s
+    np.testing.assert_allclose(
+        profile[box[1] : box[3] + 1] / profile.sum(), expected, rtol=1e-5, atol=1e-9
+    )
+    assert profile_spread(profile)[1] == pytest.approx(np.sqrt(variance), rel=1e-5)
+    assert box == (jump, jump, jump + len(expected) - 1, jump + len(expected) - 1)
+    assert profile[: box[1]].sum() == 0 and profile[box[3] + 1 :].sum() == 0
+
+
+def test_random_stacks_are_seeded_and_relu_changes_them():
+    layers = ((3, 1, 1),) * 4
+    a, _ = stack_effective_field(layers, weights="random")
+    b, _ = stack_effective_field(layers, weights="random")
+    c, _ = stack_effective_field(layers, weights="random + ReLU")
+    np.testing.assert_array_equal(a.gradient, b.gradient)
+    assert not np.allclose(a.gradient, c.gradient)
+    relus = [type(m).__name__ for m in conv_stack(layers, weights="random + ReLU")]
+    assert relus == ["Conv2d", "ReLU"] * 3 + ["Conv2d"]
+    with pytest.raises(ValueError, match="weights must be one of"):
+        conv_stack(layers, weights="ones")
+    with pytest.raises(ValueError, match="more than the 1024"):
+        stack_effective_field(((31, 8, 8),) * 3)
+    with pytest.raises(ValueError, match="non-negative"):
+        profile_spread(np.zeros(4))

@@ -14,11 +14,17 @@ its magnitude summed over the input channels, averaged over images. ``gradient_s
 the pixels that hold a given share of it. Nothing in the model changes: the gradient is taken
 with ``torch.autograd.grad`` (no parameter's ``.grad`` is written), and the hook lives only for
 the pass, on the calling thread.
+
+``stack_effective_field`` repeats the paper's first experiment on a plain stack of convolutions
+(Fig. 1): uniform weights, random weights, random weights with ReLUs. With uniform weights each
+axis's profile is the kernel's box convolved with itself once per layer, which by the central
+limit theorem tends to a Gaussian whose width grows like the square root of the depth.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +35,21 @@ from ._hooks import forward_hooks
 from .features import model_device
 from .summary import _first_tensor
 
-__all__ = ["EffectiveField", "effective_receptive_field", "field_box", "gradient_share"]
+__all__ = [
+    "STACK_WEIGHTS",
+    "EffectiveField",
+    "conv_stack",
+    "effective_receptive_field",
+    "field_box",
+    "gradient_share",
+    "profile_spread",
+    "stack_effective_field",
+]
+
+# how the weights of ``conv_stack`` are set: every tap 1/(K^2 C) (each layer averages its
+# window), He-normal random, or He-normal random with a ReLU after every layer but the last
+STACK_WEIGHTS = ("uniform", "random", "random + ReLU")
+MAX_STACK_INPUT = 1024  # the largest input side ``stack_effective_field`` builds
 
 
 @dataclass(frozen=True)
@@ -161,3 +181,82 @@ def gradient_share(gradient: np.ndarray, share: float = 0.9) -> int:
         return 0
     cumulative = np.cumsum(values)
     return int(np.searchsorted(cumulative, share * total * (1 - 1e-12)) + 1)
+
+
+def conv_stack(
+    layers: Sequence[tuple[int, int, int]],
+    *,
+    weights: str = "uniform",
+    channels: int = 4,
+    seed: int = 0,
+) -> nn.Sequential:
+    """Return a stack of bias-free, unpadded convolutions, (kernel, stride, dilation) per layer,
+    first layer first, each with ``channels`` channels in and out (one input channel first).
+
+    weights: one of STACK_WEIGHTS; the random ones are seeded He-normal (std sqrt(2 / fan-in)).
+    """
+    if weights not in STACK_WEIGHTS:
+        raise ValueError(f"weights must be one of {', '.join(STACK_WEIGHTS)}, got {weights!r}")
+    if not layers:
+        raise ValueError("a stack needs at least one layer")
+    generator = torch.Generator().manual_seed(seed)
+    modules: list[nn.Module] = []
+    for i, (k, s, d) in enumerate(layers):
+        c_in = 1 if i == 0 else channels
+        conv = nn.Conv2d(c_in, channels, int(k), stride=int(s), dilation=int(d), bias=False)
+        with torch.no_grad():
+            if weights == "uniform":
+                conv.weight.fill_(1.0 / (int(k) ** 2 * c_in))
+            else:
+                std = math.sqrt(2.0 / (c_in * int(k) ** 2))
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * std)
+        modules.append(conv)
+        if weights == "random + ReLU" and i < len(layers) - 1:
+            modules.append(nn.ReLU())
+    return nn.Sequential(*modules).eval()
+
+
+def stack_effective_field(
+    layers: Sequence[tuple[int, int, int]],
+    *,
+    weights: str = "uniform",
+    channels: int = 4,
+    images: int = 16,
+    seed: int = 0,
+) -> tuple[EffectiveField, tuple[int, int, int, int]]:
+    """Return (the effective receptive field of the centre unit of ``conv_stack``'s output, its
+    theoretical box (top, left, bottom, right)) over seeded standard-normal noise images.
+
+    The square input holds the field with a margin of one jump (the product of the strides) on
+    each side, so that the centre unit's map is 3 x 3 and the zeros around the box show; its
+    side is at most MAX_STACK_INPUT pixels, else ValueError.
+    """
+    model = conv_stack(layers, weights=weights, channels=channels, seed=seed)
+    size, jump = 1, 1
+    for k, s, d in layers:
+        size += int(d) * (int(k) - 1) * jump
+        jump *= int(s)
+    side = size + 2 * jump
+    if side > MAX_STACK_INPUT:
+        raise ValueError(
+            f"the stack's field is {size} pixels: with its margin, {side} pixels a side is more "
+            f"than the {MAX_STACK_INPUT} this draws"
+        )
+    noise = torch.randn(images, 1, side, side, generator=torch.Generator().manual_seed(seed + 1))
+    last = str(len(model) - 1)
+    field = effective_receptive_field(model, last, noise, unit=(1, 1))
+    return field, field_box((size, size), (jump, jump), (0, 0), field.unit)
+
+
+def profile_spread(profile: np.ndarray) -> tuple[float, float]:
+    """Return (mean, standard deviation) in pixels of a 1-D profile read as a distribution.
+
+    profile: (L,), non-negative, not all zero.
+    """
+    p = np.asarray(profile, dtype=np.float64)
+    if p.ndim != 1 or p.sum() <= 0 or (p < 0).any():
+        raise ValueError("a profile is one non-negative, not all zero row of values")
+    x = np.arange(len(p), dtype=np.float64)
+    weights = p / p.sum()
+    mean = float((weights * x).sum())
+    return mean, float(math.sqrt((weights * (x - mean) ** 2).sum()))

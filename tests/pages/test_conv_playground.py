@@ -62,7 +62,9 @@ def test_defaults_show_sizes_params_and_every_section(at):
     assert "y[2] = a[0]·b[2] + a[1]·b[1] + a[2]·b[0] = 1·1 + 1·1 + 1·1 = 3" in text  # dice
     assert "y = (7, 12, 17)" in text
     assert "Every one of the 49 input cells is read" in [s.value for s in at.success][0]
-    assert len(at.get("plotly_chart")) == 3  # animation, coverage, input/kernel/output
+    # animation, coverage, the stack's effective field and its profile, input/kernel/output
+    assert [c.key for c in at.get("plotly_chart")][2:4] == ["conv.stack_erf", "conv.stack_profile"]
+    assert len(at.get("plotly_chart")) == 5
 
 
 def test_worked_example_3x32x32(at):
@@ -770,3 +772,30 @@ def test_a_colour_output_3_pixels_wide_downloads_as_that_rgb_image(downloads):
     out = np.stack([_correlate(pixels[..., c] / 255, laplacian) for c in range(3)], axis=-1)
     expected = np.round(255 * (out - out.min()) / (out.max() - out.min()))  # (7, 3, 3)
     np.testing.assert_allclose(np.asarray(png), expected, atol=1)
+
+
+def test_the_stacks_effective_field_by_weights():
+    import json
+
+    from tests.pages._shared import plotly_array
+
+    at = _run()
+    metrics = {m.label: m for m in at.metric}
+    # three uniform 3-tap layers: the profile is 1 2 3 2 1 convolved with 1 1 1, /27, of
+    # variance 3 * (9 - 1) / 12 = 2
+    assert metrics["Spread of the profile (σ)"].value == f"{np.sqrt(2):.2f} px"
+    spec = json.loads(
+        next(c for c in at.get("plotly_chart") if c.key == "conv.stack_profile").proto.spec
+    )
+    bars = plotly_array(spec["data"][0]["y"])
+    np.testing.assert_allclose(bars[1:8], np.array([1, 3, 6, 7, 6, 3, 1]) / 27, rtol=1e-6)
+    assert bars[0] == 0 and bars[8] == 0  # the margin outside the 7-pixel field
+    uniform = metrics["Pixels holding 90% of the gradient"].value
+    at.radio(key="conv.stack_weights").set_value("random + ReLU").run()
+    assert not at.exception and not errors(at)
+    relu = {m.label: m.value for m in at.metric}
+    assert relu["Pixels holding 90% of the gradient"] != uniform
+    title = json.loads(
+        next(c for c in at.get("plotly_chart") if c.key == "conv.stack_erf").proto.spec
+    )
+    assert title["layout"]["title"]["text"] == "random + ReLU weights, 3 layers"

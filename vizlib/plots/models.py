@@ -10,12 +10,14 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from vizlib.effective_field import profile_spread
 from vizlib.receptive import field_text
 
 __all__ = [
     "plot_batch_timing",
     "plot_effective_field",
     "plot_effective_growth",
+    "plot_field_profile",
     "plot_layer_costs",
     "plot_receptive_fields",
 ]
@@ -223,7 +225,7 @@ def plot_effective_field(
                 line={"color": "white", "width": 2, "dash": "dot"},
                 showscale=False,
                 hoverinfo="skip",
-                name=f"pixels holding {share:.0%} of the gradient",
+                name=f"white dots: the pixels holding {share:.0%} of the gradient",
                 showlegend=True,
             )
         )
@@ -298,6 +300,73 @@ def plot_effective_growth(rows: list[dict[str, Any]], *, share: float = 0.9) -> 
         height=420,
         xaxis={"title": "layer (in call order)", "tickangle": -45},
         yaxis={"title": "side of a square of that area (input px)", "rangemode": "tozero"},
+        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"},
+        margin={"l": 10, "r": 10, "t": 90, "b": 40},
+    )
+    return fig
+
+
+def plot_field_profile(
+    profile: np.ndarray,
+    field: tuple[int, int],
+    *,
+    title: str = "Profile across the field",
+) -> go.Figure:
+    """Return a 1-D effective-field profile as bars, with the Gaussian of the same mean and
+    standard deviation and the theoretical field's extent shaded.
+
+    profile: (L,) non-negative, input pixels along one axis (the 2-D field summed over the other
+    axis), shown as shares of its total. field: (first, last) pixel of the theoretical field.
+    """
+    p = np.asarray(profile, dtype=np.float64)
+    share = p / p.sum()  # (L,) sums to 1
+    x = np.arange(len(p))
+    mean, sd = profile_spread(p)
+    fig = go.Figure()
+    fig.add_vrect(
+        x0=field[0] - 0.5,
+        x1=field[1] + 0.5,
+        fillcolor="#e45756",
+        opacity=0.08,
+        line_width=0,
+    )
+    fig.add_trace(
+        go.Bar(
+            x=x,
+            y=share,
+            name="effective field (share of the gradient)",
+            marker_color="#4c78a8",
+            hovertemplate="pixel %{x}<br>%{y:.2%} of the gradient<extra></extra>",
+        )
+    )
+    if sd > 0:
+        fine = np.linspace(-0.5, len(p) - 0.5, 8 * len(p) + 1)
+        gauss = np.exp(-0.5 * ((fine - mean) / sd) ** 2) / (sd * math.sqrt(2 * math.pi))
+        fig.add_trace(
+            go.Scatter(
+                x=fine,
+                y=gauss,
+                mode="lines",
+                name=f"Gaussian, σ = {sd:.2f} px",
+                line={"color": "#f58518", "width": 2},
+                hoverinfo="skip",
+            )
+        )
+    fig.add_trace(  # a legend entry for the shaded extent
+        go.Scatter(
+            x=[None],
+            y=[None],
+            mode="markers",
+            marker={"color": "rgba(228, 87, 86, 0.3)", "symbol": "square", "size": 12},
+            name=f"theoretical field ({field[1] - field[0] + 1} px)",
+        )
+    )
+    fig.update_layout(
+        title={"text": title, "font": {"size": 15}},
+        height=360,
+        bargap=0.05,
+        xaxis={"title": "input pixel", "range": [-0.5, len(p) - 0.5]},
+        yaxis={"title": "share of the gradient", "tickformat": ".0%", "rangemode": "tozero"},
         legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"},
         margin={"l": 10, "r": 10, "t": 90, "b": 40},
     )
