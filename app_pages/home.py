@@ -22,7 +22,8 @@ GUIDE = {
             "Convolution Playground",
             "Kernel size, stride, padding, dilation, channels and groups, live, for ordinary and transposed "
             "layers: output sizes with the formula in your numbers, parameters and multiply-adds, the "
-            "footprint stepping over the grid, receptive fields, filters applied to real images and weather "
+            "footprint stepping over the grid, receptive fields and how much each pixel of one really "
+            "counts, filters applied to real images and weather "
             "fields, and 1-D convolution written out term by term.",
         ),
     ],
@@ -30,7 +31,8 @@ GUIDE = {
         (
             "app_pages/model_inspector.py",
             "Model Inspector",
-            "Layer by layer: output shapes, parameters and multiply-adds from a real forward pass.",
+            "Layer by layer: output shapes, parameters, multiply-adds and receptive fields from a real "
+            "forward pass, and the effective field: which pixels a unit really responds to.",
         ),
         (
             "app_pages/learned_filters.py",
