@@ -273,3 +273,21 @@ def test_vizlib_reexports_the_names():
 
     assert vizlib.optimise_input is optimise_input
     assert "featureviz" in vizlib.__all__
+
+
+def test_the_png_grid_keeps_the_pixel_values_and_enlarges_without_blur():
+    """Unlike to_png_bytes, which stretches to the array's own range (a flat grey would be 0)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from vizlib.plots import image_grid_png
+
+    tiles = np.full((2, 1, 2, 3), 0.5, dtype=np.float32)
+    tiles[1, 0, 0, 0] = 1.0
+    png = np.asarray(Image.open(io.BytesIO(image_grid_png(tiles, scale=2))))
+    assert png.shape == (4, 2 * 6 + 1)  # two tiles of 4 x 6 side by side, one white column
+    assert (png[:, 6] == 255).all()  # the line between them
+    assert (png[:, :6] == 128).all()  # 0.5 -> 128, as it is
+    assert (png[:2, 7:9] == 255).all() and (png[2:, 7:9] == 128).all()  # one pixel, 2 x 2

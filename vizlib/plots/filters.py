@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 
@@ -13,10 +14,12 @@ from ._colors import colorbar_trace
 
 __all__ = [
     "feature_map_pool",
+    "image_grid_png",
     "mosaic",
     "plot_captioned_images",
     "plot_feature_maps",
     "plot_image_grid",
+    "plot_objective_curves",
     "plot_weight_histogram",
 ]
 
@@ -306,5 +309,64 @@ def plot_weight_histogram(
         yaxis_range=None if count_max is None else [0, 1.05 * count_max],
         height=320,
         margin=dict(l=10, r=10, t=50, b=10),
+    )
+    return fig
+
+
+def image_grid_png(
+    tiles: np.ndarray, *, cols: int | None = None, scale: int = 1, pad: int = 1
+) -> bytes:
+    """Return a PNG of images tiled in a grid, white lines between them, each pixel drawn as a
+    ``scale`` x ``scale`` block (nearest neighbour, so 28 x 28 digits stay sharp when enlarged).
+
+    tiles: (n, 1, h, w) grey or (n, 3, h, w) RGB, values in [0, 1] (clipped), written as they are:
+    not stretched to the grid's own range as ``to_png_bytes`` does.
+    """
+    from PIL import Image
+
+    tiles = np.clip(np.asarray(tiles, dtype=np.float32), 0.0, 1.0)
+    if tiles.ndim != 4 or tiles.shape[1] not in (1, 3):
+        raise ValueError(f"tiles must be (n, 1 or 3, h, w), got {tiles.shape}")
+    if scale < 1:
+        raise ValueError(f"scale must be at least 1, got {scale}")
+    big = tiles.repeat(scale, axis=2).repeat(scale, axis=3)  # (n, C, h*scale, w*scale)
+    grid, _ = mosaic(big.transpose(0, 2, 3, 1), cols=cols, pad=pad)  # (H, W, C)
+    pixels = np.round(grid * 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def plot_objective_curves(
+    objective: np.ndarray, labels: Sequence[str], *, title: str = "", y_title: str = "objective"
+) -> go.Figure:
+    """Return one line per image of its objective at each step of an optimisation.
+
+    objective: (steps, n), step 1 first; ``labels[i]`` names image i in the legend and the hover.
+    """
+    objective = np.asarray(objective, dtype=np.float64)
+    if objective.ndim != 2 or objective.shape[1] != len(labels):
+        raise ValueError(
+            f"objective must be (steps, n) with n = {len(labels)} labels, got {objective.shape}"
+        )
+    steps = np.arange(1, objective.shape[0] + 1)
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=steps,
+                y=objective[:, i],
+                mode="lines",
+                name=label,
+                hovertemplate=f"{label}<br>step %{{x}}: %{{y:.4g}}<extra></extra>",
+            )
+            for i, label in enumerate(labels)
+        ]
+    )
+    fig.update_layout(
+        title=title or None,
+        xaxis_title="step",
+        yaxis_title=y_title,
+        height=340,
+        margin=dict(l=10, r=10, t=50 if title else 10, b=10),
     )
     return fig
