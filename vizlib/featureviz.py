@@ -157,47 +157,6 @@ def _scorer(
     return run, [(module, hook)]
 
 
-def _check(
-    model: nn.Module,
-    layer: str | None,
-    channels: Sequence[int],
-    input_shape: Sequence[int],
-    mean: Sequence[float],
-    std: Sequence[float],
-    steps: int,
-    lr: float,
-    l2: float,
-    jitter: int,
-    blur_every: int,
-    blur_sigma: float,
-    reduce: str,
-) -> None:
-    if reduce not in REDUCTIONS:
-        raise ValueError(f"reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}.")
-    if layer is not None:
-        _resolve_modules(model, [layer])  # ValueError naming the valid layers
-    if len(input_shape) != 3 or any(int(v) < 1 for v in input_shape):
-        raise ValueError(f"input_shape must be (C, H, W) of positive sizes, got {input_shape}.")
-    if len(mean) != input_shape[0] or len(std) != input_shape[0]:
-        raise ValueError(
-            f"mean and std need one value per input channel ({input_shape[0]}), got "
-            f"{len(mean)} and {len(std)}."
-        )
-    if any(not float(s) > 0 for s in std):
-        raise ValueError(f"std must be positive, got {list(std)}.")
-    if len(channels) == 0:
-        raise ValueError("Give at least one channel to optimise for.")
-    if not (isinstance(steps, int) and steps >= 1):
-        raise ValueError(f"steps must be a whole number of at least 1, got {steps!r}.")
-    if not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive number, got {lr!r}.")
-    for name, value in (("l2", l2), ("blur_sigma", blur_sigma)):
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name} must be 0 or a positive number, got {value!r}.")
-    if jitter < 0 or blur_every < 0:
-        raise ValueError(f"jitter and blur_every must be 0 or more, got {jitter} and {blur_every}.")
-
-
 def optimise_input(
     model: nn.Module,
     layer: str | None,
@@ -226,8 +185,8 @@ def optimise_input(
     ``layer``: a module name of ``model`` (``named_modules``), or None for the model's output,
     whose ``channels`` are then class indices (the objective is the logit). ``reduce``: "mean"
     (the channel's mean over positions) or "centre" (its unit at the map's centre); no effect on
-    a (N, F) output such as the logits. ``input_shape``:
-    (C, H, W) of one input; ``mean``, ``std``: the model's input normalisation (C values each).
+    a (N, F) output such as the logits. ``input_shape``: (C, H, W) of one input; ``mean``,
+    ``std``: the model's input normalisation (C values each).
     Each image i maximises ``objective_i(x_i) - l2 * sum(x_i ** 2)`` over the normalised input
     x_i by Adam (learning rate ``lr``, in normalised pixel units), starting from
     ``init_std * N(0, 1)`` noise (around the mean pixel), for ``steps`` steps. Before each step
@@ -249,8 +208,34 @@ def optimise_input(
     ``ValueError`` for an unknown layer, a channel out of range, steps < 1 and other bad values.
     """
     channels = [int(c) for c in channels]
-    _check(model, layer, channels, input_shape, mean, std, steps, float(lr), float(l2),
-           int(jitter), int(blur_every), float(blur_sigma), reduce)  # fmt: skip
+    lr, l2, blur_sigma = float(lr), float(l2), float(blur_sigma)
+    jitter, blur_every = int(jitter), int(blur_every)
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"reduce must be one of {', '.join(REDUCTIONS)}, got {reduce!r}.")
+    if layer is not None:
+        _resolve_modules(model, [layer])  # ValueError naming the valid layers
+    if len(input_shape) != 3 or any(int(v) < 1 for v in input_shape):
+        raise ValueError(f"input_shape must be (C, H, W) of positive sizes, got {input_shape}.")
+    if len(mean) != input_shape[0] or len(std) != input_shape[0]:
+        raise ValueError(
+            f"mean and std need one value per input channel ({input_shape[0]}), got "
+            f"{len(mean)} and {len(std)}."
+        )
+    if any(not float(s) > 0 for s in std):
+        raise ValueError(f"std must be positive, got {list(std)}.")
+    if len(channels) == 0:
+        raise ValueError("Give at least one channel to optimise for.")
+    if not (isinstance(steps, int) and steps >= 1):
+        raise ValueError(f"steps must be a whole number of at least 1, got {steps!r}.")
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive number, got {lr!r}.")
+    for name, value in (("l2", l2), ("blur_sigma", blur_sigma)):
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be 0 or a positive number, got {value!r}.")
+    if jitter < 0 or blur_every < 0:
+        raise ValueError(f"jitter and blur_every must be 0 or more, got {jitter} and {blur_every}.")
+    if callback_every < 1:
+        raise ValueError(f"callback_every must be at least 1, got {callback_every}.")
     on = model_device(model)
     if device is not None and not _same_device(resolve_device(device), on):
         raise ValueError(
@@ -270,8 +255,8 @@ def optimise_input(
     if clamp:
         x = torch.maximum(torch.minimum(x, high), low)
     x.requires_grad_(True)
-    shifts = torch.randint(-int(jitter), int(jitter) + 1, (steps, 2), generator=gen).tolist()
-    optimiser = torch.optim.Adam([x], lr=float(lr))
+    shifts = torch.randint(-jitter, jitter + 1, (steps, 2), generator=gen).tolist()  # (dy, dx)
+    optimiser = torch.optim.Adam([x], lr=lr)
     history: list[torch.Tensor] = []
     score, hooks = _scorer(model, layer, reduce)
     if num_threads is None and on.type == "cpu" and max(shape[1:]) <= SINGLE_THREAD_MAX_SIDE:
@@ -291,14 +276,14 @@ def optimise_input(
             dy, dx = shifts[step]
             seen = torch.roll(x, shifts=(dy, dx), dims=(2, 3)) if (dy or dx) else x
             objective = score(seen)[rows, index]  # (N,)
-            total = objective.sum() - float(l2) * (x * x).sum()
+            total = objective.sum() - l2 * (x * x).sum()
             (grad,) = torch.autograd.grad(total, x)
             x.grad = -grad  # Adam minimises: ascend the objective
             optimiser.step()
             x.grad = None
             with torch.no_grad():
-                if blur_every and (step + 1) % int(blur_every) == 0 and blur_sigma > 0:
-                    x.copy_(_gaussian_blur(x, float(blur_sigma)))
+                if blur_every and (step + 1) % blur_every == 0 and blur_sigma > 0:
+                    x.copy_(_gaussian_blur(x, blur_sigma))
                 if clamp:
                     x.copy_(torch.maximum(torch.minimum(x, high), low))
             history.append(objective.detach())
