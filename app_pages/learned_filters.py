@@ -186,10 +186,10 @@ st.markdown(
 tab_filters, tab_train, tab_hist, tab_maps, tab_top, tab_opt = st.tabs(
     [
         "Filters",
-        "Before / after training",
+        "Before / after",
         "Weight histogram",
         "Feature maps",
-        "Top-activating images",
+        "Top-activating",
         "Optimised input",
     ]
 )

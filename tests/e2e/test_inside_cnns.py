@@ -21,6 +21,34 @@ def test_learned_filters_page(page, app_url):
     screenshot(page, "learned_filters_feature_maps")
 
 
+def test_learned_filters_optimised_input(page, app_url):
+    """The sixth tab at 1024 px: in view, and Optimise on lenet_digits draws the images and the
+    curve, each inside the page's column, with no error box."""
+    page.set_viewport_size({"width": 1024, "height": 900})
+    open_page(page, app_url, "learned_filters?model=lenet_digits&layer=conv2")
+    # all six tab names in view: with 'Before / after training' and 'Top-activating images'
+    # the sixth was scrolled out of the 564 px tab bar (sidebar open)
+    tab, bar = page.get_by_role("tab", name="Optimised input"), page.get_by_role("tablist")
+    assert tab.bounding_box()["x"] + tab.bounding_box()["width"] <= (
+        bar.bounding_box()["x"] + bar.bounding_box()["width"]
+    )
+    tab.click()
+    wait_until_idle(page)
+    page.get_by_role("button", name="Optimise", exact=True).click()
+    page.get_by_text("Done: 128 steps").wait_for(timeout=120_000)
+    wait_until_idle(page)
+    assert error_boxes(page) == []
+    panel = page.locator('[role="tabpanel"]:visible')
+    charts = panel.locator(".js-plotly-plot")
+    charts.nth(1).wait_for(timeout=60_000)
+    assert charts.count() == 2  # the images and the objective per step
+    right = panel.bounding_box()["x"] + panel.bounding_box()["width"]
+    for i in range(2):
+        box = charts.nth(i).bounding_box()
+        assert box["width"] > 300 and box["x"] + box["width"] <= right + 1
+    screenshot(page, "learned_filters_optimised_input")
+
+
 def test_attributions_page(page, app_url):
     open_page(page, app_url, "attributions")
     assert error_boxes(page) == []
