@@ -117,8 +117,9 @@ def opt_settings(out_ch: int, classes: int, side: int) -> links.Table:
             links.multichoice_parser(range(classes), least=0, description=f"0 to {classes - 1}"),
         ),
         "opt_unit": (f"{P}.opt_unit", "mean", tuple(OPT_UNITS)),
-        "opt_steps": (f"{P}.opt_steps", 128 if small else 64, (1, 1024)),
-        "opt_lr": (f"{P}.opt_lr", 0.05, links.choice_parser(OPT_LRS)),
+        # 128 steps at 0.05 left resnet_digits' class-1 image classified as 0
+        "opt_steps": (f"{P}.opt_steps", 256 if small else 64, (1, 1024)),
+        "opt_lr": (f"{P}.opt_lr", 0.1, links.choice_parser(OPT_LRS)),
         "opt_l2": (f"{P}.opt_l2", 1e-3 if small else 0.0, links.choice_parser(OPT_L2S)),
         "opt_jitter": (f"{P}.opt_jitter", 1 if small else 8, (0, 16)),
         "opt_blur_every": (f"{P}.opt_blur_every", 4, (0, 32)),
@@ -672,6 +673,14 @@ with tab_opt:
             "rising and levelling off (it wobbles with the jitter). On a model with random "
             "weights (a torchvision architecture without its weights file) the images are "
             "noise: there is nothing learned to visualise."
+            + (
+                " A network that averages its last feature maps over positions before its "
+                "classifier (resnet_digits, resnet18) rewards strokes anywhere, so its class "
+                "images tend to be textures; lenet_digits' fully connected layers want them in "
+                "place, so its images look like digits."
+                if shown_layer is None
+                else ""
+            )
         )
         stem = f"{loaded.stem}_{shown_layer or 'logits'}_optimised"
         d1, d2 = st.columns(2)

@@ -157,6 +157,20 @@ def test_lenet_channels_beat_every_test_digit_and_logits_are_classified(lenet_di
         assert model(out.inputs).argmax(dim=1).tolist() == classes
 
 
+@pytest.mark.slow
+def test_resnet_digits_logits_too_with_the_defaults():
+    """A network with global average pooling: its images are textures of strokes, but still
+    its classes (at 128 steps of 0.05, the earlier defaults, class 1's image was taken for a 0)."""
+    from vizlib import zoo
+
+    model, meta = zoo.load_model("resnet_digits", device="cpu")
+    classes = list(range(10))
+    kw = dict(input_shape=meta["input_size"], mean=meta["mean"], std=meta["std"])
+    out = optimise_input(model, None, classes, **kw)
+    with torch.no_grad():
+        assert model(out.inputs).argmax(dim=1).tolist() == classes
+
+
 def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 

@@ -35,7 +35,7 @@ def test_learned_filters_optimised_input(page, app_url):
     tab.click()
     wait_until_idle(page)
     page.get_by_role("button", name="Optimise", exact=True).click()
-    page.get_by_text("Done: 128 steps").wait_for(timeout=120_000)
+    page.get_by_text("Done: 256 steps").wait_for(timeout=120_000)
     wait_until_idle(page)
     assert error_boxes(page) == []
     panel = page.locator('[role="tabpanel"]:visible')

@@ -64,19 +64,19 @@ def test_optimise_draws_images_that_beat_the_test_digits_and_the_curve(at, downl
     torch.testing.assert_close(
         channel_scores(model, x, "conv2")[range(8), range(8)],
         torch.tensor(reached),
-        rtol=2e-3,
+        rtol=5e-3,  # the captions give 3 significant figures
         atol=2e-3,
     )
     test = load_dataset_for_model("digits", meta, "test")[0]
     expected_best = channel_scores(model, test, "conv2")[:, :8].amax(dim=0)
-    torch.testing.assert_close(torch.tensor(best), expected_best, rtol=2e-3, atol=2e-3)
+    torch.testing.assert_close(torch.tensor(best), expected_best, rtol=5e-3, atol=2e-3)
 
     curve = charts["filters.opt_curve"]
     assert [t["name"] for t in curve["data"]] == [f"channel {c}" for c in range(8)]
-    assert "128 steps" in curve["layout"]["title"]["text"]
+    assert "256 steps" in curve["layout"]["title"]["text"]
     grid = Image.open(io.BytesIO(downloads["lenet_digits_conv2_optimised.png"]))
     assert grid.size == (3 * 112 + 2, 3 * 112 + 2)  # 3 x 3 tiles of 28 px drawn 4 times larger
-    assert any("Done: 128 steps" in t.proto.text for t in at.get("progress"))
+    assert any("Done: 256 steps" in t.proto.text for t in at.get("progress"))
 
 
 def test_class_logits_give_images_the_model_classifies_as_their_class(at, downloads, lenet):
@@ -120,7 +120,7 @@ def test_a_link_sets_the_tab_but_waits_for_the_button(downloads):
         "opt_channels": "5,6",
         "opt_unit": "centre",
         "opt_steps": "40",
-        "opt_lr": "0.1",
+        "opt_lr": "0.05",
         "opt_l2": "0.01",
         "opt_jitter": "2",
         "opt_blur_every": "0",
@@ -147,7 +147,7 @@ def test_a_link_sets_the_tab_but_waits_for_the_button(downloads):
     model, meta = zoo.load_model("lenet_digits")
     expected = featureviz.optimise_input(
         model, "conv2", [5, 6], input_shape=meta["input_size"], mean=meta["mean"],
-        std=meta["std"], steps=40, lr=0.1, l2=0.01, jitter=2, blur_every=0, blur_sigma=1.0,
+        std=meta["std"], steps=40, lr=0.05, l2=0.01, jitter=2, blur_every=0, blur_sigma=1.0,
         reduce="centre", seed=7,
     )  # fmt: skip
     shown = np.load(io.BytesIO(downloads["lenet_digits_conv2_optimised.npy"]))
