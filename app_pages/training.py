@@ -271,7 +271,9 @@ if start:
     run = {"number": number, "label": run_label(number, settings), "settings": settings,
            "records": [], "status": "running", "weights": None, "device": device}  # fmt: skip
     for older in history:
-        older["weights"] = None  # only the newest run's weights stay in the session
+        # only the newest run's weights and test predictions (18 kB) stay in the session: the
+        # results drawn are its alone, the older runs are compared by their records
+        older["weights"] = older["predictions"] = None
     history.append(run)
     del history[:-MAX_RUNS]
     bar = st.progress(0.0, text=f"Starting {run['label']}…")

@@ -81,6 +81,10 @@ def test_two_runs_compare_and_clear(downloads):
     assert names == ["#1 lenet, AdamW, lr 0.002, batch 64", "#2 lenet, SGD, lr 0.1, batch 64"]
     assert list(at.dataframe[0].value["optimizer"]) == ["AdamW", "SGD"]
     assert set(downloads) >= {"lenet_digits_run2.safetensors", "training_runs.csv"}
+    # only the run drawn keeps its weights and test predictions (18 kB each) in the session
+    first, second = at.session_state["training.runs"]
+    assert first["weights"] is None and first.get("predictions") is None
+    assert second["weights"] is not None and second["predictions"].labels.shape == (450,)
     at.button(key="training.clear").click().run()
     assert not at.dataframe and any("press **Train**" in i.value for i in at.info)
 
