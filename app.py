@@ -41,6 +41,11 @@ PAGES = {
         ),
         st.Page("app_pages/attributions.py", title="Attributions", icon=":material/target:"),
         st.Page(
+            "app_pages/adversarial.py",
+            title="Adversarial Examples",
+            icon=":material/bug_report:",
+        ),
+        st.Page(
             "app_pages/embeddings.py", title="Embeddings (t-SNE)", icon=":material/scatter_plot:"
         ),
     ],

@@ -52,6 +52,12 @@ GUIDE = {
             "Why it decided: Saliency, Integrated Gradients, Grad-CAM and Occlusion (Captum), side by side.",
         ),
         (
+            "app_pages/adversarial.py",
+            "Adversarial Examples",
+            "How fragile it is: a change of a few grey levels per pixel (FGSM, PGD) that flips the "
+            "answer, and the accuracy as the budget grows.",
+        ),
+        (
             "app_pages/embeddings.py",
             "Embeddings (t-SNE)",
             "Watch the classes separate layer by layer: t-SNE (on the GPU when there is one) or PCA, with "

@@ -12,10 +12,13 @@ PAGE_TITLES = [
     "Convolution Playground",
     "Model Inspector",
     "Filters & Feature Maps",
+    "Activations & Gradients",
     "Attributions",
+    "Adversarial Examples",
     "Embeddings (t-SNE)",
     "ViT Attention",
     "Position Embeddings",
+    "Training Lab",
 ]
 
 

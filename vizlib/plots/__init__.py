@@ -1,5 +1,7 @@
 """Figures: functions that take arrays and return a plotly ``go.Figure``; pages only place them."""
 
+from .adversarial import *  # noqa: F403
+from .adversarial import __all__ as _adversarial_all
 from .attribution import *  # noqa: F403
 from .attribution import __all__ as _attribution_all
 from .conv import *  # noqa: F403
@@ -20,6 +22,7 @@ from .vit import *  # noqa: F403
 from .vit import __all__ as _vit_all
 
 __all__ = [
+    *_adversarial_all,
     *_attribution_all,
     *_conv_all,
     *_embedding_all,

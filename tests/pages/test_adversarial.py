@@ -1,0 +1,108 @@
+"""AppTest for the Adversarial Examples page: the attack shown is vizlib's, the settings travel
+in the link, the accuracy curve waits for its button and matches accuracy_under_attack."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from tests.pages._shared import errors, link_warnings, opened_with
+from vizlib import adversarial, zoo
+from vizlib.data.datasets import denormalize, load_dataset
+
+PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "adversarial.py")
+
+
+def _chart(at: AppTest, key: str) -> dict:
+    return json.loads(next(c for c in at.get("plotly_chart") if c.key == key).proto.spec)
+
+
+def _captions(at: AppTest) -> list[str]:
+    """The image grid's caption lines, tile by tile."""
+    spec = _chart(at, "adv.images")
+    return [a["text"] for a in spec["layout"]["annotations"]]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    model, meta = zoo.load_model("lenet_digits")
+    images, labels, _ = load_dataset("digits", "test", meta["input_size"][1:])
+    return model, meta, images, labels
+
+
+def test_the_default_attack_is_vizlibs_and_flips_the_digit(digits):
+    model, meta, images, labels = digits
+    at = opened_with(PAGE, {"model": "lenet_digits"})
+    assert not errors(at)
+    assert at.radio(key="adv.attack").value == "PGD"
+    assert at.slider(key="adv.eps").value == 32  # the digit models hold out to about 16/255
+    pixels = denormalize(images[:1], meta["mean"], meta["std"])
+    with torch.no_grad():
+        predicted = int(model(images[:1]).argmax(1))
+    expected = adversarial.attack(
+        model,
+        pixels,
+        torch.tensor([predicted]),
+        eps=32 / 255,
+        mean=meta["mean"],
+        std=meta["std"],
+        method="PGD",
+        steps=10,
+    )
+    after = int(expected.adversarial_probs.argmax(1))
+    assert after != predicted
+    assert f"to **{after}**" in at.success[0].value
+    text = " ".join(_captions(at))
+    assert f"{after} ({float(expected.adversarial_probs[0, after]):.1%})" in text
+    assert "change ×4" in text  # 255 / (2 * 32)
+    assert {c.key for c in at.get("plotly_chart")} >= {"adv.top_clean", "adv.top_adversarial"}
+    assert "adv.curve_chart" not in {c.key for c in at.get("plotly_chart")}  # waits for its button
+
+
+def test_fgsm_targeted_and_the_link(digits):
+    at = opened_with(
+        PAGE,
+        {"model": "lenet_digits", "attack": "FGSM", "eps": "64", "targeted": "true", "target": "3"},
+    )
+    assert not errors(at) and not link_warnings(at)
+    assert at.radio(key="adv.attack").value == "FGSM"
+    assert "adv.steps" not in [s.key for s in at.slider]  # FGSM takes one step
+    assert at.selectbox(key="adv.target").value == 3
+    assert "FGSM, ε = 64/255" in _chart(at, "adv.images")["layout"]["title"]["text"]
+    at.slider(key="adv.eps").set_value(16).run()
+    assert at.query_params["eps"] in ("16", ["16"])
+    bad = opened_with(PAGE, {"model": "lenet_digits", "eps": "900"})
+    assert any("eps=900" in w for w in link_warnings(bad))
+    assert bad.slider(key="adv.eps").value == 32
+
+
+def test_the_accuracy_curve_matches_vizlib(digits):
+    model, meta, images, labels = digits
+    at = opened_with(PAGE, {"model": "lenet_digits", "attack": "FGSM"})
+    at.slider(key="adv.n").set_value(16).run()
+    at.button(key="adv.curve").click().run()
+    assert not at.exception and not errors(at)
+    lines = {t["name"]: t["y"] for t in _chart(at, "adv.curve_chart")["data"]}
+    pixels = denormalize(images[:16], meta["mean"], meta["std"])
+    levels = [v / 255 for v in (0, 1, 2, 4, 8, 16, 32, 64)]
+    for name in ("FGSM", "PGD"):
+        expected = adversarial.accuracy_under_attack(
+            model, pixels, labels[:16], levels, mean=meta["mean"], std=meta["std"], method=name
+        )
+        assert lines[name] == pytest.approx(expected)
+    # kept for the session: the next run draws it without the button
+    at.slider(key="adv.eps").set_value(8).run()
+    assert "adv.curve_chart" in {c.key for c in at.get("plotly_chart")}
+
+
+def test_a_model_without_labelled_data_has_a_smaller_default_and_no_curve(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # no ImageNet weights: random resnet18
+    at = opened_with(PAGE, {"model": "resnet18", "attack": "FGSM"})
+    assert not errors(at)
+    assert at.slider(key="adv.eps").value == 4
+    assert any("labelled test split" in i.value for i in at.info)
+    assert "adv.curve" not in [b.key for b in at.button]
