@@ -13,6 +13,7 @@ from typing import Any
 from .device import available_devices, default_device, describe_device, resolve_device
 
 _SUBMODULES = (
+    "adversarial",
     "attention",
     "attribution",
     "conv",
