@@ -37,6 +37,7 @@ PAGES = (
     "learned_filters",
     "activations",
     "attributions",
+    "adversarial",
     "embeddings",
     "vit_attention",
     "position_embeddings",
