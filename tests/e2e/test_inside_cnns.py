@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.e2e.conftest import error_boxes, open_page, plotly_charts, screenshot, wait_until_idle
@@ -47,6 +49,25 @@ def test_learned_filters_optimised_input(page, app_url):
         box = charts.nth(i).bounding_box()
         assert box["width"] > 300 and box["x"] + box["width"] <= right + 1
     screenshot(page, "learned_filters_optimised_input")
+
+
+def test_learned_filters_optimised_input_stops_and_runs_again(page, app_url):
+    """Stop during a run interrupts it (nothing drawn, a warning); the shared model's lock is
+    free again, so a second Optimise finishes."""
+    open_page(page, app_url, "learned_filters?model=lenet_digits&opt_steps=1024")
+    page.get_by_role("tab", name="Optimised input").click()
+    wait_until_idle(page)
+    optimise = page.get_by_role("button", name="Optimise", exact=True)
+    optimise.click()
+    page.get_by_text(re.compile(r"Step \d+/1024")).wait_for(timeout=60_000)
+    page.get_by_test_id("stTabs").get_by_role("button", name="Stop").click()
+    wait_until_idle(page)
+    assert page.get_by_text("Stopped: the optimisation was interrupted").count() == 1
+    assert page.locator('[role="tabpanel"]:visible .js-plotly-plot').count() == 0
+    optimise.click()
+    page.get_by_text("Done: 1024 steps").wait_for(timeout=120_000)
+    wait_until_idle(page)
+    assert error_boxes(page) == []
 
 
 def test_attributions_page(page, app_url):
