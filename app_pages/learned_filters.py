@@ -48,8 +48,8 @@ OPT_UNITS = {"mean": "Whole channel (mean)", "centre": "Centre unit"}
 OPT_LRS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
 OPT_L2S = (0.0, 1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)
 OPT_SIGMAS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
-OPT_KEYS = ("target", "channels", "classes", "unit", "steps", "lr", "l2", "jitter", "blur_every")
-LINK_KEYS |= {f"opt_{k}" for k in (*OPT_KEYS, "blur", "seed")}
+LINK_KEYS |= {"opt_target", "opt_channels", "opt_classes", "opt_unit", "opt_steps", "opt_lr"}
+LINK_KEYS |= {"opt_l2", "opt_jitter", "opt_blur_every", "opt_blur", "opt_seed"}
 SMALL_INPUT = featureviz.SINGLE_THREAD_MAX_SIDE  # pixels a side: digits-sized, quick on a CPU
 MAX_OPT_RESULTS = 4  # optimised sets kept per session (each a few images and their curves)
 
@@ -100,12 +100,17 @@ def layer_settings(out_ch: int) -> links.Table:
 def opt_settings(out_ch: int, classes: int, side: int) -> links.Table:
     """Return the Optimised input tab's settings for a layer of ``out_ch`` channels, a model of
     ``classes`` outputs and inputs ``side`` pixels a side (larger inputs: fewer steps, more
-    jitter and blur by default, scaled as in Olah et al.'s 224-pixel examples, and no L2 decay:
-    summed over 150,528 pixels, 1e-3 held resnet18's random-weight images at grey)."""
+    jitter (8 px, as the Lucid library's standard transforms for 224-pixel models) and blur by
+    default, and no L2 decay: summed over 150,528 pixels, 1e-3 held resnet18's random-weight
+    images at grey). Class logits are offered only to a model with class names."""
     small = side <= SMALL_INPUT
     # least=0: a cleared choice stays cleared (and Optimise says what is missing)
     return {
-        "opt_target": (f"{P}.opt_target", "channels", tuple(OPT_TARGETS)),
+        "opt_target": (
+            f"{P}.opt_target",
+            "channels",
+            links.choice_parser(tuple(OPT_TARGETS) if classes else ("channels",)),
+        ),
         "opt_channels": (
             f"{P}.opt_channels",
             list(range(min(8, out_ch))),
@@ -570,7 +575,7 @@ with tab_opt:
 
             def tick(step: int, objective: float) -> None:
                 now = time.perf_counter()
-                # a few updates a second: lenet's 128 steps take half a second
+                # a few updates a second: lenet_digits' 256 steps take a second or two
                 if now - last_drawn[0] < 0.2 and step < steps:
                     return
                 last_drawn[0] = now
