@@ -33,10 +33,6 @@ def plotly_array(value: object) -> np.ndarray:
     "bdata" in base64, and "shape" for more than one axis})."""
     if isinstance(value, dict) and "bdata" in value:
         flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-        shape = value.get("shape")
-        if shape is None:
-            return flat
-        return flat.reshape(
-            [int(n) for n in str(shape).split(",")] if isinstance(shape, str) else shape
-        )
+        shape = value.get("shape")  # "28,28" or "28, 28"; absent for one axis
+        return flat if shape is None else flat.reshape([int(n) for n in str(shape).split(",")])
     return np.asarray(value)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.pages._shared import errors, link_warnings
+from tests.pages._shared import errors, link_warnings, plotly_array
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "conv_playground.py")
 OUTPUT_RE = re.compile(r"\*\*Output: (\d+) × (\d+) × (\d+)\*\*")
@@ -316,17 +316,11 @@ def test_coverage_counts_reads_through_the_padding_mode():
     """Reflect padding copies input cells into the padding: the cells a stride-4 kernel reads
     there are read, as the animation's numbers show, not 'never read' (they were, with every
     padding mode); circular 'same' padding reads every cell K_h x K_w times."""
-    import base64
     import json
 
     def coverage(at):
         chart = next(c for c in at.get("plotly_chart") if "Coverage" in c.proto.spec)
-        z = json.loads(chart.proto.spec)["data"][0]["z"]
-        if not isinstance(z, dict):
-            return np.asarray(z)
-        # plotly's typed-array encoding: base64 bytes, dtype, shape
-        flat = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"])
-        return flat.reshape([int(n) for n in str(z["shape"]).split(",")])
+        return plotly_array(json.loads(chart.proto.spec)["data"][0]["z"])
 
     at = _run(h=9, w=9, kh=2, kw=2, sh=4, sw=4, ph=1, pw=1, pm="reflect")
     assert not at.exception and not errors(at)
@@ -776,8 +770,6 @@ def test_a_colour_output_3_pixels_wide_downloads_as_that_rgb_image(downloads):
 
 def test_the_stacks_effective_field_by_weights():
     import json
-
-    from tests.pages._shared import plotly_array
 
     at = _run()
     metrics = {m.label: m for m in at.metric}

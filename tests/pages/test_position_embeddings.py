@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 
@@ -11,7 +10,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.pages._shared import errors, link_warnings, opened_with
+from tests.pages._shared import errors, link_warnings, opened_with, plotly_array
 from tests.pages.test_vit_attention import (  # noqa: F401
     SINGLE,
     TINY,
@@ -32,12 +31,7 @@ def _run(at: AppTest) -> AppTest:
 
 
 def _z(trace: dict) -> np.ndarray:
-    z = trace["z"]
-    if isinstance(z, dict):  # plotly's typed-array encoding
-        arr = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"])
-        shape = z.get("shape", str(arr.size))
-        return arr.reshape([int(v) for v in str(shape).split(",")])
-    return np.asarray(z, dtype=float)
+    return plotly_array(trace["z"]).astype(float)
 
 
 def test_position_page_on_tiny_vit(tiny_vit_zoo):  # noqa: F811
