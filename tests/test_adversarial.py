@@ -143,3 +143,24 @@ def test_perturbation_tile_and_the_accuracy_plot():
     fgsm, pgd = fig.data
     assert list(fgsm.x) == [0, 8, 16] and list(pgd.x) == [0, 8]  # PGD stopped early
     assert fig.layout.shapes[0].y0 == 0.1
+
+
+@pytest.mark.gpu
+def test_a_model_on_the_gpu_makes_the_cpus_attack(lenet):
+    import copy
+
+    from tests.test_device import exact_float32
+
+    model, meta, pixels, labels = lenet
+    gpu = copy.deepcopy(model).to("cuda")
+    kwargs = {"eps": 8 / 255, "mean": meta["mean"], "std": meta["std"], "method": "PGD"}
+    with exact_float32():
+        on_gpu = attack(gpu, pixels[:16], labels[:16], **kwargs)  # CPU images, results on the CPU
+    on_cpu = attack(model, pixels[:16], labels[:16], **kwargs)
+    assert on_gpu.adversarial.device.type == "cpu"
+    # a sign may flip where the gradient is near 0, so a pixel or two may differ: compare the
+    # step's pixels, the predictions and the losses
+    assert (on_gpu.adversarial != on_cpu.adversarial).float().mean() < 0.01
+    agree = on_gpu.adversarial_probs.argmax(1) == on_cpu.adversarial_probs.argmax(1)
+    assert int(agree.sum()) >= 15
+    assert on_gpu.losses == pytest.approx(on_cpu.losses, rel=1e-2)

@@ -258,3 +258,19 @@ def test_random_stacks_are_seeded_and_relu_changes_them():
         stack_effective_field(((31, 8, 8),) * 3)
     with pytest.raises(ValueError, match="non-negative"):
         profile_spread(np.zeros(4))
+
+
+@pytest.mark.gpu
+def test_a_model_on_the_gpu_gives_the_cpus_field(conv_bn_relu):
+    import copy
+
+    from tests.test_device import exact_float32
+
+    gpu = copy.deepcopy(conv_bn_relu).to("cuda")
+    images = torch.randn(6, 2, 12, 12, generator=torch.Generator().manual_seed(3))
+    with exact_float32():
+        on_gpu = effective_receptive_field(gpu, "bn", images, batch_size=4)  # CPU images
+    on_cpu = effective_receptive_field(conv_bn_relu, "bn", images, batch_size=4)
+    np.testing.assert_allclose(on_gpu.gradient, on_cpu.gradient, rtol=1e-4, atol=1e-7)
+    assert on_gpu.unit == on_cpu.unit
+    assert all(not m._forward_hooks for m in gpu.modules())
