@@ -42,13 +42,8 @@ ARCHITECTURES = zoo.upload_architectures()
 # (a zoo name, or "upload", which opens the uploader: the file itself never goes into a link)
 PAGE_SETTINGS: links.Table = {"log": (P + "log", False, (False, True))}
 BATCH_SETTINGS: links.Table = {"n": (P + "n", 2_500, (10, 10_000))}  # "Time it" stays a button
-CENTRE, CORNER = "centre", "top-left corner"
-ERF_SETTINGS: links.Table = {
-    "erf_unit": (P + "erf.unit", CENTRE, (CENTRE, CORNER)),
-    "erf_log": (P + "erf.log", False, (False, True)),
-}
 ERF_SHARE = 0.9  # the share of the gradient whose pixels are counted and outlined
-LINK_KEYS = {"model", "erf_layer", *PAGE_SETTINGS, *BATCH_SETTINGS, *ERF_SETTINGS}
+LINK_KEYS = {"model", "erf_layer", "erf_unit", "erf_log", *PAGE_SETTINGS, *BATCH_SETTINGS}
 # longest layer name shown whole: longer ones lose their shared start to "…" (the CSV keeps it).
 # 22 and not 24 ("…layer_10.self_attention"): the grid sizes a column from its first 9 rows and
 # its last, so a name further down wider than those is cut; vit_b_16's shortened names (at most
@@ -83,47 +78,25 @@ def layer_effective_field(
     key: tuple, _model: torch.nn.Module, _images: torch.Tensor, _lock: threading.Lock
 ) -> effective_field.EffectiveField:
     """Effective receptive field for key = (model key, device, layer, image set, images, unit
-    mode), computed once: moving between layers and back repeats no pass."""
-    _, _, layer, _, _, corner = key
+    mode, unit), computed once: moving between layers and back repeats no pass."""
+    layer, unit = key[2], key[-1]
     with _lock:  # a hook on the shared model
-        return effective_field.effective_receptive_field(
-            _model, layer, _images, unit=(0, 0) if corner else None
-        )
+        return effective_field.effective_receptive_field(_model, layer, _images, unit=unit)
 
 
-def spatial_rows(rows: list[dict]) -> list[dict]:
-    """The layer-table rows whose output is a feature map with a receptive field in pixels."""
-    return [
-        r
-        for r in rows
-        if r["output_shape"]
-        and len(r["output_shape"]) == 4
-        and isinstance(r["receptive_field"], tuple)
-    ]
-
-
-def field_steps(layers: list[dict]) -> list[dict]:
-    """The rows of ``layers`` whose field (size, jump or start) differs from the row before:
-    the convolutions and poolings that grow it and the residual merges that widen it, without
-    the norms and activations that repeat it."""
-    steps: list[dict] = []
-    for r in layers:
-        field = (r["receptive_field"], r["jump"], r["rf_start"])
-        if not steps or field != (
-            steps[-1]["receptive_field"],
-            steps[-1]["jump"],
-            steps[-1]["rf_start"],
-        ):
-            steps.append(r)
-    return steps
-
-
-def inside_image(box: tuple[int, int, int, int], image_hw: tuple[int, int]) -> int:
+def inside_image(box: tuple[int, ...], image_hw: tuple[int, int]) -> int:
     """Pixels of a (top, left, bottom, right) box inside an image of (H, W)."""
     top, left, bottom, right = box
     rows = max(0, min(bottom, image_hw[0] - 1) - max(top, 0) + 1)
     cols = max(0, min(right, image_hw[1] - 1) - max(left, 0) + 1)
     return rows * cols
+
+
+def unit_text(layer: effective_field.FieldLayer, unit: tuple[int, int] | int) -> str:
+    """A unit as the page names it: (row, column) of a map, or a ViT's token."""
+    if not layer.tokens:
+        return f"unit {unit}"
+    return "the class token" if unit == 0 else f"token {unit}"
 
 
 @st.fragment
@@ -132,64 +105,79 @@ def effective_field_section(
     model_key: str, model: torch.nn.Module, meta: dict, rows: list[dict], lock: threading.Lock
 ) -> None:
     st.subheader("Effective receptive field")
+    layers = effective_field.field_layers(model, rows)
+    vit = any(layer.tokens for layer in layers)
     st.caption(
         "The table's field is every pixel that *can* change a unit. How much each one *does* is "
         "the gradient of the unit with respect to the input image (Luo et al., 2016): here the "
         "unit's value summed over the layer's channels, the gradient's size summed over the "
-        "input's colour channels and averaged over the images. It falls off from the centre "
-        "of the box, so most of the influence comes from a small part of it, and that part "
-        "shrinks relative to the box as layers are stacked."
+        "input's colour channels and averaged over the images. In a CNN it falls off from the "
+        "centre of the box, so most of the influence comes from a small part of it, and that "
+        "part shrinks relative to the box as layers are stacked."
+        + (
+            " In a ViT every block's attention can reach every patch: the blocks' unit is a "
+            "token (a patch's, or the class token), and its field is the whole image from the "
+            "first block on. How much of it the token really uses is the question."
+            if vit
+            else ""
+        )
     )
-    layers = spatial_rows(rows)
     if not layers:
         st.info("No layer of this model outputs a feature map with a receptive field in pixels.")
         return
     image_hw = tuple(int(v) for v in meta["input_size"][1:])
-    names = [r["name"] for r in layers]
-    # by default the deepest layer of the main path (not a shortcut, whose field is smaller than
-    # one met before it) that grows the field while it still fits in the image, on a map with a
-    # centre (3 x 3 or more): the falling-off shows whole
-    fitting, largest = [], (0, 0)
-    for r in field_steps(layers):
-        size = r["receptive_field"]
-        branch = any(f < m for f, m in zip(size, largest, strict=True))
-        largest = tuple(max(f, m) for f, m in zip(size, largest, strict=True))
-        if not branch and all(f <= s for f, s in zip(size, image_hw, strict=True)):
-            if min(r["output_shape"][2:]) >= 3:
-                fitting.append(r["name"])
-    table = ERF_SETTINGS | {"erf_layer": (P + "erf.layer", (fitting or names)[-1], tuple(names))}
+    by_name = {layer.name: layer for layer in layers}
+    modes = effective_field.UNIT_MODES if vit else effective_field.UNIT_MODES[:2]
+    table = {
+        "erf_layer": (
+            P + "erf.layer",
+            effective_field.default_layer(layers, image_hw),
+            tuple(by_name),
+        ),
+        "erf_unit": (P + "erf.unit", modes[0], modes),
+        # a ViT token's field is its own patch and a faint spread over the whole image, which
+        # a linear scale hides
+        "erf_log": (P + "erf.log", vit, (False, True)),
+    }
     for warning in links.load_settings(table, prefix=P, from_link=links.first_visit(P + "erf.")):
         st.warning(warning, icon=":material/link_off:")
-    by_name = {r["name"]: r for r in layers}
     c1, c2 = st.columns([3, 2])
-    layer = c1.selectbox(
+    name = c1.selectbox(
         "Layer",
-        names,
+        list(by_name),
         key=P + "erf.layer",
         format_func=lambda n: (
-            f"{n} ({by_name[n]['type']}, field "
-            f"{receptive.field_text(by_name[n]['receptive_field'])} px)"
+            f"{n} ({by_name[n].kind}, field "
+            f"{receptive.field_text(by_name[n].receptive_field)}"
+            + ("" if by_name[n].tokens else " px")
+            + ")"
         ),
         help="The layers whose output is a feature map, in call order, with their theoretical "
-        "field. A module used more than once is taken at its last use, as in the table.",
+        "field, and a ViT's blocks. A module used more than once is taken at its last use, as "
+        "in the table.",
     )
-    corner = (
-        c2.radio(
-            "Unit",
-            (CENTRE, CORNER),
-            key=P + "erf.unit",
-            horizontal=True,
-            help="The feature map's centre unit (the upper left of the centre four of an even "
-            "map), or unit (0, 0), whose field reaches into the padding: only the part inside "
-            "the image has pixels to respond to.",
-        )
-        == CORNER
+    mode = c2.radio(
+        "Unit",
+        modes,
+        key=P + "erf.unit",
+        horizontal=True,
+        help="The feature map's centre unit (the upper left of the centre four of an even "
+        "map), or unit (0, 0), whose field reaches into the padding: only the part inside "
+        "the image has pixels to respond to."
+        + (
+            " In a ViT's blocks: the token of the centre or the top-left patch, or the class "
+            "token, which the classifier reads."
+            if vit
+            else ""
+        ),
     )
+    layer = by_name[name]
     source = image_set_picker(P + "erf", meta, samples=True)
     try:
         images = image_set(source, meta)[0] if source else None
+        unit = effective_field.unit_for(layer, mode, model)
     except ValueError as err:
-        st.error(str(err))
+        st.info(str(err)[:1].upper() + str(err)[1:] + ".")
         images = None
     if images is None:
         links.save_settings(table, prefix=P, keep=LINK_KEYS)
@@ -211,25 +199,26 @@ def effective_field_section(
     )
     links.save_settings(table, prefix=P, keep=LINK_KEYS)
     chosen = images[:n]
-    key = (model_key, str(ui.current_device()), layer, source, n, corner)
+    key = (model_key, str(ui.current_device()), name, source, n, mode, unit)
     try:
-        with st.spinner(f"{n} forward and backward passes to {layer}…", show_time=True):
+        with st.spinner(f"{n} forward and backward passes to {name}…", show_time=True):
             field = layer_effective_field(key, model, chosen, lock)
     except (ValueError, RuntimeError) as err:
-        st.error(f"Could not compute the effective receptive field of {layer}: {err}")
+        st.error(f"Could not compute the effective receptive field of {name}: {err}")
         return
-    row = by_name[layer]
-    box = effective_field.field_box(
-        row["receptive_field"], row["jump"], row["rf_start"], field.unit
-    )
+    box = layer.box(unit, image_hw)
     field_px = inside_image(box, image_hw)
     needed = effective_field.gradient_share(field.gradient, ERF_SHARE)
     m1, m2 = st.columns(2)
+    where = (
+        f"{unit_text(layer, unit)} of {name}'s {field.map_size[0]} tokens"
+        if layer.tokens
+        else f"{unit_text(layer, unit)} of {name}'s {field.map_size[0]}×{field.map_size[1]} map"
+    )
     m1.metric(
         "Theoretical field",
-        f"{box[2] - box[0] + 1}×{box[3] - box[1] + 1} px",
-        help=f"Rows {box[0]} to {box[2]}, columns {box[1]} to {box[3]} of the input for unit "
-        f"{field.unit} of {layer}'s {field.map_size[0]}×{field.map_size[1]} map "
+        "whole image" if layer.tokens else f"{box[2] - box[0] + 1}×{box[3] - box[1] + 1} px",
+        help=f"Rows {box[0]} to {box[2]}, columns {box[1]} to {box[3]} of the input for {where} "
         f"({field_px:,} of its pixels inside the image).",
     )
     m2.metric(
@@ -240,7 +229,11 @@ def effective_field_section(
         delta_arrow="off",
         help="The fewest pixels, largest gradient first, whose gradient adds up to "
         f"{ERF_SHARE:.0%} of the total"
-        + (" (outlined in white)." if field.gradient.size <= OUTLINE_MAX_PIXELS else "."),
+        + (
+            " (outlined in white)."
+            if field.gradient.size <= OUTLINE_MAX_PIXELS and not layer.tokens
+            else "."
+        ),
     )
     st.plotly_chart(
         plot_effective_field(
@@ -248,53 +241,56 @@ def effective_field_section(
             box,
             share=ERF_SHARE,
             log=log,
-            title=f"{layer}, unit {field.unit}: gradient over {field.images} images",
+            outline=not layer.tokens,
+            title=f"{name}, {unit_text(layer, unit)}: gradient over {field.images} images",
         ),
         key=P + "erf.map",
     )
     st.download_button(
         "Download the map (NPY, H×W: mean |gradient| per input pixel)",
         to_npy_bytes(field.gradient),
-        file_name=f"{ui.file_stem(meta.get('name') or 'model')}_{layer}_effective_field.npy",
+        file_name=f"{ui.file_stem(meta.get('name') or 'model')}_{name}_effective_field.npy",
         key=P + "erf.download_map",
         on_click="ignore",  # no rerun: a second download is not cancelled by the first's
     )
 
     st.markdown("**Layer by layer**")
-    steps = field_steps(layers)
+    steps = [s for s in effective_field.field_steps(layers) if s.tokens == layer.tokens or not vit]
     st.caption(
-        f"The same measurement at each of the {len(steps)} layers where the theoretical field "
-        "changes (convolutions, poolings, residual merges; a norm or activation after one keeps "
-        f"its field): the box grows steadily, the part holding {ERF_SHARE:.0%} of the gradient "
-        "more slowly."
+        f"The same measurement at each of the {len(steps)} blocks, for the same token."
+        if layer.tokens
+        else f"The same measurement at each of the {len(steps)} layers where the "
+        "theoretical field changes (convolutions, poolings, residual merges; a norm or "
+        "activation after one keeps its field): the box grows steadily, the part holding "
+        f"{ERF_SHARE:.0%} of the gradient more slowly."
     )
-    done = [r for r in steps if _cached(key, r["name"])]
+    done = [step for step in steps if _cached(key, step.name)]
     if len(done) < len(steps) and not st.button(
-        f"Measure the {len(steps)} layers",
+        f"Measure the {len(steps)} {'blocks' if layer.tokens else 'layers'}",
         key=P + "erf.all",
         icon=":material/stacked_line_chart:",
     ):
         return
     growth = []
     bar = st.progress(0.0, text="Measuring layer by layer…")
-    for i, r in enumerate(steps):
-        layer_key = (*key[:2], r["name"], *key[3:])
+    for i, step in enumerate(steps):
+        step_unit = effective_field.unit_for(step, mode, model)
+        step_key = (*key[:2], step.name, *key[3:-1], step_unit)
         try:
-            f = layer_effective_field(layer_key, model, chosen, lock)
+            f = layer_effective_field(step_key, model, chosen, lock)
         except (ValueError, RuntimeError) as err:
-            st.error(f"Could not compute the effective receptive field of {r['name']}: {err}")
+            st.error(f"Could not compute the effective receptive field of {step.name}: {err}")
             return
-        b = effective_field.field_box(r["receptive_field"], r["jump"], r["rf_start"], f.unit)
         growth.append(
             {
-                "name": r["name"],
-                "type": r["type"],
-                "field_px": inside_image(b, image_hw),
+                "name": step.name,
+                "type": step.kind,
+                "field_px": inside_image(step.box(step_unit, image_hw), image_hw),
                 "effective_px": effective_field.gradient_share(f.gradient, ERF_SHARE),
             }
         )
-        st.session_state.setdefault(P + "erf.done", set()).add(layer_key)
-        bar.progress((i + 1) / len(steps), text=f"Measured {r['name']} ({i + 1} of {len(steps)})")
+        st.session_state.setdefault(P + "erf.done", set()).add(step_key[:-1])
+        bar.progress((i + 1) / len(steps), text=f"Measured {step.name} ({i + 1} of {len(steps)})")
     bar.empty()
     st.plotly_chart(plot_effective_growth(growth, share=ERF_SHARE), key=P + "erf.growth")
     st.download_button(
@@ -317,7 +313,7 @@ def effective_field_section(
 
 def _cached(key: tuple, layer: str) -> bool:
     """Whether this session has measured ``layer`` under ``key``'s other settings."""
-    return (*key[:2], layer, *key[3:]) in st.session_state.get(P + "erf.done", set())
+    return (*key[:2], layer, *key[3:-1]) in st.session_state.get(P + "erf.done", set())
 
 
 # ---- model choice -------------------------------------------------------------------------

@@ -13,11 +13,17 @@ from vizlib.data.datasets import load_dataset
 from vizlib.effective_field import (
     centre_unit,
     conv_stack,
+    default_layer,
     effective_receptive_field,
     field_box,
+    field_layers,
+    field_steps,
     gradient_share,
+    patch_token,
     profile_spread,
     stack_effective_field,
+    unit_for,
+    vit_blocks,
 )
 from vizlib.plots import plot_effective_field, plot_effective_growth
 
@@ -153,8 +159,10 @@ def test_bad_arguments_raise_and_leave_the_model_as_it_was():
     before = _state(model)
     with pytest.raises(ValueError, match="no layer named"):
         effective_receptive_field(model, "conv9", images)
-    with pytest.raises(ValueError, match="not a feature map"):
+    with pytest.raises(ValueError, match="neither a feature map"):
         effective_receptive_field(model, "fc1", images)  # raised inside the hook
+    with pytest.raises(ValueError, match=r"name a unit by \(row, column\)"):
+        effective_receptive_field(model, "conv2", images, unit=3)
     with pytest.raises(ValueError, match="outside conv2's 4x4 map"):
         effective_receptive_field(model, "conv2", images, unit=(4, 0))
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
@@ -217,6 +225,8 @@ def test_no_outline_on_large_inputs_where_it_would_be_speckle():
     fig = plot_effective_field(g, (10, 10, 200, 200))
     assert [type(t).__name__ for t in fig.data] == ["Heatmap", "Scatter"]
     assert fig.layout.showlegend  # a lone trace's legend is hidden by default
+    small = plot_effective_field(g[:9, :9], (1, 1, 7, 7), outline=False)
+    assert [type(t).__name__ for t in small.data] == ["Heatmap", "Scatter"]
 
 
 @pytest.mark.parametrize(
@@ -274,3 +284,65 @@ def test_a_model_on_the_gpu_gives_the_cpus_field(conv_bn_relu):
     np.testing.assert_allclose(on_gpu.gradient, on_cpu.gradient, rtol=1e-4, atol=1e-7)
     assert on_gpu.unit == on_cpu.unit
     assert all(not m._forward_hooks for m in gpu.modules())
+
+
+def test_a_vit_tokens_field_matches_autograd_through_its_blocks(tiny_vit):
+    images = torch.randn(3, 1, 16, 16, generator=torch.Generator().manual_seed(4))
+    before = _state(tiny_vit)
+    for block in (0, 1):
+
+        def upto(x: torch.Tensor, block: int = block) -> torch.Tensor:
+            tokens = tiny_vit.embed(x)  # (B, 17, 32)
+            for b in tiny_vit.blocks[: block + 1]:
+                tokens, _ = b(tokens)
+            return tokens
+
+        for token in (0, 6):  # the class token; patch (1, 1) of the 4 x 4 grid
+            field = effective_receptive_field(tiny_vit, f"blocks.{block}", images, unit=token)
+            total = torch.zeros(16, 16, dtype=torch.float64)
+            for x in images:  # one image at a time: d (the token's features summed) / dx
+                x1 = x[None].clone().requires_grad_(True)
+                (grad,) = torch.autograd.grad(upto(x1)[0, token].sum(), x1)
+                total += grad[0].abs().sum(0).double()
+            np.testing.assert_allclose(field.gradient, (total / 3).numpy(), rtol=1e-4, atol=1e-8)
+            assert field.unit == token and field.map_size == (17,)
+    # attention reaches every patch from the first block: no pixel is left at 0
+    assert (effective_receptive_field(tiny_vit, "blocks.0", images, unit=6).gradient > 0).all()
+    with pytest.raises(ValueError, match="name one by its index"):
+        effective_receptive_field(tiny_vit, "blocks.0", images)
+    with pytest.raises(ValueError, match="outside blocks.0's 17 tokens"):
+        effective_receptive_field(tiny_vit, "blocks.0", images, unit=17)
+    assert _untouched(tiny_vit, before)
+
+
+def test_layers_units_and_defaults_for_a_vit_and_cnns(tiny_vit):
+    rows = summary.layer_table(tiny_vit, (1, 16, 16))
+    layers = field_layers(tiny_vit, rows)
+    assert [layer.name for layer in layers] == ["patch_embed", "blocks.0", "blocks.1"]
+    embed, first = layers[0], layers[1]
+    assert embed.receptive_field == (4, 4) and embed.map_size == (4, 4) and not embed.tokens
+    assert first.tokens and first.kind == "block 0" and first.box(6, (16, 16)) == (0, 0, 15, 15)
+    assert default_layer(layers, (16, 16)) == "blocks.0"
+    assert [unit_for(first, m, tiny_vit) for m in ("centre", "top-left corner", "class token")] == [
+        6,  # patch (1, 1), the upper left of the centre four: 1 + 1 * 4 + 1
+        1,
+        0,
+    ]
+    assert unit_for(embed, "centre", tiny_vit) == (1, 1)
+    with pytest.raises(ValueError, match="before the class token joins"):
+        unit_for(embed, "class token", tiny_vit)
+    assert patch_token((3, 2), grid_size=(4, 4), num_prefix_tokens=1) == 15
+    with pytest.raises(ValueError, match="outside the 4x4 grid"):
+        patch_token((4, 0), grid_size=(4, 4), num_prefix_tokens=1)
+    assert vit_blocks(tiny_vit) == ["blocks.0", "blocks.1"]
+    with pytest.raises(TypeError):
+        vit_blocks(nn.Conv2d(1, 1, 3))
+    # CNNs: the deepest main-path layer that grows the field inside the image on a map with a
+    # centre; the steps drop the norms and activations that repeat a field
+    lenet, meta = zoo.load_model("lenet_digits")
+    cnn = field_layers(lenet, summary.layer_table(lenet, meta["input_size"]))
+    assert [layer.name for layer in field_steps(cnn)] == ["conv1", "pool1", "conv2", "pool2"]
+    assert default_layer(cnn, (28, 28)) == "conv2"  # pool2's 2 x 2 map has no centre
+    resnet, meta = zoo.load_model("resnet_digits")
+    cnn = field_layers(resnet, summary.layer_table(resnet, meta["input_size"]))
+    assert default_layer(cnn, (28, 28)) == "layers.2.relu2"  # 25 x 25 on 7 x 7

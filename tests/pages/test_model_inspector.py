@@ -602,3 +602,48 @@ def test_the_corner_unit_and_the_layer_travel_in_the_link():
     bad = _linked({"model": "lenet_digits", "erf_layer": "fc1"})  # not a feature map
     assert any("erf_layer=fc1" in w for w in link_warnings(bad))
     assert bad.selectbox(key="inspector.erf.layer").value == "conv2"
+
+
+def test_a_vits_blocks_have_token_fields_over_the_whole_image():
+    import numpy as np
+
+    from vizlib import effective_field, zoo
+    from vizlib.data.datasets import load_dataset
+
+    at = _linked({"model": "vit_digits", "erf_unit": "class token"})
+    assert not errors(at) and not link_warnings(at)
+    assert at.selectbox(key="inspector.erf.layer").value == "blocks.0"
+    assert at.radio(key="inspector.erf.unit").options == [
+        "centre",
+        "top-left corner",
+        "class token",
+    ]
+    assert _metrics(at)["Theoretical field"] == "whole image"
+    assert at.toggle(key="inspector.erf.log").value  # a ViT's faint spread needs it
+    model, meta = zoo.load_model("vit_digits")
+    images = load_dataset("digits", "test", meta["input_size"][1:])[0][:64]
+    expected = effective_field.effective_receptive_field(model, "blocks.0", images, unit=0)
+    heat = _chart(at, "inspector.erf.map")
+    assert "the class token" in heat["layout"]["title"]["text"]
+    np.testing.assert_allclose(
+        plotly_array(heat["data"][0]["customdata"]),
+        expected.gradient / expected.gradient.max(),
+        rtol=1e-5,
+    )
+    assert [t["type"] for t in heat["data"]] == ["heatmap", "scatter"]  # no speckled outline
+    at.button(key="inspector.erf.all").click().run()
+    growth = _chart(at, "inspector.erf.growth")["data"]
+    assert growth[0]["x"] == [f"blocks.{i} (block {i})" for i in range(4)]
+    assert growth[0]["y"] == [32.0] * 4  # the whole 32 x 32 image
+    # the patch embedding has no class token: a message, not an error
+    at.selectbox(key="inspector.erf.layer").set_value("patch_embed").run()
+    assert not errors(at)
+    assert any("before the class token joins" in i.value for i in at.info)
+    at.radio(key="inspector.erf.unit").set_value("centre").run()
+    assert _metrics(at)["Theoretical field"] == "4×4 px"  # one patch
+
+
+def test_a_cnn_link_naming_the_class_token_gets_a_warning():
+    at = _linked({"model": "lenet_digits", "erf_unit": "class token"})
+    assert any("erf_unit=class token" in w for w in link_warnings(at))
+    assert at.radio(key="inspector.erf.unit").value == "centre"

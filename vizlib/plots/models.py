@@ -176,6 +176,7 @@ def plot_effective_field(
     *,
     share: float = 0.9,
     log: bool = False,
+    outline: bool = True,
     title: str = "Effective receptive field",
 ) -> go.Figure:
     """Return a heatmap of an effective receptive field over the input, with the theoretical
@@ -183,9 +184,10 @@ def plot_effective_field(
 
     gradient: (H, W), non-negative, input pixels (``vizlib.effective_field``); shown relative to
     its largest value, on a log10 colour scale (floor 1e-4) with ``log``. box: (top, left,
-    bottom, right) inclusive, input pixels, may reach outside the image. The outline is drawn
-    for inputs of up to ``OUTLINE_MAX_PIXELS``: on a larger one the pixels that hold the share
-    are scattered over the tail and their outline is speckle.
+    bottom, right) inclusive, input pixels, may reach outside the image. The outline is drawn,
+    with ``outline``, for inputs of up to ``OUTLINE_MAX_PIXELS``: on a larger one the pixels that
+    hold the share are scattered over the tail and their outline is speckle (so it is for a ViT
+    token's flat tail over the whole image).
     """
     g = np.asarray(gradient, dtype=np.float64)  # (H, W)
     h, w = g.shape
@@ -214,7 +216,7 @@ def plot_effective_field(
             "<extra></extra>",
         )
     )
-    if peak > 0 and g.size <= OUTLINE_MAX_PIXELS:
+    if outline and peak > 0 and g.size <= OUTLINE_MAX_PIXELS:
         values = np.sort(g.ravel())[::-1]
         needed = int(np.searchsorted(np.cumsum(values), share * values.sum() * (1 - 1e-12)) + 1)
         inside = (g >= values[needed - 1]).astype(float)  # (H, W) 1 on the pixels holding share
