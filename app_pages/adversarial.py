@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+import ui
 from ui import count_slider, links
 from ui.inside_cnns import (
     INPUT_LINK_KEYS,
@@ -18,7 +19,7 @@ from ui.inside_cnns import (
     model_picker,
     save_input_settings,
 )
-from vizlib import adversarial
+from vizlib import adversarial, zoo
 from vizlib.data import available_datasets
 from vizlib.data.datasets import denormalize
 from vizlib.plots import (
@@ -261,50 +262,87 @@ except ValueError as err:
 st.caption(
     f"The first test images of {meta['dataset']}, each attacked (untargeted, its true class) "
     f"at ε = {', '.join(str(v) for v in CURVE_LEVELS)}/255 with FGSM and with PGD "
-    f"({steps if method == 'PGD' else 10} steps)."
+    f"({steps if method == 'PGD' else 10} steps), the model's own and any you compare it with."
 )
 n = count_slider("Test images", 16, min(len(images), 512), 128, key=f"{P}.n")
-curve_key = (loaded.name, loaded.device, n, steps if method == "PGD" else 10)
-curves = st.session_state.setdefault(f"{P}.curves", {})
-if curve_key not in curves and st.button(
-    "Attack the test images", key=f"{P}.curve", icon=":material/play_arrow:"
+others = [
+    name
+    for name in zoo.checkpoint_names()
+    if name != loaded.name and zoo.checkpoint_metadata(name)["dataset"] == meta["dataset"]
+]
+compare = (
+    st.multiselect(
+        "Compare with",
+        others,
+        key=f"{P}.compare",
+        help=f"Other shipped models trained on {meta['dataset']}, attacked on the same test "
+        "images (each at its own input size): which architecture holds out longest?",
+    )
+    if others
+    else []
+)
+pgd_steps = steps if method == "PGD" else 10
+curves = st.session_state.setdefault(f"{P}.curves", {})  # (model, device, n, steps) -> curves
+wanted = [loaded.name, *compare]
+missing = [name for name in wanted if (name, loaded.device, n, pgd_steps) not in curves]
+if missing and st.button(
+    "Attack the test images" + (f" ({len(missing)} models)" if len(missing) > 1 else ""),
+    key=f"{P}.curve",
+    icon=":material/play_arrow:",
 ):
-    x = denormalize(images[:n], meta["mean"], meta["std"])
-    y = labels[:n]
     bar = st.progress(0.0, text="Attacking…")
-    accuracies = {}
+    jobs = [(name, attack_name) for name in missing for attack_name in adversarial.ATTACKS]
+    results: dict[str, dict[str, list[float]]] = {}
     try:
-        for i, name in enumerate(adversarial.ATTACKS):
+        for j, (name, attack_name) in enumerate(jobs):
+            if name == loaded.name:
+                model, model_meta = loaded.model, meta
+            else:
+                model, model_meta, _ = ui.cached_model(name, loaded.device)
+            size = tuple(int(v) for v in model_meta["input_size"][1:])
+            test_images, test_labels, _ = dataset_for(model_meta["dataset"], size)
 
-            def advance(done: int, total: int, i: int = i, name: str = name) -> None:
-                bar.progress((i + done / total) / 2, text=f"{name}: {done} of {total} batches")
+            def advance(done: int, total: int, j: int = j, label: str = f"{name}, {attack_name}"):
+                bar.progress((j + done / total) / len(jobs), text=f"{label}: {done} of {total}")
 
             # no lock: the attack adds no hook to the shared model
-            accuracies[name] = adversarial.accuracy_under_attack(
-                loaded.model,
-                x,
-                y,
+            results.setdefault(name, {})[attack_name] = adversarial.accuracy_under_attack(
+                model,
+                denormalize(test_images[:n], model_meta["mean"], model_meta["std"]),
+                test_labels[:n],
                 [v / 255 for v in CURVE_LEVELS],
-                mean=meta["mean"],
-                std=meta["std"],
-                method=name,
-                steps=curve_key[3],
+                mean=model_meta["mean"],
+                std=model_meta["std"],
+                method=attack_name,
+                steps=pgd_steps,
                 callback=advance,
             )
     except (ValueError, RuntimeError) as err:
         st.error(f"The attack could not run: {err}")
         st.stop()
     bar.empty()
-    curves[curve_key] = accuracies
-if curve_key in curves:
-    accuracies = curves[curve_key]
+    for name, by_attack in results.items():
+        curves[(name, loaded.device, n, pgd_steps)] = by_attack
+shown = {
+    name: curves[(name, loaded.device, n, pgd_steps)]
+    for name in wanted
+    if (name, loaded.device, n, pgd_steps) in curves
+}
+if loaded.name in shown:
     st.plotly_chart(
-        plot_attack_accuracy(CURVE_LEVELS, accuracies, images=n, chance=1 / len(classes)),
+        plot_attack_accuracy(CURVE_LEVELS, shown, images=n, chance=1 / len(classes)),
         key=f"{P}.curve_chart",
     )
-    table_df = pd.DataFrame({"eps_255": CURVE_LEVELS, **accuracies})
+    table_df = pd.DataFrame(
+        {"eps_255": CURVE_LEVELS}
+        | {
+            f"{name}_{attack_name}": values
+            for name, by_attack in shown.items()
+            for attack_name, values in by_attack.items()
+        }
+    )
     st.download_button(
-        "Download the curve (CSV: ε in grey levels, accuracy per attack)",
+        "Download the curves (CSV: ε in grey levels, accuracy per model and attack)",
         table_df.to_csv(index=False),
         file_name=f"{loaded.stem}_accuracy_under_attack.csv",
         mime="text/csv",

@@ -138,11 +138,21 @@ def test_perturbation_tile_and_the_accuracy_plot():
     d = np.array([[-0.1, 0.0, 0.05, 0.1]])
     np.testing.assert_allclose(perturbation_tile(d, 0.1), [[0.0, 0.5, 0.75, 1.0]])
     fig = plot_attack_accuracy(
-        [0, 8, 16], {"FGSM": [1.0, 0.6, 0.2], "PGD": [1.0, 0.4]}, images=64, chance=0.1
+        [0, 8, 16], {"lenet": {"FGSM": [1.0, 0.6, 0.2], "PGD": [1.0, 0.4]}}, images=64, chance=0.1
     )
     fgsm, pgd = fig.data
     assert list(fgsm.x) == [0, 8, 16] and list(pgd.x) == [0, 8]  # PGD stopped early
+    assert (fgsm.name, pgd.name) == ("FGSM", "PGD") and fgsm.line.color != pgd.line.color
     assert fig.layout.shapes[0].y0 == 0.1
+    # several models: a colour per model, FGSM dotted
+    both = plot_attack_accuracy(
+        [0, 8],
+        {"lenet": {"FGSM": [1, 0.5], "PGD": [1, 0.3]}, "vit": {"FGSM": [1, 0.2], "PGD": [1, 0]}},
+        images=64,
+    )
+    assert [t.name for t in both.data] == ["lenet, FGSM", "lenet, PGD", "vit, FGSM", "vit, PGD"]
+    assert [t.line.dash for t in both.data] == ["dot", None, "dot", None]
+    assert both.data[0].line.color == both.data[1].line.color != both.data[2].line.color
 
 
 @pytest.mark.gpu

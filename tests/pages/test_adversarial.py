@@ -106,3 +106,33 @@ def test_a_model_without_labelled_data_has_a_smaller_default_and_no_curve(tmp_pa
     assert at.slider(key="adv.eps").value == 4
     assert any("labelled test split" in i.value for i in at.info)
     assert "adv.curve" not in [b.key for b in at.button]
+
+
+def test_models_compared_on_the_same_test_digits(digits):
+    at = opened_with(PAGE, {"model": "lenet_digits", "attack": "FGSM"})
+    assert at.multiselect(key="adv.compare").options == ["resnet_digits", "vit_digits"]
+    at.slider(key="adv.n").set_value(16).run()
+    at.button(key="adv.curve").click().run()
+    at.multiselect(key="adv.compare").set_value(["vit_digits"]).run()
+    assert "2 models" not in at.button(key="adv.curve").label  # lenet's curves are kept
+    at.button(key="adv.curve").click().run()
+    assert not at.exception and not errors(at)
+    lines = {t["name"]: t["y"] for t in _chart(at, "adv.curve_chart")["data"]}
+    assert set(lines) == {
+        "lenet_digits, FGSM",
+        "lenet_digits, PGD",
+        "vit_digits, FGSM",
+        "vit_digits, PGD",
+    }
+    vit, meta = zoo.load_model("vit_digits")
+    images, labels, _ = load_dataset("digits", "test", meta["input_size"][1:])  # 32 x 32
+    expected = adversarial.accuracy_under_attack(
+        vit,
+        denormalize(images[:16], meta["mean"], meta["std"]),
+        labels[:16],
+        [v / 255 for v in (0, 1, 2, 4, 8, 16, 32, 64)],
+        mean=meta["mean"],
+        std=meta["std"],
+        method="PGD",
+    )
+    assert lines["vit_digits, PGD"] == pytest.approx(expected)
