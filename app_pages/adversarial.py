@@ -285,7 +285,8 @@ pgd_steps = steps if method == "PGD" else 10
 curves = st.session_state.setdefault(f"{P}.curves", {})  # (model, device, n, steps) -> curves
 wanted = [loaded.name, *compare]
 missing = [name for name in wanted if (name, loaded.device, n, pgd_steps) not in curves]
-if missing and st.button(
+button_slot = st.empty()  # emptied once the curves are in: the button's work is done
+if missing and button_slot.button(
     "Attack the test images" + (f" ({len(missing)} models)" if len(missing) > 1 else ""),
     key=f"{P}.curve",
     icon=":material/play_arrow:",
@@ -321,6 +322,7 @@ if missing and st.button(
         st.error(f"The attack could not run: {err}")
         st.stop()
     bar.empty()
+    button_slot.empty()
     for name, by_attack in results.items():
         curves[(name, loaded.device, n, pgd_steps)] = by_attack
 shown = {

@@ -82,7 +82,8 @@ def test_fgsm_targeted_and_the_link(digits):
 
 def test_the_accuracy_curve_matches_vizlib(digits):
     model, meta, images, labels = digits
-    at = opened_with(PAGE, {"model": "lenet_digits", "attack": "FGSM"})
+    # PGD's curve takes the page's PGD steps: 2 here, to keep the test short
+    at = opened_with(PAGE, {"model": "lenet_digits", "steps": "2"})
     at.slider(key="adv.n").set_value(16).run()
     at.button(key="adv.curve").click().run()
     assert not at.exception and not errors(at)
@@ -91,7 +92,14 @@ def test_the_accuracy_curve_matches_vizlib(digits):
     levels = [v / 255 for v in (0, 1, 2, 4, 8, 16, 32, 64)]
     for name in ("FGSM", "PGD"):
         expected = adversarial.accuracy_under_attack(
-            model, pixels, labels[:16], levels, mean=meta["mean"], std=meta["std"], method=name
+            model,
+            pixels,
+            labels[:16],
+            levels,
+            mean=meta["mean"],
+            std=meta["std"],
+            method=name,
+            steps=2,
         )
         assert lines[name] == pytest.approx(expected)
     # kept for the session: the next run draws it without the button
@@ -109,7 +117,7 @@ def test_a_model_without_labelled_data_has_a_smaller_default_and_no_curve(tmp_pa
 
 
 def test_models_compared_on_the_same_test_digits(digits):
-    at = opened_with(PAGE, {"model": "lenet_digits", "attack": "FGSM"})
+    at = opened_with(PAGE, {"model": "lenet_digits", "steps": "2"})
     assert at.multiselect(key="adv.compare").options == ["resnet_digits", "vit_digits"]
     at.slider(key="adv.n").set_value(16).run()
     at.button(key="adv.curve").click().run()
@@ -117,6 +125,7 @@ def test_models_compared_on_the_same_test_digits(digits):
     assert "2 models" not in at.button(key="adv.curve").label  # lenet's curves are kept
     at.button(key="adv.curve").click().run()
     assert not at.exception and not errors(at)
+    assert "adv.curve" not in [b.key for b in at.button]  # done: the button is gone
     lines = {t["name"]: t["y"] for t in _chart(at, "adv.curve_chart")["data"]}
     assert set(lines) == {
         "lenet_digits, FGSM",
@@ -134,5 +143,6 @@ def test_models_compared_on_the_same_test_digits(digits):
         mean=meta["mean"],
         std=meta["std"],
         method="PGD",
+        steps=2,
     )
     assert lines["vit_digits, PGD"] == pytest.approx(expected)
