@@ -16,7 +16,7 @@ from vizlib import conv, effective_field, kernels
 from vizlib.data import samples
 from vizlib.plots import conv as conv_plots
 from vizlib.plots import export
-from vizlib.plots.models import plot_effective_field, plot_field_profile
+from vizlib.plots.models import plot_effective_field, plot_field_profile, plot_spread_by_depth
 
 P = "conv."  # widget-key namespace of this page
 MAX_SIDE = 256  # real-data inputs are shrunk to at most this many cells a side
@@ -677,6 +677,22 @@ def stack_effective_section(layers: tuple[tuple[int, int, int], ...]) -> None:
             title="Column profile (the map summed over rows) and the Gaussian of its σ",
         ),
         key=P + "stack_profile",
+    )
+    if len(layers) < 2:
+        return
+    # every shorter stack is a prefix of this one, each cached on its own
+    sigmas = []
+    with st.spinner("Measuring the shorter stacks…", show_time=True):
+        for depth in range(1, len(layers) + 1):
+            prefix_field, _ = stack_field(layers[:depth], weights)
+            sigmas.append(effective_field.profile_spread(prefix_field.gradient.sum(0))[1])
+    fields = conv.receptive_field(list(layers))
+    st.plotly_chart(plot_spread_by_depth(fields, sigmas), key=P + "stack_depth")
+    st.caption(
+        "Layer by layer: identical stride-1 layers add the same step to the field R each time "
+        "(strides make later steps larger), while the width 4σ (±2σ, where 95% of a Gaussian "
+        "lies) grows like the square root of the depth; after "
+        f"{len(layers)} layers it is {4 * sigmas[-1] / fields[-1]:.0%} of R."
     )
 
 

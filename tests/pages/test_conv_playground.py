@@ -63,8 +63,12 @@ def test_defaults_show_sizes_params_and_every_section(at):
     assert "y = (7, 12, 17)" in text
     assert "Every one of the 49 input cells is read" in [s.value for s in at.success][0]
     # animation, coverage, the stack's effective field and its profile, input/kernel/output
-    assert [c.key for c in at.get("plotly_chart")][2:4] == ["conv.stack_erf", "conv.stack_profile"]
-    assert len(at.get("plotly_chart")) == 5
+    assert [c.key for c in at.get("plotly_chart")][2:5] == [
+        "conv.stack_erf",
+        "conv.stack_profile",
+        "conv.stack_depth",
+    ]
+    assert len(at.get("plotly_chart")) == 6
 
 
 def test_worked_example_3x32x32(at):
@@ -782,6 +786,14 @@ def test_the_stacks_effective_field_by_weights():
     bars = plotly_array(spec["data"][0]["y"])
     np.testing.assert_allclose(bars[1:8], np.array([1, 3, 6, 7, 6, 3, 1]) / 27, rtol=1e-6)
     assert bars[0] == 0 and bars[8] == 0  # the margin outside the 7-pixel field
+    # 1, 2, 3 uniform 3-tap layers: R = 3, 5, 7 and 4 sigma = 4 sqrt(n * 8 / 12)
+    depth = json.loads(
+        next(c for c in at.get("plotly_chart") if c.key == "conv.stack_depth").proto.spec
+    )["data"]
+    assert plotly_array(depth[0]["y"]).tolist() == [3, 5, 7]
+    np.testing.assert_allclose(
+        plotly_array(depth[1]["y"]), 4 * np.sqrt(np.arange(1, 4) * 8 / 12), rtol=1e-5
+    )
     uniform = metrics["Pixels holding 90% of the gradient"].value
     at.radio(key="conv.stack_weights").set_value("random + ReLU").run()
     assert not at.exception and not errors(at)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ __all__ = [
     "plot_effective_field",
     "plot_effective_growth",
     "plot_field_profile",
+    "plot_spread_by_depth",
     "plot_layer_costs",
     "plot_receptive_fields",
 ]
@@ -371,6 +373,53 @@ def plot_field_profile(
         yaxis={"title": "share of the gradient", "tickformat": ".0%", "rangemode": "tozero"},
         legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"},
         margin={"l": 10, "r": 10, "t": 90, "b": 40},
+    )
+    return fig
+
+
+def plot_spread_by_depth(
+    fields: Sequence[int], sigmas: Sequence[float], *, title: str = "Field and spread by depth"
+) -> go.Figure:
+    """Return, for the first 1, 2, ... layers of a stack, the theoretical field's side R and the
+    effective field's width 4 sigma (plus and minus two standard deviations: 95% of a
+    Gaussian), both in input pixels, with their ratio on hover.
+
+    fields: R after each layer; sigmas: the profile's standard deviation after each layer.
+    """
+    depth = list(range(1, len(fields) + 1))
+    width = [4 * float(v) for v in sigmas]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=depth,
+            y=list(fields),
+            mode="lines+markers",
+            name="theoretical field R",
+            line={"color": "#e45756"},
+            hovertemplate="%{x} layers: R = %{y} px<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=depth,
+            y=width,
+            customdata=[w / r for w, r in zip(width, fields, strict=True)],
+            mode="lines+markers",
+            name="effective width 4σ",
+            line={"color": "#4c78a8"},
+            hovertemplate="%{x} layers: 4σ = %{y:.1f} px, %{customdata:.0%} of R<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title={"text": title, "font": {"size": 15}},
+        height=360,
+        xaxis={
+            "title": "layers (the first n of the stack)",
+            "dtick": 1 if len(depth) <= 20 else None,
+        },
+        yaxis={"title": "input pixels", "rangemode": "tozero"},
+        legend={"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"},
+        margin={"l": 10, "r": 10, "t": 80, "b": 40},
     )
     return fig
 
