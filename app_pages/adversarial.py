@@ -193,14 +193,16 @@ st.plotly_chart(
     plot_captioned_images(
         tiles,
         [
-            ["clean", f"{classes[predicted]} ({float(clean_p[predicted]):.1%})"],
-            [f"change ×{255 / (2 * eps):.0f}", f"mean |δ| {changed.mean():.1f}/255"],
-            ["adversarial", f"{classes[after]} ({float(adv_p[after]):.1%})"],
+            # class names on a line of their own: a 16-character line holds "aircraft carrier"
+            ["clean", classes[predicted], f"{float(clean_p[predicted]):.1%}"],
+            [f"change ×{255 / (2 * eps):.0f}", "mean |δ|", f"{changed.mean():.1f}/255"],
+            ["adversarial", classes[after], f"{float(adv_p[after]):.1%}"],
         ],
         hover=[
-            chosen.label,
+            f"{chosen.label}<br>{classes[predicted]}: {float(clean_p[predicted]):.2%}",
             f"grey: unchanged; black and white: −{eps}/255 and +{eps}/255",
-            f"within {eps}/255 of the clean image in every pixel",
+            f"within {eps}/255 of the clean image in every pixel<br>"
+            f"{classes[after]}: {float(adv_p[after]):.2%}",
         ],
         cols=3,
         tile_px=200,

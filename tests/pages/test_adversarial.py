@@ -56,8 +56,9 @@ def test_the_default_attack_is_vizlibs_and_flips_the_digit(digits):
     after = int(expected.adversarial_probs.argmax(1))
     assert after != predicted
     assert f"to **{after}**" in at.success[0].value
-    text = " ".join(_captions(at))
-    assert f"{after} ({float(expected.adversarial_probs[0, after]):.1%})" in text
+    captions = _captions(at)
+    assert f"{after}<br>{float(expected.adversarial_probs[0, after]):.1%}" in captions[-1]
+    text = " ".join(captions)
     assert "change ×4" in text  # 255 / (2 * 32)
     assert {c.key for c in at.get("plotly_chart")} >= {"adv.top_clean", "adv.top_adversarial"}
     assert "adv.curve_chart" not in {c.key for c in at.get("plotly_chart")}  # waits for its button
