@@ -549,7 +549,7 @@ if meta is not None and rows is not None:
         help="Parameters and multiply-adds on logarithmic axes, so that small layers show "
         "beside the largest ones.",
     )
-    st.plotly_chart(plot_layer_costs(rows, log_x=log_x), key="inspector.costs")
+    st.plotly_chart(plot_layer_costs(rows, log_x=log_x, names=shown_names), key="inspector.costs")
     if any(isinstance(r["receptive_field"], tuple) for r in rows):
         st.plotly_chart(plot_receptive_fields(rows, image_hw), key="inspector.fields")
 

@@ -538,6 +538,17 @@ def test_vit_b_16_layer_names_lose_their_shared_start_and_the_csv_keeps_it(
         line.startswith("encoder.layers.encoder_layer_10.self_attention,MultiheadAttention,")
         for line in csv
     )
+    # the cost bars too: the full names took half the page and the panels' titles overlapped;
+    # the hover keeps them
+    bars = next(
+        json.loads(c.proto.spec)["data"][0]
+        for c in at.get("plotly_chart")
+        if c.key == "inspector.costs"
+    )
+    assert "…10.self_attention (MultiheadAttention)" in bars["y"]
+    assert (
+        "encoder.layers.encoder_layer_10.self_attention (MultiheadAttention)" in bars["customdata"]
+    )
 
 
 def _chart(at: AppTest, key: str) -> dict:

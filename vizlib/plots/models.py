@@ -25,14 +25,26 @@ __all__ = [
 ]
 
 
-def plot_layer_costs(rows: list[dict[str, Any]], *, log_x: bool = False) -> go.Figure:
+def plot_layer_costs(
+    rows: list[dict[str, Any]],
+    *,
+    log_x: bool = False,
+    names: list[str] | None = None,
+) -> go.Figure:
     """Return side-by-side horizontal bars of parameters and multiply-adds per layer.
 
     ``rows`` come from ``vizlib.summary.layer_table`` (keys name, type, params, macs); layers
-    with neither parameters nor multiply-adds are left out. MACs are per sample.
+    with neither parameters nor multiply-adds are left out. MACs are per sample. ``names``, one
+    per row, label the bars instead of the rows' names (shortened ones, say: vit_b_16's full
+    names took half of a 1024-pixel page and the two panels' titles ran into each other); the
+    hover keeps the full name.
     """
-    shown = [r for r in rows if r["params"] or r["macs"]]
-    labels = [f"{r['name']} ({r['type']})" for r in shown]
+    if names is not None and len(names) != len(rows):
+        raise ValueError(f"{len(rows)} rows need {len(rows)} names, got {len(names)}")
+    keep = [i for i, r in enumerate(rows) if r["params"] or r["macs"]]
+    shown = [rows[i] for i in keep]
+    labels = [f"{(names or [r['name'] for r in rows])[i]} ({rows[i]['type']})" for i in keep]
+    full = [f"{r['name']} ({r['type']})" for r in shown]
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -47,7 +59,8 @@ def plot_layer_costs(rows: list[dict[str, Any]], *, log_x: bool = False) -> go.F
             orientation="h",
             name="parameters",
             marker_color="#4c78a8",
-            hovertemplate="%{y}<br>%{x:,} parameters<extra></extra>",
+            customdata=full,
+            hovertemplate="%{customdata}<br>%{x:,} parameters<extra></extra>",
         ),
         row=1,
         col=1,
@@ -59,7 +72,8 @@ def plot_layer_costs(rows: list[dict[str, Any]], *, log_x: bool = False) -> go.F
             orientation="h",
             name="multiply-adds",
             marker_color="#f58518",
-            hovertemplate="%{y}<br>%{x:,} multiply-adds<extra></extra>",
+            customdata=full,
+            hovertemplate="%{customdata}<br>%{x:,} multiply-adds<extra></extra>",
         ),
         row=1,
         col=2,
