@@ -34,23 +34,25 @@ def plot_layer_costs(
     """Return side-by-side horizontal bars of parameters and multiply-adds per layer.
 
     ``rows`` come from ``vizlib.summary.layer_table`` (keys name, type, params, macs); layers
-    with neither parameters nor multiply-adds are left out. MACs are per sample. ``names``, one
-    per row, label the bars instead of the rows' names (shortened ones, say: vit_b_16's full
-    names took half of a 1024-pixel page and the two panels' titles ran into each other); the
-    hover keeps the full name.
+    with neither parameters nor multiply-adds are left out. MACs are per sample. Bars are
+    labelled with the layer's name, or with ``names``, one per row (shortened ones, say:
+    vit_b_16's full names with their types took half of a 1024-pixel page and the two panels'
+    titles ran into each other); the hover gives the full name and the type.
     """
     if names is not None and len(names) != len(rows):
         raise ValueError(f"{len(rows)} rows need {len(rows)} names, got {len(names)}")
     keep = [i for i, r in enumerate(rows) if r["params"] or r["macs"]]
     shown = [rows[i] for i in keep]
-    labels = [f"{(names or [r['name'] for r in rows])[i]} ({rows[i]['type']})" for i in keep]
+    # the type goes in the hover: "encoder.pos_embedding (position embeddings)" took half the
+    # page
+    labels = [(names or [r["name"] for r in rows])[i] for i in keep]
     full = [f"{r['name']} ({r['type']})" for r in shown]
     fig = make_subplots(
         rows=1,
         cols=2,
         shared_yaxes=True,
         horizontal_spacing=0.04,
-        subplot_titles=("Parameters", "Multiply-adds per sample"),
+        subplot_titles=("Parameters", "Multiply-adds"),
     )
     fig.add_trace(
         go.Bar(
@@ -80,7 +82,7 @@ def plot_layer_costs(
     )
     axis_type = "log" if log_x else "linear"
     fig.update_xaxes(title_text="parameters (count)", type=axis_type, row=1, col=1)
-    fig.update_xaxes(title_text="multiply-adds (count)", type=axis_type, row=1, col=2)
+    fig.update_xaxes(title_text="multiply-adds per sample (count)", type=axis_type, row=1, col=2)
     fig.update_yaxes(autorange="reversed", title_text="layer (in call order)", row=1, col=1)
     fig.update_layout(
         height=max(320, 22 * len(shown) + 140),
