@@ -35,8 +35,14 @@ TSNE_PCA_DIMS = 50  # "First reduce each layer to ... principal components" (t-S
 SOURCES = ("Model layers", "Uploaded features", "Uploaded coordinates")
 COORDINATES = SOURCES[2]
 MAX_LAYERS = 4
-EXTRACT_BATCH = 64  # images per forward pass of the feature extraction
-TIMED_BATCHES = (2, 16)  # the extraction time is estimated from passes of these sizes
+EXTRACT_BATCH = 64  # images per forward pass of the feature extraction ...
+CPU_BIG_BATCH = 16  # ... but on a CPU for an input over BIG_INPUT_PIXELS: the activations of
+# 64 images at 224 x 224 outgrow the caches. On this 2-core CPU, shared with other work:
+# resnet18, 200 digits, 5.6 s in passes of 16, 6.2 s of 64; vit_b_16, 96 digits, 37 s and 49 s.
+# Passes of 8 took resnet18 21-26 s: its two threads wait on each other at every pass
+BIG_INPUT_PIXELS = 64 * 64
+TIMED_BATCHES = (2, 16)  # the extraction time is estimated from passes of these sizes (the
+# larger one no larger than the extraction's)
 TIMING_BUDGET_S = 2.0  # seconds of timed passes of one size, after the first
 # passes quicker than this in all are repeated (up to MAX_PASSES): a busy machine can stall
 # every pass for about 90 ms a while, and 3 passes of lenet_digits said 44 s for 1,000 points
@@ -188,7 +194,8 @@ def model_features(bar, choice: ModelChoice, dataset: str, n_points: int,
 
     with lock:  # hooks go on the shared model
         feats = embedding.layer_features(
-            model, images, list(layers), batch_size=EXTRACT_BATCH, device=choice.device,
+            model, images, list(layers), batch_size=extract_batch(meta, choice.device),
+            device=choice.device,
             progress=progress, transform=functools.partial(to_model_input, name=dataset, meta=meta),
         )  # fmt: skip
     cache.clear()
@@ -196,10 +203,20 @@ def model_features(bar, choice: ModelChoice, dataset: str, n_points: int,
     return cache[key]
 
 
-def per_image_seconds(timings: dict[int, float], *, batch: int) -> float:
-    """Return the seconds per image of forward passes of ``batch`` images, from the seconds of
-    passes of two sizes ``{images: seconds}``: a line (fixed cost per pass + cost per image)
-    through the larger one, its slope that of the two points.
+def extract_batch(meta: dict, device: str) -> int:
+    """Return the images per forward pass of the extraction: EXTRACT_BATCH, or CPU_BIG_BATCH on
+    a CPU for a model whose input has more than BIG_INPUT_PIXELS pixels."""
+    pixels = int(np.prod(meta["input_size"][1:]))
+    cpu = torch.device(device).type == "cpu"
+    return CPU_BIG_BATCH if cpu and pixels > BIG_INPUT_PIXELS else EXTRACT_BATCH
+
+
+def per_image_seconds(timings: dict[int, float], *, batch: int, prepare_s: float = 0.0) -> float:
+    """Return the seconds per image of the extraction in passes of ``batch`` images: forward
+    passes fitted to the seconds of passes of two sizes ``{images: seconds}`` (a line, fixed
+    cost per pass + cost per image, through the larger one, its slope that of the two points),
+    plus ``prepare_s``, the seconds per image of preparing a batch for the model
+    (``to_model_input``: resizing and normalising, which the extraction does batch by batch).
 
     A slope that is not positive, or steeper than the larger pass's own cost per image (a fixed
     cost below 0), cannot be true of a forward pass: a busy machine slowed one of the two. The
@@ -209,47 +226,58 @@ def per_image_seconds(timings: dict[int, float], *, batch: int) -> float:
     slope = (t_large - t_small) / (large - small)
     per_image = slope if 0 < slope <= t_large / large else t_large / large
     fixed = t_large - large * per_image  # seconds per pass whatever its size (>= 0)
-    return per_image + fixed / batch
+    return per_image + fixed / batch + prepare_s
 
 
 @st.cache_data(max_entries=16, show_spinner="Timing the model's forward pass…")
-def seconds_per_image(choice: ModelChoice) -> float:
-    """Return the seconds feature extraction takes per image in passes of EXTRACT_BATCH images,
-    fitted to passes of TIMED_BATCHES images (``per_image_seconds``).
+def seconds_per_image(choice: ModelChoice, dataset: str | None) -> float:
+    """Return the seconds feature extraction takes per image of ``dataset`` in passes of
+    ``extract_batch`` images: forward passes fitted to passes of TIMED_BATCHES images, and the
+    preparation of a batch from the dataset's stored size (``per_image_seconds``).
 
     On a CPU a pass of 2 images can cost several times more per image than one of 64 (the
     weights are read once per pass, small matrix products run slowly): timed at 2 alone, the
-    estimate was 2 to 5 times too high for alexnet and the digit models (vgg16, resnet18 and
-    vit_b_16 cost about the same per image either way). Each size's fastest of three passes is
-    used, as a single one can be inflated many times by a busy machine (a quick model's, more);
-    passes stop once they took TIMING_BUDGET_S, and a model too slow for a pass of 16 within it
-    (vgg16 on a CPU) is timed at 8.
+    estimate was 2 to 5 times too high for alexnet and the digit models. A large input on a
+    CPU is extracted in passes of 16, the size timed: fitted at 2 and 16 to passes of 64, which
+    cost more per image, the estimate ran 10-20% low for resnet18 and vit_b_16. Each
+    size's median of its passes is used: one pass can be inflated many times by a busy machine,
+    but the fastest of three is faster than the passes an extraction on a shared machine gets.
+    Passes stop once they took TIMING_BUDGET_S, and a model too slow for a pass of the larger
+    size within it (vgg16 on a CPU) is timed at half that size.
     """
     model, meta, lock = get_model(choice)
     device = choice.device
-    small, large = TIMED_BATCHES
+    batch = extract_batch(meta, device)
+    small, large = TIMED_BATCHES[0], min(TIMED_BATCHES[1], batch)
     x = torch.zeros(large, *meta["input_size"], device=device)  # (16, C, H, W)
 
-    def fastest_pass(size: int) -> float:
+    def median_seconds(run: Callable[[], object]) -> float:
         timings: list[float] = []
         for _ in range(MAX_PASSES):
             started = time.perf_counter()
-            model(x[:size])
+            run()
             if torch.device(device).type == "cuda":
                 torch.cuda.synchronize(device)
             timings.append(time.perf_counter() - started)
             spent = sum(timings)
             if spent >= TIMING_BUDGET_S or (len(timings) >= 3 and spent >= QUICK_PASSES_S):
                 break
-        return min(timings)
+        return float(np.median(timings))
 
     with lock, torch.inference_mode():
         model(x[:1])  # warm-up: first calls allocate
-        seconds = {small: fastest_pass(small)}
+        seconds = {small: median_seconds(lambda: model(x[:small]))}
         if seconds[small] / small * large > TIMING_BUDGET_S:
             large //= 2
-        seconds[large] = fastest_pass(large)
-    return per_image_seconds(seconds, batch=EXTRACT_BATCH)
+        seconds[large] = median_seconds(lambda: model(x[:large]))
+    prepare_s = 0.0
+    if dataset is not None:  # a batch as dataset_points keeps it, prepared as the extraction does
+        hw = native_size(dataset) or tuple(meta["input_size"][1:])
+        channels = len(dataset_normalization(dataset)[0])
+        dtype = torch.uint8 if keeps_uint8(dataset, hw) else torch.float32
+        stored = torch.zeros(batch, channels, *hw, dtype=dtype)  # (B, C0, h, w)
+        prepare_s = median_seconds(lambda: to_model_input(stored, dataset, meta)) / batch
+    return per_image_seconds(seconds, batch=batch, prepare_s=prepare_s)
 
 
 def sharp(image: np.ndarray, side: int = 200) -> np.ndarray:
@@ -334,10 +362,10 @@ if source == "Model layers":
             f"{ui.folder_channels_note(int(meta['input_size'][0]))} The labels are the names of "
             "its sub-folders; Points are drawn at random from all its images (one split)."
         )
-    # Extraction is a forward pass of every point, 64 at a time: minutes for vgg16 / vit_b_16 on
-    # a CPU.
+    # Extraction is a forward pass of every point, 64 (16 for a large input on a CPU) at a
+    # time: minutes for vgg16 / vit_b_16 on a CPU.
     try:
-        extract_s = seconds_per_image(choice) * int(n_points)
+        extract_s = seconds_per_image(choice, dataset) * int(n_points)
     except (RuntimeError, ValueError):
         extract_s = 0.0
     if extract_s > 30:
