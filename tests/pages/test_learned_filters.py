@@ -10,7 +10,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.pages._shared import errors, link_warnings, opened_with
+from tests.pages._shared import errors, link_warnings, opened_with, plotly_array
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "learned_filters.py")
 
@@ -217,7 +217,6 @@ def test_the_filter_grid_says_what_black_and_white_are(at):
 def test_the_weight_histograms_before_and_after_training_share_bins_and_axes(at):
     """The trained and the initial weights are binned on one span (the two had their own bins,
     -0.32..0.35 against -0.2..0.2 for lenet conv1, so their spreads and counts did not compare)."""
-    import base64
 
     import numpy as np
 
@@ -233,10 +232,7 @@ def test_the_weight_histograms_before_and_after_training_share_bins_and_axes(at)
     for spec, values in zip(shown, (trained, initial), strict=True):
         expected, edges = np.histogram(values.numpy(), bins=60, range=(low, high))
         bar = spec["data"][0]
-        y = bar["y"]
-        if isinstance(y, dict):  # plotly's typed-array encoding
-            y = np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"])
-        assert np.asarray(y).tolist() == expected.tolist()
+        assert plotly_array(bar["y"]).tolist() == expected.tolist()
         assert spec["layout"]["xaxis"]["range"] == pytest.approx([low, high])
         top = max(
             np.histogram(v.numpy(), bins=60, range=(low, high))[0].max() for v in (trained, initial)

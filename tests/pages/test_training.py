@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import itertools
 import json
@@ -14,18 +13,12 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.pages._shared import errors, link_warnings, opened_with
+from tests.pages._shared import errors, link_warnings, opened_with, plotly_array
 from vizlib import zoo
 from vizlib.data.datasets import load_dataset
 from vizlib.train import TrainSettings, training_epochs
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "training.py")
-
-
-def _array(value: dict) -> np.ndarray:
-    """A plotly array as the chart's JSON carries it (base64 with dtype and shape)."""
-    shape = [int(n) for n in value["shape"].split(",")]
-    return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(shape)
 
 
 def _train(at: AppTest) -> AppTest:
@@ -63,10 +56,12 @@ def test_a_run_trains_what_the_settings_say_and_its_weights_open_elsewhere(downl
     grad, ratio = charts["training.gradient_flow"]["data"]
     assert grad["y"] == ["conv1", "conv2", "fc1", "fc2"] and grad["x"] == [1, 2]
     np.testing.assert_allclose(
-        _array(grad["z"])[:, -1], np.log10(list(record.layer_grad_norms.values())), rtol=1e-6
+        plotly_array(grad["z"])[:, -1], np.log10(list(record.layer_grad_norms.values())), rtol=1e-6
     )
     np.testing.assert_allclose(
-        _array(ratio["z"])[:, -1], np.log10(list(record.layer_update_ratios.values())), rtol=1e-6
+        plotly_array(ratio["z"])[:, -1],
+        np.log10(list(record.layer_update_ratios.values())),
+        rtol=1e-6,
     )
 
 
@@ -131,7 +126,7 @@ def test_the_confusion_matrix_and_the_mistakes_are_the_models(downloads, monkeyp
     assert wrong == round(450 * (1 - record.test_accuracy)) and wrong > 0
     assert any(s.value == f"The 450 test images: {wrong} wrong" for s in at.subheader)
     charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
-    right, mistakes = (_array(t["z"]) for t in charts["training.confusion"]["data"])
+    right, mistakes = (plotly_array(t["z"]) for t in charts["training.confusion"]["data"])
     np.testing.assert_array_equal(np.where(np.isnan(right), mistakes, right), expected)
     table = pd.read_csv(io.BytesIO(downloads["confusion_matrix_run1.csv"]), index_col=0)
     np.testing.assert_array_equal(table.iloc[:, :10].to_numpy(), expected)
@@ -186,7 +181,7 @@ def test_a_diverged_run_says_not_a_number_offers_no_weights_and_counts_its_epoch
     # the explosion shows in the gradient flow: the epoch's finite steps, not NaN
     charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
     grad = charts["training.gradient_flow"]["data"][0]
-    assert np.isfinite(_array(grad["z"])).all() and _array(grad["z"])[:, 1].min() > 5
+    assert np.isfinite(plotly_array(grad["z"])).all() and plotly_array(grad["z"])[:, 1].min() > 5
 
 
 def test_a_run_stopped_early_is_framed_to_its_epochs_and_not_blamed_on_its_settings():
