@@ -16,11 +16,11 @@ from ui.inside_cnns import (
     dataset_for,
     input_picker,
     load_input_settings,
+    missing_test_split,
     model_picker,
     save_input_settings,
 )
 from vizlib import adversarial, zoo
-from vizlib.data import available_datasets
 from vizlib.data.datasets import denormalize
 from vizlib.plots import (
     image_grid_png,
@@ -252,14 +252,10 @@ st.subheader("Accuracy under attack")
 try:
     images, labels, _ = dataset_for(meta["dataset"], tuple(int(v) for v in meta["input_size"][1:]))
 except ValueError as err:
-    if meta["dataset"] in available_datasets():  # known, but not on this machine
-        st.info(f"The curve needs the model's labelled test split on disk: {err}")
-    else:  # vizlib's "Unknown dataset ...; choose from ..." is no help to a visitor
-        st.info(
-            f"The curve needs the model's labelled test split, and the {meta['dataset']} test "
-            "images do not ship with the app and are not downloaded. The digit models have "
-            "theirs."
-        )
+    st.info(
+        f"The curve needs the model's labelled test split. {missing_test_split(meta, err)}; "
+        "the digit models have theirs."
+    )
     st.stop()
 st.caption(
     f"The first test images of {meta['dataset']}, each attacked (untargeted, its true class) "

@@ -322,6 +322,15 @@ def save_input_settings(prefix: str, table: links.Table, *, keep: Collection[str
     links.save_settings(table, prefix=f"{prefix}.", keep=keep, shown=shown)
 
 
+def missing_test_split(meta: dict, err: Exception) -> str:
+    """Say why the model's test split cannot be read (``err``, from ``dataset_for``): a known
+    dataset missing from this machine, or one the app never ships nor downloads (ImageNet:
+    vizlib's "Unknown dataset ...; choose from ..." is no help to a visitor)."""
+    if meta["dataset"] in available_datasets():
+        return f"No {meta['dataset']} test images on this machine ({err})"
+    return f"The {meta['dataset']} test images do not ship with the app and are not downloaded"
+
+
 def input_picker(prefix: str, meta: dict, *, purpose: str) -> ChosenInput | None:
     """Draw the input controls and return the chosen input prepared for the model, or None;
     ``purpose`` ends the prompt of an empty uploader ("Upload an image to <purpose>.")."""
@@ -331,13 +340,10 @@ def input_picker(prefix: str, meta: dict, *, purpose: str) -> ChosenInput | None
         sources = SOURCES
     except ValueError as err:  # e.g. ImageNet, never on disk: offer only what works
         sources = SOURCES[1:]
-        if meta["dataset"] in available_datasets():  # known, but not on this machine
-            st.caption(f"No {meta['dataset']} test images to pick from: {err}")
-        else:  # vizlib's "Unknown dataset ...; choose from ..." is no help to a visitor
-            st.caption(
-                f"The {meta['dataset']} test images do not ship with the app and are not "
-                "downloaded: pick a sample image, an image folder or your own image instead."
-            )
+        st.caption(
+            f"{missing_test_split(meta, err)}: pick a sample image, an image folder or your own "
+            "image instead."
+        )
     start = sources.index("Dataset sample" if "Dataset sample" in sources else "Sample image")
     source = st.radio(
         "Input",
