@@ -915,3 +915,19 @@ def test_a_missing_cifar_batch_is_named(tmp_path, monkeypatch, cifar_module):
     with pytest.raises(ValueError, match="not found under .* has no file data_batch_4"):
         load_dataset("cifar10", "train")
     assert dataset_size("cifar10", "test") == 6
+
+
+def test_denormalize_clips_unless_asked_and_keeps_the_device():
+    x = torch.tensor([[[[-3.0, 0.0, 3.0]]], [[[1.0, 2.0, -1.0]]]])  # (2, 1, 1, 3)
+    clipped = denormalize(x, [0.5], [0.25])
+    assert clipped.tolist() == [[[[0.0, 0.5, 1.0]]], [[[0.75, 1.0, 0.25]]]]
+    raw = denormalize(x, [0.5], [0.25], clip=False)
+    assert raw.tolist() == [[[[-0.25, 0.5, 1.25]]], [[[0.75, 1.0, 0.25]]]]
+    assert raw.device == x.device and raw.dtype == torch.float32
+
+
+@pytest.mark.gpu
+def test_denormalize_works_on_the_gpu():
+    x = torch.tensor([[[[-3.0, 0.0, 3.0]]]], device="cuda")
+    pixels = denormalize(x, [0.5], [0.25])  # mean and std were CPU tensors: a device mismatch
+    assert pixels.device.type == "cuda" and pixels.cpu().tolist() == [[[[0.0, 0.5, 1.0]]]]

@@ -40,13 +40,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._hooks import forward_hooks
+from .data.datasets import denormalize
 from .device import resolve_device
 from .embedding import _torch_threads
 from .features import _first_tensor, _resolve_modules, _same_device, model_device
 
 __all__ = [
     "OptimisedInputs",
-    "denormalise_input",
     "input_bounds",
     "optimise_input",
     "objective_scores",
@@ -82,15 +82,6 @@ def input_bounds(mean: Sequence[float], std: Sequence[float]) -> tuple[torch.Ten
     m = torch.tensor([float(v) for v in mean], dtype=torch.float32).view(-1, 1, 1)
     s = torch.tensor([float(v) for v in std], dtype=torch.float32).view(-1, 1, 1)
     return (0.0 - m) / s, (1.0 - m) / s
-
-
-def denormalise_input(
-    inputs: torch.Tensor, mean: Sequence[float], std: Sequence[float]
-) -> torch.Tensor:
-    """Return model inputs (N, C, H, W) mapped back to pixel values, ``x * std + mean`` (not clipped)."""
-    m = torch.tensor([float(v) for v in mean], dtype=inputs.dtype, device=inputs.device)
-    s = torch.tensor([float(v) for v in std], dtype=inputs.dtype, device=inputs.device)
-    return inputs * s.view(-1, 1, 1) + m.view(-1, 1, 1)
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -295,7 +286,7 @@ def optimise_input(
             final = score(x.detach())[rows, index]  # (N,)
     inputs = x.detach().to("cpu", torch.float32)
     return OptimisedInputs(
-        images=denormalise_input(inputs, mean, std),
+        images=denormalize(inputs, mean, std, clip=False),
         inputs=inputs,
         objective=torch.stack(history).to("cpu", torch.float32),  # (steps_done, N)
         final=final.to("cpu", torch.float32),

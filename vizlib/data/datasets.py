@@ -888,14 +888,21 @@ def native_size(name: str) -> tuple[int, int] | None:
 
 
 def denormalize(
-    images: torch.Tensor | np.ndarray, mean: list[float] | tuple[float, ...], std
+    images: torch.Tensor | np.ndarray,
+    mean: list[float] | tuple[float, ...],
+    std,
+    *,
+    clip: bool = True,
 ) -> torch.Tensor:
-    """Return images (N, C, H, W) or (C, H, W) mapped back to pixel values, clipped to [0, 1]."""
+    """Return images (N, C, H, W) or (C, H, W) mapped back to pixel values, ``x * std + mean``,
+    float32 on the images' device, clipped to [0, 1] unless ``clip=False`` (an optimised input
+    may leave the range)."""
     x = torch.as_tensor(images, dtype=torch.float32)
     shape = (-1, 1, 1)
-    m = torch.tensor(list(mean), dtype=torch.float32).view(shape)
-    s = torch.tensor(list(std), dtype=torch.float32).view(shape)
-    return (x * s + m).clamp(0.0, 1.0)
+    m = torch.tensor([float(v) for v in mean], dtype=torch.float32, device=x.device).view(shape)
+    s = torch.tensor([float(v) for v in std], dtype=torch.float32, device=x.device).view(shape)
+    pixels = x * s + m
+    return pixels.clamp(0.0, 1.0) if clip else pixels
 
 
 def prepare_image(image: np.ndarray, meta: dict) -> torch.Tensor:
