@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-.PHONY: run test lint bench-tsne bench-vit bench-pages clean
+.PHONY: run test lint bench-tsne bench-vit bench-pages bench-cka clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ bench-vit: $(STAMP)
 
 bench-pages: $(STAMP)
 	$(PY) bench/pages.py
+
+bench-cka: $(STAMP)
+	$(PY) bench/cka.py
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache .ruff_cache

@@ -46,7 +46,17 @@ PAGES = {
             icon=":material/bug_report:",
         ),
         st.Page(
+            "app_pages/calibration.py",
+            title="Predictions & Calibration",
+            icon=":material/fact_check:",
+        ),
+        st.Page(
             "app_pages/embeddings.py", title="Embeddings (t-SNE)", icon=":material/scatter_plot:"
+        ),
+        st.Page(
+            "app_pages/layer_similarity.py",
+            title="Layer Similarity (CKA)",
+            icon=":material/compare:",
         ),
     ],
     "Vision Transformers": [
@@ -62,7 +72,9 @@ PAGES = {
     ],
 }
 
-navigation = st.navigation(PAGES)
+# every page listed: with more than twelve, Streamlit would hide the last three (the ViT pages
+# and the Training Lab) behind "View 3 more"
+navigation = st.navigation(PAGES, expanded=True)
 ui.sidebar_device()
 with links.parking():  # settings whose widget the page did not draw are kept aside
     navigation.run()

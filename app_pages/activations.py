@@ -12,7 +12,14 @@ import torch
 
 import ui
 from ui import count_slider, links
-from ui.inside_cnns import SAMPLE_SET, LoadedModel, image_set, image_set_picker, model_picker
+from ui.inside_cnns import (
+    SAMPLE_SET,
+    LoadedModel,
+    image_set,
+    image_set_picker,
+    image_set_settings,
+    model_picker,
+)
 from vizlib import filters, layerstats
 from vizlib.plots import plot_activation_histograms, plot_layer_statistics
 from vizlib.summary import shorten_layer_names
@@ -26,7 +33,7 @@ MAX_RESULTS = 4  # results kept in a session (a few MB of samples each)
 DEAD_EVIDENCE = 16
 LAYER_NAME_CHARS = 22  # the table's layer names, as the Model Inspector's (1024-pixel page)
 BATCH = 16  # images per pass: a backward pass through vgg16 holds about 1 GB per 16 images
-LINK_KEYS = {"model", "grads", "compare", "log"}
+LINK_KEYS = {"model", "images", "grads", "compare", "log"}
 SETTINGS: links.Table = {
     "grads": (f"{P}.gradients", True, (False, True)),
     "compare": (f"{P}.compare", True, (False, True)),
@@ -106,10 +113,11 @@ loaded = model_picker(P)
 if loaded is None:
     st.stop()
 meta = loaded.meta
-for warning in links.load_settings(SETTINGS, prefix=f"{P}.", from_link=links.first_visit(P)):
+link_from = links.first_visit(P)
+for warning in links.load_settings(SETTINGS, prefix=f"{P}.", from_link=link_from):
     st.warning(warning, icon=":material/link_off:")
 
-source = image_set_picker(P, meta, samples=True)
+source = image_set_picker(P, meta, samples=True, from_link=link_from)
 if source is None:
     st.stop()
 try:
@@ -149,7 +157,9 @@ compare = (
     )
     and trained
 )
-links.save_settings(SETTINGS, prefix=f"{P}.", keep=LINK_KEYS)
+links.save_settings(
+    SETTINGS | image_set_settings(P, meta, samples=True), prefix=f"{P}.", keep=LINK_KEYS
+)
 
 try:
     with st.spinner("Measuring every layer…", show_time=True):

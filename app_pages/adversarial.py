@@ -34,7 +34,7 @@ from vizlib.plots import (
 P = "adv"
 MAX_EPS = 64  # grey levels of 255
 CURVE_LEVELS = (0, 1, 2, 4, 8, 16, 32, 64)  # grey levels of 255 on the accuracy curve
-LINK_KEYS = {"model", *INPUT_LINK_KEYS, "attack", "eps", "steps", "targeted", "target"}
+LINK_KEYS = {"model", *INPUT_LINK_KEYS, "attack", "eps", "steps", "targeted", "target", "compare"}
 
 
 def settings(n_classes: int, side: int) -> links.Table:
@@ -268,6 +268,14 @@ others = [
     for name in zoo.checkpoint_names()
     if name != loaded.name and zoo.checkpoint_metadata(name)["dataset"] == meta["dataset"]
 ]
+# in the link too: the curves themselves wait for the button
+compare_table: links.Table = {
+    "compare": (f"{P}.compare", [], links.multichoice_parser(others, least=0))
+}
+for warning in links.load_settings(
+    compare_table, prefix=f"{P}.", from_link=links.first_visit(f"{P}.compare.")
+):
+    st.warning(warning, icon=":material/link_off:")
 compare = (
     st.multiselect(
         "Compare with",
@@ -279,6 +287,7 @@ compare = (
     if others
     else []
 )
+links.save_settings(compare_table, prefix=f"{P}.", keep=LINK_KEYS)
 pgd_steps = steps if method == "PGD" else 10
 curves = st.session_state.setdefault(f"{P}.curves", {})  # (model, device, n, steps) -> curves
 wanted = [loaded.name, *compare]

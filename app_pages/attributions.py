@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+import ui
 from ui import count_slider, links
 from ui.inside_cnns import (
     INPUT_LINK_KEYS,
@@ -23,8 +24,11 @@ from ui.inside_cnns import (
 from vizlib import attribution
 from vizlib.filters import conv_layer_names
 from vizlib.plots import (
+    SIMILARITY_TITLES,
     plot_attribution_colorbar,
     plot_attribution_overlay,
+    plot_randomization_maps,
+    plot_randomization_similarity,
     plot_top_predictions,
 )
 
@@ -34,7 +38,12 @@ METHOD_TITLES = {
     "integrated_gradients": "Integrated Gradients",
     "gradcam": "Grad-CAM",
     "occlusion": "Occlusion",
+    "guided_backprop": "Guided Backprop",
 }
+DEFAULT_METHODS = ["saliency", "integrated_gradients", "gradcam", "occlusion"]
+# the sanity check's grid of maps names its rows upright beside maps as small as 40 px
+SHORT_TITLES = METHOD_TITLES | {"integrated_gradients": "IG", "guided_backprop": "Guided BP"}
+SURVIVES = 0.5  # a mean similarity over the randomised stages above this is called out
 # Width of one method's tile (pixels). The tiles wrap: four to a row on a wide screen, two at
 # 1024 px with the sidebar open (564 px of page), one on a phone; each figure's height fits its
 # image, so no row has a blank band.
@@ -45,9 +54,17 @@ TILE_PX = 240
 SLOW_SECONDS = 20.0
 IG_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 SCALES = ("separate", "shared")
+MAX_STAGES = 8  # of the sanity check: a column each in its grid of maps
 # every key the page's link may hold: the model (written by model_picker), the input, the rest
 LINK_KEYS = {"model", *INPUT_LINK_KEYS, "pred", "target", "methods", "steps", "baseline"}
-LINK_KEYS |= {"batch", "layer", "relu", "window", "stride", "opacity", "scale", "view"}
+LINK_KEYS |= {"batch", "layer", "relu", "window", "stride", "opacity", "scale", "view", "sanity"}
+LINK_KEYS |= {"sanity_mode"}
+# the sanity check's measure: the check itself waits for its button, as every slow computation
+SANITY_MODES = {"cascading": "from the output down", "independent": "one stage at a time"}
+SANITY: links.Table = {
+    "sanity": (f"{P}.sanity_metric", "spearman_abs", tuple(SIMILARITY_TITLES)),
+    "sanity_mode": (f"{P}.sanity_mode", "cascading", tuple(SANITY_MODES)),
+}
 
 
 def link_settings(
@@ -62,7 +79,7 @@ def link_settings(
         return every(raw) if raw else []
 
     options: links.Table = {
-        "methods": (f"{P}.methods", list(METHOD_TITLES), methods),
+        "methods": (f"{P}.methods", DEFAULT_METHODS, methods),
         "steps": (f"{P}.ig_steps", 50, (8, 256)),
         "baseline": (f"{P}.ig_baseline", attribution.BASELINES[0], attribution.BASELINES),
         "batch": (f"{P}.ig_batch", 32, links.choice_parser(IG_BATCHES)),
@@ -88,7 +105,7 @@ def link_settings(
 
 st.title("Attributions")
 st.caption(
-    "Pick a model, an input and a class: four Captum methods show which pixels raise or lower "
+    "Pick a model, an input and a class: Captum's methods show which pixels raise or lower "
     "that class's score (logit). Use them to debug what the model looks at."
 )
 
@@ -161,7 +178,7 @@ side = min(int(s) for s in meta["input_size"][1:])
 convs = conv_layer_names(model)
 tables = link_settings(len(classes), top[0]["class"], convs, side)
 for warning in links.load_settings(
-    tables["target"] | tables["options"] | tables["display"],
+    tables["target"] | tables["options"] | tables["display"] | SANITY,
     prefix=f"{P}.",
     from_link=links.first_visit(f"{P}."),
 ):
@@ -194,6 +211,12 @@ methods = st.multiselect(
     list(METHOD_TITLES),
     format_func=METHOD_TITLES.get,
     key=f"{P}.methods",
+    help="Saliency: the gradient of the class's logit with respect to each pixel. Integrated "
+    "Gradients: that gradient averaged along a path from a baseline, times the difference. "
+    "Grad-CAM: a conv layer's maps weighted by their gradient. Occlusion: the drop in the logit "
+    "when a window is blanked. Guided Backprop (Springenberg et al., 2015): the gradient with "
+    "every ReLU passing back only positive gradients where it fired; sharp, but see the sanity "
+    "check below.",
 )
 o1, o2, o3 = st.columns(3)
 with o1.container(border=True):
@@ -301,6 +324,7 @@ options = {
     ),
     "gradcam": (("layer", gc_layer), ("relu", relu)),
     "occlusion": (("window", window), ("stride", stride)),
+    "guided_backprop": (),
 }
 results: dict[str, dict] = {}
 errors: dict[str, str] = {}
@@ -440,6 +464,7 @@ def show_heatmaps(results: dict[str, dict], errors: dict[str, str], methods: lis
                 file_name=f"{loaded.stem}_{method}_class{target}.csv",
                 mime="text/csv",
                 key=f"{P}.csv.{method}",
+                on_click="ignore",
                 help="The signed attribution of every pixel, H rows × W columns (header: the "
                 "column numbers), before the view and colour scale chosen above.",
             )
@@ -453,9 +478,176 @@ if results:
         partial(heatmaps_npz, {m: r["heatmap"] for m, r in results.items()}, chosen.display),
         file_name=f"{loaded.stem}_attributions_class{target}.npz",
         key=f"{P}.npz",
+        on_click="ignore",
     )
     if "integrated_gradients" in results:
         st.caption(
             "Integrated Gradients' convergence delta is sum(attributions) − (f(input) − "
             "f(baseline)) for the target logit; near 0 means enough steps."
         )
+
+# ---- sanity check: the model randomisation test ------------------------------------------
+st.subheader("Sanity check: randomise the network")
+st.caption(
+    "A map that explains the network must change when the network does (Adebayo et al., "
+    '"Sanity checks for saliency maps", 2018). The weights are drawn afresh from the output '
+    "down, a few layers at a time, and the image is explained again after each stage, with "
+    "the methods and options above. A method whose map still looks the same once every "
+    "weight is random is showing the image, not what the network learned."
+)
+sane = [m for m in methods if m in results]  # those run above: the slow ones waited there
+if not sane:
+    st.info("Run at least one attribution method above first.")
+    st.stop()
+try:
+    stage_groups = attribution.randomization_stages(model, MAX_STAGES)
+except ValueError as err:
+    st.info(f"No sanity check: {err}.")
+    st.stop()
+runs = len(stage_groups) + 1
+mode = st.radio(
+    "Randomise",
+    list(SANITY_MODES),
+    format_func=SANITY_MODES.get,
+    horizontal=True,
+    key=f"{P}.sanity_mode",
+    help="From the output down: each stage keeps the layers above it random too, until every "
+    "weight is. One stage at a time: each stage makes only its own layers random, the rest "
+    "trained, which shows the layers a map depends on (Adebayo et al.'s independent test).",
+)
+independent = mode == "independent"
+links.save_settings(SANITY, prefix=f"{P}.", keep=LINK_KEYS)  # the check below may wait
+sanity_key = (
+    loaded.name, loaded.device, chosen.key, int(target), tuple((m, options[m]) for m in sane),
+    independent,
+)  # fmt: skip
+checks = st.session_state.setdefault(f"{P}.sanity", {})
+if sanity_key not in checks:
+    # each stage runs the methods again on a network of the same size: their own times above
+    total_s = sum(results[m]["seconds"] for m in sane) * runs
+    about = f"about {total_s:,.0f} s" if total_s >= 1 else "under a second"
+    button_slot = st.empty()  # emptied once the check is in: the button's work is done
+    if not button_slot.button(
+        f"Randomise and explain again ({runs - 1} stages × {len(sane)} "
+        f"method{'s' if len(sane) > 1 else ''}, {about})",
+        key=f"{P}.sanity_run",
+        icon=":material/shuffle:",
+    ):
+        st.stop()
+    bar = st.progress(0.0, text="Randomising…")
+    began = time.perf_counter()
+
+    def advance(done: int, total: int) -> None:
+        left = ui.time_left(time.perf_counter() - began, done, total)
+        bar.progress(
+            done / total, text=f"Explaining the randomised networks: {done} of {total}{left}"
+        )
+
+    try:
+        checks[sanity_key] = attribution.cascading_randomization(
+            model,
+            chosen.tensor,
+            int(target),
+            sane,
+            options={m: dict(options[m]) for m in sane},
+            mean=meta["mean"],
+            std=meta["std"],
+            max_stages=MAX_STAGES,
+            independent=independent,
+            lock=loaded.lock,
+            progress=advance,
+        )
+    except torch.cuda.OutOfMemoryError:
+        st.error(
+            "The GPU ran out of memory for a copy of the model; choose the CPU in the sidebar."
+        )
+        st.stop()
+    except (ValueError, RuntimeError) as err:
+        st.error(f"The sanity check could not run: {err}")
+        st.stop()
+    bar.empty()
+    button_slot.empty()
+    while len(checks) > 4:  # a few MB each: the maps of every stage
+        checks.pop(next(iter(checks)))
+check = checks[sanity_key]
+metric = st.radio(
+    "Similarity to the trained network's map",
+    list(SIMILARITY_TITLES),
+    format_func=SIMILARITY_TITLES.get,
+    horizontal=True,
+    key=f"{P}.sanity_metric",
+    help="Adebayo et al. use all three. Rank correlation of the magnitudes: do the same pixels "
+    "matter most? Signed: also the same direction? SSIM: the same structures, where the map's "
+    "size is set aside.",
+)
+links.save_settings(SANITY, prefix=f"{P}.", keep=LINK_KEYS)
+st.plotly_chart(
+    plot_randomization_similarity(
+        check.stages,
+        {m: check.similarity[m][metric] for m in sane},
+        metric=metric,
+        titles=METHOD_TITLES,
+        independent=independent,
+    ),
+    key=f"{P}.sanity_lines",
+)
+logits = check.target_logit
+st.caption(
+    f"The logit of **{classes[target]}**: {logits[0]:.2f} for the trained network, "
+    f"{logits[-1]:.2f} {'at the last stage' if independent else 'once every weight is random'} "
+    f"({', '.join(f'{v:.2f}' for v in logits[1:-1])} between). "
+    + (
+        "Stage k makes only its own layers random, the rest trained: "
+        + "; ".join(f"{k} {' '.join(check.randomized[k])}" for k in range(1, len(logits)))
+        if independent
+        else "Stage k keeps the stages before it random and makes the next layers random: "
+        + "; ".join(f"{k} down to {stage}" for k, stage in enumerate(check.stages) if k)
+    )
+    + f". Computed in {check.seconds:.1f} s."
+)
+# a map that stays alike on average over the stages: Guided Backprop keeps its trained map
+# while the top layers go random, Integrated Gradients even once all of them are
+survivors = [
+    m for m in sane if np.nanmean(check.similarity[m][metric][1:]) > SURVIVES
+]  # fmt: skip
+if survivors:
+    named = [
+        f"{METHOD_TITLES[m]} ({np.nanmean(check.similarity[m][metric][1:]):.2f} on average over "
+        f"the stages, {check.similarity[m][metric][-1]:.2f} at the last)"
+        for m in survivors
+    ]
+    why = {
+        "guided_backprop": "Adebayo et al. found this of Guided Backprop: its rule keeps the "
+        "image's edges whatever the weights.",
+        "integrated_gradients": "Integrated Gradients multiplies the gradient by the input, so "
+        "the image shows through.",
+    }
+    st.warning(
+        f"{' and '.join(named)} {'stays' if len(named) == 1 else 'stay'} similar to the trained "
+        "network's map while the network is made random: such a map follows the image (and "
+        "the architecture) more than what the network learned. "
+        + " ".join(why[m] for m in survivors if m in why),
+        icon=":material/report:",
+    )
+st.plotly_chart(
+    plot_randomization_maps(
+        check.stages, {m: check.heatmaps[m] for m in sane}, titles=SHORT_TITLES
+    ),
+    key=f"{P}.sanity_maps",
+)
+rows = []
+for s, stage in enumerate(check.stages):
+    row = {"stage": s, "random_down_to": stage, "modules_reset": " ".join(check.randomized[s])}
+    row["target_logit"] = logits[s]
+    for m in sane:
+        for key, values in check.similarity[m].items():
+            row[f"{m}_{key}"] = values[s]
+    rows.append(row)
+st.download_button(
+    "Download the sanity check (CSV: each stage's logit and similarities)",
+    pd.DataFrame(rows).to_csv(index=False),
+    file_name=f"{loaded.stem}_sanity_check_class{target}.csv",
+    mime="text/csv",
+    key=f"{P}.sanity_csv",
+    on_click="ignore",
+)

@@ -5,6 +5,7 @@ convolution written out term by term, transposed / grouped / depthwise convoluti
 from __future__ import annotations
 
 import hashlib
+import re
 
 import numpy as np
 import pandas as pd
@@ -83,6 +84,86 @@ DATA_SETTINGS: dict[str, tuple[str, object, object]] = {
 }
 
 
+# The stack of "Receptive field of a stack": the editor's column bounds, also a link's.
+STACK_BOUNDS = {"kernel": (1, 31), "stride": (1, 8), "dilation": (1, 8)}
+MAX_STACK_LAYERS = 32
+DEFAULT_STACK = "k3_k3_k3"  # three 3×3 layers, stride 1, dilation 1, in link form
+STACK_LAYER_RE = re.compile(r"k(\d+)(?:s(\d+))?(?:d(\d+))?")
+STACK_FORM = (
+    "layers like k3_k3s2_k5d2 (kernel k 1–31, then stride s and dilation d 1–8 where not 1), "
+    f"first layer first, at most {MAX_STACK_LAYERS}"
+)
+# the effective field's weights as the link names them -> as vizlib.effective_field does
+STACK_WEIGHT_NAMES = dict(
+    zip(("uniform", "random", "random_relu"), effective_field.STACK_WEIGHTS, strict=True)
+)
+
+
+def check_stack(layers: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """Return ``layers`` ((kernel, stride, dilation) per layer, first first) if the editor's
+    bounds allow them; ValueError saying which layer breaks which bound otherwise."""
+    if not layers:
+        raise ValueError("Add at least one layer to the stack.")
+    if len(layers) > MAX_STACK_LAYERS:
+        raise ValueError(f"At most {MAX_STACK_LAYERS} layers; the stack has {len(layers)}.")
+    for i, layer in enumerate(layers, start=1):
+        for (name, (low, high)), value in zip(STACK_BOUNDS.items(), layer, strict=True):
+            if not low <= value <= high:
+                raise ValueError(f"Layer {i}'s {name} is {value}; it must be {low} to {high}.")
+    return layers
+
+
+def stack_link_text(layers: list[tuple[int, int, int]]) -> str:
+    """Return a stack in link form: "k3_k3s2_k5d2" for 3×3; 3×3 stride 2; 5×5 dilation 2.
+    Underscores and letters, which a URL carries as they are (commas would read %2C)."""
+    return "_".join(
+        f"k{k}" + (f"s{s}" if s != 1 else "") + (f"d{d}" if d != 1 else "") for k, s, d in layers
+    )
+
+
+def stack_from_text(text: str) -> list[tuple[int, int, int]]:
+    """Return the (kernel, stride, dilation) layers of a stack's link text; ValueError if bad."""
+    layers = []
+    for part in text.split("_"):
+        found = STACK_LAYER_RE.fullmatch(part.strip().lower())
+        if found is None:
+            raise ValueError(f"expected {STACK_FORM}; {part!r} is not a layer")
+        layers.append(tuple(int(n) if n else 1 for n in found.groups()))
+    try:
+        return check_stack(layers)
+    except ValueError as err:
+        raise ValueError(f"expected {STACK_FORM}: {str(err)[:1].lower()}{str(err)[1:-1]}") from None
+
+
+def parse_stack_text(text: str) -> str:
+    """Return a stack's link text tidied ("K3S1D1_k3" -> "k3_k3"); ValueError if bad."""
+    return stack_link_text(stack_from_text(text))
+
+
+def stack_table_layers(table: pd.DataFrame) -> list[tuple[int, int, int]]:
+    """Return the layers of the stack editor's table (rows kernel, stride, dilation), its empty
+    rows skipped; ValueError saying what to fix if a cell is empty, fractional or out of bounds."""
+    rows = table[list(STACK_BOUNDS)].dropna(how="all")
+    if rows.isna().any().any():
+        raise ValueError("Fill in every cell of the stack (kernel, stride, dilation).")
+    try:
+        values = rows.to_numpy(dtype=float)  # (layers, 3)
+    except (TypeError, ValueError):
+        raise ValueError("Kernel, stride and dilation are whole numbers.") from None
+    if not (np.isfinite(values) & (values == values.round())).all():
+        raise ValueError("Kernel, stride and dilation are whole numbers.")
+    return check_stack([tuple(int(v) for v in row) for row in values])
+
+
+# The stack's link settings: its layers (kept as link text), the channels C of the parameter
+# comparison, the effective field's weights.
+STACK_SETTINGS: dict[str, tuple[str, object, object]] = {
+    "stack": (P + "stack_text", DEFAULT_STACK, parse_stack_text),
+    "stack_c": (P + "stack_c", 64, (1, 2048)),
+    "stack_w": (P + "stack_weights", "uniform", tuple(STACK_WEIGHT_NAMES)),
+}
+
+
 def data_link_keys(source: str, kernel: str) -> set[str]:
     """Return the DATA_SETTINGS keys that shape what the section shows for this source and kernel."""
     keys = {
@@ -133,9 +214,16 @@ st.caption(
     "data') so you can share them. Sizes are in cells (pixels)."
 )
 # every key the page's link may hold (the animation's settings are added where it is drawn)
-LINK_KEYS = SETTINGS.keys() | DATA_SETTINGS.keys() | animation_settings((1, 1)).keys()
+LINK_KEYS = (
+    SETTINGS.keys()
+    | DATA_SETTINGS.keys()
+    | STACK_SETTINGS.keys()
+    | animation_settings((1, 1)).keys()
+)
 first_visit = links.first_visit(P)
-for warning in links.load_settings(SETTINGS | DATA_SETTINGS, prefix=P, from_link=first_visit):
+for warning in links.load_settings(
+    SETTINGS | DATA_SETTINGS | STACK_SETTINGS, prefix=P, from_link=first_visit
+):
     st.warning(warning, icon=":material/link_off:")
 device = ui.current_device()
 
@@ -549,43 +637,61 @@ def coverage_section() -> None:
 
 
 def receptive_field_section() -> None:
+    """Draw the stack editor, its receptive fields and effective field; write the stack, C and
+    the weights into the link."""
     st.markdown(
         "Build a stack of layers (first layer first). The receptive field is how many input "
         "pixels along one axis one output unit of that layer can see."
     )
-    default = pd.DataFrame({"kernel": [3, 3, 3], "stride": [1, 1, 1], "dilation": [1, 1, 1]})
+    layers = stack_editor()
+    channels = st.number_input(
+        "Channels C in every layer (for the parameter comparison)", 1, 2048, key=P + "stack_c"
+    )
+    if layers is not None:
+        stack_results(layers, channels)
+    links.save_settings(STACK_SETTINGS, prefix=P, keep=LINK_KEYS)
+
+
+def stack_editor() -> list[tuple[int, int, int]] | None:
+    """Draw the stack's table; return its layers (kernel, stride, dilation), or None after an
+    error. A valid table becomes the stack the link carries."""
+    if P + "stack" not in st.session_state:
+        # A fresh editor (first run, or its state dropped while another page was shown) starts
+        # from the last valid stack or the link's. It keeps that start while it lives: its
+        # state is edits (edited_rows, added_rows, deleted_rows) to the frame it was drawn
+        # with, and a new frame under the same key would be a new editor without them.
+        st.session_state[P + "stack_start"] = st.session_state[P + "stack_text"]
+    start = pd.DataFrame(
+        stack_from_text(st.session_state[P + "stack_start"]), columns=list(STACK_BOUNDS)
+    )
     table = st.data_editor(
-        default,
+        start,
         num_rows="dynamic",
         key=P + "stack",
         column_config={
-            "kernel": st.column_config.NumberColumn("kernel K", min_value=1, max_value=31, step=1),
-            "stride": st.column_config.NumberColumn("stride S", min_value=1, max_value=8, step=1),
-            "dilation": st.column_config.NumberColumn(
-                "dilation D", min_value=1, max_value=8, step=1
-            ),
+            name: st.column_config.NumberColumn(
+                f"{name} {name[0].upper()}", min_value=low, max_value=high, step=1
+            )
+            for name, (low, high) in STACK_BOUNDS.items()
         },
         width="stretch",
     )
-    channels = st.number_input(
-        "Channels C in every layer (for the parameter comparison)",
-        1,
-        2048,
-        64,
-        key=P + "stack_c",
-    )
     try:
-        rows = table.dropna(how="all")
-        if rows.isna().any().any():
-            raise ValueError("Fill in every cell of the stack (kernel, stride, dilation).")
-        layers = [(int(k), int(s), int(d)) for k, s, d in rows.to_numpy()]
-        if not layers:
-            raise ValueError("Add at least one layer to the stack.")
-        rf = conv.receptive_field(layers)
-    except (ValueError, TypeError) as err:
-        st.error(str(err))
-        return
-    result = rows.assign(**{"receptive field (pixels)": rf})
+        layers = stack_table_layers(table)
+    except ValueError as err:
+        st.error(str(err))  # the link keeps the last valid stack
+        return None
+    st.session_state[P + "stack_text"] = stack_link_text(layers)
+    return layers
+
+
+def stack_results(layers: list[tuple[int, int, int]], channels: int) -> None:
+    """Draw the receptive field after each layer, the parameter comparison for ``channels``
+    channels and the effective field of ``layers`` ((kernel, stride, dilation), first first)."""
+    rf = conv.receptive_field(layers)
+    result = pd.DataFrame(layers, columns=list(STACK_BOUNDS)).assign(
+        **{"receptive field (pixels)": rf}
+    )
     result.index = [f"layer {i}" for i in range(1, len(rf) + 1)]
     st.dataframe(result, width="stretch")
     stack_params = sum(conv.conv_params(channels, channels, k, bias=False) for k, _, _ in layers)
@@ -630,14 +736,16 @@ def stack_effective_section(layers: tuple[tuple[int, int, int], ...]) -> None:
         "theorem): its width grows like the square root of the number of layers, the field "
         "like the number of layers. Add layers to the table above to watch it happen."
     )
-    weights = st.radio(
+    name = st.radio(
         "Weights",
-        effective_field.STACK_WEIGHTS,
+        tuple(STACK_WEIGHT_NAMES),
+        format_func=STACK_WEIGHT_NAMES.get,
         horizontal=True,
         key=P + "stack_weights",
         help="Uniform: every weight 1/(K² C), each layer averages its window. Random: "
         "He-normal weights (seed 0). Random + ReLU: the same with a ReLU between the layers.",
     )
+    weights = STACK_WEIGHT_NAMES[name]
     try:
         with st.spinner("Back-propagating through the stack…", show_time=True):
             field, box = stack_field(layers, weights)

@@ -729,4 +729,5 @@ for name, coords in maps.items():
     frames.append(frame)
 csv_name = "_".join(filter(None, ["embedding_coordinates", shown["stem"]])) + ".csv"
 st.download_button("Download coordinates (CSV)", pd.concat(frames).to_csv(index=False),
-                   file_name=csv_name, mime="text/csv", key=f"{P}.download")  # fmt: skip
+                   file_name=csv_name, mime="text/csv", key=f"{P}.download",
+                   on_click="ignore")  # fmt: skip

@@ -49,7 +49,8 @@ GUIDE = {
         (
             "app_pages/attributions.py",
             "Attributions",
-            "Why it decided: Saliency, Integrated Gradients, Grad-CAM and Occlusion (Captum), side by side.",
+            "Why it decided: Saliency, Integrated Gradients, Grad-CAM and Occlusion (Captum), side by "
+            "side, and a sanity check: do the maps change when the weights are made random?",
         ),
         (
             "app_pages/adversarial.py",
@@ -58,17 +59,31 @@ GUIDE = {
             "answer, and the accuracy as the budget grows.",
         ),
         (
+            "app_pages/calibration.py",
+            "Predictions & Calibration",
+            "Where it is wrong and whether its confidence says so: the reliability diagram, "
+            "temperature scaling, the confusion matrix and the surest mistakes, on clean, rotated, "
+            "blurred or noisy images.",
+        ),
+        (
             "app_pages/embeddings.py",
             "Embeddings (t-SNE)",
             "Watch the classes separate layer by layer: t-SNE (on the GPU when there is one) or PCA, with "
             "quality measures for each map.",
+        ),
+        (
+            "app_pages/layer_similarity.py",
+            "Layer Similarity (CKA)",
+            "Which layers see the images alike: every layer against every other, against the same "
+            "network before training, or a CNN against a ViT (Raghu et al., 2021).",
         ),
     ],
     "Vision Transformers": [
         (
             "app_pages/vit_attention.py",
             "ViT Attention",
-            "Mean attention distance per head and layer, attention maps and rollout (ViT paper, Fig. 6 and 7).",
+            "Mean attention distance per head and layer, attention maps and rollout (ViT paper, "
+            "Fig. 6 and 7), and which heads the answers depend on.",
         ),
         (
             "app_pages/position_embeddings.py",

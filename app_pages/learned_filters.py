@@ -15,6 +15,7 @@ from ui.inside_cnns import (
     LoadedModel,
     image_set,
     image_set_picker,
+    image_set_settings,
     input_picker,
     load_input_settings,
     model_picker,
@@ -41,7 +42,7 @@ MAPS_PX = 640  # the feature-map figure's largest side on screen (pixels)
 # input (ui.inside_cnns.input_settings: source, test image, sample image, folder and its image)
 # and the page's own settings
 LINK_KEYS = {"model", *INPUT_LINK_KEYS, "layer", "shared", "slices", "bins", "reduce", "filter"}
-LINK_KEYS |= {"maps", "channel", "k"}
+LINK_KEYS |= {"maps", "channel", "k", "top_images"}
 # the Optimised input tab's settings
 OPT_TARGETS = {"channels": "Channels of the layer", "logits": "Class logits (the output)"}
 OPT_UNITS = {"mean": "Whole channel (mean)", "centre": "Centre unit"}
@@ -375,7 +376,14 @@ with tab_maps:
             )
 
 with tab_top:
-    images_from = image_set_picker(f"{P}.top", meta)
+    top_link = links.first_visit(f"{P}.top.")
+    images_from = image_set_picker(f"{P}.top", meta, from_link=top_link, query="top_images")
+    # saved under the picker's own prefix, where it loaded the value from
+    links.save_settings(
+        image_set_settings(f"{P}.top", meta, query="top_images"),
+        prefix=f"{P}.top.",
+        keep=LINK_KEYS,
+    )
     try:
         images, labels, classes, ids = image_set(images_from, meta) if images_from else (None,) * 4
     except ValueError as err:
@@ -394,9 +402,7 @@ with tab_top:
         )
         low, high = min(4, len(images)), min(36, len(images))
         top_table = {"k": (f"{P}.top_k", min(max(16, low), high), (low, high))}
-        for warning in links.load_settings(
-            top_table, prefix=f"{P}.", from_link=links.first_visit(f"{P}.top.")
-        ):
+        for warning in links.load_settings(top_table, prefix=f"{P}.", from_link=top_link):
             st.warning(warning, icon=":material/link_off:")
         k = count_slider("Images", low, high, 16, key=f"{P}.top_k", where=t3)
         links.save_settings(top_table, prefix=f"{P}.", keep=LINK_KEYS)

@@ -12,7 +12,7 @@ import torch
 
 import ui
 from ui import count_slider, links
-from ui.inside_cnns import image_set, image_set_picker
+from ui.inside_cnns import image_set, image_set_picker, image_set_settings
 from vizlib import effective_field, receptive, summary, zoo
 from vizlib.data import available_datasets
 from vizlib.plots import to_npy_bytes
@@ -43,7 +43,8 @@ ARCHITECTURES = zoo.upload_architectures()
 PAGE_SETTINGS: links.Table = {"log": (P + "log", False, (False, True))}
 BATCH_SETTINGS: links.Table = {"n": (P + "n", 2_500, (10, 10_000))}  # "Time it" stays a button
 ERF_SHARE = 0.9  # the share of the gradient whose pixels are counted and outlined
-LINK_KEYS = {"model", "erf_layer", "erf_unit", "erf_log", *PAGE_SETTINGS, *BATCH_SETTINGS}
+LINK_KEYS = {"model", "erf_layer", "erf_unit", "erf_log", "erf_images", *PAGE_SETTINGS}
+LINK_KEYS |= set(BATCH_SETTINGS)
 # longest layer name shown whole: longer ones lose their shared start to "…" (the CSV keeps it).
 # 22 and not 24 ("…layer_10.self_attention"): the grid sizes a column from its first 9 rows and
 # its last, so a name further down wider than those is cut; vit_b_16's shortened names (at most
@@ -139,7 +140,8 @@ def effective_field_section(
         # a linear scale hides
         "erf_log": (P + "erf.log", vit, (False, True)),
     }
-    for warning in links.load_settings(table, prefix=P, from_link=links.first_visit(P + "erf.")):
+    erf_link = links.first_visit(P + "erf.")
+    for warning in links.load_settings(table, prefix=P, from_link=erf_link):
         st.warning(warning, icon=":material/link_off:")
     c1, c2 = st.columns([3, 2])
     name = c1.selectbox(
@@ -172,7 +174,13 @@ def effective_field_section(
         ),
     )
     layer = by_name[name]
-    source = image_set_picker(P + "erf", meta, samples=True)
+    source = image_set_picker(P + "erf", meta, samples=True, from_link=erf_link, query="erf_images")
+    # saved under the picker's own prefix, where it loaded the value from
+    links.save_settings(
+        image_set_settings(P + "erf", meta, samples=True, query="erf_images"),
+        prefix=P + "erf.",
+        keep=LINK_KEYS,
+    )
     try:
         images = image_set(source, meta)[0] if source else None
         unit = effective_field.unit_for(layer, mode, model)

@@ -14,7 +14,7 @@ from safetensors.torch import load as load_safetensors
 
 import ui
 from ui import links
-from vizlib import describe_device, filters, train
+from vizlib import calibration, describe_device, filters, train
 from vizlib.data import dataset_normalization, denormalize, load_dataset
 from vizlib.plots import (
     plot_confusion_matrix,
@@ -39,6 +39,7 @@ LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 2e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3
 BATCH_SIZES = (8, 16, 32, 64, 128, 256, 512)
 WEIGHT_DECAYS = (0.0, 1e-4, 1e-3, 1e-2, 0.05, 0.1)
 INIT_SCALES = (0.0, 0.1, 0.5, 1.0, 2.0, 5.0)
+LABEL_SMOOTHINGS = (0.0, 0.05, 0.1, 0.2, 0.3)
 MAX_RUNS = 6  # runs kept for comparison in a session (the last one's weights only)
 MAX_MISTAKES = 24  # misclassified test images shown (4 rows of 6 at 1024 px)
 DEFAULTS = train.TrainSettings()
@@ -52,6 +53,11 @@ SETTINGS: links.Table = {
     "schedule": (f"{P}.schedule", DEFAULTS.schedule, train.SCHEDULES),
     "augment": (f"{P}.augment", DEFAULTS.augment, (False, True)),
     "init": (f"{P}.init_scale", DEFAULTS.init_scale, links.choice_parser(INIT_SCALES)),
+    "smoothing": (
+        f"{P}.label_smoothing",
+        DEFAULTS.label_smoothing,
+        links.choice_parser(LABEL_SMOOTHINGS),
+    ),
     "seed": (f"{P}.seed", DEFAULTS.seed, (0, 9999)),
 }
 # the model picker's ?model= is not this page's: "arch" names what it trains
@@ -74,6 +80,8 @@ def run_label(number: int, s: train.TrainSettings) -> str:
         extras.append(f"weight decay {s.weight_decay:g}")
     if s.init_scale != 1.0:
         extras.append(f"init ×{s.init_scale:g}")
+    if s.label_smoothing != DEFAULTS.label_smoothing:
+        extras.append(f"label smoothing {s.label_smoothing:g}")
     if s.schedule != DEFAULTS.schedule:
         extras.append(s.schedule + " lr")
     if s.seed != DEFAULTS.seed:
@@ -93,6 +101,33 @@ def first_layer_figure(model: torch.nn.Module, title: str):
     tiles = filters.filter_tiles(filters.conv_filters(model, convs[0]))  # (out, 1 or 3, kh, kw)
     # two lines: "after epoch 3: conv1" in one was cut at the column's edge at 1024 px
     return plot_image_grid(tiles, title=f"{convs[0]}<br>{title}", max_px=300)
+
+
+def calibration_note(predictions: train.Predictions, smoothing: float) -> str:
+    """Say how sure the run's answers on the test split are against how often they are right
+    (``vizlib.calibration``), and what label smoothing ``smoothing`` taught it to say."""
+    # log p as logits: their softmax is p again, so the temperature fit sees the same answers
+    logits = np.log(np.clip(predictions.probabilities.astype(np.float64), 1e-300, None))
+    s = calibration.summarize(logits, predictions.labels)
+    at_bound = s["temperature"] in calibration.TEMPERATURE_BOUNDS
+    target = 1 - smoothing + smoothing / 10
+    return (
+        f"How sure it is: a mean confidence of {s['mean_confidence']:.1%} for "
+        f"{s['accuracy']:.1%} right, an expected calibration error of {s['ece']:.2%} (15 bins)"
+        + (
+            "; every answer is right, so no temperature can be fitted."
+            if at_bound and s["temperature"] < 1
+            else f"; the temperature that would calibrate it here is T = {s['temperature']:.3g} "
+            f"({'over' if s['temperature'] > 1 else 'under'}confident)."
+        )
+        + (
+            f" Label smoothing {smoothing:g} trained it towards {target:.0%} for the true "
+            "digit, not 100%, and pulls its confidence towards that."
+            if smoothing
+            else ""
+        )
+        + " Predictions & Calibration shows more, on your downloaded weights."
+    )
 
 
 def draw_test_results(run: dict, model: torch.nn.Module) -> None:
@@ -118,6 +153,7 @@ def draw_test_results(run: dict, model: torch.nn.Module) -> None:
         + (f" The commonest mistake: {true} answered as {pred} ({off[true, pred]} times)."
            if wrong else "")
     )  # fmt: skip
+    st.caption(calibration_note(predictions, run["settings"].label_smoothing))
     table = pd.DataFrame(
         counts,
         index=pd.Index([f"true {c}" for c in range(10)], name="class"),
@@ -184,6 +220,7 @@ def use_recipe() -> None:
             f"{P}.schedule": r.schedule,
             f"{P}.augment": r.augment,
             f"{P}.init_scale": 1.0,
+            f"{P}.label_smoothing": r.label_smoothing,
         }
     )
 
@@ -198,8 +235,8 @@ c2.button(
     "Shipped recipe",
     on_click=use_recipe,
     key=f"{P}.recipe",
-    help="The optimiser, learning rate, batch size, epochs, weight decay and schedule the "
-    "shipped checkpoint was trained with (the ViT's 200 epochs take minutes on a CPU).",
+    help="The optimiser, learning rate, batch size, epochs, weight decay, schedule and label "
+    "smoothing the shipped checkpoint was trained with (the ViT's 200 epochs take minutes on a CPU).",
 )
 o1, o2, o3 = st.columns(3)
 optimizer = o1.selectbox(
@@ -236,13 +273,20 @@ augment = o8.toggle(
 seed = o9.number_input(
     "Seed", 0, 9999, key=f"{P}.seed", help="Same seed and settings, same run (on one device)."
 )
+o10, _, _ = st.columns(3)
+label_smoothing = o10.select_slider(
+    "Label smoothing", LABEL_SMOOTHINGS, key=f"{P}.label_smoothing",
+    format_func=lambda v: f"{v:g}",
+    help="Train towards 1 − ε + ε/10 for the true digit and ε/10 for each other one, not 1 "
+    "and 0 (Szegedy et al., 2016): the model learns to be less sure, and its test confidence "
+    "shows it (see the calibration under the confusion matrix). The shipped ViT used 0.1.",
+)  # fmt: skip
 links.save_settings(SETTINGS, prefix=f"{P}.", keep=LINK_KEYS)
 
 settings = train.TrainSettings(
     architecture=architecture, optimizer=optimizer, lr=float(lr), batch_size=int(batch_size),
     epochs=int(epochs), weight_decay=float(weight_decay), schedule=schedule, augment=augment,
-    init_scale=float(init_scale), seed=int(seed),
-    label_smoothing=train.RECIPES[architecture]["label_smoothing"],
+    init_scale=float(init_scale), seed=int(seed), label_smoothing=float(label_smoothing),
 )  # fmt: skip
 device = str(ui.current_device())
 b1, b2, b3 = st.columns([1, 1, 4], vertical_alignment="center")
@@ -256,8 +300,7 @@ timed = [r.seconds for run in history if run["settings"].architecture == archite
 b3.caption(
     f"Trains on {describe_device(ui.current_device())}"
     + (f", {np.median(timed):.1f} s an epoch for this model in your runs" if timed else "")
-    + "; the progress bar says how long is left after the first epoch. Label smoothing as in "
-    f"the model's recipe ({train.RECIPES[architecture]['label_smoothing']:g})."
+    + "; the progress bar says how long is left after the first epoch."
 )
 # Stop, another widget or Train again interrupted the run: keep the epochs it finished (a
 # second Train used to leave the first run marked running for good)

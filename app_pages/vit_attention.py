@@ -1,4 +1,5 @@
-"""ViT Attention: mean attention distance per head, attention maps, attention rollout."""
+"""ViT Attention: mean attention distance per head, attention maps, attention rollout, and which
+heads the answers depend on (gradient importance and pruning)."""
 
 from __future__ import annotations
 
@@ -23,17 +24,25 @@ from ui.vit import (
     pick_images,
     pick_vit,
 )
-from vizlib import attention
+from vizlib import attention, heads
 from vizlib.plots.export import to_npy_bytes
-from vizlib.plots.vit import plot_attention_distance, plot_attention_overlays
+from vizlib.plots.vit import (
+    plot_attention_distance,
+    plot_attention_overlays,
+    plot_head_importance,
+    plot_head_pruning,
+)
 
 P = "vit_attention."  # widget-key namespace of this page
 FUSIONS = ("mean", "max", "min")
 
 
-def link_settings(geo: attention.ViTGeometry, available: int) -> dict[str, links.Table]:
+def link_settings(
+    geo: attention.ViTGeometry, available: int, *, small: bool = True
+) -> dict[str, links.Table]:
     """Return the page's shareable settings by section, query key -> (widget key, default,
-    allowed), for a model of geometry ``geo`` and a set of ``available`` images."""
+    allowed), for a model of geometry ``geo`` and a set of ``available`` images (``small``:
+    inputs of 64 x 64 pixels at most, the digit ViT's, measured over more images)."""
     gh, gw = geo.grid_size
     heads = ["mean", "max", *range(geo.num_heads)]
     last = available - 1
@@ -59,12 +68,16 @@ def link_settings(geo: attention.ViTGeometry, available: int) -> dict[str, links
             "count": (P + "count", min(4, available), (1, min(8, available))),
             "first": (P + "rollout_first", 0, (0, last)),
         },
+        "heads": {
+            "heads_n": (P + "heads_n", min(256 if small else 16, available), (1, available)),
+            "heads_norm": (P + "heads_normalize", True, (False, True)),
+        },
     }
 
 
 # every key the page's link may hold: the model (written by pick_vit), the image set, the rest
 LINK_KEYS = {"model", "images", "n", "renorm", "image", "layer", "head", "row", "col"}
-LINK_KEYS |= {"fusion", "discard", "count", "first"}
+LINK_KEYS |= {"fusion", "discard", "count", "first", "heads_n", "heads_norm"}
 
 st.title("ViT Attention")
 st.caption(
@@ -144,9 +157,9 @@ except ValueError as err:
     st.error(str(err))
     st.stop()
 available = len(captions_all)
-tables = link_settings(geo, available)
+tables = link_settings(geo, available, small=int(np.prod(meta["input_size"][1:])) <= 64 * 64)
 for warning in links.load_settings(
-    tables["distance"] | tables["maps"] | tables["rollout"],
+    tables["distance"] | tables["maps"] | tables["rollout"] | tables["heads"],
     prefix=P,
     from_link=links.first_visit(P),
 ):
@@ -396,3 +409,141 @@ def rollout_panel() -> None:
 
 
 rollout_panel()
+
+
+# --- Which heads matter ------------------------------------------------------------------------
+PRUNE_STEPS = 10  # the pruning curves' points past 0: about every 10% of the heads
+
+
+def measure_heads(n: int) -> dict:
+    """Importance of every head over the first n images, then the answers kept as heads go,
+    least important first and in a random order; one progress bar for both."""
+    images, _, _ = load_images(source, *ui.preparation_key(meta), n)
+    batch = 64 if int(np.prod(meta["input_size"][1:])) <= 64 * 64 else 16
+    total_heads = geo.num_layers * geo.num_heads
+    counts = sorted({round(total_heads * k / PRUNE_STEPS) for k in range(PRUNE_STEPS + 1)})
+    bar = st.progress(0.0, text="Measuring the heads…")
+    started = time.perf_counter()
+    # the importance pass (forward and backward) counts as about 3 of the curves' forward passes
+    work = 3 + 2 * len(counts)
+
+    def tick(stage: str, offset: float, weight: float):
+        def update(done: int, total: int) -> None:
+            share = (offset + weight * done / total) / work
+            eta = ui.time_left(time.perf_counter() - started, share, 1.0)
+            bar.progress(min(share, 1.0), text=f"{stage}: {done}/{total}{eta}")
+
+        return update
+
+    try:
+        found = heads.head_importance(
+            model, images, batch_size=batch, lock=_lock, progress=tick("Importance", 0, 3)
+        )
+        by_importance = [
+            tuple(int(i) for i in np.unravel_index(j, found.importance.shape))
+            for j in np.argsort(found.importance, axis=None, kind="stable")
+        ]
+        shuffled = [by_importance[i] for i in np.random.default_rng(0).permutation(total_heads)]
+        curves = {}
+        for k, (name, order) in enumerate(
+            (("least important first", by_importance), ("random order (seed 0)", shuffled))
+        ):
+            curves[name] = heads.pruning_curve(
+                model, images, found.predictions, order, counts, batch_size=batch, lock=_lock,
+                progress=tick(f"Removing heads, {name}", 3 + k * len(counts), len(counts)),
+            )  # fmt: skip
+    finally:
+        bar.empty()
+    seconds = time.perf_counter() - started
+    return {"importance": found, "counts": counts, "curves": curves, "n": n, "seconds": seconds}
+
+
+def heads_panel() -> None:
+    st.header("Which heads matter?")
+    st.caption(
+        "Each head's output is scaled by a gate g; its importance is how much the loss moves "
+        'with g, |dL/dg| at g = 1, summed over the images (Michel et al., "Are sixteen heads '
+        "really better than one?\", 2019). The loss is the cross-entropy of the model's own "
+        "answers, so no labels are needed. Then the heads are removed one by one, least "
+        "important first and in a random order, counting how many answers stay the same: a "
+        "good ranking keeps them longer."
+    )
+    # the toggle in a column of its own width: beside a 2:1 slider it read "Normalise each la…"
+    c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
+    n = count_slider(
+        "Images", 1, available, tables["heads"]["heads_n"][1], key=P + "heads_n", where=c1,
+        help="The first N images of the set: one forward and backward pass for the importance, "
+        f"then {2 * (PRUNE_STEPS + 1)} forward passes for the two curves.",
+    )  # fmt: skip
+    normalize = c2.toggle(
+        "Normalise per layer",
+        key=P + "heads_normalize",
+        help="Divide each layer's importances by their L2 norm (as Michel et al.), so layers "
+        "compare their heads among themselves; off: the raw |dL/dg|.",
+    )
+    links.save_settings(tables["heads"], prefix=P, keep=LINK_KEYS)
+    results = st.session_state.setdefault(P + "heads_results", {})
+    key = (choice, source, int(n))
+    if key not in results:
+        slot = st.empty()
+        if not slot.button(
+            f"Measure the {geo.num_layers * geo.num_heads} heads over {int(n)} images",
+            key=P + "heads_run",
+            icon=":material/play_arrow:",
+        ):
+            return
+        try:
+            results[key] = measure_heads(int(n))
+        except torch.cuda.OutOfMemoryError:
+            st.error(f"The GPU ran out of memory for {int(n)} images; choose fewer.")
+            return
+        except (ValueError, RuntimeError, TypeError) as err:
+            st.error(f"Could not measure the heads: {err}")
+            return
+        slot.empty()
+        while len(results) > 4:
+            results.pop(next(iter(results)))
+    found = results[key]["importance"]
+    if not found.importance.any():
+        st.info(
+            "Every importance is 0: the answers do not move with any head. torchvision's "
+            "vit_b_16 without its ImageNet weights has an all-zero classifier, so its logits "
+            "never change."
+        )
+        return
+    shown = found.normalized if normalize else found.importance
+    st.plotly_chart(
+        plot_head_importance(shown, normalized=normalize, images=found.images),
+        key=P + "heads_chart",
+    )
+    counts, curves = results[key]["counts"], results[key]["curves"]
+    total = geo.num_layers * geo.num_heads
+    st.plotly_chart(
+        plot_head_pruning(counts, curves, total=total, images=found.images),
+        key=P + "heads_pruning",
+    )
+    best = curves["least important first"]
+    kept = max((c for c, v in zip(counts, best, strict=True) if v >= 0.95), default=0)
+    st.caption(
+        f"Removing the {kept} least important of the {total} heads ({kept / total:.0%}) still "
+        f"leaves at least 95% of the answers unchanged; the first {kept} of a random order leave "
+        f"{curves['random order (seed 0)'][counts.index(kept)]:.0%}. The importances took "
+        f"{found.seconds:.1f} s, the two curves {results[key]['seconds'] - found.seconds:.1f} s "
+        f"more. Layers count from 1 and heads from 0, as in the table of distances above."
+    )
+    table = pd.DataFrame(
+        found.importance,
+        index=pd.Index(range(1, geo.num_layers + 1), name="layer"),
+        columns=[f"head {h}" for h in range(geo.num_heads)],
+    )
+    st.download_button(
+        "Download the importances (CSV, layer × head, |dL/dg|)",
+        table.to_csv(float_format="%.6g"),
+        file_name=f"head_importance_{ui.file_stem(meta['name'])}.csv",
+        mime="text/csv",
+        key=P + "heads_download",
+        on_click="ignore",
+    )
+
+
+heads_panel()

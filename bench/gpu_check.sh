@@ -12,7 +12,8 @@
 # its time limit still returns what it measured: the GPU tests, the ViT benchmark (128 images),
 # the t-SNE benchmark (10,000 and 70,000 x 50, scikit-learn and openTSNE beside it where they
 # run, and vizlib without CUDA graphs, "vizlib eager"; its log says how many steps replayed as
-# graphs, or why a capture failed), where its time goes (bench/tsne_stages.py), then the exact-vs-FFT crossover that sets AUTO_EXACT_MAX_CUDA in vizlib.embedding.
+# graphs, or why a capture failed), where its time goes (bench/tsne_stages.py), then the exact-vs-FFT crossover that sets AUTO_EXACT_MAX_CUDA in vizlib.embedding,
+# and last the Layer Similarity page's CKA (bench/cka.py; no target, a table for the README).
 # Takes about 6-8 minutes on one H100 (most of it scikit-learn at 10,000 points).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -55,4 +56,5 @@ step tsne-crossover-exact "$py" bench/tsne.py --device "$dev" --method exact \
   --sizes "${sizes[@]:2}" --vizlib-only --no-eager --repeats 2
 step tsne-crossover-fft "$py" bench/tsne.py --device "$dev" --method fft \
   --sizes "${sizes[@]:2}" --vizlib-only --no-eager --repeats 2
+step bench-cka "$py" bench/cka.py --device "$dev"
 cat "$out/steps.txt"

@@ -11,6 +11,7 @@ from torch import nn
 
 from tests.test_device import MetaAsGPU, exact_float32
 from vizlib import attribution
+from vizlib._hooks import private_copy
 from vizlib.attribution import attribute, make_baseline, top_predictions
 from vizlib.models import LeNetLike
 
@@ -179,7 +180,7 @@ def test_attributions_on_the_gpu_match_the_cpu(image):
     cpu = LeNetLike().eval().requires_grad_(False)
     gpu = LeNetLike().eval().requires_grad_(False).to("cuda")
     gpu.load_state_dict(cpu.state_dict())
-    for method in ("saliency", "integrated_gradients", "gradcam", "occlusion"):
+    for method in attribution.METHODS:
         a = attribute(cpu, image, 3, method, mean=MEAN, std=STD, baseline="noise")
         with exact_float32():
             b = attribute(
@@ -234,12 +235,12 @@ def test_out_of_gpu_memory_falls_back_to_a_cpu_copy_made_off_the_gpu(image):
     assert res["heatmap"].shape == (28, 28)
     assert all(p.is_meta for p in model.parameters())  # the shared model did not move
     with MetaAsGPU() as mode:
-        attribution._cpu_copy(model)
+        private_copy(model, "cpu")
     assert set(mode.device_ops) <= {"__get__", "detach", "to"}
     # the copy holds the model's values in storage of its own, without the model's hooks
     handle = cpu.conv1.register_forward_hook(lambda *args: None)
     try:
-        clone = attribution._cpu_copy(cpu)
+        clone = private_copy(cpu, "cpu")
     finally:
         handle.remove()
     assert all(len(m._forward_hooks) == 0 for m in clone.modules())
@@ -331,3 +332,53 @@ def test_estimate_by_hand():
     assert attribution.estimate_seconds("saliency", times) == pytest.approx(4 * 0.5)
     with pytest.raises(ValueError, match="Unknown method"):
         attribution.estimate_seconds("lime", times)
+
+
+class _Block(nn.Module):
+    """A residual block whose one in-place ReLU is called twice, as torchvision's BasicBlock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 3, 3, padding=1)
+        self.conv2 = nn.Conv2d(3, 3, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.conv1(x))
+        out = self.conv2(out)
+        out += x
+        return self.relu(out)
+
+
+def _residual_net() -> nn.Module:
+    torch.manual_seed(3)
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), _Block(), nn.Flatten(), nn.Linear(3 * 8 * 8, 4)
+    ).eval().requires_grad_(False)  # fmt: skip
+
+
+@pytest.mark.parametrize("net", ["lenet", "residual"])
+def test_guided_backprop_is_captums(net, lenet):
+    from captum.attr import GuidedBackprop
+
+    model = lenet if net == "lenet" else _residual_net()
+    shape = (1, 28, 28) if net == "lenet" else (1, 8, 8)
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    ours = attribute(model, x, 2, "guided_backprop")
+    twin = copy.deepcopy(model)  # Captum's hooks on a model of their own
+    with pytest.warns(UserWarning, match="backward hooks"):
+        theirs = GuidedBackprop(twin).attribute(x[None].clone().requires_grad_(True), target=2)
+    np.testing.assert_allclose(ours["heatmap"], theirs[0].sum(0).numpy(), rtol=1e-5, atol=1e-7)
+    plain = attribute(model, x, 2, "saliency")["heatmap"]
+    assert not np.allclose(ours["heatmap"], plain)  # the rule changed the gradient
+    assert ours["notice"] is None
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_guided_backprop_without_relus_is_the_gradient_and_says_so():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.GELU(), nn.Linear(8, 3)).eval()
+    x = torch.randn(1, 4, 4)
+    guided = attribute(model, x, 1, "guided_backprop")
+    assert np.allclose(guided["heatmap"], attribute(model, x, 1, "saliency")["heatmap"])
+    assert "no ReLU" in guided["notice"]

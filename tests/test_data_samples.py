@@ -413,3 +413,31 @@ def test_a_table_separated_otherwise_than_by_commas_is_named(data, name):
 def test_a_comma_table_with_semicolons_in_its_header_is_read():
     arr = samples.read_table_upload(b"a;b,c\n1,2\n3,4\n", "f.csv")
     np.testing.assert_array_equal(arr, [[1, 2], [3, 4]])
+
+
+def test_sample_crops_come_in_rounds_of_every_photo():
+    from vizlib.data import load_sample_image, sample_crops, sample_image_names
+
+    names = sample_image_names()
+    crops = sample_crops(3, seed=1)
+    assert len(crops) == 3 * len(names)
+    # the first round: every photo's centred largest square, in the photos' order
+    for (label, crop), name in zip(crops[: len(names)], names, strict=True):
+        photo = load_sample_image(name)
+        h, w = photo.shape[:2]
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        assert label == f"{name}, crop 1 of 3"
+        assert np.array_equal(crop, photo[top : top + side, left : left + side])
+    for label, crop in crops[len(names) :]:
+        name = label.split(",")[0]
+        short = min(load_sample_image(name).shape[:2])
+        assert crop.shape[0] == crop.shape[1]
+        assert 0.3 * short - 1 <= crop.shape[0] <= 0.8 * short + 1
+        assert crop.min() >= 0 and crop.max() <= 1
+    assert [c.shape for _, c in sample_crops(3, seed=1)] == [c.shape for _, c in crops]
+    assert [c.shape for _, c in sample_crops(3, seed=2)] != [c.shape for _, c in crops]
+    with pytest.raises(ValueError, match="per_photo"):
+        sample_crops(0)
+    with pytest.raises(ValueError, match="smallest"):
+        sample_crops(2, smallest=0.9, largest=0.5)

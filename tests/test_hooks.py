@@ -45,3 +45,28 @@ def test_pre_hooks_see_inputs_and_may_not_change_them_by_returning_none():
         assert len(layer._forward_pre_hooks) == 1
     assert seen == [2.0] and torch.equal(out, torch.ones(2))
     assert not layer._forward_pre_hooks
+
+
+def test_a_private_copy_keeps_the_mode_and_drops_every_hook():
+    from vizlib._hooks import private_copy
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.5), nn.Linear(4, 2)).train()
+    handles = [
+        model[0].register_forward_hook(lambda *a: None),
+        model[0].register_forward_pre_hook(lambda *a: None),
+        model[2].register_full_backward_hook(lambda *a: None),
+        model[2].register_full_backward_pre_hook(lambda *a: None),
+    ]
+    try:
+        clone = private_copy(model)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert clone.training and clone[1].training  # the original's mode
+    assert not any(p.requires_grad for p in clone.parameters())
+    assert all(p.requires_grad for p in model.parameters())  # the original untouched
+    for m in clone.modules():
+        assert not (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks)
+        assert not m._backward_pre_hooks
+    for a, b in zip(clone.parameters(), model.parameters(), strict=True):
+        assert torch.equal(a, b) and a.data_ptr() != b.data_ptr()

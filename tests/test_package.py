@@ -28,6 +28,29 @@ def test_every_public_name_exists():
             assert hasattr(module, name), f"vizlib.{module_name}.__all__ names missing {name!r}"
 
 
+def test_no_two_modules_export_the_same_name():
+    """A flat name must mean one thing: vizlib.plots once exported two plot_coverage (the
+    Playground's coverage map and the calibration page's curve), and the page got the other."""
+    import collections
+    import importlib
+    import pkgutil
+
+    for package, modules in (
+        (vizlib, vizlib._SUBMODULES),
+        (vizlib.plots, [m.name for m in pkgutil.iter_modules(vizlib.plots.__path__)]),
+    ):
+        owners = collections.defaultdict(dict)  # name -> {id of the object: module}
+        for module_name in modules:
+            if module_name.startswith("_") or module_name == "plots":
+                continue
+            module = importlib.import_module(f"{package.__name__}.{module_name}")
+            for name in getattr(module, "__all__", ()):
+                # the same object re-exported (zoo passes data's upload limit on) is one thing
+                owners[name][id(getattr(module, name))] = module_name
+        shared = {name: list(where.values()) for name, where in owners.items() if len(where) > 1}
+        assert not shared, f"{package.__name__} exports these names twice: {shared}"
+
+
 def test_vizlib_never_imports_streamlit():
     for path in VIZLIB.rglob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -44,3 +67,22 @@ def test_vizlib_never_imports_streamlit():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_every_download_button_leaves_the_page_alone():
+    """A download button's default click reruns the page. With deferred data (a callable) the
+    rerun races the file's request: the rerun can drop the callable first and nothing downloads
+    (a CI run of the Attributions page's NPZ waited 60 s for a download that never came). A
+    rerun also recomputes the page for nothing. Every button in the pages passes
+    on_click="ignore"."""
+    root = VIZLIB.parent
+    buttons = 0
+    for path in sorted([*root.glob("app_pages/*.py"), *root.glob("ui/**/*.py"), root / "app.py"]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "download_button":
+                buttons += 1
+                on_click = {k.arg: k.value for k in node.keywords}.get("on_click")
+                assert isinstance(on_click, ast.Constant) and on_click.value == "ignore", (
+                    f"{path.relative_to(root)}:{node.lineno}"
+                )
+    assert buttons >= 30

@@ -240,3 +240,27 @@ def test_a_map_of_small_blocks_or_none_goes_pixel_by_pixel():
         assert cells.hovertemplate == (
             "Occlusion<br>x %{x}, y %{y}<br>attribution %{z:.4g}<extra></extra>"
         )
+
+
+def test_randomization_grid_scales_each_map_to_its_own_maximum():
+    from vizlib.plots import plot_randomization_maps, plot_randomization_similarity, stage_labels
+
+    stages = ["trained", "fc2", "conv1"]
+    maps = {
+        "saliency": [np.array([[1.0, -4.0], [2.0, 0.0]]), np.full((2, 2), 3.0), np.zeros((2, 2))],
+        "gradcam": [np.eye(2), -np.eye(2), 5 * np.eye(2)],
+    }
+    fig = plot_randomization_maps(stages, maps, titles={"saliency": "Saliency"})
+    assert len(fig.data) == 6
+    first = fig.data[0]
+    assert np.allclose(first.z, [[0.25, 1.0], [0.5, 0.0]])  # |a| / max|a|
+    assert np.allclose(first.customdata, maps["saliency"][0])  # the signed values on hover
+    assert np.allclose(fig.data[2].z, 0)  # an all-zero map stays 0, no division by zero
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles[:3] == ["trained", "1", "2"] and "Saliency" in titles and "gradcam" in titles
+    assert stage_labels(stages) == ["trained", "1 · fc2", "2 · conv1"]
+    lines = plot_randomization_similarity(stages, {"saliency": [1.0, 0.3, -0.1]}, metric="ssim")
+    assert list(lines.data[0].x) == [0, 1, 2]
+    assert list(lines.data[0].customdata) == stage_labels(stages)  # the layer names on hover
+    assert list(lines.layout.xaxis.ticktext) == ["trained", "1", "2"]
+    assert lines.layout.yaxis.title.text.startswith("SSIM")

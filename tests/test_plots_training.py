@@ -194,3 +194,39 @@ def test_a_run_that_blew_up_leaves_the_comparison_framed_to_the_others():
     calm = plot_run_comparison({"#1 adam": healthy, "#2 sgd": blown[1:]})
     assert calm.layout.yaxis2.range is None and all(t.mode != "markers" for t in calm.data)
     assert calm.layout.annotations[1].text == "training loss (log axis)"
+
+
+def test_a_confusion_matrix_can_end_in_a_column_for_the_other_classes():
+    """A 1000-class model on a folder of two of its classes: rows the two, columns the two and
+    'another class'; the accuracy stays the diagonal over each row's images."""
+    counts = np.array([[3, 1, 2], [0, 4, 0]])
+    fig = plot_confusion_matrix(counts, class_names=["tench", "goldfish"], extra_columns=["other"])
+    right, wrong = fig.data
+    assert list(right.x) == ["tench", "goldfish", "other"] and list(right.y) == [
+        "tench",
+        "goldfish",
+    ]
+    np.testing.assert_array_equal(np.isnan(right.z), ~np.eye(2, 3, dtype=bool))
+    np.testing.assert_array_equal(np.where(np.isnan(right.z), wrong.z, right.z), counts)
+    assert "true tench, predicted other: 2 image(s)" in wrong.hovertext[0][2]
+    margin = [a.text for a in fig.layout.annotations if a.yref == "y"]
+    assert margin == ["50%", "100%"]
+    with pytest.raises(ValueError, match=r"\(K, K \+ 1\)"):
+        plot_confusion_matrix(np.zeros((2, 2), int), extra_columns=["other"])
+
+
+def test_long_class_names_wrap_under_a_mistake_instead_of_being_cut():
+    names = ["great white shark", "Greater Swiss Mountain dog", "cat"]
+    probabilities = np.array([[0.05, 0.9, 0.05]])
+    fig = plot_misclassified(np.zeros((1, 3, 8, 8)), np.array([0]), probabilities, ids=[4],
+                             class_names=names, id_prefix="image")  # fmt: skip
+    caption = fig.layout.annotations[0].text.split("<br>")
+    assert caption == ["true great white", "shark,", "predicted", "Greater Swiss", "Mountain dog",
+                       "(90%)"]  # fmt: skip
+    assert "…" not in fig.layout.annotations[0].text
+    assert fig.data[0].hovertemplate.startswith("image 4<br>")
+
+
+def test_a_small_confusion_matrix_gets_a_small_figure():
+    assert plot_confusion_matrix(np.eye(3, dtype=int)).layout.height < 300
+    assert plot_confusion_matrix(np.eye(10, dtype=int)).layout.height == 460

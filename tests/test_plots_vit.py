@@ -197,3 +197,25 @@ def test_few_positions_and_dimensions_are_ticked_at_whole_indices(n, dim):
 def test_many_positions_keep_plotlys_own_ticks():
     fig = plot_sinusoidal_encoding(np.ones((64, 768)))
     assert fig.layout.xaxis.dtick is None and fig.layout.yaxis.dtick is None
+
+
+def test_head_importance_heatmap_puts_layer_1_on_top():
+    from vizlib.plots import plot_head_importance
+
+    values = np.arange(6, dtype=float).reshape(2, 3)
+    fig = plot_head_importance(values, normalized=True, images=64)
+    heat = fig.data[0]
+    assert np.array_equal(np.asarray(heat.z), values)
+    assert list(heat.y) == [1, 2] and list(heat.x) == [0, 1, 2]
+    assert fig.layout.yaxis.autorange == "reversed"
+    assert "L2 norm" in heat.colorbar.title.text and "64 images" in fig.layout.title.text
+
+
+def test_head_pruning_curves_run_over_the_share_of_heads_removed():
+    from vizlib.plots import plot_head_pruning
+
+    fig = plot_head_pruning(
+        [0, 2, 4], {"a": [1.0, 0.9, 0.2], "b": [1.0, 0.5, 0.2]}, total=4, images=8
+    )
+    assert list(fig.data[0].x) == [0, 50, 100] and list(fig.data[0].customdata) == [0, 2, 4]
+    assert fig.data[1].line.dash == "dot" and fig.data[0].line.dash is None

@@ -193,7 +193,7 @@ def test_upload_rejects_nan_empty_corrupt_and_huge(lenet_state, lenet_arch, monk
         zoo.load_uploaded(save_safetensors(lenet_state)[:200], lenet_arch)
     with pytest.raises(ValueError, match="Unknown architecture"):
         zoo.load_uploaded(save_safetensors(lenet_state), "lenet9000")
-    monkeypatch.setattr(zoo, "MAX_UPLOAD_BYTES", 1000)
+    monkeypatch.setattr(zoo, "MAX_WEIGHTS_BYTES", 1000)
     with pytest.raises(ValueError, match="limit"):
         zoo.load_uploaded(save_safetensors(lenet_state), lenet_arch)
 

@@ -196,7 +196,7 @@ def get_model(choice: ModelChoice) -> tuple[torch.nn.Module, dict, threading.Loc
 def _upload_limit_mb() -> int:
     """Return the largest weights upload accepted, in MB: the server's cap or vizlib's, if lower."""
     server_mb = int(st.get_option("server.maxUploadSize"))
-    return min(server_mb, vizlib.zoo.MAX_UPLOAD_BYTES // 2**20)
+    return min(server_mb, vizlib.zoo.MAX_WEIGHTS_BYTES // 2**20)
 
 
 _LAST = "last."  # session key prefix of a widget's last value, kept while its page is not shown
@@ -434,8 +434,12 @@ def folder_subset_note(name: str, input_size: tuple[int, ...], *, most: int) -> 
     except ValueError as err:
         st.error(str(err))
         return None
-    kept = "all" if len(pick) == total else f"a random {len(pick):,} (seed 0)"
-    return f"Using {kept} of its {total:,} images. {folder_channels_note(int(input_size[0]))}"
+    if total == 1:
+        used = "Using its one image."
+    else:
+        kept = "all" if len(pick) == total else f"a random {len(pick):,} (seed 0)"
+        used = f"Using {kept} of its {total:,} images."
+    return f"{used} {folder_channels_note(int(input_size[0]))}"
 
 
 def preparation_key(

@@ -43,6 +43,7 @@ __all__ = [
     "dataset_for",
     "image_set",
     "image_set_picker",
+    "image_set_settings",
     "input_picker",
     "load_input_settings",
     "model_picker",
@@ -153,28 +154,66 @@ def _folder_picker(prefix: str, label: str) -> str | None:
     return ui.image_folder_choice(choice, prefix)
 
 
-def image_set_picker(prefix: str, meta: dict, *, samples: bool = False) -> str | None:
-    """Draw the picker of a set of images (key ``<prefix>.images``): the model's test split when
-    on disk, the image folders found, or any folder by its path; with ``samples``, also
-    scikit-image's bundled photos (SAMPLE_SET), the default when the test split is not on disk.
-    Return the set for ``image_set`` (a dataset name, ``imagefolder:<path>`` or SAMPLE_SET), or
-    None with the reason shown."""
+def _image_set_options(meta: dict, *, samples: bool) -> tuple[list[str], str | None, str]:
+    """Return (the image sets offered, the default (None: nothing until the user chooses), why
+    the test split is missing ("" when it is on disk))."""
     options = [*ui.image_folders(), *ui.typed_folder_options()]
     if samples:
         options.insert(0, SAMPLE_SET)
     try:
         dataset_for(meta["dataset"], tuple(int(v) for v in meta["input_size"][1:]))
-        options.insert(0, meta["dataset"])
-        index = 0
     except ValueError as err:  # e.g. ImageNet, never on disk
-        if samples:
-            index = 0
-        else:
-            st.info(
-                f"Top-activating images need the model's dataset on disk ({err}) or an image "
-                "folder."
-            )
-            index = None  # nothing chosen: a pass over a folder waits for the user to ask for it
+        # without the sample photos nothing is chosen: a pass over a folder waits for the user
+        return options, (SAMPLE_SET if samples else None), missing_test_split(meta, err)
+    return [meta["dataset"], *options], meta["dataset"], ""
+
+
+def image_set_settings(
+    prefix: str, meta: dict, *, samples: bool = False, query: str = "images"
+) -> links.Table:
+    """Return the image-set picker's shareable setting (query key ``query``): the test split,
+    the sample photos, or a folder found under VIZLIB_DATA by its ``imagefolder:`` name. A typed
+    path never travels: a link may name "Other image folder…", which opens the path box, empty.
+    Load it with ``links.load_settings`` before ``image_set_picker`` draws the picker, and save
+    it with ``prefix + "."`` as that prefix."""
+    return _image_set_table(prefix, *_image_set_options(meta, samples=samples)[:2], query)
+
+
+def _image_set_table(
+    prefix: str, options: list[str], default: str | None, query: str
+) -> links.Table:
+    return {query: (f"{prefix}.images", default, links.choice_parser(options))}
+
+
+def image_set_picker(
+    prefix: str,
+    meta: dict,
+    *,
+    samples: bool = False,
+    purpose: str = "Top-activating images need",
+    from_link: bool | None = None,
+    query: str = "images",
+) -> str | None:
+    """Draw the picker of a set of images (key ``<prefix>.images``): the model's test split when
+    on disk, the image folders found, or any folder by its path; with ``samples``, also
+    scikit-image's bundled photos (SAMPLE_SET), the default when the test split is not on disk.
+    Return the set for ``image_set`` (a dataset name, ``imagefolder:<path>`` or SAMPLE_SET), or
+    None with the reason shown (``purpose`` starts the sentence saying what the images are for,
+    while nothing is chosen).
+
+    With ``from_link`` (True on the page's first run, ``links.first_visit``) the choice comes
+    from the link's ``query`` key and goes back into it: save ``image_set_settings`` with the
+    page's settings.
+    """
+    options, default, missing = _image_set_options(meta, samples=samples)
+    if from_link is not None:  # the options listed once: listing the folders reads the disk
+        table = _image_set_table(prefix, options, default, query)
+        for warning in links.load_settings(table, prefix=f"{prefix}.", from_link=from_link):
+            st.warning(warning, icon=":material/link_off:")
+    key = f"{prefix}.images"
+    # a value set by ``image_set_settings`` (a link, an earlier visit) rules; an index passed
+    # beside it would make Streamlit warn that both were given
+    index = {} if key in st.session_state else {"index": None if default is None else 0}
 
     def label(option: str) -> str:
         if option == meta["dataset"]:
@@ -186,19 +225,22 @@ def image_set_picker(prefix: str, meta: dict, *, samples: bool = False) -> str |
     choice = st.selectbox(
         "Images",
         options,
-        index=index,
+        **index,
         placeholder="Choose an image folder",
         format_func=label,
-        key=f"{prefix}.images",
+        key=key,
         help=("Images to measure" if samples else "Images to rank")
         + ": the model's test split, an image folder found under VIZLIB_DATA "
         f"(a random {MAX_FOLDER_SET} of its images at most), or any image folder by its path"
         + (", or the photos that ship with scikit-image." if samples else "."),
     )
+    if choice is None:
+        st.info(f"{purpose} the model's test images or an image folder. {missing}.")
+        return None
     if choice == SAMPLE_SET:
         st.caption(ui.preparation_note(meta["input_size"], "Sample photos are"))
         return SAMPLE_SET
-    source = None if choice is None else ui.image_folder_choice(choice, prefix)
+    source = ui.image_folder_choice(choice, prefix)
     if source is not None and source.startswith("imagefolder:"):
         note = ui.folder_subset_note(source, tuple(meta["input_size"]), most=MAX_FOLDER_SET)
         if note is None:

@@ -1,5 +1,6 @@
 """Which input pixels drove a prediction: Captum's Saliency, Integrated Gradients, LayerGradCam and
-Occlusion behind one call, plus the top-k predictions.
+Occlusion, and Guided Backprop, behind one call, plus the top-k predictions, and the model randomisation test of
+Adebayo et al. (2018) that checks whether a map depends on the network at all.
 
 The model may be shared (cached for every session): it is never moved, put in training mode or
 edited. Gradients flow to a private copy of the input only, so models whose parameters have
@@ -11,13 +12,16 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
+from ._hooks import forward_hooks, private_copy
 from .device import resolve_device
 from .features import _is_oom, _same_device, model_device
 
@@ -26,8 +30,12 @@ __all__ = [
     "GRADIENT_COST",
     "METHODS",
     "PassTimes",
+    "RandomizationResult",
     "VIEWS",
     "attribute",
+    "cascading_randomization",
+    "map_similarity",
+    "randomization_stages",
     "estimate_seconds",
     "heatmap_view",
     "make_baseline",
@@ -35,7 +43,7 @@ __all__ = [
     "top_predictions",
 ]
 
-METHODS = ("saliency", "integrated_gradients", "gradcam", "occlusion")
+METHODS = ("saliency", "integrated_gradients", "gradcam", "occlusion", "guided_backprop")
 BASELINES = ("black", "blurred", "noise")
 VIEWS = ("absolute", "positive", "negative", "signed")
 
@@ -181,9 +189,9 @@ def estimate_seconds(
     """Return the seconds ``attribute`` is expected to take, from ``pass_seconds``'s timings.
 
     Counts the passes each method makes as Captum batches them: one forward to check the target
-    in every method; Saliency and Grad-CAM one gradient pass; Integrated Gradients ``n_steps``
-    images in gradient passes of ``internal_batch_size`` (all at once when None), plus two
-    forwards for its convergence delta; Occlusion one forward of the input and ``n_windows``
+    in every method; Saliency, Guided Backprop and Grad-CAM one gradient pass; Integrated
+    Gradients ``n_steps`` images in gradient passes of ``internal_batch_size`` (all at once when
+    None), plus two forwards for its convergence delta; Occlusion one forward of the input and ``n_windows``
     occluded copies in passes of ``perturbations_per_eval``. A gradient pass costs
     ``GRADIENT_COST`` forward passes.
     """
@@ -193,7 +201,7 @@ def estimate_seconds(
         return full * times.seconds(per_pass) + (times.seconds(rest) if rest else 0.0)
 
     one = times.seconds(1)
-    if method in ("saliency", "gradcam"):
+    if method in ("saliency", "gradcam", "guided_backprop"):
         return one + GRADIENT_COST * one
     if method == "integrated_gradients":
         per_pass = min(internal_batch_size or n_steps, n_steps)
@@ -239,22 +247,30 @@ def make_baseline(
     raise ValueError(f"Unknown baseline {kind!r}; choose from {', '.join(BASELINES)}.")
 
 
-def _cpu_copy(model: nn.Module) -> nn.Module:
-    # A private CPU copy for the out-of-memory fallback: the shared model must not move. Hooks
-    # another thread may have registered are dropped from the copy. Parameters and buffers are
-    # copied straight to the CPU (the memo hands deepcopy the copies): deepcopy itself would
-    # first clone each one on the GPU, which has just run out of memory.
-    memo: dict[int, object] = {}
-    for p in model.parameters():
-        memo[id(p)] = nn.Parameter(p.detach().to("cpu", copy=True), requires_grad=p.requires_grad)
-    for b in model.buffers():
-        memo[id(b)] = b.detach().to("cpu", copy=True)
-    clone = copy.deepcopy(model, memo).to("cpu")
-    for module in clone.modules():
-        module._forward_hooks.clear()
-        module._forward_pre_hooks.clear()
-        module._backward_hooks.clear()
-    return clone
+class _GuidedReLU(torch.autograd.Function):
+    """Identity on a ReLU's output (y >= 0) whose backward passes only the positive gradient
+    where the unit fired: with the ReLU's own backward before it, Guided Backprop's rule
+    (Springenberg et al., "Striving for simplicity", 2015)."""
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(y > 0)
+        return y.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (fired,) = ctx.saved_tensors
+        return grad.clamp(min=0) * fired
+
+
+def _guide(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+    return _GuidedReLU.apply(output)
+
+
+def _guided_relus(model: nn.Module) -> list[nn.Module]:
+    """The ``nn.ReLU`` modules Guided Backprop changes (as Captum's: a functional ``F.relu`` in
+    a ``forward`` is not seen)."""
+    return [m for m in model.modules() if isinstance(m, nn.ReLU)]
 
 
 def _run(model: nn.Module, x: torch.Tensor, target: int, method: str, opts: dict):
@@ -266,6 +282,11 @@ def _run(model: nn.Module, x: torch.Tensor, target: int, method: str, opts: dict
     inp = x.to(on).detach().clone().requires_grad_(True)
     if method == "saliency":
         return Saliency(model).attribute(inp, target=target, abs=False), None
+    if method == "guided_backprop":
+        # forward hooks of this thread only (Captum's backward hooks would guide every thread's
+        # gradients through a shared model's ReLUs while they are on)
+        with forward_hooks([(relu, _guide) for relu in _guided_relus(model)]):
+            return Saliency(model).attribute(inp, target=target, abs=False), None
     if method == "integrated_gradients":
         ig = IntegratedGradients(model)
         attr, delta = ig.attribute(
@@ -403,11 +424,13 @@ def attribute(
                 opts[key] = max(1, current // 2)
                 notices.append(f"Out of memory: retried with {key}={opts[key]}.")
             elif model_device(runner).type != "cpu":
-                runner = _cpu_copy(model)
+                runner = private_copy(model, "cpu")  # the shared model must not move
                 notices.append("Out of GPU memory: computed on the CPU instead.")
             else:
                 raise
     seconds = time.perf_counter() - start
+    if method == "guided_backprop" and not _guided_relus(model):
+        notices.append("The model has no ReLU module: Guided Backprop is the plain gradient here.")
     attr = attr.detach().float().cpu()  # (1, C, H, W) or (1, 1, h, w)
     # Completeness: sum(attr) = f(x) - f(baseline) + delta, so the gap follows without a forward.
     gap = float(attr.sum()) - delta if delta is not None else None
@@ -428,3 +451,181 @@ def attribute(
         "device": str(model_device(runner)),
         "seconds": seconds,
     }
+
+
+# ----------------------------------------------------------------------------- sanity check
+
+
+def _parameter_owners(model: nn.Module) -> list[str]:
+    """Names of the modules that hold parameters of their own, in ``named_modules`` order (the
+    model itself is "", e.g. a ViT's class token and position embedding)."""
+    return [
+        n for n, m in model.named_modules() if next(m.parameters(recurse=False), None) is not None
+    ]
+
+
+def randomization_stages(model: nn.Module, max_stages: int = 8) -> list[list[str]]:
+    """Return the cascade of Adebayo et al. (2018): groups of parameter-holding modules from the
+    output end towards the input; stage k re-initialises groups 0..k.
+
+    Each module is a stage of its own when there are at most ``max_stages`` of them; more are
+    split into ``max_stages`` runs of consecutive modules (nearly equal in number), the output
+    end first. The model itself ("") holds a ViT's class token and position embedding.
+    """
+    if max_stages < 1:
+        raise ValueError(f"max_stages must be at least 1, got {max_stages}")
+    owners = _parameter_owners(model)[::-1]  # the output end first
+    if not owners:
+        raise ValueError("the model has no parameters to randomise")
+    runs = np.array_split(np.arange(len(owners)), min(max_stages, len(owners)))
+    return [[owners[i] for i in run] for run in runs]
+
+
+def _reinitialise(module: nn.Module, seed: int) -> None:
+    """Draw ``module``'s own parameters afresh: its ``reset_parameters`` (the architecture's own
+    initialisation, BatchNorm's statistics included), else each parameter from a normal of its
+    current standard deviation (0.02 for a constant one, as ViTs draw their embeddings)."""
+    # drawn on the CPU from the CPU's generator alone, whatever the module's device: a stage is
+    # the same network on a GPU, and the caller's random streams (CUDA's too) are left alone
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.default_generator.manual_seed(seed)
+        leaf = not any(True for _ in module.children())
+        if leaf and hasattr(module, "reset_parameters"):
+            on_cpu = all(t.device.type == "cpu" for t in (*module.parameters(), *module.buffers()))
+            fresh = module if on_cpu else copy.deepcopy(module).cpu()
+            fresh.reset_parameters()
+            if fresh is not module:
+                module.load_state_dict(fresh.state_dict())
+            return
+        for parameter in module.parameters(recurse=False):
+            scale = float(parameter.float().std()) if parameter.numel() > 1 else 0.0
+            generator = torch.Generator().manual_seed(seed)
+            fresh = torch.randn(parameter.shape, generator=generator) * (scale or 0.02)
+            parameter.copy_(fresh.to(parameter.device, parameter.dtype))
+
+
+def map_similarity(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
+    """Return how alike two attribution maps (H, W) are, as Adebayo et al. (2018) measure it:
+    "spearman_abs", the Spearman rank correlation of their magnitudes; "spearman", of the signed
+    maps; "ssim", the structural similarity of the magnitudes each scaled to [0, 1]. NaN where a
+    map is constant."""
+    from scipy.stats import spearmanr
+    from skimage.metrics import structural_similarity
+
+    a, b = np.asarray(reference, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"the maps differ in shape: {a.shape} and {b.shape}")
+    result = {"spearman_abs": float("nan"), "spearman": float("nan"), "ssim": float("nan")}
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return result
+    result["spearman"] = float(spearmanr(a.ravel(), b.ravel())[0])
+    abs_a, abs_b = np.abs(a), np.abs(b)
+    if np.ptp(abs_a) > 0 and np.ptp(abs_b) > 0:
+        result["spearman_abs"] = float(spearmanr(abs_a.ravel(), abs_b.ravel())[0])
+        side = min(a.shape)
+        window = min(7, side if side % 2 else side - 1)
+        if window >= 3:
+            result["ssim"] = float(
+                structural_similarity(
+                    abs_a / abs_a.max(), abs_b / abs_b.max(), data_range=1.0, win_size=window
+                )
+            )
+    return result
+
+
+@dataclass
+class RandomizationResult:
+    """What ``cascading_randomization`` returns.
+
+    stages: "trained", then each stage's lowest module re-initialised ("conv1"; "(model)" for
+    the model's own parameters); randomized: the modules re-initialised at each stage (the
+    cascade keeps those before random, the independent test trained); heatmaps: method -> one signed (H, W) map per stage;
+    similarity: method -> metric (``map_similarity``'s keys) -> one value per stage, against the
+    trained map; target_logit: the target's logit at each stage; seconds: wall time.
+    """
+
+    stages: list[str]
+    randomized: list[list[str]]
+    heatmaps: dict[str, list[np.ndarray]]
+    similarity: dict[str, dict[str, list[float]]]
+    target_logit: list[float]
+    seconds: float
+
+
+def cascading_randomization(
+    model: nn.Module,
+    image: torch.Tensor,
+    target: int,
+    methods: Sequence[str],
+    *,
+    options: dict[str, dict] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    max_stages: int = 8,
+    seed: int = 0,
+    independent: bool = False,
+    lock: AbstractContextManager | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RandomizationResult:
+    """The model randomisation test of Adebayo et al. ("Sanity checks for saliency maps",
+    NeurIPS 2018): re-initialise the weights from the output towards the input, a stage at a
+    time (``randomization_stages``), and explain ``target`` again after each. With
+    ``independent``, each stage re-initialises its own layers only, the others trained (the
+    paper's independent randomisation: which layers does the map depend on?).
+
+    A map that stays the same while the network it explains is destroyed does not explain the
+    network. ``options``: per method, the keyword options of ``attribute`` (IG steps, the
+    Grad-CAM layer, ...). Each module's fresh weights are seeded by ``seed`` and its place in the
+    cascade, so a stage is the same whatever methods run. The randomised network is a private
+    copy: the (shared) model is only read, once, to copy it, with ``lock`` held (another
+    thread's hooks must not come and go meanwhile). ``progress(done, total)`` after each
+    attribution.
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"choose methods from {', '.join(METHODS)}, got {list(methods)}")
+    start = time.perf_counter()
+    options = options or {}
+    groups = randomization_stages(model, max_stages)
+    with lock or nullcontext():
+        trained = private_copy(model)
+    clone = private_copy(trained) if independent else trained
+    modules = dict(clone.named_modules())
+    x = _as_batch(image)
+    heatmaps: dict[str, list[np.ndarray]] = {m: [] for m in methods}
+    logits: list[float] = []
+    stages, randomized = ["trained"], [[]]
+    total, done = (len(groups) + 1) * len(methods), 0
+    order = 0
+    for stage in range(len(groups) + 1):
+        if stage:
+            if independent:  # the trained weights again, but for this stage's layers
+                clone = private_copy(trained)
+                modules = dict(clone.named_modules())
+            for name in groups[stage - 1]:
+                _reinitialise(modules[name], seed + order)  # a module's draw: either mode
+                order += 1
+            stages.append(groups[stage - 1][-1] or "(model)")
+            randomized.append(list(groups[stage - 1]))
+        with torch.inference_mode():
+            logits.append(float(clone(x.to(model_device(clone)))[0, int(target)]))
+        for method in methods:
+            result = attribute(
+                clone, x, target, method, mean=mean, std=std, **options.get(method, {})
+            )
+            heatmaps[method].append(result["heatmap"])
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    similarity = {}
+    for method, maps in heatmaps.items():
+        measured = [map_similarity(maps[0], m) for m in maps]
+        similarity[method] = {key: [v[key] for v in measured] for key in measured[0]}
+    return RandomizationResult(
+        stages=stages,
+        randomized=randomized,
+        heatmaps=heatmaps,
+        similarity=similarity,
+        target_logit=logits,
+        seconds=time.perf_counter() - start,
+    )

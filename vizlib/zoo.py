@@ -22,7 +22,7 @@ from .models import LeNetLike, SmallResNet, ViT, ViTConfig
 
 __all__ = [
     "CHECKPOINT_DIR",
-    "MAX_UPLOAD_BYTES",
+    "MAX_WEIGHTS_BYTES",
     "TORCHVISION_MODELS",
     "build_model",
     "checkpoint_metadata",
@@ -37,7 +37,7 @@ __all__ = [
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 TORCHVISION_MODELS = ("alexnet", "vgg16", "resnet18", "vit_b_16")
-MAX_UPLOAD_BYTES = 600 * 2**20  # fits vgg16 (528 MiB); the app server may cap uploads lower
+MAX_WEIGHTS_BYTES = 600 * 2**20  # fits vgg16 (528 MiB); the app server may cap uploads lower
 _IMAGENET_MEAN = [0.485, 0.456, 0.406]
 _IMAGENET_STD = [0.229, 0.224, 0.225]
 _RANDOM_INIT_SEED = 0
@@ -325,14 +325,14 @@ def load_uploaded(file_bytes: bytes, architecture: str) -> tuple[nn.Module, dict
     of the architecture's dataset when the app ships it (the digits), else None. Raises
     ``ValueError`` naming every missing, unexpected and mis-shaped key, and every tensor of whole
     numbers where the model's are floating point, for files over
-    ``MAX_UPLOAD_BYTES``, non-finite weights, or unsafe pickles.
+    ``MAX_WEIGHTS_BYTES``, non-finite weights, or unsafe pickles.
     """
     if not file_bytes:
         raise ValueError("The uploaded file is empty.")
-    if len(file_bytes) > MAX_UPLOAD_BYTES:
+    if len(file_bytes) > MAX_WEIGHTS_BYTES:
         raise ValueError(
             f"The file is {len(file_bytes) / 2**20:.0f} MiB; the limit is "
-            f"{MAX_UPLOAD_BYTES / 2**20:.0f} MiB."
+            f"{MAX_WEIGHTS_BYTES / 2**20:.0f} MiB."
         )
     model, meta = _template(architecture)
     expected = model.state_dict()

@@ -159,6 +159,16 @@ def screenshot(page, name: str) -> Path:
     return path
 
 
+def charts_outside_the_column(page) -> list[int]:
+    """Return the indices of the plotly charts whose right edge passes the page's main column
+    (a figure wider than the page, its right part cut off)."""
+    main = page.locator('[data-testid="stMainBlockContainer"]').bounding_box()
+    right = main["x"] + main["width"]
+    charts = page.locator(".js-plotly-plot")
+    boxes = [charts.nth(i).bounding_box() for i in range(charts.count())]
+    return [i for i, box in enumerate(boxes) if box["x"] + box["width"] > right + 1]
+
+
 def plotly_charts(page, at_least: int, timeout_s: float = 60) -> int:
     """Return how many plotly charts the page shows, waiting until there are ``at_least``:
     plotly mounts its charts after the script run has ended, so one count can come too early."""

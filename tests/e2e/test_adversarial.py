@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import error_boxes, open_page, plotly_charts, screenshot, wait_until_idle
+from tests.e2e.conftest import (
+    charts_outside_the_column,
+    error_boxes,
+    open_page,
+    plotly_charts,
+    screenshot,
+    wait_until_idle,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -21,11 +28,6 @@ def test_adversarial_page_attacks_and_draws_the_curve(page, app_url):
     page.get_by_text("Download the curve").wait_for(timeout=180_000)
     wait_until_idle(page)
     assert error_boxes(page) == []
-    main = page.locator('[data-testid="stMainBlockContainer"]')
-    right = main.bounding_box()["x"] + main.bounding_box()["width"]
-    charts = page.locator(".js-plotly-plot")
-    assert charts.count() == 4
-    for i in range(charts.count()):
-        box = charts.nth(i).bounding_box()
-        assert box["x"] + box["width"] <= right + 1
+    assert page.locator(".js-plotly-plot").count() == 4
+    assert charts_outside_the_column(page) == []
     screenshot(page, "adversarial_1024")

@@ -15,7 +15,9 @@ PAGE_TITLES = [
     "Activations & Gradients",
     "Attributions",
     "Adversarial Examples",
+    "Predictions & Calibration",
     "Embeddings (t-SNE)",
+    "Layer Similarity (CKA)",
     "ViT Attention",
     "Position Embeddings",
     "Training Lab",
@@ -61,8 +63,8 @@ def test_every_page_loads_with_nothing_fetched_from_outside(page, app_url):
         ),
     )
     for path in ("", "conv_playground", "model_inspector", "learned_filters", "activations",
-                 "attributions", "embeddings", "vit_attention", "position_embeddings",
-                 "training"):  # fmt: skip
+                 "attributions", "adversarial", "calibration", "embeddings", "layer_similarity",
+                 "vit_attention", "position_embeddings", "training"):  # fmt: skip
         open_page(page, app_url, path)
         assert error_boxes(page) == [], path
     assert outside == []
@@ -87,7 +89,9 @@ _CUT_TEXT = """() => {
 @pytest.mark.parametrize(
     "path",
     ["", "conv_playground", "conv_playground?mode=Transposed+convolution", "learned_filters",
-     "activations", "vit_attention", "training"],
+     "activations", "attributions", "adversarial", "calibration", "layer_similarity",
+     "vit_attention",
+     "training"],
 )  # fmt: skip
 def test_labels_and_tables_fit_a_1024_pixel_projector(browser, app_url, path):
     """At 1024x768 with the sidebar open no label is cut and the Home page's table shows every

@@ -234,3 +234,24 @@ def test_filters_link_names_a_typed_folder_but_never_its_path(page, app_url, tmp
     again.get_by_role("tab", name="Feature maps").click()
     assert again.get_by_label("Image folder path", exact=True).input_value() == ""
     assert again.get_by_text("Type the path of an image folder.").is_visible()
+
+
+def test_the_attribution_sanity_check_at_a_projectors_width(page, app_url):
+    """The model randomisation test on the shipped LeNet: after its button, the similarity
+    lines and the grid of maps (four methods, the trained network and four stages) sit inside
+    the page's column at 1024 px, with no error box."""
+    page.set_viewport_size({"width": 1024, "height": 1000})
+    open_page(page, app_url, "attributions?model=lenet_digits")
+    assert plotly_charts(page, 5) == 5
+    page.get_by_role("button", name="Randomise and explain again").click()
+    page.get_by_text("Download the sanity check").wait_for(timeout=120_000)
+    wait_until_idle(page)
+    assert error_boxes(page) == []
+    assert plotly_charts(page, 7) == 7
+    main = page.locator('[data-testid="stMainBlockContainer"]').bounding_box()
+    grid = page.locator(".js-plotly-plot").nth(6)
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    assert box["x"] + box["width"] <= main["x"] + main["width"] + 1
+    assert grid.locator(".heatmaplayer image, .heatmaplayer .hm").count() >= 1
+    screenshot(page, "attributions_sanity_check_1024")

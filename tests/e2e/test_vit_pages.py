@@ -28,6 +28,13 @@ def test_vit_attention_page(page, app_url):
     assert plotly_charts(page, 4) >= 4
     assert page.get_by_text("uniform attention").count() >= 1
     screenshot(page, "vit_attention")
+    # which heads matter: after its button, the importance and the pruning curves
+    page.get_by_role("button", name=re.compile(r"^Measure the \d+ heads")).click()
+    page.get_by_text("Download the importances").wait_for(timeout=240_000)
+    wait_until_idle(page)
+    assert error_boxes(page) == []
+    assert plotly_charts(page, 6) >= 6
+    assert page.get_by_text("least important first").count() >= 1
     # the app scrolls inside its own container: bring the lower panels into view one by one
     page.get_by_role("heading", name="Attention maps").scroll_into_view_if_needed()
     screenshot(page, "vit_attention_maps")

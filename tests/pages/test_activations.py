@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.pages._shared import errors, opened_with
+from tests.pages._shared import errors, link_warnings, opened_with
 from vizlib import zoo
 from vizlib.data import load_dataset_for_model
 from vizlib.filters import untrained_model
@@ -283,3 +283,14 @@ def test_finite_outputs_with_non_finite_gradients_get_a_warning_naming_the_layer
     # the healthy shipped weights: no such warning
     healthy = opened_with(PAGE, {"model": "lenet_digits"})
     assert not any("but the gradient is not" in w.value for w in healthy.warning)
+
+
+def test_the_image_set_travels_in_the_link():
+    at = opened_with(PAGE, {"model": "lenet_digits", "images": "samples"})
+    assert not errors(at) and not link_warnings(at)
+    assert at.selectbox(key="activations.images").value == "samples"
+    assert "of scikit-image's sample photos" in at.markdown[0].value
+    assert at.query_params["images"] == "samples"
+    bad = opened_with(PAGE, {"model": "lenet_digits", "images": "/etc"})
+    assert any("Ignored `images=/etc`" in w for w in link_warnings(bad))
+    assert bad.selectbox(key="activations.images").value == "digits"

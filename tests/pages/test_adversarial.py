@@ -147,3 +147,16 @@ def test_models_compared_on_the_same_test_digits(digits):
         steps=2,
     )
     assert lines["vit_digits, PGD"] == pytest.approx(expected)
+
+
+def test_the_models_compared_travel_in_the_link_and_wait_for_the_button():
+    at = opened_with(PAGE, {"model": "lenet_digits", "compare": "vit_digits,resnet_digits"})
+    assert not errors(at) and not link_warnings(at)
+    assert at.multiselect(key="adv.compare").value == ["vit_digits", "resnet_digits"]
+    assert "adv.curve_chart" not in {c.key for c in at.get("plotly_chart")}
+    assert "(3 models)" in at.button(key="adv.curve").label
+    at.multiselect(key="adv.compare").set_value(["resnet_digits"]).run()
+    assert at.query_params["compare"] in ("resnet_digits", ["resnet_digits"])
+    bad = opened_with(PAGE, {"model": "lenet_digits", "compare": "lenet_digits"})  # itself
+    assert any("compare=lenet_digits" in w for w in link_warnings(bad))
+    assert bad.multiselect(key="adv.compare").value == []

@@ -538,7 +538,7 @@ def _link_warning_cases() -> list:
     from vizlib.data import sample_image_names
 
     names = ", ".join(sample_image_names())
-    methods = "saliency, integrated_gradients, gradcam, occlusion"
+    methods = "saliency, integrated_gradients, gradcam, occlusion, guided_backprop"
     return [
         ("input", "Webcam", "expected Dataset sample, Image folder, Sample image, Upload an image"),
         ("index", "450", "expected a whole number from 0 to 449"),

@@ -13,8 +13,10 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from tests.pages._shared import errors, link_warnings, plotly_array
+from vizlib import conv
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "conv_playground.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 OUTPUT_RE = re.compile(r"\*\*Output: (\d+) × (\d+) × (\d+)\*\*")
 
 
@@ -795,7 +797,7 @@ def test_the_stacks_effective_field_by_weights():
         plotly_array(depth[1]["y"]), 4 * np.sqrt(np.arange(1, 4) * 8 / 12), rtol=1e-5
     )
     uniform = metrics["Pixels holding 90% of the gradient"].value
-    at.radio(key="conv.stack_weights").set_value("random + ReLU").run()
+    at.radio(key="conv.stack_weights").set_value("random_relu").run()
     assert not at.exception and not errors(at)
     relu = {m.label: m.value for m in at.metric}
     assert relu["Pixels holding 90% of the gradient"] != uniform
@@ -803,3 +805,156 @@ def test_the_stacks_effective_field_by_weights():
         next(c for c in at.get("plotly_chart") if c.key == "conv.stack_erf").proto.spec
     )
     assert title["layout"]["title"]["text"] == "random + ReLU weights, 3 layers"
+
+
+def _stack_shown(at: AppTest) -> dict:
+    """What the stack section shows: the editor's layers, the receptive field after each layer
+    (table), the field R by depth (figure) and the effective field's title and side."""
+    import json
+
+    editor = at.data_editor(key="conv.stack").value
+    table = next(d.value for d in at.dataframe if "receptive field (pixels)" in d.value.columns)
+    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    erf = charts["conv.stack_erf"]
+    return {
+        "editor": [tuple(row) for row in editor[["kernel", "stride", "dilation"]].to_numpy()],
+        "table": [tuple(row) for row in table[["kernel", "stride", "dilation"]].to_numpy()],
+        "fields": table["receptive field (pixels)"].tolist(),
+        "depth": plotly_array(charts["conv.stack_depth"]["data"][0]["y"]).tolist(),
+        "title": erf["layout"]["title"]["text"],
+        "side": plotly_array(erf["data"][0]["z"]).shape[0],
+    }
+
+
+def test_a_link_opens_the_stack_with_its_channels_and_weights():
+    layers = [(3, 1, 1), (3, 2, 1), (5, 1, 2), (3, 1, 4)]
+    fields = conv.receptive_field(layers)
+    assert fields == [3, 5, 21, 37]  # by hand: 3, 5, then jump 2: 5 + 2*4*2, 21 + 4*2*2
+    at = _run(stack="k3_K3S2_k5s1d2_k3d4", stack_c=8, stack_w="random_relu")
+    assert not at.exception and not errors(at) and not link_warnings(at)
+    shown = _stack_shown(at)
+    assert shown["editor"] == layers and shown["table"] == layers
+    assert shown["fields"] == fields and shown["depth"] == fields
+    assert shown["title"] == "random + ReLU weights, 4 layers"
+    assert shown["side"] == 37 + 2 * 2  # the field with a margin of one jump (2) each side
+    assert at.radio(key="conv.stack_weights").value == "random_relu"
+    assert at.number_input(key="conv.stack_c").value == 8
+    # 9 + 9 + 25 + 9 = 52 C² against 37² C² for C = 8
+    assert f"= **{52 * 64:,}** against one 37×37 layer" in _texts(at)
+    # the link stays, tidied (upper case read, stride and dilation 1 left out)
+    assert dict(at.query_params) == {
+        "stack": "k3_k3s2_k5d2_k3d4",
+        "stack_c": "8",
+        "stack_w": "random_relu",
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "expected"),
+    [
+        ("stack", "k3_k40", "layer 2's kernel is 40; it must be 1 to 31"),
+        ("stack", "k3s9", "layer 1's stride is 9; it must be 1 to 8"),
+        ("stack", "k3_k3d0", "layer 2's dilation is 0; it must be 1 to 8"),
+        ("stack", "3.1.1,3.2.1", "'3.1.1,3.2.1' is not a layer"),
+        ("stack", "k3__k3", "'' is not a layer"),
+        ("stack", "k3d2s2", "'k3d2s2' is not a layer"),  # stride before dilation
+        ("stack", "_".join(["k3"] * 33), "at most 32 layers; the stack has 33"),
+        ("stack_c", "0", "expected a whole number from 1 to 2048"),
+        ("stack_w", "random + ReLU", "expected one of uniform, random, random_relu"),
+    ],
+)
+def test_a_bad_stack_link_value_falls_back_with_a_warning(key, raw, expected):
+    at = _run(**{key: raw})
+    assert not at.exception and not errors(at)
+    warnings = link_warnings(at)
+    assert len(warnings) == 1 and f"Ignored `{key}={raw}` from the link" in warnings[0]
+    assert expected in warnings[0], warnings[0]
+    shown = _stack_shown(at)  # the default stack, C and weights
+    assert shown["editor"] == [(3, 1, 1)] * 3 and shown["fields"] == [3, 5, 7]
+    assert shown["title"] == "uniform weights, 3 layers"
+    assert at.number_input(key="conv.stack_c").value == 64
+    assert dict(at.query_params) == {}  # the bad value has left the link
+
+
+def _edit_stack(at: AppTest, edits: dict) -> AppTest:
+    """Apply ``edits`` (edited_rows, added_rows, deleted_rows) to the stack editor's table, as
+    the browser sends them, and rerun."""
+    at.session_state["conv.stack"] = {
+        "edited_rows": {},
+        "added_rows": [],
+        "deleted_rows": [],
+    } | edits
+    return at.run()
+
+
+def test_editing_the_stack_writes_the_link_and_the_link_reopens_it():
+    at = _run()
+    assert dict(at.query_params) == {}  # the default stack, C and weights stay out of the link
+    # the second layer dilated, the first deleted, a 7×7 stride-2 layer added
+    _edit_stack(
+        at,
+        {
+            "edited_rows": {1: {"dilation": 2}},
+            "added_rows": [{"kernel": 7, "stride": 2, "dilation": 1}],
+            "deleted_rows": [0],
+        },
+    )
+    assert not at.exception and not errors(at)
+    layers = [(3, 1, 2), (3, 1, 1), (7, 2, 1)]
+    assert _stack_shown(at)["fields"] == conv.receptive_field(layers) == [5, 7, 13]
+    assert dict(at.query_params) == {"stack": "k3d2_k3_k7s2"}
+    at.number_input(key="conv.stack_c").set_value(16).run()
+    at.radio(key="conv.stack_weights").set_value("random").run()
+    link = dict(at.query_params)
+    assert link == {"stack": "k3d2_k3_k7s2", "stack_c": "16", "stack_w": "random"}
+    # a rerun from another widget keeps the edits, in the table and the link
+    at.slider(key="conv.sh").set_value(2).run()
+    assert _stack_shown(at)["table"] == layers
+    assert dict(at.query_params) == link | {"sh": "2"}
+    # the link opens the same stack in a new session
+    again = _run(**link)
+    assert not again.exception and not link_warnings(again)
+    assert _stack_shown(again) == _stack_shown(at) | {"editor": layers}
+
+
+def test_an_unfinished_stack_keeps_the_last_valid_one_in_the_link():
+    at = _edit_stack(_run(), {"edited_rows": {2: {"kernel": 5}}})
+    assert at.query_params["stack"] == "k3_k3_k5"
+    _edit_stack(at, {"edited_rows": {2: {"kernel": 5}}, "added_rows": [{"kernel": 3}]})
+    assert errors(at) == ["Fill in every cell of the stack (kernel, stride, dilation)."]
+    assert dict(at.query_params) == {"stack": "k3_k3_k5"}
+    _edit_stack(at, {"deleted_rows": [0, 1, 2]})
+    assert errors(at) == ["Add at least one layer to the stack."]
+    assert dict(at.query_params) == {"stack": "k3_k3_k5"}
+    # back to three 3×3 layers: the default, so the link is clean again
+    _edit_stack(at, {})
+    assert not errors(at) and dict(at.query_params) == {}
+
+
+def test_the_stack_comes_back_after_another_page():
+    """Streamlit drops the editor's state (its edits) while another page is shown; the page
+    reopens on the last stack, weights and C, through the app's router as in the browser."""
+    page = "app_pages/conv_playground.py"
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    at.switch_page(page).run()
+    _edit_stack(
+        at,
+        {
+            "edited_rows": {0: {"stride": 2}},
+            "added_rows": [{"kernel": 5, "stride": 1, "dilation": 3}],
+        },
+    )
+    at.radio(key="conv.stack_weights").set_value("random").run()
+    link = dict(at.query_params)
+    assert link == {"stack": "k3s2_k3_k3_k5d3", "stack_w": "random"}
+    shown = _stack_shown(at)
+    at.switch_page("app_pages/home.py").run()
+    assert "conv.stack" not in at.session_state  # the edits are gone with the editor
+    at.query_params.clear()  # as the browser does on the way
+    at.switch_page(page).run()
+    assert not at.exception and not errors(at) and not link_warnings(at)
+    assert _stack_shown(at) == shown | {"editor": [(3, 2, 1), (3, 1, 1), (3, 1, 1), (5, 1, 3)]}
+    assert dict(at.query_params) == link
+    # and the fresh editor takes edits again
+    _edit_stack(at, {"deleted_rows": [3]})
+    assert at.query_params["stack"] == "k3s2_k3_k3"

@@ -622,3 +622,20 @@ def test_large_feature_maps_are_drawn_at_the_figures_resolution_unless_asked():
     assert not at.exception and not errors(at)
     assert not [t for t in at.toggle if t.key == "filters.full_maps"]
     assert maps_spec()["layout"]["title"]["text"].endswith("maps of 112×112")
+
+
+def test_the_top_activating_image_set_travels_in_the_link(tmp_path, monkeypatch):
+    import streamlit as st
+
+    from tests.test_data_datasets import write_image_folder
+
+    st.cache_data.clear()
+    write_image_folder(tmp_path / "fruit", n_per_class=2)
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
+    folder = f"imagefolder:{tmp_path / 'fruit'}"
+    at = opened_with(PAGE, {"model": "lenet_digits", "top_images": folder})
+    assert not errors(at) and not link_warnings(at)
+    assert at.selectbox(key="filters.top.images").value == folder
+    assert at.query_params["top_images"] == folder
+    bad = opened_with(PAGE, {"model": "lenet_digits", "top_images": "/etc"})
+    assert any("Ignored `top_images=/etc`" in w for w in link_warnings(bad))

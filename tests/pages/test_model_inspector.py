@@ -658,3 +658,26 @@ def test_a_cnn_link_naming_the_class_token_gets_a_warning():
     at = _linked({"model": "lenet_digits", "erf_unit": "class token"})
     assert any("erf_unit=class token" in w for w in link_warnings(at))
     assert at.radio(key="inspector.erf.unit").value == "centre"
+
+
+def test_the_effective_fields_image_set_travels_in_the_link():
+    at = opened_with(PAGE, {"model": "lenet_digits", "erf_images": "samples"})
+    assert not errors(at) and not link_warnings(at)
+    assert at.selectbox(key="inspector.erf.images").value == "samples"
+    assert at.query_params["erf_images"] == "samples"
+    at.selectbox(key="inspector.erf.images").set_value("digits").run()
+    assert "erf_images" not in at.query_params  # the default stays out of the link
+    bad = opened_with(PAGE, {"model": "lenet_digits", "erf_images": "/etc"})
+    assert any("Ignored `erf_images=/etc`" in w for w in link_warnings(bad))
+
+
+def test_the_effective_fields_image_set_comes_back_after_another_page():
+    from tests.pages.test_navigation import _app_on, _visit_home_and_return
+
+    page = "app_pages/model_inspector.py"
+    at = _app_on(page)
+    at.selectbox(key="inspector.erf.images").set_value("samples").run()
+    assert not at.exception and at.query_params["erf_images"] == "samples"
+    _visit_home_and_return(at, page)
+    assert at.selectbox(key="inspector.erf.images").value == "samples"
+    assert at.query_params["erf_images"] == "samples"

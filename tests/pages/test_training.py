@@ -105,6 +105,8 @@ def test_the_recipe_button_and_bad_link_values():
     assert at.slider(key="training.epochs").value == 200
     assert at.select_slider(key="training.weight_decay").value == recipe.weight_decay
     assert at.query_params["arch"] == "vit" and at.query_params["epochs"] == "200"
+    assert at.select_slider(key="training.label_smoothing").value == recipe.label_smoothing == 0.1
+    assert at.query_params["smoothing"] == "0.1"
 
 
 def test_the_confusion_matrix_and_the_mistakes_are_the_models(downloads, monkeypatch):
@@ -237,3 +239,25 @@ def test_a_run_stopped_in_its_cosine_decay_is_not_said_to_be_warming_up():
     at.run()
     warnings = [w.value for w in at.warning if "Stopped after 2 of 3 epochs" in w.value]
     assert len(warnings) == 1 and "warming up" not in warnings[0]
+
+
+def test_label_smoothing_trains_a_less_sure_model_and_the_page_says_how_sure():
+    """Two epochs of the LeNet with label smoothing 0.2: the run is named by it, trained with it
+    (the same record as training_epochs), and the caption under the confusion matrix gives the
+    test split's mean confidence, accuracy and ECE (vizlib.calibration on the run's answers),
+    and the 82% the smoothed target asks of the true digit."""
+    import numpy as np
+
+    from vizlib import calibration, train
+
+    at = _train(opened_with(PAGE, {"epochs": "2", "smoothing": "0.2"}))
+    assert at.subheader[0].value.endswith("label smoothing 0.2")
+    settings = TrainSettings(epochs=2, label_smoothing=0.2)
+    *_, (model, record) = training_epochs(settings, device="cpu")
+    assert {m.label: m.value for m in at.metric}["Test accuracy"] == f"{record.test_accuracy:.1%}"
+    p = train.predict_test_split(model, input_size=train.RECIPES["lenet"]["input_size"])
+    s = calibration.summarize(np.log(p.probabilities.astype(np.float64)), p.labels)
+    note = next(c.value for c in at.caption if c.value.startswith("How sure it is"))
+    assert f"a mean confidence of {s['mean_confidence']:.1%} for {s['accuracy']:.1%} right" in note
+    assert f"calibration error of {s['ece']:.2%}" in note and "towards 82% for the true" in note
+    assert s["mean_confidence"] < s["accuracy"] - 0.1  # smoothing made it underconfident

@@ -96,7 +96,12 @@ def test_attention_page_computes_distances_maps_and_rollout(tiny_vit_zoo):
     _run(at)
     assert at.selectbox(key="vit_attention.model").value == TINY
     headers = [h.value for h in at.header]
-    assert headers == ["Mean attention distance", "Attention maps", "Attention rollout"]
+    assert headers == [
+        "Mean attention distance",
+        "Attention maps",
+        "Attention rollout",
+        "Which heads matter?",
+    ]
     assert at.number_input(key="vit_attention.n_images").value == 128
     assert any("analogous to receptive" in c.value for c in at.caption)
     # the baseline quoted on the page is the uniform distance of the 8x8 grid of 4-px patches
@@ -154,6 +159,7 @@ def test_one_layer_one_head_one_patch_model(single_vit_zoo):
         "Mean attention distance",
         "Attention maps",
         "Attention rollout",
+        "Which heads matter?",
     ]
     captions = [c.value for c in at.caption]
     for only in ("Layer: 1", "Query patch row: 0", "Query patch column: 0"):
@@ -428,6 +434,7 @@ def test_uploaded_photos_feed_maps_rollout_and_distances(tmp_path, downloads):
         "Mean attention distance",
         "Attention maps",
         "Attention rollout",
+        "Which heads matter?",
     ]
     captions = " | ".join(c.value for c in at.caption)
     assert "converted to grey (ITU-R 601 luma) for this 1-channel model" in captions

@@ -27,6 +27,7 @@ __all__ = [
     "read_netcdf_upload",
     "read_npy_upload",
     "read_table_upload",
+    "sample_crops",
     "sample_image_names",
     "synthetic_field",
     "to_grayscale",
@@ -69,6 +70,38 @@ def load_sample_image(name: str) -> np.ndarray:
 
     image = np.asarray(getattr(skimage.data, name)())
     return _to_unit_float(image)
+
+
+def sample_crops(
+    per_photo: int, *, seed: int = 0, smallest: float = 0.3, largest: float = 0.8
+) -> list[tuple[str, np.ndarray]]:
+    """Return (label, crop) pairs: ``per_photo`` seeded random square crops of every sample
+    photo, each crop float64 in [0, 1] as ``load_sample_image`` gives it.
+
+    They come in rounds, the first crop of every photo, then the second of every photo, so
+    that any first few mix the photos. A crop's side is a uniform share in [``smallest``,
+    ``largest``] of its photo's shorter side, at a uniform position inside the photo; the first
+    round is the centred largest square of each. They stand in for a set of varied images where
+    a measure needs many (CKA over 9 photos is mostly noise) and no dataset is on disk. Labels
+    read "coins, crop 3 of 8".
+    """
+    if per_photo < 1:
+        raise ValueError(f"per_photo must be at least 1, got {per_photo}")
+    if not 0 < smallest <= largest <= 1:
+        raise ValueError(f"need 0 < smallest <= largest <= 1, got {smallest}, {largest}")
+    rng = np.random.default_rng(seed)
+    photos = {name: load_sample_image(name) for name in sample_image_names()}
+    crops = []
+    for k in range(per_photo):
+        for name, image in photos.items():
+            height, width = image.shape[:2]
+            short = min(height, width)
+            side = short if k == 0 else max(2, round(short * rng.uniform(smallest, largest)))
+            top = (height - side) // 2 if k == 0 else int(rng.integers(0, height - side + 1))
+            left = (width - side) // 2 if k == 0 else int(rng.integers(0, width - side + 1))
+            crop = image[top : top + side, left : left + side]
+            crops.append((f"{name}, crop {k + 1} of {per_photo}", crop))
+    return crops
 
 
 def load_digit(index: int = 0) -> tuple[np.ndarray, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Mapping, Sequence
 from itertools import pairwise
 
 import numpy as np
@@ -12,7 +13,15 @@ from PIL import Image
 
 from ._colors import rgb_colorscale
 
-__all__ = ["plot_attribution_colorbar", "plot_attribution_overlay", "plot_top_predictions"]
+__all__ = [
+    "SIMILARITY_TITLES",
+    "plot_attribution_colorbar",
+    "plot_attribution_overlay",
+    "plot_randomization_maps",
+    "plot_randomization_similarity",
+    "plot_top_predictions",
+    "stage_labels",
+]
 
 
 def _colour_range(signed: bool, top: float) -> dict:
@@ -246,5 +255,133 @@ def plot_top_predictions(
         ),
         height=60 + 32 * len(labels),
         margin=dict(l=10, r=20, t=40, b=10),  # r: room for the "100%" tick
+    )
+    return fig
+
+
+RANDOMIZATION_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#b279a2", "#72b7b2")
+SIMILARITY_TITLES = {
+    "spearman_abs": "Spearman rank correlation of |attribution|",
+    "spearman": "Spearman rank correlation (signed)",
+    "ssim": "SSIM of |attribution| (each map scaled to its maximum)",
+}
+
+
+def stage_labels(stages: Sequence[str]) -> list[str]:
+    """The stages of the model randomisation test as the figures name them: "trained", then
+    "1 · fc2", "2 · fc1": the stage's number (the grid of maps heads its columns with it alone)
+    and the lowest layer random so far."""
+    return [stage if i == 0 else f"{i} · {stage}" for i, stage in enumerate(stages)]
+
+
+def plot_randomization_similarity(
+    stages: Sequence[str],
+    similarity: Mapping[str, Sequence[float]],
+    *,
+    metric: str = "spearman_abs",
+    titles: Mapping[str, str] | None = None,
+    independent: bool = False,
+) -> go.Figure:
+    """Return each method's similarity to its map of the trained network, stage by stage of
+    the model randomisation test (Adebayo et al. 2018, Fig. 2): x the stage ("trained", 1, 2, ...;
+    the layer the weights are random down to on hover); y ``metric`` in [-1, 1] (``SIMILARITY_TITLES``). A line that stays
+    high while the network is destroyed marks a map that does not depend on the weights. With
+    ``independent``, each stage made only its own layer random (the hover says so)."""
+    titles = titles or {}
+    labels = stage_labels(stages)
+    ticks = ["trained", *(str(i) for i in range(1, len(stages)))]  # names on hover: too wide
+    fig = go.Figure()
+    for k, (method, values) in enumerate(similarity.items()):
+        name = titles.get(method, method)
+        fig.add_trace(
+            go.Scatter(
+                x=list(range(len(stages))),
+                y=list(values),
+                customdata=labels,
+                mode="lines+markers",
+                name=name,
+                line={"color": RANDOMIZATION_COLORS[k % len(RANDOMIZATION_COLORS)]},
+                hovertemplate=f"{name}<br>{'only' if independent else 'random down to'} "
+                f"%{{customdata}}{' random' if independent else ''}<br>%{{y:.2f}}<extra></extra>",
+            )
+        )
+    fig.add_hline(y=0, line_color="gray", line_width=1)
+    fig.update_layout(
+        title="Similarity to the trained network's map",
+        xaxis={
+            "title": "stage (its layer on hover)",
+            "tickvals": list(range(len(stages))),
+            "ticktext": ticks,
+        },
+        yaxis={"title": SIMILARITY_TITLES.get(metric, metric), "range": [-1.05, 1.05]},
+        height=420,
+        margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        legend={"orientation": "h", "y": -0.3},
+    )
+    return fig
+
+
+def plot_randomization_maps(
+    stages: Sequence[str],
+    heatmaps: Mapping[str, Sequence[np.ndarray]],
+    *,
+    titles: Mapping[str, str] | None = None,
+    cell_px: int | None = None,
+) -> go.Figure:
+    """Return a grid of attribution maps: a row per method, a column per stage of the model
+    randomisation test (trained first). Each map is shown as its magnitude scaled to its own
+    maximum (the shapes matter here, not the sizes, which collapse with the logits); the
+    signed values are on hover. ``cell_px``: a row's height (default: about a map's width in a
+    620-pixel column)."""
+    from plotly.subplots import make_subplots
+
+    titles = titles or {}
+    methods = list(heatmaps)
+    columns = len(stages)
+    # a row as tall as its square maps are wide in a page's column of about 620 px
+    cell_px = cell_px or max(60, min(140, 620 // columns + 16))
+    labels = stage_labels(stages)
+    fig = make_subplots(
+        rows=len(methods),
+        cols=columns,
+        column_titles=["trained", *(str(i) for i in range(1, columns))],  # names: too wide
+        row_titles=[titles.get(m, m) for m in methods],
+        horizontal_spacing=0.01,
+        vertical_spacing=0.03,
+    )
+    for r, method in enumerate(methods, start=1):
+        for c, heat in enumerate(heatmaps[method], start=1):
+            heat = np.asarray(heat, dtype=np.float32)
+            magnitude = np.abs(heat)
+            top = float(magnitude.max())
+            fig.add_trace(
+                go.Heatmap(
+                    z=magnitude / top if top > 0 else magnitude,
+                    customdata=heat,
+                    zmin=0,
+                    zmax=1,
+                    colorscale=rgb_colorscale("Inferno"),
+                    showscale=False,  # every map has its own scale: the title says so
+                    hovertemplate=f"{titles.get(method, method)}, {labels[c - 1]}<br>"
+                    "(%{x}, %{y}): %{customdata:.3g}<extra></extra>",
+                ),
+                row=r,
+                col=c,
+            )
+    bare = {"showticklabels": False, "ticks": "", "showgrid": False, "zeroline": False}
+    fig.update_xaxes(constrain="domain", **bare)
+    fig.update_yaxes(autorange="reversed", constrain="domain", **bare)
+    for axis in fig.layout:  # each map square: its y axis anchored to its own x axis
+        if axis.startswith("yaxis"):
+            fig.layout[axis].scaleanchor = "x" + axis[5:]
+    fig.update_annotations(font_size=11)
+    fig.update_layout(
+        height=90 + cell_px * len(methods),
+        width=None,
+        margin={"l": 10, "r": 30, "t": 80, "b": 10},
+        title={
+            "text": "|attribution| by stage, each map to its own maximum",
+            "font": {"size": 14},
+        },
     )
     return fig

@@ -5,6 +5,7 @@ matrix and mistakes on the test split."""
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -12,7 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ._axes import log_ticks
-from .filters import plot_captioned_images
+from .filters import _CAPTION_CHARS, plot_captioned_images
 
 __all__ = [
     "plot_confusion_matrix",
@@ -303,12 +304,17 @@ def plot_run_comparison(runs: Mapping[str, Sequence]) -> go.Figure:
 
 
 def plot_confusion_matrix(
-    counts: np.ndarray, *, class_names: Sequence[str] | None = None
+    counts: np.ndarray,
+    *,
+    class_names: Sequence[str] | None = None,
+    extra_columns: Sequence[str] = (),
 ) -> go.Figure:
     """Return a confusion matrix as a heatmap: rows the true class (first at the top), columns
     the predicted class, each cell its count of images written in it.
 
-    counts: (K, K) ints, row = true class, column = predicted (``vizlib.train.confusion_matrix``).
+    counts: (K, K + E) ints, row = true class, column = predicted (``vizlib.train
+    .confusion_matrix``); the first K columns are the rows' classes in the same order, the E
+    ``extra_columns`` answers outside them (a 1000-class model's "other class").
     The diagonal (right) is coloured in blues and the mistakes in oranges, each on its own scale,
     so that a single wrong image stands out beside 45 right ones; empty cells are white and
     unlabelled. Each row's accuracy (its diagonal count over its images, %) is written in the
@@ -316,19 +322,21 @@ def plot_confusion_matrix(
     """
     counts = np.asarray(counts)
     k = counts.shape[0]
-    if counts.ndim != 2 or counts.shape != (k, k):
-        raise ValueError(f"counts must be a square (K, K) matrix, got {counts.shape}")
+    if counts.ndim != 2 or counts.shape != (k, k + len(extra_columns)):
+        shape = f"(K, K + {len(extra_columns)})" if extra_columns else "a square (K, K) matrix"
+        raise ValueError(f"counts must be {shape}, got {counts.shape}")
     names = [str(c) for c in (class_names if class_names is not None else range(k))]
     if len(names) != k:
         raise ValueError(f"{k} classes need {k} class names, got {len(names)}")
+    columns = [*names, *map(str, extra_columns)]
     totals = counts.sum(axis=1)  # (K,) images of each true class
-    diagonal = np.eye(k, dtype=bool)
+    diagonal = np.eye(k, len(columns), dtype=bool)
     hover = [
         [
-            f"true {names[i]}, predicted {names[j]}: {counts[i, j]} image(s)"
+            f"true {names[i]}, predicted {columns[j]}: {counts[i, j]} image(s)"
             + (f"<br>{counts[i, j] / totals[i]:.1%} of the {totals[i]} images of {names[i]}"
                if totals[i] else "")
-            for j in range(k)
+            for j in range(len(columns))
         ]
         for i in range(k)
     ]  # fmt: skip
@@ -337,11 +345,11 @@ def plot_confusion_matrix(
         ("right", diagonal, CORRECT_SCALE),
         ("wrong", ~diagonal, MISTAKE_SCALE),
     ):
-        z = np.where(mask, counts, np.nan)  # (K, K) the other trace's cells are gaps
+        z = np.where(mask, counts, np.nan)  # (K, K + E) the other trace's cells are gaps
         shown = counts[mask]
         fig.add_trace(
             go.Heatmap(
-                z=z, x=names, y=names, name=name, colorscale=scale, zmin=0,
+                z=z, x=columns, y=names, name=name, colorscale=scale, zmin=0,
                 zmax=max(1, int(shown.max()) if shown.size else 1), showscale=False, xgap=1,
                 ygap=1, text=np.where(mask & (counts > 0), counts.astype(str), ""),
                 texttemplate="%{text}", hovertext=hover,
@@ -353,7 +361,13 @@ def plot_confusion_matrix(
     )  # (K,) per true class
     # in the x axis' units, just right of the last column: the matrix is kept square and
     # centred, so the figure's right edge can lie far from it
-    beside = {"x": k - 0.5, "xref": "x", "xanchor": "left", "xshift": 6, "showarrow": False}
+    beside = {
+        "x": len(columns) - 0.5,
+        "xref": "x",
+        "xanchor": "left",
+        "xshift": 6,
+        "showarrow": False,
+    }
     for i in range(k):
         text = f"{accuracy[i]:.0%}" if np.isfinite(accuracy[i]) else "–"
         fig.add_annotation(text=text, y=names[i], yref="y", **beside)
@@ -368,7 +382,7 @@ def plot_confusion_matrix(
     fig.update_yaxes(title_text="true class", type="category", autorange="reversed",
                      scaleanchor="x", constrain="domain", showgrid=False)  # fmt: skip
     fig.update_layout(
-        height=460,
+        height=min(460, 160 + 30 * k),  # square cells: a 3-class matrix in 460 px left gaps
         margin={"l": 10, "r": 80, "t": 60, "b": 10},
         plot_bgcolor="white",
         showlegend=False,
@@ -384,13 +398,14 @@ def plot_misclassified(
     ids: Sequence[int],
     class_names: Sequence[str] | None = None,
     cols: int = 6,
+    id_prefix: str = "test image",
 ) -> go.Figure:
     """Return a gallery of wrongly classified images, each captioned with its true class and
     the predicted one with its probability ("true 3," / "predicted 8" / "(71%)").
 
     tiles (M, 1 or 3, h, w) in [0, 1]; labels (M,) their true classes; probabilities (M, K) the
-    model's softmax for each; ids (M,) their indices in the split, named in the hover with the
-    probability the model gave the true class.
+    model's softmax for each; ids (M,) their indices in the split, named in the hover after
+    ``id_prefix`` ("test image 17") with the probability the model gave the true class.
     """
     probabilities = np.asarray(probabilities)
     labels = np.asarray(labels)
@@ -402,10 +417,17 @@ def plot_misclassified(
     captions, hover = [], []
     for i, (true, pred) in enumerate(zip(labels, predicted, strict=True)):
         p_pred, p_true = probabilities[i, pred], probabilities[i, true]
-        # three short lines: at 1024 px a column of six is 90 px, 11 characters at 12 px
-        captions.append([f"true {names[true]},", f"predicted {names[pred]}", f"({p_pred:.0%})"])
+        # short lines: at 1024 px a column of six is 90 px, 11 characters at 12 px; a long
+        # ImageNet name ("Greater Swiss Mountain dog") wraps rather than being cut to "Great…"
+        captions.append(
+            [
+                *textwrap.wrap(f"true {names[true]},", _CAPTION_CHARS),
+                *textwrap.wrap(f"predicted {names[pred]}", _CAPTION_CHARS),
+                f"({p_pred:.0%})",
+            ]
+        )
         hover.append(
-            f"test image {ids[i]}<br>true {names[true]}, predicted {names[pred]} ({p_pred:.0%})"
+            f"{id_prefix} {ids[i]}<br>true {names[true]}, predicted {names[pred]} ({p_pred:.0%})"
             f"<br>probability of {names[true]}: {p_true:.1%}"
         )
     return plot_captioned_images(tiles, captions, hover=hover, cols=max(1, min(cols, len(tiles))))

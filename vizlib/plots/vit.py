@@ -18,6 +18,8 @@ __all__ = [
     "overlay_rgb",
     "plot_attention_distance",
     "plot_attention_overlays",
+    "plot_head_importance",
+    "plot_head_pruning",
     "plot_patch_components",
     "plot_position_similarity",
     "plot_sinusoidal_encoding",
@@ -439,5 +441,70 @@ def plot_sinusoidal_similarity(similarity, *, title: str | None = None) -> go.Fi
         },
         height=_DOT_PLOT_PX + _DOT_MARGIN["t"] + _DOT_MARGIN["b"],
         margin=_DOT_MARGIN,
+    )
+    return fig
+
+
+def plot_head_importance(importance: np.ndarray, *, normalized: bool, images: int) -> go.Figure:
+    """Return the importance of each head (Michel et al. 2019) as a layers x heads heatmap,
+    layer 1 at the top as in a table: |dL/dg| summed over the minibatches, or (``normalized``)
+    each layer's row divided by its L2 norm. ``images``: how many the loss was taken over."""
+    values = np.asarray(importance, dtype=float)
+    layers, heads = values.shape
+    what = "importance / layer's L2 norm" if normalized else "importance |dL/dg|"
+    fig = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=list(range(heads)),
+            y=list(range(1, layers + 1)),
+            colorscale=rgb_colorscale("Viridis"),
+            zmin=0,
+            colorbar={"title": {"text": what, "side": "right"}},
+            hovertemplate="layer %{y}, head %{x}<br>" + what + " %{z:.3g}<extra></extra>",
+            xgap=1,
+            ygap=1,
+        )
+    )
+    fig.update_layout(
+        title=f"Which heads the answers depend on ({images:,} images)",
+        xaxis={"title": "head (from 0)", "dtick": 1 if heads <= 16 else None},
+        yaxis={
+            "title": "layer (from 1)",
+            "autorange": "reversed",
+            "dtick": 1 if layers <= 24 else None,
+        },
+        height=max(320, 60 + 28 * layers),
+        margin={"l": 10, "r": 10, "t": 60, "b": 10},
+    )
+    return fig
+
+
+def plot_head_pruning(
+    counts: list[int], curves: dict[str, list[float]], *, total: int, images: int
+) -> go.Figure:
+    """Return the share of ``images`` whose answer stays the same as heads are removed, one line
+    per order of removal (Michel et al. 2019, Fig. 3): x the heads removed, of ``total``."""
+    fig = go.Figure()
+    colors = ("#4c78a8", "#e45756", "#54a24b", "#f58518")
+    for k, (name, values) in enumerate(curves.items()):
+        fig.add_trace(
+            go.Scatter(
+                x=[100 * c / total for c in counts],
+                y=values,
+                customdata=counts,
+                mode="lines+markers",
+                name=name,
+                line={"color": colors[k % len(colors)], "dash": "dot" if k else None},
+                hovertemplate=f"{name}<br>%{{customdata}} of {total} heads removed<br>"
+                "%{y:.1%} of the answers unchanged<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        title=f"Removing heads: how many answers stay the same ({images:,} images)",
+        xaxis={"title": f"heads removed (% of {total})", "range": [-2, 102]},
+        yaxis={"title": "answers unchanged", "tickformat": ".0%", "range": [0, 1.05]},
+        height=380,
+        margin={"l": 10, "r": 10, "t": 60, "b": 10},
+        legend={"orientation": "h", "y": -0.25},
     )
     return fig
