@@ -498,8 +498,8 @@ st.dataframe(
 )
 if per_class[SHARES].isna().any(axis=None):
     st.caption(
-        "An empty cell is undefined: the precision of a class never answered, the recall of "
-        "one without images, the mean confidence of answers never given."
+        "A cell that reads None is undefined: the precision of a class never answered, the "
+        "recall of one without images, the mean confidence of answers never given."
     )
 
 if wrong:

@@ -178,3 +178,16 @@ def plotly_charts(page, at_least: int, timeout_s: float = 60) -> int:
         timeout=timeout_s * 1000,
     )
     return page.locator(".js-plotly-plot").count()
+
+
+def eventually(page, check, timeout_s: float = 15):
+    """Return ``check()``'s result once it stops raising AssertionError, trying every 250 ms:
+    after a resize the page lays itself out again, which can take seconds on a busy machine."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            page.wait_for_timeout(250)

@@ -7,7 +7,14 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import SCREENSHOTS, error_boxes, open_page, screenshot, wait_until_idle
+from tests.e2e.conftest import (
+    SCREENSHOTS,
+    error_boxes,
+    eventually,
+    open_page,
+    screenshot,
+    wait_until_idle,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -258,9 +265,12 @@ def test_maps_are_square_on_a_projector(browser, app_url):
             assert box["width"] < 380
             assert abs(box["height"] - max(160, box["width"])) <= 1, box
         page.set_viewport_size({"width": 1900, "height": 900})
-        page.wait_for_timeout(1000)
-        box = panels.first.bounding_box()
-        assert box["width"] > 380 and box["height"] == 380, box
+
+        def wide():
+            box = panels.first.bounding_box()
+            assert box["width"] > 380 and box["height"] == 380, box
+
+        eventually(page, wide)
         screenshot(page, "embeddings_1900")
     finally:
         context.close()

@@ -6,7 +6,14 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import error_boxes, open_page, plotly_charts, screenshot, wait_until_idle
+from tests.e2e.conftest import (
+    error_boxes,
+    eventually,
+    open_page,
+    plotly_charts,
+    screenshot,
+    wait_until_idle,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -81,8 +88,11 @@ def test_attributions_page(page, app_url):
     # At 1024 px with the sidebar open they were four 124 px columns, titles and colour bars
     # cut: now two to a row, each title and colour bar inside its own chart.
     page.set_viewport_size({"width": 1024, "height": 768})
-    page.wait_for_timeout(500)
-    assert _overlay_rows(page) == [2, 2]
+
+    def two_rows():
+        assert _overlay_rows(page) == [2, 2]
+
+    eventually(page, two_rows)
     screenshot(page, "attributions_1024")
 
 
