@@ -10,11 +10,8 @@ import torch
 
 
 def pytest_collection_modifyitems(config, items):
-    # With pytest-xdist's --dist loadgroup the browser tests stay on one worker, sharing its
-    # app server, while the others take the rest.
-    for item in items:
-        if "e2e" in item.keywords:
-            item.add_marker(pytest.mark.xdist_group("e2e"))
+    # The browser tests run on both pytest-xdist workers, each with its own app server: on one
+    # worker they alone would take longer than the rest of the suite.
     if torch.cuda.is_available():
         return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU; none on this machine")

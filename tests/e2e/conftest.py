@@ -95,7 +95,9 @@ def serve_app(log_path: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def app_url():
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with serve_app(SCREENSHOTS.parent / "streamlit-e2e.log") as url:
+    # Under pytest-xdist each worker runs browser tests with its own server: one log each.
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with serve_app(SCREENSHOTS.parent / f"streamlit-e2e-{worker}.log") as url:
         yield url
 
 
