@@ -466,7 +466,9 @@ results: dict = st.session_state.setdefault(f"{P}.results", {})
 run = stopped = False
 if source != COORDINATES:  # a CSV's coordinates are drawn as they are: nothing to compute
     method = st.radio("Method", METHODS, horizontal=True, key=f"{P}.method")
-    with st.expander("t-SNE options", expanded=False):
+    no_tsne = method != "t-SNE"  # PCA and UMAP take none of these options
+    with st.expander("t-SNE options" + (f" (not used by {method})" if no_tsne else ""),
+                     expanded=False):  # fmt: skip
         # "Early exaggeration" wrapped onto two lines in a fifth of the row at 1024 px (93 px):
         # its column is wider (107 px) for the short label and its help, the seed's narrower
         o1, o2, o3, o4, o5 = st.columns([1, 1, 1, 1.15, 0.85])
@@ -477,6 +479,12 @@ if source != COORDINATES:  # a CSV's coordinates are drawn as they are: nothing 
         lr_auto = o2.checkbox("auto", key=f"{P}.lr_auto",
                               help="Learning rate max(N / early exaggeration / 4, 50), as "
                               "scikit-learn's 'auto'; untick to type your own.")  # fmt: skip
+        if lr_auto:  # the greyed box keeps the typed rate for later: say the one used
+            n_known = int(n_points) if source == "Model layers" else (
+                len(next(iter(features.values()))) if features else 0)  # fmt: skip
+            if n_known:
+                rate = embedding.auto_learning_rate(n_known, st.session_state[f"{P}.exag"])
+                o2.caption(f"auto uses {rate:,.4g} for {n_known:,} points")
         n_iter = o3.number_input("Iterations", 50, 5000, step=50, key=f"{P}.iters")
         exaggeration = o4.number_input(
             "Exaggeration", 1.0, 50.0, key=f"{P}.exag",
@@ -484,7 +492,7 @@ if source != COORDINATES:  # a CSV's coordinates are drawn as they are: nothing 
             "the attraction between neighbours is multiplied by this factor, so that the "
             "clusters form apart.",
         )  # fmt: skip
-        seed = o5.number_input("Seed", 0, 2**31 - 1, key=f"{P}.seed")
+        seed = o5.number_input("Seed", 0, 2**31 - 1, key=f"{P}.seed")  # also picks the points
         pca_first = st.checkbox(
             f"First reduce each layer to its top {TSNE_PCA_DIMS} principal components",
             key=f"{P}.pca_first",
@@ -493,17 +501,29 @@ if source != COORDINATES:  # a CSV's coordinates are drawn as they are: nothing 
             "points with 3,136 features: 12.9 s without, 1.8 s with. Layers with fewer features "
             "are used as they are. The scores below are always computed on the full features.",
         )
+    settle = int(n_iter) - embedding.EXPLORATION_ITERS  # iterations after the exaggeration
+    if method == "t-SNE" and settle < embedding.EXPLORATION_ITERS:
+        st.warning(
+            (f"All {int(n_iter)} iterations" if settle <= 0 else f"Only {settle} of the iterations")
+            + f" come after the early exaggeration (the first {embedding.EXPLORATION_ITERS}):"
+            " the map will not have settled, its clusters squeezed together and its scores low."
+            " 1,000 is usual; 500 at least.",
+            icon=":material/hourglass_empty:",
+        )
     b1, b2, _ = st.columns([1, 1, 4])
     run = b1.button("Compute", type="primary", key=f"{P}.run")
     # Clicking Stop during a run makes Streamlit interrupt the script at its next element
     # update (every progress tick), then rerun with this button True: the run ends, nothing is
     # stored.
     stopped = b2.button("Stop", key=f"{P}.stop")
-    if stopped:
-        st.warning("Stopped: the computation was interrupted. Press Compute to start again.")
     params = (method, float(perplexity), "auto" if lr_auto else float(learning_rate),
               int(n_iter), float(exaggeration), int(seed), bool(pca_first))  # fmt: skip
     run_key = (data_key, params)
+    if stopped and st.session_state.get(f"{P}.last") == run_key:
+        # the maps of these settings were stored; the stop cut the drawing and scoring after
+        st.info("Stopped after the maps were computed: they are drawn and scored below.")
+    elif stopped:
+        st.warning("Stopped: the computation was interrupted. Press Compute to start again.")
 save_link(settings | layer_table)
 
 

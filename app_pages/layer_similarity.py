@@ -24,6 +24,7 @@ from ui.inside_cnns import (
 from vizlib import filters, similarity, zoo
 from vizlib.data import prepare_image, sample_crops
 from vizlib.plots import plot_cka_matches, plot_cka_matrix
+from vizlib.plots.similarity import MAX_TICK_LABELS
 
 P = "cka"
 ITSELF, INITIAL = (
@@ -106,7 +107,8 @@ st.title("Layer Similarity (CKA)")
 st.caption(
     "Which layers see the images alike? Each layer's features of the same images give an "
     "image-by-image similarity matrix; centred kernel alignment (CKA) compares two such "
-    "matrices, from 0 (unrelated) to 1 (the same up to a rotation and a scale), whatever the "
+    "matrices, from 0 (unrelated; the unbiased estimate used here can dip a little below 0) "
+    "to 1 (the same up to a rotation and a scale), whatever the "
     "layers' sizes (Kornblith et al., 2019). Compare a network with itself (its blocks show "
     "as bright squares), with its own random initialisation (what training changed), or a CNN "
     "with a Vision Transformer (Raghu et al., 2021)."
@@ -317,6 +319,15 @@ st.plotly_chart(
     ),
     key=f"{P}.matrix",
 )
+# On a projector nobody hovers: the numbered axes' layers, named (one line for the same list).
+numbered: dict[tuple[str, ...], str] = {}
+for name, layers in ((name_a, result.layers_a), (name_b, result.layers_b)):
+    if len(layers) > MAX_TICK_LABELS:
+        numbered.setdefault(tuple(layers), name)
+for layers, name in numbered.items():
+    st.caption(
+        f"{name}'s layers by number: " + " · ".join(f"{i} {n}" for i, n in enumerate(layers))
+    )
 if compare == ITSELF:
     st.caption(
         "The diagonal is 1: each layer against itself. Bright squares along it are runs of "

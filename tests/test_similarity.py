@@ -129,6 +129,26 @@ def test_a_constant_layer_has_no_cka():
     assert np.isnan(acc.matrix()[0, 0])
 
 
+def test_a_layer_constant_up_to_rounding_has_no_cka_but_a_small_spread_is_kept():
+    """vit_digits' class token at blocks.0.norm1 is the same for every image but for float32
+    rounding (2.5e-7 of its size): its CKA read 0 against every layer, "unrelated", instead of
+    undefined. A real spread of 1e-4 of a feature's size is still compared."""
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(12, 5))
+    base = rng.normal(size=(1, 4)) * 3
+    rounding = np.repeat(base, 12, axis=0) * (1 + rng.normal(size=(12, 4)) * 2e-7)
+    assert np.isnan(cka(x, rounding.astype(np.float32)))
+    assert np.isnan(cka(x, rounding.astype(np.float32), unbiased=True))
+    acc = CKAAccumulator()
+    acc.add(gram_linear(torch.tensor(x))[None], gram_linear(torch.tensor(rounding))[None])
+    assert np.isnan(acc.matrix()[0, 0])
+    # a spread well above rounding (1e-4 of the size, one feature near 1000): a number, and the
+    # same as the CKA of the spread alone (a shift changes no CKA)
+    spread = rng.normal(size=(12, 4))
+    y = np.concatenate([np.full((12, 1), 1000.0), 1000 + spread[:, 1:] * 0.1], axis=1)
+    assert cka(x, y) == pytest.approx(cka(x, spread[:, 1:]), rel=1e-3)
+
+
 def test_class_token_mode_uses_token_zero():
     tokens = torch.randn(6, 5, 4)  # (B, T, D)
     assert torch.allclose(gram_linear(tokens, tokens="class"), gram_linear(tokens[:, 0]))

@@ -30,7 +30,9 @@ import torch
 from .device import resolve_device
 
 __all__ = [
+    "EXPLORATION_ITERS",
     "TSNE_METHODS",
+    "auto_learning_rate",
     "embedding_layers",
     "joint_probabilities",
     "layer_features",
@@ -686,6 +688,12 @@ def _resolve_method(method: str, n: int, n_components: int, device: torch.device
     return "exact" if n <= limit or n_components != 2 else "fft"
 
 
+def auto_learning_rate(n: int, early_exaggeration: float) -> float:
+    """Return t-SNE's ``learning_rate="auto"`` for ``n`` points: max(n / early_exaggeration / 4,
+    50), as scikit-learn's (Belkina et al. 2019)."""
+    return max(n / early_exaggeration / 4.0, 50.0)
+
+
 def tsne(
     X,
     n_components: int = 2,
@@ -749,7 +757,7 @@ def tsne(
     if not early_exaggeration >= 1:
         raise ValueError(f"early_exaggeration must be >= 1, got {early_exaggeration}.")
     if learning_rate == "auto":
-        lr = max(n / early_exaggeration / 4.0, 50.0)
+        lr = auto_learning_rate(n, early_exaggeration)
     elif isinstance(learning_rate, (int, float)) and learning_rate > 0:
         lr = float(learning_rate)
     else:

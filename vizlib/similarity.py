@@ -55,6 +55,7 @@ GRANULARITIES = ("blocks", "all")
 TOKEN_MODES = ("all", "class")  # a ViT layer's (B, T, D) output: every token, or token 0
 _SKIPPED = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
 MIN_IMAGES = 4  # in a minibatch: the unbiased HSIC divides by n (n - 3)
+CONSTANT_RTOL = 1e-5  # a feature whose images differ by at most this share of its size is constant
 
 
 # ----------------------------------------------------------------------------- the statistics
@@ -72,7 +73,13 @@ def _features(output: torch.Tensor, tokens: str) -> torch.Tensor:
     if tokens == "class" and output.ndim == 3:
         output = output[:, 0]
     x = output.detach().flatten(1).float()
-    return x - x.mean(dim=0, keepdim=True)
+    centred = x - x.mean(dim=0, keepdim=True)
+    # A layer the same for every image up to float32 rounding (a ViT's class token before the
+    # first attention: 2.5e-7 of its size apart) is constant: exactly, so that its CKA is NaN
+    # rather than its rounding noise against the other layers (which read as CKA 0, unrelated).
+    if (centred.abs().amax(dim=0) <= CONSTANT_RTOL * x.abs().amax(dim=0)).all():
+        centred.zero_()
+    return centred
 
 
 def gram_linear(features: torch.Tensor, *, tokens: str = "all") -> torch.Tensor:

@@ -240,3 +240,32 @@ def test_a_hidden_digit_keeps_the_users_value_across_panel_reruns(page, app_url)
     _show_input(page, "Handwritten", url_has="data.src=digit")
     assert _digit_box(page).input_value() == "9"
     assert error_boxes(page) == []
+
+
+# The grids' heatmaps are <image> elements; the kernel box, its taps and the output cell are
+# the animated scatter traces.
+_GRID_IMAGES = """() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+    .filter(g => g.querySelector('.slider-container'))
+    .map(g => g.querySelectorAll('.heatmaplayer image').length)"""
+
+
+@pytest.mark.parametrize("query", ["", "?mode=Transposed+convolution"])
+def test_sliding_the_kernel_keeps_the_grids_drawn(page, app_url, query):
+    """Frames drawn without a redraw blanked both grids, numbers and colours, as soon as the
+    slider moved or Play ran: only the kernel box stayed, on white. Every animated figure keeps
+    its two grid heatmaps after the slider is moved to its middle and after Play has run."""
+    open_page(page, app_url, "conv_playground" + query)
+    figures = page.locator(".js-plotly-plot").filter(has=page.locator(".slider-container"))
+    figures.first.wait_for()
+    drawn = f"() => ({_GRID_IMAGES})().every(n => n === 2)"
+    page.wait_for_function(drawn, timeout=30_000)  # plotly draws after the script run
+    for i in range(figures.count()):
+        figure = figures.nth(i)
+        figure.scroll_into_view_if_needed()
+        rail = figure.locator(".slider-rail-rect").bounding_box()
+        page.mouse.click(rail["x"] + rail["width"] / 2, rail["y"] + rail["height"] / 2)
+        figure.get_by_text("Play", exact=False).first.click()
+    page.wait_for_timeout(1500)  # some frames of Play; blanked grids stay blank
+    page.wait_for_function(drawn, timeout=10_000)
+    assert page.evaluate(_GRID_IMAGES) == [2] * figures.count()
+    assert error_boxes(page) == []

@@ -161,3 +161,25 @@ def test_the_image_set_travels_in_the_link():
     assert at.selectbox(key="cka.images").value == "samples"
     assert any("square crops of scikit-image's sample photos" in c.value for c in at.caption)
     assert at.query_params["images"] == "samples" and at.query_params["n"] == "16"
+
+
+def test_the_class_token_before_attention_is_blank_and_the_numbered_axes_are_named():
+    """vit_digits' class token is the same for every image until the first attention: its row
+    read CKA 0 ("unrelated") against every layer, from float32 rounding, with no warning. It is
+    blank now and named. With 35 layers the axes are numbered; a caption names the numbers."""
+    at = opened_with(
+        PAGE, {"model": "vit_digits", "compare": "init", "layers": "all", "tokens": "class"}
+    )
+    assert not errors(at)
+    model, images = _digits("vit_digits")
+    layers = similarity_layers(model, images[:4], "all", tokens="class")
+    heat = plotly_array(_chart(at, "cka.matrix")["data"][0]["z"])
+    row = layers.index("blocks.0.norm1")
+    assert np.isnan(heat[row]).all() and np.isnan(heat[:, row]).all()
+    assert np.isfinite(heat[0]).any()  # the input's row is a number
+    assert any(
+        "blocks.0.norm1" in w.value and "same for every image" in w.value for w in at.warning
+    )
+    named = [c.value for c in at.caption if "layers by number" in c.value]
+    assert len(named) == 1  # the same layers on both axes: one line
+    assert f"{row} blocks.0.norm1" in named[0] and len(layers) > 24

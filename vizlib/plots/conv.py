@@ -96,9 +96,11 @@ def _square_axes(fig: go.Figure, n_cols: int) -> None:
 
 
 def _play_controls(labels: list[str], *, duration_ms: int) -> dict:
+    # Every frame redraws: without it plotly.js blanked the grids' heatmaps (colours and numbers)
+    # as soon as the slider moved or Play ran, leaving the kernel box on white.
     steps = [
         {
-            "args": [[label], {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"}],
+            "args": [[label], {"frame": {"duration": 0, "redraw": True}, "mode": "immediate"}],
             "label": label,
             "method": "animate",
         }
@@ -121,7 +123,7 @@ def _play_controls(labels: list[str], *, duration_ms: int) -> dict:
                         "args": [
                             None,
                             {
-                                "frame": {"duration": duration_ms, "redraw": False},
+                                "frame": {"duration": duration_ms, "redraw": True},
                                 "transition": {"duration": 0},
                                 "fromcurrent": True,
                                 "mode": "immediate",
@@ -133,7 +135,7 @@ def _play_controls(labels: list[str], *, duration_ms: int) -> dict:
                         "method": "animate",
                         "args": [
                             [None],
-                            {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"},
+                            {"frame": {"duration": 0, "redraw": True}, "mode": "immediate"},
                         ],
                     },
                 ],
