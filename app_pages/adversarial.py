@@ -171,7 +171,7 @@ if targeted:
         f"The model now says **{classes[after]}**, the target."
         if after == label
         else f"The model says **{classes[after]}**, not yet the target {classes[label]}: "
-        "raise ε or the steps."
+        + ("raise ε or the steps." if method == "PGD" else "raise ε or use PGD.")
     )
 else:
     verdict = (

@@ -232,7 +232,9 @@ def effective_field_section(
     m2.metric(
         f"Pixels holding {ERF_SHARE:.0%} of the gradient",
         f"{needed:,} px",
-        f"{needed / field_px:.0%} of the field inside the image" if field_px else None,
+        f"{needed / field_px:.0%} of the field's {field_px:,} px in the image"
+        if field_px
+        else None,
         delta_color="off",
         delta_arrow="off",
         help="The fewest pixels, largest gradient first, whose gradient adds up to "

@@ -74,6 +74,9 @@ def test_fgsm_targeted_and_the_link(digits):
     assert "adv.steps" not in [s.key for s in at.slider]  # FGSM takes one step
     assert at.selectbox(key="adv.target").value == 3
     assert "FGSM, ε = 64/255" in _chart(at, "adv.images")["layout"]["title"]["text"]
+    at.slider(key="adv.eps").set_value(1).run()  # too small to reach the target
+    verdict = [m.value for m in at.info if "not yet the target" in m.value]
+    assert verdict and verdict[0].endswith("raise ε or use PGD.")  # FGSM has no steps to raise
     at.slider(key="adv.eps").set_value(16).run()
     assert at.query_params["eps"] in ("16", ["16"])
     bad = opened_with(PAGE, {"model": "lenet_digits", "eps": "900"})

@@ -370,7 +370,8 @@ def plot_confusion_matrix(
     }
     for i in range(k):
         text = f"{accuracy[i]:.0%}" if np.isfinite(accuracy[i]) else "–"
-        fig.add_annotation(text=text, y=names[i], yref="y", **beside)
+        # on the white plot area: dark whatever the theme (a dark theme's light text vanished)
+        fig.add_annotation(text=text, y=names[i], yref="y", font={"color": "#31333f"}, **beside)
     fig.add_annotation(text="<b>accuracy</b>", y=1.0, yref="paper", yanchor="bottom", **beside)
     fig.update_xaxes(
         title_text="predicted class",
