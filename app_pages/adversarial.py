@@ -140,7 +140,8 @@ with right:
         st.selectbox(
             "Target class",
             range(len(classes)),
-            format_func=lambda i: f"{i}: {classes[i]}",
+            # "3: 3" for the digits: the index only where the name is something else
+            format_func=lambda i: classes[i] if classes[i] == str(i) else f"{i}: {classes[i]}",
             key=f"{P}.target",
         )
         if targeted

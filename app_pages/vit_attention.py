@@ -462,7 +462,8 @@ def heads_panel() -> None:
     st.header("Which heads matter?")
     st.caption(
         "Each head's output is scaled by a gate g; its importance is how much the loss moves "
-        'with g, |dL/dg| at g = 1, summed over the images (Michel et al., "Are sixteen heads '
+        "with g: |dL/dg| at g = 1, L the mean loss of a batch of images, summed over the "
+        'batches (Michel et al., "Are sixteen heads '
         "really better than one?\", 2019). The loss is the cross-entropy of the model's own "
         "answers, so no labels are needed. Then the heads are removed one by one, least "
         "important first and in a random order, counting how many answers stay the same: a "

@@ -540,6 +540,8 @@ def test_animation_has_one_frame_per_output_position():
     assert len(fig.frames) == 16  # 4 x 4 outputs
     assert [f.name for f in fig.frames][:3] == ["(0, 0)", "(0, 1)", "(0, 2)"]
     assert fig.layout.sliders[0].active == 6  # (1, 2) in row-major order
+    # no "active" highlight on Play: a dark theme drew it light on light, unreadable
+    assert fig.layout.updatemenus[0].showactive is False
     # the footprint of the first frame: 9 closed squares, top-left at padded (0, 0)
     taps = fig.frames[0].data[0]
     assert list(taps.x).count(None) == 9

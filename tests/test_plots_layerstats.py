@@ -53,6 +53,12 @@ def test_histograms_are_shares_of_the_nonzero_values_on_one_range():
     np.testing.assert_allclose(b.y, 100 * counts / wide.size)
     with_zeros = plot_activation_histograms({"relu": relu}, drop_zeros=False, log_y=True)
     assert with_zeros.data[0].name == "relu" and with_zeros.layout.yaxis.type == "log"
+    # each tick label is its value ("0.5", not plotly's "5" below 1), over the shares drawn
+    y = with_zeros.layout.yaxis
+    assert list(y.ticktext) == [f"{t:.3g}" for t in y.tickvals] and len(y.tickvals) >= 3
+    shown = np.asarray(with_zeros.data[0].y, dtype=float)
+    shown = shown[np.isfinite(shown)]
+    assert min(y.tickvals) <= shown.max() and max(y.tickvals) >= shown.min()
     assert "outside the range" in b.hovertemplate
 
 

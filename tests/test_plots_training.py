@@ -57,6 +57,11 @@ def test_runs_compare_by_epoch_one_colour_each():
     assert list(fig.data[2].y) == pytest.approx([60.0, 90.0]) and list(fig.data[3].y) == [1.0, 0.5]
     assert fig.data[0].line.color != fig.data[2].line.color
     assert [t.showlegend for t in fig.data] == [True, False, True, False]
+    # whole epochs on the axes (a 2-epoch run was ticked at 0.5, 1, 1.5), every marker whole
+    assert fig.layout.xaxis.dtick == 1 and fig.layout.xaxis2.dtick == 1
+    assert all(t.cliponaxis is False for t in fig.data)
+    many = plot_run_comparison({"#1": [_record(e, 1.0, 0.5) for e in range(1, 31)]})
+    assert many.layout.xaxis.dtick == 3  # 30 epochs: ten ticks, not thirty
 
 
 def test_the_confusion_matrix_holds_the_counts_rights_and_wrongs_apart():
@@ -106,6 +111,7 @@ def test_gradient_flow_is_a_log_heatmap_of_layer_by_epoch_with_zeros_and_nans_wr
     b.layer_update_ratios = {"conv1": 2e-3, "fc1": math.nan, "fc2": 1.0}
     fig = plot_gradient_flow([a, b], epochs=5)
     grad, ratio = fig.data
+    assert fig.layout.xaxis.dtick == 1 and fig.layout.xaxis.tick0 == 0  # whole epochs
     assert list(grad.y) == ["conv1", "fc1", "fc2"] and list(grad.x) == [1, 2]
     z = np.array(grad.z, float)  # (layers, epochs) log10, gaps where there is no logarithm
     np.testing.assert_allclose(z[0], [-6, -5])

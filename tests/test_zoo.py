@@ -205,7 +205,7 @@ def test_upload_refusals_say_why_in_plain_words(lenet_state, lenet_arch):
     torch.save(LeNetLike(), whole)  # a whole pickled module, not a state_dict
     cases = {
         whole.getvalue(): "pickled Python object (vizlib.models.lenet.LeNetLike)",
-        b"not a checkpoint at all" * 10: "not a PyTorch checkpoint",
+        b"not a checkpoint at all" * 10: "neither a safetensors file nor a PyTorch checkpoint",
         _pt_bytes(lenet_state)[:5000]: "damaged or truncated",
     }
     for data, reason in cases.items():

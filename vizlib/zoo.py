@@ -254,7 +254,9 @@ def _unpickling_reason(err: Exception, data: bytes = b"") -> str:
     if data[:4] == b"PK\x03\x04":  # torch.save's zip format, which did not read
         return "the file is damaged or truncated: its zip archive is incomplete or corrupt"
     if data[:1] != b"\x80":  # neither a zip archive nor a pickle (protocol 2 and later)
-        return "it is not a PyTorch checkpoint (neither a zip archive nor a pickle of tensors)"
+        return (
+            "it is neither a safetensors file nor a PyTorch checkpoint (a zip archive or a pickle)"
+        )
     advice = ("Weights only load failed", "Please", "Check the", "(1)", "(2)", "Re-running")
     for line in lines:
         if not line.startswith(advice) and "weights_only" not in line:

@@ -110,6 +110,9 @@ def _play_controls(labels: list[str], *, duration_ms: int) -> dict:
         "updatemenus": [
             {
                 "type": "buttons",
+                # no highlighted "active" button: in a dark theme its light fill under light
+                # text left "Play" unreadable beside Pause
+                "showactive": False,
                 "direction": "left",
                 "x": 0.0,
                 "y": 0.0,

@@ -132,11 +132,13 @@ def plot_activation_histograms(
     centres = (edges[:-1] + edges[1:]) / 2
     width = (high - low) / bins
     fig = go.Figure()
+    shares = []  # every curve's, for the log axis' ticks
     for i, (name, values) in enumerate(kept.items()):
         if not values.size:
             continue
         counts, _ = np.histogram(np.clip(values, low, high), bins=edges)
         share = 100 * counts / values.size
+        shares.append(share)
         outside = int(((values < low) | (values > high)).sum())
         zeros = 1 - values.size / finite[name].size if finite[name].size else 0.0
         fig.add_trace(
@@ -159,7 +161,9 @@ def plot_activation_histograms(
         # short: half a 1024-pixel page (274 px) cut "output value (80 bins of 0.13, zeros left
         # out)" at "left o"; the bin width is in the hover
         xaxis_title="output value" + (" (zeros left out)" if drop_zeros else ""),
-        yaxis={"title": "share of values (%)", "type": "log" if log_y else "linear"},
+        # log_ticks: plotly's own wrote 0.5 as "5" below 1 ("10, 5, 2, 1, 5, 2, 0.1")
+        yaxis={"title": "share of values (%)", "type": "log" if log_y else "linear"}
+        | (log_ticks(np.concatenate(shares)) if log_y and shares else {}),
         legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0},
     )
     return fig

@@ -219,7 +219,10 @@ def plot_gradient_flow(records: Sequence, *, epochs: int | None = None) -> go.Fi
             ),
             row=1, col=col,
         )  # fmt: skip
-    fig.update_xaxes(title_text="epoch", range=[0.5, max(epochs or 0, x[-1] if x else 1) + 0.5])
+    last = max(epochs or 0, x[-1] if x else 1)
+    # whole epochs only: plotly ticked a 2-epoch run at 0.5, 1, 1.5, ...
+    fig.update_xaxes(title_text="epoch", range=[0.5, last + 0.5], tick0=0,
+                     dtick=max(1, math.ceil(last / 10)))  # fmt: skip
     fig.update_yaxes(autorange="reversed", type="category")
     # the subplot titles sat on the grey plot area's top edge, half hidden: lift them
     fig.update_annotations(yshift=8)
@@ -285,11 +288,14 @@ def plot_run_comparison(runs: Mapping[str, Sequence]) -> go.Figure:
                 go.Scatter(
                     x=epochs, y=_finite_or_none(values), name=label, legendgroup=label,
                     showlegend=col == 1, mode="lines+markers", line={"color": color},
+                    cliponaxis=False,  # the last epoch's marker sat half outside the frame
                     hovertemplate=f"{label}<br>epoch %{{x}}: {what} %{{y:.4g}}<extra></extra>",
                 ),
                 row=1, col=col,
             )  # fmt: skip
-    fig.update_xaxes(title_text="epoch")
+    fig.update_xaxes(title_text="epoch", tick0=0,
+                     dtick=max(1, math.ceil(max((r.epoch for rs in runs.values() for r in rs),
+                                                default=1) / 10)))  # fmt: skip
     fig.update_yaxes(range=[0, 100], row=1, col=1)
     fig.update_yaxes(type="log", row=1, col=2, **loss_axis)
     if off_notes:  # under the panel's title: inside the frame it crossed the lines
