@@ -33,7 +33,7 @@ MAX_RESULTS = 4  # results kept in a session (a few MB of samples each)
 DEAD_EVIDENCE = 16
 LAYER_NAME_CHARS = 22  # the table's layer names, as the Model Inspector's (1024-pixel page)
 BATCH = 16  # images per pass: a backward pass through vgg16 holds about 1 GB per 16 images
-LINK_KEYS = {"model", "images", "grads", "compare", "log"}
+LINK_KEYS = {"model", "images", "n", "grads", "compare", "log"}
 SETTINGS: links.Table = {
     "grads": (f"{P}.gradients", True, (False, True)),
     "compare": (f"{P}.compare", True, (False, True)),
@@ -127,9 +127,15 @@ except ValueError as err:
     st.stop()
 # a count chosen for another model or image set goes back to this one's default: 256 digits
 # kept for vgg16 would be a forward and backward pass of minutes on a CPU
-if st.session_state.get(f"{P}.n_for") != (loaded.name, source):
+# (a fresh tab has none: a count from its link stays)
+if st.session_state.get(f"{P}.n_for", (loaded.name, source)) != (loaded.name, source):
     st.session_state.pop(f"{P}.n", None)
+    st.session_state.get(f"{P}.saved", {}).pop(f"{P}.n", None)
 st.session_state[f"{P}.n_for"] = (loaded.name, source)
+# the count travels in the link: a shared link measures the same images, the same numbers
+count = {"n": (f"{P}.n", default_images(meta, available), (1, max(available, 1)))}
+for warning in links.load_settings(count, prefix=f"{P}.", from_link=link_from):
+    st.warning(warning, icon=":material/link_off:")
 # the toggles stacked in a column of their own: side by side, 'Compare with untrained' was cut
 # to 'Compare wit…' on a 1024-pixel projector
 c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
@@ -158,7 +164,7 @@ compare = (
     and trained
 )
 links.save_settings(
-    SETTINGS | image_set_settings(P, meta, samples=True), prefix=f"{P}.", keep=LINK_KEYS
+    SETTINGS | count | image_set_settings(P, meta, samples=True), prefix=f"{P}.", keep=LINK_KEYS
 )
 
 try:

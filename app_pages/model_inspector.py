@@ -43,7 +43,7 @@ ARCHITECTURES = zoo.upload_architectures()
 PAGE_SETTINGS: links.Table = {"log": (P + "log", False, (False, True))}
 BATCH_SETTINGS: links.Table = {"n": (P + "n", 2_500, (10, 10_000))}  # "Time it" stays a button
 ERF_SHARE = 0.9  # the share of the gradient whose pixels are counted and outlined
-LINK_KEYS = {"model", "erf_layer", "erf_unit", "erf_log", "erf_images", *PAGE_SETTINGS}
+LINK_KEYS = {"model", "erf_layer", "erf_unit", "erf_log", "erf_images", "erf_n", *PAGE_SETTINGS}
 LINK_KEYS |= set(BATCH_SETTINGS)
 # longest layer name shown whole: longer ones lose their shared start to "…" (the CSV keeps it).
 # 22 and not 24 ("…layer_10.self_attention"): the grid sizes a column from its first 9 rows and
@@ -191,11 +191,16 @@ def effective_field_section(
         links.save_settings(table, prefix=P, keep=LINK_KEYS)
         return
     small = int(np.prod(image_hw)) <= 64 * 64
+    most, default = min(len(images), 256 if small else 32), 64 if small else 4
+    # in the link: a shared link averages the same images, the same map and numbers
+    table["erf_n"] = (P + "erf.n", min(default, most), (1, max(most, 1)))
+    for warning in links.load_settings({"erf_n": table["erf_n"]}, prefix=P, from_link=erf_link):
+        st.warning(warning, icon=":material/link_off:")
     n = count_slider(
         "Images averaged",
         1,
-        min(len(images), 256 if small else 32),
-        64 if small else 4,
+        most,
+        default,
         key=P + "erf.n",
         help="More images give a smoother map; each takes one forward and one backward pass.",
     )

@@ -294,3 +294,19 @@ def test_the_image_set_travels_in_the_link():
     bad = opened_with(PAGE, {"model": "lenet_digits", "images": "/etc"})
     assert any("Ignored `images=/etc`" in w for w in link_warnings(bad))
     assert bad.selectbox(key="activations.images").value == "digits"
+
+
+def test_the_number_of_images_travels_in_the_link():
+    """A shared link measured 256 images where the sender had chosen 100: other numbers in the
+    headline and every table. The count is in the link and reopens it; out of range, it is named
+    and the default stays."""
+    at = opened_with(PAGE, {"model": "lenet_digits"})
+    at.slider(key="activations.n").set_value(100).run()
+    assert at.query_params["n"] in ("100", ["100"])
+    again = opened_with(PAGE, {"model": "lenet_digits", "n": "100"})
+    assert not errors(again) and not link_warnings(again)
+    assert again.slider(key="activations.n").value == 100
+    assert again.markdown[0].value == at.markdown[0].value  # the same headline, the same numbers
+    bad = opened_with(PAGE, {"model": "lenet_digits", "n": "100000"})
+    assert any("n=100000" in w for w in link_warnings(bad))
+    assert bad.slider(key="activations.n").value == 256

@@ -681,3 +681,25 @@ def test_the_effective_fields_image_set_comes_back_after_another_page():
     _visit_home_and_return(at, page)
     assert at.selectbox(key="inspector.erf.images").value == "samples"
     assert at.query_params["erf_images"] == "samples"
+
+
+def test_the_images_averaged_travel_in_the_link():
+    """A shared link averaged 64 images where the sender had chosen 61: another map, other
+    numbers. The count is in the link; out of range it is named and the default stays."""
+    from vizlib import effective_field, zoo
+    from vizlib.data.datasets import load_dataset
+
+    at = opened_with(PAGE, {"model": "lenet_digits"})
+    at.slider(key="inspector.erf.n").set_value(61).run()
+    assert at.query_params["erf_n"] in ("61", ["61"])
+    again = opened_with(PAGE, {"model": "lenet_digits", "erf_n": "61"})
+    assert not errors(again) and not link_warnings(again)
+    assert again.slider(key="inspector.erf.n").value == 61
+    model, meta = zoo.load_model("lenet_digits")
+    images = load_dataset("digits", "test", meta["input_size"][1:])[0][:61]
+    expected = effective_field.effective_receptive_field(model, "conv2", images)
+    needed = effective_field.gradient_share(expected.gradient, 0.9)
+    assert _metrics(again)["Pixels holding 90% of the gradient"] == f"{needed:,} px"
+    bad = opened_with(PAGE, {"model": "lenet_digits", "erf_n": "5000"})
+    assert any("erf_n=5000" in w for w in link_warnings(bad))
+    assert bad.slider(key="inspector.erf.n").value == 64
