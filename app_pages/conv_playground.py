@@ -1018,8 +1018,14 @@ def real_data_panel() -> None:
     )
     problems = data_layer.problems(in_hw)
     if problems:
+        # a 3000×20 upload becomes 256×2: without this the "padded input 2" made no sense
+        size = f"this {in_hw[0]}×{in_hw[1]} input" + (
+            f" (shrunk from {original[0]}×{original[1]} to at most {max_side} cells a side)"
+            if tuple(original) != tuple(in_hw)
+            else ""
+        )
         for message in problems.values():
-            st.error(f"These settings do not fit this input: {message}", icon=":material/error:")
+            st.error(f"These settings do not fit {size}: {message}", icon=":material/error:")
         return
     out_pad = (oph, opw) if transposed else None
     try:

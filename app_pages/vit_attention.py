@@ -313,7 +313,9 @@ def attention_maps_panel() -> None:
     st.download_button(
         "Download both maps (NPY, 2 × patch rows × patch columns: class token, query patch)",
         to_npy_bytes(np.stack([np.asarray(cls_map), np.asarray(query_map)]).reshape(2, gh, gw)),
-        file_name=f"attention_maps_{ui.file_stem(meta['name'])}_image{int(index)}_layer{layer}.npy",
+        # every setting that changes the maps: two heads or query patches do not overwrite
+        file_name=f"attention_maps_{ui.file_stem(meta['name'])}_image{int(index)}_layer{layer}"
+        f"_head{head if isinstance(head, int) else f'-{head}'}_query{q_row}-{q_col}.npy",
         key="vit_attention.download_maps",
         on_click="ignore",  # no rerun: a second download is not cancelled by the first's
     )

@@ -255,7 +255,7 @@ def test_real_data_sources_and_kernels():
     assert any("8×8 → 6×6" in c.value for c in at.caption) and not errors(at)
     at.selectbox(key="conv.kernel").set_value("gaussian").run()
     at.slider(key="conv.ksize").set_value(9).run()  # 9x9 kernel on 8x8 digit: no output
-    assert any("do not fit this input" in e for e in errors(at)) and not at.exception
+    assert any("do not fit this 8×8 input:" in e for e in errors(at)) and not at.exception
     at.selectbox(key="conv.source").set_value("sample").run()
     at.selectbox(key="conv.sample").set_value("astronaut")
     at.checkbox(key="conv.gray").set_value(False).run()
@@ -958,3 +958,18 @@ def test_the_stack_comes_back_after_another_page():
     # and the fresh editor takes edits again
     _edit_stack(at, {"deleted_rows": [3]})
     assert at.query_params["stack"] == "k3s2_k3_k3"
+
+
+def test_a_shrunk_upload_that_no_longer_fits_says_it_was_shrunk():
+    """A 3000×20 grid is shrunk to 256×2 cells: the error spoke of a "padded input 2" that the
+    user never gave. It names the shrink."""
+    at = _run(**{"data.kernel": "laplacian"})
+    at.selectbox(key="conv.source").set_value("upload").run()
+    buffer = io.BytesIO()
+    np.save(buffer, np.random.default_rng(0).normal(size=(20, 3000)))
+    at.file_uploader(key="conv.upload").set_value(
+        ("wide.npy", buffer.getvalue(), "application/octet-stream")
+    ).run()
+    assert not at.exception
+    shown = [e for e in errors(at) if "do not fit" in e]
+    assert shown and "(shrunk from 20×3000 to at most" in shown[0]

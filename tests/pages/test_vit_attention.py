@@ -464,7 +464,9 @@ def test_uploaded_photos_feed_maps_rollout_and_distances(tmp_path, downloads):
     kw = {"layer": 3, "head": "mean"}  # the defaults: last of 4 layers, mean over heads
     cls_map = attention.cls_attention(maps, (8, 8), **kw)  # (2, 8, 8)
     query_map = attention.query_attention(maps, (8, 8), (4, 4), **kw)
-    shown_maps = np.load(io.BytesIO(downloads["attention_maps_vit_digits_image0_layer4.npy"]))
+    shown_maps = np.load(
+        io.BytesIO(downloads["attention_maps_vit_digits_image0_layer4_head-mean_query4-4.npy"])
+    )
     np.testing.assert_allclose(shown_maps[0], cls_map[0].numpy(), rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(shown_maps[1], query_map[0].numpy(), rtol=1e-4, atol=1e-7)
     bar = next(t for t in _chart(at, "vit_attention.cls_chart")["data"] if t["type"] == "scatter")
