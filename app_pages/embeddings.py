@@ -680,11 +680,16 @@ if chosen is not None and 0 <= chosen < n and shown["images"] is not None:
     names = shown["class_names"]
     if lab_txt and names and names[shown["labels"][chosen]] != str(shown["labels"][chosen]):
         lab_txt += f" ({names[shown['labels'][chosen]]})"  # e.g. an image folder's sub-folder
-    c_big.image(sharp(shown["images"][chosen]), caption=f"index {chosen}{lab_txt}", width=200)
+    # each image as wide as its column: fixed 200 and 64 px overran a 1024-px page's columns,
+    # the large image over the strip's caption and the eight neighbours over one another
+    with c_big.container(width=200):
+        st.image(sharp(shown["images"][chosen]), caption=f"index {chosen}{lab_txt}",
+                 width="stretch")  # fmt: skip
     c_strip.caption(f"Its 8 nearest neighbours in the {layer} map")
-    cols = c_strip.columns(8)
+    with c_strip.container(width=8 * 80):
+        cols = st.columns(8, gap="small")
     for col, j in zip(cols, near, strict=True):
-        col.image(sharp(shown["images"][j]), caption=f"#{j}", width=64)
+        col.image(sharp(shown["images"][j]), caption=f"#{j}", width="stretch")
 elif chosen is not None:
     st.caption(f"Selected point index {chosen}.")
 elif shown["images"] is not None:

@@ -239,6 +239,7 @@ if not wanted:
     )
     st.stop()
 if key not in results:
+    button_slot.empty()  # no second click on a button that has started the run
     bar = st.progress(0.0, text="Comparing the layers…")
     started = time.perf_counter()
 
@@ -246,22 +247,24 @@ if key not in results:
         left = ui.time_left(time.perf_counter() - started, done, total)
         bar.progress(done / total, text=f"Comparing the layers: batch {done} of {total}{left}")
 
+    # the bar moves per batch; the spinner's clock shows a long single batch is still running
     try:
-        if compare == INITIAL:
-            model_b = filters.untrained_model(meta).requires_grad_(False).to(loaded.device)
-        result = similarity.layer_similarity(
-            loaded.model,
-            images_a,
-            layers_a,
-            None if compare == ITSELF else model_b,
-            images_b,
-            layers_b,
-            tokens=tokens,
-            batch_size=64 if small else 32,
-            lock_a=loaded.lock,
-            lock_b=lock_b,
-            progress=advance,
-        )
+        with st.spinner("Running the images through the networks…", show_time=True):
+            if compare == INITIAL:
+                model_b = filters.untrained_model(meta).requires_grad_(False).to(loaded.device)
+            result = similarity.layer_similarity(
+                loaded.model,
+                images_a,
+                layers_a,
+                None if compare == ITSELF else model_b,
+                images_b,
+                layers_b,
+                tokens=tokens,
+                batch_size=64 if small else 32,
+                lock_a=loaded.lock,
+                lock_b=lock_b,
+                progress=advance,
+            )
     except torch.cuda.OutOfMemoryError:
         st.error(
             f"The GPU ran out of memory for {n} images; choose fewer, or the CPU in the sidebar."

@@ -28,6 +28,10 @@ def test_distance_plot_has_one_dot_per_head_and_the_baseline_beside_the_plot():
         assert np.round(dots.x).astype(int).tolist() == [1, 2, 3, 4]  # layers, 1-based
         assert dots.customdata[:, 1].tolist() == [head] * 4
     assert len({t.marker.color for t in fig.data}) == 6
+    # every dot has a mid-grey rim, seen on a light and on a dark theme's background
+    assert {(t.marker.line.width, t.marker.line.color) for t in fig.data} == {
+        (1, "rgb(160, 160, 160)")
+    }
     (line,) = fig.layout.shapes
     assert line.y0 == line.y1 == 116.49 and line.line.dash == "dash"
     (label,) = fig.layout.annotations

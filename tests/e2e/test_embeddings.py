@@ -19,6 +19,21 @@ from tests.e2e.conftest import (
 pytestmark = pytest.mark.e2e
 
 
+def _apart(images) -> None:
+    """Assert that the nine images (the clicked one and its neighbours) do not overlap."""
+    boxes = [images.nth(i).bounding_box() for i in range(images.count())]
+    assert len(boxes) == 9, len(boxes)
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1 :]:
+            apart = (
+                a["x"] + a["width"] <= b["x"] + 1
+                or b["x"] + b["width"] <= a["x"] + 1
+                or a["y"] + a["height"] <= b["y"] + 1
+                or b["y"] + b["height"] <= a["y"] + 1
+            )
+            assert apart, (a, b)
+
+
 def _set_number(page, label: str, value: int) -> None:
     box = page.get_by_label(label, exact=True)
     box.fill(str(value))
@@ -71,6 +86,11 @@ def test_small_embedding_then_stop(page, app_url):
     captions = page.locator('[data-testid="stImageCaption"]').all_inner_texts()
     assert any(c.startswith(f"index {index}, label") for c in captions), captions
     maps.screenshot(path=str(SCREENSHOTS / "embeddings_maps.png"))
+    # At 1024 px with the sidebar open the 200 px image lay over the strip's caption and the
+    # eight 64 px neighbours over one another: no two of the nine images meet.
+    page.set_viewport_size({"width": 1024, "height": 1100})
+    eventually(page, lambda: _apart(page.locator('[data-testid="stImage"] img')))
+    page.set_viewport_size({"width": 1500, "height": 1100})
     assert not error_boxes(page)
 
     # A long run, then Stop: the script is interrupted at its next progress update.

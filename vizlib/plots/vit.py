@@ -56,7 +56,13 @@ def plot_attention_distance(
                 x=layers + jitter,
                 y=d[:, head],
                 mode="markers",
-                marker={"size": 8, "color": colors[head], "opacity": 0.85},
+                # a grey rim: head 0's dark purple vanished on a dark theme's background
+                marker={
+                    "size": 8,
+                    "color": colors[head],
+                    "opacity": 0.85,
+                    "line": {"width": 1, "color": "rgb(160, 160, 160)"},
+                },
                 customdata=np.stack([layers, np.full(n_layers, head)], axis=1),
                 hovertemplate="layer %{customdata[0]}, head %{customdata[1]}<br>"
                 "mean attention distance %{y:.1f} px<extra></extra>",
