@@ -6,6 +6,7 @@ import re
 import time
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.e2e.conftest import (
     SCREENSHOTS,
@@ -213,8 +214,10 @@ def test_uploaded_weights_are_mapped_and_downloaded_by_their_name(page, app_url,
     np.testing.assert_array_equal(shipped["label"], table["label"])
 
 
-def _points(page) -> str:
-    return page.get_by_label("Points", exact=True).input_value()
+def _expect_points(page, value: str) -> None:
+    """Wait until the Points box holds ``value``: on a busy machine a fresh page's box can show
+    its first default (the minimum, 50) for a moment before the session's value arrives."""
+    expect(page.get_by_label("Points", exact=True)).to_have_value(value, timeout=15_000)
 
 
 def _layer_chips(page) -> list[str]:
@@ -246,7 +249,8 @@ def test_a_link_opens_the_settings_which_survive_another_page_and_travel(page, a
     page.wait_for_url(lambda url: "points=400" in url)
     wait_until_idle(page)
     # stem and flatten are resnet_digits' layers: the model came back too
-    assert _points(page) == "400" and _layer_chips(page) == ["stem", "flatten"]
+    _expect_points(page, "400")
+    assert _layer_chips(page) == ["stem", "flatten"]
     link = page.url
     for part in ("model=resnet_digits", "layers=stem%2Cflatten", "method=PCA", "points=400"):
         assert part in link, link
@@ -257,7 +261,8 @@ def test_a_link_opens_the_settings_which_survive_another_page_and_travel(page, a
         fresh.goto(link)  # a new browser context: nothing shared but the link
         wait_until_idle(fresh)
         assert not error_boxes(fresh)
-        assert _points(fresh) == "400" and _layer_chips(fresh) == ["stem", "flatten"]
+        _expect_points(fresh, "400")
+        assert _layer_chips(fresh) == ["stem", "flatten"]
         fresh.get_by_role("button", name="Compute", exact=True).click()
         fresh.wait_for_selector('[data-testid="stDataFrame"]', timeout=120_000)
         wait_until_idle(fresh)
