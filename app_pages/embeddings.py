@@ -474,6 +474,12 @@ if source != COORDINATES:  # a CSV's coordinates are drawn as they are: nothing 
         o1, o2, o3, o4, o5 = st.columns([1, 1, 1, 1.15, 0.85])
         perplexity = o1.number_input("Perplexity", 2.0, 200.0, key=f"{P}.perplexity")
         # the box under its number: "Learning rate auto" above it was cut to "Learn…" at 1024 px
+        if f"{P}.lr_auto" not in st.session_state:
+            # given by load_settings above, yet once (CI, an upload's quick reruns) gone by here:
+            # the last value used again, not a KeyError on the page
+            st.session_state[f"{P}.lr_auto"] = st.session_state.get(f"{P}.saved", {}).get(
+                f"{P}.lr_auto", True
+            )
         learning_rate = o2.number_input("Learning rate", 1.0, 10000.0, key=f"{P}.lr",
                                         disabled=st.session_state[f"{P}.lr_auto"])  # fmt: skip
         lr_auto = o2.checkbox("auto", key=f"{P}.lr_auto",
