@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+
+def worker_threads() -> int:
+    """The torch threads each pytest-xdist worker gets: the machine's cores shared among the
+    workers (``make test`` runs two on a 2-core machine), all of them without xdist."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+def pytest_configure(config):
+    # torch's default is a thread per core in every process: two workers, and their browser
+    # tests' app servers, would each run as many threads as the machine has cores and thrash.
+    torch.set_num_threads(worker_threads())
 
 
 def pytest_collection_modifyitems(config, items):

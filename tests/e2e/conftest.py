@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -44,6 +45,10 @@ def serve_app(log_path: Path) -> Iterator[str]:
     port = _free_port()
     log = open(log_path, "w")  # noqa: SIM115
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if "PYTEST_XDIST_WORKER_COUNT" in os.environ:  # each worker's server: the worker's share
+        from tests.conftest import worker_threads
+
+        env["OMP_NUM_THREADS"] = str(worker_threads())
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -116,30 +121,63 @@ def browser():
         browser.close()
 
 
+def _outside(url: str) -> bool:
+    """Whether a request goes to another host than the app's own (data: and blob: stay)."""
+    return urlparse(url).hostname not in ("127.0.0.1", "localhost", None)
+
+
+@contextmanager
+def browser_page(browser, width: int = 1500, height: int = 1100, timeout_s: float = 60):
+    """Yield a page in a new browser context (nothing shared with other tabs but the server)
+    of the given viewport, and close the context afterwards. The app runs offline on a fresh
+    machine, so every request is watched: one to any host but the app's own (a font, an icon,
+    a CDN) fails the test once its body has passed."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    fetched_outside: list[str] = []
+    context.on("request", lambda r: fetched_outside.append(r.url) if _outside(r.url) else None)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(timeout_s * 1000)
+        yield page
+    finally:
+        context.close()
+    assert fetched_outside == [], f"the page fetched from outside: {fetched_outside}"
+
+
 @pytest.fixture
 def page(browser, app_url):
-    context = browser.new_context(viewport={"width": 1500, "height": 1100})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    yield page
-    context.close()
+    with browser_page(browser) as page:
+        yield page
 
 
-def wait_until_idle(page, timeout_s: float = 120) -> float:
-    """Wait until the app has rendered and no script run is in progress; return the
-    ``time.monotonic()`` at which it went quiet (1.5 s before this returns)."""
+_SCRIPT_STATE = """() => {
+  const app = document.querySelector('[data-testid="stApp"]');
+  const busy = document.querySelector('[data-testid="stStatusWidget"]') !== null;
+  return app === null ? null : [app.dataset.testConnectionState, app.dataset.testScriptState, busy];
+}"""
+
+
+def wait_until_idle(page, timeout_s: float = 120, quiet_s: float = 0.75) -> float:
+    """Wait until the app is connected, has rendered and no script run has been in progress or
+    asked for during ``quiet_s``; return the ``time.monotonic()`` at which it went quiet.
+
+    The app's root element carries Streamlit's own record of the script's state
+    (``data-test-script-state``: running, rerunRequested or notRunning), which changes at once;
+    the quiet time is for the reruns a page asks for itself once drawn (a component's value).
+    """
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_s * 1000)
     deadline = time.monotonic() + timeout_s
     quiet_since = None
     while time.monotonic() < deadline:
-        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
-        if running:
+        state = page.evaluate(_SCRIPT_STATE)
+        idle = state is not None and state[:2] == ["CONNECTED", "notRunning"] and not state[2]
+        if not idle:
             quiet_since = None
         elif quiet_since is None:
             quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since > 1.5:
+        elif time.monotonic() - quiet_since >= quiet_s:
             return quiet_since
-        time.sleep(0.25)
+        time.sleep(0.1)
     raise AssertionError(f"the app was still running after {timeout_s} s")
 
 

@@ -1,9 +1,12 @@
 """The app shell in a real browser: navigation lists every page, the sidebar names the device,
 and a page opened straight from its URL still runs inside the router."""
 
+import re
+from pathlib import Path
+
 import pytest
 
-from tests.e2e.conftest import error_boxes, open_page, screenshot
+from tests.e2e.conftest import ROOT, browser_page, error_boxes, open_page, screenshot
 
 pytestmark = pytest.mark.e2e
 
@@ -48,26 +51,25 @@ def test_home_lists_pages_and_device(page, app_url):
     screenshot(page, "home")
 
 
-def test_every_page_loads_with_nothing_fetched_from_outside(page, app_url):
-    # Offline on a fresh machine: no page may fetch from the internet (fonts, icons, CDNs).
-    from urllib.parse import urlparse
+def test_every_page_is_opened_by_a_browser_test():
+    """The app must run offline on a fresh machine: no page may fetch from the internet (fonts,
+    icons, CDNs). Every browser test's context fails on a request to another host than the
+    app's (``browser_page``), so that holds for each page some browser test opens."""
+    app = (ROOT / "app.py").read_text()
+    stems = re.findall(r'st\.Page\(\s*"app_pages/(\w+)\.py"', app)
+    assert len(stems) == len(PAGE_TITLES)
+    tests = "\n".join(path.read_text() for path in Path(__file__).parent.glob("test_*.py"))
+    opened = set(re.findall(r'open_page\(\w+, app_url, f?"(\w*)', tests))
+    opened |= {path.split("?")[0] for path in PROJECTOR_PATHS}
+    opened = {stem or "home" for stem in opened}
+    assert sorted(set(stems) - opened) == []
 
-    outside = []
-    page.on(
-        "request",
-        lambda request: (
-            outside.append(request.url)
-            if urlparse(request.url).hostname not in ("127.0.0.1", "localhost", None)
-            and not request.url.startswith("data:")
-            else None
-        ),
-    )
-    for path in ("", "conv_playground", "model_inspector", "learned_filters", "activations",
-                 "attributions", "adversarial", "calibration", "embeddings", "layer_similarity",
-                 "vit_attention", "position_embeddings", "training"):  # fmt: skip
-        open_page(page, app_url, path)
-        assert error_boxes(page) == [], path
-    assert outside == []
+
+def test_a_request_to_another_host_fails_the_browser_test(browser, app_url):
+    with pytest.raises(AssertionError, match="fetched from outside"):  # noqa: PT012
+        with browser_page(browser) as page:
+            page.goto(f"{app_url}/_stcore/health")
+            page.evaluate("() => fetch('http://fonts.example.invalid/a.woff2').catch(() => 0)")
 
 
 # Text that the browser cuts with an ellipsis (a button's or a toggle's label too long for its
@@ -86,26 +88,22 @@ _CUT_TEXT = """() => {
 }"""
 
 
-@pytest.mark.parametrize(
-    "path",
-    ["", "conv_playground", "conv_playground?mode=Transposed+convolution", "learned_filters",
-     "activations", "attributions", "adversarial", "calibration", "layer_similarity",
-     "vit_attention",
-     "training"],
-)  # fmt: skip
+PROJECTOR_PATHS = [
+    "", "conv_playground", "conv_playground?mode=Transposed+convolution", "learned_filters",
+    "activations", "attributions", "adversarial", "calibration", "layer_similarity",
+    "vit_attention", "training",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", PROJECTOR_PATHS)
 def test_labels_and_tables_fit_a_1024_pixel_projector(browser, app_url, path):
     """At 1024x768 with the sidebar open no label is cut and the Home page's table shows every
     column: the Playground's 'Depthwise' button read 'De…' and its 'Show numbers' box 'Show n…',
     the Filters page's toggle 'One shared colou…', and Home's grid hid the training columns."""
-    context = browser.new_context(viewport={"width": 1024, "height": 768})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    try:
+    with browser_page(browser, 1024, 768) as page:
         open_page(page, app_url, path)
         assert error_boxes(page) == []
         if path == "":
             page.get_by_text("30 epochs").first.wait_for()  # the table's last column, visible
         assert page.evaluate(_CUT_TEXT) == []
         screenshot(page, "1024_" + (path.split("=")[-1].replace("+", "_") or "home"))
-    finally:
-        context.close()

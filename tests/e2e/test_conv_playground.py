@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import error_boxes, open_page, screenshot, wait_until_idle
+from tests.e2e.conftest import browser_page, error_boxes, open_page, screenshot, wait_until_idle
 
 pytestmark = pytest.mark.e2e
 
@@ -100,9 +100,7 @@ def test_a_copied_link_opens_the_same_settings_in_a_fresh_tab(page, app_url, bro
     page.get_by_text("Output: 1 × 20 × 7").first.wait_for()  # 'same' keeps 20 x 7
     link = page.url
 
-    fresh = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()
-    fresh.set_default_timeout(60_000)
-    try:
+    with browser_page(browser) as fresh:
         fresh.goto(link)  # a new browser context: nothing shared but the link
         wait_until_idle(fresh)
         fresh.get_by_text("Output: 1 × 20 × 7").first.wait_for()
@@ -112,8 +110,6 @@ def test_a_copied_link_opens_the_same_settings_in_a_fresh_tab(page, app_url, bro
         height = fresh.locator('[data-testid="stNumberInput"]').filter(has_text="Input height H")
         assert height.locator("input").input_value() == "20"
         assert error_boxes(fresh) == []
-    finally:
-        fresh.context.close()
 
 
 def _pick(page, label: str, option: str) -> None:
@@ -152,9 +148,7 @@ def test_a_link_carries_the_real_data_choices(page, app_url, browser):
     page.get_by_text(re.compile(r"^front: 128×128 → 63×126")).first.wait_for()
     link = page.url
 
-    fresh = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()
-    fresh.set_default_timeout(60_000)
-    try:
+    with browser_page(browser) as fresh:
         fresh.goto(link)
         wait_until_idle(fresh)
         fresh.get_by_text(re.compile(r"^front: 128×128 → 63×126")).first.wait_for()
@@ -166,8 +160,6 @@ def test_a_link_carries_the_real_data_choices(page, app_url, browser):
             .count()
             == 0
         )
-    finally:
-        fresh.context.close()
 
 
 # Right edge of each displayed formula's last glyph minus its box's right edge, in CSS pixels.
@@ -188,10 +180,7 @@ _FORMULA_OVERHANG_JS = """() => Array.from(document.querySelectorAll('.katex-dis
 def test_output_size_formulas_fit_a_1024_pixel_projector(browser, app_url, query, output):
     """At 1024x768 with the sidebar open the formulas' column is about 330 px wide: each
     worked formula ran past it, its result ('= 5') cut. They now go one step a line."""
-    context = browser.new_context(viewport={"width": 1024, "height": 768})
-    try:
-        page = context.new_page()
-        page.set_default_timeout(60_000)
+    with browser_page(browser, 1024, 768) as page:
         open_page(page, app_url, f"conv_playground{query}")
         assert not error_boxes(page)
         page.wait_for_selector(".katex-display")
@@ -199,8 +188,6 @@ def test_output_size_formulas_fit_a_1024_pixel_projector(browser, app_url, query
         assert len(overhangs) == 3, overhangs  # the general formula, then H_out and W_out
         assert max(overhangs) <= 1, overhangs
         assert page.get_by_text(output).count() == 1
-    finally:
-        context.close()
 
 
 def _digit_box(page):

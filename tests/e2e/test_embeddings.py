@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 
 from tests.e2e.conftest import (
     SCREENSHOTS,
+    browser_page,
     error_boxes,
     eventually,
     open_page,
@@ -255,9 +256,7 @@ def test_a_link_opens_the_settings_which_survive_another_page_and_travel(page, a
     for part in ("model=resnet_digits", "layers=stem%2Cflatten", "method=PCA", "points=400"):
         assert part in link, link
 
-    fresh = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()
-    fresh.set_default_timeout(60_000)
-    try:
+    with browser_page(browser) as fresh:
         fresh.goto(link)  # a new browser context: nothing shared but the link
         wait_until_idle(fresh)
         assert not error_boxes(fresh)
@@ -270,17 +269,12 @@ def test_a_link_opens_the_settings_which_survive_another_page_and_travel(page, a
         fresh.wait_for_selector('.emb-root[data-ready="400"]')  # all 400 points drawn
         assert fresh.locator("canvas.emb-over").count() == 2  # stem and flatten
         screenshot(fresh, "embeddings_link")
-    finally:
-        fresh.context.close()
 
 
 def test_maps_are_square_on_a_projector(browser, app_url):
     """At 1024 px three maps are about 180 px wide: they were 380 px high, the equal-aspect map
     a band across the middle; a narrow panel is now square, a wide one at most 380 px high."""
-    context = browser.new_context(viewport={"width": 1024, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    try:
+    with browser_page(browser, 1024, 900, timeout_s=120) as page:
         open_page(page, app_url, "embeddings")
         _compute(page, points=200, iterations=100)
         panels = page.locator("canvas.emb-over")
@@ -297,17 +291,12 @@ def test_maps_are_square_on_a_projector(browser, app_url):
 
         eventually(page, wide)
         screenshot(page, "embeddings_1900")
-    finally:
-        context.close()
 
 
 def test_the_tsne_options_read_on_one_line_on_a_projector(browser, app_url):
     """At 1024 px each of the five t-SNE options has a fifth of a 560 px row: 'Early
     exaggeration' wrapped onto two lines there. Every label of the row is one line high."""
-    context = browser.new_context(viewport={"width": 1024, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    try:
+    with browser_page(browser, 1024, 900) as page:
         open_page(page, app_url, "embeddings")
         page.get_by_text("t-SNE options").click()
         boxes = page.get_by_test_id("stExpander").get_by_test_id("stNumberInput")
@@ -319,5 +308,3 @@ def test_the_tsne_options_read_on_one_line_on_a_projector(browser, app_url):
         assert list(labels) == ["Perplexity", "Learning rate", "Iterations", "Exaggeration", "Seed"]
         assert max(labels.values()) < 1.5 * min(labels.values()), labels  # no second line
         assert not error_boxes(page)
-    finally:
-        context.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.conftest import (
+    browser_page,
     error_boxes,
     open_page,
     plotly_charts,
@@ -70,10 +71,8 @@ def test_the_layer_table_fits_a_1024_pixel_projector(browser, app_url, model, ma
     5, short headers, the detail in each column's help. vit_b_16's 46-character names
     ("encoder.layers.encoder_layer_10.self_attention") still made 679 and 659 px: they now
     leave out the start they share ("…10.self_attention")."""
-    context = browser.new_context(viewport={"width": 1024, "height": 768})
-    page = context.new_page()
-    page.set_default_timeout(120_000)  # vit_b_16 is built and run once on this CPU
-    try:
+    # vit_b_16 is built and run once on this CPU: a longer timeout
+    with browser_page(browser, 1024, 768, timeout_s=120) as page:
         open_page(page, app_url, f"model_inspector?model={model}")
         page.get_by_text(macs, exact=True).first.wait_for()
         for tab in ("Shapes and costs", "Receptive fields"):
@@ -85,5 +84,3 @@ def test_the_layer_table_fits_a_1024_pixel_projector(browser, app_url, model, ma
             assert right <= 1024, tab
         assert error_boxes(page) == []
         screenshot(page, f"model_inspector_layers_1024_{model}")
-    finally:
-        context.close()

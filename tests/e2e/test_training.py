@@ -7,7 +7,14 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import error_boxes, open_page, plotly_charts, screenshot, wait_until_idle
+from tests.e2e.conftest import (
+    browser_page,
+    error_boxes,
+    open_page,
+    plotly_charts,
+    screenshot,
+    wait_until_idle,
+)
 from tests.e2e.test_app import _CUT_TEXT
 
 pytestmark = pytest.mark.e2e
@@ -40,10 +47,7 @@ def _apart(a: dict, b: dict) -> bool:
 
 
 def test_a_run_trains_live_and_its_results_fit_a_projector(browser, app_url):
-    context = browser.new_context(viewport={"width": 1024, "height": 768})
-    page = context.new_page()
-    page.set_default_timeout(120_000)
-    try:
+    with browser_page(browser, 1024, 768, timeout_s=120) as page:
         open_page(page, app_url, "training?epochs=2")
         page.get_by_role("button", name="Train", exact=True).click()
         page.get_by_text("Run #1 lenet, AdamW, lr 0.002, batch 64").wait_for()
@@ -73,8 +77,6 @@ def test_a_run_trains_live_and_its_results_fit_a_projector(browser, app_url):
         assert left_bar["right"] <= right_plot["left"], parts
         assert min(b["width"] for b in parts["plots"]) / 2 >= 60, parts  # 2 epochs
         screenshot(page, "1024_training_run")
-    finally:
-        context.close()
 
 
 def test_stop_keeps_the_epochs_done(page, app_url):

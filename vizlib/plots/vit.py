@@ -297,7 +297,7 @@ def plot_position_similarity(similarity, *, title: str | None = None) -> go.Figu
     fig.update_layout(
         title=title or "Position embedding similarity",
         height=620,
-        plot_bgcolor="white",
+        plot_bgcolor="rgba(0,0,0,0)",  # the gaps between tiles show the page: no white frame
         margin={"l": 60, "r": 20, "t": 60, "b": 50},
     )
     return fig
