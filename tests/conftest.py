@@ -24,8 +24,9 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    # The browser tests run on both pytest-xdist workers, each with its own app server: on one
-    # worker they alone would take longer than the rest of the suite.
+    # gpu tests skip with a reason where there is no CUDA. (The browser tests run on both
+    # pytest-xdist workers, each with its own app server: on one worker they alone would take
+    # longer than the rest of the suite.)
     if torch.cuda.is_available():
         return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU; none on this machine")
