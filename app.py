@@ -76,5 +76,5 @@ PAGES = {
 # and the Training Lab) behind "View 3 more"
 navigation = st.navigation(PAGES, expanded=True)
 ui.sidebar_device()
-with links.parking():  # settings whose widget the page did not draw are kept aside
+with links.parking(every_setting=True):  # settings whose widget the page did not draw: aside
     navigation.run()

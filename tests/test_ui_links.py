@@ -105,3 +105,37 @@ def test_parking_works_on_runs_that_stop_early():
     at.session_state["show"] = True
     at.run()
     assert at.number_input(key="t.n").value == 5
+
+
+def _page_stopping_before_some_settings():
+    import streamlit as st
+
+    from ui import links
+
+    with links.parking(every_setting=True):
+        links.load_settings({"a": ("t.a", 1, (0, 9))}, prefix="t.", from_link=False)
+        st.number_input("a", 0, 9, key="t.a")
+        if not st.session_state.get("upload"):
+            links.load_settings({"b": ("t.b", 2, (0, 9))}, prefix="t.", from_link=False)
+            st.number_input("b", 0, 9, key="t.b")
+            links.save_settings({"b": ("t.b", 2, (0, 9))}, prefix="t.")
+        else:
+            st.stop()  # an upload awaited, above the settings loaded further down
+
+
+def test_the_routers_parking_takes_aside_settings_that_a_run_stopped_before_loading():
+    """A page that stops before it loads a setting leaves the setting's widget undrawn; the
+    router's parking (``every_setting``) moves it into the record all the same, so the browser's
+    empty value for the unseen widget is not taken over, and it comes back when drawn again."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_page_stopping_before_some_settings).run()
+    at.number_input(key="t.b").set_value(7).run()
+    at.session_state["upload"] = True
+    at.run()
+    assert not at.exception
+    assert "t.b" not in at.session_state and at.session_state["t.saved"]["t.b"] == 7
+    assert at.session_state["t.a"] == 1  # drawn: left where it is
+    at.session_state["upload"] = False
+    at.run()
+    assert at.number_input(key="t.b").value == 7

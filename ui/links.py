@@ -144,23 +144,30 @@ def load_settings(table: Table, *, prefix: str, from_link: bool) -> list[str]:
         if wkey in st.session_state and not _allowed(st.session_state[wkey], default, allowed):
             st.session_state[wkey] = default
         st.session_state.setdefault(wkey, value)
+    given = [(prefix, w) for w, _, _ in table.values()]
     if _RUN in st.session_state:  # recorded for ``parking``
-        st.session_state[_RUN] = [
-            *st.session_state[_RUN],
-            *((prefix, w) for w, _, _ in table.values()),
-        ]
+        st.session_state[_RUN] = [*st.session_state[_RUN], *given]
+    known = st.session_state.get(_KNOWN, [])
+    if not set(given) <= set(known):
+        st.session_state[_KNOWN] = list(dict.fromkeys([*known, *given]))
     return warnings
 
 
 _RUN = "links.loaded_this_run"  # (prefix, widget key) of every setting given a value this run
+_KNOWN = "links.loaded_ever"  # the same for every run of the session so far
 
 
 @contextmanager
-def parking() -> Iterator[None]:
+def parking(*, every_setting: bool = False) -> Iterator[None]:
     """Park the settings given a value inside the block whose widget the run has not drawn by its
     end (another input source chosen, another mode, a page stopped early): their values move from
     the session into the page's record, and ``load_settings`` gives them back on the run that
-    draws them again.
+    draws them again. With ``every_setting`` (a whole run of the app: the router's block), every
+    setting given a value on any run of the session so far is parked where its widget is not
+    drawn, not only those given one in the block: a page that stops before it loads some of its
+    settings (an upload awaited) leaves their widgets undrawn, and the browser may then send
+    empty values for them (a slider at its minimum, no methods chosen), which would be taken over
+    instead of the values the user had.
 
     A value given on a run that did not draw its widget is not taken over by the widget, and it
     outlives the widget's own state: back from the photo, the digit the user had picked would be
@@ -181,6 +188,8 @@ def parking() -> Iterator[None]:
         if state is not None:
             with lock:
                 loaded = state[_RUN] if _RUN in state else []
+                if every_setting and _KNOWN in state:
+                    loaded = list(dict.fromkeys([*loaded, *state[_KNOWN]]))
                 if outer is None:
                     if _RUN in state:
                         del state[_RUN]

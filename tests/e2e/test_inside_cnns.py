@@ -265,3 +265,49 @@ def test_the_attribution_sanity_check_at_a_projectors_width(page, app_url):
     assert box["x"] + box["width"] <= main["x"] + main["width"] + 1
     assert grid.locator(".heatmaplayer image, .heatmaplayer .hm").count() >= 1
     screenshot(page, "attributions_sanity_check_1024")
+
+
+def test_attribution_settings_survive_the_wait_for_an_upload(page, app_url, tmp_path):
+    """While "Upload an image" waits for its file the page stops above the method settings, and
+    the browser then sent them back empty: the steps at 8, the opacity at 0, no methods, another
+    target class, all written into the link. The settings the user had come back instead."""
+    import numpy as np
+    from PIL import Image
+
+    digit = np.zeros((28, 28), np.uint8)
+    digit[6:22, 12:16] = 255  # a bar: a one, light on dark as the digits are
+    Image.fromarray(digit).save(tmp_path / "one.png")
+    settings = {"pred": "false", "target": "4", "methods": "saliency", "steps": "100",
+                "opacity": "0.3"}  # fmt: skip
+    query = "&".join(f"{key}={value}" for key, value in settings.items())
+    open_page(page, app_url, f"attributions?model=lenet_digits&{query}")
+
+    def shown() -> dict:
+        def thumb(label: str) -> str:
+            slider = page.get_by_test_id("stSlider").filter(has_text=label)
+            return slider.get_by_test_id("stSliderThumbValue").inner_text()
+
+        methods = page.get_by_test_id("stMultiSelect").filter(has_text="Attribution methods")
+        return {
+            "steps": thumb("Steps"),
+            "opacity": thumb("Heatmap opacity"),
+            "methods": methods.locator("[data-tag]").all_inner_texts(),
+        }
+
+    before = shown()
+    assert before == {"steps": "100", "opacity": "0.30", "methods": ["Saliency"]}, before
+    page.get_by_text("Upload an image").click()
+    page.wait_for_url(lambda url: "input=Upload" in url)
+    wait_until_idle(page)
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(tmp_path / "one.png")
+    page.get_by_text("Explaining class").wait_for()
+    wait_until_idle(page)
+    assert shown() == before
+    assert page.get_by_text("Explaining class 4").count() == 1
+    page.get_by_text("Dataset sample").click()
+    page.wait_for_url(lambda url: "input=" not in url)
+    wait_until_idle(page)
+    assert shown() == before
+    for key, value in settings.items():
+        assert f"{key}={value}" in page.url, page.url
+    assert error_boxes(page) == []
