@@ -68,11 +68,12 @@ SANITY: links.Table = {
 
 
 def link_settings(
-    n_classes: int, predicted: int, convs: list[str], side: int
+    n_classes: int, predicted: int, convs: list[str], gradcam_layer: str | None, side: int
 ) -> dict[str, links.Table]:
     """Return the page's shareable settings past the input, query key -> (widget key, default,
-    allowed), for a model with ``n_classes`` classes, conv layers ``convs`` and images ``side``
-    pixels across, whose prediction for the input is class ``predicted``."""
+    allowed), for a model with ``n_classes`` classes, conv layers ``convs`` (Grad-CAM's default
+    ``gradcam_layer``) and images ``side`` pixels across, whose prediction for the input is
+    class ``predicted``."""
     every = links.multichoice_parser(METHOD_TITLES)
 
     def methods(raw: str) -> list:  # "methods=" is none of them, as the picker allows
@@ -88,7 +89,7 @@ def link_settings(
         "stride": (f"{P}.occ_stride", max(1, side // 14), (1, side)),
     }
     if convs:
-        options["layer"] = (f"{P}.gc_layer", convs[-1], links.choice_parser(convs))
+        options["layer"] = (f"{P}.gc_layer", gradcam_layer, links.choice_parser(convs))
     return {
         "target": {
             "pred": (f"{P}.use_pred", True, (False, True)),
@@ -176,7 +177,7 @@ except (ValueError, RuntimeError) as err:
 
 side = min(int(s) for s in meta["input_size"][1:])
 convs = conv_layer_names(model)
-tables = link_settings(len(classes), top[0]["class"], convs, side)
+tables = link_settings(len(classes), top[0]["class"], convs, attribution.gradcam_layer(model), side)
 for warning in links.load_settings(
     tables["target"] | tables["options"] | tables["display"] | SANITY,
     prefix=f"{P}.",

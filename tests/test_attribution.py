@@ -94,6 +94,23 @@ def test_gradcam_equals_captums_layergradcam(lenet, image):
     assert attribute(lenet, image, 2, "gradcam")["layer"] == "conv2"  # last conv by default
 
 
+def test_gradcam_layer_is_the_last_conv_larger_than_one_by_one():
+    """resnet_digits defines its last block's 1 x 1 shortcut after the block's second conv:
+    Grad-CAM's default is the 3 x 3 conv2, which sees the block's main path. A model of 1 x 1
+    convs only gets its last; one without convs gets None."""
+    from vizlib import zoo
+    from vizlib.attribution import gradcam_layer
+    from vizlib.filters import conv_layer_names
+
+    model, _ = zoo.load_model("resnet_digits")
+    assert conv_layer_names(model)[-1] == "layers.2.shortcut.0"
+    assert gradcam_layer(model) == "layers.2.conv2"
+    assert tuple(dict(model.named_modules())["layers.2.conv2"].kernel_size) == (3, 3)
+    pointwise = nn.Sequential(nn.Conv2d(1, 2, 1), nn.ReLU(), nn.Conv2d(2, 2, 1))
+    assert gradcam_layer(pointwise) == "2"
+    assert gradcam_layer(nn.Sequential(nn.Flatten(), nn.Linear(4, 2))) is None
+
+
 def test_occlusion_on_a_linear_model_by_hand():
     torch.manual_seed(0)
     lin = nn.Sequential(nn.Flatten(), nn.Linear(16, 2, bias=False)).eval().requires_grad_(False)

@@ -318,6 +318,22 @@ def _run(model: nn.Module, x: torch.Tensor, target: int, method: str, opts: dict
     raise AssertionError(method)
 
 
+def gradcam_layer(model: nn.Module) -> str | None:
+    """Return the conv layer Grad-CAM uses by default: the last ``nn.Conv2d`` whose kernel is
+    larger than 1 x 1, or the last one where none is; None for a model without one.
+
+    The usual choice is the last conv layer of the feature extractor. In definition order that
+    can be a residual block's 1 x 1 shortcut projection (``layers.2.shortcut.0`` in
+    ``resnet_digits``), which sees one position of the block's input and none of its main path.
+    """
+    from .filters import conv_layer_names
+
+    convs = dict(model.named_modules())
+    names = conv_layer_names(model)
+    spatial = [n for n in names if tuple(convs[n].kernel_size) != (1, 1)]
+    return (spatial or names or [None])[-1]
+
+
 def attribute(
     model: nn.Module,
     image: torch.Tensor,
@@ -384,7 +400,7 @@ def attribute(
         if not convs:
             raise ValueError("Grad-CAM needs a Conv2d layer; this model has none.")
         if layer is None:
-            opts["layer"] = convs[-1]
+            opts["layer"] = gradcam_layer(model)
         elif layer not in convs:
             raise ValueError(f"{layer!r} is not a conv layer; choose from {', '.join(convs)}.")
     if method == "occlusion":

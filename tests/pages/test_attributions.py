@@ -34,6 +34,16 @@ def test_default_explains_the_prediction_with_four_methods(at):
     assert "layer conv2" in _captions(at)
 
 
+def test_gradcam_starts_on_the_main_paths_last_conv_not_a_shortcut():
+    """resnet_digits' last conv in definition order is a 1 x 1 shortcut projection."""
+    app = AppTest.from_file(PAGE, default_timeout=120)
+    app.query_params["model"] = "resnet_digits"
+    app.run()
+    assert not app.exception and not errors(app)
+    assert app.selectbox(key="attr.gc_layer").value == "layers.2.conv2"
+    assert "layer layers.2.conv2" in _captions(app)
+
+
 def test_controls_change_what_is_computed(at):
     at.toggle(key="attr.use_pred").set_value(False).run()
     at.selectbox(key="attr.target").set_value(4).run()
