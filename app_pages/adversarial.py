@@ -141,7 +141,7 @@ with right:
             "Target class",
             range(len(classes)),
             # "3: 3" for the digits: the index only where the name is something else
-            format_func=lambda i: classes[i] if classes[i] == str(i) else f"{i}: {classes[i]}",
+            format_func=ui.class_option(classes),
             key=f"{P}.target",
         )
         if targeted

@@ -201,7 +201,7 @@ with right:
         target = st.selectbox(
             "Target class",
             range(len(classes)),
-            format_func=lambda i: f"{i}: {classes[i]}",
+            format_func=ui.class_option(classes),
             key=f"{P}.target",
         )
     st.markdown(f"Explaining class **{classes[target]}** (index {target}).")

@@ -98,12 +98,14 @@ def layer_settings(out_ch: int) -> links.Table:
     }
 
 
-def opt_settings(out_ch: int, classes: int, side: int) -> links.Table:
-    """Return the Optimised input tab's settings for a layer of ``out_ch`` channels, a model of
-    ``classes`` outputs and inputs ``side`` pixels a side (larger inputs: fewer steps, more
-    jitter (8 px, as the Lucid library's standard transforms for 224-pixel models) and blur by
-    default, and no L2 decay: summed over 150,528 pixels, 1e-3 held resnet18's random-weight
-    images at grey). Class logits are offered only to a model with class names."""
+def opt_settings(out_ch: int, classes: int, side: int, *, first: bool) -> links.Table:
+    """Return the Optimised input tab's settings for a layer of ``out_ch`` channels (``first``:
+    the model's first conv layer), a model of ``classes`` outputs and inputs ``side`` pixels a
+    side (larger inputs: fewer steps, more jitter (8 px, as the Lucid library's standard
+    transforms for 224-pixel models) and blur by default, and no L2 decay: summed over 150,528
+    pixels, 1e-3 held resnet18's random-weight images at grey). Class logits are offered only
+    to a model with class names. A first conv layer is linear in the image: the mean of a
+    channel is largest for a flat image, so its objective is the centre unit by default."""
     small = side <= SMALL_INPUT
     # least=0: a cleared choice stays cleared (and Optimise says what is missing)
     return {
@@ -122,7 +124,7 @@ def opt_settings(out_ch: int, classes: int, side: int) -> links.Table:
             list(range(min(10 if small else 8, classes))),
             links.multichoice_parser(range(classes), least=0, description=f"0 to {classes - 1}"),
         ),
-        "opt_unit": (f"{P}.opt_unit", "mean", tuple(OPT_UNITS)),
+        "opt_unit": (f"{P}.opt_unit", "centre" if first else "mean", tuple(OPT_UNITS)),
         # 128 steps at 0.05 left resnet_digits' class-1 image classified as 0
         "opt_steps": (f"{P}.opt_steps", 256 if small else 64, (1, 1024)),
         "opt_lr": (f"{P}.opt_lr", 0.1, links.choice_parser(OPT_LRS)),
@@ -181,6 +183,7 @@ shared = c2.toggle(
 weights = filters.conv_filters(model, layer)  # (out, in, kh, kw)
 out_ch, in_ch, kh, kw = weights.shape
 by_layer = layer_settings(out_ch)  # read from the link the first time a layer is known
+links.follow_defaults(by_layer, prefix=f"{P}.")  # "Maps shown" at every map follows the layer
 for warning in links.load_settings(
     by_layer, prefix=f"{P}.", from_link=links.first_visit(f"{P}.layer.")
 ):
@@ -450,7 +453,8 @@ with tab_top:
 with tab_opt:
     side = max(int(v) for v in meta["input_size"][1:])
     class_names = list(meta.get("class_names") or [])
-    opt_table = opt_settings(out_ch, len(class_names), side)
+    opt_table = opt_settings(out_ch, len(class_names), side, first=layer == convs[0])
+    links.follow_defaults(opt_table, prefix=f"{P}.")
     for warning in links.load_settings(
         opt_table, prefix=f"{P}.", from_link=links.first_visit(f"{P}.opt.")
     ):
@@ -488,7 +492,7 @@ with tab_opt:
         chosen = o2.multiselect(
             "Classes",
             list(range(len(class_names))),
-            format_func=lambda c: f"{c}: {class_names[c]}",
+            format_func=ui.class_option(class_names),
             key=f"{P}.opt_classes",
             help="One image each, all optimised together as one batch.",
         )
@@ -646,6 +650,23 @@ with tab_opt:
                 hover += f"<br>best real image ({ids[int(best_index[c])]}) {float(best[c]):.4g}"
             captions.append(lines)
             hovers.append(hover)
+        below = [
+            names[i]
+            for i, c in enumerate(shown_chosen)
+            if best is not None and float(found.final[i]) < float(best[c])
+        ]
+        if below:
+            hint = (
+                "this first conv layer is linear in the image, so its channel means are largest "
+                "for a flat image: choose the **Centre unit** objective"
+                if shown_layer == convs[0] and shown_unit == "mean"
+                else "more steps, a higher learning rate or less L2 decay and blur may find one"
+            )
+            st.warning(
+                f"{', '.join(below).capitalize()}: the optimised image scores below the best "
+                f"real image, so it is not the input that maximises the {what}; {hint}.",
+                icon=":material/trending_down:",
+            )
         title = (
             "Inputs that maximise each class logit"
             if shown_layer is None

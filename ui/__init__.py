@@ -138,6 +138,12 @@ def time_left(elapsed: float, done: float, total: float) -> str:
     return f", about {left:,.0f} s left" if left < 120 else f", about {left / 60:,.1f} min left"
 
 
+def class_option(names: list[str]):
+    """Return a ``format_func`` for a picker of class indices into ``names``: "7: horse" where a
+    name says more than its index, and "3" where it is the index (the digits), not "3: 3"."""
+    return lambda i: names[i] if names[i] == str(i) else f"{i}: {names[i]}"
+
+
 def count_slider(
     label: str, low: int, high: int, value: int, *, key: str, where=st, unit: str = "", **kwargs
 ) -> int:

@@ -153,6 +153,25 @@ def load_settings(table: Table, *, prefix: str, from_link: bool) -> list[str]:
     return warnings
 
 
+def follow_defaults(table: Table, *, prefix: str) -> None:
+    """Move each setting of ``table`` still at its default to its new default where that changed
+    since the last run (a default that follows the layer or the model chosen); call it before
+    ``load_settings``. A value the user chose stays.
+
+    "Maps shown" at every map (16) on a 16-channel layer stayed 16 on the next layer's 32, and a
+    first conv layer's own objective followed the user to the next layer, both into the link.
+    """
+    record = st.session_state.get(prefix + "defaults", {})
+    saved = st.session_state.get(prefix + "saved", {})
+    for wkey, default, _ in table.values():
+        if wkey not in record or link_text(record[wkey]) == link_text(default):
+            continue
+        now = st.session_state[wkey] if wkey in st.session_state else saved.get(wkey, record[wkey])
+        if link_text(now) == link_text(record[wkey]):
+            st.session_state[wkey] = default
+    st.session_state[prefix + "defaults"] = record | {w: d for w, d, _ in table.values()}
+
+
 _RUN = "links.loaded_this_run"  # (prefix, widget key) of every setting given a value this run
 _KNOWN = "links.loaded_ever"  # the same for every run of the session so far
 

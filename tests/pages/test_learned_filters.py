@@ -257,6 +257,18 @@ def test_feature_map_title_says_which_maps_are_shown(at):
     assert title == "conv2: channels 0–9 of 64 maps of 4×4"
 
 
+def test_maps_shown_left_at_every_map_follows_the_layer_a_chosen_count_stays(at):
+    """lenet_digits: conv1 has 32 maps, conv2 64. Left alone, the slider shows every map of
+    each layer; a count the user chose stays when the layer changes."""
+    assert at.slider(key="filters.n_maps").value == 32
+    at.selectbox(key="filters.layer").set_value("conv2").run()
+    assert at.slider(key="filters.n_maps").value == 64
+    at.slider(key="filters.n_maps").set_value(10).run()
+    at.selectbox(key="filters.layer").set_value("conv1").run()
+    assert at.slider(key="filters.n_maps").value == 10
+    assert not at.exception and not errors(at)
+
+
 def test_an_image_folder_feeds_the_feature_maps_and_the_top_activating_images(
     tmp_path, monkeypatch
 ):

@@ -52,6 +52,7 @@ def test_optimise_draws_images_that_beat_the_test_digits_and_the_curve(at, downl
     reached = [float(n[1].removeprefix("mean ")) for n in notes]
     best = [float(n[2].removeprefix("best real ")) for n in notes]
     assert all(r > b for r, b in zip(reached, best, strict=True))  # every test digit is lower
+    assert not [w for w in at.warning if "below the best real image" in w.value]
 
     # the captions' numbers are what the model gives the downloaded images and the test split
     from vizlib.data import load_dataset_for_model
@@ -81,6 +82,7 @@ def test_optimise_draws_images_that_beat_the_test_digits_and_the_curve(at, downl
 
 def test_class_logits_give_images_the_model_classifies_as_their_class(at, downloads, lenet):
     at.radio(key="filters.opt_target").set_value("logits").run()
+    assert at.multiselect(key="filters.opt_classes").options[:3] == ["0", "1", "2"]  # not "0: 0"
     at.multiselect(key="filters.opt_classes").set_value([3, 8, 1]).run()
     at.button(key="filters.optimise").click().run()
     assert not at.exception and not errors(at)
@@ -96,6 +98,34 @@ def test_class_logits_give_images_the_model_classifies_as_their_class(at, downlo
         "opt_target": "logits",
         "opt_classes": "3,8,1",
     }
+
+
+def test_a_first_conv_layer_starts_on_its_centre_unit_and_the_next_layer_on_the_mean(at):
+    """conv1 is linear in the image: its channel means are largest for a flat image, and the
+    default "Whole channel (mean)" gave flat grey squares there."""
+    assert at.radio(key="filters.opt_unit").value == "centre"
+    at.selectbox(key="filters.layer").set_value("conv2").run()
+    assert at.radio(key="filters.opt_unit").value == "mean"
+    assert "opt_unit" not in at.query_params  # each layer's default: nothing in the link
+    assert not at.exception and not errors(at)
+
+
+def test_an_optimised_image_below_the_best_real_one_is_flagged():
+    """The mean of resnet_digits' first conv layer's channels (before its batch norm): the
+    images stay near flat grey and score below real digits; the page says so, names those
+    channels and points at the centre unit."""
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = "resnet_digits"
+    at.run()
+    at.radio(key="filters.opt_unit").set_value("mean").run()
+    at.multiselect(key="filters.opt_channels").set_value([0, 4]).run()
+    at.button(key="filters.optimise").click().run()
+    assert not at.exception and not errors(at)
+    notes = _captions_under_images(_charts(at)["filters.opt_images"])
+    below = [n[0] for n in notes if float(n[1].split()[-1]) < float(n[2].split()[-1])]
+    (warning,) = [w.value for w in at.warning if "below the best real image" in w.value]
+    assert below and warning.startswith(", ".join(below).capitalize() + ": ")
+    assert "**Centre unit**" in warning
 
 
 def test_bad_settings_give_a_message(at):
