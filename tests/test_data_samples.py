@@ -30,6 +30,18 @@ def test_sample_images_load_in_unit_range():
         samples.load_sample_image("lena")
 
 
+def test_light_background_reads_the_frame_not_the_strokes():
+    paper = np.ones((40, 30))
+    paper[8:32, 12:18] = 0.0  # a dark one on white paper
+    assert samples.light_background(paper)
+    assert not samples.light_background(1.0 - paper)  # light on dark, as the digits are
+    assert not samples.light_background(samples.load_digit(0)[0])  # scikit-learn's
+    colour = np.stack([paper, paper, np.zeros_like(paper)], axis=2)  # yellow: mean 2/3
+    assert samples.light_background(colour)
+    assert not samples.light_background(np.array([[0.0, 1.0], [0.4, 0.6]]))  # median 0.5
+    assert samples.LIGHT_ON_DARK == {"digits", "mnist"}
+
+
 def test_digit_matches_sklearn():
     from sklearn.datasets import load_digits
 

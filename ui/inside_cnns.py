@@ -24,9 +24,11 @@ import ui
 from ui import UPLOAD, links
 from vizlib import zoo
 from vizlib.data import (
+    LIGHT_ON_DARK,
     available_datasets,
     dataset_size,
     denormalize,
+    light_background,
     load_dataset,
     load_dataset_for_model,
     load_sample_image,
@@ -425,13 +427,34 @@ def input_picker(prefix: str, meta: dict, *, purpose: str) -> ChosenInput | None
         return None
     data = upload.getvalue()
     try:
-        x = prepare_image(read_image_upload(data), meta)
+        image = read_image_upload(data)
+    except ValueError as err:
+        st.error(f"Could not use {upload.name!r}: {err}")
+        return None
+    invert = False
+    if meta["dataset"] in LIGHT_ON_DARK:  # a digit on paper is dark on light: the reverse
+        invert = st.checkbox(
+            "Invert the image (light strokes on dark, as the training digits)",
+            key=f"{prefix}.invert",
+        )
+        if invert:
+            image = 1.0 - image
+        elif light_background(image):
+            st.warning(
+                f"This image has a light background, but {meta['name']} learned from light "
+                f"strokes on black ({meta['dataset']}): it reads a dark digit on white as "
+                "something else. Tick **Invert the image** to match its training images.",
+                icon=":material/invert_colors:",
+            )
+    try:
+        x = prepare_image(image, meta)
     except ValueError as err:
         st.error(f"Could not use {upload.name!r}: {err}")
         return None
     st.caption(ui.preparation_note(meta["input_size"], "Uploaded images are"))
     digest = hashlib.sha256(data).hexdigest()[:16]
-    return ChosenInput(x, _display(x, meta), f"upload {upload.name!r}", ("upload", digest), data)
+    label = f"upload {upload.name!r}" + (", inverted" if invert else "")
+    return ChosenInput(x, _display(x, meta), label, ("upload", digest, invert), data)
 
 
 def _folder_input(prefix: str, meta: dict) -> ChosenInput | None:

@@ -21,6 +21,20 @@ def at():
     return app.run()
 
 
+def _image_captions(at: AppTest) -> list[str]:
+    """The captions of the page's images (st.image)."""
+    found = []
+
+    def walk(node):
+        for child in getattr(node, "children", {}).values():
+            if type(child).__name__ == "Image":
+                found.extend(img.caption for img in child.proto.imgs)
+            walk(child)
+
+    walk(at.main)
+    return found
+
+
 def _captions(at: AppTest) -> str:
     return " | ".join(c.value for c in at.caption)
 
@@ -153,9 +167,34 @@ def test_uploads_good_and_corrupt(at):
     assert not at.exception and not errors(at)
     assert len(at.get("plotly_chart")) == 5
     assert "Uploaded images are converted to grey (ITU-R 601 luma)" in _captions(at)
+    assert not [w for w in at.warning if "light background" in w.value]  # light on dark
     at.file_uploader(key="attr.upload").set_value(("bad.png", b"not a png", "image/png")).run()
     assert not at.exception
     assert "Could not use 'bad.png'" in errors(at)[0]
+
+
+def test_a_dark_digit_on_white_is_flagged_and_can_be_inverted(at):
+    """lenet_digits learned light strokes on black: a one drawn on white paper is named, and
+    the Invert box gives the model the image it expects (what a test digit looks like)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    paper = np.full((40, 40), 255, np.uint8)
+    paper[6:34, 17:23] = 0
+    buf = io.BytesIO()
+    Image.fromarray(paper).save(buf, format="PNG")
+    at.radio(key="attr.source").set_value("Upload an image").run()
+    at.file_uploader(key="attr.upload").set_value(("one.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception and not errors(at)
+    (warning,) = [w.value for w in at.warning if "light background" in w.value]
+    assert "lenet_digits learned from light strokes on black (digits)" in warning
+    assert _image_captions(at) == ["upload 'one.png'"]
+    at.checkbox(key="attr.invert").check().run()
+    assert not at.exception and not errors(at)
+    assert not [w for w in at.warning if "light background" in w.value]
+    assert _image_captions(at) == ["upload 'one.png', inverted"]
 
 
 def _slow_model(monkeypatch, single: float, four: float) -> AppTest:

@@ -14,11 +14,13 @@ import warnings
 import numpy as np
 
 __all__ = [
+    "LIGHT_ON_DARK",
     "MAX_TABLE_UPLOAD_BYTES",
     "MAX_UPLOAD_BYTES",
     "MAX_UPLOAD_PIXELS",
     "SAMPLE_IMAGES",
     "SYNTHETIC_FIELDS",
+    "light_background",
     "limit_size",
     "load_digit",
     "load_sample_image",
@@ -195,6 +197,26 @@ def _check_bytes(data: bytes, what: str, max_bytes: int = MAX_UPLOAD_BYTES) -> N
             f"The {what} file is {len(data) / 2**20:.1f} MiB; at most "
             f"{max_bytes / 2**20:.0f} MiB is accepted."
         )
+
+
+# datasets whose images are light strokes on a dark ground: a model trained on one reads a dark
+# digit on white paper as something else
+LIGHT_ON_DARK = frozenset({"digits", "mnist"})
+
+
+def light_background(image: np.ndarray) -> bool:
+    """Return whether an image in [0, 1] ((H, W) grey or (H, W, C) colour) has a light ground:
+    the median brightness of its outer eighth on every side (at least one pixel) is above 0.5.
+    A digit drawn on white paper has one; the digits of ``LIGHT_ON_DARK`` sets do not."""
+    grey = np.asarray(image, dtype=np.float64)
+    if grey.ndim == 3:
+        grey = grey[..., :3].mean(axis=2)
+    h, w = grey.shape
+    bh, bw = max(1, h // 8), max(1, w // 8)
+    frame = np.concatenate(
+        [grey[:bh].ravel(), grey[-bh:].ravel(), grey[:, :bw].ravel(), grey[:, -bw:].ravel()]
+    )
+    return bool(np.median(frame) > 0.5)
 
 
 def read_image_upload(data: bytes, *, max_pixels: int = MAX_UPLOAD_PIXELS) -> np.ndarray:
