@@ -19,6 +19,7 @@ from ui.inside_cnns import (
     image_set_picker,
     image_set_settings,
     model_picker,
+    unreadable_warning,
 )
 from vizlib import filters, layerstats
 from vizlib.plots import plot_activation_histograms, plot_layer_statistics
@@ -125,6 +126,7 @@ try:
 except ValueError as err:
     st.error(str(err))
     st.stop()
+unreadable_warning(source, meta)
 # a count chosen for another model or image set goes back to this one's default: 256 digits
 # kept for vgg16 would be a forward and backward pass of minutes on a CPU
 # (a fresh tab has none: a count from its link stays)

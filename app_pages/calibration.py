@@ -20,6 +20,7 @@ from ui.inside_cnns import (
     image_set_picker,
     image_set_settings,
     model_picker,
+    unreadable_warning,
 )
 from vizlib import calibration, train, zoo
 from vizlib.data import denormalize
@@ -59,7 +60,7 @@ def labelled_set(
     """Return (images (N, C, H, W), labels (N,) as the model's class indices, the set's class
     names, each image's index in its source, the set's classes the model does not have): an
     image folder's classes are matched to the model's by name, and its images of other classes
-    left out."""
+    left out (and its unreadable files, which ``unreadable_warning`` names)."""
     images, labels, classes, ids = image_set(source, meta)
     labels = labels.numpy()
     if source == meta["dataset"]:
@@ -71,11 +72,20 @@ def labelled_set(
     return images[keep], mapped[keep], classes, [ids[i] for i in keep], unknown
 
 
+def points(difference: float, decimals: int) -> str:
+    """Return the difference of two shares in percentage points, signed: "+42.9 pts" for 68.0%
+    against 25.1% (written "+42.9%", it read as a relative change)."""
+    return f"{100 * difference:+.{decimals}f} pts"
+
+
 def set_label(source: str, n: int) -> str:
-    images = f"{n:,} image{'s' if n != 1 else ''}"
+    """Name the images scored: "7 images of my_folder", "the first image of the digits test
+    split" (not "the first 1 image")."""
     if source.startswith("imagefolder:"):
+        images = "one image" if n == 1 else f"{n:,} images"
         return f"{images} of {ui.dataset_label(source)}"
-    return f"the first {images} of the {source} test split"
+    first = "the first image" if n == 1 else f"the first {n:,} images"
+    return f"{first} of the {source} test split"
 
 
 def evaluate(
@@ -154,6 +164,7 @@ try:
 except ValueError as err:
     st.error(str(err))
     st.stop()
+unreadable_warning(source, meta)
 class_names = [str(c) for c in meta["class_names"]]
 if unknown:
     known = len(set_classes) - len(unknown)
@@ -301,21 +312,27 @@ m[2].metric(
     delta=(
         "= accuracy"
         if abs(confidence.mean() - accuracy) < 5e-4
-        else f"{confidence.mean() - accuracy:+.1%} vs accuracy"
+        else f"{points(confidence.mean() - accuracy, 1)} vs accuracy"
     ),
     delta_color="off",
     help="The probability of the answer, averaged over the images. Above the accuracy: "
-    "overconfident on the whole; below: underconfident.",
+    "overconfident on the whole; below: underconfident. The difference is in percentage "
+    "points (pts).",
 )
 after_ece = curves[SCALED].ece if SCALED in curves else None
 m[3].metric(
     "Calibration error (ECE)",
     f"{before.ece:.2%}",
-    delta=None if after_ece is None else f"{after_ece - before.ece:+.2%} scaled",
+    delta=None if after_ece is None else f"{points(after_ece - before.ece, 2)} scaled",
     delta_color="inverse",
     help=f"Expected calibration error over {bins} bins: the mean gap between confidence and "
     "accuracy, each bin weighted by its images. 0 is perfectly calibrated."
-    + ("" if after_ece is None else f" Temperature-scaled (held out): {after_ece:.2%}."),
+    + (
+        ""
+        if after_ece is None
+        else f" Temperature-scaled (held out): {after_ece:.2%}, a change in percentage points "
+        "(pts)."
+    ),
 )
 m[4].metric(
     "Fitted temperature",

@@ -20,6 +20,7 @@ from ui.inside_cnns import (
     load_input_settings,
     model_picker,
     save_input_settings,
+    unreadable_warning,
 )
 from vizlib import featureviz, filters
 from vizlib.data import denormalize
@@ -392,6 +393,7 @@ with tab_top:
     except ValueError as err:
         st.error(str(err))
         images = None
+    unreadable_warning(images_from, meta)
     if images is not None:
         what = "image" if images_from.startswith("imagefolder:") else "test image"
         t1, t2, t3 = st.columns(3)

@@ -12,7 +12,7 @@ import torch
 
 import ui
 from ui import count_slider, links
-from ui.inside_cnns import image_set, image_set_picker, image_set_settings
+from ui.inside_cnns import image_set, image_set_picker, image_set_settings, unreadable_warning
 from vizlib import effective_field, receptive, summary, zoo
 from vizlib.data import available_datasets
 from vizlib.plots import to_npy_bytes
@@ -187,6 +187,7 @@ def effective_field_section(
     except ValueError as err:
         st.info(str(err)[:1].upper() + str(err)[1:] + ".")
         images = None
+    unreadable_warning(source, meta)
     if images is None:
         links.save_settings(table, prefix=P, keep=LINK_KEYS)
         return

@@ -120,10 +120,12 @@ follow_model(settings)
 
 # --- Position-embedding similarity -------------------------------------------------------------
 st.header("Position embedding similarity")
-st.plotly_chart(
-    plot_position_similarity(sim, title=f"{meta['name']}: cosine similarity, patch to patch"),
-    key="position_embeddings.similarity_chart",
-)
+# the grid is square (620 px high): in a wider column its colour bar stood far off to the right
+with st.container(width=720):
+    st.plotly_chart(
+        plot_position_similarity(sim, title=f"{meta['name']}: cosine similarity, patch to patch"),
+        key="position_embeddings.similarity_chart",
+    )
 st.caption(
     f"Tile (row r, column c) shows the cosine similarity between the learned position embedding "
     f"of patch (r, c) and those of all {gh}×{gw} patches, on one colour scale from −1 to 1; "

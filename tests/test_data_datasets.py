@@ -231,6 +231,39 @@ def test_image_folder_subset_reads_only_the_chosen_files(tmp_path):
         load_dataset(name, input_size=(6, 6), indices=[5])
 
 
+def test_a_folder_read_for_a_page_skips_the_unreadable_files_and_names_them(tmp_path):
+    """A truncated PNG and a text file named .jpg among good images: load_folder_for_model
+    gives the good ones exactly as load_dataset_for_model does, their indices, and the two bad
+    files with PIL's reasons; a folder of nothing but bad files is a clear error."""
+    from vizlib.data import load_folder_for_model
+
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for i in range(3):
+            pixels = np.full((6, 6), 40 * i + 5, np.uint8)
+            Image.fromarray(pixels).save(tmp_path / label / f"{i}.png")
+    whole = (tmp_path / "a" / "1.png").read_bytes()
+    (tmp_path / "a" / "1.png").write_bytes(whole[: len(whole) // 2])  # truncated
+    (tmp_path / "b" / "0.png").write_bytes(b"not a png")
+    name = f"imagefolder:{tmp_path}"
+    meta = {"input_size": [1, 8, 8], "mean": [0.5], "std": [0.25]}
+    read = load_folder_for_model(name, meta, indices=[5, 1, 0, 3])
+    assert read.indices == [5, 0]  # torchvision's order: a/0 a/1 a/2 b/0 b/1 b/2
+    assert read.labels.tolist() == [1, 0] and read.classes == ["a", "b"]
+    strict, strict_labels, _ = load_dataset_for_model(name, meta, indices=[5, 0])
+    torch.testing.assert_close(read.images, strict)
+    assert torch.equal(read.labels, strict_labels)
+    assert [path for path, _ in read.unreadable] == [
+        str(tmp_path / "a" / "1.png"),
+        str(tmp_path / "b" / "0.png"),
+    ]
+    assert all(why for _, why in read.unreadable)
+    every = load_folder_for_model(name, meta)
+    assert every.indices == [0, 2, 4, 5] and len(every.images) == 4
+    with pytest.raises(ValueError, match=r"None of the 2 images .* could be decoded"):
+        load_folder_for_model(name, meta, indices=[1, 3])
+
+
 def test_mnist_kept_as_uint8_is_the_files_bytes_and_feeds_the_model_unchanged(fake_mnist):
     from functools import partial
 

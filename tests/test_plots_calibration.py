@@ -51,3 +51,51 @@ def test_the_selective_accuracy_line_is_the_coverage_curve():
     np.testing.assert_allclose(fig.data[0].y, acc)
     assert f"confidence ≥ {thr[9]:.2%}" in fig.data[0].hovertext[9]
     assert fig.layout.yaxis.range[1] == pytest.approx(1.01)
+
+
+def _luminance(color: str) -> float:
+    """WCAG relative luminance of "#rrggbb"."""
+    channels = [int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _contrast(a: str, b: str) -> float:
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_the_accuracy_line_reads_on_the_light_and_the_dark_theme_and_spares_the_tick_labels():
+    conf, right, curves = _curves()
+    fig = plot_reliability(curves, accuracy=float(right.mean()))
+    line = next(t for t in fig.data if t.name.startswith("accuracy"))
+    # Streamlit's light background, and its dark one (black on it was invisible)
+    for background in ("#ffffff", "#0e1117"):
+        assert _contrast(line.line.color, background) >= 3, background
+    diagonal = next(t for t in fig.data if t.name == "perfect calibration")
+    assert line.line.dash != diagonal.line.dash  # two grey keys in the legend, told apart
+    # the shares' ticks on the far side: a dot at 100% (drawn past its axes) covered them
+    assert fig.layout.yaxis2.side == "right"
+
+
+def test_the_label_of_every_images_accuracy_sits_where_the_curve_does_not_cross_it():
+    # the surest answers right, then the curve coming down late to the overall 25%: it ends on
+    # the line from above, and crossed the label on top of it at the right
+    correct = np.r_[np.ones(20, bool), np.zeros(60, bool), np.ones(5, bool), np.zeros(15, bool)]
+    confidence = np.linspace(0.99, 0.3, 100)
+    cover, acc, thr = coverage_curve(confidence, correct)
+    overall = float(correct.mean())
+    fig = plot_selective_accuracy(cover, acc, thr, overall=overall)
+    label = fig.layout.annotations[0]
+    assert label.text == f"every image: {overall:.1%}"
+    assert label.yanchor == "top" and label.y == overall  # under the line
+    bottom, top = fig.layout.yaxis.range
+    height = 0.08 * (top - bottom)  # the label's, in accuracy
+    assert bottom <= overall - 1.5 * height + 1e-9  # room for it above the x axis
+    below = (acc < overall - 1e-9) & (acc >= overall - height)
+    assert not below.any()  # no point of the curve passes through it
+    # a line near 0%: no room under it, the label above, at the end the curve keeps off
+    rare = np.r_[np.ones(3, bool), np.zeros(97, bool)]
+    cover, acc, thr = coverage_curve(confidence, rare)
+    label = plot_selective_accuracy(cover, acc, thr, overall=0.03).layout.annotations[0]
+    assert label.yanchor == "bottom" and label.xanchor == "left"

@@ -96,9 +96,9 @@ def test_each_mistake_is_captioned_with_both_classes_and_the_answers_probability
     probabilities = np.array([[0.1, 0.71, 0.19], [0.5, 0.2, 0.3]])
     fig = plot_misclassified(tiles, np.array([2, 1]), probabilities, ids=[17, 4])
     notes = [a.text for a in fig.layout.annotations]
-    assert notes == ["true 2,<br>predicted 1<br>(71%)", "true 1,<br>predicted 0<br>(50%)"]
+    assert notes == ["true 2,<br>predicted 1<br>(71.0%)", "true 1,<br>predicted 0<br>(50.0%)"]
     assert fig.data[0].hovertemplate.startswith(
-        "test image 17<br>true 2, predicted 1 (71%)<br>probability of 2: 19.0%"
+        "test image 17<br>true 2, predicted 1 (71.0%)<br>probability of 2: 19.0%"
     )
     assert fig.layout.xaxis.domain[1] > 0.45  # two columns for two images, not six
 
@@ -228,7 +228,7 @@ def test_long_class_names_wrap_under_a_mistake_instead_of_being_cut():
                              class_names=names, id_prefix="image")  # fmt: skip
     caption = fig.layout.annotations[0].text.split("<br>")
     assert caption == ["true great white", "shark,", "predicted", "Greater Swiss", "Mountain dog",
-                       "(90%)"]  # fmt: skip
+                       "(90.0%)"]  # fmt: skip
     assert "…" not in fig.layout.annotations[0].text
     assert fig.data[0].hovertemplate.startswith("image 4<br>")
 
@@ -236,3 +236,28 @@ def test_long_class_names_wrap_under_a_mistake_instead_of_being_cut():
 def test_a_small_confusion_matrix_gets_a_small_figure():
     assert plot_confusion_matrix(np.eye(3, dtype=int)).layout.height < 300
     assert plot_confusion_matrix(np.eye(10, dtype=int)).layout.height == 460
+
+
+def test_a_confident_mistake_is_never_written_as_certain():
+    from vizlib.plots import confidence_percent, plot_misclassified
+
+    # whole percent wrote 0.996 as "100%"; one decimal writes 0.99996 as "100.0%"
+    assert [confidence_percent(p) for p in (0.99996, 1.0, 0.9995, 0.9994, 0.713, 0.0004)] == [
+        ">99.9%",
+        ">99.9%",
+        ">99.9%",
+        "99.9%",
+        "71.3%",
+        "<0.1%",
+    ]
+    probabilities = np.array([[0.00004, 0.99996, 0.0], [0.2, 0.1, 0.7]])
+    fig = plot_misclassified(
+        np.zeros((2, 1, 8, 8)), np.array([0, 1]), probabilities, ids=[17, 4], id_prefix="image"
+    )
+    notes = [a.text for a in fig.layout.annotations]
+    assert notes == ["true 0,<br>predicted 1<br>(>99.9%)", "true 1,<br>predicted 2<br>(70.0%)"]
+    assert fig.data[0].hovertemplate.startswith(
+        "image 17<br>true 0, predicted 1 (>99.9%)<br>probability of 0: <0.1%"
+    )
+    with pytest.raises(ValueError, match="2 tiles"):
+        plot_misclassified(np.zeros((2, 1, 8, 8)), np.array([0]), probabilities, ids=[1, 2])

@@ -31,6 +31,7 @@ from vizlib.data import (
     light_background,
     load_dataset,
     load_dataset_for_model,
+    load_folder_for_model,
     load_sample_image,
     prepare_image,
     read_image_upload,
@@ -50,6 +51,7 @@ __all__ = [
     "load_input_settings",
     "model_picker",
     "save_input_settings",
+    "unreadable_warning",
 ]
 
 SOURCES = ("Dataset sample", "Image folder", "Sample image", "Upload an image")
@@ -135,14 +137,40 @@ def folder_image(
 @st.cache_data(max_entries=4, show_spinner="Reading the image folder…")
 def folder_set(
     name: str, input_size: tuple, mean: tuple, std: tuple
-) -> tuple[torch.Tensor, torch.Tensor, list[str], list[int], int]:
+) -> tuple[torch.Tensor, torch.Tensor, list[str], list[int], int, list[tuple[str, str]]]:
     """Return (images (N, C, H, W) prepared for the model, labels (N,), class names, each image's
-    index in the folder, the folder's size) of ``ui.folder_subset``: a seeded random
-    ``MAX_FOLDER_SET`` at most, only those files read."""
+    index in the folder, the folder's size, the (path, reason) of each file that could not be
+    read) of ``ui.folder_subset``: a seeded random ``MAX_FOLDER_SET`` at most, only those files
+    read. Unreadable files are left out (``load_folder_for_model``): one truncated photo must
+    not hide the rest; ``unreadable_warning`` names them."""
     meta = ui.preparation_meta(input_size, mean, std)
     pick, total = ui.folder_subset(name, input_size, most=MAX_FOLDER_SET)
-    images, labels, classes = load_dataset_for_model(name, meta, indices=pick)
-    return images, labels, classes, pick, total
+    found = load_folder_for_model(name, meta, indices=pick)
+    return found.images, found.labels, found.classes, found.indices, total, found.unreadable
+
+
+def unreadable_warning(source: str | None, meta: dict, *, shown: int = 3) -> None:
+    """Warn, on the page, about the files of the image folder ``source`` that ``image_set``
+    left out because they could not be read: how many, and the first ``shown`` by path with
+    the reason. Nothing for another set, or where the folder cannot be read at all (the page
+    shows that error itself)."""
+    if source is None or not source.startswith("imagefolder:"):
+        return
+    try:
+        unreadable = folder_set(source, *ui.preparation_key(meta))[5]
+    except ValueError:
+        return
+    if not unreadable:
+        return
+    k = len(unreadable)
+    names = "; ".join(f"{path} ({why})" for path, why in unreadable[:shown])
+    more = f"; and {k - shown:,} more" if k > shown else ""
+    st.warning(
+        f"{k:,} image{'s' if k > 1 else ''} of the folder could not be read and "
+        f"{'are' if k > 1 else 'is'} left out: {names}{more}. Remove or replace "
+        f"{'them' if k > 1 else 'it'} to use {'them' if k > 1 else 'it'}.",
+        icon=":material/broken_image:",
+    )
 
 
 def _folder_picker(prefix: str, label: str) -> str | None:
@@ -266,7 +294,7 @@ def image_set(source: str, meta: dict) -> tuple[torch.Tensor, torch.Tensor, list
         images = _sample_set(*ui.preparation_key(meta))
         return images, torch.full((len(images),), -1), [], list(range(len(images)))
     if source.startswith("imagefolder:"):
-        images, labels, classes, ids, _ = folder_set(source, *ui.preparation_key(meta))
+        images, labels, classes, ids, _, _ = folder_set(source, *ui.preparation_key(meta))
         return images, labels, classes, ids
     images, labels, classes = dataset_for(source, tuple(int(v) for v in meta["input_size"][1:]))
     return images, labels, classes, list(range(len(images)))

@@ -221,6 +221,27 @@ def test_an_image_folder_takes_the_predicted_class_and_says_three_images_are_few
     assert "With only 3 images a unit can be 0 for all of them by chance" in notes
 
 
+def test_an_unreadable_file_in_a_folder_is_named_and_the_rest_measured(tmp_path, monkeypatch):
+    """A truncated photo among the folder's three: it stopped the page with an error box; the
+    other two are measured and a warning names it."""
+    import streamlit as st
+
+    from tests.test_data_datasets import write_image_folder
+
+    st.cache_data.clear()
+    write_image_folder(tmp_path / "fruit", n_per_class=1)
+    photo = sorted((tmp_path / "fruit").rglob("*.*"))[0]
+    photo.write_bytes(photo.read_bytes()[:40])
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
+    at = opened_with(PAGE, {"model": "lenet_digits"})
+    at.selectbox(key="activations.images").set_value(f"imagefolder:{tmp_path / 'fruit'}").run()
+    assert not at.exception and not errors(at)
+    (warning,) = [w.value for w in at.warning if "could not be read" in w.value]
+    assert warning.startswith(f"1 image of the folder could not be read and is left out: {photo} (")
+    assert at.slider(key="activations.n").value == 2
+    assert "over 2 images of fruit" in at.markdown[0].value
+
+
 def test_vit_b_16s_long_layer_names_are_shortened_in_the_table_not_in_the_csv(downloads):
     """Its names run to 46 characters ('encoder.layers.encoder_layer_11.self_attention'): the
     table writes their shared start as '…' (22 characters at most, as the Model Inspector) and

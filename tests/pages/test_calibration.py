@@ -17,7 +17,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.pages._shared import errors, link_warnings, opened_with, plotly_array
 from vizlib import calibration, zoo
-from vizlib.data import load_dataset
+from vizlib.data import dataset_normalization, denormalize, load_dataset
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "calibration.py")
 
@@ -81,6 +81,24 @@ def test_noisy_digits_make_the_vit_overconfident_and_scaling_mends_it(downloads)
     after = calibration.reliability(scaled.max(1), correct)
     assert after.ece < before.ece / 3
     assert any(f"from {before.ece:.2%} to {after.ece:.2%}" in c.value for c in at.caption)
+    # differences of two percentages in percentage points, not "%" (a relative change)
+    tiles = {m.label: m for m in at.metric}
+    gap = 100 * (confidence.mean() - correct.mean())
+    assert tiles["Mean confidence"].delta == f"{gap:+.1f} pts vs accuracy"
+    drop = 100 * (after.ece - before.ece)
+    assert tiles["Calibration error (ECE)"].delta == f"{drop:+.2f} pts scaled"
+    # the matrix on the page's background (a white box in the dark theme), its accuracies in
+    # the theme's text colour
+    matrix = _chart(at, "calibration.confusion")
+    assert matrix["layout"]["plot_bgcolor"] == "rgba(0,0,0,0)"
+    wrong_cells = next(t for t in matrix["data"] if t["name"] == "wrong")
+    assert wrong_cells["colorscale"][0][1] == "rgba(0,0,0,0)"  # no mistakes: no white cell
+    assert not any("color" in a.get("font", {}) for a in matrix["layout"]["annotations"])
+    # the surest mistake's probability to one decimal, never rounded up to "100%"
+    surest = confidence[~correct].max()
+    caption = _chart(at, "calibration.mistakes")["layout"]["annotations"][0]["text"]
+    expected = ">99.9%" if round(100 * surest, 1) >= 99.95 else f"{100 * surest:.1f}%"
+    assert caption.endswith(f"<br>({expected})"), caption
     # the diagram's points are the bins' accuracy at their mean confidence
     spec = _chart(at, "calibration.reliability")
     points = next(t for t in spec["data"] if t["name"] == "as the model answers")
@@ -156,6 +174,54 @@ def test_an_image_folder_is_scored_on_the_classes_the_model_has(tmp_path, monkey
     assert not at.exception
     assert any("nothing to score" in e for e in errors(at))
     assert any(c.value.startswith("Using its one image.") for c in at.caption)  # not "all of its 1"
+
+
+def test_unreadable_files_of_a_folder_are_skipped_and_named_and_the_rest_scored(
+    tmp_path, monkeypatch, downloads
+):
+    """Folders '3' and '7' of three digits each, a truncated PNG and a text file named .png
+    among them, and a 'cat' folder: one warning names the two bad files, the six good digits
+    are scored (the cat left out) with their own indices; a folder of nothing but broken files
+    is one clear error."""
+    import streamlit as st
+
+    st.cache_data.clear()
+    images, labels, _ = load_dataset("digits", "test", input_size=(28, 28))
+    pixels = denormalize(images[:, 0], *dataset_normalization("digits")).numpy()  # in [0, 1]
+    folder = tmp_path / "mixed"
+    for name, digit in (("3", 3), ("7", 7), ("cat", 5)):
+        (folder / name).mkdir(parents=True)
+        for i in np.flatnonzero(labels.numpy() == digit)[: 1 if name == "cat" else 3]:
+            Image.fromarray((pixels[i] * 255).astype(np.uint8)).save(folder / name / f"d{i}.png")
+    whole = next((folder / "3").iterdir()).read_bytes()
+    (folder / "7" / "corrupt.png").write_bytes(whole[: len(whole) // 2])
+    (folder / "3" / "notes.png").write_bytes(b"not an image")
+    broken = tmp_path / "broken"
+    (broken / "3").mkdir(parents=True)
+    (broken / "3" / "a.png").write_bytes(b"nothing")
+    (broken / "3" / "b.png").write_bytes(b"nothing either")
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path))
+    at = opened_with(PAGE, {"model": "lenet_digits"})
+    at.selectbox(key="calibration.images").set_value(f"imagefolder:{folder}").run()
+    assert not at.exception and not errors(at)
+    (warning,) = [w.value for w in at.warning]
+    assert warning.startswith("2 images of the folder could not be read and are left out: ")
+    assert str(folder / "7" / "corrupt.png") in warning
+    assert str(folder / "3" / "notes.png") in warning
+    assert "6 images of mixed" in at.markdown[0].value
+    assert at.slider(key="calibration.n").value == 6 and _metric(at, "Accuracy")
+    # the images scored are the readable 3s and 7s, by their index in ImageFolder's order
+    # (classes by name, files by name): 3/d*.png, 3/notes.png, 7/corrupt.png, 7/d*.png, cat
+    listing = [p for c in ("3", "7", "cat") for p in sorted((folder / c).iterdir())]
+    good = {i for i, p in enumerate(listing) if p.parent.name != "cat" and p.name[0] == "d"}
+    table = pd.read_csv(io.BytesIO(downloads["lenet_digits_predictions.csv"]))
+    assert len(table) == 6 and set(table["index"]) == good
+    assert set(table["true"].astype(str)) == {"3", "7"}
+    # every file unreadable: an error that says so, no traceback
+    at.selectbox(key="calibration.images").set_value(f"imagefolder:{broken}").run()
+    assert not at.exception
+    assert any(f"None of the 2 images read from {broken} could be decoded" in e
+               for e in errors(at))  # fmt: skip
 
 
 def test_imagenet_models_without_labelled_images_say_what_they_need():
@@ -264,6 +330,8 @@ def test_uploaded_weights_with_a_tripled_last_layer_need_three_times_the_tempera
 def test_too_few_images_fit_no_temperature(n, said):
     at = opened_with(PAGE, {"n": n})
     assert not errors(at)
+    images = "the first image" if n == 1 else f"the first {n} images"  # not "first 1 image"
+    assert f"on {images} of the digits test split." in at.markdown[0].value
     assert _metric(at, "Fitted temperature") == "–"
     assert any("Temperature scaling needs 4 images or more" in c.value for c in at.caption)
     assert said is None or any(said == s.value for s in at.success)

@@ -135,12 +135,15 @@ def test_the_confusion_matrix_and_the_mistakes_are_the_models(downloads, monkeyp
     assert list(table["images"]) == list(expected.sum(axis=1))
     np.testing.assert_allclose(table["accuracy"], expected.diagonal() / expected.sum(axis=1))
     # the gallery: the surest mistakes first, each captioned with its classes and probability
+    from vizlib.plots import confidence_percent
+
     probs = torch.softmax(logits, 1)
     confidence = probs.max(1).values.numpy()
     order = sorted(np.flatnonzero(predicted != y.numpy()), key=lambda i: -confidence[i])[:24]
     notes = [a["text"] for a in charts["training.mistakes"]["layout"]["annotations"]]
     assert notes == [
-        f"true {y[i]},<br>predicted {predicted[i]}<br>({confidence[i]:.0%})" for i in order
+        f"true {y[i]},<br>predicted {predicted[i]}<br>({confidence_percent(confidence[i])})"
+        for i in order
     ]
     # a rerun (any widget) reuses the run's predictions instead of running the model again
     calls = []

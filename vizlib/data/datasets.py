@@ -15,6 +15,7 @@ import stat
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ __all__ = [
     "DIGITS_MEAN",
     "DIGITS_STD",
     "IMAGE_EXTENSIONS",
+    "FolderImages",
     "ImageFolderInfo",
     "available_datasets",
     "check_image_folder",
@@ -34,6 +36,7 @@ __all__ = [
     "keeps_uint8",
     "load_dataset",
     "load_dataset_for_model",
+    "load_folder_for_model",
     "native_size",
     "prepare_image",
     "to_display_images",
@@ -551,6 +554,16 @@ def _folder_listing(name: str) -> tuple[tuple[str, ...], tuple[tuple[str, int], 
     return _listed(str(info.path), info.classes, _folder_signature(info.path, info.classes))
 
 
+class _UnreadableImage(ValueError):
+    """A file of an image folder that PIL cannot decode: its ``path`` and ``reason``."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(
+            f"Could not read the image {path} ({reason}). Remove it from the folder or replace it."
+        )
+        self.path, self.reason = str(path), reason
+
+
 def _read_folder_image(path: str, size: tuple[int, int]) -> torch.Tensor:
     """Return the image file at ``path`` as (3, H, W) float32 pixels in [0, 1], resized
     (bilinear, antialiased) to ``size`` = (H, W).
@@ -578,9 +591,7 @@ def _read_folder_image(path: str, size: tuple[int, int]) -> torch.Tensor:
                     image = Image.alpha_composite(white, image.convert("RGBA"))
                 arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0  # (h, w, 3)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise ValueError(
-            f"Could not read the image {path} ({err}). Remove it from the folder or replace it."
-        ) from err
+        raise _UnreadableImage(path, str(err) or type(err).__name__) from err
     pixels = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)[None]  # (1, 3, h, w)
     return _resize(pixels, size)[0]  # (3, H, W)
 
@@ -1017,3 +1028,58 @@ def load_dataset_for_model(
         indices=indices,
     )  # fmt: skip
     return to_model_input(images, name, meta), labels, class_names
+
+
+class FolderImages(NamedTuple):
+    """The readable images of an image folder, as ``load_folder_for_model`` reads them."""
+
+    images: torch.Tensor  # (N, C, H, W) prepared for the model
+    labels: torch.Tensor  # (N,) int64: label i is classes[i]
+    classes: list[str]
+    indices: list[int]  # each image's index in the folder (torchvision's order)
+    unreadable: list[tuple[str, str]]  # (path, why) of the chosen files that could not be read
+
+
+def load_folder_for_model(
+    name: str, meta: dict, *, indices: np.ndarray | list[int] | None = None
+) -> FolderImages:
+    """Return the images ``indices`` (all when None) of image folder ``name``
+    (``imagefolder:<path>``) prepared for the model described by ``meta``, as
+    ``load_dataset_for_model`` prepares them, skipping the files that cannot be read.
+
+    ``load_dataset`` stops at the first such file, which is right for training (a set must not
+    shrink unnoticed); a page that only looks at a folder should rather show the rest: one
+    truncated photo among hundreds hid them all. The skipped files come back in ``unreadable``
+    for the page to name, and ``indices`` says which files the images are. ``ValueError`` when
+    the folder cannot be listed, or when none of the chosen files can be read.
+    """
+    if not name.startswith("imagefolder:"):
+        raise ValueError(f"{name!r} is not an image folder (imagefolder:<path>)")
+    classes, samples = _folder_listing(name)
+    pick = _check_indices(indices, len(samples)).tolist()
+    _channels, height, width = (int(v) for v in meta["input_size"])
+    read, kept, unreadable = [], [], []
+    for i in pick:
+        try:
+            read.append(_read_folder_image(samples[i][0], (height, width)))  # (3, H, W)
+        except _UnreadableImage as err:
+            unreadable.append((err.path, err.reason))
+        else:
+            kept.append(i)
+    if not read:
+        if not pick:
+            raise ValueError(f"{name!r}: no images were selected.")
+        path, reason = unreadable[0]
+        if len(pick) == 1:
+            raise ValueError(
+                f"Could not read the image {path} ({reason}), the one chosen from "
+                f"{name.split(':', 1)[1]}. Remove it from the folder or replace it."
+            )
+        raise ValueError(
+            f"None of the {len(pick):,} images read from {name.split(':', 1)[1]} could be "
+            f"decoded (the first: {path}, {reason}). Are they images, and complete?"
+        )
+    # the same numbers as load_dataset_for_model: the folder's normalisation, then the model's
+    images = _normalize(torch.stack(read), *dataset_normalization(name))  # (N, 3, H, W)
+    labels = torch.tensor([samples[i][1] for i in kept], dtype=torch.int64)
+    return FolderImages(to_model_input(images, name, meta), labels, list(classes), kept, unreadable)

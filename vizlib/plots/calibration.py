@@ -13,6 +13,9 @@ __all__ = ["plot_reliability", "plot_selective_accuracy"]
 
 CURVE_COLORS = ("#1f77b4", "#d62728")  # the model as it answers; temperature-scaled
 DIAGONAL = "#7f7f7f"
+# a mid grey, readable on the light theme's white and the dark theme's near-black (black was
+# invisible there); dash-dotted, unlike the diagonal's dashes in the legend
+ACCURACY_LINE = "#8c8c8c"
 
 
 def _vertical(x: float, top: float, name: str, color: str, dash: str) -> go.Scatter:
@@ -91,8 +94,9 @@ def plot_reliability(curves: Mapping[str, object], *, accuracy: float) -> go.Fig
             row=1, col=2,
         )  # fmt: skip
     fig.add_trace(
-        _vertical(accuracy, top, f"accuracy {accuracy:.1%}", "black", "dash"), row=1, col=2
-    )
+        _vertical(accuracy, top, f"accuracy {accuracy:.1%}", ACCURACY_LINE, "dashdot"),
+        row=1, col=2,
+    )  # fmt: skip
     fig.add_annotation(
         text="overconfident ↘", x=0.97, y=0.05, xanchor="right", showarrow=False,
         font={"color": DIAGONAL}, row=1, col=1,
@@ -104,7 +108,9 @@ def plot_reliability(curves: Mapping[str, object], *, accuracy: float) -> go.Fig
     # short axis titles: at a phone's width the two panels' titles ran into each other
     fig.update_xaxes(range=[0, 1], tickformat=".0%", title_text="confidence")
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%", title_text="accuracy", row=1, col=1)
-    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    # the shares' ticks on the right: on the left, the large dot of a bin at 100% confidence
+    # and accuracy (cliponaxis off) covered the "100%" tick
+    fig.update_yaxes(tickformat=".0%", side="right", row=1, col=2)
     fig.update_layout(
         height=420,
         barmode="overlay",
@@ -113,6 +119,24 @@ def plot_reliability(curves: Mapping[str, object], *, accuracy: float) -> go.Fig
         legend={"orientation": "h", "yanchor": "top", "y": -0.24, "x": 0},
     )
     return fig
+
+
+def _label_side(
+    coverage: np.ndarray, accuracy: np.ndarray, overall: float, *, above: bool, band: float
+) -> str:
+    """Return "right" or "left": the end of the line of the overall accuracy where the curve
+    less often passes through its label, which spans about a quarter of the width and ``band``
+    (accuracy units) above or below the line. Answering every image the curve ends on the line,
+    coming down to it from above: a label above the line on the right was crossed."""
+    coverage, accuracy = np.asarray(coverage, float), np.asarray(accuracy, float)
+    tolerance = 1e-9  # the last point lies on the line, give or take the sums' rounding
+    if above:
+        inside = (accuracy > overall + tolerance) & (accuracy <= overall + band)
+    else:
+        inside = (accuracy < overall - tolerance) & (accuracy >= overall - band)
+    left = int(np.sum(inside & (coverage <= 0.25)))
+    right = int(np.sum(inside & (coverage >= 0.75)))
+    return "left" if left < right else "right"
 
 
 def plot_selective_accuracy(
@@ -131,18 +155,24 @@ def plot_selective_accuracy(
             name="answered", hovertext=hover, hovertemplate="%{hovertext}<extra></extra>",
         )
     )  # fmt: skip
+    low = float(np.min(accuracy)) if len(accuracy) else 0.0
+    # The label goes under the line: the curve ends on it coming down from above, and crossed
+    # a label above it. The axis reaches low enough below the line for the label, about 18 of
+    # the plot area's 240 px (8% of the range; the x ticks ran into a label with less room);
+    # bottom = overall - 1.5 * 0.08 * (1.01 - bottom), solved for bottom.
+    room = (overall - 0.12 * 1.01) / 0.88
+    bottom = max(0.0, min(low - 0.05, room))
+    band = 0.08 * (1.01 - bottom)  # the label's height in accuracy
+    above = room < 0  # a line near 0% leaves no room under it
+    side = _label_side(coverage, accuracy, overall, above=above, band=band)
     fig.add_hline(
         y=overall, line={"color": DIAGONAL, "dash": "dash"},
         annotation_text=f"every image: {overall:.1%}",
-        # above the line where it is low (below, it ran into the x axis' ticks)
-        annotation_position="top right" if overall < 0.9 else "bottom right",
+        annotation_position=f"{'top' if above else 'bottom'} {side}",
     )  # fmt: skip
     fig.update_xaxes(
         range=[0, 1], tickformat=".0%", title_text="images answered (most confident first)"
     )
-    low = float(np.min(accuracy)) if len(accuracy) else 0.0
-    fig.update_yaxes(
-        range=[max(0.0, low - 0.05), 1.01], tickformat=".0%", title_text="accuracy of the answers"
-    )
+    fig.update_yaxes(range=[bottom, 1.01], tickformat=".0%", title_text="accuracy of the answers")
     fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 20, "b": 10}, showlegend=False)
     return fig

@@ -16,6 +16,7 @@ from ._axes import log_ticks
 from .filters import _CAPTION_CHARS, plot_captioned_images
 
 __all__ = [
+    "confidence_percent",
     "plot_confusion_matrix",
     "plot_gradient_flow",
     "plot_misclassified",
@@ -26,8 +27,10 @@ __all__ = [
 TRAIN_COLOR, TEST_COLOR = "#4c78a8", "#f58518"
 RUN_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2")
 CORRECT_SCALE = ((0.0, "#deebf7"), (1.0, "#2171b5"))  # the diagonal, blues
-# mistakes from white (none) through orange to red: one wrong image must already show
-MISTAKE_SCALE = ((0.0, "#ffffff"), (1e-9, "#fdd0a2"), (0.5, "#f16913"), (1.0, "#a50f15"))
+# mistakes from none through orange to red: one wrong image must already show; a cell of no
+# mistakes is see-through, the page's own white or its dark ground in the dark theme (white
+# cells there made a glaring box)
+MISTAKE_SCALE = ((0.0, "rgba(0,0,0,0)"), (1e-9, "#fdd0a2"), (0.5, "#f16913"), (1.0, "#a50f15"))
 
 
 def _finite_or_none(values: Sequence[float]) -> list[float | None]:
@@ -309,6 +312,18 @@ def plot_run_comparison(runs: Mapping[str, Sequence]) -> go.Figure:
     return fig
 
 
+def confidence_percent(p: float) -> str:
+    """Return a softmax probability as a percentage to one decimal, never rounded to certainty
+    or to nothing: 0.99996 is ">99.9%" (a wrong answer shown as "100%" looked certain), 0.00004
+    "<0.1%". A softmax is never exactly 1 or 0; float32 saturating there says so too."""
+    p = float(p)
+    if p >= 0.9995:
+        return ">99.9%"
+    if p < 0.0005:
+        return "<0.1%"
+    return f"{p:.1%}"
+
+
 def plot_confusion_matrix(
     counts: np.ndarray,
     *,
@@ -322,8 +337,8 @@ def plot_confusion_matrix(
     .confusion_matrix``); the first K columns are the rows' classes in the same order, the E
     ``extra_columns`` answers outside them (a 1000-class model's "other class").
     The diagonal (right) is coloured in blues and the mistakes in oranges, each on its own scale,
-    so that a single wrong image stands out beside 45 right ones; empty cells are white and
-    unlabelled. Each row's accuracy (its diagonal count over its images, %) is written in the
+    so that a single wrong image stands out beside 45 right ones; empty cells are see-through
+    and unlabelled. Each row's accuracy (its diagonal count over its images, %) is written in the
     right margin, and the hover says what share of the true class a cell holds.
     """
     counts = np.asarray(counts)
@@ -376,8 +391,8 @@ def plot_confusion_matrix(
     }
     for i in range(k):
         text = f"{accuracy[i]:.0%}" if np.isfinite(accuracy[i]) else "–"
-        # on the white plot area: dark whatever the theme (a dark theme's light text vanished)
-        fig.add_annotation(text=text, y=names[i], yref="y", font={"color": "#31333f"}, **beside)
+        # beside the see-through plot area: the theme's own text colour
+        fig.add_annotation(text=text, y=names[i], yref="y", **beside)
     fig.add_annotation(text="<b>accuracy</b>", y=1.0, yref="paper", yanchor="bottom", **beside)
     fig.update_xaxes(
         title_text="predicted class",
@@ -391,7 +406,7 @@ def plot_confusion_matrix(
     fig.update_layout(
         height=min(460, 160 + 30 * k),  # square cells: a 3-class matrix in 460 px left gaps
         margin={"l": 10, "r": 80, "t": 60, "b": 10},
-        plot_bgcolor="white",
+        plot_bgcolor="rgba(0,0,0,0)",  # the gaps between cells and the empty cells: the page's
         showlegend=False,
     )
     return fig
@@ -408,7 +423,8 @@ def plot_misclassified(
     id_prefix: str = "test image",
 ) -> go.Figure:
     """Return a gallery of wrongly classified images, each captioned with its true class and
-    the predicted one with its probability ("true 3," / "predicted 8" / "(71%)").
+    the predicted one with its probability ("true 3," / "predicted 8" / "(71.4%)", never
+    rounded to "(100%)": a wrong answer of 99.6% read as certain; ``confidence_percent``).
 
     tiles (M, 1 or 3, h, w) in [0, 1]; labels (M,) their true classes; probabilities (M, K) the
     model's softmax for each; ids (M,) their indices in the split, named in the hover after
@@ -430,11 +446,12 @@ def plot_misclassified(
             [
                 *textwrap.wrap(f"true {names[true]},", _CAPTION_CHARS),
                 *textwrap.wrap(f"predicted {names[pred]}", _CAPTION_CHARS),
-                f"({p_pred:.0%})",
+                f"({confidence_percent(p_pred)})",
             ]
         )
         hover.append(
-            f"{id_prefix} {ids[i]}<br>true {names[true]}, predicted {names[pred]} ({p_pred:.0%})"
-            f"<br>probability of {names[true]}: {p_true:.1%}"
+            f"{id_prefix} {ids[i]}<br>true {names[true]}, predicted {names[pred]} "
+            f"({confidence_percent(p_pred)})<br>probability of {names[true]}: "
+            f"{confidence_percent(p_true)}"
         )
     return plot_captioned_images(tiles, captions, hover=hover, cols=max(1, min(cols, len(tiles))))

@@ -394,8 +394,10 @@ def plot_sinusoidal_encoding(encoding, *, title: str | None = None) -> go.Figure
 
 
 _DOT_PLOT_PX = 230  # the dot-product heatmap's square: a half column's plotting width at 1024 px
-_DOT_BAR_TOP_PX = 52  # from the square's lower edge to the colour bar's title: the x axis between
-_DOT_MARGIN = {"l": 50, "r": 10, "t": 40, "b": 118}  # b: the x axis, then the colour bar
+# from the square's lower edge to the colour bar's title: the x axis and its title between, then
+# a gap (at 52 px "position" sat on "dot product" and the two read as one label)
+_DOT_BAR_TOP_PX = 66
+_DOT_MARGIN = {"l": 50, "r": 10, "t": 40, "b": 132}  # b: the x axis, then the colour bar
 
 
 def plot_sinusoidal_similarity(similarity, *, title: str | None = None) -> go.Figure:
