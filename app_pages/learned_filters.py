@@ -248,6 +248,14 @@ with tab_filters:
             ),
             key=f"{P}.slices",
         )
+        if len(slices) > 1:  # which scale the slices share (the layer's range above is not it)
+            st.caption(
+                f"One scale for this filter's {len(slices)} slices, black at "
+                f"{float(slices.min()):.3g} and white at {float(slices.max()):.3g}."
+                if shared
+                else "Each slice is stretched to its own range (shapes are visible, strengths "
+                "do not compare); hover a slice for its L2 norm."
+            )
     st.download_button(
         "Download the weights (NPY, out×in×kh×kw)",
         to_npy_bytes(weights),

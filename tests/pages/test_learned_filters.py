@@ -257,6 +257,25 @@ def test_feature_map_title_says_which_maps_are_shown(at):
     assert title == "conv2: channels 0–9 of 64 maps of 4×4"
 
 
+def test_the_slice_grid_says_which_scale_its_slices_share(at):
+    """On the shared scale the slices of one filter share that filter's range, not the layer's
+    of the caption above; without it each slice has its own."""
+    from vizlib import zoo
+    from vizlib.filters import conv_filters
+
+    at.selectbox(key="filters.layer").set_value("conv2").run()
+    at.number_input(key="filters.filter_index").set_value(3).run()
+    assert any("Each slice is stretched to its own range" in c.value for c in at.caption)
+    at.toggle(key="filters.shared").set_value(True).run()
+    weights = conv_filters(zoo.load_model("lenet_digits")[0], "conv2")[3]  # (32, 5, 5)
+    expected = (
+        f"One scale for this filter's 32 slices, black at {float(weights.min()):.3g} and white "
+        f"at {float(weights.max()):.3g}."
+    )
+    assert expected in [c.value for c in at.caption]
+    assert not at.exception and not errors(at)
+
+
 def test_maps_shown_left_at_every_map_follows_the_layer_a_chosen_count_stays(at):
     """lenet_digits: conv1 has 32 maps, conv2 64. Left alone, the slider shows every map of
     each layer; a count the user chose stays when the layer changes."""
