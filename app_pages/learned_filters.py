@@ -578,11 +578,11 @@ with tab_opt:
                int(steps), float(lr), float(l2), int(jitter), int(blur_every), float(blur_sigma),
                int(seed))  # fmt: skip
     results: dict = st.session_state.setdefault(f"{P}.opt_results", {})
-    b1, b2, _ = st.columns([1, 1, 3])
-    start = b1.button("Optimise", type="primary", key=f"{P}.optimise")
+    buttons = st.container(horizontal=True)  # side by side: columns set Stop far off at 1500 px
+    start = buttons.button("Optimise", type="primary", key=f"{P}.optimise")
     # Clicking Stop during a run makes Streamlit interrupt the script at its next element update
     # (the progress bar's), then rerun with this button True: nothing of that run is kept
-    stopped = b2.button("Stop", key=f"{P}.opt_stop")
+    stopped = buttons.button("Stop", key=f"{P}.opt_stop")
     if stopped:
         st.warning("Stopped: the optimisation was interrupted. Press Optimise to start again.")
     if start and not stopped:
@@ -725,15 +725,15 @@ with tab_opt:
             )
         )
         stem = f"{loaded.stem}_{shown_layer or 'logits'}_optimised"
-        d1, d2 = st.columns(2)
-        d1.download_button(
+        downloads = st.container(horizontal=True)
+        downloads.download_button(
             "Download the images (NPY, N×C×H×W)",
             to_npy_bytes(found.images.numpy()),
             file_name=f"{stem}.npy",
             key=f"{P}.download_opt_npy",
             on_click="ignore",  # no rerun: a second download is not cancelled by the first's
         )
-        d2.download_button(
+        downloads.download_button(
             "Download the grid (PNG)",
             image_grid_png(found.images.numpy(), scale=max(1, 112 // side)),
             file_name=f"{stem}.png",
