@@ -154,22 +154,35 @@ def load_settings(table: Table, *, prefix: str, from_link: bool) -> list[str]:
 
 
 def follow_defaults(table: Table, *, prefix: str) -> None:
-    """Move each setting of ``table`` still at its default to its new default where that changed
-    since the last run (a default that follows the layer or the model chosen); call it before
-    ``load_settings``. A value the user chose stays.
+    """Move each setting of ``table`` that follows its default to the new default where that
+    changed since the last run (a default that follows the layer or the model chosen); call it
+    before ``load_settings``. A value the user chose stays, also on a layer whose default it
+    happens to be.
 
     "Maps shown" at every map (16) on a 16-channel layer stayed 16 on the next layer's 32, and a
-    first conv layer's own objective followed the user to the next layer, both into the link.
+    first conv layer's own objective followed the user to the next layer, both into the link. A
+    setting follows from the start, and stops following once its value is changed to one that
+    is not its default then (the user's, or a link's); set back to the default, it follows again.
     """
     record = st.session_state.get(prefix + "defaults", {})
     saved = st.session_state.get(prefix + "saved", {})
+    updated = dict(record)
     for wkey, default, _ in table.values():
-        if wkey not in record or link_text(record[wkey]) == link_text(default):
-            continue
-        now = st.session_state[wkey] if wkey in st.session_state else saved.get(wkey, record[wkey])
-        if link_text(now) == link_text(record[wkey]):
-            st.session_state[wkey] = default
-    st.session_state[prefix + "defaults"] = record | {w: d for w, d, _ in table.values()}
+        last = record.get(wkey)
+        if wkey in st.session_state:
+            now = st.session_state[wkey]
+        else:
+            now = saved.get(wkey, default if last is None else last["value"])
+        if last is None:
+            follows = link_text(now) == link_text(default)
+        elif link_text(now) != link_text(last["value"]):  # changed since: by the user, a link
+            follows = link_text(now) == link_text(last["default"])
+        else:
+            follows = last["follows"]
+        if follows and link_text(now) != link_text(default):
+            st.session_state[wkey] = now = default
+        updated[wkey] = {"default": default, "value": now, "follows": follows}
+    st.session_state[prefix + "defaults"] = updated
 
 
 _RUN = "links.loaded_this_run"  # (prefix, widget key) of every setting given a value this run

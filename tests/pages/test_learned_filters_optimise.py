@@ -107,6 +107,14 @@ def test_a_first_conv_layer_starts_on_its_centre_unit_and_the_next_layer_on_the_
     at.selectbox(key="filters.layer").set_value("conv2").run()
     assert at.radio(key="filters.opt_unit").value == "mean"
     assert "opt_unit" not in at.query_params  # each layer's default: nothing in the link
+    # a choice stays, also through a layer whose default it happens to be
+    at.selectbox(key="filters.layer").set_value("conv1").run()
+    at.radio(key="filters.opt_unit").set_value("mean").run()
+    at.selectbox(key="filters.layer").set_value("conv2").run()
+    assert at.radio(key="filters.opt_unit").value == "mean"
+    at.selectbox(key="filters.layer").set_value("conv1").run()
+    assert at.radio(key="filters.opt_unit").value == "mean"
+    assert at.query_params["opt_unit"] == "mean"
     assert not at.exception and not errors(at)
 
 
