@@ -211,10 +211,19 @@ def parking(*, every_setting: bool = False) -> Iterator[None]:
     ``st.session_state`` raises the stop again, and pages stop early often (an upload awaited).
     Without them, nothing is parked.
     """
+    from streamlit.runtime.scriptrunner_utils.exceptions import RerunException
+
     outer = st.session_state.get(_RUN)
     st.session_state[_RUN] = []
+    rerun = False
     try:
         yield
+    except RerunException:
+        # a run cut short by a rerun (a widget changed meanwhile, st.rerun()) did not reach its
+        # later widgets: parking their values would override the newer ones the rerun brings
+        # (Streamlit keeps such widgets' state too, for the same reason)
+        rerun = True
+        raise
     finally:
         state, lock = _session_state()
         if state is not None:
@@ -227,7 +236,8 @@ def parking(*, every_setting: bool = False) -> Iterator[None]:
                         del state[_RUN]
                 else:
                     state[_RUN] = outer
-                _park_undrawn(state, loaded)
+                if not rerun:
+                    _park_undrawn(state, loaded)
 
 
 def parked(function: Callable) -> Callable:
