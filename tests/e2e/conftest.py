@@ -157,7 +157,7 @@ _SCRIPT_STATE = """() => {
 }"""
 
 
-def wait_until_idle(page, timeout_s: float = 120, quiet_s: float = 0.75) -> float:
+def wait_until_idle(page, timeout_s: float = 120, quiet_s: float = 1.5) -> float:
     """Wait until the app is connected, has rendered and no script run has been in progress or
     asked for during ``quiet_s``; return the ``time.monotonic()`` at which it went quiet.
 
