@@ -153,24 +153,32 @@ def page(browser, app_url):
 _SCRIPT_STATE = """() => {
   const app = document.querySelector('[data-testid="stApp"]');
   const busy = document.querySelector('[data-testid="stStatusWidget"]') !== null;
-  return app === null ? null : [app.dataset.testConnectionState, app.dataset.testScriptState, busy];
+  const drawn = document.querySelectorAll('[data-testid]').length;
+  return app === null ? null : [app.dataset.testConnectionState, app.dataset.testScriptState, busy, drawn];
 }"""
 
 
 def wait_until_idle(page, timeout_s: float = 120, quiet_s: float = 1.5) -> float:
     """Wait until the app is connected, has rendered and no script run has been in progress or
-    asked for during ``quiet_s``; return the ``time.monotonic()`` at which it went quiet.
+    asked for, nor any element been drawn, during ``quiet_s``; return the ``time.monotonic()``
+    at which it went quiet.
 
     The app's root element carries Streamlit's own record of the script's state
     (``data-test-script-state``: running, rerunRequested or notRunning), which changes at once;
     the quiet time is for the reruns a page asks for itself once drawn (a component's value).
+    The elements themselves can come later: in a fresh browser context a page's first run ended
+    ("notRunning") 1.5 s before any of its widgets showed (the browser still loading the code of
+    its charts), so the count of drawn elements must hold still too.
     """
     page.wait_for_selector('[data-testid="stApp"]', timeout=timeout_s * 1000)
     deadline = time.monotonic() + timeout_s
     quiet_since = None
+    drawn = None
     while time.monotonic() < deadline:
         state = page.evaluate(_SCRIPT_STATE)
         idle = state is not None and state[:2] == ["CONNECTED", "notRunning"] and not state[2]
+        if state is not None and state[3] != drawn:
+            idle, drawn = False, state[3]
         if not idle:
             quiet_since = None
         elif quiet_since is None:
