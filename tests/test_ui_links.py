@@ -139,3 +139,50 @@ def test_the_routers_parking_takes_aside_settings_that_a_run_stopped_before_load
     at.session_state["upload"] = False
     at.run()
     assert at.number_input(key="t.b").value == 7
+
+
+def _page_whose_range_follows_the_images():
+    import streamlit as st
+
+    from ui import links
+
+    with links.parking():
+        n_images = st.session_state.get("n_images", 100)
+        table = {"image": ("t.image", 0, (0, n_images - 1))}
+        links.load_settings(table, prefix="t.", from_link=links.first_visit("t."))
+        if not st.session_state.get("awaiting"):
+            st.number_input("Image", 0, n_images - 1, key="t.image")
+        links.save_settings(table, prefix="t.")
+
+
+def test_a_value_out_of_range_for_a_while_comes_back_once_it_fits():
+    """Image 7 of 100, then two uploaded images (image 0 of 2 stands in), then the 100 again:
+    image 7, also in the link, unless the user changed the stand-in meanwhile."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_page_whose_range_follows_the_images).run()
+    at.number_input(key="t.image").set_value(7).run()
+    at.session_state["n_images"] = 2
+    at.run()
+    assert at.number_input(key="t.image").value == 0
+    assert "image" not in at.query_params
+    at.session_state["awaiting"] = True  # the widget parked meanwhile (an upload awaited)
+    at.run()
+    at.session_state["awaiting"] = False
+    at.run()
+    assert at.number_input(key="t.image").value == 0
+    at.session_state["n_images"] = 5  # still too few: it waits on
+    at.run()
+    assert at.number_input(key="t.image").value == 0
+    at.session_state["n_images"] = 100
+    at.run()
+    assert at.number_input(key="t.image").value == 7
+    assert at.query_params["image"] == "7"
+
+    at.session_state["n_images"] = 2
+    at.run()
+    at.number_input(key="t.image").set_value(1).run()  # the user's own choice on the two
+    at.session_state["n_images"] = 100
+    at.run()
+    assert at.number_input(key="t.image").value == 1
+    assert not at.exception

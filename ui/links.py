@@ -128,12 +128,29 @@ def load_settings(table: Table, *, prefix: str, from_link: bool) -> list[str]:
     for a while), the last value used. A number outside its range, or a value its parser refuses
     (ranges and options may follow a model or a grid chosen since), goes back to the default; a
     tuple of allowed names is only what a link may name (a widget may offer "upload" too).
+
+    A value sent back to the default is kept aside and comes back once it fits again, unless
+    the user has changed the stand-in meanwhile: image 7 of 100 digits, after a look at two
+    uploaded images (image 0 of 2), is image 7 of 100 again, not image 0.
     """
     saved = st.session_state.get(prefix + "saved", {})
+    aside = dict(st.session_state.get(prefix + "aside", {}))  # widget key -> (value, stand-in)
     warnings = []
     for qkey, (wkey, default, allowed) in table.items():
         value = saved.get(wkey, default)
+        drawn = wkey in st.session_state
+        if wkey in aside:  # back once it fits, unless the stand-in was changed or a link came
+            kept, stand_in = aside.pop(wkey)
+            now = st.session_state[wkey] if drawn else value
+            if link_text(now) == link_text(stand_in) and not (from_link and qkey in st.query_params):
+                if not _allowed(kept, default, allowed):
+                    aside[wkey] = (kept, stand_in)  # does not fit yet
+                elif drawn:
+                    st.session_state[wkey] = kept
+                else:
+                    value = kept
         if not _allowed(value, default, allowed):
+            aside[wkey] = (aside[wkey][0] if wkey in aside else value, default)
             value = default
         if from_link and qkey in st.query_params:
             raw = st.query_params[qkey]
@@ -141,9 +158,12 @@ def load_settings(table: Table, *, prefix: str, from_link: bool) -> list[str]:
                 value = parse_setting(raw, default, allowed)
             except ValueError as err:
                 warnings.append(f"Ignored `{qkey}={raw}` from the link ({err}).")
-        if wkey in st.session_state and not _allowed(st.session_state[wkey], default, allowed):
+        if drawn and not _allowed(st.session_state[wkey], default, allowed):
+            aside[wkey] = (aside[wkey][0] if wkey in aside else st.session_state[wkey], default)
             st.session_state[wkey] = default
         st.session_state.setdefault(wkey, value)
+    if aside or prefix + "aside" in st.session_state:
+        st.session_state[prefix + "aside"] = aside
     given = [(prefix, w) for w, _, _ in table.values()]
     if _RUN in st.session_state:  # recorded for ``parking``
         st.session_state[_RUN] = [*st.session_state[_RUN], *given]

@@ -736,3 +736,31 @@ def test_downloads_do_not_rerun_the_page(tiny_vit_zoo):
     at = _linked({"model": TINY, "n": "4"})
     buttons = at.get("download_button")
     assert len(buttons) == 3 and all(b.proto.ignore_rerun for b in buttons)
+
+
+def test_image_and_count_come_back_after_a_detour_to_a_smaller_image_set(
+    tiny_vit_zoo, tmp_path, monkeypatch
+):
+    """Image 20 of 100 digits; a 12-image folder has no image 20 (image 0 and 12 images stand
+    in); back on the digits, image 20 and 100 images again, in the link too."""
+    from tests.test_data_datasets import write_image_folder
+
+    write_image_folder(tmp_path / "fruit", n_per_class=4)
+    monkeypatch.setenv("VIZLIB_DATA", str(tmp_path / "fruit"))
+    at = AppTest.from_file(PAGE, default_timeout=120)
+    at.query_params["model"] = TINY
+    _run(at)
+    digits = at.selectbox(key="vit_attention.source").value
+    at.number_input(key="vit_attention.n_images").set_value(100)
+    at.number_input(key="vit_attention.image").set_value(20)
+    _run(at)
+    at.selectbox(key="vit_attention.source").set_value(f"imagefolder:{tmp_path / 'fruit'}")
+    _run(at)
+    assert at.number_input(key="vit_attention.image").value == 0
+    assert at.number_input(key="vit_attention.n_images").value == 12
+    at.selectbox(key="vit_attention.source").set_value(digits)
+    _run(at)
+    assert at.number_input(key="vit_attention.image").value == 20
+    assert at.number_input(key="vit_attention.n_images").value == 100
+    assert at.query_params["image"] == "20" and at.query_params["n"] == "100"
+    assert not at.exception
