@@ -142,7 +142,9 @@ def load_settings(table: Table, *, prefix: str, from_link: bool) -> list[str]:
         if wkey in aside:  # back once it fits, unless the stand-in was changed or a link came
             kept, stand_in = aside.pop(wkey)
             now = st.session_state[wkey] if drawn else value
-            if link_text(now) == link_text(stand_in) and not (from_link and qkey in st.query_params):
+            if link_text(now) == link_text(stand_in) and not (
+                from_link and qkey in st.query_params
+            ):
                 if not _allowed(kept, default, allowed):
                     aside[wkey] = (kept, stand_in)  # does not fit yet
                 elif drawn:
