@@ -158,6 +158,18 @@ def test_transposed_mode():
     assert any("Output padding (width) must be smaller" in e for e in errors(at))
 
 
+def test_output_padding_survives_a_round_trip_through_convolution_mode():
+    """Convolution mode hides the output padding; the router parks it meanwhile."""
+    at = AppTest.from_file(str(Path(PAGE).parents[1] / "app.py"), default_timeout=120).run()
+    at.switch_page("app_pages/conv_playground.py").run()
+    at.radio(key="conv.mode").set_value("Transposed convolution").run()
+    at.number_input(key="conv.oph").set_value(1).run()
+    at.radio(key="conv.mode").set_value("Convolution").run()
+    at.radio(key="conv.mode").set_value("Transposed convolution").run()
+    assert at.number_input(key="conv.oph").value == 1 and at.query_params["oph"] == "1"
+    assert not at.exception
+
+
 @pytest.mark.parametrize(
     ("kind", "shown"), [("same", "padding 'same',"), ("valid", "padding 'valid',")]
 )
