@@ -441,10 +441,10 @@ def folder_subset_note(name: str, input_size: tuple[int, ...], *, most: int) -> 
         st.error(str(err))
         return None
     if total == 1:
-        used = "Using its one image."
+        used = "Reading its one image."
     else:
         kept = "all" if len(pick) == total else f"a random {len(pick):,} (seed 0)"
-        used = f"Using {kept} of its {total:,} images."
+        used = f"Reading {kept} of its {total:,} images."
     return f"{used} {folder_channels_note(int(input_size[0]))}"
 
 

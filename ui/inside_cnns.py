@@ -157,18 +157,19 @@ def unreadable_warning(source: str | None, meta: dict, *, shown: int = 3) -> Non
     if source is None or not source.startswith("imagefolder:"):
         return
     try:
-        unreadable = folder_set(source, *ui.preparation_key(meta))[5]
+        found = folder_set(source, *ui.preparation_key(meta))
     except ValueError:
         return
+    unreadable, used = found[5], len(found[0])
     if not unreadable:
         return
     k = len(unreadable)
     names = "; ".join(f"{path} ({why})" for path, why in unreadable[:shown])
     more = f"; and {k - shown:,} more" if k > shown else ""
     st.warning(
-        f"{k:,} image{'s' if k > 1 else ''} of the folder could not be read and "
-        f"{'are' if k > 1 else 'is'} left out: {names}{more}. Remove or replace "
-        f"{'them' if k > 1 else 'it'} to use {'them' if k > 1 else 'it'}.",
+        f"{k:,} of the {k + used:,} images could not be read and "
+        f"{'are' if k > 1 else 'is'} left out ({used:,} used): {names}{more}. Remove or "
+        f"replace {'them' if k > 1 else 'it'} to use {'them' if k > 1 else 'it'}.",
         icon=":material/broken_image:",
     )
 

@@ -173,7 +173,7 @@ def test_an_image_folder_is_scored_on_the_classes_the_model_has(tmp_path, monkey
     at.selectbox(key="calibration.images").set_value(f"imagefolder:{other}").run()
     assert not at.exception
     assert any("nothing to score" in e for e in errors(at))
-    assert any(c.value.startswith("Using its one image.") for c in at.caption)  # not "all of its 1"
+    assert any(c.value.startswith("Reading its one image.") for c in at.caption)  # not "all of its 1"
 
 
 def test_unreadable_files_of_a_folder_are_skipped_and_named_and_the_rest_scored(
@@ -205,7 +205,7 @@ def test_unreadable_files_of_a_folder_are_skipped_and_named_and_the_rest_scored(
     at.selectbox(key="calibration.images").set_value(f"imagefolder:{folder}").run()
     assert not at.exception and not errors(at)
     (warning,) = [w.value for w in at.warning]
-    assert warning.startswith("2 images of the folder could not be read and are left out: ")
+    assert warning.startswith("2 of the 9 images could not be read and are left out (7 used): ")
     assert str(folder / "7" / "corrupt.png") in warning
     assert str(folder / "3" / "notes.png") in warning
     assert "6 images of mixed" in at.markdown[0].value

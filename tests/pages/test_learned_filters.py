@@ -318,7 +318,7 @@ def test_an_image_folder_feeds_the_feature_maps_and_the_top_activating_images(
     name = f"imagefolder:{tmp_path / 'fruit'}"
     at.selectbox(key="filters.top.images").set_value(name).run()
     assert not at.exception and not errors(at)
-    assert any("Using all of its 9 images" in c.value for c in at.caption)
+    assert any("Reading all of its 9 images" in c.value for c in at.caption)
     chart = next(c for c in at.get("plotly_chart") if c.key == "filters.top")
     spec = chart.proto.spec.replace("\\u003c", "<").replace("\\u003e", ">")  # JSON escapes
     hover = re.findall(r"image (\d+)<br>class (\w+)<br>score ([-\d.e+]+)", spec)
