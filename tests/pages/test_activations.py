@@ -237,7 +237,9 @@ def test_an_unreadable_file_in_a_folder_is_named_and_the_rest_measured(tmp_path,
     at.selectbox(key="activations.images").set_value(f"imagefolder:{tmp_path / 'fruit'}").run()
     assert not at.exception and not errors(at)
     (warning,) = [w.value for w in at.warning if "could not be read" in w.value]
-    assert warning.startswith(f"1 of the 3 images could not be read and is left out (2 used): {photo} (")
+    assert warning.startswith(
+        f"1 of the 3 images could not be read and is left out (2 used): {photo} ("
+    )
     assert at.slider(key="activations.n").value == 2
     assert "over 2 images of fruit" in at.markdown[0].value
 

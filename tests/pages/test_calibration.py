@@ -173,7 +173,9 @@ def test_an_image_folder_is_scored_on_the_classes_the_model_has(tmp_path, monkey
     at.selectbox(key="calibration.images").set_value(f"imagefolder:{other}").run()
     assert not at.exception
     assert any("nothing to score" in e for e in errors(at))
-    assert any(c.value.startswith("Reading its one image.") for c in at.caption)  # not "all of its 1"
+    assert any(
+        c.value.startswith("Reading its one image.") for c in at.caption
+    )  # not "all of its 1"
 
 
 def test_unreadable_files_of_a_folder_are_skipped_and_named_and_the_rest_scored(
