@@ -254,14 +254,8 @@ def _load_torchvision(
     indices: np.ndarray | list[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     if key == "imagefolder":
-        classes, samples = _folder_listing(name)
-        n = len(samples) if max_samples is None else min(len(samples), max_samples)
-        pick = range(n) if indices is None else _check_indices(indices, len(samples)).tolist()
-        images = [_read_folder_image(samples[i][0], size) for i in pick]  # each (3, H, W)
-        if not images:
-            raise ValueError(f"{name!r}: no images were selected.")
-        labels = torch.tensor([samples[i][1] for i in pick], dtype=torch.int64)
-        return torch.stack(images), labels, list(classes)
+        found = _read_folder(name, size, indices, max_samples=max_samples, skip=False)
+        return found.images, found.labels, found.classes  # (N, 3, H, W) in [0, 1]
 
     raw = _mnist_raw_files(key, split, root)
     if raw is not None:  # read only the chosen images from the file, not all of them
@@ -1055,20 +1049,44 @@ def load_folder_for_model(
     """
     if not name.startswith("imagefolder:"):
         raise ValueError(f"{name!r} is not an image folder (imagefolder:<path>)")
-    classes, samples = _folder_listing(name)
-    pick = _check_indices(indices, len(samples)).tolist()
     _channels, height, width = (int(v) for v in meta["input_size"])
+    found = _read_folder(name, (height, width), indices, skip=True)
+    # the same numbers as load_dataset_for_model: the folder's normalisation, then the model's
+    images = _normalize(found.images, *dataset_normalization(name))  # (N, 3, H, W)
+    return found._replace(images=to_model_input(images, name, meta))
+
+
+def _read_folder(
+    name: str,
+    size: tuple[int, int],
+    indices: np.ndarray | list[int] | None,
+    *,
+    max_samples: int | None = None,
+    skip: bool,
+) -> FolderImages:
+    """Return the files ``indices`` (else the first ``max_samples``, else all) of image folder
+    ``name`` as (3, H, W) pixels in [0, 1] of ``size`` (H, W), with their labels. A file that
+    cannot be read raises ``ValueError`` naming it, or with ``skip`` is left out and listed in
+    ``unreadable``; ``ValueError`` too when nothing is chosen or nothing could be read."""
+    classes, samples = _folder_listing(name)
+    if indices is None:
+        n = len(samples) if max_samples is None else min(len(samples), max_samples)
+        pick = list(range(n))
+    else:
+        pick = _check_indices(indices, len(samples)).tolist()
+    if not pick:
+        raise ValueError(f"{name!r}: no images were selected.")
     read, kept, unreadable = [], [], []
     for i in pick:
         try:
-            read.append(_read_folder_image(samples[i][0], (height, width)))  # (3, H, W)
+            read.append(_read_folder_image(samples[i][0], size))  # (3, H, W)
         except _UnreadableImage as err:
+            if not skip:
+                raise
             unreadable.append((err.path, err.reason))
         else:
             kept.append(i)
     if not read:
-        if not pick:
-            raise ValueError(f"{name!r}: no images were selected.")
         path, reason = unreadable[0]
         if len(pick) == 1:
             raise ValueError(
@@ -1079,7 +1097,5 @@ def load_folder_for_model(
             f"None of the {len(pick):,} images read from {name.split(':', 1)[1]} could be "
             f"decoded (the first: {path}, {reason}). Are they images, and complete?"
         )
-    # the same numbers as load_dataset_for_model: the folder's normalisation, then the model's
-    images = _normalize(torch.stack(read), *dataset_normalization(name))  # (N, 3, H, W)
     labels = torch.tensor([samples[i][1] for i in kept], dtype=torch.int64)
-    return FolderImages(to_model_input(images, name, meta), labels, list(classes), kept, unreadable)
+    return FolderImages(torch.stack(read), labels, list(classes), kept, unreadable)
