@@ -332,8 +332,11 @@ if picked:
     columns = st.columns(len(result))
     for where, (label, r) in zip(columns, result.items(), strict=True):
         series = {name: r.samples[name] for name in picked if name in r.samples}
+        zeros = {row["layer"]: row["zero_fraction"] for row in r.rows}  # all values, not a sample
         where.plotly_chart(
-            plot_activation_histograms(series, log_y=log_y, title=f"{meta['name']}, {label}"),
+            plot_activation_histograms(
+                series, log_y=log_y, title=f"{meta['name']}, {label}", zero_shares=zeros
+            ),
             key=f"{P}.hist.{label}",
         )
     size = max(len(v) for r in result.values() for v in r.samples.values())

@@ -23,6 +23,7 @@ from ui.inside_cnns import (
 from vizlib import adversarial, zoo
 from vizlib.data.datasets import denormalize
 from vizlib.plots import (
+    confidence_percent,
     image_grid_png,
     perturbation_tile,
     plot_attack_accuracy,
@@ -195,9 +196,9 @@ st.plotly_chart(
         tiles,
         [
             # class names on a line of their own: a 16-character line holds "aircraft carrier"
-            ["clean", classes[predicted], f"{float(clean_p[predicted]):.1%}"],
+            ["clean", classes[predicted], confidence_percent(clean_p[predicted])],
             [f"change ×{255 / (2 * eps):.0f}", "mean |δ|", f"{changed.mean():.1f}/255"],
-            ["adversarial", classes[after], f"{float(adv_p[after]):.1%}"],
+            ["adversarial", classes[after], confidence_percent(adv_p[after])],
         ],
         hover=[
             f"{chosen.label}<br>{classes[predicted]}: {float(clean_p[predicted]):.2%}",

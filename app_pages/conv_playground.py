@@ -494,6 +494,7 @@ def code_section() -> None:
         f"import torch\nfrom torch import nn\n\nlayer = {line}\n"
         f"x = torch.randn(1, {cin}, {h}, {w})\nprint(layer(x).shape)",
         language="python",
+        wrap_lines=True,  # a layer with every option set ran past the column, cut off there
     )
 
 

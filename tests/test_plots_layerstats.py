@@ -51,6 +51,8 @@ def test_histograms_are_shares_of_the_nonzero_values_on_one_range():
     assert a.x[0] == pytest.approx(low + (high - low) / 80)  # the first bin's centre
     counts, _ = np.histogram(np.clip(wide, low, high), bins=np.linspace(low, high, 41))
     np.testing.assert_allclose(b.y, 100 * counts / wide.size)
+    exact = plot_activation_histograms({"relu": relu, "wide": wide}, zero_shares={"relu": 0.324})
+    assert exact.data[0].name == "relu (32% zeros left out)"  # over all values, not the sample
     with_zeros = plot_activation_histograms({"relu": relu}, drop_zeros=False, log_y=True)
     assert with_zeros.data[0].name == "relu" and with_zeros.layout.yaxis.type == "log"
     # each tick label is its value ("0.5", not plotly's "5" below 1), over the shares drawn

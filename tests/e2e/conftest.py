@@ -189,6 +189,30 @@ def wait_until_idle(page, timeout_s: float = 120, quiet_s: float = 1.5) -> float
     raise AssertionError(f"the app was still running after {timeout_s} s")
 
 
+def set_slider(page, slider, value: float, timeout_s: float = 120) -> None:
+    """Move the focused ``slider`` (its role="slider" thumb) to ``value`` with the arrow keys,
+    one step per press, and wait until the app has settled on it. A press while the page
+    reruns can be lost (a run that ends redraws the slider at the value it was given): ten
+    presses in a row once left a rotation at 7 degrees, so the value is read after each press
+    and again once the app is idle."""
+
+    def shown() -> float:  # an <input type="range">, or a thumb with aria-valuenow
+        return float(slider.evaluate("e => e.value ?? e.getAttribute('aria-valuenow')"))
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        now = shown()
+        if now == value:
+            wait_until_idle(page)
+            if shown() == value:
+                return
+            continue
+        slider.focus()
+        page.keyboard.press("ArrowRight" if now < value else "ArrowLeft")
+        time.sleep(0.05)
+    raise AssertionError(f"the slider did not reach {value} within {timeout_s} s")
+
+
 def open_page(page, app_url: str, url_path: str) -> None:
     """Go to one page of the app (its url path, e.g. "conv_playground") and wait for it."""
     page.goto(f"{app_url}/{url_path}")

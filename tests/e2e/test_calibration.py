@@ -11,7 +11,7 @@ from tests.e2e.conftest import (
     open_page,
     plotly_charts,
     screenshot,
-    wait_until_idle,
+    set_slider,
 )
 
 pytestmark = pytest.mark.e2e
@@ -33,11 +33,7 @@ def test_calibration_page_scores_noisy_digits_and_follows_a_rotation(page, app_u
     screenshot(page, "calibration_1024")
 
     page.get_by_text("Shift the images").click()
-    slider = page.get_by_role("slider", name="Rotation (degrees)")
-    slider.focus()
-    for _ in range(10):
-        page.keyboard.press("ArrowRight")
-    wait_until_idle(page)
+    set_slider(page, page.get_by_role("slider", name="Rotation (degrees)"), 10)
     page.get_by_text("rotated 10°").wait_for()
     assert error_boxes(page) == []
     assert _metric(page, "Accuracy") != noisy

@@ -57,6 +57,12 @@ def test_default_view_measures_the_test_split_against_the_untrained_network(down
         np.testing.assert_allclose(got["grad_rms"], [r["grad_rms"] for r in expected], rtol=1e-5)
         assert list(got["dead_channels"]) == [r["dead_channels"] for r in expected]
     assert list(got["output_shape"][:1]) == ["32×24×24"]
+    # the legend's share of zeros is the table's, over every value, not the histogram's sample
+    shares = dict(zip(got["layer"], got["zero_fraction"], strict=True))
+    for trace in charts["activations.hist.at initialisation"]["data"]:
+        layer = trace["name"].split(" (")[0]
+        if shares[layer]:
+            assert trace["name"] == f"{layer} ({shares[layer]:.0%} zeros left out)"
 
 
 def test_without_gradients_or_comparison_the_figures_shrink(at):

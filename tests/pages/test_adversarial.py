@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from tests.pages._shared import errors, link_warnings, opened_with
 from vizlib import adversarial, zoo
 from vizlib.data.datasets import denormalize, load_dataset
+from vizlib.plots import confidence_percent
 
 PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "adversarial.py")
 
@@ -57,7 +58,7 @@ def test_the_default_attack_is_vizlibs_and_flips_the_digit(digits):
     assert after != predicted
     assert f"to **{after}**" in at.success[0].value
     captions = _captions(at)
-    assert f"{after}<br>{float(expected.adversarial_probs[0, after]):.1%}" in captions[-1]
+    assert f"{after}<br>{confidence_percent(expected.adversarial_probs[0, after])}" in captions[-1]
     text = " ".join(captions)
     assert "change ×4" in text  # 255 / (2 * 32)
     assert {c.key for c in at.get("plotly_chart")} >= {"adv.top_clean", "adv.top_adversarial"}

@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from PIL import Image
 
 from ._colors import rgb_colorscale
+from .training import confidence_percent
 
 __all__ = [
     "SIMILARITY_TITLES",
@@ -204,16 +205,6 @@ def plot_attribution_colorbar(
     return fig
 
 
-def _percent(p: float) -> str:
-    """Return a probability as a percentage to 0.1 %, "<0.1%" and ">99.9%" at the ends, which
-    would otherwise read "0.0%" (ruled out) or "100.0%" (certain)."""
-    if p < 0.0005:
-        return "<0.1%"
-    if p >= 0.9995 and p < 1:
-        return ">99.9%"
-    return f"{p:.1%}"
-
-
 # Bars at least this long hold their label inside, at their end; shorter ones have it after.
 _INSIDE_FROM = 0.75
 
@@ -232,7 +223,7 @@ def plot_top_predictions(
             x=probabilities,
             y=list(labels),
             orientation="h",
-            customdata=[_percent(p) for p in probabilities],
+            customdata=[confidence_percent(p) for p in probabilities],
             hovertemplate="%{y}: %{customdata} (%{x:.3g})<extra></extra>",
         )
     )
@@ -241,7 +232,7 @@ def plot_top_predictions(
         fig.add_annotation(
             x=p,
             y=row,  # the row's index: plotly reads a label such as "2" as row 2, not as the name
-            text=_percent(p),
+            text=confidence_percent(p),
             showarrow=False,
             xanchor="right" if inside else "left",
             xshift=-4 if inside else 4,

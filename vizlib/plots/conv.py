@@ -25,9 +25,12 @@ MAX_ANIMATION_FRAMES = 400
 
 _INPUT = "#9ecae1"  # input cells (blue, as in the convolution-arithmetic animations)
 _PAD = "#f0f0f0"  # padding cells
-_FOOT = "rgba(8, 48, 107, 0.4)"  # kernel footprint (light enough to read the numbers under it)
+# The kernel and the cell it writes, in orange: it reads on the blue and green cells and, in the
+# legend, on a dark page as on a light one (navy and dark green were lost on the dark theme)
+_FOOT = "rgba(230, 85, 13, 0.4)"  # kernel footprint (light enough to read the numbers under it)
+_FOOT_LINE = "rgb(230, 85, 13)"
 _OUT = "#a1d99b"  # output cells (green)
-_HIGHLIGHT = "rgba(0, 90, 50, 0.45)"
+_HIGHLIGHT = "rgba(230, 85, 13, 0.4)"
 # Play controls under the grids, in pixels below the plot area: the slider (its current value
 # clear of the axis tick labels) across the full width, then the Play / Pause buttons under it,
 # so neither overlaps the other at any figure width.
@@ -223,7 +226,7 @@ def plot_conv_animation(
                 fill="toself",
                 fillcolor=_FOOT,
                 mode="lines",
-                line={"color": "rgb(8, 48, 107)", "width": 1},
+                line={"color": _FOOT_LINE, "width": 1},
                 hoverinfo="skip",
                 name="kernel taps",
             ),  # fmt: skip
@@ -232,7 +235,7 @@ def plot_conv_animation(
                 x=bx,
                 y=by,
                 mode="lines",
-                line={"color": "rgb(8, 48, 107)", "width": 2, "dash": "dot"},
+                line={"color": _FOOT_LINE, "width": 2, "dash": "dot"},
                 hoverinfo="skip",
                 name=f"extent {1 + (kh - 1) * dh}×{1 + (kw - 1) * dw}",
             ),  # fmt: skip
@@ -243,7 +246,7 @@ def plot_conv_animation(
                 fill="toself",
                 fillcolor=_HIGHLIGHT,
                 mode="lines",
-                line={"color": "rgb(0, 68, 27)", "width": 2},
+                line={"color": _FOOT_LINE, "width": 2},
                 hoverinfo="skip",
                 name="output cell",
             ),  # fmt: skip
@@ -295,7 +298,7 @@ def plot_conv_animation(
         legend={"orientation": "h", "y": 1.0, "yref": "container", "yanchor": "top", "x": 0.0},
         margin={"l": 10, "r": 10, "t": 90, "b": _CONTROLS_HEIGHT if animate else 20},
         height=max(420, min(760, 24 * max(hp, ho) + 220)),
-        plot_bgcolor="white",
+        plot_bgcolor="rgba(0, 0, 0, 0)",  # the gaps: the page's own colour, light or dark
     )
     _square_axes(fig, 2)
     fig.update_yaxes(title_text="row (cells)", col=1)
@@ -338,7 +341,7 @@ def plot_coverage(counts: np.ndarray, *, title: str | None = None) -> go.Figure:
         legend={"orientation": "h", "y": -0.15},
         height=max(320, min(640, 22 * counts.shape[0] + 160)),
         margin={"l": 10, "r": 10, "t": 50, "b": 40},
-        plot_bgcolor="white",
+        plot_bgcolor="rgba(0, 0, 0, 0)",  # the gaps: the page's own colour, light or dark
     )
     fig.update_xaxes(title_text="input column (cells)", showgrid=False, constrain="domain")
     fig.update_yaxes(
@@ -388,7 +391,7 @@ def plot_transpose_conv(
                 fill="toself",
                 fillcolor=_FOOT,
                 mode="lines",
-                line={"color": "rgb(8, 48, 107)", "width": 2},
+                line={"color": _FOOT_LINE, "width": 2},
                 hoverinfo="skip",
                 name="input cell",
             ),  # fmt: skip
@@ -399,7 +402,7 @@ def plot_transpose_conv(
                 fill="toself",
                 fillcolor="rgba(230, 85, 13, 0.45)",
                 mode="lines",
-                line={"color": "rgb(166, 54, 3)", "width": 2},
+                line={"color": "rgb(217, 72, 1)", "width": 2},
                 hoverinfo="skip",
                 name="where it lands (× kernel weights)",
             ),  # fmt: skip
@@ -446,7 +449,7 @@ def plot_transpose_conv(
         legend={"orientation": "h", "y": 1.0, "yref": "container", "yanchor": "top", "x": 0.0},
         margin={"l": 10, "r": 10, "t": 90, "b": _CONTROLS_HEIGHT},
         height=max(420, min(760, 24 * max(h, ho) + 220)),
-        plot_bgcolor="white",
+        plot_bgcolor="rgba(0, 0, 0, 0)",  # the gaps: the page's own colour, light or dark
     )
     _square_axes(fig, 2)
     # Landing spots reach P cells beyond each edge (the cropped border), output_padding excepted.

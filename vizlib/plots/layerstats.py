@@ -111,12 +111,15 @@ def plot_activation_histograms(
     drop_zeros: bool = True,
     clip_percent: float = 0.5,
     title: str = "",
+    zero_shares: Mapping[str, float] | None = None,
 ) -> go.Figure:
     """Return one histogram line per layer (its share of values per bin, %), on one x range.
 
     samples: layer -> 1-D values (``LayerStatistics.samples``). With ``drop_zeros`` the exact
     zeros are left out (a ReLU's outputs are half zeros, a spike that flattens the rest) and the
-    legend says what share they were. The range runs from the ``clip_percent`` to the
+    legend says what share they were: ``zero_shares`` (layer -> the share over all of the
+    layer's values, ``LayerStatistics.rows``' zero_fraction) where given, else the sample's own,
+    which can differ from it by a point. The range runs from the ``clip_percent`` to the
     (100 - ``clip_percent``) percentile of all values together, so one extreme value does not
     squeeze the rest into a single bin; values outside it are counted in the end bins (the hover
     says how many). ``log_y`` plots the shares on a log axis.
@@ -140,14 +143,17 @@ def plot_activation_histograms(
         share = 100 * counts / values.size
         shares.append(share)
         outside = int(((values < low) | (values > high)).sum())
-        zeros = 1 - values.size / finite[name].size if finite[name].size else 0.0
+        if zero_shares is not None and name in zero_shares:
+            zeros = float(zero_shares[name])
+        else:
+            zeros = 1 - values.size / finite[name].size if finite[name].size else 0.0
         fig.add_trace(
             go.Scatter(
                 x=centres,
                 y=np.where(share > 0, share, np.nan) if log_y else share,
                 mode="lines",
                 line={"shape": "hvh", "color": HISTOGRAM_COLORS[i % len(HISTOGRAM_COLORS)]},
-                name=name + (f" ({zeros:.0%} zeros left out)" if zeros else ""),
+                name=name + (f" ({zeros:.0%} zeros left out)" if drop_zeros and zeros else ""),
                 hovertemplate=f"{name}<br>%{{x:.3g}} (a bin {width:.3g} wide): %{{y:.3g}}% of "
                 f"{values.size:,} values"
                 + (f"<br>({outside:,} outside the range, in the end bins)" if outside else "")
