@@ -25,12 +25,12 @@ MAX_ANIMATION_FRAMES = 400
 
 _INPUT = "#9ecae1"  # input cells (blue, as in the convolution-arithmetic animations)
 _PAD = "#f0f0f0"  # padding cells
-# The kernel and the cell it writes, in orange: it reads on the blue and green cells and, in the
-# legend, on a dark page as on a light one (navy and dark green were lost on the dark theme)
+# The kernel and the output cell it writes, both in orange: it reads on the blue and green
+# cells and, in the legend, on a dark page as on a light one (navy and dark green were lost
+# on the dark theme)
 _FOOT = "rgba(230, 85, 13, 0.4)"  # kernel footprint (light enough to read the numbers under it)
 _FOOT_LINE = "rgb(230, 85, 13)"
 _OUT = "#a1d99b"  # output cells (green)
-_HIGHLIGHT = "rgba(230, 85, 13, 0.4)"
 # Play controls under the grids, in pixels below the plot area: the slider (its current value
 # clear of the axis tick labels) across the full width, then the Play / Pause buttons under it,
 # so neither overlaps the other at any figure width.
@@ -244,7 +244,7 @@ def plot_conv_animation(
                 x=ox,
                 y=oy,
                 fill="toself",
-                fillcolor=_HIGHLIGHT,
+                fillcolor=_FOOT,
                 mode="lines",
                 line={"color": _FOOT_LINE, "width": 2},
                 hoverinfo="skip",
