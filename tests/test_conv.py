@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests._colours import DARK_PAGE, LIGHT_PAGE, contrast
 from tests.test_device import MetaAsGPU, allow_meta, exact_float32
 from vizlib import conv
 
@@ -573,13 +574,6 @@ def test_animation_numbers_show_what_the_padding_mode_puts_in_the_padding():
     assert plain.layout.annotations[0].text == "Input 5×5 (no padding)"
 
 
-def _luminance(colour: str) -> float:
-    """WCAG relative luminance of an "rgb(r, g, b)" / "rgba(r, g, b, a)" colour (alpha left out)."""
-    r, g, b = (int(v) / 255 for v in colour[colour.index("(") + 1 : -1].split(",")[:3])
-    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
-    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
-
-
 def test_convolution_figures_read_on_a_dark_page_as_on_a_light_one():
     """The grids' gaps are the page's own colour (a white plot area was a white box on the dark
     theme), and the outlines shown in the legend stand out from a dark page and a white one
@@ -591,14 +585,12 @@ def test_convolution_figures_read_on_a_dark_page_as_on_a_light_one():
         conv_plots.plot_transpose_conv((3, 3), (3, 3), (2, 2), (1, 1)),
         conv_plots.plot_coverage(conv.coverage(7, 2, 3)),
     ]
-    dark, white = _luminance("rgb(14, 17, 23)"), 1.0  # Streamlit's dark and light backgrounds
     for fig in figures:
         assert fig.layout.plot_bgcolor.replace(" ", "") == "rgba(0,0,0,0)"
     for fig in figures[:2]:
         for trace in fig.data[2:]:  # the outlines drawn over the grids (after the heatmaps)
-            lum = _luminance(trace.line.color)
-            assert (lum + 0.05) / (dark + 0.05) >= 3, (trace.name, trace.line.color)
-            assert (white + 0.05) / (lum + 0.05) >= 3, (trace.name, trace.line.color)
+            for page in (DARK_PAGE, LIGHT_PAGE):
+                assert contrast(trace.line.color, page) >= 3, (trace.name, trace.line.color, page)
 
 
 def test_coverage_and_transpose_figures_count_cells():

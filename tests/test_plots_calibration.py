@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests._colours import DARK_PAGE, LIGHT_PAGE, contrast
 from vizlib.calibration import coverage_curve, reliability
 from vizlib.plots import plot_reliability, plot_selective_accuracy
 
@@ -53,25 +54,13 @@ def test_the_selective_accuracy_line_is_the_coverage_curve():
     assert fig.layout.yaxis.range[1] == pytest.approx(1.01)
 
 
-def _luminance(color: str) -> float:
-    """WCAG relative luminance of "#rrggbb"."""
-    channels = [int(color[i : i + 2], 16) / 255 for i in (1, 3, 5)]
-    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b
-
-
-def _contrast(a: str, b: str) -> float:
-    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
-    return (hi + 0.05) / (lo + 0.05)
-
-
 def test_the_accuracy_line_reads_on_the_light_and_the_dark_theme_and_spares_the_tick_labels():
     conf, right, curves = _curves()
     fig = plot_reliability(curves, accuracy=float(right.mean()))
     line = next(t for t in fig.data if t.name.startswith("accuracy"))
     # Streamlit's light background, and its dark one (black on it was invisible)
-    for background in ("#ffffff", "#0e1117"):
-        assert _contrast(line.line.color, background) >= 3, background
+    for background in (LIGHT_PAGE, DARK_PAGE):
+        assert contrast(line.line.color, background) >= 3, background
     diagonal = next(t for t in fig.data if t.name == "perfect calibration")
     assert line.line.dash != diagonal.line.dash  # two grey keys in the legend, told apart
     # the shares' ticks on the far side: a dot at 100% (drawn past its axes) covered them
