@@ -38,10 +38,10 @@ def _spread_browser_tests(items: list) -> None:
     """Spread the browser tests evenly through the run, in their own order.
 
     Collected first (tests/e2e), they all went to the first pytest-xdist worker: its first
-    batch is a quarter of its half of the suite, and a worker keeps its batch. That worker then
-    ran every browser test alone, two thirds of the run's time, while the other ran out of
-    tests. Spread out, both workers (each with its own app server) run browser tests, and one
-    computes while the other's browser waits for the app."""
+    batch is a quarter of its half of the suite (140 tests), and a worker keeps its batch. That
+    worker then ran every browser test, one after another. Spread out, both workers (each with
+    its own app server) run browser tests, and one computes while the other's browser waits for
+    the app. (Measured once each: 14 min 7 s before, 13 min 17 s after; the host's speed varies.)"""
     browser = [item for item in items if "e2e" in item.path.parts]
     rest = [item for item in items if "e2e" not in item.path.parts]
     if not browser or not rest:

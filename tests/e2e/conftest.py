@@ -190,11 +190,10 @@ def wait_until_idle(page, timeout_s: float = 120, quiet_s: float = 1.5) -> float
 
 
 def set_slider(page, slider, value: float, timeout_s: float = 120) -> None:
-    """Move the focused ``slider`` (its role="slider" thumb) to ``value`` with the arrow keys,
-    one step per press, and wait until the app has settled on it. A press while the page
-    reruns can be lost (a run that ends redraws the slider at the value it was given): ten
-    presses in a row once left a rotation at 7 degrees, so the value is read after each press
-    and again once the app is idle."""
+    """Move ``slider`` (its role="slider" element) to ``value`` with the arrow keys, one step
+    per press, and wait until the app has settled on it. After ten presses in a row a loaded
+    run once never showed "rotated 10°" (whether a press was lost is not known), so the
+    value is read after each press and again once the app is idle."""
 
     def shown() -> float:  # an <input type="range">, or a thumb with aria-valuenow
         return float(slider.evaluate("e => e.value ?? e.getAttribute('aria-valuenow')"))
