@@ -1165,10 +1165,11 @@ with results:
             "padding_mode": "padding mode",
             "output_padding": "output padding",
         }
+        # each problem in words here too: an output padding's box sits below the fold at 1100 px
         st.info(
-            "Fix the settings marked in red on the left to see the results: "
-            + ", ".join(names.get(key, key) for key in problems)
-            + "."
+            "Fix the settings marked in red on the left to see the results:\n"
+            + "\n".join(f"- **{names.get(key, key)}**: {text}" for key, text in problems.items()),
+            icon=":material/build:",
         )
     else:
         out_hw = output_size_section()

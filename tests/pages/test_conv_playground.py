@@ -156,6 +156,8 @@ def test_transposed_mode():
     at.number_input(key="conv.opw").set_value(3).run()
     assert not at.exception
     assert any("Output padding (width) must be smaller" in e for e in errors(at))
+    # its box is low on the left: the results column says what is wrong in words too
+    assert "**output padding**: Output padding (width) must be smaller" in at.info[0].value
 
 
 def test_output_padding_survives_a_round_trip_through_convolution_mode():
@@ -232,6 +234,7 @@ def test_invalid_settings_show_a_message_not_an_exception(query, message):
     assert any(message in e for e in errors(at)), errors(at)
     assert _output(at) is None
     assert "Fix the settings marked in red" in at.info[0].value
+    assert message in at.info[0].value  # in view beside the results, not only under its box
     assert "y = (7, 12, 17)" in _texts(at)  # the rest of the page keeps working
 
 
