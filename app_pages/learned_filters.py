@@ -591,14 +591,12 @@ with tab_opt:
         else:
             bar = st.progress(0.0, text="Starting…")
             started = time.perf_counter()
-            last_drawn = [0.0]
+            pace = ui.Pace(0.2)  # a few updates a second: lenet_digits' 256 steps take 1-2 s
 
             def tick(step: int, objective: float) -> None:
-                now = time.perf_counter()
-                # a few updates a second: lenet_digits' 256 steps take a second or two
-                if now - last_drawn[0] < 0.2 and step < steps:
+                if not pace.due() and step < steps:
                     return
-                last_drawn[0] = now
+                now = time.perf_counter()
                 bar.progress(
                     step / steps,
                     text=f"Step {step}/{steps}, mean objective {objective:.4g}"

@@ -324,6 +324,9 @@ if start:
     curves, grid = live.empty(), live_filters.empty()
     flow = st.empty()  # full width: in the curves' column its two colour bars crowded it
     started = time.perf_counter()
+    # the bar follows every epoch; the three charts at most once a second, which is every epoch
+    # on a CPU (over a second each here) but not a small model's tenths of a second on a GPU
+    redraw = ui.Pace(1.0)
     try:
         for model, record in train.training_epochs(settings, device=device):
             run["records"].append(record)
@@ -335,6 +338,8 @@ if start:
                 f"{record.test_accuracy:.1%}"
                 + ui.time_left(time.perf_counter() - started, done, settings.epochs),
             )
+            if not redraw.due():  # the finished run is drawn in full below, after the rerun
+                continue
             curves.plotly_chart(
                 plot_training_run(run["records"], epochs=settings.epochs), key=f"{P}.live.{done}"
             )

@@ -9,6 +9,7 @@ import hashlib
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass
 
 import streamlit as st
@@ -136,6 +137,23 @@ def time_left(elapsed: float, done: float, total: float) -> str:
         return ""
     left = elapsed / done * (total - done)
     return f", about {left:,.0f} s left" if left < 120 else f", about {left / 60:,.1f} min left"
+
+
+class Pace:
+    """Say when a live view is due for a redraw: at the first call, then once ``seconds`` have
+    passed since the last redraw. A browser draws every chart it is sent, so a loop faster than
+    it (a small model's epochs on a GPU) would leave the page drawing long after the work ended.
+    """
+
+    def __init__(self, seconds: float, clock=time.perf_counter):
+        self.seconds, self.clock, self.last = seconds, clock, None
+
+    def due(self) -> bool:
+        now = self.clock()
+        if self.last is not None and now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True
 
 
 def class_option(names: list[str]):

@@ -13,6 +13,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+import ui
 from tests.pages._shared import errors, link_warnings, opened_with, plotly_array
 from vizlib import zoo
 from vizlib.data.datasets import load_dataset
@@ -82,6 +83,24 @@ def test_two_runs_compare_and_clear(downloads):
     assert second["weights"] is not None and second["predictions"].labels.shape == (450,)
     at.button(key="training.clear").click().run()
     assert not at.dataframe and any("press **Train**" in i.value for i in at.info)
+
+
+def test_live_charts_are_paced_and_the_finished_run_is_drawn_whole(downloads, monkeypatch):
+    """The charts are redrawn when ``ui.Pace`` says so (at most once a second); an epoch they
+    skip is still in the results drawn after the run."""
+    asked = []
+
+    def due(self) -> bool:  # as if the epochs took a tenth of a second: only the first is drawn
+        asked.append(self.seconds)
+        return len(asked) == 1
+
+    monkeypatch.setattr(ui.Pace, "due", due)
+    at = _train(opened_with(PAGE, {"epochs": "3"}))
+    assert asked == [1.0, 1.0, 1.0]  # asked each epoch
+    assert list(pd.read_csv(io.BytesIO(downloads["training_runs.csv"]))["epoch"]) == [1, 2, 3]
+    charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    assert charts["training.gradient_flow"]["data"][0]["x"] == [1, 2, 3]
+    assert not any(".live" in key for key in charts)  # the live ones gave way to the results
 
 
 def test_chance_level_is_explained():
