@@ -25,6 +25,7 @@ from ui.inside_cnns import (
 from vizlib import featureviz, filters
 from vizlib.data import denormalize
 from vizlib.plots import (
+    aligned_numbers,
     feature_map_pool,
     image_grid_png,
     plot_captioned_images,
@@ -319,7 +320,8 @@ with tab_hist:
     hists = [(h1, counts, edges, f"{layer}: trained weights ({weights.numel():,})")]
     if initial is not None:
         before_counts, before_edges = filters.weight_histogram(initial, bins=bins, value_range=span)
-        hists.append((h2, before_counts, before_edges, f"{layer}: at initialisation"))
+        title = f"{layer}: at initialisation ({initial.numel():,})"  # as many, both titled alike
+        hists.append((h2, before_counts, before_edges, title))
     top = max(int(c.max()) for _, c, _, _ in hists)
     for where, c, e, title in hists:
         where.plotly_chart(
@@ -426,9 +428,9 @@ with tab_top:
         st.plotly_chart(
             plot_captioned_images(
                 shown,
-                [
-                    [f"class {classes[int(labels[i])]}", f"{reduce} {v:.4g}"]
-                    for i, v in zip(idx, vals, strict=True)
+                [  # one number of decimals for all: the ranking reads down a column
+                    [f"class {classes[int(labels[i])]}", f"{reduce} {v}"]
+                    for i, v in zip(idx, aligned_numbers(vals), strict=True)
                 ],
                 hover=[
                     f"{what} {ids[int(i)]}<br>class {classes[int(labels[i])]}<br>score {v:.4g}"

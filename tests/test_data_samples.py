@@ -42,6 +42,26 @@ def test_light_background_reads_the_frame_not_the_strokes():
     assert samples.LIGHT_ON_DARK == {"digits", "mnist"}
 
 
+def test_image_concerns_name_a_flat_image_and_a_squeezed_one():
+    paper = np.ones((40, 30))
+    paper[8:32, 12:18] = 0.0
+    assert samples.image_concerns(paper, (28, 28)) == []  # 4:3, a little stretched: fine
+    (flat,) = samples.image_concerns(np.full((30, 30, 3), 0.2), (28, 28))
+    assert "Every pixel of this image has the same value (0.20 of 1)" in flat
+    near_flat = np.full((30, 30), 0.5)
+    near_flat[0, 0] += 0.5 / 255  # under one grey level apart: still nothing to see
+    assert len(samples.image_concerns(near_flat, (28, 28))) == 1
+    # 300 wide, 5 high into 28×28: the width shrinks 60 times more than the height
+    wide = np.random.default_rng(0).uniform(size=(5, 300))
+    (squeezed,) = samples.image_concerns(wide, (28, 28))
+    assert squeezed.startswith("This 300×5 image becomes 28×28: its width is squeezed 60 times")
+    (tall,) = samples.image_concerns(wide.T, (32, 32))
+    assert "its height is squeezed 60 times more than its width" in tall
+    # the limit is the model's own shape's ratio, not a square's
+    assert samples.image_concerns(wide[:, :60], (8, 96)) == []  # 12:1 into 12:1
+    assert len(samples.image_concerns(np.zeros((5, 300)), (28, 28))) == 2
+
+
 def test_digit_matches_sklearn():
     from sklearn.datasets import load_digits
 

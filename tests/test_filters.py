@@ -324,3 +324,13 @@ def test_filter_tiles_are_rgb_grey_or_the_mean_over_input_channels():
     torch.testing.assert_close(
         torch.from_numpy(tiles), (mean - mean.min()) / (mean.max() - mean.min())
     )
+
+
+def test_aligned_numbers_share_the_decimals_of_the_largest():
+    from vizlib.plots import aligned_numbers
+
+    assert aligned_numbers([0.03299, 0.009517, 0.009159]) == ["0.03299", "0.00952", "0.00916"]
+    assert aligned_numbers([-12.345, 1.0]) == ["-12.35", "1.00"]  # by size, sign aside
+    assert aligned_numbers([12345.6, 7.0]) == ["12346", "7"]  # no decimals past the whole part
+    assert aligned_numbers([0.0, 0.0]) == ["0.000", "0.000"]
+    assert aligned_numbers([float("nan"), 0.5]) == ["nan", "0.5000"]

@@ -85,6 +85,12 @@ def test_the_confusion_matrix_holds_the_counts_rights_and_wrongs_apart():
     )
     margin = [a.text for a in fig.layout.annotations if a.yref == "y"]
     assert margin == ["80%", "100%", "50%"]  # each true class's accuracy
+    # a class never answered right: see-through with a 0 written in (the palest blue was the
+    # brightest cell in the dark theme); a class without images: nothing written
+    never = plot_confusion_matrix(np.array([[0, 3, 0], [0, 5, 0], [0, 0, 0]]))
+    assert never.data[0].colorscale[0][1] == "rgba(0,0,0,0)"
+    zeros = [(a.x, a.y) for a in never.layout.annotations if a.text == "<b>0</b>"]
+    assert zeros == [("0", "0")]
     empty = plot_confusion_matrix(np.zeros((2, 2), int))
     assert [a.text for a in empty.layout.annotations if a.yref == "y"] == ["–", "–"]
     with pytest.raises(ValueError, match="square"):

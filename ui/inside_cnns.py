@@ -28,6 +28,7 @@ from vizlib.data import (
     available_datasets,
     dataset_size,
     denormalize,
+    image_concerns,
     light_background,
     load_dataset,
     load_dataset_for_model,
@@ -463,8 +464,10 @@ def input_picker(prefix: str, meta: dict, *, purpose: str) -> ChosenInput | None
     invert = False
     if meta["dataset"] in LIGHT_ON_DARK:  # a digit on paper is dark on light: the reverse
         invert = st.checkbox(
-            "Invert the image (light strokes on dark, as the training digits)",
+            "Invert the image",  # the reason in the help: at 1024 px the label was cut
             key=f"{prefix}.invert",
+            help=f"{meta['name']} learned light strokes on black ({meta['dataset']}); a digit "
+            "drawn on paper is dark on light.",
         )
         if invert:
             image = 1.0 - image
@@ -481,6 +484,8 @@ def input_picker(prefix: str, meta: dict, *, purpose: str) -> ChosenInput | None
         st.error(f"Could not use {upload.name!r}: {err}")
         return None
     st.caption(ui.preparation_note(meta["input_size"], "Uploaded images are"))
+    for concern in image_concerns(image, tuple(meta["input_size"][1:])):
+        st.warning(concern, icon=":material/warning:")
     digest = hashlib.sha256(data).hexdigest()[:16]
     label = f"upload {upload.name!r}" + (", inverted" if invert else "")
     return ChosenInput(x, _display(x, meta), label, ("upload", digest, invert), data)

@@ -30,6 +30,14 @@ def test_calibration_page_scores_noisy_digits_and_follows_a_rotation(page, app_u
     noisy = _metric(page, "Accuracy")
     assert _metric(page, "Fitted temperature").startswith("T = 2.")  # overconfident on noise
     assert charts_outside_the_column(page) == []
+    # the share answered runs to 100%, and its axis says so (with a 10 px margin the last
+    # label was dropped, the line running on past "80%")
+    sure = page.locator(".js-plotly-plot").filter(has_text="images answered")
+    shown = sure.evaluate(
+        "c => [...c.querySelectorAll('.xtick text')]"
+        ".filter(t => getComputedStyle(t).display !== 'none').map(t => t.textContent)"
+    )  # plotly keeps a dropped label in the page, hidden
+    assert shown[-1] == "100%", shown
     screenshot(page, "calibration_1024")
 
     page.get_by_text("Shift the images").click()

@@ -168,6 +168,15 @@ def test_uploads_good_and_corrupt(at):
     assert len(at.get("plotly_chart")) == 5
     assert "Uploaded images are converted to grey (ITU-R 601 luma)" in _captions(at)
     assert not [w for w in at.warning if "light background" in w.value]  # light on dark
+    assert not [w for w in at.warning if "squeezed" in w.value or "same value" in w.value]
+    # a black 300×5 strip: no picture, and squeezed 60 times more one way than the other
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((5, 300), np.uint8)).save(buf, format="PNG")
+    at.file_uploader(key="attr.upload").set_value(("wide.png", buf.getvalue(), "image/png")).run()
+    assert not at.exception and not errors(at)
+    warnings = " ".join(w.value for w in at.warning)
+    assert "Every pixel of this image has the same value (0.00 of 1)" in warnings
+    assert "This 300×5 image becomes 28×28: its width is squeezed 60 times" in warnings
     at.file_uploader(key="attr.upload").set_value(("bad.png", b"not a png", "image/png")).run()
     assert not at.exception
     assert "Could not use 'bad.png'" in errors(at)[0]

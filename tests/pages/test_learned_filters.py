@@ -239,6 +239,9 @@ def test_the_weight_histograms_before_and_after_training_share_bins_and_axes(at)
         )
         assert spec["layout"]["yaxis"]["range"] == pytest.approx([0, 1.05 * top])
     assert any(f"same 60 bins, {low:.3g} to {high:.3g}" in c.value for c in at.caption)
+    titles = [spec["layout"]["title"]["text"] for spec in shown]  # each says how many weights
+    n = f"{trained.numel():,}"
+    assert titles == [f"conv1: trained weights ({n})", f"conv1: at initialisation ({n})"]
 
 
 def test_before_and_after_grids_fit_half_a_1024_pixel_page(at):
@@ -341,12 +344,14 @@ def test_an_image_folder_feeds_the_feature_maps_and_the_top_activating_images(
     notes = [a["text"].split("<br>") for a in json.loads(chart.proto.spec)["layout"]["annotations"]]
     assert [cls for cls, _ in notes] == [f"class {FRUIT[i // 3]}" for i in order]
     assert all(line.startswith("mean ") for _, line in notes)
-    torch.testing.assert_close(
-        torch.tensor([float(line.split()[1]) for _, line in notes]),
+    written = [line.split()[1] for _, line in notes]
+    torch.testing.assert_close(  # 4 digits for the largest, as many decimals for the rest
+        torch.tensor([float(v) for v in written]),
         score[order],
-        rtol=2e-3,
-        atol=1e-6,
+        rtol=0,
+        atol=float(score.abs().max()) * 1e-3,
     )
+    assert len({len(v.split(".")[-1]) for v in written}) == 1  # they line up in a column
     assert any("Under each image: its true class, then its score" in c.value for c in at.caption)
 
 

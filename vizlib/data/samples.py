@@ -20,6 +20,7 @@ __all__ = [
     "MAX_UPLOAD_PIXELS",
     "SAMPLE_IMAGES",
     "SYNTHETIC_FIELDS",
+    "image_concerns",
     "light_background",
     "limit_size",
     "load_digit",
@@ -217,6 +218,36 @@ def light_background(image: np.ndarray) -> bool:
         [grey[:bh].ravel(), grey[-bh:].ravel(), grey[:, :bw].ravel(), grey[:, -bw:].ravel()]
     )
     return bool(np.median(frame) > 0.5)
+
+
+DISTORTION_LIMIT = 3.0  # one side squeezed this many times more than the other: shapes warp
+
+
+def image_concerns(image: np.ndarray, input_hw: tuple[int, int]) -> list[str]:
+    """Return what makes an image (in [0, 1], (H, W) or (H, W, C)) a poor input for a model
+    that takes ``input_hw`` (height, width), each as a sentence; empty when nothing does.
+
+    - every pixel the same (to within 1/255): there is no picture, yet a model still answers;
+    - its aspect ratio more than ``DISTORTION_LIMIT`` times the input's: resizing (which does
+      not keep the ratio) squeezes one side that many times more than the other.
+    """
+    arr = np.asarray(image, dtype=np.float64)
+    concerns = []
+    if np.ptp(arr) < 1 / 255:
+        concerns.append(
+            f"Every pixel of this image has the same value ({arr.mean():.2f} of 1): it shows "
+            "nothing, yet the model still answers, so its answer tells you little."
+        )
+    (h, w), (th, tw) = arr.shape[:2], input_hw
+    distortion = (w / h) / (tw / th)
+    if max(distortion, 1 / distortion) > DISTORTION_LIMIT:
+        concerns.append(
+            f"This {w}×{h} image becomes {tw}×{th}: its {'width' if distortion > 1 else 'height'}"
+            f" is squeezed {max(distortion, 1 / distortion):.0f} times more than its "
+            f"{'height' if distortion > 1 else 'width'}, so its shapes are distorted. Crop it "
+            "closer to the model's shape first."
+        )
+    return concerns
 
 
 def read_image_upload(data: bytes, *, max_pixels: int = MAX_UPLOAD_PIXELS) -> np.ndarray:

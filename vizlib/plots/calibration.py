@@ -174,5 +174,6 @@ def plot_selective_accuracy(
         range=[0, 1], tickformat=".0%", title_text="images answered (most confident first)"
     )
     fig.update_yaxes(range=[bottom, 1.01], tickformat=".0%", title_text="accuracy of the answers")
-    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 20, "b": 10}, showlegend=False)
+    # room on the right for half of the last tick label: at 10 px plotly dropped "100%"
+    fig.update_layout(height=320, margin={"l": 10, "r": 24, "t": 20, "b": 10}, showlegend=False)
     return fig

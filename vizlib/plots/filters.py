@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 from ._colors import colorbar_trace
 
 __all__ = [
+    "aligned_numbers",
     "feature_map_pool",
     "image_grid_png",
     "mosaic",
@@ -22,6 +23,17 @@ __all__ = [
     "plot_objective_curves",
     "plot_weight_histogram",
 ]
+
+
+def aligned_numbers(values: Sequence[float], significant: int = 4) -> list[str]:
+    """Return numbers written with one number of decimals: ``significant`` digits for the
+    largest in size, so that a column of scores lines up ("0.03299", "0.00952"), where "%.4g"
+    gave each its own ("0.03299", "0.009517"). Whole-number magnitudes keep no decimals."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.abs(values[np.isfinite(values)])
+    top = float(finite.max()) if finite.size else 0.0
+    decimals = significant - 1 - math.floor(math.log10(top)) if top > 0 else significant - 1
+    return [f"{v:.{max(0, decimals)}f}" for v in values]
 
 
 def _tiling(n: int, h: int, w: int, *, cols: int | None, pad: int) -> tuple[int, tuple[int, int]]:

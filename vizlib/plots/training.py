@@ -26,7 +26,9 @@ __all__ = [
 
 TRAIN_COLOR, TEST_COLOR = "#4c78a8", "#f58518"
 RUN_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2")
-CORRECT_SCALE = ((0.0, "#deebf7"), (1.0, "#2171b5"))  # the diagonal, blues
+# the diagonal in blues; a class never answered right is see-through with its 0 written in the
+# theme's colour (palest blue, it was the brightest cell in the dark theme, and looked chosen)
+CORRECT_SCALE = ((0.0, "rgba(0,0,0,0)"), (1e-9, "#deebf7"), (1.0, "#2171b5"))
 # mistakes from none through orange to red: one wrong image must already show; a cell of no
 # mistakes is see-through, the page's own white or its dark ground in the dark theme (white
 # cells there made a glaring box)
@@ -389,6 +391,11 @@ def plot_confusion_matrix(
         "xshift": 6,
         "showarrow": False,
     }
+    for i in np.flatnonzero((np.diag(counts) == 0) & (totals > 0)):
+        # none right of a class with images: its 0 in the theme's text colour, which a heatmap's
+        # own text (contrasted with the see-through cell, as if black) would not be
+        fig.add_annotation(text="<b>0</b>", x=columns[i], y=names[i], xref="x", yref="y",
+                           showarrow=False)  # fmt: skip
     for i in range(k):
         text = f"{accuracy[i]:.0%}" if np.isfinite(accuracy[i]) else "–"
         # beside the see-through plot area: the theme's own text colour
