@@ -46,8 +46,12 @@ def test_image_concerns_name_a_flat_image_and_a_squeezed_one():
     paper = np.ones((40, 30))
     paper[8:32, 12:18] = 0.0
     assert samples.image_concerns(paper, (28, 28)) == []  # 4:3, a little stretched: fine
-    (flat,) = samples.image_concerns(np.full((30, 30, 3), 0.2), (28, 28))
+    (flat,) = samples.image_concerns(np.full((30, 30), 0.2), (28, 28))
     assert "Every pixel of this image has the same value (0.20 of 1)" in flat
+    red = np.zeros((30, 30, 3))
+    red[..., 0] = 1.0  # the channels differ, yet no pixel differs from another
+    (flat,) = samples.image_concerns(red, (28, 28))
+    assert "Every pixel of this image has the same colour" in flat
     near_flat = np.full((30, 30), 0.5)
     near_flat[0, 0] += 0.5 / 255  # under one grey level apart: still nothing to see
     assert len(samples.image_concerns(near_flat, (28, 28))) == 1

@@ -232,13 +232,14 @@ def image_concerns(image: np.ndarray, input_hw: tuple[int, int]) -> list[str]:
       not keep the ratio) squeezes one side that many times more than the other.
     """
     arr = np.asarray(image, dtype=np.float64)
-    concerns = []
-    if np.ptp(arr) < 1 / 255:
-        concerns.append(
-            f"Every pixel of this image has the same value ({arr.mean():.2f} of 1): it shows "
-            "nothing, yet the model still answers, so its answer tells you little."
-        )
     (h, w), (th, tw) = arr.shape[:2], input_hw
+    concerns = []
+    if np.ptp(arr.reshape(h * w, -1), axis=0).max() < 1 / 255:  # each channel flat: pure red too
+        same = "colour" if arr.ndim == 3 else f"value ({arr.mean():.2f} of 1)"
+        concerns.append(
+            f"Every pixel of this image has the same {same}: it shows nothing, yet the model "
+            "still answers, so its answer tells you little."
+        )
     distortion = (w / h) / (tw / th)
     if max(distortion, 1 / distortion) > DISTORTION_LIMIT:
         concerns.append(
