@@ -896,6 +896,7 @@ def choose_input(max_side: int) -> tuple[np.ndarray, str, str, tuple[int, int]] 
     else:
         upload = st.file_uploader(
             "Upload a grid", type=["png", "jpg", "jpeg", "npy", "nc", "nc4"], key=P + "upload",
+            max_upload_size=ui.IMAGE_UPLOAD_MB,
             help="Images up to 25 megapixels; .npy: a 2-D numeric array without NaN; NetCDF: a "
             "file with a 2-D (or higher) numeric variable. Up to 50 MiB.",
         )  # fmt: skip

@@ -217,6 +217,11 @@ def get_model(choice: ModelChoice) -> tuple[torch.nn.Module, dict, threading.Loc
     return cached_model(choice.key, choice.device)
 
 
+# an image or grid uploader's limit (MB), the readers' own: the uploader shows it and the browser
+# refuses a larger file at once, where the server's 600 MB (for weights) read as "1GB per file"
+IMAGE_UPLOAD_MB = vizlib.data.MAX_UPLOAD_BYTES // 2**20
+
+
 def _upload_limit_mb() -> int:
     """Return the largest weights upload accepted, in MB: the server's cap or vizlib's, if lower."""
     server_mb = int(st.get_option("server.maxUploadSize"))

@@ -451,6 +451,7 @@ def input_picker(prefix: str, meta: dict, *, purpose: str) -> ChosenInput | None
         "Image (PNG or JPEG)",
         type=["png", "jpg", "jpeg"],  # what read_image_upload accepts
         key=f"{prefix}.upload",
+        max_upload_size=ui.IMAGE_UPLOAD_MB,
     )
     if upload is None:
         st.info(f"Upload an image to {purpose}.")

@@ -150,6 +150,7 @@ def _pick_uploads(prefix: str, meta: dict) -> UploadedImages | None:
         type=["png", "jpg", "jpeg"],  # what read_image_upload accepts
         accept_multiple_files=True,
         key=f"{prefix}.upload_images",
+        max_upload_size=ui.IMAGE_UPLOAD_MB,
         help=f"One or several of your own images, at most {MAX_UPLOADED_IMAGES}: a photo, a "
         f"slide's figure. Each at most {samples.MAX_UPLOAD_BYTES // 2**20} MiB and "
         f"{samples.MAX_UPLOAD_PIXELS:,} pixels; captions give their file names.",

@@ -295,6 +295,7 @@ def test_upload_offers_only_what_the_reader_accepts(at):
     at.radio(key="attr.source").set_value("Upload an image").run()
     uploader = at.get("file_uploader")[0]
     assert sorted(uploader.allowed_type) == [".jpeg", ".jpg", ".png"]
+    assert uploader.proto.max_upload_size_mb == 50  # the reader's 50 MiB, not the server's 600
     buf = io.BytesIO()
     Image.fromarray((np.arange(400).reshape(20, 20) % 256).astype(np.uint8)).save(buf, "PNG")
     uploader.upload("digit.png", buf.getvalue(), "image/png").run()

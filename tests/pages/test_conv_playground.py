@@ -639,6 +639,7 @@ def test_a_truncated_netcdf_upload_says_it_is_damaged(tmp_path, fmt, message):
     at = _run(**{"data.src": "field"})
     at.selectbox(key="conv.source").set_value("upload").run()
     uploader = at.file_uploader(key="conv.upload")
+    assert uploader.proto.max_upload_size_mb == 50  # the readers' limit, as its help says
     uploader.set_value(("sst.nc", data[: len(data) - 100], "application/x-netcdf")).run()
     assert not at.exception
     shown = errors(at)

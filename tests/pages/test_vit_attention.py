@@ -381,6 +381,7 @@ def _upload_page(files: list[tuple[str, bytes]]) -> AppTest:
     assert any("Upload one or more PNG or JPEG" in i.value for i in at.info)
     uploader = at.file_uploader(key="vit_attention.upload_images")
     assert uploader.accept_multiple_files and set(uploader.allowed_type) >= {".png", ".jpg"}
+    assert uploader.proto.max_upload_size_mb == 50  # shown as each file's limit: the reader's
     uploader.set_value([(name, data, "image/png") for name, data in files])
     at.run()
     assert not at.exception, at.exception
