@@ -25,6 +25,7 @@ from ui.inside_cnns import (
 from vizlib import calibration, train, zoo
 from vizlib.data import denormalize
 from vizlib.plots import (
+    commonest_mistakes,
     plot_confusion_matrix,
     plot_misclassified,
     plot_reliability,
@@ -451,8 +452,6 @@ if len(present) <= MAX_MATRIX_CLASSES:
         ),
         key=f"{P}.confusion",
     )  # fmt: skip
-    off = counts[:, : len(present)] - np.diag(np.diag(counts[:, : len(present)]))
-    true, answer = np.unravel_index(off.argmax(), off.shape)
     st.caption(
         "Rows: the true class; columns: the model's answer"
         + (
@@ -461,13 +460,8 @@ if len(present) <= MAX_MATRIX_CLASSES:
             if outside
             else ""
         )
-        + ". Blue: right answers; orange: mistakes; on the right, each class's accuracy."
-        + (
-            f" The commonest confusion: {names[true]} answered as {names[answer]} "
-            f"({off.max()} times)."
-            if off.max() > 0
-            else ""
-        )
+        + ". Blue: right answers; orange: mistakes; on the right, each class's accuracy. "
+        + commonest_mistakes(counts, names, noun="confusion")
     )
 else:
     st.caption(

@@ -17,6 +17,7 @@ from ui import links
 from vizlib import calibration, describe_device, filters, train
 from vizlib.data import dataset_normalization, denormalize, load_dataset
 from vizlib.plots import (
+    commonest_mistakes,
     plot_confusion_matrix,
     plot_gradient_flow,
     plot_image_grid,
@@ -74,7 +75,12 @@ st.caption(
 
 def run_label(number: int, s: train.TrainSettings) -> str:
     """Return a run's short name: its number and the settings that tell runs apart."""
-    extras = [] if s.augment else ["no augmentation"]
+    # epochs too, where not the default: runs of 3 and 5 epochs had the same name
+    extras = (
+        [f"{s.epochs} epoch{'s' if s.epochs > 1 else ''}"] if s.epochs != DEFAULTS.epochs else []
+    )
+    if not s.augment:
+        extras.append("no augmentation")
     # weight decay and seed too: two runs that differ only there had the same name
     if s.weight_decay != DEFAULTS.weight_decay:
         extras.append(f"weight decay {s.weight_decay:g}")
@@ -145,14 +151,11 @@ def draw_test_results(run: dict, model: torch.nn.Module) -> None:
     # one above the other: side by side, at 1024 px, the matrix's cells and the gallery's
     # captions were too small to read (20 px cells, captions running into each other)
     st.plotly_chart(plot_confusion_matrix(counts), key=f"{P}.confusion")
-    off = counts - np.diag(np.diag(counts))  # (10, 10) the mistakes only
-    true, pred = np.unravel_index(off.argmax(), off.shape)
     st.caption(
         "Rows: the true digit; columns: the model's answer. The diagonal (blue) counts the "
-        "right answers, the orange cells the mistakes; on the right, each digit's accuracy."
-        + (f" The commonest mistake: {true} answered as {pred} ({off[true, pred]} times)."
-           if wrong else "")
-    )  # fmt: skip
+        "right answers, the orange cells the mistakes; on the right, each digit's accuracy. "
+        + commonest_mistakes(counts, [str(c) for c in range(10)])
+    )
     st.caption(calibration_note(predictions, run["settings"].label_smoothing))
     table = pd.DataFrame(
         counts,

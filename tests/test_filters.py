@@ -156,6 +156,11 @@ def test_mosaic_places_tiles_row_by_row():
     assert index[0, 3] == 1 and index[2, 2] == -1 and grid[2, 2] == -1
     fig = plot_image_grid(np.ones((3, 3, 4, 4)) * 0.5, hover=["a", "b", "c"])
     assert fig.data[0].hovertext[0][0] == "a"
+    # the tiles opaque, the gutters and the empty fourth cell see-through (the page shows)
+    z, (_, index) = fig.data[0].z, mosaic(np.ones((3, 4, 4)))
+    assert fig.data[0].colormodel == "rgba" and list(fig.data[0].zmax) == [255] * 4
+    np.testing.assert_array_equal(z[..., 3], np.where(index >= 0, 255, 0))
+    np.testing.assert_array_equal(z[index >= 0][:, :3], 128)  # 0.5 grey
 
 
 def test_captioned_images_show_each_caption_under_its_own_image():

@@ -64,6 +64,30 @@ def test_runs_compare_by_epoch_one_colour_each():
     assert many.layout.xaxis.dtick == 3  # 30 epochs: ten ticks, not thirty
 
 
+def test_the_commonest_mistakes_name_every_tied_cell():
+    from vizlib.plots.training import commonest_mistakes
+
+    names = ["cat", "dog", "fox"]
+    one = np.array([[8, 3, 0], [1, 5, 0], [2, 0, 1]])
+    assert commonest_mistakes(one, names) == "The commonest mistake: cat answered as dog (3 times)."
+    tied = np.array([[8, 3, 0], [3, 5, 0], [0, 3, 1]])  # three cells of 3, row by row
+    assert commonest_mistakes(tied, names, noun="confusion") == (
+        "The commonest confusions, 3 times each: cat answered as dog; dog answered as cat; "
+        "fox answered as dog."
+    )
+    assert commonest_mistakes(tied, names, most=2).endswith(
+        "cat answered as dog; dog answered as cat; and 1 more."
+    )
+    ones = np.array([[5, 1], [0, 5]])
+    assert commonest_mistakes(ones, ["a", "b"]) == "The commonest mistake: a answered as b (once)."
+    assert commonest_mistakes(np.diag([4, 5, 6]), names) == ""  # every answer right
+    # an 'another class' column names no class: its 9 answers are not a commonest confusion
+    outside = np.array([[8, 1, 9], [2, 5, 0]])
+    assert commonest_mistakes(outside, ["a", "b"]) == (
+        "The commonest mistake: b answered as a (2 times)."
+    )
+
+
 def test_the_confusion_matrix_holds_the_counts_rights_and_wrongs_apart():
     counts = np.array([[8, 2, 0], [0, 5, 0], [1, 0, 1]])  # 0 is 80% right, 2 50%
     fig = plot_confusion_matrix(counts, class_names=["cat", "dog", "fox"])

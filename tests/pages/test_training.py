@@ -33,7 +33,7 @@ def test_a_run_trains_what_the_settings_say_and_its_weights_open_elsewhere(downl
     assert not link_warnings(at)
     assert any("press **Train**" in i.value for i in at.info)
     _train(at)
-    assert at.subheader[0].value == "Run #1 lenet, AdamW, lr 0.003, batch 32, seed 4"
+    assert at.subheader[0].value == "Run #1 lenet, AdamW, lr 0.003, batch 32, 2 epochs, seed 4"
     settings = TrainSettings(lr=0.003, batch_size=32, epochs=2, seed=4)
     *_, (model, record) = training_epochs(settings, device="cpu")
     metrics = {m.label: m.value for m in at.metric}
@@ -74,7 +74,10 @@ def test_two_runs_compare_and_clear(downloads):
     _train(at)
     charts = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
     names = [t["name"] for t in charts["training.compare"]["data"] if t.get("showlegend", True)]
-    assert names == ["#1 lenet, AdamW, lr 0.002, batch 64", "#2 lenet, SGD, lr 0.1, batch 64"]
+    assert names == [
+        "#1 lenet, AdamW, lr 0.002, batch 64, 1 epoch",
+        "#2 lenet, SGD, lr 0.1, batch 64, 1 epoch",
+    ]
     assert list(at.dataframe[0].value["optimizer"]) == ["AdamW", "SGD"]
     assert set(downloads) >= {"lenet_digits_run2.safetensors", "training_runs.csv"}
     # only the run drawn keeps its weights and test predictions (18 kB each) in the session
@@ -153,6 +156,11 @@ def test_the_confusion_matrix_and_the_mistakes_are_the_models(downloads, monkeyp
     np.testing.assert_array_equal(table.iloc[:, :10].to_numpy(), expected)
     assert list(table["images"]) == list(expected.sum(axis=1))
     np.testing.assert_allclose(table["accuracy"], expected.diagonal() / expected.sum(axis=1))
+    # the caption names every cell of the largest count of mistakes, by hand from sklearn's
+    off = expected - np.diag(expected.diagonal())
+    tied = [f"{t} answered as {p}" for t, p in zip(*np.nonzero(off == off.max()), strict=True)]
+    caption = next(c.value for c in at.caption if c.value.startswith("Rows: the true digit"))
+    assert all(pair in caption for pair in tied[:4]), (tied, caption)
     # the gallery: the surest mistakes first, each captioned with its classes and probability
     from vizlib.plots import confidence_percent
 
@@ -184,11 +192,11 @@ def test_train_during_a_run_marks_the_interrupted_run_stopped():
     assert list(at.dataframe[0].value["status"]) == ["stopped", "done"]
 
 
-def test_runs_that_differ_only_in_weight_decay_or_seed_have_different_names():
+def test_runs_that_differ_only_in_weight_decay_seed_or_epochs_have_different_names():
     at = opened_with(PAGE, {"epochs": "1", "wd": "0.01", "seed": "3"})
     _train(at)
     assert at.subheader[0].value == (
-        "Run #1 lenet, AdamW, lr 0.002, batch 64, weight decay 0.01, seed 3"
+        "Run #1 lenet, AdamW, lr 0.002, batch 64, 1 epoch, weight decay 0.01, seed 3"
     )
 
 

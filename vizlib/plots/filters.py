@@ -103,9 +103,13 @@ def plot_image_grid(
     grid, index = mosaic(rgb.transpose(0, 2, 3, 1), cols=cols)  # (H, W, 3)
     labels = np.asarray(list(hover) if hover is not None else [f"#{i}" for i in range(len(tiles))])
     text = np.where(index >= 0, labels[np.maximum(index, 0)], "")
+    # the gutters and empty cells see-through (alpha 0): white, they glared on the dark theme
+    alpha = np.where(index >= 0, 1.0, 0.0)[..., None]
     fig = go.Figure(
         go.Image(
-            z=(grid * 255).round().astype(np.uint8),
+            z=(np.concatenate([grid, alpha], axis=-1) * 255).round().astype(np.uint8),
+            colormodel="rgba",
+            zmax=[255, 255, 255, 255],  # alpha in 0..255 like the colours (plotly's is 0..1)
             hovertext=text,
             hovertemplate="%{hovertext}<extra></extra>",
         )

@@ -16,6 +16,7 @@ from ._axes import log_ticks
 from .filters import _CAPTION_CHARS, plot_captioned_images
 
 __all__ = [
+    "commonest_mistakes",
     "confidence_percent",
     "plot_confusion_matrix",
     "plot_gradient_flow",
@@ -418,6 +419,32 @@ def plot_confusion_matrix(
         showlegend=False,
     )
     return fig
+
+
+def commonest_mistakes(
+    counts: np.ndarray, names: Sequence[str], *, noun: str = "mistake", most: int = 4
+) -> str:
+    """Return a sentence naming the off-diagonal cells of a confusion matrix that hold its
+    largest count ("The commonest mistake: 1 answered as 8 (3 times)."), every tied cell up to
+    ``most`` of them ("The commonest mistakes, 3 times each: 1 answered as 8; 3 answered as 8;
+    4 answered as 6."), where one named cell read as if it stood alone; "" with no mistake.
+
+    counts (K, K + E) as ``plot_confusion_matrix`` takes it; only its first K columns, the
+    classes ``names`` (K,), are read: an answer outside them names no class.
+    """
+    k = len(names)
+    square = np.asarray(counts)[:, :k]
+    off = square - np.diag(np.diag(square))  # (K, K) the mistakes only
+    top = int(off.max()) if off.size else 0
+    if top <= 0:
+        return ""
+    cells = np.argwhere(off == top)  # row by row: by true class, then answer
+    pairs = [f"{names[t]} answered as {names[p]}" for t, p in cells[:most]]
+    times = "once" if top == 1 else f"{top:,} times"
+    if len(cells) == 1:
+        return f"The commonest {noun}: {pairs[0]} ({times})."
+    more = f"; and {len(cells) - most} more" if len(cells) > most else ""
+    return f"The commonest {noun}s, {times} each: {'; '.join(pairs)}{more}."
 
 
 def plot_misclassified(
