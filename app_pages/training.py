@@ -4,6 +4,7 @@ learning rate, batch size, initialisation and augmentation, and compare the runs
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import numpy as np
@@ -105,8 +106,11 @@ def first_layer_figure(model: torch.nn.Module, title: str):
     if not convs:
         return None
     tiles = filters.filter_tiles(filters.conv_filters(model, convs[0]))  # (out, 1 or 3, kh, kw)
-    # two lines: "after epoch 3: conv1" in one was cut at the column's edge at 1024 px
-    return plot_image_grid(tiles, title=f"{convs[0]}<br>{title}", max_px=300)
+    # two lines: "after epoch 3: conv1" in one was cut at the column's edge at 1024 px; a
+    # grid twice as tall as wide, as the narrow column is: a square grid of the LeNet's 32
+    # filters was 120 px wide there, each filter 18 px
+    cols = max(2, math.ceil(math.sqrt(len(tiles) / 2)))
+    return plot_image_grid(tiles, title=f"{convs[0]}<br>{title}", cols=cols, max_px=360)
 
 
 def calibration_note(predictions: train.Predictions, smoothing: float) -> str:

@@ -43,6 +43,16 @@ _COLORBARS_AND_PLOTS = """sel => {
 }"""
 
 
+# the learning rate's tick labels (left of its panel) against the gradient norm's panel beside
+_LR_TICKS_AND_GRADIENT = """sel => {
+  const chart = document.querySelector(sel + ' .js-plotly-plot');
+  const grad = chart.querySelector('.nsewdrag[data-subplot="x3y3"]').getBoundingClientRect();
+  const left = Math.min(...[...chart.querySelectorAll('.y4tick text')]
+                              .map(t => t.getBoundingClientRect().left));
+  return {gradient_right: grad.right, ticks_left: left};
+}"""
+
+
 def _apart(a: dict, b: dict) -> bool:
     return (a["right"] <= b["left"] or b["right"] <= a["left"]
             or a["bottom"] <= b["top"] or b["bottom"] <= a["top"])  # fmt: skip
@@ -78,6 +88,9 @@ def test_a_run_trains_live_and_its_results_fit_a_projector(browser, app_url):
         left_bar, right_plot = parts["bars"][0], max(parts["plots"], key=lambda b: b["left"])
         assert left_bar["right"] <= right_plot["left"], parts
         assert min(b["width"] for b in parts["plots"]) / 2 >= 60, parts  # 2 epochs
+        # the learning rate's "0.0015" sat against the gradient norm's panel, at 1024 px
+        lr = page.evaluate(_LR_TICKS_AND_GRADIENT, ".st-key-training-curves")
+        assert lr["ticks_left"] >= lr["gradient_right"] + 4, lr
         screenshot(page, "1024_training_run")
 
 

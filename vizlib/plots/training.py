@@ -85,11 +85,13 @@ def plot_training_run(records: Sequence, *, epochs: int | None = None) -> go.Fig
         cols=2,
         shared_xaxes=True,
         vertical_spacing=0.12,
-        horizontal_spacing=0.1,
+        # room for the right panels' tick labels: at 1024 px the learning rate's "0.0015" ran
+        # into the gradient norm's panel at 0.1
+        horizontal_spacing=0.14,
         subplot_titles=(
             "loss (cross-entropy)",
             "accuracy (%)",
-            "gradient norm (all parameters, L2)",
+            "global gradient norm (L2)",  # all parameters; a longer title was cut at 1024 px
             "learning rate",
         ),
     )
