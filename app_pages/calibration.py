@@ -460,8 +460,8 @@ if len(present) <= MAX_MATRIX_CLASSES:
             if outside
             else ""
         )
-        + ". Blue: right answers; orange: mistakes; on the right, each class's accuracy. "
-        + commonest_mistakes(counts, names, noun="confusion")
+        + ". Blue: right answers; orange: mistakes; on the right, each class's accuracy."
+        + (f" {tied}" if (tied := commonest_mistakes(counts, names, noun="confusion")) else "")
     )
 else:
     st.caption(

@@ -157,8 +157,8 @@ def draw_test_results(run: dict, model: torch.nn.Module) -> None:
     st.plotly_chart(plot_confusion_matrix(counts), key=f"{P}.confusion")
     st.caption(
         "Rows: the true digit; columns: the model's answer. The diagonal (blue) counts the "
-        "right answers, the orange cells the mistakes; on the right, each digit's accuracy. "
-        + commonest_mistakes(counts, [str(c) for c in range(10)])
+        "right answers, the orange cells the mistakes; on the right, each digit's accuracy."
+        + (f" {tied}" if (tied := commonest_mistakes(counts, list("0123456789"))) else "")
     )
     st.caption(calibration_note(predictions, run["settings"].label_smoothing))
     table = pd.DataFrame(

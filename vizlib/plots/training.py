@@ -344,8 +344,9 @@ def plot_confusion_matrix(
     The diagonal (right) is coloured in blues and the mistakes in oranges, each on its own scale,
     so that a single wrong image stands out beside 45 right ones; empty cells are see-through
     and unlabelled, except a diagonal 0 (a class with images, none of them answered right),
-    written in the theme's text colour. Each row's accuracy (its diagonal count over its images, %) is written in the
-    right margin, and the hover says what share of the true class a cell holds.
+    written in the theme's text colour. Each row's accuracy (its diagonal count over its
+    images, %) is written in the right margin, and the hover says what share of the true class
+    a cell holds.
     """
     counts = np.asarray(counts)
     k = counts.shape[0]
